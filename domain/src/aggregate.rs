@@ -1,0 +1,305 @@
+//! The `Usecase` aggregate: decides which events a command produces and folds
+//! events into state. It is the only place the deployment lifecycle is enforced.
+
+use crate::commands::UsecaseCommand;
+use crate::config::{DeploymentConfig, UsecaseName};
+use crate::error::DomainError;
+use crate::events::UsecaseEvent;
+use crate::status::DeploymentStatus;
+use chrono::{DateTime, Utc};
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::Aggregate;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// One deployment of a usecase as the aggregate tracks it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Deployment {
+    /// Its id.
+    pub id: Uuid,
+    /// What it runs.
+    pub config: DeploymentConfig,
+    /// Where it is in the lifecycle.
+    pub status: DeploymentStatus,
+    /// When it was requested.
+    pub created_at: DateTime<Utc>,
+    /// Failure message, empty otherwise.
+    pub message: String,
+    /// An undeploy was asked for and its resources are not gone yet.
+    pub undeploy_requested: bool,
+}
+
+impl Deployment {
+    /// Deployed or in flight, and not yet on its way down: what undeploy would take down.
+    fn is_live(&self) -> bool {
+        !self.status.is_terminal() && !self.undeploy_requested
+    }
+}
+
+/// A registered usecase and all its deployments, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Usecase {
+    /// Its id (nil until registered).
+    pub id: Uuid,
+    /// Its unique name, once registered.
+    pub name: Option<UsecaseName>,
+    /// Free text.
+    pub description: String,
+    /// When it was registered.
+    pub created_at: Option<DateTime<Utc>>,
+    /// Deleted usecases accept no command.
+    pub deleted: bool,
+    /// Every deployment ever requested, oldest first.
+    pub deployments: Vec<Deployment>,
+}
+
+impl Usecase {
+    /// The deployment with this id, if it belongs to the usecase.
+    pub fn deployment(&self, id: Uuid) -> Option<&Deployment> {
+        self.deployments.iter().find(|d| d.id == id)
+    }
+
+    /// The one deployment currently `deployed`, if any.
+    pub fn deployed(&self) -> Option<&Deployment> {
+        self.deployments
+            .iter()
+            .find(|d| d.status == DeploymentStatus::Deployed)
+    }
+
+    fn deployment_mut(&mut self, id: Uuid) -> Option<&mut Deployment> {
+        self.deployments.iter_mut().find(|d| d.id == id)
+    }
+
+    /// Refuses every command on a usecase that does not exist (any more).
+    fn ensure_active(&self) -> Result<(), DomainError> {
+        if self.name.is_none() {
+            return Err(DomainError::UsecaseNotFound);
+        }
+        if self.deleted {
+            return Err(DomainError::UsecaseDeleted);
+        }
+        Ok(())
+    }
+
+    /// Finds a deployment the process manager reports on and checks it may take `action`.
+    fn deployment_for(
+        &self,
+        id: Uuid,
+        allowed: &[DeploymentStatus],
+        action: &'static str,
+    ) -> Result<&Deployment, DomainError> {
+        let deployment = self
+            .deployment(id)
+            .ok_or(DomainError::DeploymentNotFound(id))?;
+        if !allowed.contains(&deployment.status) || deployment.undeploy_requested {
+            return Err(DomainError::InvalidTransition {
+                deployment_id: id,
+                status: deployment.status,
+                action,
+            });
+        }
+        Ok(deployment)
+    }
+
+    /// The events `command` produces against the current state, or why it is refused.
+    pub fn decide(&self, command: UsecaseCommand) -> Result<Vec<UsecaseEvent>, DomainError> {
+        use DeploymentStatus::{Deploying, Pending};
+        if let UsecaseCommand::Register {
+            usecase_id,
+            name,
+            description,
+            at,
+        } = command
+        {
+            if self.name.is_some() {
+                return Err(DomainError::AlreadyRegistered(self.id));
+            }
+            return Ok(vec![UsecaseEvent::UsecaseRegistered {
+                usecase_id,
+                name,
+                description,
+                at,
+            }]);
+        }
+        self.ensure_active()?;
+        match command {
+            UsecaseCommand::Register { .. } => unreachable!("handled above"),
+            UsecaseCommand::RequestDeployment {
+                deployment_id,
+                config,
+                at,
+            } => {
+                if self.deployment(deployment_id).is_some() {
+                    return Err(DomainError::DuplicateDeployment(deployment_id));
+                }
+                let mut events = vec![UsecaseEvent::DeploymentRequested {
+                    deployment_id,
+                    config,
+                    at,
+                }];
+                // A newer request makes every older one still in flight obsolete.
+                events.extend(
+                    self.deployments
+                        .iter()
+                        .filter(|d| d.status.is_in_flight() && !d.undeploy_requested)
+                        .map(|d| UsecaseEvent::DeploymentSuperseded {
+                            deployment_id: d.id,
+                            superseded_by: deployment_id,
+                            at,
+                        }),
+                );
+                Ok(events)
+            }
+            UsecaseCommand::StartDeployment { deployment_id, at } => {
+                self.deployment_for(deployment_id, &[Pending], "started")?;
+                Ok(vec![UsecaseEvent::DeploymentStarted { deployment_id, at }])
+            }
+            UsecaseCommand::CompleteDeployment { deployment_id, at } => {
+                self.deployment_for(deployment_id, &[Deploying], "marked deployed")?;
+                let mut events = vec![UsecaseEvent::DeploymentSucceeded { deployment_id, at }];
+                // At most one deployment is deployed: the new one replaces the old.
+                if let Some(previous) = self.deployed().filter(|d| !d.undeploy_requested) {
+                    events.push(UsecaseEvent::DeploymentSuperseded {
+                        deployment_id: previous.id,
+                        superseded_by: deployment_id,
+                        at,
+                    });
+                }
+                Ok(events)
+            }
+            UsecaseCommand::FailDeployment {
+                deployment_id,
+                message,
+                at,
+            } => {
+                self.deployment_for(deployment_id, &[Pending, Deploying], "marked failed")?;
+                Ok(vec![UsecaseEvent::DeploymentFailed {
+                    deployment_id,
+                    message,
+                    at,
+                }])
+            }
+            UsecaseCommand::RequestUndeploy { at } => {
+                if self.deployed().is_none() {
+                    return Err(DomainError::NothingDeployed);
+                }
+                if self.deployed().is_some_and(|d| d.undeploy_requested) {
+                    return Err(DomainError::UndeployInProgress);
+                }
+                // Undeploy means "nothing of this usecase runs": in-flight ones go too.
+                Ok(self
+                    .deployments
+                    .iter()
+                    .filter(|d| d.is_live())
+                    .map(|d| UsecaseEvent::UndeployRequested {
+                        deployment_id: d.id,
+                        at,
+                    })
+                    .collect())
+            }
+            UsecaseCommand::ConfirmUndeployed { deployment_id, at } => {
+                let deployment = self
+                    .deployment(deployment_id)
+                    .ok_or(DomainError::DeploymentNotFound(deployment_id))?;
+                if !deployment.undeploy_requested || deployment.status.is_terminal() {
+                    return Err(DomainError::InvalidTransition {
+                        deployment_id,
+                        status: deployment.status,
+                        action: "marked undeployed",
+                    });
+                }
+                Ok(vec![UsecaseEvent::DeploymentUndeployed {
+                    deployment_id,
+                    at,
+                }])
+            }
+            UsecaseCommand::Delete { at } => {
+                if self.deployments.iter().any(|d| !d.status.is_terminal()) {
+                    return Err(DomainError::UsecaseBusy);
+                }
+                Ok(vec![UsecaseEvent::UsecaseDeleted { at }])
+            }
+        }
+    }
+
+    fn set_status(&mut self, id: Uuid, status: DeploymentStatus) -> Option<&mut Deployment> {
+        let deployment = self.deployment_mut(id)?;
+        deployment.status = status;
+        Some(deployment)
+    }
+}
+
+impl Aggregate for Usecase {
+    const TYPE: &'static str = "Usecase";
+    type Command = UsecaseCommand;
+    type Event = UsecaseEvent;
+    type Error = DomainError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: Self::Command,
+        _services: &Self::Services,
+        sink: &EventSink<Self>,
+    ) -> Result<(), Self::Error> {
+        for event in self.decide(command)? {
+            sink.write(event, self).await;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: Self::Event) {
+        match event {
+            UsecaseEvent::UsecaseRegistered {
+                usecase_id,
+                name,
+                description,
+                at,
+            } => {
+                self.id = usecase_id;
+                self.name = Some(name);
+                self.description = description;
+                self.created_at = Some(at);
+            }
+            UsecaseEvent::DeploymentRequested {
+                deployment_id,
+                config,
+                at,
+            } => self.deployments.push(Deployment {
+                id: deployment_id,
+                config,
+                status: DeploymentStatus::Pending,
+                created_at: at,
+                message: String::new(),
+                undeploy_requested: false,
+            }),
+            UsecaseEvent::DeploymentStarted { deployment_id, .. } => {
+                self.set_status(deployment_id, DeploymentStatus::Deploying);
+            }
+            UsecaseEvent::DeploymentSucceeded { deployment_id, .. } => {
+                self.set_status(deployment_id, DeploymentStatus::Deployed);
+            }
+            UsecaseEvent::DeploymentFailed {
+                deployment_id,
+                message,
+                ..
+            } => {
+                if let Some(d) = self.set_status(deployment_id, DeploymentStatus::Error) {
+                    d.message = message;
+                }
+            }
+            UsecaseEvent::DeploymentSuperseded { deployment_id, .. } => {
+                self.set_status(deployment_id, DeploymentStatus::Superseded);
+            }
+            UsecaseEvent::UndeployRequested { deployment_id, .. } => {
+                if let Some(d) = self.deployment_mut(deployment_id) {
+                    d.undeploy_requested = true;
+                }
+            }
+            UsecaseEvent::DeploymentUndeployed { deployment_id, .. } => {
+                self.set_status(deployment_id, DeploymentStatus::Undeployed);
+            }
+            UsecaseEvent::UsecaseDeleted { .. } => self.deleted = true,
+        }
+    }
+}

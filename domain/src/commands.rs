@@ -1,0 +1,71 @@
+//! What clients and the process manager ask of a usecase.
+
+use crate::config::{DeploymentConfig, UsecaseName};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+/// A request to change a usecase; the aggregate answers with events or a `DomainError`.
+/// Times come from the caller so the aggregate stays pure and testable.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UsecaseCommand {
+    /// Register a new usecase.
+    Register {
+        /// The new usecase's id.
+        usecase_id: Uuid,
+        /// Its unique name.
+        name: UsecaseName,
+        /// Free text.
+        description: String,
+        /// Now.
+        at: DateTime<Utc>,
+    },
+    /// Ask for a new deployment; older ones still in flight are superseded.
+    RequestDeployment {
+        /// The new deployment's id.
+        deployment_id: Uuid,
+        /// What to run.
+        config: DeploymentConfig,
+        /// Now.
+        at: DateTime<Utc>,
+    },
+    /// Record that the deployment's resources were applied (process manager).
+    StartDeployment {
+        /// The deployment.
+        deployment_id: Uuid,
+        /// Now.
+        at: DateTime<Utc>,
+    },
+    /// Record a finished rollout (process manager); the previous deployed one is superseded.
+    CompleteDeployment {
+        /// The deployment.
+        deployment_id: Uuid,
+        /// Now.
+        at: DateTime<Utc>,
+    },
+    /// Record a failure (process manager).
+    FailDeployment {
+        /// The deployment.
+        deployment_id: Uuid,
+        /// Why it failed.
+        message: String,
+        /// Now.
+        at: DateTime<Utc>,
+    },
+    /// Take the usecase down: the deployed deployment and any still in flight.
+    RequestUndeploy {
+        /// Now.
+        at: DateTime<Utc>,
+    },
+    /// Record that a deployment's resources are gone after an undeploy (process manager).
+    ConfirmUndeployed {
+        /// The deployment.
+        deployment_id: Uuid,
+        /// Now.
+        at: DateTime<Utc>,
+    },
+    /// Delete the usecase; refused while anything is deployed or in flight.
+    Delete {
+        /// Now.
+        at: DateTime<Utc>,
+    },
+}

@@ -1,0 +1,44 @@
+//! Why the aggregate refuses a command.
+
+use crate::status::DeploymentStatus;
+use thiserror::Error;
+use uuid::Uuid;
+
+/// A command the `Usecase` aggregate refuses; each variant maps to one HTTP status upstream.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum DomainError {
+    /// The usecase was never registered (404).
+    #[error("usecase not found")]
+    UsecaseNotFound,
+    /// The usecase was deleted; it accepts no more commands (404).
+    #[error("usecase has been deleted")]
+    UsecaseDeleted,
+    /// A usecase with this id exists already (409).
+    #[error("usecase {0} is already registered")]
+    AlreadyRegistered(Uuid),
+    /// No deployment with this id belongs to the usecase (404).
+    #[error("deployment {0} not found")]
+    DeploymentNotFound(Uuid),
+    /// A deployment with this id exists already (409).
+    #[error("deployment {0} already exists")]
+    DuplicateDeployment(Uuid),
+    /// The deployment's current status does not allow this step (409).
+    #[error("deployment {deployment_id} is {status} and cannot be {action}")]
+    InvalidTransition {
+        /// The deployment the command was about.
+        deployment_id: Uuid,
+        /// Its status when the command arrived.
+        status: DeploymentStatus,
+        /// What the command tried, in past participle ("started", "marked deployed").
+        action: &'static str,
+    },
+    /// Undeploy needs a deployed deployment (409).
+    #[error("nothing is deployed")]
+    NothingDeployed,
+    /// An undeploy is already under way (409).
+    #[error("an undeploy is already in progress")]
+    UndeployInProgress,
+    /// Delete needs nothing deployed and nothing in flight (409).
+    #[error("usecase has a deployment that is deployed or in progress; undeploy it first")]
+    UsecaseBusy,
+}

@@ -1,0 +1,143 @@
+//! What happened to a usecase: past-tense facts, versioned, never rewritten.
+
+use crate::config::{DeploymentConfig, UsecaseName};
+use chrono::{DateTime, Utc};
+use cqrs_es::DomainEvent;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Every event of the `Usecase` aggregate. Each carries its own time (`at`) and
+/// everything a reader of the history needs, so history never needs a lookup.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all_fields = "camelCase")]
+pub enum UsecaseEvent {
+    /// The usecase was registered under a unique name.
+    UsecaseRegistered {
+        /// The id the client uses for the usecase from now on.
+        usecase_id: Uuid,
+        /// Its unique name.
+        name: UsecaseName,
+        /// Free text from the client.
+        description: String,
+        /// When it was registered.
+        at: DateTime<Utc>,
+    },
+    /// A client asked for a new deployment with this configuration.
+    DeploymentRequested {
+        /// The new deployment.
+        deployment_id: Uuid,
+        /// What to run.
+        config: DeploymentConfig,
+        /// When it was requested.
+        at: DateTime<Utc>,
+    },
+    /// The deployment's Kubernetes resources were applied; the rollout runs.
+    DeploymentStarted {
+        /// The deployment now rolling out.
+        deployment_id: Uuid,
+        /// When the resources were applied.
+        at: DateTime<Utc>,
+    },
+    /// The rollout finished: the deployment serves traffic.
+    DeploymentSucceeded {
+        /// The deployment now deployed.
+        deployment_id: Uuid,
+        /// When the rollout finished.
+        at: DateTime<Utc>,
+    },
+    /// The deployment failed; its resources are to be removed.
+    DeploymentFailed {
+        /// The failed deployment.
+        deployment_id: Uuid,
+        /// Why, in the user's words.
+        message: String,
+        /// When it failed.
+        at: DateTime<Utc>,
+    },
+    /// A newer deployment replaced this one; its resources are to be removed.
+    DeploymentSuperseded {
+        /// The replaced deployment.
+        deployment_id: Uuid,
+        /// The deployment that replaced it.
+        superseded_by: Uuid,
+        /// When it was replaced.
+        at: DateTime<Utc>,
+    },
+    /// A client asked to take this deployment down.
+    UndeployRequested {
+        /// The deployment to take down.
+        deployment_id: Uuid,
+        /// When it was asked.
+        at: DateTime<Utc>,
+    },
+    /// The deployment's resources are gone.
+    DeploymentUndeployed {
+        /// The deployment taken down.
+        deployment_id: Uuid,
+        /// When its resources were removed.
+        at: DateTime<Utc>,
+    },
+    /// The usecase was deleted; its name is free again.
+    UsecaseDeleted {
+        /// When it was deleted.
+        at: DateTime<Utc>,
+    },
+}
+
+/// The schema version of every event shape below; bump it with an upcaster when a shape changes.
+pub const EVENT_VERSION: &str = "1.0";
+
+impl UsecaseEvent {
+    /// The type name stored with the event and shown to clients.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::UsecaseRegistered { .. } => "UsecaseRegistered",
+            Self::DeploymentRequested { .. } => "DeploymentRequested",
+            Self::DeploymentStarted { .. } => "DeploymentStarted",
+            Self::DeploymentSucceeded { .. } => "DeploymentSucceeded",
+            Self::DeploymentFailed { .. } => "DeploymentFailed",
+            Self::DeploymentSuperseded { .. } => "DeploymentSuperseded",
+            Self::UndeployRequested { .. } => "UndeployRequested",
+            Self::DeploymentUndeployed { .. } => "DeploymentUndeployed",
+            Self::UsecaseDeleted { .. } => "UsecaseDeleted",
+        }
+    }
+
+    /// When the fact happened.
+    pub fn at(&self) -> DateTime<Utc> {
+        match self {
+            Self::UsecaseRegistered { at, .. }
+            | Self::DeploymentRequested { at, .. }
+            | Self::DeploymentStarted { at, .. }
+            | Self::DeploymentSucceeded { at, .. }
+            | Self::DeploymentFailed { at, .. }
+            | Self::DeploymentSuperseded { at, .. }
+            | Self::UndeployRequested { at, .. }
+            | Self::DeploymentUndeployed { at, .. }
+            | Self::UsecaseDeleted { at } => *at,
+        }
+    }
+}
+
+/// Every event type name, for filters and documentation.
+pub const EVENT_TYPES: [&str; 9] = [
+    "UsecaseRegistered",
+    "DeploymentRequested",
+    "DeploymentStarted",
+    "DeploymentSucceeded",
+    "DeploymentFailed",
+    "DeploymentSuperseded",
+    "UndeployRequested",
+    "DeploymentUndeployed",
+    "UsecaseDeleted",
+];
+
+impl DomainEvent for UsecaseEvent {
+    fn event_type(&self) -> String {
+        self.type_name().to_owned()
+    }
+
+    fn event_version(&self) -> String {
+        EVENT_VERSION.to_owned()
+    }
+}

@@ -1,0 +1,449 @@
+//! Given/when/then tests of the `Usecase` aggregate: every transition and every refusal.
+
+use chrono::{DateTime, TimeZone, Utc};
+use cqrs_es::test::TestFramework;
+use shiplog_domain::{
+    DeploymentConfig, DeploymentStatus, DomainError, ImageRef, Usecase, UsecaseCommand,
+    UsecaseEvent, UsecaseName,
+};
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+type Fx = TestFramework<Usecase>;
+
+const USECASE: Uuid = Uuid::from_u128(1);
+const D1: Uuid = Uuid::from_u128(11);
+const D2: Uuid = Uuid::from_u128(12);
+const D3: Uuid = Uuid::from_u128(13);
+
+fn at() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5)
+        .single()
+        .unwrap_or_default()
+}
+
+fn name() -> UsecaseName {
+    UsecaseName::parse("chat").unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn config(tag: &str) -> DeploymentConfig {
+    let image =
+        ImageRef::new("registry.example", "team/chat", tag).unwrap_or_else(|e| panic!("{e}"));
+    DeploymentConfig::new(image, None, Some(8080), BTreeMap::new(), Some(1), None)
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn registered() -> UsecaseEvent {
+    UsecaseEvent::UsecaseRegistered {
+        usecase_id: USECASE,
+        name: name(),
+        description: "a chat app".into(),
+        at: at(),
+    }
+}
+
+fn requested(id: Uuid) -> UsecaseEvent {
+    UsecaseEvent::DeploymentRequested {
+        deployment_id: id,
+        config: config("1.0.0"),
+        at: at(),
+    }
+}
+
+fn started(id: Uuid) -> UsecaseEvent {
+    UsecaseEvent::DeploymentStarted {
+        deployment_id: id,
+        at: at(),
+    }
+}
+
+fn succeeded(id: Uuid) -> UsecaseEvent {
+    UsecaseEvent::DeploymentSucceeded {
+        deployment_id: id,
+        at: at(),
+    }
+}
+
+fn superseded(id: Uuid, by: Uuid) -> UsecaseEvent {
+    UsecaseEvent::DeploymentSuperseded {
+        deployment_id: id,
+        superseded_by: by,
+        at: at(),
+    }
+}
+
+fn undeploy_requested(id: Uuid) -> UsecaseEvent {
+    UsecaseEvent::UndeployRequested {
+        deployment_id: id,
+        at: at(),
+    }
+}
+
+fn undeployed(id: Uuid) -> UsecaseEvent {
+    UsecaseEvent::DeploymentUndeployed {
+        deployment_id: id,
+        at: at(),
+    }
+}
+
+fn deployed_d1() -> Vec<UsecaseEvent> {
+    vec![registered(), requested(D1), started(D1), succeeded(D1)]
+}
+
+fn request(id: Uuid) -> UsecaseCommand {
+    UsecaseCommand::RequestDeployment {
+        deployment_id: id,
+        config: config("1.0.0"),
+        at: at(),
+    }
+}
+
+#[test]
+fn register_records_the_usecase() {
+    Fx::with(())
+        .given_no_previous_events()
+        .when(UsecaseCommand::Register {
+            usecase_id: USECASE,
+            name: name(),
+            description: "a chat app".into(),
+            at: at(),
+        })
+        .then_expect_events(vec![registered()]);
+}
+
+#[test]
+fn register_twice_is_refused() {
+    Fx::with(())
+        .given(vec![registered()])
+        .when(UsecaseCommand::Register {
+            usecase_id: USECASE,
+            name: name(),
+            description: String::new(),
+            at: at(),
+        })
+        .then_expect_error(DomainError::AlreadyRegistered(USECASE));
+}
+
+#[test]
+fn commands_on_an_unregistered_usecase_are_refused() {
+    Fx::with(())
+        .given_no_previous_events()
+        .when(request(D1))
+        .then_expect_error(DomainError::UsecaseNotFound);
+}
+
+#[test]
+fn request_deployment_records_it_as_pending() {
+    Fx::with(())
+        .given(vec![registered()])
+        .when(request(D1))
+        .then_expect_events(vec![requested(D1)]);
+}
+
+#[test]
+fn a_reused_deployment_id_is_refused() {
+    Fx::with(())
+        .given(vec![registered(), requested(D1)])
+        .when(request(D1))
+        .then_expect_error(DomainError::DuplicateDeployment(D1));
+}
+
+#[test]
+fn a_newer_request_supersedes_older_ones_in_flight() {
+    Fx::with(())
+        .given(vec![
+            registered(),
+            requested(D1),
+            requested(D2),
+            superseded(D1, D2),
+            started(D2),
+        ])
+        .when(request(D3))
+        .then_expect_events(vec![requested(D3), superseded(D2, D3)]);
+}
+
+#[test]
+fn a_newer_request_leaves_the_deployed_one_serving() {
+    Fx::with(())
+        .given(deployed_d1())
+        .when(request(D2))
+        .then_expect_events(vec![requested(D2)]);
+}
+
+#[test]
+fn start_moves_pending_to_deploying() {
+    Fx::with(())
+        .given(vec![registered(), requested(D1)])
+        .when(UsecaseCommand::StartDeployment {
+            deployment_id: D1,
+            at: at(),
+        })
+        .then_expect_events(vec![started(D1)]);
+}
+
+#[test]
+fn start_of_an_unknown_deployment_is_refused() {
+    Fx::with(())
+        .given(vec![registered()])
+        .when(UsecaseCommand::StartDeployment {
+            deployment_id: D1,
+            at: at(),
+        })
+        .then_expect_error(DomainError::DeploymentNotFound(D1));
+}
+
+#[test]
+fn start_twice_is_refused() {
+    Fx::with(())
+        .given(vec![registered(), requested(D1), started(D1)])
+        .when(UsecaseCommand::StartDeployment {
+            deployment_id: D1,
+            at: at(),
+        })
+        .then_expect_error(DomainError::InvalidTransition {
+            deployment_id: D1,
+            status: DeploymentStatus::Deploying,
+            action: "started",
+        });
+}
+
+#[test]
+fn success_of_the_first_deployment_supersedes_nothing() {
+    Fx::with(())
+        .given(vec![registered(), requested(D1), started(D1)])
+        .when(UsecaseCommand::CompleteDeployment {
+            deployment_id: D1,
+            at: at(),
+        })
+        .then_expect_events(vec![succeeded(D1)]);
+}
+
+#[test]
+fn success_supersedes_the_previously_deployed_one() {
+    let mut given = deployed_d1();
+    given.extend([requested(D2), started(D2)]);
+    Fx::with(())
+        .given(given)
+        .when(UsecaseCommand::CompleteDeployment {
+            deployment_id: D2,
+            at: at(),
+        })
+        .then_expect_events(vec![succeeded(D2), superseded(D1, D2)]);
+}
+
+#[test]
+fn success_before_start_is_refused() {
+    Fx::with(())
+        .given(vec![registered(), requested(D1)])
+        .when(UsecaseCommand::CompleteDeployment {
+            deployment_id: D1,
+            at: at(),
+        })
+        .then_expect_error(DomainError::InvalidTransition {
+            deployment_id: D1,
+            status: DeploymentStatus::Pending,
+            action: "marked deployed",
+        });
+}
+
+#[test]
+fn success_of_a_superseded_deployment_is_refused() {
+    Fx::with(())
+        .given(vec![
+            registered(),
+            requested(D1),
+            started(D1),
+            requested(D2),
+            superseded(D1, D2),
+        ])
+        .when(UsecaseCommand::CompleteDeployment {
+            deployment_id: D1,
+            at: at(),
+        })
+        .then_expect_error(DomainError::InvalidTransition {
+            deployment_id: D1,
+            status: DeploymentStatus::Superseded,
+            action: "marked deployed",
+        });
+}
+
+#[test]
+fn failure_records_the_message_from_pending_or_deploying() {
+    let fail = |id| UsecaseCommand::FailDeployment {
+        deployment_id: id,
+        message: "ImagePullBackOff".into(),
+        at: at(),
+    };
+    let failed = |id| UsecaseEvent::DeploymentFailed {
+        deployment_id: id,
+        message: "ImagePullBackOff".into(),
+        at: at(),
+    };
+    Fx::with(())
+        .given(vec![registered(), requested(D1)])
+        .when(fail(D1))
+        .then_expect_events(vec![failed(D1)]);
+    Fx::with(())
+        .given(vec![registered(), requested(D1), started(D1)])
+        .when(fail(D1))
+        .then_expect_events(vec![failed(D1)]);
+    Fx::with(())
+        .given(deployed_d1())
+        .when(fail(D1))
+        .then_expect_error(DomainError::InvalidTransition {
+            deployment_id: D1,
+            status: DeploymentStatus::Deployed,
+            action: "marked failed",
+        });
+}
+
+#[test]
+fn undeploy_takes_down_the_deployed_one_and_those_in_flight() {
+    let mut given = deployed_d1();
+    given.push(requested(D2));
+    Fx::with(())
+        .given(given)
+        .when(UsecaseCommand::RequestUndeploy { at: at() })
+        .then_expect_events(vec![undeploy_requested(D1), undeploy_requested(D2)]);
+}
+
+#[test]
+fn undeploy_with_nothing_deployed_is_refused() {
+    Fx::with(())
+        .given(vec![registered(), requested(D1)])
+        .when(UsecaseCommand::RequestUndeploy { at: at() })
+        .then_expect_error(DomainError::NothingDeployed);
+}
+
+#[test]
+fn undeploy_twice_is_refused() {
+    let mut given = deployed_d1();
+    given.push(undeploy_requested(D1));
+    Fx::with(())
+        .given(given)
+        .when(UsecaseCommand::RequestUndeploy { at: at() })
+        .then_expect_error(DomainError::UndeployInProgress);
+}
+
+#[test]
+fn undeployed_is_confirmed_only_after_a_request() {
+    let mut given = deployed_d1();
+    given.push(undeploy_requested(D1));
+    Fx::with(())
+        .given(given)
+        .when(UsecaseCommand::ConfirmUndeployed {
+            deployment_id: D1,
+            at: at(),
+        })
+        .then_expect_events(vec![undeployed(D1)]);
+    Fx::with(())
+        .given(deployed_d1())
+        .when(UsecaseCommand::ConfirmUndeployed {
+            deployment_id: D1,
+            at: at(),
+        })
+        .then_expect_error(DomainError::InvalidTransition {
+            deployment_id: D1,
+            status: DeploymentStatus::Deployed,
+            action: "marked undeployed",
+        });
+}
+
+#[test]
+fn a_deployment_being_undeployed_cannot_succeed() {
+    let given = vec![
+        registered(),
+        requested(D1),
+        started(D1),
+        requested(D2),
+        started(D2),
+        superseded(D1, D2),
+    ];
+    let mut given_deployed = given.clone();
+    given_deployed.extend([succeeded(D2), undeploy_requested(D2)]);
+    Fx::with(())
+        .given(given_deployed)
+        .when(UsecaseCommand::RequestDeployment {
+            deployment_id: D3,
+            config: config("2"),
+            at: at(),
+        })
+        .then_expect_events(vec![UsecaseEvent::DeploymentRequested {
+            deployment_id: D3,
+            config: config("2"),
+            at: at(),
+        }]);
+    let mut in_flight = vec![
+        registered(),
+        requested(D1),
+        started(D1),
+        succeeded(D1),
+        requested(D2),
+        started(D2),
+    ];
+    in_flight.extend([undeploy_requested(D1), undeploy_requested(D2)]);
+    Fx::with(())
+        .given(in_flight)
+        .when(UsecaseCommand::CompleteDeployment {
+            deployment_id: D2,
+            at: at(),
+        })
+        .then_expect_error(DomainError::InvalidTransition {
+            deployment_id: D2,
+            status: DeploymentStatus::Deploying,
+            action: "marked deployed",
+        });
+}
+
+#[test]
+fn delete_is_refused_while_deployed_or_in_flight() {
+    Fx::with(())
+        .given(deployed_d1())
+        .when(UsecaseCommand::Delete { at: at() })
+        .then_expect_error(DomainError::UsecaseBusy);
+    Fx::with(())
+        .given(vec![registered(), requested(D1)])
+        .when(UsecaseCommand::Delete { at: at() })
+        .then_expect_error(DomainError::UsecaseBusy);
+    let mut undeploying = deployed_d1();
+    undeploying.push(undeploy_requested(D1));
+    Fx::with(())
+        .given(undeploying)
+        .when(UsecaseCommand::Delete { at: at() })
+        .then_expect_error(DomainError::UsecaseBusy);
+}
+
+#[test]
+fn delete_after_undeploy_records_the_deletion() {
+    let mut given = deployed_d1();
+    given.extend([undeploy_requested(D1), undeployed(D1)]);
+    Fx::with(())
+        .given(given)
+        .when(UsecaseCommand::Delete { at: at() })
+        .then_expect_events(vec![UsecaseEvent::UsecaseDeleted { at: at() }]);
+}
+
+#[test]
+fn a_deleted_usecase_accepts_no_command() {
+    let deleted = vec![registered(), UsecaseEvent::UsecaseDeleted { at: at() }];
+    for command in [
+        request(D1),
+        UsecaseCommand::RequestUndeploy { at: at() },
+        UsecaseCommand::Delete { at: at() },
+        UsecaseCommand::StartDeployment {
+            deployment_id: D1,
+            at: at(),
+        },
+    ] {
+        Fx::with(())
+            .given(deleted.clone())
+            .when(command)
+            .then_expect_error(DomainError::UsecaseDeleted);
+    }
+}
+
+#[test]
+fn events_serialise_with_camel_case_fields_and_type_tags() {
+    let json = serde_json::to_value(superseded(D1, D2)).unwrap_or_default();
+    assert_eq!(json["DeploymentSuperseded"]["supersededBy"], D2.to_string());
+}
