@@ -1,1 +1,15 @@
-//! placeholder
+//! The Postgres side of shiplog: the postgres-es event store with a global
+//! order, the subscriptions that feed the read models, and token storage.
+
+pub mod command_bus;
+pub mod db;
+pub mod event_log;
+pub mod projections;
+pub mod read_model;
+pub mod tokens;
+
+pub use command_bus::PostgresCommandBus;
+pub use event_log::{EventLog, RecordedEvent};
+pub use projections::Projector;
+pub use read_model::PgReadModel;
+pub use tokens::PgTokenStore;

@@ -1,0 +1,201 @@
+//! Bearer tokens: scopes, principals, and how a presented token becomes one.
+
+use crate::error::AppError;
+use crate::ports::TokenStore;
+use chrono::{DateTime, Utc};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// What a token may do. `admin` implies every other scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Scope {
+    /// Read usecases.
+    #[serde(rename = "usecases:read")]
+    UsecasesRead,
+    /// Register and delete usecases.
+    #[serde(rename = "usecases:write")]
+    UsecasesWrite,
+    /// Read deployments.
+    #[serde(rename = "deployments:read")]
+    DeploymentsRead,
+    /// Deploy and undeploy.
+    #[serde(rename = "deployments:write")]
+    DeploymentsWrite,
+    /// Read the audit trail.
+    #[serde(rename = "audit:read")]
+    AuditRead,
+    /// Everything, including token management.
+    #[serde(rename = "admin")]
+    Admin,
+}
+
+impl Scope {
+    /// Every scope, in documentation order.
+    pub const ALL: [Scope; 6] = [
+        Scope::UsecasesRead,
+        Scope::UsecasesWrite,
+        Scope::DeploymentsRead,
+        Scope::DeploymentsWrite,
+        Scope::AuditRead,
+        Scope::Admin,
+    ];
+
+    /// The scope as tokens and the API spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::UsecasesRead => "usecases:read",
+            Scope::UsecasesWrite => "usecases:write",
+            Scope::DeploymentsRead => "deployments:read",
+            Scope::DeploymentsWrite => "deployments:write",
+            Scope::AuditRead => "audit:read",
+            Scope::Admin => "admin",
+        }
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Scope {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Scope::ALL
+            .into_iter()
+            .find(|scope| scope.as_str() == s)
+            .ok_or_else(|| format!("unknown scope {s:?}"))
+    }
+}
+
+/// An authenticated caller: the name recorded as the actor of its events, and its scopes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// Recorded as `actor` on every event this caller causes.
+    pub name: String,
+    /// What it may do.
+    pub scopes: Vec<Scope>,
+}
+
+impl Principal {
+    /// Succeeds when the principal holds `scope` (or `admin`).
+    pub fn require(&self, scope: Scope) -> Result<(), AppError> {
+        if self.scopes.contains(&scope) || self.scopes.contains(&Scope::Admin) {
+            Ok(())
+        } else {
+            Err(AppError::Forbidden(scope.to_string()))
+        }
+    }
+}
+
+/// A token to be created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewToken {
+    /// Unique among active tokens; becomes the principal's name.
+    pub name: String,
+    /// What it may do.
+    pub scopes: Vec<Scope>,
+    /// Who created it.
+    pub created_by: String,
+}
+
+/// A stored token, without its secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TokenInfo {
+    /// Its id, for revocation.
+    pub id: Uuid,
+    /// Its name (the principal).
+    pub name: String,
+    /// What it may do.
+    pub scopes: Vec<Scope>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// Who created it.
+    pub created_by: String,
+}
+
+/// The principal name of the bootstrap admin token.
+pub const BOOTSTRAP_ADMIN: &str = "admin";
+
+/// The fingerprint stored instead of a token: tokens are 256 random bits, so a
+/// plain SHA-256 is enough (no password stretching needed).
+pub fn hash_secret(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+/// Turns a presented bearer token into a principal, and issues new tokens.
+pub struct Authenticator {
+    store: Arc<dyn TokenStore>,
+    admin_hash: Option<[u8; 32]>,
+}
+
+impl Authenticator {
+    /// `admin_token` is the bootstrap token from `SHIPLOG_ADMIN_TOKEN`, if configured.
+    pub fn new(store: Arc<dyn TokenStore>, admin_token: Option<&str>) -> Self {
+        Self {
+            store,
+            admin_hash: admin_token.map(hash_secret),
+        }
+    }
+
+    /// The principal behind `secret`, or `None` when the token is unknown or revoked.
+    pub async fn authenticate(&self, secret: &str) -> Result<Option<Principal>, AppError> {
+        let hash = hash_secret(secret);
+        // Compare hashes, not secrets, so the comparison time says nothing about the secret.
+        if self.admin_hash.is_some_and(|admin| admin == hash) {
+            return Ok(Some(Principal {
+                name: BOOTSTRAP_ADMIN.to_owned(),
+                scopes: vec![Scope::Admin],
+            }));
+        }
+        self.store.find_by_hash(&hash).await
+    }
+
+    /// Creates a token and returns it with its secret, which is shown only this once.
+    pub async fn issue(&self, token: NewToken) -> Result<(TokenInfo, String), AppError> {
+        let name = token.name.trim();
+        if name.is_empty() {
+            return Err(shiplog_domain::InvalidField::new("name", "must not be empty").into());
+        }
+        if name == BOOTSTRAP_ADMIN {
+            return Err(AppError::Conflict(format!(
+                "the name {BOOTSTRAP_ADMIN:?} is reserved for the bootstrap token"
+            )));
+        }
+        if token.scopes.is_empty() {
+            return Err(
+                shiplog_domain::InvalidField::new("scopes", "name at least one scope").into(),
+            );
+        }
+        let mut bytes = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut bytes);
+        let secret = format!("shiplog_{}", hex::encode(bytes));
+        let token = NewToken {
+            name: name.to_owned(),
+            ..token
+        };
+        let info = self.store.create(&token, &hash_secret(&secret)).await?;
+        Ok((info, secret))
+    }
+
+    /// Active tokens, without secrets.
+    pub async fn list(&self) -> Result<Vec<TokenInfo>, AppError> {
+        self.store.list().await
+    }
+
+    /// Revokes a token; unknown ids are `NotFound`.
+    pub async fn revoke(&self, id: Uuid) -> Result<(), AppError> {
+        if self.store.revoke(id).await? {
+            Ok(())
+        } else {
+            Err(AppError::NotFound(format!("token {id} not found")))
+        }
+    }
+}

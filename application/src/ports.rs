@@ -1,0 +1,137 @@
+//! The traits the application needs from the outside world; `shiplog-infrastructure` implements them.
+
+use crate::auth::{NewToken, Principal, TokenInfo};
+use crate::cursor::Cursor;
+use crate::error::AppError;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use shiplog_domain::{DeploymentConfig, DeploymentStatus, UsecaseCommand};
+use uuid::Uuid;
+
+/// Who asked and why: recorded as metadata on every event the command produces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandContext {
+    /// The principal of the token that made the request.
+    pub actor: String,
+    /// The request id (the `x-request-id` header) the command came with.
+    pub request_id: String,
+    /// For process-manager commands: the cursor of the event that made it act.
+    pub causation: Option<Cursor>,
+}
+
+/// Runs commands against the event-sourced `Usecase` aggregate.
+#[async_trait]
+pub trait CommandBus: Send + Sync {
+    /// Loads the usecase, lets it decide, appends the events with `ctx` as metadata,
+    /// and returns the cursor of the usecase's newest event (for read-your-writes).
+    /// A duplicate name on registration is a `Conflict`.
+    async fn execute(
+        &self,
+        usecase_id: Uuid,
+        command: UsecaseCommand,
+        ctx: &CommandContext,
+    ) -> Result<Cursor, AppError>;
+}
+
+/// A usecase as the read model holds it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UsecaseView {
+    /// Its id.
+    pub id: Uuid,
+    /// Its unique name.
+    pub name: String,
+    /// Free text.
+    pub description: String,
+    /// When it was registered.
+    pub created_at: DateTime<Utc>,
+    /// Who registered it.
+    pub created_by: String,
+    /// Null until a deployment succeeded, then the latest deployment that is not in error.
+    pub deployment: Option<DeploymentView>,
+}
+
+/// A deployment as the read model holds it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeploymentView {
+    /// Its id.
+    pub id: Uuid,
+    /// The usecase it belongs to.
+    pub usecase_id: Uuid,
+    /// Where it is in the lifecycle.
+    pub status: DeploymentStatus,
+    /// When it was requested.
+    pub created_at: DateTime<Utc>,
+    /// Why it failed; empty otherwise.
+    pub message: String,
+    /// What it runs.
+    pub config: DeploymentConfig,
+    /// Who requested it.
+    pub requested_by: String,
+    /// When its status last changed.
+    pub updated_at: DateTime<Utc>,
+    /// Who (or which component) made the last change.
+    pub updated_by: String,
+    /// An undeploy was requested and has not completed yet.
+    pub undeploy_requested: bool,
+    /// The deployment that replaced it, when superseded.
+    pub superseded_by: Option<Uuid>,
+}
+
+/// Which usecases to list and which page.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsecaseFilter {
+    /// Only names containing this text (case-insensitive).
+    pub name: Option<String>,
+    /// Page size.
+    pub limit: u32,
+    /// Continue after this opaque page token.
+    pub after: Option<String>,
+}
+
+/// One page of a listing and the token for the next one.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Page<T> {
+    /// The items, in listing order.
+    pub items: Vec<T>,
+    /// Pass as `after` to get the next page; `None` on the last page.
+    pub next: Option<String>,
+}
+
+/// Queries over the projections, and the wait that gives read-your-writes.
+#[async_trait]
+pub trait ReadModel: Send + Sync {
+    /// One usecase, unless unknown or deleted.
+    async fn usecase(&self, id: Uuid) -> Result<Option<UsecaseView>, AppError>;
+    /// Usecases ordered by registration time.
+    async fn usecases(&self, filter: &UsecaseFilter) -> Result<Page<UsecaseView>, AppError>;
+    /// Deployments of a usecase, newest first.
+    async fn deployments(
+        &self,
+        usecase_id: Uuid,
+        limit: u32,
+        after: Option<String>,
+    ) -> Result<Page<DeploymentView>, AppError>;
+    /// One deployment of a usecase.
+    async fn deployment(
+        &self,
+        usecase_id: Uuid,
+        deployment_id: Uuid,
+    ) -> Result<Option<DeploymentView>, AppError>;
+    /// Returns once every projection has applied the event at `cursor` (or a bounded
+    /// time has passed: the write is durable either way, only the view may lag).
+    async fn wait_for(&self, cursor: Cursor);
+}
+
+/// Stores API tokens, hashed.
+#[async_trait]
+pub trait TokenStore: Send + Sync {
+    /// Stores a new token's hash; a name already in use by an active token is a `Conflict`.
+    async fn create(&self, token: &NewToken, secret_hash: &[u8]) -> Result<TokenInfo, AppError>;
+    /// The active token with this hash, if any.
+    async fn find_by_hash(&self, secret_hash: &[u8]) -> Result<Option<Principal>, AppError>;
+    /// Active tokens, oldest first.
+    async fn list(&self) -> Result<Vec<TokenInfo>, AppError>;
+    /// Revokes a token; `false` when no active token has this id.
+    async fn revoke(&self, id: Uuid) -> Result<bool, AppError>;
+}

@@ -1,0 +1,179 @@
+//! The usecase API's use cases: each one turns a request into one command (or one query).
+
+use crate::error::AppError;
+use crate::ports::{
+    CommandBus, CommandContext, DeploymentView, Page, ReadModel, UsecaseFilter, UsecaseView,
+};
+use chrono::{SubsecRound, Utc};
+use shiplog_domain::{DeploymentConfig, UsecaseCommand, UsecaseName};
+use std::sync::Arc;
+use tracing::instrument;
+use uuid::Uuid;
+
+/// The most items one page may hold.
+pub const MAX_PAGE_SIZE: u32 = 200;
+/// The page size when a client names none.
+pub const DEFAULT_PAGE_SIZE: u32 = 50;
+
+/// Registers, deploys, undeploys and deletes usecases, and reads them back.
+pub struct Usecases {
+    bus: Arc<dyn CommandBus>,
+    read: Arc<dyn ReadModel>,
+}
+
+impl Usecases {
+    /// Wires the use cases to their ports.
+    pub fn new(bus: Arc<dyn CommandBus>, read: Arc<dyn ReadModel>) -> Self {
+        Self { bus, read }
+    }
+
+    /// Runs a command and waits until the read models show its events.
+    async fn execute(
+        &self,
+        usecase_id: Uuid,
+        command: UsecaseCommand,
+        ctx: &CommandContext,
+    ) -> Result<(), AppError> {
+        let cursor = self.bus.execute(usecase_id, command, ctx).await?;
+        self.read.wait_for(cursor).await;
+        Ok(())
+    }
+
+    /// Registers a usecase under a unique name; a taken name is a `Conflict`.
+    #[instrument(skip(self, ctx, description), fields(actor = %ctx.actor))]
+    pub async fn register(
+        &self,
+        ctx: &CommandContext,
+        name: UsecaseName,
+        description: String,
+    ) -> Result<UsecaseView, AppError> {
+        let usecase_id = Uuid::new_v4();
+        // Whole seconds, as the PhariaOS API shows them ("2025-02-05T11:26:11Z").
+        let at = Utc::now().trunc_subsecs(0);
+        let command = UsecaseCommand::Register {
+            usecase_id,
+            name: name.clone(),
+            description: description.clone(),
+            at,
+        };
+        self.execute(usecase_id, command, ctx).await?;
+        // The view normally has it now; if the projector lags, answer from what was written.
+        Ok(self.read.usecase(usecase_id).await?.unwrap_or(UsecaseView {
+            id: usecase_id,
+            name: name.to_string(),
+            description,
+            created_at: at,
+            created_by: ctx.actor.clone(),
+            deployment: None,
+        }))
+    }
+
+    /// One usecase; unknown or deleted ids are `NotFound`.
+    pub async fn get(&self, id: Uuid) -> Result<UsecaseView, AppError> {
+        self.read
+            .usecase(id)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("usecase {id} not found")))
+    }
+
+    /// A page of usecases, optionally filtered by name.
+    pub async fn list(&self, mut filter: UsecaseFilter) -> Result<Page<UsecaseView>, AppError> {
+        filter.limit = page_size(Some(filter.limit).filter(|l| *l > 0))?;
+        self.read.usecases(&filter).await
+    }
+
+    /// Requests a deployment; returns its id. Older requests still in flight are superseded.
+    #[instrument(skip(self, ctx, config), fields(actor = %ctx.actor, image = %config.image))]
+    pub async fn request_deployment(
+        &self,
+        ctx: &CommandContext,
+        usecase_id: Uuid,
+        config: DeploymentConfig,
+    ) -> Result<Uuid, AppError> {
+        let deployment_id = Uuid::new_v4();
+        let command = UsecaseCommand::RequestDeployment {
+            deployment_id,
+            config,
+            at: Utc::now().trunc_subsecs(0),
+        };
+        self.execute(usecase_id, command, ctx).await?;
+        Ok(deployment_id)
+    }
+
+    /// A page of a usecase's deployments, newest first.
+    pub async fn deployments(
+        &self,
+        usecase_id: Uuid,
+        limit: Option<u32>,
+        after: Option<String>,
+    ) -> Result<Page<DeploymentView>, AppError> {
+        self.get(usecase_id).await?;
+        self.read
+            .deployments(usecase_id, page_size(limit)?, after)
+            .await
+    }
+
+    /// One deployment of a usecase.
+    pub async fn deployment(
+        &self,
+        usecase_id: Uuid,
+        deployment_id: Uuid,
+    ) -> Result<DeploymentView, AppError> {
+        self.get(usecase_id).await?;
+        self.read
+            .deployment(usecase_id, deployment_id)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("deployment {deployment_id} not found")))
+    }
+
+    /// Takes the usecase down; a `Conflict` when nothing is deployed.
+    #[instrument(skip(self, ctx), fields(actor = %ctx.actor))]
+    pub async fn undeploy(&self, ctx: &CommandContext, usecase_id: Uuid) -> Result<(), AppError> {
+        let at = Utc::now().trunc_subsecs(0);
+        self.execute(usecase_id, UsecaseCommand::RequestUndeploy { at }, ctx)
+            .await
+    }
+
+    /// Deletes the usecase; a `Conflict` while anything is deployed or in flight.
+    #[instrument(skip(self, ctx), fields(actor = %ctx.actor))]
+    pub async fn delete(&self, ctx: &CommandContext, usecase_id: Uuid) -> Result<(), AppError> {
+        let at = Utc::now().trunc_subsecs(0);
+        self.execute(usecase_id, UsecaseCommand::Delete { at }, ctx)
+            .await
+    }
+
+    /// Records an outcome reported by the cluster side (the process manager):
+    /// `StartDeployment`, `CompleteDeployment`, `FailDeployment` or `ConfirmUndeployed`.
+    #[instrument(skip(self, ctx), fields(actor = %ctx.actor))]
+    pub async fn record_outcome(
+        &self,
+        ctx: &CommandContext,
+        usecase_id: Uuid,
+        command: UsecaseCommand,
+    ) -> Result<(), AppError> {
+        match command {
+            UsecaseCommand::StartDeployment { .. }
+            | UsecaseCommand::CompleteDeployment { .. }
+            | UsecaseCommand::FailDeployment { .. }
+            | UsecaseCommand::ConfirmUndeployed { .. } => {
+                self.execute(usecase_id, command, ctx).await
+            }
+            other => Err(AppError::Internal(format!(
+                "not an outcome command: {other:?}"
+            ))),
+        }
+    }
+}
+
+/// Checks a requested page size against the bounds.
+fn page_size(limit: Option<u32>) -> Result<u32, AppError> {
+    match limit {
+        None => Ok(DEFAULT_PAGE_SIZE),
+        Some(l) if (1..=MAX_PAGE_SIZE).contains(&l) => Ok(l),
+        Some(_) => Err(shiplog_domain::InvalidField::new(
+            "limit",
+            format!("must be between 1 and {MAX_PAGE_SIZE}"),
+        )
+        .into()),
+    }
+}

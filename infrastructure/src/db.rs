@@ -1,0 +1,108 @@
+//! Connecting to Postgres, creating the database on first start, migrations,
+//! and telling an outage (503) from a bug (500).
+
+use shiplog_application::AppError;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgPool};
+use std::str::FromStr;
+use std::time::Duration;
+use tracing::info;
+
+/// The migrations in `migrations/`, embedded in the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+/// Why the database could not be prepared at start.
+#[derive(Debug, thiserror::Error)]
+pub enum DbSetupError {
+    /// The URL is not a Postgres URL.
+    #[error("invalid database URL: {0}")]
+    InvalidUrl(#[source] sqlx::Error),
+    /// The server could not be reached or refused us.
+    #[error("cannot reach the database: {0}")]
+    Connect(#[source] sqlx::Error),
+    /// A migration failed.
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// Opens a pool on `url`, creating the database first when the server lacks it
+/// (so a fresh machine needs no manual `createdb`), and applies the migrations.
+pub async fn connect_and_migrate(url: &str) -> Result<PgPool, DbSetupError> {
+    let options = PgConnectOptions::from_str(url).map_err(DbSetupError::InvalidUrl)?;
+    ensure_database(&options).await?;
+    let pool = PgPoolOptions::new()
+        .max_connections(16)
+        .acquire_timeout(Duration::from_secs(5))
+        .after_connect(|conn, _meta| {
+            Box::pin(async move {
+                // A forgotten open transaction would pause every subscriber (see README).
+                sqlx::query("SET idle_in_transaction_session_timeout = '60s'")
+                    .execute(conn)
+                    .await?;
+                Ok(())
+            })
+        })
+        .connect_with(options)
+        .await
+        .map_err(DbSetupError::Connect)?;
+    MIGRATOR.run(&pool).await?;
+    Ok(pool)
+}
+
+async fn ensure_database(options: &PgConnectOptions) -> Result<(), DbSetupError> {
+    let Some(name) = options.get_database().map(str::to_owned) else {
+        return Ok(());
+    };
+    let mut admin = options
+        .clone()
+        .database("postgres")
+        .connect()
+        .await
+        .map_err(DbSetupError::Connect)?;
+    let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
+        .bind(&name)
+        .fetch_optional(&mut admin)
+        .await
+        .map_err(DbSetupError::Connect)?;
+    if exists.is_none() {
+        let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+        match sqlx::query(&format!("CREATE DATABASE {quoted}"))
+            .execute(&mut admin)
+            .await
+        {
+            Ok(_) => info!(database = %name, "created database"),
+            // Another process created it at the same moment: fine.
+            Err(sqlx::Error::Database(e))
+                if matches!(e.code().as_deref(), Some("42P04" | "23505")) => {}
+            Err(e) => return Err(DbSetupError::Connect(e)),
+        }
+    }
+    let _ = admin.close().await;
+    Ok(())
+}
+
+/// True for errors that mean "the database is not reachable right now", which
+/// the API answers with 503 and Retry-After rather than 500.
+pub fn is_outage(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(e) => e.code().is_some_and(|code| {
+            // Class 08: connection exceptions; 57P0x: server shutting down; 53300: too many connections.
+            code.starts_with("08") || code.starts_with("57P") || code == "53300"
+        }),
+        _ => false,
+    }
+}
+
+/// Maps a database error to the application's error: outage or bug.
+pub fn app_error(err: sqlx::Error) -> AppError {
+    if is_outage(&err) {
+        AppError::Unavailable(format!("database unavailable: {err}"))
+    } else {
+        AppError::Internal(format!("database error: {err}"))
+    }
+}

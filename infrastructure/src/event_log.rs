@@ -1,0 +1,115 @@
+//! Reading the event log in its global order, which never skips an event.
+
+use chrono::{DateTime, Utc};
+use shiplog_application::Cursor;
+use sqlx::{PgConnection, Row};
+
+/// One stored event with its place in the global order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedEvent {
+    /// Its place in the global order.
+    pub cursor: Cursor,
+    /// The usecase (aggregate id) it belongs to.
+    pub aggregate_id: String,
+    /// Its number within the usecase, from 1.
+    pub sequence: i64,
+    /// The event type ("DeploymentRequested").
+    pub event_type: String,
+    /// The schema version of the payload.
+    pub event_version: String,
+    /// The event itself, as stored.
+    pub payload: serde_json::Value,
+    /// actor, request_id, causation.
+    pub metadata: serde_json::Value,
+    /// When the database stored it.
+    pub recorded_at: DateTime<Utc>,
+}
+
+impl RecordedEvent {
+    /// The principal that caused the event ("system" when none was recorded).
+    pub fn actor(&self) -> &str {
+        self.metadata
+            .get("actor")
+            .and_then(|a| a.as_str())
+            .unwrap_or("system")
+    }
+}
+
+/// Reads the events table in the global order.
+pub struct EventLog;
+
+impl EventLog {
+    /// Up to `limit` events after `after`, in global order, that no reader can ever
+    /// see out of order: only events of transactions older than every transaction
+    /// still running (`pg_snapshot_xmin`) are returned, so a transaction that
+    /// commits late is read later, never skipped.
+    pub async fn read_after(
+        conn: &mut PgConnection,
+        after: Cursor,
+        limit: i64,
+    ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT transaction_id::text AS txid, position, aggregate_id, sequence, event_type,
+                    event_version, payload, metadata, recorded_at
+               FROM events
+              WHERE (transaction_id, position) > ($1::text::xid8, $2)
+                AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+              ORDER BY transaction_id, position
+              LIMIT $3",
+        )
+        .bind(after.transaction_id.to_string())
+        .bind(after.position)
+        .bind(limit)
+        .fetch_all(conn)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                let txid: String = row.try_get("txid")?;
+                let transaction_id = txid
+                    .parse::<u64>()
+                    .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+                Ok(RecordedEvent {
+                    cursor: Cursor {
+                        transaction_id,
+                        position: row.try_get("position")?,
+                    },
+                    aggregate_id: row.try_get("aggregate_id")?,
+                    sequence: row.try_get("sequence")?,
+                    event_type: row.try_get("event_type")?,
+                    event_version: row.try_get("event_version")?,
+                    payload: row.try_get("payload")?,
+                    metadata: row.try_get("metadata")?,
+                    recorded_at: row.try_get("recorded_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The cursor of the newest event of one aggregate, once committed.
+    pub async fn last_of(
+        conn: &mut PgConnection,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> Result<Option<Cursor>, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT transaction_id::text AS txid, position FROM events
+              WHERE aggregate_type = $1 AND aggregate_id = $2
+              ORDER BY sequence DESC LIMIT 1",
+        )
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .fetch_optional(conn)
+        .await?;
+        row.map(|row| {
+            let txid: String = row.try_get("txid")?;
+            let transaction_id = txid
+                .parse::<u64>()
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+            Ok(Cursor {
+                transaction_id,
+                position: row.try_get("position")?,
+            })
+        })
+        .transpose()
+    }
+}

@@ -1,0 +1,69 @@
+//! `usecase_view`: one row per live usecase.
+
+use super::{ProjectedEvent, Projection};
+use async_trait::async_trait;
+use shiplog_domain::UsecaseEvent;
+use sqlx::PgConnection;
+
+/// Keeps `usecase_view` in step with the log; deleted usecases leave it.
+pub struct UsecaseViewProjection;
+
+#[async_trait]
+impl Projection for UsecaseViewProjection {
+    fn name(&self) -> &'static str {
+        "usecase_view"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["usecase_view"]
+    }
+
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        e: &ProjectedEvent<'_>,
+    ) -> Result<(), sqlx::Error> {
+        let actor = e.raw.actor();
+        match &e.event {
+            UsecaseEvent::UsecaseRegistered {
+                usecase_id,
+                name,
+                description,
+                at,
+            } => {
+                sqlx::query(
+                    "INSERT INTO usecase_view (id, name, description, created_at, created_by, updated_at, updated_by)
+                     VALUES ($1, $2, $3, $4, $5, $4, $5)",
+                )
+                .bind(usecase_id)
+                .bind(name.as_str())
+                .bind(description)
+                .bind(at)
+                .bind(actor)
+                .execute(conn)
+                .await?;
+            }
+            UsecaseEvent::UsecaseDeleted { .. } => {
+                sqlx::query("DELETE FROM usecase_view WHERE id = $1")
+                    .bind(e.usecase_id)
+                    .execute(conn)
+                    .await?;
+            }
+            other => {
+                let succeeded = matches!(other, UsecaseEvent::DeploymentSucceeded { .. });
+                sqlx::query(
+                    "UPDATE usecase_view
+                        SET has_succeeded = has_succeeded OR $2, updated_at = $3, updated_by = $4
+                      WHERE id = $1",
+                )
+                .bind(e.usecase_id)
+                .bind(succeeded)
+                .bind(other.at())
+                .bind(actor)
+                .execute(conn)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}
