@@ -1,1 +1,10 @@
-//! placeholder
+//! shiplog's HTTP layer: the PhariaOS usecase API on axum, its OpenAPI
+//! document and Redoc, and the server the `shiplog` binary runs.
+
+pub mod docs;
+pub mod dto;
+pub mod error;
+pub mod extract;
+pub mod routes;
+pub mod server;
+pub mod state;

@@ -1,1 +1,162 @@
-fn main() {}
+//! The `shiplog` binary: `serve` runs the server; the other subcommands are
+//! operator tools (projection rebuild, OpenAPI dump).
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use rand::RngCore;
+use shiplog_api::docs::spec;
+use shiplog_api::server::{Server, Settings};
+use shiplog_infrastructure::db::connect_and_migrate;
+use shiplog_infrastructure::Projector;
+use std::net::SocketAddr;
+use tracing::{info, warn};
+use tracing_subscriber::EnvFilter;
+
+/// The database used when neither --database-url nor DATABASE_URL is given.
+const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/shiplog";
+
+/// shiplog: deploy usecases to Kubernetes, keep every action as an auditable event.
+#[derive(Parser)]
+#[command(name = "shiplog", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the API server.
+    Serve(ServeArgs),
+    /// Maintain the read models.
+    Projections {
+        #[command(subcommand)]
+        command: ProjectionsCommand,
+    },
+    /// Print the OpenAPI document (what openapi/openapi.json holds).
+    Openapi,
+}
+
+#[derive(clap::Args)]
+struct DatabaseArgs {
+    /// PostgreSQL URL; the database is created if it does not exist.
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    database_url: String,
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address of the API listener.
+    #[arg(long, env = "SHIPLOG_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    #[command(flatten)]
+    database: DatabaseArgs,
+    /// Bootstrap admin token; when unset a random one is generated and printed at start.
+    #[arg(long, env = "SHIPLOG_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum ProjectionsCommand {
+    /// Empty the read models and replay the whole event log into them.
+    Rebuild {
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("SHIPLOG_LOG")
+                .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Serve(args) => serve(args).await,
+        Command::Projections {
+            command: ProjectionsCommand::Rebuild { database },
+        } => {
+            let pool = connect_and_migrate(&database.database_url).await?;
+            let replayed = Projector::new(pool)
+                .rebuild()
+                .await
+                .context("rebuilding the read models")?;
+            println!("rebuilt usecase_view and deployment_view from {replayed} events");
+            Ok(())
+        }
+        Command::Openapi => {
+            println!(
+                "{}",
+                spec()
+                    .to_pretty_json()
+                    .context("serialising the OpenAPI document")?
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let admin_token = match args.admin_token.filter(|t| !t.trim().is_empty()) {
+        Some(token) => {
+            if token.len() < 16 {
+                warn!("SHIPLOG_ADMIN_TOKEN is shorter than 16 characters; use a long random token outside development");
+            }
+            token
+        }
+        None => {
+            let mut bytes = [0u8; 24];
+            rand::thread_rng().fill_bytes(&mut bytes);
+            let token = format!("shiplog_admin_{}", hex::encode(bytes));
+            eprintln!("No SHIPLOG_ADMIN_TOKEN set; this run's admin token is:\n\n    {token}\n");
+            token
+        }
+    };
+    let settings = Settings {
+        listen: args.listen,
+        database_url: args.database.database_url,
+        admin_token: Some(admin_token),
+    };
+    let server = Server::start(&settings).await.context("starting shiplog")?;
+    info!(database = %redact(&settings.database_url), "database ready");
+    server
+        .run(shutdown_signal())
+        .await
+        .context("serving HTTP")?;
+    Ok(())
+}
+
+/// The URL without its password, for logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => match url[scheme + 3..at].split_once(':') {
+            Some((user, _)) => format!("{}{}:***{}", &url[..scheme + 3], user, &url[at..]),
+            None => url.to_owned(),
+        },
+        _ => url.to_owned(),
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    info!("shutdown signal received; finishing requests in progress");
+}

@@ -1,0 +1,117 @@
+//! The OpenAPI document (generated from the handlers by utoipa) and Redoc,
+//! served from a vendored bundle so it renders without internet access.
+
+use crate::routes::{deployments, health, tokens, usecases};
+use crate::state::AppState;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::OpenApi as Spec;
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_redoc::{Redoc, Servable};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "shiplog",
+        description = "Deploys containerised usecases to Kubernetes and keeps every action as an immutable, auditable event. Speaks the PhariaOS usecase API.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "usecases", description = "Register, list and delete usecases"),
+        (name = "deployments", description = "Deploy and undeploy usecases, follow their status"),
+        (name = "tokens", description = "API tokens and their scopes (admin)"),
+        (name = "health", description = "Liveness and readiness probes"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut Spec) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// Every documented route, in one router; the spec is derived from the same list,
+/// so no route can exist undocumented.
+pub fn api_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(usecases::create_usecase, usecases::list_usecases))
+        .routes(routes!(usecases::get_usecase, usecases::delete_usecase))
+        .routes(routes!(
+            deployments::request_deployment,
+            deployments::list_deployments,
+            deployments::undeploy
+        ))
+        .routes(routes!(deployments::get_deployment))
+        .routes(routes!(tokens::create_token, tokens::list_tokens))
+        .routes(routes!(tokens::revoke_token))
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+}
+
+/// The OpenAPI document as the code defines it (checked in as `openapi/openapi.json`).
+pub fn spec() -> Spec {
+    api_router().split_for_parts().1
+}
+
+const REDOC_JS: &[u8] = include_bytes!("../assets/redoc.standalone.js");
+
+/// Redoc's page: the vendored script and system fonts only, no CDN.
+const REDOC_HTML: &str = r#"<!DOCTYPE html>
+<html>
+  <head>
+    <title>shiplog API</title>
+    <meta charset="utf-8" />
+    <meta name="viewport" content="width=device-width, initial-scale=1" />
+    <style>body { margin: 0; padding: 0; }</style>
+  </head>
+  <body>
+    <div id="redoc-container"></div>
+    <script src="/redocs/redoc.standalone.js"></script>
+    <script>
+      Redoc.init($spec, Object.assign({
+        theme: { typography: {
+          fontFamily: "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif",
+          headings: { fontFamily: "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif" },
+          code: { fontFamily: "ui-monospace, 'SFMono-Regular', Menlo, Consolas, monospace" } } }
+      }, $config), document.getElementById("redoc-container"));
+    </script>
+  </body>
+</html>
+"#;
+
+/// `/openapi.json`, `/redocs` and Redoc's script.
+pub fn docs_router(spec: Spec) -> Router<AppState> {
+    let json = spec.clone();
+    Router::new()
+        .route("/openapi.json", get(move || async move { Json(json) }))
+        .route(
+            "/redocs/redoc.standalone.js",
+            get(|| async {
+                (
+                    [
+                        (
+                            header::CONTENT_TYPE,
+                            "application/javascript; charset=utf-8",
+                        ),
+                        (header::CACHE_CONTROL, "public, max-age=86400"),
+                    ],
+                    REDOC_JS,
+                )
+                    .into_response()
+            }),
+        )
+        .merge(Redoc::with_url("/redocs", spec).custom_html(REDOC_HTML))
+}

@@ -1,0 +1,418 @@
+//! The JSON shapes of the API (camelCase, as PhariaOS has them) and their
+//! conversion to and from the domain. Validation itself lives in the domain.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use shiplog_application::{DeploymentView, Page, TokenInfo, UsecaseView};
+use shiplog_domain::{
+    DeploymentConfig, DeploymentStatus, ImageRef, InvalidField, ResourceList, Resources,
+    ServiceMonitor, UsecaseName,
+};
+use std::collections::BTreeMap;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+/// Body of `POST /api/usecases`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateUsecase {
+    /// Unique across the installation; 1 to 128 characters, trimmed.
+    #[schema(example = "name of your usecase application")]
+    pub name: String,
+    /// Free text; empty when omitted.
+    #[schema(example = "description of your usecase application")]
+    pub description: Option<String>,
+}
+
+impl CreateUsecase {
+    /// The validated name and the description.
+    pub fn parse(self) -> Result<(UsecaseName, String), InvalidField> {
+        let description = self.description.unwrap_or_default();
+        if description.chars().count() > 4096 {
+            return Err(InvalidField::new(
+                "description",
+                "must be at most 4096 characters",
+            ));
+        }
+        Ok((UsecaseName::parse(&self.name)?, description))
+    }
+}
+
+/// A usecase: the PhariaOS shape.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UsecaseResponse {
+    /// The usecase's id.
+    pub id: Uuid,
+    /// Its unique name.
+    pub name: String,
+    /// Free text.
+    pub description: String,
+    /// When it was registered.
+    pub created_at: DateTime<Utc>,
+    /// Null until a deployment succeeded; then the latest deployment not in error.
+    pub deployment: Option<DeploymentResponse>,
+}
+
+impl From<UsecaseView> for UsecaseResponse {
+    fn from(v: UsecaseView) -> Self {
+        Self {
+            id: v.id,
+            name: v.name,
+            description: v.description,
+            created_at: v.created_at,
+            deployment: v.deployment.map(Into::into),
+        }
+    }
+}
+
+/// A page of usecases.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UsecasePage {
+    /// The usecases, oldest registration first.
+    pub items: Vec<UsecaseResponse>,
+    /// Pass as `after` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+impl From<Page<UsecaseView>> for UsecasePage {
+    fn from(p: Page<UsecaseView>) -> Self {
+        Self {
+            items: p.items.into_iter().map(Into::into).collect(),
+            next_cursor: p.next,
+        }
+    }
+}
+
+/// Query of `GET /api/usecases`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct UsecaseQuery {
+    /// Only usecases whose name contains this text (case-insensitive).
+    pub name: Option<String>,
+    /// Page size, 1 to 200 (default 50).
+    pub limit: Option<u32>,
+    /// The `nextCursor` of the previous page.
+    pub after: Option<String>,
+}
+
+/// Query of `GET /api/usecases/{id}/deployments`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Page size, 1 to 200 (default 50).
+    pub limit: Option<u32>,
+    /// The `nextCursor` of the previous page.
+    pub after: Option<String>,
+}
+
+/// Body of `POST /api/usecases/{id}/deployments`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateDeployment {
+    /// What to deploy.
+    pub config: DeploymentConfigBody,
+}
+
+/// A deployment's configuration; only `image` is required.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeploymentConfigBody {
+    /// The container image.
+    pub image: ImageBody,
+    /// Prometheus scraping of the application's `/metrics`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_monitor: Option<ServiceMonitorBody>,
+    /// The port the application listens on (default 8080).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_port: Option<u16>,
+    /// Environment variables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<BTreeMap<String, String>>,
+    /// Number of pods, 1 to 100 (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<u32>,
+    /// CPU and memory requests and limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourcesBody>,
+}
+
+/// A container image, split as PhariaOS sends it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ImageBody {
+    /// Registry host, optionally with :port.
+    #[schema(example = "your.container.registry.de")]
+    pub registry: String,
+    /// Repository path.
+    #[schema(example = "your/repository")]
+    pub repository: String,
+    /// Image tag.
+    #[schema(example = "1.0.0")]
+    pub tag: String,
+}
+
+/// Prometheus scraping settings.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServiceMonitorBody {
+    /// Create a ServiceMonitor.
+    pub enabled: bool,
+    /// Prometheus duration between scrapes (default 30s).
+    #[schema(example = "5s")]
+    pub scraping_interval: Option<String>,
+}
+
+/// Requests and limits.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ResourcesBody {
+    /// What the scheduler reserves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<ResourceListBody>,
+    /// The most the container may use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<ResourceListBody>,
+}
+
+/// CPU and memory in Kubernetes quantities.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ResourceListBody {
+    /// CPU ("500m", "2").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<String>,
+    /// Memory ("256Mi").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+}
+
+impl ResourceListBody {
+    fn parse(self, field: &str) -> Result<ResourceList, InvalidField> {
+        ResourceList::new(field, self.cpu.as_deref(), self.memory.as_deref())
+    }
+}
+
+impl DeploymentConfigBody {
+    /// Validates the configuration through the domain's constructors.
+    pub fn parse(self) -> Result<DeploymentConfig, InvalidField> {
+        let image = ImageRef::new(
+            &self.image.registry,
+            &self.image.repository,
+            &self.image.tag,
+        )?;
+        let service_monitor = self
+            .service_monitor
+            .map(|m| ServiceMonitor::new(m.enabled, m.scraping_interval.as_deref()))
+            .transpose()?;
+        let resources = self
+            .resources
+            .map(|r| -> Result<Resources, InvalidField> {
+                Ok(Resources {
+                    requests: r
+                        .requests
+                        .map(|l| l.parse("config.resources.requests"))
+                        .transpose()?,
+                    limits: r
+                        .limits
+                        .map(|l| l.parse("config.resources.limits"))
+                        .transpose()?,
+                })
+            })
+            .transpose()?;
+        DeploymentConfig::new(
+            image,
+            service_monitor,
+            self.container_port,
+            self.env.unwrap_or_default(),
+            self.replicas,
+            resources,
+        )
+    }
+}
+
+impl From<DeploymentConfig> for DeploymentConfigBody {
+    fn from(c: DeploymentConfig) -> Self {
+        let list = |l: ResourceList| ResourceListBody {
+            cpu: l.cpu,
+            memory: l.memory,
+        };
+        Self {
+            image: ImageBody {
+                registry: c.image.registry,
+                repository: c.image.repository,
+                tag: c.image.tag,
+            },
+            service_monitor: c.service_monitor.map(|m| ServiceMonitorBody {
+                enabled: m.enabled,
+                scraping_interval: Some(m.scraping_interval),
+            }),
+            container_port: Some(c.container_port),
+            env: Some(c.env),
+            replicas: Some(c.replicas),
+            resources: c.resources.map(|r| ResourcesBody {
+                requests: r.requests.map(list),
+                limits: r.limits.map(list),
+            }),
+        }
+    }
+}
+
+/// Answer to an accepted deployment request.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeploymentAccepted {
+    /// The new deployment's id.
+    pub id: Uuid,
+}
+
+/// The lifecycle status of a deployment.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum StatusBody {
+    /// Requested; nothing applied yet.
+    Pending,
+    /// Resources applied; rolling out.
+    Deploying,
+    /// Serving; at most one per usecase.
+    Deployed,
+    /// Replaced by a newer deployment.
+    Superseded,
+    /// Taken down on request.
+    Undeployed,
+    /// Failed; see `message`.
+    Error,
+}
+
+impl From<DeploymentStatus> for StatusBody {
+    fn from(s: DeploymentStatus) -> Self {
+        match s {
+            DeploymentStatus::Pending => Self::Pending,
+            DeploymentStatus::Deploying => Self::Deploying,
+            DeploymentStatus::Deployed => Self::Deployed,
+            DeploymentStatus::Superseded => Self::Superseded,
+            DeploymentStatus::Undeployed => Self::Undeployed,
+            DeploymentStatus::Error => Self::Error,
+        }
+    }
+}
+
+/// A deployment: the PhariaOS fields (id, status, createdAt, message) and what shiplog knows besides.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentResponse {
+    /// The deployment's id.
+    pub id: Uuid,
+    /// Where it is in the lifecycle.
+    pub status: StatusBody,
+    /// When it was requested.
+    pub created_at: DateTime<Utc>,
+    /// Why it failed; empty otherwise.
+    pub message: String,
+    /// What it runs, with defaults filled in.
+    pub config: DeploymentConfigBody,
+    /// The principal that requested it.
+    pub requested_by: String,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+    /// An undeploy was requested and has not finished.
+    pub undeploy_requested: bool,
+    /// The deployment that replaced it, when superseded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub superseded_by: Option<Uuid>,
+}
+
+impl From<DeploymentView> for DeploymentResponse {
+    fn from(d: DeploymentView) -> Self {
+        Self {
+            id: d.id,
+            status: d.status.into(),
+            created_at: d.created_at,
+            message: d.message,
+            config: d.config.into(),
+            requested_by: d.requested_by,
+            updated_at: d.updated_at,
+            undeploy_requested: d.undeploy_requested,
+            superseded_by: d.superseded_by,
+        }
+    }
+}
+
+/// A page of deployments.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentPage {
+    /// The deployments, newest first.
+    pub items: Vec<DeploymentResponse>,
+    /// Pass as `after` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+impl From<Page<DeploymentView>> for DeploymentPage {
+    fn from(p: Page<DeploymentView>) -> Self {
+        Self {
+            items: p.items.into_iter().map(Into::into).collect(),
+            next_cursor: p.next,
+        }
+    }
+}
+
+/// Body of `POST /api/tokens`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateToken {
+    /// Unique among active tokens; recorded as the actor of every event the token causes.
+    #[schema(example = "ci-pipeline")]
+    pub name: String,
+    /// Any of usecases:read, usecases:write, deployments:read, deployments:write, audit:read, admin.
+    #[schema(example = json!(["usecases:read", "deployments:write"]))]
+    pub scopes: Vec<String>,
+}
+
+/// A token as listed (never with its secret).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenResponse {
+    /// Its id, for revocation.
+    pub id: Uuid,
+    /// Its name: the principal recorded on events.
+    pub name: String,
+    /// What it may do.
+    pub scopes: Vec<String>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// Who created it.
+    pub created_by: String,
+}
+
+impl From<TokenInfo> for TokenResponse {
+    fn from(t: TokenInfo) -> Self {
+        Self {
+            id: t.id,
+            name: t.name,
+            scopes: t.scopes.iter().map(|s| s.to_string()).collect(),
+            created_at: t.created_at,
+            created_by: t.created_by,
+        }
+    }
+}
+
+/// A newly created token, with the secret shown this once.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenCreated {
+    /// The stored token.
+    #[serde(flatten)]
+    pub info: TokenResponse,
+    /// The bearer token; store it now, shiplog keeps only its hash.
+    pub token: String,
+}
+
+/// Answer of the health probes.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// "ok" or "ready".
+    pub status: String,
+}

@@ -1,0 +1,155 @@
+//! The one error type of the HTTP layer, mapped once to RFC 9457 problem+json.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use shiplog_application::AppError;
+use shiplog_domain::InvalidField;
+use tracing::error;
+use utoipa::ToSchema;
+
+/// An RFC 9457 problem document: what every error response of shiplog carries.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Problem {
+    /// A URI naming the problem kind (`about:blank` for plain HTTP statuses).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Short summary of the problem kind.
+    pub title: String,
+    /// The HTTP status code.
+    pub status: u16,
+    /// What went wrong in this request, in words a user can act on.
+    pub detail: String,
+    /// The request field at fault (dotted JSON path), for input errors.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// Every way a request can fail; each variant documents its status.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the body is not JSON at all, or a query/path value is malformed.
+    #[error("{detail}")]
+    BadRequest {
+        /// What is wrong.
+        detail: String,
+        /// The field at fault, when one is.
+        field: Option<String>,
+    },
+    /// 415: the body is declared as something other than JSON.
+    #[error("the body must be JSON: send the header Content-Type: application/json")]
+    UnsupportedMediaType,
+    /// 422: well-formed JSON with a missing, unknown or invalid field.
+    #[error("{0}")]
+    Invalid(InvalidField),
+    /// 401: no bearer token, or one shiplog does not know.
+    #[error("missing or invalid bearer token")]
+    Unauthorized,
+    /// 403: the token lacks the scope the route needs.
+    #[error("this token lacks the scope {0}")]
+    Forbidden(String),
+    /// 404: no such usecase, deployment, token or route.
+    #[error("{0}")]
+    NotFound(String),
+    /// 409: the request contradicts the current state (name taken, nothing deployed, ...).
+    #[error("{0}")]
+    Conflict(String),
+    /// 503 with Retry-After: the database cannot be reached; nothing was changed.
+    #[error("{0}")]
+    Unavailable(String),
+    /// 500: a bug; logged with details, shown without.
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Seconds a client should wait before retrying after a 503.
+const RETRY_AFTER_SECONDS: &str = "5";
+
+impl From<AppError> for ApiError {
+    fn from(err: AppError) -> Self {
+        match err {
+            AppError::Invalid(field) => Self::Invalid(field),
+            AppError::NotFound(m) => Self::NotFound(m),
+            AppError::Conflict(m) => Self::Conflict(m),
+            AppError::Forbidden(scope) => Self::Forbidden(scope),
+            AppError::Unavailable(m) => Self::Unavailable(m),
+            AppError::Internal(m) => Self::Internal(m),
+        }
+    }
+}
+
+impl From<InvalidField> for ApiError {
+    fn from(err: InvalidField) -> Self {
+        Self::Invalid(err)
+    }
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The problem document for this error.
+    pub fn problem(&self) -> Problem {
+        let status = self.status();
+        let (detail, field) = match self {
+            Self::BadRequest { detail, field } => (detail.clone(), field.clone()),
+            Self::Invalid(invalid) => (invalid.to_string(), Some(invalid.field.clone())),
+            Self::Unavailable(_) => (
+                "the database is unavailable; nothing was changed, retry later".to_owned(),
+                None,
+            ),
+            Self::Internal(_) => ("internal error; it has been logged".to_owned(), None),
+            other => (other.to_string(), None),
+        };
+        Problem {
+            kind: "about:blank".to_owned(),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            detail,
+            field,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match &self {
+            Self::Internal(details) => error!(%details, "internal error"),
+            Self::Unavailable(details) => error!(%details, "dependency unavailable"),
+            _ => {}
+        }
+        let status = self.status();
+        let body = serde_json::to_vec(&self.problem()).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        match self {
+            Self::Unauthorized => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            Self::Unavailable(_) => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from_static(RETRY_AFTER_SECONDS),
+                );
+            }
+            _ => {}
+        }
+        response
+    }
+}

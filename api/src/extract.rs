@@ -1,0 +1,194 @@
+//! Extractors: JSON bodies that name the faulty field, bearer-token
+//! authentication, request context, and path/query values with problem+json rejections.
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use shiplog_application::{CommandContext, Principal, Scope};
+use shiplog_domain::InvalidField;
+
+/// A JSON body: a syntax error is a 400, a missing, unknown or mistyped field a 422 naming the field.
+/// A missing Content-Type is accepted as JSON; any other declared type is a 415.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if let Some(content_type) = req.headers().get(CONTENT_TYPE) {
+            let essence = content_type
+                .to_str()
+                .unwrap_or_default()
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase();
+            if essence != "application/json" && !essence.ends_with("+json") {
+                return Err(ApiError::UnsupportedMediaType);
+            }
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::BadRequest {
+                detail: format!("cannot read the request body: {e}"),
+                field: None,
+            })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(ApiError::BadRequest {
+                detail: "the request body is empty; expected a JSON object".to_owned(),
+                field: None,
+            });
+        }
+        let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
+        let value = serde_path_to_error::deserialize(&mut deserializer).map_err(json_error)?;
+        // Trailing garbage after the object is a syntax error, not something to ignore.
+        deserializer.end().map_err(|e| ApiError::BadRequest {
+            detail: format!("the request body is not valid JSON: {e}"),
+            field: None,
+        })?;
+        Ok(Self(value))
+    }
+}
+
+/// Turns a serde error into 400 (not JSON) or 422 (wrong shape) naming the field.
+fn json_error(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let path = err.path().to_string();
+    let inner = err.into_inner();
+    let message = inner.to_string();
+    if !inner.is_data() {
+        return ApiError::BadRequest {
+            detail: format!("the request body is not valid JSON: {message}"),
+            field: None,
+        };
+    }
+    // serde reports a missing or unknown field at its parent; name the field itself.
+    let named = backticked(&message);
+    let mut field = if path == "." { String::new() } else { path };
+    if let Some(name) = named
+        .filter(|_| message.starts_with("missing field") || message.starts_with("unknown field"))
+    {
+        if !field.ends_with(name) {
+            field = if field.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{field}.{name}")
+            };
+        }
+    }
+    // Drop serde's " at line 1 column 2" position suffix: the field says where.
+    let reason = message
+        .split(" at line ")
+        .next()
+        .unwrap_or(&message)
+        .to_owned();
+    ApiError::Invalid(InvalidField::new(
+        if field.is_empty() {
+            "body".to_owned()
+        } else {
+            field
+        },
+        reason,
+    ))
+}
+
+fn backticked(message: &str) -> Option<&str> {
+    let start = message.find('`')? + 1;
+    let len = message[start..].find('`')?;
+    Some(&message[start..start + len])
+}
+
+/// The authenticated caller. Rejects with 401 when the bearer token is missing or unknown.
+pub struct Auth(pub Principal);
+
+impl Auth {
+    /// 403 unless the caller holds `scope`.
+    pub fn require(&self, scope: Scope) -> Result<&Principal, ApiError> {
+        self.0.require(scope)?;
+        Ok(&self.0)
+    }
+}
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let Some(token) = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+        else {
+            return Err(ApiError::Unauthorized);
+        };
+        match state.auth.authenticate(token.trim()).await? {
+            Some(principal) => Ok(Self(principal)),
+            None => Err(ApiError::Unauthorized),
+        }
+    }
+}
+
+/// The request id set by the request-id middleware (`x-request-id`).
+pub struct RequestId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestId {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let id = parts
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        Ok(Self(id.to_owned()))
+    }
+}
+
+/// The metadata recorded on the events a request causes.
+pub fn command_context(principal: &Principal, request_id: RequestId) -> CommandContext {
+    CommandContext {
+        actor: principal.name.clone(),
+        request_id: request_id.0,
+        causation: None,
+    }
+}
+
+/// Path parameters; a malformed id is a 404 (no such thing can exist).
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct ApiPath<T>(pub T);
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        ApiError::NotFound(format!("no such resource: {}", rejection.body_text()))
+    }
+}
+
+/// Query parameters; a malformed value is a 400 naming the parameter.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct ApiQuery<T>(pub T);
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        let detail = rejection.body_text();
+        // serde_urlencoded says "Failed to deserialize query string: limit: invalid digit ...".
+        let field = detail
+            .split_once("query string: ")
+            .and_then(|(_, rest)| rest.split_once(": "))
+            .map(|(field, _)| field.to_owned())
+            .filter(|f| !f.contains(' '))
+            .or_else(|| backticked(&detail).map(str::to_owned));
+        ApiError::BadRequest { detail, field }
+    }
+}

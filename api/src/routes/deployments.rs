@@ -1,0 +1,124 @@
+//! `/api/usecases/{id}/deployments`: deploy, list, show and undeploy.
+
+use crate::dto::{
+    CreateDeployment, DeploymentAccepted, DeploymentPage, DeploymentResponse, PageQuery,
+};
+use crate::error::{ApiError, Problem};
+use crate::extract::{command_context, ApiJson, ApiPath, ApiQuery, Auth, RequestId};
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use shiplog_application::Scope;
+use uuid::Uuid;
+
+/// Request a deployment. Older requests still in flight are superseded; the
+/// deployed one keeps serving until the new one is deployed.
+#[utoipa::path(post, path = "/api/usecases/{id}/deployments", tag = "deployments", request_body = CreateDeployment,
+    params(("id" = Uuid, Path, description = "The usecase id")),
+    security(("bearer" = ["deployments:write"])),
+    responses(
+        (status = 202, description = "Accepted; follow it with GET .../deployments/{deploymentId}", body = DeploymentAccepted),
+        (status = 400, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks deployments:write", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such usecase", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not declared as JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is missing, unknown or invalid (for example the image reference)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn request_deployment(
+    State(state): State<AppState>,
+    auth: Auth,
+    request_id: RequestId,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(body): ApiJson<CreateDeployment>,
+) -> Result<(StatusCode, Json<DeploymentAccepted>), ApiError> {
+    let principal = auth.require(Scope::DeploymentsWrite)?;
+    let config = body.config.parse()?;
+    let deployment_id = state
+        .usecases
+        .request_deployment(&command_context(principal, request_id), id, config)
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(DeploymentAccepted { id: deployment_id }),
+    ))
+}
+
+/// List a usecase's deployments, newest first.
+#[utoipa::path(get, path = "/api/usecases/{id}/deployments", tag = "deployments",
+    params(("id" = Uuid, Path, description = "The usecase id"), PageQuery),
+    security(("bearer" = ["deployments:read"])),
+    responses(
+        (status = 200, description = "One page of deployments", body = DeploymentPage),
+        (status = 400, description = "A query parameter is malformed", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks deployments:read", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such usecase", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "limit or after out of range", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list_deployments(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiQuery(query): ApiQuery<PageQuery>,
+) -> Result<Json<DeploymentPage>, ApiError> {
+    auth.require(Scope::DeploymentsRead)?;
+    Ok(Json(
+        state
+            .usecases
+            .deployments(id, query.limit, query.after)
+            .await?
+            .into(),
+    ))
+}
+
+/// Show one deployment: its status and, on error, the message.
+#[utoipa::path(get, path = "/api/usecases/{id}/deployments/{deploymentId}", tag = "deployments",
+    params(("id" = Uuid, Path, description = "The usecase id"), ("deploymentId" = Uuid, Path, description = "The deployment id")),
+    security(("bearer" = ["deployments:read"])),
+    responses(
+        (status = 200, description = "The deployment", body = DeploymentResponse),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks deployments:read", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such usecase or deployment", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_deployment(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiPath((id, deployment_id)): ApiPath<(Uuid, Uuid)>,
+) -> Result<Json<DeploymentResponse>, ApiError> {
+    auth.require(Scope::DeploymentsRead)?;
+    Ok(Json(
+        state.usecases.deployment(id, deployment_id).await?.into(),
+    ))
+}
+
+/// Undeploy the usecase: the deployed deployment and any still in flight.
+#[utoipa::path(delete, path = "/api/usecases/{id}/deployments", tag = "deployments",
+    params(("id" = Uuid, Path, description = "The usecase id")),
+    security(("bearer" = ["deployments:write"])),
+    responses(
+        (status = 202, description = "Undeploy accepted"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks deployments:write", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such usecase", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Nothing is deployed, or an undeploy is already under way", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn undeploy(
+    State(state): State<AppState>,
+    auth: Auth,
+    request_id: RequestId,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    let principal = auth.require(Scope::DeploymentsWrite)?;
+    state
+        .usecases
+        .undeploy(&command_context(principal, request_id), id)
+        .await?;
+    Ok(StatusCode::ACCEPTED)
+}

@@ -1,0 +1,101 @@
+//! `/api/tokens`: create (secret shown once), list and revoke API tokens. Needs `admin`.
+
+use crate::dto::{CreateToken, TokenCreated, TokenResponse};
+use crate::error::{ApiError, Problem};
+use crate::extract::{ApiJson, ApiPath, Auth};
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use shiplog_application::{NewToken, Scope};
+use shiplog_domain::InvalidField;
+use uuid::Uuid;
+
+/// Create a token. The secret is in this response only; shiplog stores its hash.
+#[utoipa::path(post, path = "/api/tokens", tag = "tokens", request_body = CreateToken,
+    security(("bearer" = ["admin"])),
+    responses(
+        (status = 201, description = "Created", body = TokenCreated),
+        (status = 400, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks admin", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "An active token has this name", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not declared as JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Empty name, no scope or an unknown scope", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn create_token(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiJson(body): ApiJson<CreateToken>,
+) -> Result<(StatusCode, Json<TokenCreated>), ApiError> {
+    let principal = auth.require(Scope::Admin)?;
+    let scopes = body
+        .scopes
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            s.parse::<Scope>()
+                .map_err(|reason| InvalidField::new(format!("scopes[{i}]"), reason))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let new = NewToken {
+        name: body.name,
+        scopes,
+        created_by: principal.name.clone(),
+    };
+    let (info, token) = state.auth.issue(new).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(TokenCreated {
+            info: info.into(),
+            token,
+        }),
+    ))
+}
+
+/// List active tokens (without secrets).
+#[utoipa::path(get, path = "/api/tokens", tag = "tokens",
+    security(("bearer" = ["admin"])),
+    responses(
+        (status = 200, description = "Active tokens, oldest first", body = Vec<TokenResponse>),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks admin", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list_tokens(
+    State(state): State<AppState>,
+    auth: Auth,
+) -> Result<Json<Vec<TokenResponse>>, ApiError> {
+    auth.require(Scope::Admin)?;
+    Ok(Json(
+        state
+            .auth
+            .list()
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+    ))
+}
+
+/// Revoke a token; it stops working at once.
+#[utoipa::path(delete, path = "/api/tokens/{id}", tag = "tokens",
+    params(("id" = Uuid, Path, description = "The token id")),
+    security(("bearer" = ["admin"])),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No active token with this id", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    auth.require(Scope::Admin)?;
+    state.auth.revoke(id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

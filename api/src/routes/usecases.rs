@@ -1,0 +1,110 @@
+//! `/api/usecases`: register, list, show and delete usecases.
+
+use crate::dto::{CreateUsecase, UsecasePage, UsecaseQuery, UsecaseResponse};
+use crate::error::{ApiError, Problem};
+use crate::extract::{command_context, ApiJson, ApiPath, ApiQuery, Auth, RequestId};
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use shiplog_application::{Scope, UsecaseFilter};
+use uuid::Uuid;
+
+/// Register a usecase. The name is unique across the installation.
+#[utoipa::path(post, path = "/api/usecases", tag = "usecases", request_body = CreateUsecase,
+    security(("bearer" = ["usecases:write"])),
+    responses(
+        (status = 201, description = "Registered", body = UsecaseResponse),
+        (status = 400, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks usecases:write", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The name is taken", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not declared as JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is missing, unknown or invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn create_usecase(
+    State(state): State<AppState>,
+    auth: Auth,
+    request_id: RequestId,
+    ApiJson(body): ApiJson<CreateUsecase>,
+) -> Result<(StatusCode, Json<UsecaseResponse>), ApiError> {
+    let principal = auth.require(Scope::UsecasesWrite)?;
+    let (name, description) = body.parse()?;
+    let view = state
+        .usecases
+        .register(&command_context(principal, request_id), name, description)
+        .await?;
+    Ok((StatusCode::CREATED, Json(view.into())))
+}
+
+/// List usecases, oldest first, optionally filtered by name.
+#[utoipa::path(get, path = "/api/usecases", tag = "usecases", params(UsecaseQuery),
+    security(("bearer" = ["usecases:read"])),
+    responses(
+        (status = 200, description = "One page of usecases", body = UsecasePage),
+        (status = 400, description = "A query parameter is malformed", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks usecases:read", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "limit or after out of range", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list_usecases(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiQuery(query): ApiQuery<UsecaseQuery>,
+) -> Result<Json<UsecasePage>, ApiError> {
+    auth.require(Scope::UsecasesRead)?;
+    let filter = UsecaseFilter {
+        name: query.name,
+        limit: query.limit.unwrap_or(0),
+        after: query.after,
+    };
+    Ok(Json(state.usecases.list(filter).await?.into()))
+}
+
+/// Show one usecase.
+#[utoipa::path(get, path = "/api/usecases/{id}", tag = "usecases",
+    params(("id" = Uuid, Path, description = "The usecase id")),
+    security(("bearer" = ["usecases:read"])),
+    responses(
+        (status = 200, description = "The usecase", body = UsecaseResponse),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks usecases:read", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such usecase", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_usecase(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<UsecaseResponse>, ApiError> {
+    auth.require(Scope::UsecasesRead)?;
+    Ok(Json(state.usecases.get(id).await?.into()))
+}
+
+/// Delete (deregister) a usecase; refused while anything is deployed or in flight.
+#[utoipa::path(delete, path = "/api/usecases/{id}", tag = "usecases",
+    params(("id" = Uuid, Path, description = "The usecase id")),
+    security(("bearer" = ["usecases:write"])),
+    responses(
+        (status = 204, description = "Deleted; the name is free again"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks usecases:write", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such usecase", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Deployed or a deployment in flight", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn delete_usecase(
+    State(state): State<AppState>,
+    auth: Auth,
+    request_id: RequestId,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    let principal = auth.require(Scope::UsecasesWrite)?;
+    state
+        .usecases
+        .delete(&command_context(principal, request_id), id)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
