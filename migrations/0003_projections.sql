@@ -11,6 +11,8 @@ CREATE TABLE subscription_checkpoints
 CREATE TABLE usecase_view
 (
     id            uuid PRIMARY KEY,
+    -- The registration event's position: listing order, stable across rebuilds.
+    registered_at_position bigint NOT NULL UNIQUE,
     name          text        NOT NULL,
     description   text        NOT NULL,
     created_at    timestamptz NOT NULL,
@@ -19,8 +21,6 @@ CREATE TABLE usecase_view
     updated_at    timestamptz NOT NULL,
     updated_by    text        NOT NULL
 );
-
-CREATE INDEX usecase_view_listing ON usecase_view (created_at, id);
 
 CREATE TABLE deployment_view
 (

@@ -70,7 +70,7 @@ impl From<UsecaseView> for UsecaseResponse {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UsecasePage {
-    /// The usecases, oldest registration first.
+    /// The usecases, in registration order.
     pub items: Vec<UsecaseResponse>,
     /// Pass as `after` for the next page; null on the last page.
     pub next_cursor: Option<String>,

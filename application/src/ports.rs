@@ -103,7 +103,7 @@ pub struct Page<T> {
 pub trait ReadModel: Send + Sync {
     /// One usecase, unless unknown or deleted.
     async fn usecase(&self, id: Uuid) -> Result<Option<UsecaseView>, AppError>;
-    /// Usecases ordered by registration time.
+    /// Usecases in registration order.
     async fn usecases(&self, filter: &UsecaseFilter) -> Result<Page<UsecaseView>, AppError>;
     /// Deployments of a usecase, newest first.
     async fn deployments(

@@ -3,7 +3,6 @@
 use crate::db::app_error;
 use crate::projections::Projector;
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use shiplog_application::{
     AppError, Cursor, DeploymentView, Page, ReadModel, UsecaseFilter, UsecaseView,
 };
@@ -34,7 +33,7 @@ const DEPLOYMENT_COLUMNS: &str = "d.id AS d_id, d.usecase_id AS d_usecase_id, d.
 /// The usecase columns plus, once a deployment has succeeded, its latest non-error deployment.
 fn usecase_select() -> String {
     format!(
-        "SELECT u.id, u.name, u.description, u.created_at, u.created_by, {DEPLOYMENT_COLUMNS}
+        "SELECT u.id, u.registered_at_position, u.name, u.description, u.created_at, u.created_by, {DEPLOYMENT_COLUMNS}
            FROM usecase_view u
            LEFT JOIN LATERAL (
                 SELECT * FROM deployment_view d
@@ -79,22 +78,11 @@ fn usecase(row: &PgRow) -> Result<UsecaseView, sqlx::Error> {
     })
 }
 
-/// Page tokens of the usecase listing: the last item's registration time and id.
-fn usecase_token(view: &UsecaseView) -> String {
-    format!("{}_{}", view.created_at.timestamp_micros(), view.id)
-}
-
-fn parse_usecase_token(token: &str) -> Result<(DateTime<Utc>, Uuid), AppError> {
-    let invalid = || {
-        AppError::Invalid(InvalidField::new(
-            "after",
-            "is not a page token from a previous response",
-        ))
-    };
-    let (micros, id) = token.split_once('_').ok_or_else(invalid)?;
-    let micros: i64 = micros.parse().map_err(|_| invalid())?;
-    let at = DateTime::from_timestamp_micros(micros).ok_or_else(invalid)?;
-    Ok((at, id.parse().map_err(|_| invalid())?))
+fn invalid_page_token() -> AppError {
+    AppError::Invalid(InvalidField::new(
+        "after",
+        "is not a page token from a previous response",
+    ))
 }
 
 /// Escapes LIKE wildcards so a filter matches the text literally.
@@ -118,21 +106,21 @@ impl ReadModel for PgReadModel {
     }
 
     async fn usecases(&self, filter: &UsecaseFilter) -> Result<Page<UsecaseView>, AppError> {
-        let after = filter
+        // The page token is the last item's registration position: registration order, stable.
+        let after: Option<i64> = filter
             .after
             .as_deref()
-            .map(parse_usecase_token)
+            .map(|t| t.parse().map_err(|_| invalid_page_token()))
             .transpose()?;
         let rows = sqlx::query(&format!(
             "{} WHERE ($1::text IS NULL OR u.name ILIKE $1)
-                  AND ($2::timestamptz IS NULL OR (u.created_at, u.id) > ($2, $3))
-                ORDER BY u.created_at, u.id
-                LIMIT $4",
+                  AND ($2::bigint IS NULL OR u.registered_at_position > $2)
+                ORDER BY u.registered_at_position
+                LIMIT $3",
             usecase_select()
         ))
         .bind(filter.name.as_deref().map(like_pattern))
-        .bind(after.map(|(at, _)| at))
-        .bind(after.map(|(_, id)| id))
+        .bind(after)
         .bind(i64::from(filter.limit) + 1)
         .fetch_all(&self.pool)
         .await
@@ -144,7 +132,10 @@ impl ReadModel for PgReadModel {
             .map_err(app_error)?;
         let next = if items.len() > filter.limit as usize {
             items.truncate(filter.limit as usize);
-            items.last().map(usecase_token)
+            let last: i64 = rows[filter.limit as usize - 1]
+                .try_get("registered_at_position")
+                .map_err(app_error)?;
+            Some(last.to_string())
         } else {
             None
         };

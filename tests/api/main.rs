@@ -1,1 +1,13 @@
-fn main() {}
+//! Black-box tests of shiplog: each test starts the real server (in-process or
+//! the built binary) on a random port against a freshly created PostgreSQL
+//! database, speaks HTTP to it, and drops the database afterwards.
+
+mod auth;
+mod bad_input;
+mod deployments;
+mod docs;
+mod helpers;
+mod ledger;
+mod projections;
+mod seed_walkthrough;
+mod usecases;

@@ -38,7 +38,7 @@ pub async fn create_usecase(
     Ok((StatusCode::CREATED, Json(view.into())))
 }
 
-/// List usecases, oldest first, optionally filtered by name.
+/// List usecases in registration order, optionally filtered by name.
 #[utoipa::path(get, path = "/api/usecases", tag = "usecases", params(UsecaseQuery),
     security(("bearer" = ["usecases:read"])),
     responses(

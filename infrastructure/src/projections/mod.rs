@@ -163,17 +163,8 @@ impl Projector {
 
     /// Applies every visible event to every projection, then publishes how far all got.
     pub async fn catch_up(&self) -> Result<(), ProjectionError> {
-        let mut reached: Option<Cursor> = None;
-        for projection in &self.projections {
-            let checkpoint = loop {
-                let (checkpoint, applied) = self.step(projection.as_ref()).await?;
-                if applied < BATCH as usize {
-                    break checkpoint;
-                }
-            };
-            reached = Some(reached.map_or(checkpoint, |r| r.min(checkpoint)));
-        }
-        if let Some(reached) = reached {
+        loop {
+            let (reached, applied) = self.step().await?;
             self.progress.send_if_modified(|current| {
                 let advanced = reached > *current;
                 if advanced {
@@ -181,26 +172,42 @@ impl Projector {
                 }
                 advanced
             });
+            if applied < BATCH as usize {
+                return Ok(());
+            }
         }
-        Ok(())
     }
 
-    /// One batch of one projection in one transaction; returns its checkpoint and how many events it applied.
-    #[instrument(skip(self, projection), fields(projection = projection.name()))]
-    async fn step(&self, projection: &dyn Projection) -> Result<(Cursor, usize), ProjectionError> {
+    /// One batch in one transaction for all projections, so that the read models
+    /// always agree with each other (a usecase and its deployments are never seen
+    /// at different points of the log). Each projection still keeps its own
+    /// checkpoint and only applies events past it. Returns the lowest checkpoint
+    /// afterwards and how many events were read.
+    #[instrument(skip(self))]
+    async fn step(&self) -> Result<(Cursor, usize), ProjectionError> {
         let mut tx = self.pool.begin().await?;
-        lock(&mut tx, projection.name()).await?;
-        let checkpoint = read_checkpoint(&mut tx, projection.name()).await?;
-        let events = EventLog::read_after(&mut tx, checkpoint, BATCH).await?;
+        let mut checkpoints = Vec::with_capacity(self.projections.len());
+        for projection in &self.projections {
+            lock(&mut tx, projection.name()).await?;
+            checkpoints.push(read_checkpoint(&mut tx, projection.name()).await?);
+        }
+        let lowest = checkpoints.iter().copied().min().unwrap_or(Cursor::START);
+        let events = EventLog::read_after(&mut tx, lowest, BATCH).await?;
         let Some(last) = events.last().map(|e| e.cursor) else {
-            return Ok((checkpoint, 0));
+            return Ok((lowest, 0));
         };
         for raw in &events {
-            projection
-                .apply(&mut tx, &ProjectedEvent::decode(raw)?)
-                .await?;
+            let event = ProjectedEvent::decode(raw)?;
+            for (projection, checkpoint) in self.projections.iter().zip(&checkpoints) {
+                if raw.cursor > *checkpoint {
+                    projection.apply(&mut tx, &event).await?;
+                }
+            }
         }
-        write_checkpoint(&mut tx, projection.name(), last).await?;
+        for (projection, checkpoint) in self.projections.iter().zip(&checkpoints) {
+            // Never move a checkpoint backwards: that would apply events twice.
+            write_checkpoint(&mut tx, projection.name(), last.max(*checkpoint)).await?;
+        }
         tx.commit().await?;
         debug!(applied = events.len(), %last, "projected");
         Ok((last, events.len()))

@@ -32,14 +32,16 @@ impl Projection for UsecaseViewProjection {
                 at,
             } => {
                 sqlx::query(
-                    "INSERT INTO usecase_view (id, name, description, created_at, created_by, updated_at, updated_by)
-                     VALUES ($1, $2, $3, $4, $5, $4, $5)",
+                    "INSERT INTO usecase_view
+                       (id, registered_at_position, name, description, created_at, created_by, updated_at, updated_by)
+                     VALUES ($1, $6, $2, $3, $4, $5, $4, $5)",
                 )
                 .bind(usecase_id)
                 .bind(name.as_str())
                 .bind(description)
                 .bind(at)
                 .bind(actor)
+                .bind(e.raw.cursor.position)
                 .execute(conn)
                 .await?;
             }

@@ -1,0 +1,248 @@
+//! `TestDb` and `TestApp`: a fresh database per test and the server on a random port.
+
+use serde_json::{json, Value};
+use shiplog_api::server::{Server, Settings};
+use shiplog_application::{CommandBus, CommandContext};
+use shiplog_domain::UsecaseCommand;
+use shiplog_infrastructure::db::connect_and_migrate;
+use shiplog_infrastructure::PostgresCommandBus;
+use sqlx::{Connection, PgConnection, PgPool};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+/// The server the tests use; override with SHIPLOG_TEST_PG.
+pub fn pg_base() -> String {
+    std::env::var("SHIPLOG_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+}
+
+/// The bootstrap admin token every test app starts with.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+/// A database of its own, migrated, dropped when the test ends.
+pub struct TestDb {
+    pub url: String,
+    pub name: String,
+    pub pool: PgPool,
+}
+
+impl TestDb {
+    pub async fn create() -> Self {
+        let name = format!("shiplog_test_{}", Uuid::new_v4().simple());
+        let url = format!("{}/{}", pg_base(), name);
+        // connect_and_migrate creates the database, as `shiplog serve` does on a fresh machine.
+        let pool = connect_and_migrate(&url)
+            .await
+            .unwrap_or_else(|e| panic!("test database {name}: {e}"));
+        Self { url, name, pool }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop runs outside async; use a thread with its own runtime to drop the database.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                if let Ok(mut conn) =
+                    PgConnection::connect(&format!("{}/postgres", pg_base())).await
+                {
+                    let _ =
+                        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                            .execute(&mut conn)
+                            .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// shiplog running in-process on a random port over its own database.
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub db: TestDb,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// What the process manager (a later issue) will report; tests drive it directly.
+pub const PROCESS_MANAGER: &str = "process-manager";
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        let db = TestDb::create().await;
+        Self::spawn_on(db).await
+    }
+
+    pub async fn spawn_on(db: TestDb) -> Self {
+        let settings = Settings {
+            listen: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
+            database_url: db.url.clone(),
+            admin_token: Some(ADMIN_TOKEN.to_owned()),
+        };
+        let server = Server::start(&settings)
+            .await
+            .unwrap_or_else(|e| panic!("start: {e}"));
+        let addr = server.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(server.run(async move {
+            let _ = rx.await;
+        }));
+        Self {
+            base: format!("http://{addr}"),
+            client: reqwest::Client::new(),
+            db,
+            shutdown: Some(tx),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.send(reqwest::Method::GET, path, Some(ADMIN_TOKEN), None)
+            .await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.send(reqwest::Method::POST, path, Some(ADMIN_TOKEN), Some(body))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        self.send(reqwest::Method::DELETE, path, Some(ADMIN_TOKEN), None)
+            .await
+    }
+
+    /// Registers a usecase and returns its id.
+    pub async fn create_usecase(&self, name: &str) -> Uuid {
+        let (status, body) = self
+            .post(
+                "/api/usecases",
+                json!({"name": name, "description": "test"}),
+            )
+            .await;
+        assert_eq!(status, 201, "creating {name}: {body}");
+        uuid(&body["id"])
+    }
+
+    /// Requests a deployment of `tag` and returns its id.
+    pub async fn deploy(&self, usecase: Uuid, tag: &str) -> Uuid {
+        let (status, body) = self
+            .post(
+                &format!("/api/usecases/{usecase}/deployments"),
+                deploy_body(tag),
+            )
+            .await;
+        assert_eq!(status, 202, "deploying {tag}: {body}");
+        uuid(&body["id"])
+    }
+
+    /// Plays the process manager: appends an outcome command directly to the ledger.
+    pub async fn record(&self, usecase: Uuid, command: UsecaseCommand) {
+        let bus = PostgresCommandBus::new(self.db.pool.clone());
+        let ctx = CommandContext {
+            actor: PROCESS_MANAGER.to_owned(),
+            request_id: "test".to_owned(),
+            causation: None,
+        };
+        bus.execute(usecase, command, &ctx)
+            .await
+            .unwrap_or_else(|e| panic!("outcome: {e}"));
+    }
+
+    /// Drives a deployment to `deployed` as the process manager would.
+    pub async fn mark_deployed(&self, usecase: Uuid, deployment: Uuid) {
+        let at = chrono::Utc::now();
+        self.record(
+            usecase,
+            UsecaseCommand::StartDeployment {
+                deployment_id: deployment,
+                at,
+            },
+        )
+        .await;
+        self.record(
+            usecase,
+            UsecaseCommand::CompleteDeployment {
+                deployment_id: deployment,
+                at,
+            },
+        )
+        .await;
+        self.wait_for_status(usecase, deployment, "deployed").await;
+    }
+
+    /// Polls the API until the deployment shows `status` (the projector is asynchronous
+    /// for writes that did not come through this API); fails after 10 s.
+    pub async fn wait_for_status(&self, usecase: Uuid, deployment: Uuid, status: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (code, body) = self
+                .get(&format!("/api/usecases/{usecase}/deployments/{deployment}"))
+                .await;
+            if code == 200 && body["status"] == status {
+                return body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "deployment {deployment} never became {status}; last: {code} {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// A valid deployment request body for `tag`.
+pub fn deploy_body(tag: &str) -> Value {
+    json!({"config": {"image": {"registry": "registry.example.com", "repository": "team/app", "tag": tag}}})
+}
+
+pub fn uuid(v: &Value) -> Uuid {
+    v.as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not a uuid: {v}"))
+}
