@@ -85,10 +85,12 @@ async fn ensure_database(options: &PgConnectOptions) -> Result<(), DbSetupError>
 /// the API answers with 503 and Retry-After rather than 500.
 pub fn is_outage(err: &sqlx::Error) -> bool {
     match err {
+        // Protocol: the conversation broke off (a proxy or server went away mid-handshake).
         sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
         | sqlx::Error::WorkerCrashed => true,
         sqlx::Error::Database(e) => e.code().is_some_and(|code| {
             // Class 08: connection exceptions; 57P0x: server shutting down; 53300: too many connections.

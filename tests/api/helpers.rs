@@ -91,9 +91,20 @@ impl TestApp {
     }
 
     pub async fn spawn_on(db: TestDb) -> Self {
+        let url = db.url.clone();
+        Self::spawn_with_url(db, &url).await
+    }
+
+    /// Starts the app on `db`, reached through `database_url` (a proxy, say).
+    pub async fn spawn_with_url(db: TestDb, database_url: &str) -> Self {
+        // Server logs appear in the output of a failing test.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("info,sqlx=warn")
+            .with_test_writer()
+            .try_init();
         let settings = Settings {
             listen: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
-            database_url: db.url.clone(),
+            database_url: database_url.to_owned(),
             admin_token: Some(ADMIN_TOKEN.to_owned()),
         };
         let server = Server::start(&settings)

@@ -8,6 +8,7 @@ mod deployments;
 mod docs;
 mod helpers;
 mod ledger;
+mod outage;
 mod projections;
 mod seed_walkthrough;
 mod usecases;
