@@ -2,7 +2,21 @@
 
 use chrono::{DateTime, Utc};
 use shiplog_application::Cursor;
+use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
+
+/// Reads a cursor from a row with columns `txid` (`transaction_id::text`, as sqlx
+/// has no xid8 codec) and `position`.
+pub(crate) fn cursor_from(row: &PgRow) -> Result<Cursor, sqlx::Error> {
+    let txid: String = row.try_get("txid")?;
+    let transaction_id = txid
+        .parse::<u64>()
+        .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+    Ok(Cursor {
+        transaction_id,
+        position: row.try_get("position")?,
+    })
+}
 
 /// One stored event with its place in the global order.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,15 +78,8 @@ impl EventLog {
         .await?;
         rows.into_iter()
             .map(|row| {
-                let txid: String = row.try_get("txid")?;
-                let transaction_id = txid
-                    .parse::<u64>()
-                    .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
                 Ok(RecordedEvent {
-                    cursor: Cursor {
-                        transaction_id,
-                        position: row.try_get("position")?,
-                    },
+                    cursor: cursor_from(&row)?,
                     aggregate_id: row.try_get("aggregate_id")?,
                     sequence: row.try_get("sequence")?,
                     event_type: row.try_get("event_type")?,
@@ -100,16 +107,6 @@ impl EventLog {
         .bind(aggregate_id)
         .fetch_optional(conn)
         .await?;
-        row.map(|row| {
-            let txid: String = row.try_get("txid")?;
-            let transaction_id = txid
-                .parse::<u64>()
-                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-            Ok(Cursor {
-                transaction_id,
-                position: row.try_get("position")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(cursor_from).transpose()
     }
 }

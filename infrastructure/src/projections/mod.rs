@@ -12,12 +12,12 @@ mod usecase_view;
 pub use deployment_view::DeploymentViewProjection;
 pub use usecase_view::UsecaseViewProjection;
 
-use crate::event_log::{EventLog, RecordedEvent};
+use crate::event_log::{cursor_from, EventLog, RecordedEvent};
 use async_trait::async_trait;
 use shiplog_application::Cursor;
 use shiplog_domain::UsecaseEvent;
 use sqlx::postgres::PgListener;
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{PgConnection, PgPool};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
@@ -290,14 +290,7 @@ async fn read_checkpoint(conn: &mut PgConnection, name: &str) -> Result<Cursor, 
     let Some(row) = row else {
         return Ok(Cursor::START);
     };
-    let txid: String = row.try_get("txid")?;
-    let transaction_id = txid
-        .parse::<u64>()
-        .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-    Ok(Cursor {
-        transaction_id,
-        position: row.try_get("position")?,
-    })
+    Ok(cursor_from(&row)?)
 }
 
 async fn write_checkpoint(
