@@ -1,0 +1,224 @@
+//! The process manager's decisions: from a usecase's state, the cluster steps
+//! that make Kubernetes match it, and the outcome commands they lead to.
+//! Level-triggered: `plan` looks only at the current state, never at which
+//! event arrived, so running it again after a crash does the right thing.
+
+use crate::cluster::{ClusterError, ClusterPort, RolloutOutcome, Workload};
+use crate::cursor::Cursor;
+use crate::error::AppError;
+use crate::ports::{CommandBus, CommandContext};
+use async_trait::async_trait;
+use chrono::{SubsecRound, Utc};
+use shiplog_domain::{DeploymentStatus, Usecase, UsecaseCommand};
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{info, instrument, warn};
+use uuid::Uuid;
+
+/// The actor recorded on the process manager's events.
+pub const PROCESS_MANAGER: &str = "process-manager";
+
+/// One thing to do in the cluster for a usecase.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// Point the Service at the deployed deployment (first, so a handover has no gap).
+    Route(Workload),
+    /// Apply a pending deployment's objects, then record `DeploymentStarted`.
+    Start(Workload),
+    /// Re-apply a deploying deployment (idempotent) and watch its rollout to the end.
+    Watch(Workload),
+    /// Delete the objects of a deployment being undeployed, then record `DeploymentUndeployed`.
+    Undeploy(Uuid),
+    /// Delete the objects of a superseded, failed or undeployed deployment.
+    CleanUp(Uuid),
+    /// Delete the usecase's Service: nothing of it is deployed.
+    RemoveRoute,
+}
+
+/// The steps that bring the cluster in line with `usecase`, in the order to take them.
+pub fn plan(usecase: &Usecase) -> Vec<Step> {
+    let workload = |d: &shiplog_domain::Deployment| Workload {
+        usecase_id: usecase.id,
+        deployment_id: d.id,
+        config: d.config.clone(),
+    };
+    let mut steps = Vec::new();
+    let serving = usecase.deployments.iter().find(|d| {
+        d.status == DeploymentStatus::Deployed && !d.undeploy_requested && !usecase.deleted
+    });
+    match serving {
+        Some(d) => steps.push(Step::Route(workload(d))),
+        None => steps.push(Step::RemoveRoute),
+    }
+    for d in &usecase.deployments {
+        let step = if d.status.is_terminal() {
+            Step::CleanUp(d.id)
+        } else if d.undeploy_requested {
+            Step::Undeploy(d.id)
+        } else {
+            match d.status {
+                DeploymentStatus::Pending => Step::Start(workload(d)),
+                DeploymentStatus::Deploying => Step::Watch(workload(d)),
+                _ => continue,
+            }
+        };
+        steps.push(step);
+    }
+    // Routing first, so a replacement serves before the old pods go; removals
+    // next, so a superseded rollout stops at once; rollouts, which wait, last.
+    steps.sort_by_key(|s| match s {
+        Step::Route(_) | Step::RemoveRoute => 0,
+        Step::CleanUp(_) | Step::Undeploy(_) => 1,
+        Step::Start(_) | Step::Watch(_) => 2,
+    });
+    steps
+}
+
+/// Loads the current state of a usecase from the event store.
+#[async_trait]
+pub trait UsecaseLoader: Send + Sync {
+    /// The usecase folded from all its events (a default, unregistered one when it has none).
+    async fn load(&self, usecase_id: Uuid) -> Result<Usecase, AppError>;
+}
+
+/// Why a reconcile stopped early; the runner retries with back-off.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// The cluster failed.
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    /// The ledger failed.
+    #[error(transparent)]
+    Ledger(#[from] AppError),
+}
+
+/// Carries out plans: cluster steps through the `ClusterPort`, outcomes as commands.
+pub struct ProcessManager {
+    bus: Arc<dyn CommandBus>,
+    loader: Arc<dyn UsecaseLoader>,
+    cluster: Arc<dyn ClusterPort>,
+    rollout_timeout: Duration,
+}
+
+impl ProcessManager {
+    /// A process manager over its ports; a rollout not ready within `rollout_timeout` fails.
+    pub fn new(
+        bus: Arc<dyn CommandBus>,
+        loader: Arc<dyn UsecaseLoader>,
+        cluster: Arc<dyn ClusterPort>,
+        rollout_timeout: Duration,
+    ) -> Self {
+        Self {
+            bus,
+            loader,
+            cluster,
+            rollout_timeout,
+        }
+    }
+
+    /// The cluster port, for the start-up sweep.
+    pub fn cluster(&self) -> &Arc<dyn ClusterPort> {
+        &self.cluster
+    }
+
+    /// Brings the cluster in line with the usecase's current state. `causation` is
+    /// the cursor of the event that made the process manager look; it is recorded
+    /// on every outcome event. Safe to cancel and to run again at any point.
+    #[instrument(skip(self), fields(%usecase_id, %causation))]
+    pub async fn reconcile(
+        &self,
+        usecase_id: Uuid,
+        causation: Cursor,
+    ) -> Result<(), ReconcileError> {
+        let usecase = self.loader.load(usecase_id).await?;
+        if usecase.name.is_none() {
+            return Ok(());
+        }
+        for step in plan(&usecase) {
+            match step {
+                Step::Route(w) => self.cluster.route(&w).await?,
+                Step::RemoveRoute => self.cluster.remove_route(usecase_id).await?,
+                Step::Start(w) => {
+                    self.cluster.apply(&w).await?;
+                    let at = Utc::now().trunc_subsecs(0);
+                    self.record(
+                        usecase_id,
+                        UsecaseCommand::StartDeployment {
+                            deployment_id: w.deployment_id,
+                            at,
+                        },
+                        causation,
+                    )
+                    .await?;
+                    self.watch(&w, causation).await?;
+                }
+                Step::Watch(w) => {
+                    self.cluster.apply(&w).await?;
+                    self.watch(&w, causation).await?;
+                }
+                Step::Undeploy(id) => {
+                    self.cluster.remove(usecase_id, id).await?;
+                    let at = Utc::now().trunc_subsecs(0);
+                    self.record(
+                        usecase_id,
+                        UsecaseCommand::ConfirmUndeployed {
+                            deployment_id: id,
+                            at,
+                        },
+                        causation,
+                    )
+                    .await?;
+                }
+                Step::CleanUp(id) => self.cluster.remove(usecase_id, id).await?,
+            }
+        }
+        Ok(())
+    }
+
+    async fn watch(&self, w: &Workload, causation: Cursor) -> Result<(), ReconcileError> {
+        let outcome = self.cluster.await_rollout(w, self.rollout_timeout).await?;
+        let at = Utc::now().trunc_subsecs(0);
+        let command = match outcome {
+            RolloutOutcome::Ready => UsecaseCommand::CompleteDeployment {
+                deployment_id: w.deployment_id,
+                at,
+            },
+            RolloutOutcome::Failed(message) => {
+                info!(deployment_id = %w.deployment_id, %message, "rollout failed");
+                UsecaseCommand::FailDeployment {
+                    deployment_id: w.deployment_id,
+                    message,
+                    at,
+                }
+            }
+        };
+        self.record(w.usecase_id, command, causation).await?;
+        // The outcome changes what the cluster should look like (route, clean-up):
+        // the event it appended triggers the next reconcile.
+        Ok(())
+    }
+
+    /// Appends an outcome. A conflict means the state moved on (a newer request
+    /// superseded the deployment, say); the next reconcile acts on the new state.
+    async fn record(
+        &self,
+        usecase_id: Uuid,
+        command: UsecaseCommand,
+        causation: Cursor,
+    ) -> Result<(), AppError> {
+        let ctx = CommandContext {
+            actor: PROCESS_MANAGER.to_owned(),
+            request_id: format!("pm-{}", Uuid::new_v4()),
+            causation: Some(causation),
+        };
+        match self.bus.execute(usecase_id, command, &ctx).await {
+            Ok(_) => Ok(()),
+            Err(AppError::Conflict(reason)) => {
+                warn!(%usecase_id, %reason, "outcome no longer applies; the state moved on");
+                Ok(())
+            }
+            Err(AppError::NotFound(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! The process manager's decisions, from usecase state alone (no I/O).
+
+use chrono::Utc;
+use cqrs_es::Aggregate;
+use shiplog_application::{plan, Step};
+use shiplog_domain::{DeploymentConfig, ImageRef, Usecase, UsecaseEvent, UsecaseName};
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+const U: Uuid = Uuid::from_u128(1);
+const D1: Uuid = Uuid::from_u128(11);
+const D2: Uuid = Uuid::from_u128(12);
+
+fn usecase(events: Vec<UsecaseEvent>) -> Usecase {
+    let mut u = Usecase::default();
+    u.apply(UsecaseEvent::UsecaseRegistered {
+        usecase_id: U,
+        name: UsecaseName::parse("u").unwrap_or_else(|e| panic!("{e}")),
+        description: String::new(),
+        at: Utc::now(),
+    });
+    for e in events {
+        u.apply(e);
+    }
+    u
+}
+
+fn config() -> DeploymentConfig {
+    let image = ImageRef::new("r.example.com", "app", "1").unwrap_or_else(|e| panic!("{e}"));
+    DeploymentConfig::new(image, None, None, BTreeMap::new(), None, None)
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn requested(id: Uuid) -> UsecaseEvent {
+    UsecaseEvent::DeploymentRequested {
+        deployment_id: id,
+        config: config(),
+        at: Utc::now(),
+    }
+}
+
+fn names(steps: &[Step]) -> Vec<String> {
+    steps
+        .iter()
+        .map(|s| match s {
+            Step::Route(w) => format!("route {}", w.deployment_id.as_u128()),
+            Step::Start(w) => format!("start {}", w.deployment_id.as_u128()),
+            Step::Watch(w) => format!("watch {}", w.deployment_id.as_u128()),
+            Step::Undeploy(d) => format!("undeploy {}", d.as_u128()),
+            Step::CleanUp(d) => format!("cleanup {}", d.as_u128()),
+            Step::RemoveRoute => "remove-route".to_owned(),
+        })
+        .collect()
+}
+
+#[test]
+fn a_pending_deployment_is_started() {
+    assert_eq!(
+        names(&plan(&usecase(vec![requested(D1)]))),
+        ["remove-route", "start 11"]
+    );
+}
+
+#[test]
+fn a_deploying_deployment_is_reapplied_and_watched() {
+    let u = usecase(vec![
+        requested(D1),
+        UsecaseEvent::DeploymentStarted {
+            deployment_id: D1,
+            at: Utc::now(),
+        },
+    ]);
+    assert_eq!(names(&plan(&u)), ["remove-route", "watch 11"]);
+}
+
+#[test]
+fn the_deployed_one_is_routed_before_a_newer_one_rolls_out() {
+    let now = Utc::now();
+    let u = usecase(vec![
+        requested(D1),
+        UsecaseEvent::DeploymentStarted {
+            deployment_id: D1,
+            at: now,
+        },
+        UsecaseEvent::DeploymentSucceeded {
+            deployment_id: D1,
+            at: now,
+        },
+        requested(D2),
+    ]);
+    assert_eq!(names(&plan(&u)), ["route 11", "start 12"]);
+}
+
+#[test]
+fn after_a_handover_the_new_one_is_routed_before_the_old_one_is_removed() {
+    let now = Utc::now();
+    let u = usecase(vec![
+        requested(D1),
+        UsecaseEvent::DeploymentStarted {
+            deployment_id: D1,
+            at: now,
+        },
+        UsecaseEvent::DeploymentSucceeded {
+            deployment_id: D1,
+            at: now,
+        },
+        requested(D2),
+        UsecaseEvent::DeploymentStarted {
+            deployment_id: D2,
+            at: now,
+        },
+        UsecaseEvent::DeploymentSucceeded {
+            deployment_id: D2,
+            at: now,
+        },
+        UsecaseEvent::DeploymentSuperseded {
+            deployment_id: D1,
+            superseded_by: D2,
+            at: now,
+        },
+    ]);
+    assert_eq!(names(&plan(&u)), ["route 12", "cleanup 11"]);
+}
+
+#[test]
+fn a_superseded_rollout_is_removed_before_the_new_one_is_watched() {
+    let now = Utc::now();
+    let u = usecase(vec![
+        requested(D1),
+        UsecaseEvent::DeploymentStarted {
+            deployment_id: D1,
+            at: now,
+        },
+        requested(D2),
+        UsecaseEvent::DeploymentSuperseded {
+            deployment_id: D1,
+            superseded_by: D2,
+            at: now,
+        },
+    ]);
+    assert_eq!(names(&plan(&u)), ["remove-route", "cleanup 11", "start 12"]);
+}
+
+#[test]
+fn undeploy_removes_everything_and_confirms() {
+    let now = Utc::now();
+    let u = usecase(vec![
+        requested(D1),
+        UsecaseEvent::DeploymentStarted {
+            deployment_id: D1,
+            at: now,
+        },
+        UsecaseEvent::DeploymentSucceeded {
+            deployment_id: D1,
+            at: now,
+        },
+        UsecaseEvent::UndeployRequested {
+            deployment_id: D1,
+            at: now,
+        },
+    ]);
+    assert_eq!(names(&plan(&u)), ["remove-route", "undeploy 11"]);
+}
+
+#[test]
+fn failed_and_deleted_usecases_are_cleaned_up() {
+    let now = Utc::now();
+    let u = usecase(vec![
+        requested(D1),
+        UsecaseEvent::DeploymentFailed {
+            deployment_id: D1,
+            message: "x".into(),
+            at: now,
+        },
+        UsecaseEvent::UsecaseDeleted { at: now },
+    ]);
+    assert_eq!(names(&plan(&u)), ["remove-route", "cleanup 11"]);
+}
