@@ -139,7 +139,9 @@ impl ProcessManager {
                 Step::Route(w) => self.cluster.route(&w).await?,
                 Step::RemoveRoute => self.cluster.remove_route(usecase_id).await?,
                 Step::Start(w) => {
-                    self.cluster.apply(&w).await?;
+                    if !self.apply_or_fail(&w, causation).await? {
+                        continue;
+                    }
                     let at = Utc::now().trunc_subsecs(0);
                     self.record(
                         usecase_id,
@@ -153,8 +155,9 @@ impl ProcessManager {
                     self.watch(&w, causation).await?;
                 }
                 Step::Watch(w) => {
-                    self.cluster.apply(&w).await?;
-                    self.watch(&w, causation).await?;
+                    if self.apply_or_fail(&w, causation).await? {
+                        self.watch(&w, causation).await?;
+                    }
                 }
                 Step::Undeploy(id) => {
                     self.cluster.remove(usecase_id, id).await?;
@@ -173,6 +176,27 @@ impl ProcessManager {
             }
         }
         Ok(())
+    }
+
+    /// Applies the workload; when the cluster refuses it for good (an object it
+    /// cannot accept, a missing CRD), records the failure instead of retrying
+    /// forever. Returns whether the workload is applied.
+    async fn apply_or_fail(&self, w: &Workload, causation: Cursor) -> Result<bool, ReconcileError> {
+        match self.cluster.apply(w).await {
+            Ok(()) => Ok(true),
+            Err(ClusterError::Rejected(reason)) => {
+                let at = Utc::now().trunc_subsecs(0);
+                let message = format!("the cluster refused the deployment: {reason}");
+                let command = UsecaseCommand::FailDeployment {
+                    deployment_id: w.deployment_id,
+                    message,
+                    at,
+                };
+                self.record(w.usecase_id, command, causation).await?;
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn watch(&self, w: &Workload, causation: Cursor) -> Result<(), ReconcileError> {

@@ -110,3 +110,46 @@ impl EventLog {
         row.as_ref().map(cursor_from).transpose()
     }
 }
+
+/// Wakes a subscriber when events are appended (LISTEN/NOTIFY), or after a
+/// timeout. Only a hint: subscribers always re-read from their checkpoint, so a
+/// lost notification costs at most one timeout.
+pub struct Wakeup {
+    listener: Option<sqlx::postgres::PgListener>,
+}
+
+impl Wakeup {
+    /// Listens on the events channel; without a listener it falls back to polling.
+    pub async fn connect(pool: &sqlx::PgPool) -> Self {
+        let listener = match sqlx::postgres::PgListener::connect_with(pool).await {
+            Ok(mut l) => match l.listen(crate::projections::EVENTS_CHANNEL).await {
+                Ok(()) => Some(l),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot LISTEN for new events; polling instead");
+                    None
+                }
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot LISTEN for new events; polling instead");
+                None
+            }
+        };
+        Self { listener }
+    }
+
+    /// Returns on the next notification or after `max`.
+    pub async fn wait(&mut self, max: std::time::Duration) {
+        let notified = async {
+            match self.listener.as_mut() {
+                // recv() reconnects by itself after a lost connection.
+                Some(l) => {
+                    if l.recv().await.is_err() {
+                        tokio::time::sleep(max).await;
+                    }
+                }
+                None => std::future::pending().await,
+            }
+        };
+        let _ = tokio::time::timeout(max, notified).await;
+    }
+}

@@ -4,9 +4,12 @@
 pub mod command_bus;
 pub mod db;
 pub mod event_log;
+pub mod kube_cluster;
+pub mod process_manager;
 pub mod projections;
 pub mod read_model;
 pub mod tokens;
+pub mod usecase_loader;
 
 pub use command_bus::PostgresCommandBus;
 pub use event_log::{EventLog, RecordedEvent};

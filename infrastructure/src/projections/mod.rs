@@ -12,11 +12,10 @@ mod usecase_view;
 pub use deployment_view::DeploymentViewProjection;
 pub use usecase_view::UsecaseViewProjection;
 
-use crate::event_log::{cursor_from, EventLog, RecordedEvent};
+use crate::event_log::{cursor_from, EventLog, RecordedEvent, Wakeup};
 use async_trait::async_trait;
 use shiplog_application::Cursor;
 use shiplog_domain::UsecaseEvent;
-use sqlx::postgres::PgListener;
 use sqlx::{PgConnection, PgPool};
 use std::sync::Arc;
 use std::time::Duration;
@@ -125,38 +124,14 @@ impl Projector {
     /// round re-reads from the checkpoints, and a periodic round covers a missed
     /// notification or an event that became visible when an older transaction ended.
     pub async fn run(self: Arc<Self>) {
-        let mut listener = match PgListener::connect_with(&self.pool).await {
-            Ok(mut l) => match l.listen(EVENTS_CHANNEL).await {
-                Ok(()) => Some(l),
-                Err(e) => {
-                    warn!(error = %e, "cannot LISTEN for new events; polling instead");
-                    None
-                }
-            },
-            Err(e) => {
-                warn!(error = %e, "cannot LISTEN for new events; polling instead");
-                None
-            }
-        };
+        let mut wakeup = Wakeup::connect(&self.pool).await;
         loop {
             if let Err(e) = self.catch_up().await {
                 warn!(error = %e, "projection round failed; retrying");
             }
-            let notified = async {
-                match listener.as_mut() {
-                    // recv() reconnects by itself after a lost connection.
-                    Some(l) => {
-                        if l.recv().await.is_err() {
-                            tokio::time::sleep(Duration::from_millis(500)).await;
-                        }
-                    }
-                    None => std::future::pending().await,
-                }
-            };
             tokio::select! {
-                _ = notified => {}
+                _ = wakeup.wait(Duration::from_millis(250)) => {}
                 _ = self.kick.notified() => {}
-                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
             }
         }
     }
@@ -282,7 +257,10 @@ async fn lock(conn: &mut PgConnection, name: &str) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-async fn read_checkpoint(conn: &mut PgConnection, name: &str) -> Result<Cursor, ProjectionError> {
+pub(crate) async fn read_checkpoint(
+    conn: &mut PgConnection,
+    name: &str,
+) -> Result<Cursor, ProjectionError> {
     let row = sqlx::query("SELECT transaction_id::text AS txid, position FROM subscription_checkpoints WHERE name = $1")
         .bind(name)
         .fetch_optional(conn)
@@ -293,7 +271,7 @@ async fn read_checkpoint(conn: &mut PgConnection, name: &str) -> Result<Cursor, 
     Ok(cursor_from(&row)?)
 }
 
-async fn write_checkpoint(
+pub(crate) async fn write_checkpoint(
     conn: &mut PgConnection,
     name: &str,
     cursor: Cursor,

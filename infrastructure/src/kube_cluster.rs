@@ -1,0 +1,394 @@
+//! The `ClusterPort` on kube-rs: server-side apply with deterministic names and
+//! labels in one namespace, rollouts observed with watches, idempotent deletes.
+
+use async_trait::async_trait;
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::runtime::watcher::{self, watcher};
+use kube::Client;
+use serde_json::{json, Value};
+use shiplog_application::{ClusterError, ClusterPort, RolloutOutcome, Workload};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tracing::{debug, instrument};
+use uuid::Uuid;
+
+/// The field manager of every server-side apply.
+pub const FIELD_MANAGER: &str = "shiplog";
+/// Label with the usecase id on every object.
+pub const USECASE_LABEL: &str = "shiplog.io/usecase";
+/// Label with the deployment id on every per-deployment object and pod.
+pub const DEPLOYMENT_LABEL: &str = "shiplog.io/deployment";
+const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "shiplog");
+/// The name of the usecase's container.
+pub const CONTAINER: &str = "app";
+/// The port the usecase's Service listens on.
+pub const SERVICE_PORT: u16 = 80;
+
+/// Where and how shiplog's objects are created.
+#[derive(Debug, Clone)]
+pub struct KubeSettings {
+    /// The one namespace all of shiplog's objects live in.
+    pub namespace: String,
+    /// Secrets (in that namespace) for pulling images from private registries.
+    pub image_pull_secrets: Vec<String>,
+    /// Kubernetes' own progress deadline for each Deployment.
+    pub progress_deadline: Duration,
+}
+
+/// The Deployment (and ServiceMonitor) of one deployment: `sl-<deployment id>`.
+pub fn deployment_name(deployment_id: Uuid) -> String {
+    format!("sl-{}", deployment_id.simple())
+}
+
+/// The stable Service of one usecase: `sl-<usecase id>`.
+pub fn service_name(usecase_id: Uuid) -> String {
+    format!("sl-{}", usecase_id.simple())
+}
+
+/// kube-rs against one namespace.
+#[derive(Clone)]
+pub struct KubeCluster {
+    client: Client,
+    settings: KubeSettings,
+    service_monitor: ApiResource,
+}
+
+fn error(e: kube::Error) -> ClusterError {
+    match &e {
+        kube::Error::Api(status) if status.code == 429 || status.code >= 500 => {
+            ClusterError::Unavailable(e.to_string())
+        }
+        kube::Error::Api(status) => {
+            ClusterError::Rejected(format!("{} ({})", status.message, status.reason))
+        }
+        _ => ClusterError::Unavailable(e.to_string()),
+    }
+}
+
+fn is_not_found(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(status) if status.code == 404)
+}
+
+impl KubeCluster {
+    /// An adapter over `client` (kubeconfig, in-cluster config or the simulator).
+    pub fn new(client: Client, settings: KubeSettings) -> Self {
+        let gvk = GroupVersionKind::gvk("monitoring.coreos.com", "v1", "ServiceMonitor");
+        Self {
+            client,
+            settings,
+            service_monitor: ApiResource::from_gvk(&gvk),
+        }
+    }
+
+    fn deployments(&self) -> Api<Deployment> {
+        Api::namespaced(self.client.clone(), &self.settings.namespace)
+    }
+
+    fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), &self.settings.namespace)
+    }
+
+    fn services(&self) -> Api<Service> {
+        Api::namespaced(self.client.clone(), &self.settings.namespace)
+    }
+
+    fn service_monitors(&self) -> Api<DynamicObject> {
+        Api::namespaced_with(
+            self.client.clone(),
+            &self.settings.namespace,
+            &self.service_monitor,
+        )
+    }
+
+    fn labels(w: &Workload) -> Value {
+        json!({
+            USECASE_LABEL: w.usecase_id.to_string(),
+            DEPLOYMENT_LABEL: w.deployment_id.to_string(),
+            MANAGED_BY.0: MANAGED_BY.1,
+        })
+    }
+
+    /// The Deployment object, as applied.
+    pub fn deployment_object(&self, w: &Workload) -> Value {
+        let c = &w.config;
+        let env: Vec<Value> = c
+            .env
+            .iter()
+            .map(|(k, v)| json!({"name": k, "value": v}))
+            .collect();
+        let list = |l: &Option<shiplog_domain::ResourceList>| {
+            let mut m = BTreeMap::new();
+            if let Some(l) = l {
+                if let Some(cpu) = &l.cpu {
+                    m.insert("cpu", cpu.clone());
+                }
+                if let Some(memory) = &l.memory {
+                    m.insert("memory", memory.clone());
+                }
+            }
+            m
+        };
+        let resources = c.resources.as_ref().map_or(
+            json!({}),
+            |r| json!({"requests": list(&r.requests), "limits": list(&r.limits)}),
+        );
+        let secrets: Vec<Value> = self
+            .settings
+            .image_pull_secrets
+            .iter()
+            .map(|s| json!({"name": s}))
+            .collect();
+        json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": deployment_name(w.deployment_id), "namespace": self.settings.namespace, "labels": Self::labels(w)},
+            "spec": {
+                "replicas": c.replicas,
+                "progressDeadlineSeconds": self.settings.progress_deadline.as_secs(),
+                "selector": {"matchLabels": {DEPLOYMENT_LABEL: w.deployment_id.to_string()}},
+                "template": {
+                    "metadata": {"labels": Self::labels(w)},
+                    "spec": {
+                        "imagePullSecrets": secrets,
+                        "containers": [{
+                            "name": CONTAINER,
+                            "image": c.image.to_string(),
+                            "ports": [{"name": "http", "containerPort": c.container_port}],
+                            "env": env,
+                            "resources": resources,
+                        }]
+                    }
+                }
+            }
+        })
+    }
+
+    async fn delete_quietly<K>(api: &Api<K>, name: &str) -> Result<(), ClusterError>
+    where
+        K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        match api.delete(name, &DeleteParams::background()).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(error(e)),
+        }
+    }
+}
+
+/// Reasons a container waits that mean the rollout cannot succeed without a new deployment.
+const FATAL_WAITING: [&str; 6] = [
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "CrashLoopBackOff",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+];
+
+/// Why a pod's container cannot come up, in the user's words, if it cannot.
+fn pod_failure(pod: &Pod, image: &str) -> Option<String> {
+    let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
+    statuses.iter().find_map(|s| {
+        let waiting = s.state.as_ref()?.waiting.as_ref()?;
+        let reason = waiting.reason.as_deref()?;
+        if !FATAL_WAITING.contains(&reason) {
+            return None;
+        }
+        let detail = waiting.message.clone().unwrap_or_default();
+        let what = match reason {
+            "CrashLoopBackOff" => format!("the container of image {image} keeps crashing"),
+            "CreateContainerConfigError" | "CreateContainerError" => {
+                format!("the container of image {image} cannot be created")
+            }
+            _ => format!("the image {image} cannot be pulled"),
+        };
+        Some(if detail.is_empty() {
+            format!("{what} ({reason})")
+        } else {
+            format!("{what} ({reason}): {detail}")
+        })
+    })
+}
+
+/// Ready when the current generation is observed and every replica is updated, ready and available.
+/// `kube::runtime::wait::conditions::is_deployment_completed` ignores observedGeneration, hence this.
+fn deployment_outcome(d: &Deployment) -> Option<RolloutOutcome> {
+    let status = d.status.as_ref()?;
+    if let Some(c) = status.conditions.iter().flatten().find(|c| {
+        c.type_ == "Progressing"
+            && c.status == "False"
+            && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+    }) {
+        let detail = c.message.clone().unwrap_or_default();
+        return Some(RolloutOutcome::Failed(format!(
+            "the rollout exceeded its progress deadline: {detail}"
+        )));
+    }
+    let generation = d.metadata.generation?;
+    let desired = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let current = status.observed_generation.is_some_and(|g| g >= generation);
+    let all = |v: Option<i32>| v.unwrap_or(0) == desired;
+    (current
+        && all(status.updated_replicas)
+        && all(status.ready_replicas)
+        && all(status.available_replicas)
+        && status.replicas.unwrap_or(0) == desired)
+        .then_some(RolloutOutcome::Ready)
+}
+
+/// What a rollout watch saw: the Deployment (gone when `None`) or one of its pods.
+enum Seen {
+    Deployment(Option<Box<Deployment>>),
+    Pod(Box<Pod>),
+}
+
+#[async_trait]
+impl ClusterPort for KubeCluster {
+    #[instrument(skip(self, w), fields(deployment = %w.deployment_id))]
+    async fn apply(&self, w: &Workload) -> Result<(), ClusterError> {
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let name = deployment_name(w.deployment_id);
+        self.deployments()
+            .patch(&name, &params, &Patch::Apply(&self.deployment_object(w)))
+            .await
+            .map_err(error)?;
+        if let Some(monitor) = w.config.service_monitor.as_ref().filter(|m| m.enabled) {
+            let object = json!({
+                "apiVersion": "monitoring.coreos.com/v1",
+                "kind": "ServiceMonitor",
+                "metadata": {"name": name, "namespace": self.settings.namespace, "labels": Self::labels(w)},
+                "spec": {
+                    "selector": {"matchLabels": {USECASE_LABEL: w.usecase_id.to_string()}},
+                    "endpoints": [{"port": "http", "path": "/metrics", "interval": monitor.scraping_interval}]
+                }
+            });
+            match self.service_monitors().patch(&name, &params, &Patch::Apply(&object)).await {
+                Ok(_) => {}
+                Err(e) if is_not_found(&e) => {
+                    return Err(ClusterError::Rejected("serviceMonitor is enabled but the cluster has no ServiceMonitor resource (monitoring.coreos.com/v1, the Prometheus operator)".to_owned()))
+                }
+                Err(e) => return Err(error(e)),
+            }
+        }
+        Ok(())
+    }
+
+    #[instrument(skip(self, w), fields(deployment = %w.deployment_id))]
+    async fn await_rollout(
+        &self,
+        w: &Workload,
+        timeout: Duration,
+    ) -> Result<RolloutOutcome, ClusterError> {
+        let name = deployment_name(w.deployment_id);
+        let image = w.config.image.to_string();
+        let deployments = watcher(
+            self.deployments(),
+            watcher::Config::default().fields(&format!("metadata.name={name}")),
+        )
+        .map_ok(|e| match e {
+            watcher::Event::Apply(d) | watcher::Event::InitApply(d) => {
+                vec![Seen::Deployment(Some(Box::new(d)))]
+            }
+            watcher::Event::Delete(_) => vec![Seen::Deployment(None)],
+            watcher::Event::Init | watcher::Event::InitDone => vec![],
+        });
+        let pods = watcher(
+            self.pods(),
+            watcher::Config::default().labels(&format!("{DEPLOYMENT_LABEL}={}", w.deployment_id)),
+        )
+        .map_ok(|e| match e {
+            watcher::Event::Apply(p) | watcher::Event::InitApply(p) => vec![Seen::Pod(Box::new(p))],
+            _ => vec![],
+        });
+        let mut seen = futures::stream::select(deployments.boxed(), pods.boxed());
+        let watch = async {
+            while let Some(item) = seen.next().await {
+                for s in
+                    item.map_err(|e| ClusterError::Unavailable(format!("watch failed: {e}")))?
+                {
+                    let outcome = match s {
+                        Seen::Deployment(Some(d)) => deployment_outcome(&d),
+                        Seen::Deployment(None) => Some(RolloutOutcome::Failed(format!(
+                            "the Deployment {name} was deleted during the rollout"
+                        ))),
+                        Seen::Pod(p) => pod_failure(&p, &image).map(RolloutOutcome::Failed),
+                    };
+                    if let Some(outcome) = outcome {
+                        debug!(?outcome, "rollout finished");
+                        return Ok(outcome);
+                    }
+                }
+            }
+            Err(ClusterError::Unavailable("the watch ended".to_owned()))
+        };
+        match tokio::time::timeout(timeout, watch).await {
+            Ok(result) => result,
+            Err(_) => Ok(RolloutOutcome::Failed(format!(
+                "the rollout was not ready after {} seconds",
+                timeout.as_secs()
+            ))),
+        }
+    }
+
+    #[instrument(skip(self, w), fields(deployment = %w.deployment_id))]
+    async fn route(&self, w: &Workload) -> Result<(), ClusterError> {
+        let name = service_name(w.usecase_id);
+        let service = json!({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": name, "namespace": self.settings.namespace, "labels": {USECASE_LABEL: w.usecase_id.to_string(), MANAGED_BY.0: MANAGED_BY.1}},
+            "spec": {
+                "selector": {DEPLOYMENT_LABEL: w.deployment_id.to_string()},
+                "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": w.config.container_port}]
+            }
+        });
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        self.services()
+            .patch(&name, &params, &Patch::Apply(&service))
+            .await
+            .map_err(error)?;
+        Ok(())
+    }
+
+    #[instrument(skip(self))]
+    async fn remove(&self, _usecase_id: Uuid, deployment_id: Uuid) -> Result<(), ClusterError> {
+        let name = deployment_name(deployment_id);
+        // The monitor first: `managed()` finds leftovers through their Deployment.
+        match self
+            .service_monitors()
+            .delete(&name, &DeleteParams::background())
+            .await
+        {
+            Ok(_) => {}
+            // Not found: nothing to delete, or no ServiceMonitor CRD at all.
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(error(e)),
+        }
+        Self::delete_quietly(&self.deployments(), &name).await
+    }
+
+    #[instrument(skip(self))]
+    async fn remove_route(&self, usecase_id: Uuid) -> Result<(), ClusterError> {
+        Self::delete_quietly(&self.services(), &service_name(usecase_id)).await
+    }
+
+    async fn managed(&self) -> Result<Vec<(Uuid, Uuid)>, ClusterError> {
+        let params = ListParams::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1));
+        let list = self.deployments().list(&params).await.map_err(error)?;
+        Ok(list
+            .items
+            .iter()
+            .filter_map(|d| {
+                let labels = d.metadata.labels.as_ref()?;
+                Some((
+                    labels.get(USECASE_LABEL)?.parse().ok()?,
+                    labels.get(DEPLOYMENT_LABEL)?.parse().ok()?,
+                ))
+            })
+            .collect())
+    }
+}
