@@ -3,7 +3,7 @@
 //! its own checkpoint, a start-up sweep, and one reconcile loop per usecase.
 
 use crate::event_log::{EventLog, Wakeup};
-use crate::projections::{read_checkpoint, write_checkpoint};
+use crate::projections::{read_checkpoint, write_checkpoint, ProjectionError};
 use futures::FutureExt;
 use shiplog_application::{Cursor, ProcessManager};
 use sqlx::{Connection, PgConnection, PgPool};
@@ -116,6 +116,17 @@ impl ProcessManagerRunner {
         let cursor = read_checkpoint(&mut conn, CHECKPOINT)
             .await
             .map_err(|e| e.to_string())?;
+        // The sweep trusts deployment_view only once it has seen everything this
+        // subscription has: an event past the view but before our checkpoint would
+        // otherwise be neither swept nor read again.
+        let view = read_checkpoint(&mut conn, "deployment_view")
+            .await
+            .map_err(|e| e.to_string())?;
+        if view < cursor {
+            return Err(format!(
+                "deployment_view ({view}) is behind the process manager ({cursor}); waiting for it"
+            ));
+        }
         let mut usecases: Vec<Uuid> = sqlx::query_scalar(
             "SELECT DISTINCT usecase_id FROM deployment_view
               WHERE status IN ('pending', 'deploying', 'deployed') OR undeploy_requested",
@@ -141,11 +152,9 @@ impl ProcessManagerRunner {
         &self,
         workers: &mut HashMap<Uuid, watch::Sender<Cursor>>,
         tasks: &mut JoinSet<()>,
-    ) -> Result<usize, sqlx::Error> {
+    ) -> Result<usize, ProjectionError> {
         let mut tx = self.pool.begin().await?;
-        let checkpoint = read_checkpoint(&mut tx, CHECKPOINT)
-            .await
-            .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+        let checkpoint = read_checkpoint(&mut tx, CHECKPOINT).await?;
         let events = EventLog::read_after(&mut tx, checkpoint, BATCH).await?;
         let Some(last) = events.last().map(|e| e.cursor) else {
             return Ok(0);
