@@ -392,3 +392,88 @@ impl ClusterPort for KubeCluster {
             .collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deployment(value: Value) -> Deployment {
+        serde_json::from_value(value).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_rollout_is_ready_only_on_the_current_generation_with_every_replica_ready() {
+        let status = |observed: i64, ready: i32| {
+            deployment(json!({
+                "metadata": {"name": "d", "generation": 2},
+                "spec": {"replicas": 2, "selector": {}, "template": {}},
+                "status": {"observedGeneration": observed, "replicas": 2, "updatedReplicas": 2, "readyReplicas": ready, "availableReplicas": ready}
+            }))
+        };
+        assert_eq!(
+            deployment_outcome(&status(2, 2)),
+            Some(RolloutOutcome::Ready)
+        );
+        assert_eq!(
+            deployment_outcome(&status(1, 2)),
+            None,
+            "a stale status of the previous generation"
+        );
+        assert_eq!(
+            deployment_outcome(&status(2, 1)),
+            None,
+            "one replica not ready"
+        );
+    }
+
+    #[test]
+    fn the_progress_deadline_is_a_failure_with_kubernetes_words() {
+        let d = deployment(json!({
+            "metadata": {"name": "d", "generation": 1},
+            "spec": {"selector": {}, "template": {}},
+            "status": {"observedGeneration": 1, "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "ReplicaSet \"d-1\" has timed out progressing."}]}
+        }));
+        match deployment_outcome(&d) {
+            Some(RolloutOutcome::Failed(m)) => assert!(
+                m.contains("progress deadline") && m.contains("timed out progressing"),
+                "{m}"
+            ),
+            other => panic!("expected a failure, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn pods_that_cannot_pull_or_keep_crashing_say_why() {
+        let pod = |reason: &str| -> Pod {
+            serde_json::from_value(json!({
+                "metadata": {"name": "p"},
+                "status": {"containerStatuses": [{"name": "app", "image": "x", "imageID": "", "ready": false, "restartCount": 3,
+                    "state": {"waiting": {"reason": reason, "message": "details"}}}]}
+            }))
+            .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let pull = pod_failure(&pod("ImagePullBackOff"), "r.example.com/app:1").unwrap_or_default();
+        assert_eq!(
+            pull,
+            "the image r.example.com/app:1 cannot be pulled (ImagePullBackOff): details"
+        );
+        let crash =
+            pod_failure(&pod("CrashLoopBackOff"), "r.example.com/app:1").unwrap_or_default();
+        assert!(
+            crash.starts_with("the container of image r.example.com/app:1 keeps crashing"),
+            "{crash}"
+        );
+        assert_eq!(
+            pod_failure(&pod("ContainerCreating"), "x"),
+            None,
+            "still starting is not a failure"
+        );
+    }
+
+    #[test]
+    fn object_names_are_deterministic_and_valid_dns_labels() {
+        let id = Uuid::from_u128(0xabc);
+        assert_eq!(deployment_name(id), "sl-00000000000000000000000000000abc");
+        assert!(service_name(id).len() <= 63);
+    }
+}
