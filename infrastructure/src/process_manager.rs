@@ -189,7 +189,8 @@ fn schedule(
     usecase_id: Uuid,
     cause: Cursor,
 ) {
-    if let Some(tx) = workers.get(&usecase_id) {
+    // A loop that ended (it only does by panicking) is started afresh.
+    if let Some(tx) = workers.get(&usecase_id).filter(|tx| !tx.is_closed()) {
         tx.send_replace(cause);
         return;
     }
