@@ -1,1 +1,319 @@
-//! Kubernetes API simulator (being written).
+//! kube-sim: a Kubernetes API server simulator that speaks the HTTP wire protocol the kube-rs
+//! client and kubectl use, for what shiplog needs.
+//!
+//! It serves discovery, pods, services, events, namespaces, apps/v1 deployments and
+//! monitoring.coreos.com/v1 service monitors: list (label and field selectors, pagination),
+//! get, create, replace, merge patch, server-side apply, delete, watch (from any
+//! resourceVersion: the whole change history is kept) and pod logs (with follow). It plays
+//! the deployment controller, scheduler and kubelet: deployments roll out pods that become
+//! ready after [`SimConfig::ready_delay`], images tagged `*-broken` or hosted on `*.invalid`
+//! never pull (ImagePullBackOff, then ProgressDeadlineExceeded), and events are recorded.
+//!
+//! Objects are plain `serde_json::Value`s; the library has no k8s-openapi types.
+
+mod controller;
+mod http;
+mod json;
+mod resources;
+mod selector;
+mod status;
+mod store;
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::BinaryHeap;
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::controller::Action;
+use crate::store::Store;
+
+/// Timing of the simulated cluster, so tests can run rollouts in milliseconds.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// How long a new pod takes to pull its image and become Running and Ready.
+    pub ready_delay: Duration,
+    /// How long a rollout may go without progress before `ProgressDeadlineExceeded`
+    /// (a deployment's own `spec.progressDeadlineSeconds` wins when smaller).
+    pub progress_deadline: Duration,
+    /// How often a running container writes a `kube-sim: heartbeat <n>` log line.
+    pub log_interval: Duration,
+}
+
+impl Default for SimConfig {
+    /// One-second start-up and heartbeat, a ten-second progress deadline.
+    fn default() -> Self {
+        SimConfig {
+            ready_delay: Duration::from_secs(1),
+            progress_deadline: Duration::from_secs(10),
+            log_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// State shared by the HTTP handlers, the watch and log streams and the scheduler.
+pub(crate) struct Shared {
+    store: Mutex<Store>,
+    /// The store's resourceVersion, for waking watch streams.
+    pub(crate) changes: watch::Sender<u64>,
+    /// A counter bumped on every log append, for waking following log streams.
+    pub(crate) log_changes: watch::Sender<u64>,
+    actions: mpsc::UnboundedSender<(Instant, Action)>,
+    /// Cancelled at shutdown: ends streams, timers and the server.
+    pub(crate) cancel: CancellationToken,
+}
+
+impl Shared {
+    fn new(config: SimConfig) -> (Arc<Self>, mpsc::UnboundedReceiver<(Instant, Action)>) {
+        let (actions, rx) = mpsc::unbounded_channel();
+        let store = Store::new(config);
+        let shared = Shared {
+            changes: watch::Sender::new(store.rv),
+            log_changes: watch::Sender::new(0),
+            store: Mutex::new(store),
+            actions,
+            cancel: CancellationToken::new(),
+        };
+        (Arc::new(shared), rx)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Store> {
+        // A panic while holding the lock cannot leave a half-written object (every write is
+        // one map insert), so a poisoned lock is safe to keep using.
+        self.store
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Reads the store.
+    pub(crate) fn read<R>(&self, f: impl FnOnce(&Store) -> R) -> R {
+        f(&self.lock())
+    }
+
+    /// Changes the store, then wakes watchers and hands new timers to the scheduler.
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut Store) -> R) -> R {
+        let (result, rv, log_version, pending) = {
+            let mut store = self.lock();
+            let result = f(&mut store);
+            let pending = std::mem::take(&mut store.pending);
+            (result, store.rv, store.log_version, pending)
+        };
+        self.changes
+            .send_if_modified(|v| std::mem::replace(v, rv) != rv);
+        self.log_changes
+            .send_if_modified(|v| std::mem::replace(v, log_version) != log_version);
+        let now = Instant::now();
+        for (delay, action) in pending {
+            // The receiver only goes away at shutdown, when dropping the action is right.
+            let _ = self.actions.send((now + delay, action));
+        }
+        result
+    }
+}
+
+struct Timed {
+    at: Instant,
+    seq: u64,
+    action: Action,
+}
+
+impl PartialEq for Timed {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Timed {}
+impl PartialOrd for Timed {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Timed {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+/// Runs timed actions (pod start-up, heartbeats, deadlines, reconciles) in time order until
+/// shutdown: one task, one timer, no polling.
+async fn run_scheduler(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<(Instant, Action)>) {
+    let mut queue: BinaryHeap<Reverse<Timed>> = BinaryHeap::new();
+    let mut seq = 0u64;
+    loop {
+        let next = queue.peek().map(|Reverse(t)| t.at);
+        tokio::select! {
+            _ = shared.cancel.cancelled() => return,
+            received = rx.recv() => match received {
+                Some((at, action)) => {
+                    seq += 1;
+                    queue.push(Reverse(Timed { at, seq, action }));
+                }
+                None => return,
+            },
+            _ = tokio::time::sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {
+                let now = Instant::now();
+                while queue.peek().is_some_and(|Reverse(t)| t.at <= now) {
+                    if let Some(Reverse(timed)) = queue.pop() {
+                        shared.with(|store| store.run_action(timed.action));
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn run(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    actions: mpsc::UnboundedReceiver<(Instant, Action)>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let scheduler = tokio::spawn(run_scheduler(shared.clone(), actions));
+    let cancel = shared.cancel.clone();
+    let app = http::router(shared.clone());
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                _ = shutdown => {}
+                _ = cancel.cancelled() => {}
+            }
+            // Ends watch and log streams, so the graceful shutdown does not wait on them.
+            cancel.cancel();
+        })
+        .await;
+    shared.cancel.cancel();
+    let _ = scheduler.await;
+    result
+}
+
+/// Serves a simulated cluster on `listener` until `shutdown` completes; for a standalone
+/// `shiplog sim` command.
+pub async fn serve(
+    listener: TcpListener,
+    config: SimConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (shared, actions) = Shared::new(config);
+    run(listener, shared, actions, shutdown).await
+}
+
+/// A simulated cluster serving in a background task, for tests and the embedded default.
+pub struct KubeSim {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl KubeSim {
+    /// Starts a simulator on a free port of 127.0.0.1.
+    pub async fn start(config: SimConfig) -> std::io::Result<KubeSim> {
+        Self::start_on(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), config).await
+    }
+
+    /// Starts a simulator on the given address (port 0 picks a free one).
+    pub async fn start_on(addr: SocketAddr, config: SimConfig) -> std::io::Result<KubeSim> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let (shared, actions) = Shared::new(config);
+        let task = tokio::spawn(run(
+            listener,
+            shared.clone(),
+            actions,
+            std::future::pending(),
+        ));
+        Ok(KubeSim {
+            addr,
+            shared,
+            task: Some(task),
+        })
+    }
+
+    /// The address the simulator listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The base URL clients use, e.g. `http://127.0.0.1:40123`.
+    pub fn url(&self) -> String {
+        let ip = match self.addr.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        format!("http://{}", SocketAddr::new(ip, self.addr.port()))
+    }
+
+    /// A kubeconfig for this simulator (context `kube-sim`, namespace `default`, no
+    /// credentials) that kube-rs and kubectl accept.
+    pub fn kubeconfig_yaml(&self) -> String {
+        format!(
+            "apiVersion: v1
+kind: Config
+clusters:
+- name: kube-sim
+  cluster:
+    server: {url}
+    insecure-skip-tls-verify: true
+users:
+- name: kube-sim
+  user: {{}}
+contexts:
+- name: kube-sim
+  context:
+    cluster: kube-sim
+    user: kube-sim
+    namespace: default
+current-context: kube-sim
+preferences: {{}}
+",
+            url = self.url()
+        )
+    }
+
+    /// Writes [`KubeSim::kubeconfig_yaml`] to a file, for kubectl or a child process.
+    pub fn write_kubeconfig(&self, path: &Path) -> std::io::Result<()> {
+        std::fs::write(path, self.kubeconfig_yaml())
+    }
+
+    /// A snapshot of the stored objects of one resource type (plural, e.g. `"deployments"`),
+    /// in one namespace or all, for test assertions.
+    pub fn objects(&self, resource: &str, namespace: Option<&str>) -> Vec<Value> {
+        let Some(def) = resources::by_plural(resource) else {
+            return Vec::new();
+        };
+        self.shared
+            .read(|s| s.list(def, namespace))
+            .into_iter()
+            .map(|o| (*o).clone())
+            .collect()
+    }
+
+    /// Stops serving, ends open watches and log streams and stops every timer.
+    pub async fn shutdown(mut self) {
+        self.shared.cancel.cancel();
+        if let Some(mut task) = self.task.take() {
+            if tokio::time::timeout(Duration::from_secs(5), &mut task)
+                .await
+                .is_err()
+            {
+                task.abort();
+            }
+        }
+    }
+}
+
+impl Drop for KubeSim {
+    /// Dropping the simulator stops it, as `shutdown` does, without waiting.
+    fn drop(&mut self) {
+        self.shared.cancel.cancel();
+    }
+}
