@@ -161,6 +161,7 @@ async fn route(
         [] => discovery(resources::root_paths()),
         ["version"] => discovery(resources::version_info()),
         ["healthz" | "livez" | "readyz"] => Ok((StatusCode::OK, "ok").into_response()),
+        ["openapi", "v2"] => openapi_v2(headers),
         ["api"] => discovery(resources::core_versions(&host)),
         ["apis"] => discovery(resources::group_list(&host)),
         ["api", "v1"] => discovery(resources::resource_list("", "v1")),
@@ -179,6 +180,32 @@ async fn route(
         }
         _ => Err(ApiError::no_route()),
     }
+}
+
+/// An OpenAPI v2 document with no definitions: kubectl fetches it before `apply` (for client
+/// side validation, which then has no schema to check against and passes). kubectl asks for
+/// protobuf, and an empty body is a valid empty protobuf `Document`.
+fn openapi_v2(headers: &HeaderMap) -> ApiResult {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if accept.contains("protobuf") {
+        let content_type = "application/octet-stream";
+        return Ok((
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, content_type)],
+            Vec::<u8>::new(),
+        )
+            .into_response());
+    }
+    let doc = json!({
+        "swagger": "2.0",
+        "info": { "title": "Kubernetes", "version": "v1.33.0-kube-sim" },
+        "paths": {},
+        "definitions": {},
+    });
+    Ok(json_response(StatusCode::OK, &doc))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -323,6 +350,10 @@ async fn resource_route(
                 ))),
             }
         }
+        [name, "scale"] if !all_namespaces && def.plural == "deployments" => {
+            let ns = ns.unwrap_or_default();
+            scale(shared, def, &ns, name, method, q, headers, &body)
+        }
         [name, "log"] if !all_namespaces && def.plural == PODS.plural => {
             if *method != Method::GET {
                 return Err(ApiError::method_not_allowed(format!(
@@ -403,6 +434,101 @@ fn patch(
         StatusCode::OK
     };
     Ok(json_response(code, &obj))
+}
+
+/// The `autoscaling/v1` Scale view of a deployment (what `kubectl scale` reads and writes).
+fn scale_doc(dep: &Value) -> Value {
+    let selector: Vec<String> = dep
+        .pointer("/spec/selector/matchLabels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect()
+        })
+        .unwrap_or_default();
+    let meta = dep.get("metadata").cloned().unwrap_or(json!({}));
+    let pick = |k: &str| meta.get(k).cloned().unwrap_or(Value::Null);
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": pick("name"),
+            "namespace": pick("namespace"),
+            "uid": pick("uid"),
+            "resourceVersion": pick("resourceVersion"),
+            "creationTimestamp": pick("creationTimestamp"),
+        },
+        "spec": { "replicas": dep.pointer("/spec/replicas").cloned().unwrap_or(json!(1)) },
+        "status": {
+            "replicas": dep.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
+            "selector": selector.join(","),
+        },
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn scale(
+    shared: &Arc<Shared>,
+    def: &'static ResourceDef,
+    ns: &str,
+    name: &str,
+    method: &Method,
+    q: &Params,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> ApiResult {
+    let current = shared
+        .read(|s| s.get(def, ns, name))
+        .ok_or_else(|| ApiError::not_found(def, name))?;
+    let wanted = match *method {
+        Method::GET => return Ok(json_response(StatusCode::OK, &scale_doc(&current))),
+        Method::PUT => parse_body(body)?,
+        Method::PATCH => {
+            let media = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            let media = media.split(';').next().unwrap_or("").trim();
+            if !matches!(
+                media,
+                "application/merge-patch+json"
+                    | "application/strategic-merge-patch+json"
+                    | "application/apply-patch+yaml"
+            ) {
+                return Err(ApiError::unsupported_media_type(media));
+            }
+            let mut doc = scale_doc(&current);
+            crate::json::merge_patch(&mut doc, &parse_body(body)?);
+            doc
+        }
+        _ => {
+            return Err(ApiError::method_not_allowed(format!(
+                "{method} is not supported on deployments/scale"
+            )))
+        }
+    };
+    reject_dry_run(q)?;
+    let replicas = wanted
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .filter(|r| *r >= 0)
+        .ok_or_else(|| {
+            ApiError::invalid(
+                def,
+                name,
+                vec![(
+                    "spec.replicas".into(),
+                    "Invalid value: must be a non-negative integer".into(),
+                )],
+            )
+        })?;
+    let mut update = (*current).clone();
+    crate::json::obj_mut(&mut update, "spec").insert("replicas".into(), json!(replicas));
+    let rv = str_at(&wanted, "/metadata/resourceVersion");
+    crate::json::obj_mut(&mut update, "metadata").insert("resourceVersion".into(), json!(rv));
+    let updated = shared.with(|s| s.api_update(def, ns, name, update, false))?;
+    Ok(json_response(StatusCode::OK, &scale_doc(&updated)))
 }
 
 // ---------------------------------------------------------------------- list
@@ -555,6 +681,7 @@ struct WatchState {
     labels: LabelSelector,
     fields: FieldSelector,
     form: Form,
+    include: String,
     cursor: u64,
     pending: VecDeque<Bytes>,
     rx: watch::Receiver<u64>,
@@ -574,10 +701,16 @@ impl WatchState {
     }
 
     fn render(&self, obj: &Value) -> Value {
-        if self.form == Form::Metadata {
-            partial(obj)
-        } else {
-            obj.clone()
+        match self.form {
+            Form::Metadata => partial(obj),
+            // `kubectl get -w` asks for every event's object as a one-row Table.
+            Form::Table => {
+                let rv = str_at(obj, "/metadata/resourceVersion")
+                    .parse()
+                    .unwrap_or(0);
+                table(self.def, &[Arc::new(obj.clone())], rv, &self.include)
+            }
+            Form::Full => obj.clone(),
         }
     }
 
@@ -696,6 +829,7 @@ fn watch(
         labels,
         fields,
         form,
+        include: q.get("includeObject").unwrap_or("Metadata").to_string(),
         cursor: from.unwrap_or(0),
         pending: VecDeque::new(),
         rx,

@@ -245,6 +245,7 @@ pub(crate) fn resource_list(group: &str, version: &str) -> Value {
             "kind": def.kind,
             "verbs": VERBS,
             "shortNames": def.short_names,
+            "categories": if matches!(def.plural, "pods" | "services" | "deployments") { vec!["all"] } else { vec![] },
         }));
         if def.status_subresource {
             resources.push(json!({
@@ -252,6 +253,17 @@ pub(crate) fn resource_list(group: &str, version: &str) -> Value {
                 "singularName": "",
                 "namespaced": def.namespaced,
                 "kind": def.kind,
+                "verbs": ["get", "patch", "update"],
+            }));
+        }
+        if def.plural == "deployments" {
+            resources.push(json!({
+                "name": "deployments/scale",
+                "singularName": "",
+                "namespaced": true,
+                "group": "autoscaling",
+                "version": "v1",
+                "kind": "Scale",
                 "verbs": ["get", "patch", "update"],
             }));
         }

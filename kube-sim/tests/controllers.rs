@@ -216,6 +216,28 @@ async fn a_new_image_rolls_out_new_pods_and_removes_the_old_ones() {
     .unwrap();
     assert_eq!(scaled.status.unwrap().ready_replicas, Some(3));
     assert_eq!(sim.objects("pods", Some("apps")).len(), 3);
+
+    // The scale subresource (what `kubectl scale` uses) works too.
+    let scale = deployments.get_scale("web").await.unwrap();
+    assert_eq!(scale.spec.unwrap().replicas, Some(3));
+    deployments
+        .patch_scale(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "replicas": 0 } })),
+        )
+        .await
+        .unwrap();
+    let zero = within(
+        5,
+        "scale to zero",
+        await_condition(deployments.clone(), "web", is_rolled_out()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(zero.status.unwrap().replicas, Some(0));
+    assert!(sim.objects("pods", Some("apps")).is_empty());
 }
 
 #[tokio::test]
