@@ -253,7 +253,7 @@ impl Store {
         self.event_seq += 1;
         let nanos = Utc::now().timestamp_nanos_opt().unwrap_or(0).unsigned_abs();
         let event = json!({
-            "metadata": { "name": format!("{name}.{:x}", nanos + self.event_seq), "namespace": ns },
+            "metadata": { "name": format!("{name}.{:x}", nanos.wrapping_add(self.event_seq)), "namespace": ns },
             "involvedObject": {
                 "kind": str_at(involved, "/kind"),
                 "namespace": ns,

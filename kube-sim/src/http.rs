@@ -834,7 +834,7 @@ fn watch(
         pending: VecDeque::new(),
         rx,
         cancel: shared.cancel.clone(),
-        deadline: now + timeout,
+        deadline: crate::later(now, timeout),
         bookmarks,
         next_bookmark: now + BOOKMARK_INTERVAL,
     };
@@ -996,7 +996,11 @@ fn logs(shared: &Arc<Shared>, ns: &str, name: &str, q: &Params) -> ApiResult {
     let timestamps = q.flag("timestamps");
     let tail = q.number("tailLines")?;
     let since: Option<DateTime<Utc>> = match (q.number("sinceSeconds")?, q.get("sinceTime")) {
-        (Some(secs), _) => Some(Utc::now() - chrono::Duration::seconds(secs)),
+        (Some(secs), _) => Some(
+            chrono::Duration::try_seconds(secs)
+                .and_then(|d| Utc::now().checked_sub_signed(d))
+                .ok_or_else(|| ApiError::bad_request(format!("invalid sinceSeconds {secs}")))?,
+        ),
         (None, Some(t)) if !t.is_empty() => Some(
             DateTime::parse_from_rfc3339(t)
                 .map_err(|e| ApiError::bad_request(format!("invalid sinceTime {t:?}: {e}")))?
@@ -1004,7 +1008,14 @@ fn logs(shared: &Arc<Shared>, ns: &str, name: &str, q: &Params) -> ApiResult {
         ),
         _ => None,
     };
-    let mut bytes_left = q.number("limitBytes")?.map(i64::unsigned_abs);
+    let mut bytes_left = match q.number("limitBytes")? {
+        Some(n) if n <= 0 => {
+            return Err(ApiError::bad_request(
+                "limitBytes must be greater than zero",
+            ))
+        }
+        n => n.map(i64::unsigned_abs),
+    };
     let mut rx = shared.log_changes.subscribe();
     rx.borrow_and_update();
     let (text, next) = shared.read(|s| {

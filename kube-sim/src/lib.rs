@@ -114,10 +114,18 @@ impl Shared {
         let now = Instant::now();
         for (delay, action) in pending {
             // The receiver only goes away at shutdown, when dropping the action is right.
-            let _ = self.actions.send((now + delay, action));
+            let _ = self.actions.send((later(now, delay), action));
         }
         result
     }
+}
+
+/// Thirty years: tokio's own "far future", safe to add to any `Instant::now()`.
+const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
+
+/// `now + delay`, capped so that no configured or requested duration can overflow.
+pub(crate) fn later(now: Instant, delay: Duration) -> Instant {
+    now + delay.min(FAR_FUTURE)
 }
 
 struct Timed {

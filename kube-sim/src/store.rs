@@ -51,6 +51,9 @@ pub(crate) struct Change {
 
 type Key = (String, String);
 
+/// The simulator's own cap on a deployment's replicas (a real cluster takes any int32).
+const MAX_REPLICAS: i64 = 1000;
+
 /// All state of one simulated cluster.
 pub(crate) struct Store {
     pub config: SimConfig,
@@ -868,11 +871,16 @@ fn validate_deployment(obj: &Value, old: Option<&Value>, causes: &mut Vec<(Strin
         return;
     };
     if let Some(r) = spec.get("replicas") {
-        if r.as_i64().is_none_or(|r| r < 0) {
-            causes.push((
+        match r.as_i64() {
+            Some(n) if (0..=MAX_REPLICAS).contains(&n) => {}
+            Some(n) if n > MAX_REPLICAS => causes.push((
+                "spec.replicas".into(),
+                format!("Invalid value: {n}: kube-sim runs at most {MAX_REPLICAS} replicas"),
+            )),
+            _ => causes.push((
                 "spec.replicas".into(),
                 format!("Invalid value: {r}: must be greater than or equal to 0"),
-            ));
+            )),
         }
     }
     let selector = spec.get("selector");

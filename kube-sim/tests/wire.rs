@@ -80,11 +80,23 @@ fn status(body: &str) -> (String, u64) {
 
 const JSON: (&str, &str) = ("Content-Type", "application/json");
 
+/// method, path, headers, body, expected code, expected reason
+type Case<'a> = (
+    &'a str,
+    String,
+    Vec<(&'a str, &'a str)>,
+    &'a str,
+    u16,
+    &'a str,
+);
+
+const HUGE: &str = r#"{"metadata":{"name":"huge"},"spec":{"replicas":2000000000,"selector":{"matchLabels":{"a":"b"}},"template":{"metadata":{"labels":{"a":"b"}},"spec":{"containers":[{"name":"c","image":"i:1"}]}}}}"#;
+
 #[tokio::test]
 async fn bad_requests_get_status_objects() {
     let sim = KubeSim::start(SimConfig::default()).await.unwrap();
     let deps = "/apis/apps/v1/namespaces/default/deployments";
-    let cases: Vec<(&str, String, Vec<(&str, &str)>, &str, u16, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "GET",
             "/api/v1/namespaces/default/widgets".into(),
@@ -233,6 +245,15 @@ async fn bad_requests_get_status_objects() {
         (
             "DELETE",
             format!("{deps}/nope"),
+            vec![],
+            "",
+            404,
+            "NotFound",
+        ),
+        ("POST", deps.into(), vec![JSON], HUGE, 422, "Invalid"),
+        (
+            "GET",
+            "/api/v1/namespaces/default/pods/nope/log?sinceSeconds=9223372036854775807".into(),
             vec![],
             "",
             404,
