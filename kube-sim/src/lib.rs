@@ -10,6 +10,26 @@
 //! never pull (ImagePullBackOff, then ProgressDeadlineExceeded), and events are recorded.
 //!
 //! Objects are plain `serde_json::Value`s; the library has no k8s-openapi types.
+//!
+//! # What real Kubernetes does that the simulator does not
+//!
+//! - Server-side apply merges the applied fields (maps recursively, lists replaced) but keeps
+//!   no `managedFields`: no field ownership, no conflicts (`force` is accepted and moot), and
+//!   fields a manager stops applying are not removed. Strategic merge patch is a plain JSON
+//!   merge patch (lists replaced, not merged by key); JSON patch (RFC 6902) answers 415.
+//! - No ReplicaSets: pods are owned by the Deployment directly. A rollout creates the new
+//!   pods and deletes the old ones at once (no surge/unavailable pacing); pods are deleted
+//!   immediately (no Terminating phase, grace period or finalizers); no restarts, probes,
+//!   resources, scheduling constraints or nodes beyond one fixed `kube-sim-node`.
+//! - Validation covers names, labels, annotation keys, deployment selector/template/containers
+//!   and ports, not the full schema; unknown fields are kept, not pruned. No admission
+//!   webhooks, RBAC, authentication, quotas or `dryRun` (400). At most 1000 replicas.
+//! - Namespaces always exist (first use creates them); deleting one deletes its objects at once.
+//! - Lists and continue pages are read from the current state (not a snapshot at the first
+//!   page's resourceVersion); `resourceVersionMatch` is ignored. Watches never answer
+//!   410 Gone (the whole history is kept in memory); bookmarks come every 5 seconds.
+//! - Only JSON (no protobuf, no YAML bodies); the OpenAPI document is empty; no aggregated
+//!   discovery; no `exec`, `attach`, `port-forward` or `previous` logs.
 
 mod controller;
 mod http;

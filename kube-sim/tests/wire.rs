@@ -366,3 +366,30 @@ async fn kubectl_gets_tables() {
         "default"
     );
 }
+
+#[tokio::test]
+async fn serve_runs_until_its_shutdown_future_completes() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(kube_sim::serve(listener, SimConfig::default(), async {
+        let _ = stopped.await;
+    }));
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).await.unwrap();
+    assert!(
+        raw.starts_with("HTTP/1.1 200") && raw.contains("v1.33.0-kube-sim"),
+        "{raw}"
+    );
+    stop.send(()).unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("serve returns after shutdown");
+    result.unwrap().unwrap();
+    assert!(TcpStream::connect(addr).await.is_err(), "still listening");
+}
