@@ -3,12 +3,15 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use kube_sim::{KubeSim, SimConfig};
 use rand::RngCore;
 use shiplog_api::docs::spec;
-use shiplog_api::server::{Server, Settings};
+use shiplog_api::server::{ClusterMode, Server, Settings};
 use shiplog_infrastructure::db::connect_and_migrate;
+use shiplog_infrastructure::kube_cluster::KubeSettings;
 use shiplog_infrastructure::Projector;
 use std::net::SocketAddr;
+use std::time::Duration;
 use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 
@@ -34,6 +37,21 @@ enum Command {
     },
     /// Print the OpenAPI document (what openapi/openapi.json holds).
     Openapi,
+    /// Run the Kubernetes API simulator on its own (for kubectl and `serve --cluster kube`).
+    Sim(SimArgs),
+}
+
+#[derive(clap::Args)]
+struct SimArgs {
+    /// Address of the simulated API server.
+    #[arg(long, env = "SHIPLOG_SIM_LISTEN", default_value = "127.0.0.1:6443")]
+    listen: SocketAddr,
+    /// Write a kubeconfig for the simulator to this file (use it with KUBECONFIG=FILE).
+    #[arg(long)]
+    write_kubeconfig: Option<std::path::PathBuf>,
+    /// Seconds until the pods of a new rollout become ready.
+    #[arg(long, default_value_t = 1.0)]
+    ready_delay: f64,
 }
 
 #[derive(clap::Args)]
@@ -53,6 +71,23 @@ struct ServeArgs {
     /// Bootstrap admin token; when unset a random one is generated and printed at start.
     #[arg(long, env = "SHIPLOG_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// Where deployments go: `kube` (kubeconfig or in-cluster), `simulated` (built-in
+    /// simulator), `auto` (kube inside a pod, simulated elsewhere) or `none` (API only).
+    #[arg(long, env = "SHIPLOG_CLUSTER", value_enum, default_value = "auto")]
+    cluster: ClusterMode,
+    /// The namespace of every object shiplog creates.
+    #[arg(long, env = "SHIPLOG_NAMESPACE", default_value = "shiplog")]
+    namespace: String,
+    /// Image pull secrets (in that namespace) added to every pod; repeat or comma-separate.
+    #[arg(
+        long = "image-pull-secret",
+        env = "SHIPLOG_IMAGE_PULL_SECRETS",
+        value_delimiter = ','
+    )]
+    image_pull_secrets: Vec<String>,
+    /// Seconds a rollout may take before the deployment fails.
+    #[arg(long, env = "SHIPLOG_ROLLOUT_TIMEOUT", default_value_t = 600)]
+    rollout_timeout: u64,
 }
 
 #[derive(Subcommand)]
@@ -86,6 +121,7 @@ async fn main() -> anyhow::Result<()> {
             println!("rebuilt usecase_view and deployment_view from {replayed} events");
             Ok(())
         }
+        Command::Sim(args) => sim(args).await,
         Command::Openapi => {
             println!(
                 "{}",
@@ -118,6 +154,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         listen: args.listen,
         database_url: args.database.database_url,
         admin_token: Some(admin_token),
+        cluster: args.cluster,
+        kube: KubeSettings {
+            namespace: args.namespace,
+            image_pull_secrets: args.image_pull_secrets,
+            // Kubernetes marks the rollout failed by itself a little before shiplog's own timeout.
+            progress_deadline: Duration::from_secs(args.rollout_timeout.saturating_sub(10).max(30)),
+        },
+        rollout_timeout: Duration::from_secs(args.rollout_timeout),
     };
     let server = Server::start(&settings).await.context("starting shiplog")?;
     info!(database = %redact(&settings.database_url), "database ready");
@@ -125,6 +169,25 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .run(shutdown_signal())
         .await
         .context("serving HTTP")?;
+    Ok(())
+}
+
+async fn sim(args: SimArgs) -> anyhow::Result<()> {
+    let config = SimConfig {
+        ready_delay: Duration::from_secs_f64(args.ready_delay.max(0.0)),
+        ..SimConfig::default()
+    };
+    let sim = KubeSim::start_on(args.listen, config)
+        .await
+        .with_context(|| format!("starting the simulator on {}", args.listen))?;
+    if let Some(path) = &args.write_kubeconfig {
+        sim.write_kubeconfig(path)
+            .with_context(|| format!("writing {}", path.display()))?;
+        info!(path = %path.display(), "kubeconfig written; use KUBECONFIG={}", path.display());
+    }
+    info!(url = %sim.url(), "Kubernetes API simulator listening");
+    shutdown_signal().await;
+    sim.shutdown().await;
     Ok(())
 }
 

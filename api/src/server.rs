@@ -5,16 +5,23 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use axum::http::{HeaderName, Request};
 use axum::Router;
+use kube::Client;
+use kube_sim::{KubeSim, SimConfig};
+use shiplog_application::ProcessManager;
 use shiplog_application::{Authenticator, Usecases};
 use shiplog_infrastructure::db::{connect_and_migrate, DbSetupError};
+use shiplog_infrastructure::kube_cluster::{KubeCluster, KubeSettings};
+use shiplog_infrastructure::process_manager::ProcessManagerRunner;
+use shiplog_infrastructure::usecase_loader::PgUsecaseLoader;
 use shiplog_infrastructure::{PgReadModel, PgTokenStore, PostgresCommandBus, Projector};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
-use tracing::{info, info_span};
+use tracing::{info, info_span, warn};
 
 /// What `shiplog serve` needs to start.
 #[derive(Debug, Clone)]
@@ -25,6 +32,36 @@ pub struct Settings {
     pub database_url: String,
     /// The bootstrap admin token.
     pub admin_token: Option<String>,
+    /// Which Kubernetes the process manager drives, if any.
+    pub cluster: ClusterMode,
+    /// Namespace, pull secrets and deadlines for the cluster's objects.
+    pub kube: KubeSettings,
+    /// A rollout not ready after this long fails the deployment.
+    pub rollout_timeout: Duration,
+}
+
+/// Where deployments go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ClusterMode {
+    /// `kube` inside a pod (KUBERNETES_SERVICE_HOST is set), `simulated` elsewhere.
+    Auto,
+    /// The cluster of the kubeconfig (KUBECONFIG, ~/.kube/config) or the in-cluster config.
+    Kube,
+    /// The Kubernetes API simulator, started inside this process.
+    Simulated,
+    /// API only: this process never acts on a cluster (another shiplog process on the same database does).
+    None,
+}
+
+impl ClusterMode {
+    /// What `auto` means here.
+    pub fn resolve(self) -> Self {
+        match self {
+            Self::Auto if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() => Self::Kube,
+            Self::Auto => Self::Simulated,
+            other => other,
+        }
+    }
 }
 
 /// Why the server could not start.
@@ -33,6 +70,9 @@ pub enum StartError {
     /// Database unreachable, or a migration failed.
     #[error(transparent)]
     Database(#[from] DbSetupError),
+    /// The cluster configuration could not be loaded or the simulator not started.
+    #[error("cannot set up the cluster connection: {0}")]
+    Cluster(String),
     /// The listen address is taken or not ours.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -47,7 +87,41 @@ pub enum StartError {
 pub struct Server {
     listener: TcpListener,
     router: Router,
-    projector: tokio::task::JoinHandle<()>,
+    background: Vec<tokio::task::JoinHandle<()>>,
+    /// The in-process simulator, kept alive as long as the server.
+    sim: Option<KubeSim>,
+}
+
+/// A kube client for `mode`, and the simulator when it runs in-process.
+async fn cluster_client(
+    mode: ClusterMode,
+) -> Result<Option<(Client, Option<KubeSim>)>, StartError> {
+    match mode.resolve() {
+        ClusterMode::None => {
+            warn!("cluster: none; this process does not run the process manager, deployments only move when another shiplog process on this database does");
+            Ok(None)
+        }
+        ClusterMode::Kube => {
+            let client = Client::try_default()
+                .await
+                .map_err(|e| StartError::Cluster(e.to_string()))?;
+            warn!("cluster: kube; deploying to the cluster of the kubeconfig or in-cluster configuration");
+            Ok(Some((client, None)))
+        }
+        ClusterMode::Simulated | ClusterMode::Auto => {
+            let sim = KubeSim::start(SimConfig::default())
+                .await
+                .map_err(|e| StartError::Cluster(e.to_string()))?;
+            let url = sim
+                .url()
+                .parse()
+                .map_err(|e: axum::http::uri::InvalidUri| StartError::Cluster(e.to_string()))?;
+            let client = Client::try_from(kube::Config::new(url))
+                .map_err(|e| StartError::Cluster(e.to_string()))?;
+            warn!(url = %sim.url(), "cluster: simulated; deployments go to the built-in Kubernetes API simulator, not to a real cluster");
+            Ok(Some((client, Some(sim))))
+        }
+    }
 }
 
 /// Builds the router over a ready pool (also used by tests that need no listener).
@@ -85,11 +159,42 @@ pub fn router(pool: sqlx::PgPool, admin_token: Option<&str>) -> (Router, Arc<Pro
 }
 
 impl Server {
-    /// Connects (creating the database if needed), migrates, starts the projector and binds.
+    /// Connects (creating the database if needed), migrates, connects to the
+    /// cluster `settings.cluster` names, starts the projector and the process manager, and binds.
     pub async fn start(settings: &Settings) -> Result<Self, StartError> {
+        let cluster = cluster_client(settings.cluster).await?;
+        Self::start_with(settings, cluster).await
+    }
+
+    /// As `start`, with a kube client of the caller's (tests point it at their own simulator).
+    pub async fn start_with_client(
+        settings: &Settings,
+        client: Client,
+    ) -> Result<Self, StartError> {
+        Self::start_with(settings, Some((client, None))).await
+    }
+
+    async fn start_with(
+        settings: &Settings,
+        cluster: Option<(Client, Option<KubeSim>)>,
+    ) -> Result<Self, StartError> {
         let pool = connect_and_migrate(&settings.database_url).await?;
-        let (router, projector) = router(pool, settings.admin_token.as_deref());
-        let projector = tokio::spawn(projector.run());
+        let (router, projector) = router(pool.clone(), settings.admin_token.as_deref());
+        let mut background = vec![tokio::spawn(projector.run())];
+        let mut sim = None;
+        if let Some((client, simulator)) = cluster {
+            sim = simulator;
+            let cluster = Arc::new(KubeCluster::new(client, settings.kube.clone()));
+            let pm = ProcessManager::new(
+                Arc::new(PostgresCommandBus::new(pool.clone())),
+                Arc::new(PgUsecaseLoader::new(pool.clone())),
+                cluster,
+                settings.rollout_timeout,
+            );
+            background.push(tokio::spawn(
+                ProcessManagerRunner::new(pool, Arc::new(pm)).run(),
+            ));
+        }
         let listener =
             TcpListener::bind(settings.listen)
                 .await
@@ -100,7 +205,8 @@ impl Server {
         Ok(Self {
             listener,
             router,
-            projector,
+            background,
+            sim,
         })
     }
 
@@ -120,7 +226,12 @@ impl Server {
         let result = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await;
-        self.projector.abort();
+        for task in self.background {
+            task.abort();
+        }
+        if let Some(sim) = self.sim {
+            sim.shutdown().await;
+        }
         info!("shiplog stopped");
         result
     }

@@ -1,12 +1,14 @@
 //! `TestDb` and `TestApp`: a fresh database per test and the server on a random port.
 
 use serde_json::{json, Value};
-use shiplog_api::server::{Server, Settings};
+use shiplog_api::server::{ClusterMode, Server, Settings};
 use shiplog_application::{CommandBus, CommandContext};
 use shiplog_domain::UsecaseCommand;
 use shiplog_infrastructure::db::connect_and_migrate;
+use shiplog_infrastructure::kube_cluster::KubeSettings;
 use shiplog_infrastructure::PostgresCommandBus;
 use sqlx::{Connection, PgConnection, PgPool};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use uuid::Uuid;
@@ -16,6 +18,9 @@ pub fn pg_base() -> String {
     std::env::var("SHIPLOG_TEST_PG")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
 }
+
+/// The namespace the process manager creates objects in during tests.
+pub const NAMESPACE: &str = "shiplog-test";
 
 /// The bootstrap admin token every test app starts with.
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
@@ -69,8 +74,9 @@ impl Drop for TestDb {
 pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
-    pub db: TestDb,
+    pub db: Arc<TestDb>,
     shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<Result<(), std::io::Error>>>,
 }
 
 impl Drop for TestApp {
@@ -85,6 +91,7 @@ impl Drop for TestApp {
 pub const PROCESS_MANAGER: &str = "process-manager";
 
 impl TestApp {
+    /// The app without a process manager: tests drive deployment outcomes themselves.
     pub async fn spawn() -> Self {
         let db = TestDb::create().await;
         Self::spawn_on(db).await
@@ -97,6 +104,16 @@ impl TestApp {
 
     /// Starts the app on `db`, reached through `database_url` (a proxy, say).
     pub async fn spawn_with_url(db: TestDb, database_url: &str) -> Self {
+        Self::start(Arc::new(db), database_url, None).await
+    }
+
+    /// The app with its process manager driving the cluster behind `kube`.
+    pub async fn spawn_with_cluster(db: Arc<TestDb>, kube: kube::Client) -> Self {
+        let url = db.url.clone();
+        Self::start(db, &url, Some(kube)).await
+    }
+
+    async fn start(db: Arc<TestDb>, database_url: &str, kube: Option<kube::Client>) -> Self {
         // Server logs appear in the output of a failing test.
         let _ = tracing_subscriber::fmt()
             .with_env_filter("info,sqlx=warn")
@@ -106,13 +123,22 @@ impl TestApp {
             listen: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
             database_url: database_url.to_owned(),
             admin_token: Some(ADMIN_TOKEN.to_owned()),
+            cluster: ClusterMode::None,
+            kube: KubeSettings {
+                namespace: NAMESPACE.to_owned(),
+                image_pull_secrets: vec!["registry-credentials".to_owned()],
+                progress_deadline: Duration::from_secs(60),
+            },
+            rollout_timeout: Duration::from_secs(30),
         };
-        let server = Server::start(&settings)
-            .await
-            .unwrap_or_else(|e| panic!("start: {e}"));
+        let server = match kube {
+            Some(client) => Server::start_with_client(&settings, client).await,
+            None => Server::start(&settings).await,
+        };
+        let server = server.unwrap_or_else(|e| panic!("start: {e}"));
         let addr = server.local_addr().unwrap_or_else(|e| panic!("{e}"));
         let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(server.run(async move {
+        let handle = tokio::spawn(server.run(async move {
             let _ = rx.await;
         }));
         Self {
@@ -120,6 +146,17 @@ impl TestApp {
             client: reqwest::Client::new(),
             db,
             shutdown: Some(tx),
+            server: Some(handle),
+        }
+    }
+
+    /// Stops the server and its process manager, and waits until they are gone.
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(handle) = self.server.take() {
+            let _ = handle.await;
         }
     }
 

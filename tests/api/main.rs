@@ -4,9 +4,11 @@
 
 mod auth;
 mod bad_input;
+mod cluster;
 mod deployments;
 mod docs;
 mod helpers;
+mod leader;
 mod ledger;
 mod outage;
 mod projections;

@@ -1,0 +1,368 @@
+//! The process manager against the Kubernetes simulator over HTTP, through the
+//! real kube-rs adapter: deployments reach `deployed` by themselves, and the
+//! cluster always matches the ledger.
+
+use crate::helpers::{deploy_body, uuid, TestApp, TestDb, NAMESPACE};
+use kube_sim::{KubeSim, SimConfig};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+async fn sim(ready_delay_ms: u64) -> KubeSim {
+    let config = SimConfig {
+        ready_delay: Duration::from_millis(ready_delay_ms),
+        progress_deadline: Duration::from_secs(5),
+        log_interval: Duration::from_millis(200),
+    };
+    KubeSim::start(config)
+        .await
+        .unwrap_or_else(|e| panic!("simulator: {e}"))
+}
+
+fn client(sim: &KubeSim) -> kube::Client {
+    let url = sim.url().parse().unwrap_or_else(|e| panic!("{e}"));
+    kube::Client::try_from(kube::Config::new(url)).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn deployment_name(id: Uuid) -> String {
+    format!("sl-{}", id.simple())
+}
+
+fn names(sim: &KubeSim, resource: &str) -> Vec<String> {
+    let mut names: Vec<String> = sim
+        .objects(resource, Some(NAMESPACE))
+        .iter()
+        .filter_map(|o| o["metadata"]["name"].as_str().map(str::to_owned))
+        .collect();
+    names.sort();
+    names
+}
+
+fn object(sim: &KubeSim, resource: &str, name: &str) -> Option<Value> {
+    sim.objects(resource, Some(NAMESPACE))
+        .into_iter()
+        .find(|o| o["metadata"]["name"] == name)
+}
+
+/// Waits until `check` holds for the simulator's objects (they change asynchronously).
+async fn eventually(description: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !check() {
+        assert!(Instant::now() < deadline, "never true: {description}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_deployment_reaches_deployed_with_its_objects_in_the_cluster() {
+    let sim = sim(100).await;
+    let app = TestApp::spawn_with_cluster(Arc::new(TestDb::create().await), client(&sim)).await;
+    let usecase = app.create_usecase("chat").await;
+    let body = json!({"config": {
+        "image": {"registry": "registry.example.com", "repository": "team/chat", "tag": "1.2.3"},
+        "containerPort": 9000, "env": {"MODE": "prod"}, "replicas": 2,
+        "serviceMonitor": {"enabled": true, "scrapingInterval": "5s"}
+    }});
+    let (status, accepted) = app
+        .post(&format!("/api/usecases/{usecase}/deployments"), body)
+        .await;
+    assert_eq!(status, 202);
+    let d = uuid(&accepted["id"]);
+    let deployed = app.wait_for_status(usecase, d, "deployed").await;
+    assert_eq!(deployed["message"], "");
+
+    let k8s =
+        object(&sim, "deployments", &deployment_name(d)).unwrap_or_else(|| panic!("no Deployment"));
+    let container = &k8s["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["image"], "registry.example.com/team/chat:1.2.3");
+    assert_eq!(container["ports"][0]["containerPort"], 9000);
+    assert_eq!(
+        container["env"][0],
+        json!({"name": "MODE", "value": "prod"})
+    );
+    assert_eq!(k8s["spec"]["replicas"], 2);
+    assert_eq!(
+        k8s["spec"]["template"]["spec"]["imagePullSecrets"][0]["name"],
+        "registry-credentials"
+    );
+    assert_eq!(
+        k8s["metadata"]["labels"]["shiplog.io/usecase"],
+        usecase.to_string()
+    );
+    assert_eq!(
+        k8s["metadata"]["labels"]["shiplog.io/deployment"],
+        d.to_string()
+    );
+
+    let service = object(&sim, "services", &format!("sl-{}", usecase.simple()))
+        .unwrap_or_else(|| panic!("no Service"));
+    assert_eq!(
+        service["spec"]["selector"]["shiplog.io/deployment"],
+        d.to_string()
+    );
+    assert_eq!(service["spec"]["ports"][0]["targetPort"], 9000);
+    let monitor = object(&sim, "servicemonitors", &deployment_name(d))
+        .unwrap_or_else(|| panic!("no ServiceMonitor"));
+    assert_eq!(monitor["spec"]["endpoints"][0]["interval"], "5s");
+
+    let (_, u) = app.get(&format!("/api/usecases/{usecase}")).await;
+    assert_eq!(u["deployment"]["id"], d.to_string());
+
+    // Outcome events name the process manager and the event that caused them.
+    let rows: Vec<(String, Value)> = sqlx::query_as(
+        "SELECT event_type, metadata::jsonb FROM events WHERE aggregate_id = $1 ORDER BY sequence",
+    )
+    .bind(usecase.to_string())
+    .fetch_all(&app.db.pool)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let types: Vec<&str> = rows.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            "UsecaseRegistered",
+            "DeploymentRequested",
+            "DeploymentStarted",
+            "DeploymentSucceeded"
+        ]
+    );
+    for (event_type, metadata) in &rows[2..] {
+        assert_eq!(metadata["actor"], "process-manager", "{event_type}");
+        assert!(
+            metadata["causation"]
+                .as_str()
+                .is_some_and(|c| c.len() == 32),
+            "{event_type} names its cause: {metadata}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_second_deployment_supersedes_the_first_and_its_objects_go() {
+    let sim = sim(100).await;
+    let app = TestApp::spawn_with_cluster(Arc::new(TestDb::create().await), client(&sim)).await;
+    let usecase = app.create_usecase("chat").await;
+    let first = app.deploy(usecase, "1").await;
+    app.wait_for_status(usecase, first, "deployed").await;
+    let second = app.deploy(usecase, "2").await;
+    app.wait_for_status(usecase, second, "deployed").await;
+    let superseded = app.wait_for_status(usecase, first, "superseded").await;
+    assert_eq!(superseded["supersededBy"], second.to_string());
+    eventually("only the second Deployment is left", || {
+        names(&sim, "deployments") == [deployment_name(second)]
+    })
+    .await;
+    let service = object(&sim, "services", &format!("sl-{}", usecase.simple())).unwrap_or_default();
+    assert_eq!(
+        service["spec"]["selector"]["shiplog.io/deployment"],
+        second.to_string()
+    );
+    eventually("the first one's pods are gone", || {
+        sim.objects("pods", Some(NAMESPACE))
+            .iter()
+            .all(|p| p["metadata"]["labels"]["shiplog.io/deployment"] == second.to_string())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_broken_image_ends_in_error_naming_the_cause_and_leaves_nothing() {
+    let sim = sim(100).await;
+    let app = TestApp::spawn_with_cluster(Arc::new(TestDb::create().await), client(&sim)).await;
+    let usecase = app.create_usecase("chat").await;
+    let broken = app.deploy(usecase, "1.0-broken").await;
+    let failed = app.wait_for_status(usecase, broken, "error").await;
+    let message = failed["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("ImagePullBackOff")
+            && message.contains("registry.example.com/team/app:1.0-broken"),
+        "{message}"
+    );
+    eventually("the failed Deployment is deleted", || {
+        names(&sim, "deployments").is_empty()
+    })
+    .await;
+    let (_, u) = app.get(&format!("/api/usecases/{usecase}")).await;
+    assert_eq!(u["deployment"], Value::Null);
+
+    let (status, body) = app
+        .post(&format!("/api/usecases/{usecase}/deployments"), json!({"config": {"image": {"registry": "nowhere.invalid", "repository": "app", "tag": "1"}}}))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let failed = app
+        .wait_for_status(usecase, uuid(&body["id"]), "error")
+        .await;
+    assert!(
+        failed["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("nowhere.invalid/app:1")),
+        "{failed}"
+    );
+}
+
+#[tokio::test]
+async fn undeploy_removes_the_objects() {
+    let sim = sim(100).await;
+    let app = TestApp::spawn_with_cluster(Arc::new(TestDb::create().await), client(&sim)).await;
+    let usecase = app.create_usecase("chat").await;
+    let d = app.deploy(usecase, "1").await;
+    app.wait_for_status(usecase, d, "deployed").await;
+    let (status, _) = app
+        .delete(&format!("/api/usecases/{usecase}/deployments"))
+        .await;
+    assert_eq!(status, 202);
+    app.wait_for_status(usecase, d, "undeployed").await;
+    eventually("Deployment and Service are gone", || {
+        names(&sim, "deployments").is_empty() && names(&sim, "services").is_empty()
+    })
+    .await;
+    let (status, _) = app.delete(&format!("/api/usecases/{usecase}")).await;
+    assert_eq!(status, 204);
+}
+
+#[tokio::test]
+async fn a_restart_in_the_middle_of_a_rollout_resumes_and_finishes() {
+    let sim = sim(1_500).await;
+    let db = Arc::new(TestDb::create().await);
+    let mut first = TestApp::spawn_with_cluster(db.clone(), client(&sim)).await;
+    let usecase = first.create_usecase("chat").await;
+    let d = first.deploy(usecase, "1").await;
+    first.wait_for_status(usecase, d, "deploying").await;
+    first.stop().await;
+
+    let second = TestApp::spawn_with_cluster(db, client(&sim)).await;
+    second.wait_for_status(usecase, d, "deployed").await;
+    assert_eq!(names(&sim, "deployments"), [deployment_name(d)]);
+}
+
+/// Stops and restarts shiplog at random moments while deployments, supersessions
+/// and undeploys are under way, then checks the ledger and the cluster agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_process_manager_at_random_points_loses_nothing_and_orphans_nothing() {
+    let sim = sim(150).await;
+    let db = Arc::new(TestDb::create().await);
+    let mut app = TestApp::spawn_with_cluster(db.clone(), client(&sim)).await;
+    let usecases = [
+        app.create_usecase("a").await,
+        app.create_usecase("b").await,
+        app.create_usecase("c").await,
+    ];
+    let mut rng_state: u64 = 0x5eed_1234_abcd_0001;
+    let mut next = move |bound: u64| {
+        // xorshift: deterministic "random" points, reproducible from the seed.
+        rng_state ^= rng_state << 13;
+        rng_state ^= rng_state >> 7;
+        rng_state ^= rng_state << 17;
+        rng_state % bound
+    };
+    let mut requested = 0;
+    for round in 0..8 {
+        for (i, usecase) in usecases.iter().enumerate() {
+            let tag = if (round + i) % 5 == 4 {
+                format!("{round}-broken")
+            } else {
+                format!("{round}")
+            };
+            let (status, body) = app
+                .post(
+                    &format!("/api/usecases/{usecase}/deployments"),
+                    deploy_body(&tag),
+                )
+                .await;
+            assert_eq!(status, 202, "{body}");
+            requested += 1;
+        }
+        if round % 3 == 2 {
+            // Undeploy whatever is deployed (409 when nothing is: fine).
+            let _ = app
+                .delete(&format!(
+                    "/api/usecases/{}/deployments",
+                    usecases[round % 3]
+                ))
+                .await;
+        }
+        // Kill at a random point: sometimes at once, sometimes mid-rollout.
+        tokio::time::sleep(Duration::from_millis(next(400))).await;
+        app.stop().await;
+        app = TestApp::spawn_with_cluster(db.clone(), client(&sim)).await;
+    }
+
+    // Let the last process manager finish: nothing may stay pending or deploying.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let views = loop {
+        let mut views = Vec::new();
+        for usecase in usecases {
+            let (_, page) = app
+                .get(&format!("/api/usecases/{usecase}/deployments?limit=200"))
+                .await;
+            views.extend(
+                page["items"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|d| (usecase, d)),
+            );
+        }
+        let busy = views.iter().any(|(_, d)| {
+            matches!(d["status"].as_str(), Some("pending" | "deploying"))
+                || d["undeployRequested"] == true
+        });
+        if !busy {
+            break views;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "deployments still in flight: {views:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        views.len(),
+        requested,
+        "every request is in the ledger once"
+    );
+    for usecase in usecases {
+        let deployed = views
+            .iter()
+            .filter(|(u, d)| *u == usecase && d["status"] == "deployed")
+            .count();
+        assert!(deployed <= 1, "usecase {usecase} has {deployed} deployed");
+    }
+    // The cluster holds exactly the deployed deployments' objects, nothing orphaned.
+    let mut expected: Vec<String> = views
+        .iter()
+        .filter(|(_, d)| d["status"] == "deployed")
+        .map(|(_, d)| deployment_name(uuid(&d["id"])))
+        .collect();
+    expected.sort();
+    eventually("the cluster matches the ledger", || {
+        names(&sim, "deployments") == expected
+    })
+    .await;
+    // Every stored event has a unique place in its stream and in the global order.
+    let duplicates: i64 = sqlx::query_scalar(
+        "SELECT count(*) - count(DISTINCT (transaction_id, position)) FROM events",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap_or(-1);
+    assert_eq!(duplicates, 0);
+    // No deployment got two outcomes of the same kind.
+    let repeated: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (
+            SELECT event_type, payload::jsonb -> event_type ->> 'deploymentId' AS deployment
+              FROM events
+             WHERE payload::jsonb -> event_type ->> 'deploymentId' IS NOT NULL
+             GROUP BY 1, 2
+            HAVING count(*) > 1) repeated",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap_or(-1);
+    assert_eq!(
+        repeated, 0,
+        "an outcome was recorded twice for one deployment"
+    );
+}

@@ -1,0 +1,211 @@
+//! Two `shiplog serve` processes on one database and one cluster: exactly one
+//! runs the process manager, and when it is killed the other takes over.
+
+use crate::helpers::{deploy_body, uuid, TestDb, ADMIN_TOKEN, NAMESPACE};
+use kube_sim::{KubeSim, SimConfig};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const LEADS: &str = "process manager: this process leads";
+
+struct Serve {
+    child: Child,
+    log: PathBuf,
+    base: String,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Serve {
+    fn spawn(db: &TestDb, kubeconfig: &Path, dir: &Path, n: usize) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let log = dir.join(format!("serve-{n}.log"));
+        let file = std::fs::File::create(&log).unwrap_or_else(|e| panic!("{e}"));
+        let child = Command::new(env!("CARGO_BIN_EXE_shiplog"))
+            .arg("serve")
+            .env("DATABASE_URL", &db.url)
+            .env("SHIPLOG_LISTEN", format!("127.0.0.1:{port}"))
+            .env("SHIPLOG_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("SHIPLOG_CLUSTER", "kube")
+            .env("KUBECONFIG", kubeconfig)
+            .env("SHIPLOG_NAMESPACE", NAMESPACE)
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn shiplog: {e}"));
+        Self {
+            child,
+            log,
+            base: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    fn leads(&self) -> bool {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .contains(LEADS)
+    }
+}
+
+async fn until(description: &str, limit: Duration, mut check: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !check() {
+        assert!(
+            start.elapsed() < limit,
+            "not within {limit:?}: {description}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    start.elapsed()
+}
+
+async fn deploy_and_wait(client: &reqwest::Client, base: &str, usecase: &str, tag: &str) {
+    let accepted: serde_json::Value = client
+        .post(format!("{base}/api/usecases/{usecase}/deployments"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&deploy_body(tag))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_default();
+    let id = uuid(&accepted["id"]);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let d: serde_json::Value = client
+            .get(format!("{base}/api/usecases/{usecase}/deployments/{id}"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .json()
+            .await
+            .unwrap_or_default();
+        if d["status"] == "deployed" {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{tag} never deployed: {d}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn exactly_one_process_leads_and_the_other_takes_over_when_it_dies() {
+    let sim = KubeSim::start(SimConfig {
+        ready_delay: Duration::from_millis(100),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let dir =
+        std::env::temp_dir().join(format!("shiplog-leader-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let kubeconfig = dir.join("kubeconfig");
+    sim.write_kubeconfig(&kubeconfig)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let db = TestDb::create().await;
+    let one = Serve::spawn(&db, &kubeconfig, &dir, 1);
+    let two = Serve::spawn(&db, &kubeconfig, &dir, 2);
+
+    until("one process leads", Duration::from_secs(20), || {
+        one.leads() || two.leads()
+    })
+    .await;
+    // Give the other every chance to (wrongly) lead as well.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        one.leads() != two.leads(),
+        "exactly one process must lead (one: {}, two: {})",
+        one.leads(),
+        two.leads()
+    );
+
+    let client = reqwest::Client::new();
+    let created: serde_json::Value = client
+        .post(format!("{}/api/usecases", two.base))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"name": "shared"}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_default();
+    let usecase = created["id"].as_str().unwrap_or_default().to_owned();
+    deploy_and_wait(&client, &two.base, &usecase, "1").await;
+
+    // Kill the leader without warning; the survivor must take over within seconds.
+    let mut servers = vec![one, two];
+    let leader_at = servers
+        .iter()
+        .position(Serve::leads)
+        .unwrap_or_else(|| panic!("no leader"));
+    let mut leader = servers.remove(leader_at);
+    let survivor = servers.remove(0);
+    leader.child.kill().unwrap_or_else(|e| panic!("{e}"));
+    let _ = leader.child.wait();
+    let took = until("the survivor takes over", Duration::from_secs(10), || {
+        survivor.leads()
+    })
+    .await;
+    eprintln!("takeover after {took:?}");
+    deploy_and_wait(&client, &survivor.base, &usecase, "2").await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn shiplog_sim_runs_standalone_and_writes_a_working_kubeconfig() {
+    let dir = std::env::temp_dir().join(format!("shiplog-sim-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let kubeconfig = dir.join("kubeconfig");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut sim = Command::new(env!("CARGO_BIN_EXE_shiplog"))
+        .args([
+            "sim",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--write-kubeconfig",
+        ])
+        .arg(&kubeconfig)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn shiplog sim: {e}"));
+    until("the kubeconfig is written", Duration::from_secs(20), || {
+        kubeconfig.exists()
+    })
+    .await;
+    let yaml = std::fs::read_to_string(&kubeconfig).unwrap_or_default();
+    let config =
+        kube::config::Kubeconfig::from_yaml(&yaml).unwrap_or_else(|e| panic!("kubeconfig: {e}"));
+    let config =
+        kube::Config::from_custom_kubeconfig(config, &kube::config::KubeConfigOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    let client = kube::Client::try_from(config).unwrap_or_else(|e| panic!("{e}"));
+    let deployments: kube::Api<k8s_openapi::api::apps::v1::Deployment> = kube::Api::all(client);
+    let list = deployments.list(&Default::default()).await;
+    let _ = sim.kill();
+    let _ = sim.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(
+        list.map(|l| l.items.len())
+            .unwrap_or_else(|e| panic!("list across all namespaces: {e}")),
+        0
+    );
+}
