@@ -95,12 +95,14 @@ async fn a_deployment_reaches_deployed_with_its_objects_in_the_cluster() {
         d.to_string()
     );
 
-    let service = object(&sim, "services", &format!("sl-{}", usecase.simple()))
-        .unwrap_or_else(|| panic!("no Service"));
-    assert_eq!(
-        service["spec"]["selector"]["shiplog.io/deployment"],
-        d.to_string()
-    );
+    // The Service is routed by the reconcile that follows DeploymentSucceeded.
+    let service_name = format!("sl-{}", usecase.simple());
+    eventually("the Service selects the deployed deployment", || {
+        object(&sim, "services", &service_name)
+            .is_some_and(|s| s["spec"]["selector"]["shiplog.io/deployment"] == d.to_string())
+    })
+    .await;
+    let service = object(&sim, "services", &service_name).unwrap_or_default();
     assert_eq!(service["spec"]["ports"][0]["targetPort"], 9000);
     let monitor = object(&sim, "servicemonitors", &deployment_name(d))
         .unwrap_or_else(|| panic!("no ServiceMonitor"));
@@ -110,13 +112,7 @@ async fn a_deployment_reaches_deployed_with_its_objects_in_the_cluster() {
     assert_eq!(u["deployment"]["id"], d.to_string());
 
     // Outcome events name the process manager and the event that caused them.
-    let rows: Vec<(String, Value)> = sqlx::query_as(
-        "SELECT event_type, metadata::jsonb FROM events WHERE aggregate_id = $1 ORDER BY sequence",
-    )
-    .bind(usecase.to_string())
-    .fetch_all(&app.db.pool)
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    let rows = app.events_of(usecase).await;
     let types: Vec<&str> = rows.iter().map(|(t, _)| t.as_str()).collect();
     assert_eq!(
         types,

@@ -179,13 +179,7 @@ async fn every_event_records_actor_and_request_id() {
     let usecase = app.create_usecase("chat").await;
     let d = app.deploy(usecase, "1").await;
     app.mark_deployed(usecase, d).await;
-    let rows: Vec<(String, serde_json::Value)> = sqlx::query_as(
-        "SELECT event_type, metadata::jsonb FROM events WHERE aggregate_id = $1 ORDER BY sequence",
-    )
-    .bind(usecase.to_string())
-    .fetch_all(&app.db.pool)
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    let rows = app.events_of(usecase).await;
     let types: Vec<&str> = rows.iter().map(|(t, _)| t.as_str()).collect();
     assert_eq!(
         types,

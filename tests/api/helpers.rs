@@ -242,6 +242,15 @@ impl TestApp {
             .unwrap_or_else(|e| panic!("outcome: {e}"));
     }
 
+    /// The usecase's stored events as (type, metadata), in stream order.
+    pub async fn events_of(&self, usecase: Uuid) -> Vec<(String, Value)> {
+        sqlx::query_as("SELECT event_type, metadata::jsonb FROM events WHERE aggregate_id = $1 ORDER BY sequence")
+            .bind(usecase.to_string())
+            .fetch_all(&self.db.pool)
+            .await
+            .unwrap_or_else(|e| panic!("events of {usecase}: {e}"))
+    }
+
     /// Drives a deployment to `deployed` as the process manager would.
     pub async fn mark_deployed(&self, usecase: Uuid, deployment: Uuid) {
         let at = chrono::Utc::now();
