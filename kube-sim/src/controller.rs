@@ -485,16 +485,7 @@ impl Store {
         self.log_version += 1;
         self.put(&PODS, pod_value);
         if has_logs {
-            let interval = self.config.log_interval;
-            self.schedule(
-                interval,
-                Action::Heartbeat {
-                    ns: ns.into(),
-                    name: name.into(),
-                    uid: uid.into(),
-                    n: 1,
-                },
-            );
+            self.schedule_heartbeat(ns, name, uid, 1);
         }
         if let Some(owner) = owner_deployment(&pod) {
             self.reconcile_deployment(ns, &owner);
@@ -516,6 +507,11 @@ impl Store {
             });
         }
         self.log_version += 1;
+        self.schedule_heartbeat(ns, name, uid, n + 1);
+    }
+
+    /// Appends heartbeat `n` to a running pod's logs after one log interval.
+    fn schedule_heartbeat(&mut self, ns: &str, name: &str, uid: &str, n: u64) {
         let interval = self.config.log_interval;
         self.schedule(
             interval,
@@ -523,7 +519,7 @@ impl Store {
                 ns: ns.into(),
                 name: name.into(),
                 uid: uid.into(),
-                n: n + 1,
+                n,
             },
         );
     }

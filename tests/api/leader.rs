@@ -70,29 +70,29 @@ async fn until(description: &str, limit: Duration, mut check: impl FnMut() -> bo
     start.elapsed()
 }
 
-async fn deploy_and_wait(client: &reqwest::Client, base: &str, usecase: &str, tag: &str) {
-    let accepted: serde_json::Value = client
-        .post(format!("{base}/api/usecases/{usecase}/deployments"))
+/// Sends `request` as the admin and returns the JSON answer (null when it is not JSON).
+async fn answer(request: reqwest::RequestBuilder) -> serde_json::Value {
+    request
         .bearer_auth(ADMIN_TOKEN)
-        .json(&deploy_body(tag))
         .send()
         .await
         .unwrap_or_else(|e| panic!("{e}"))
         .json()
         .await
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+async fn deploy_and_wait(client: &reqwest::Client, base: &str, usecase: &str, tag: &str) {
+    let accepted = answer(
+        client
+            .post(format!("{base}/api/usecases/{usecase}/deployments"))
+            .json(&deploy_body(tag)),
+    )
+    .await;
     let id = uuid(&accepted["id"]);
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let d: serde_json::Value = client
-            .get(format!("{base}/api/usecases/{usecase}/deployments/{id}"))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .json()
-            .await
-            .unwrap_or_default();
+        let d = answer(client.get(format!("{base}/api/usecases/{usecase}/deployments/{id}"))).await;
         if d["status"] == "deployed" {
             return;
         }
@@ -133,16 +133,12 @@ async fn exactly_one_process_leads_and_the_other_takes_over_when_it_dies() {
     );
 
     let client = reqwest::Client::new();
-    let created: serde_json::Value = client
-        .post(format!("{}/api/usecases", two.base))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"name": "shared"}))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .json()
-        .await
-        .unwrap_or_default();
+    let created = answer(
+        client
+            .post(format!("{}/api/usecases", two.base))
+            .json(&json!({"name": "shared"})),
+    )
+    .await;
     let usecase = created["id"].as_str().unwrap_or_default().to_owned();
     deploy_and_wait(&client, &two.base, &usecase, "1").await;
 
