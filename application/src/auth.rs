@@ -95,6 +95,18 @@ impl Principal {
     }
 }
 
+impl Principal {
+    /// Succeeds when the principal holds any of `scopes` (or `admin`); the refusal names them all.
+    pub fn require_any(&self, scopes: &[Scope]) -> Result<(), AppError> {
+        if scopes.iter().any(|s| self.require(*s).is_ok()) {
+            Ok(())
+        } else {
+            let names: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
+            Err(AppError::Forbidden(names.join(" or ")))
+        }
+    }
+}
+
 /// A token to be created.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewToken {

@@ -1,18 +1,26 @@
 //! shiplog's use cases: what a client can ask for, expressed over ports that
 //! the infrastructure implements (event store, read models, token storage).
 
+pub mod audit;
 pub mod auth;
+pub mod chain;
 pub mod cluster;
 pub mod cursor;
 pub mod error;
+pub mod ledger;
 pub mod ports;
 pub mod process_manager;
+pub mod time_travel;
 pub mod usecases;
 
+pub use audit::{parse_types, Audit};
 pub use auth::{Authenticator, NewToken, Principal, Scope, TokenInfo};
 pub use cluster::{ClusterError, ClusterPort, RolloutOutcome, Workload};
 pub use cursor::Cursor;
 pub use error::AppError;
+pub use ledger::{
+    ChainBreak, ChainReport, EventFilter, FeedItem, Ledger, RecordedEvent, SealedEvent,
+};
 pub use ports::{
     CommandBus, CommandContext, DeploymentView, Page, ReadModel, TokenStore, UsecaseFilter,
     UsecaseView,
@@ -20,4 +28,5 @@ pub use ports::{
 pub use process_manager::{
     plan, ProcessManager, ReconcileError, Step, UsecaseLoader, PROCESS_MANAGER,
 };
+pub use time_travel::{state_at, StateAt};
 pub use usecases::Usecases;

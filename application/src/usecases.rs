@@ -166,7 +166,7 @@ impl Usecases {
 }
 
 /// Checks a requested page size against the bounds.
-fn page_size(limit: Option<u32>) -> Result<u32, AppError> {
+pub(crate) fn page_size(limit: Option<u32>) -> Result<u32, AppError> {
     match limit {
         None => Ok(DEFAULT_PAGE_SIZE),
         Some(l) if (1..=MAX_PAGE_SIZE).contains(&l) => Ok(l),

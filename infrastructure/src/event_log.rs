@@ -1,7 +1,7 @@
 //! Reading the event log in its global order, which never skips an event.
 
-use chrono::{DateTime, Utc};
 use shiplog_application::Cursor;
+pub use shiplog_application::RecordedEvent;
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 
@@ -18,35 +18,23 @@ pub(crate) fn cursor_from(row: &PgRow) -> Result<Cursor, sqlx::Error> {
     })
 }
 
-/// One stored event with its place in the global order.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RecordedEvent {
-    /// Its place in the global order.
-    pub cursor: Cursor,
-    /// The usecase (aggregate id) it belongs to.
-    pub aggregate_id: String,
-    /// Its number within the usecase, from 1.
-    pub sequence: i64,
-    /// The event type ("DeploymentRequested").
-    pub event_type: String,
-    /// The schema version of the payload.
-    pub event_version: String,
-    /// The event itself, as stored.
-    pub payload: serde_json::Value,
-    /// actor, request_id, causation.
-    pub metadata: serde_json::Value,
-    /// When the database stored it.
-    pub recorded_at: DateTime<Utc>,
-}
+/// The columns `recorded_from` reads, for a `SELECT` on `events`.
+pub(crate) const EVENT_COLUMNS: &str =
+    "transaction_id::text AS txid, position, aggregate_id, sequence, event_type,
+    event_version, payload, metadata, recorded_at";
 
-impl RecordedEvent {
-    /// The principal that caused the event ("system" when none was recorded).
-    pub fn actor(&self) -> &str {
-        self.metadata
-            .get("actor")
-            .and_then(|a| a.as_str())
-            .unwrap_or("system")
-    }
+/// Reads one event from a row selected with `EVENT_COLUMNS`.
+pub(crate) fn recorded_from(row: &PgRow) -> Result<RecordedEvent, sqlx::Error> {
+    Ok(RecordedEvent {
+        cursor: cursor_from(row)?,
+        aggregate_id: row.try_get("aggregate_id")?,
+        sequence: row.try_get("sequence")?,
+        event_type: row.try_get("event_type")?,
+        event_version: row.try_get("event_version")?,
+        payload: row.try_get("payload")?,
+        metadata: row.try_get("metadata")?,
+        recorded_at: row.try_get("recorded_at")?,
+    })
 }
 
 /// Reads the events table in the global order.
@@ -62,34 +50,20 @@ impl EventLog {
         after: Cursor,
         limit: i64,
     ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
-        let rows = sqlx::query(
-            "SELECT transaction_id::text AS txid, position, aggregate_id, sequence, event_type,
-                    event_version, payload, metadata, recorded_at
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS}
                FROM events
               WHERE (transaction_id, position) > ($1::text::xid8, $2)
                 AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
               ORDER BY transaction_id, position
-              LIMIT $3",
-        )
+              LIMIT $3"
+        ))
         .bind(after.transaction_id.to_string())
         .bind(after.position)
         .bind(limit)
         .fetch_all(conn)
         .await?;
-        rows.into_iter()
-            .map(|row| {
-                Ok(RecordedEvent {
-                    cursor: cursor_from(&row)?,
-                    aggregate_id: row.try_get("aggregate_id")?,
-                    sequence: row.try_get("sequence")?,
-                    event_type: row.try_get("event_type")?,
-                    event_version: row.try_get("event_version")?,
-                    payload: row.try_get("payload")?,
-                    metadata: row.try_get("metadata")?,
-                    recorded_at: row.try_get("recorded_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(recorded_from).collect()
     }
 
     /// The cursor of the newest event of one aggregate, once committed.

@@ -1,10 +1,12 @@
 //! The Postgres side of shiplog: the postgres-es event store with a global
 //! order, the subscriptions that feed the read models, and token storage.
 
+pub mod audit;
 pub mod command_bus;
 pub mod db;
 pub mod event_log;
 pub mod kube_cluster;
+pub mod ledger;
 pub mod process_manager;
 pub mod projections;
 pub mod read_model;
@@ -13,6 +15,7 @@ pub mod usecase_loader;
 
 pub use command_bus::PostgresCommandBus;
 pub use event_log::{EventLog, RecordedEvent};
+pub use ledger::{LiveFeed, PgLedger};
 pub use projections::Projector;
 pub use read_model::PgReadModel;
 pub use tokens::PgTokenStore;

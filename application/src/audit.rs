@@ -1,0 +1,163 @@
+//! The audit trail's use cases: the ledger paged and filtered, a usecase's
+//! history, live following, the state at an earlier instant, and the hash chain.
+
+use crate::cursor::Cursor;
+use crate::error::AppError;
+use crate::ledger::{ChainReport, EventFilter, FeedItem, Ledger, RecordedEvent, SealedEvent};
+use crate::ports::{DeploymentView, Page, UsecaseView};
+use crate::time_travel::state_at;
+use crate::usecases::page_size;
+use chrono::{DateTime, Utc};
+use futures_core::stream::BoxStream;
+use shiplog_domain::events::EVENT_TYPES;
+use shiplog_domain::InvalidField;
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// Reads the ledger for auditors and followers.
+pub struct Audit {
+    ledger: Arc<dyn Ledger>,
+}
+
+/// Parses a comma-separated list of event types (`DeploymentSucceeded,DeploymentFailed`);
+/// an unknown type is invalid input naming `field`.
+pub fn parse_types(raw: Option<&str>, field: &str) -> Result<Vec<String>, AppError> {
+    let Some(raw) = raw else {
+        return Ok(Vec::new());
+    };
+    raw.split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            if EVENT_TYPES.contains(&t) {
+                Ok(t.to_owned())
+            } else {
+                Err(InvalidField::new(
+                    field,
+                    format!(
+                        "unknown event type {t:?}; known types: {}",
+                        EVENT_TYPES.join(", ")
+                    ),
+                )
+                .into())
+            }
+        })
+        .collect()
+}
+
+impl Audit {
+    /// Reads through `ledger`.
+    pub fn new(ledger: Arc<dyn Ledger>) -> Self {
+        Self { ledger }
+    }
+
+    /// A page of the global ledger that passes `filter`, after `after`.
+    pub async fn events(
+        &self,
+        filter: &EventFilter,
+        after: Option<Cursor>,
+        limit: Option<u32>,
+    ) -> Result<Page<RecordedEvent>, AppError> {
+        if let (Some(from), Some(to)) = (filter.from, filter.to) {
+            if from >= to {
+                return Err(InvalidField::new("to", "must be later than from").into());
+            }
+        }
+        let limit = page_size(limit)?;
+        let mut items = self
+            .ledger
+            .events(filter, after.unwrap_or(Cursor::START), limit + 1)
+            .await?;
+        let next = if items.len() > limit as usize {
+            items.truncate(limit as usize);
+            items.last().map(|e| e.cursor.to_string())
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
+
+    /// A page of one usecase's events in order; deleted usecases keep their history.
+    pub async fn history(
+        &self,
+        usecase_id: Uuid,
+        types: Vec<String>,
+        after: Option<Cursor>,
+        limit: Option<u32>,
+    ) -> Result<Page<RecordedEvent>, AppError> {
+        self.ensure_known(usecase_id).await?;
+        let filter = EventFilter {
+            usecase: Some(usecase_id),
+            types,
+            ..EventFilter::default()
+        };
+        self.events(&filter, after, limit).await
+    }
+
+    /// Replays events after `after` (none: from now on) that pass `filter`, then follows
+    /// new ones. A usecase named in the filter must exist (or have existed).
+    pub async fn follow(
+        &self,
+        filter: EventFilter,
+        after: Option<Cursor>,
+    ) -> Result<BoxStream<'static, FeedItem>, AppError> {
+        if let Some(id) = filter.usecase {
+            self.ensure_known(id).await?;
+        }
+        self.ledger.follow(after, filter).await
+    }
+
+    /// The usecase as it was at `at`, rebuilt from the events recorded up to then.
+    pub async fn usecase_at(
+        &self,
+        usecase_id: Uuid,
+        at: DateTime<Utc>,
+    ) -> Result<UsecaseView, AppError> {
+        let events = self.ledger.usecase_events_until(usecase_id, at).await?;
+        state_at(&events)?
+            .map(|state| state.usecase)
+            .ok_or_else(|| {
+                AppError::NotFound(format!("usecase {usecase_id} did not exist at {at}"))
+            })
+    }
+
+    /// One deployment as it was at `at`.
+    pub async fn deployment_at(
+        &self,
+        usecase_id: Uuid,
+        deployment_id: Uuid,
+        at: DateTime<Utc>,
+    ) -> Result<DeploymentView, AppError> {
+        let events = self.ledger.usecase_events_until(usecase_id, at).await?;
+        let state = state_at(&events)?.ok_or_else(|| {
+            AppError::NotFound(format!("usecase {usecase_id} did not exist at {at}"))
+        })?;
+        state
+            .deployments
+            .into_iter()
+            .find(|d| d.id == deployment_id)
+            .ok_or_else(|| {
+                AppError::NotFound(format!("deployment {deployment_id} did not exist at {at}"))
+            })
+    }
+
+    /// Recomputes the hash chain over the whole ledger.
+    pub async fn verify(&self) -> Result<ChainReport, AppError> {
+        self.ledger.verify().await
+    }
+
+    /// Every sealed event with its hashes, in chain order.
+    pub fn export(&self) -> BoxStream<'static, Result<SealedEvent, AppError>> {
+        self.ledger.export()
+    }
+
+    async fn ensure_known(&self, usecase_id: Uuid) -> Result<(), AppError> {
+        if self.ledger.usecase_exists(usecase_id).await? {
+            Ok(())
+        } else {
+            Err(AppError::NotFound(format!(
+                "usecase {usecase_id} not found"
+            )))
+        }
+    }
+}

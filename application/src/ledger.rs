@@ -1,0 +1,163 @@
+//! The ledger as readers see it: stored events in the global order, the
+//! queries auditors run over them, live following, and the hash chain.
+
+use crate::cursor::Cursor;
+use crate::error::AppError;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures_core::stream::BoxStream;
+use serde::Serialize;
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// One stored event with its place in the global order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedEvent {
+    /// Its place in the global order.
+    pub cursor: Cursor,
+    /// The usecase (aggregate id) it belongs to.
+    pub aggregate_id: String,
+    /// Its number within the usecase, from 1.
+    pub sequence: i64,
+    /// The event type ("DeploymentRequested").
+    pub event_type: String,
+    /// The schema version of the payload.
+    pub event_version: String,
+    /// The event itself, as stored.
+    pub payload: serde_json::Value,
+    /// actor, request_id, causation.
+    pub metadata: serde_json::Value,
+    /// When the database stored it.
+    pub recorded_at: DateTime<Utc>,
+}
+
+impl RecordedEvent {
+    /// The principal that caused the event ("system" when none was recorded).
+    pub fn actor(&self) -> &str {
+        self.metadata
+            .get("actor")
+            .and_then(|a| a.as_str())
+            .unwrap_or("system")
+    }
+}
+
+/// Which events of the ledger to read, and from where.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    /// Only this usecase's events.
+    pub usecase: Option<Uuid>,
+    /// Only these event types (empty: all).
+    pub types: Vec<String>,
+    /// Only events caused by this principal.
+    pub actor: Option<String>,
+    /// Only events recorded at or after this instant.
+    pub from: Option<DateTime<Utc>>,
+    /// Only events recorded before this instant.
+    pub to: Option<DateTime<Utc>>,
+}
+
+impl EventFilter {
+    /// Whether `event` passes the filter (for live events, which are not queried).
+    pub fn matches(&self, event: &RecordedEvent) -> bool {
+        self.usecase
+            .is_none_or(|id| event.aggregate_id == id.to_string())
+            && (self.types.is_empty() || self.types.contains(&event.event_type))
+            && self.actor.as_deref().is_none_or(|a| a == event.actor())
+            && self.from.is_none_or(|from| event.recorded_at >= from)
+            && self.to.is_none_or(|to| event.recorded_at < to)
+    }
+}
+
+/// What a follower of the ledger receives.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FeedItem {
+    /// The next event, in global order.
+    Event(Arc<RecordedEvent>),
+    /// The follower fell too far behind and is cut off; it resumes after `last`
+    /// (the last event it was sent, or where it started).
+    Overflow {
+        /// Resume after this cursor.
+        last: Cursor,
+    },
+}
+
+/// The outcome of recomputing the hash chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChainReport {
+    /// True when every sealed event matches its stored hash and links to its predecessor.
+    pub verified: bool,
+    /// How many sealed events were checked.
+    pub events: u64,
+    /// The hash of the last sealed event (hex), the value to keep for later comparison.
+    pub head: Option<String>,
+    /// Events recorded but not sealed yet (the sealer runs a moment behind the writers).
+    pub unsealed: u64,
+    /// The first place where the chain breaks, when it does.
+    pub broken_at: Option<ChainBreak>,
+}
+
+/// Where and why the hash chain breaks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChainBreak {
+    /// The 1-based index of the event in the chain.
+    pub chain_index: i64,
+    /// The event's cursor, when the event still exists.
+    pub cursor: Option<Cursor>,
+    /// The usecase of the event, when it still exists.
+    pub usecase_id: Option<String>,
+    /// Its sequence within the usecase, when it still exists.
+    pub sequence: Option<i64>,
+    /// What does not match, in words.
+    pub reason: String,
+}
+
+/// One sealed event with its chain hashes: a line of the audit export.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SealedEvent {
+    /// The 1-based index in the chain (the global order).
+    pub chain_index: i64,
+    /// The event.
+    pub event: RecordedEvent,
+    /// The aggregate type it was stored under ("Usecase").
+    pub aggregate_type: String,
+    /// The previous event's hash (32 zero bytes for the first).
+    pub prev_hash: [u8; 32],
+    /// This event's hash.
+    pub hash: [u8; 32],
+}
+
+/// Read access to the ledger itself (not the read models): the audit trail.
+#[async_trait]
+pub trait Ledger: Send + Sync {
+    /// Up to `limit` events after `after` that pass `filter`, in global order.
+    /// Only events no reader can see out of order are returned.
+    async fn events(
+        &self,
+        filter: &EventFilter,
+        after: Cursor,
+        limit: u32,
+    ) -> Result<Vec<RecordedEvent>, AppError>;
+    /// Whether any event of this usecase was ever recorded (deleted usecases keep their history).
+    async fn usecase_exists(&self, usecase_id: Uuid) -> Result<bool, AppError>;
+    /// The usecase's events recorded at or before `until`, in order.
+    async fn usecase_events_until(
+        &self,
+        usecase_id: Uuid,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<RecordedEvent>, AppError>;
+    /// Replays events after `after` passing `filter` (none: start at the newest event),
+    /// then follows live ones, with no gap and no duplicate at the seam; ends with
+    /// `Overflow` when the follower falls too far behind.
+    /// The subscription starts before this returns, so every event committed afterwards is included.
+    async fn follow(
+        &self,
+        after: Option<Cursor>,
+        filter: EventFilter,
+    ) -> Result<BoxStream<'static, FeedItem>, AppError>;
+    /// Recomputes the whole hash chain.
+    async fn verify(&self) -> Result<ChainReport, AppError>;
+    /// Every sealed event with its hashes, in chain order; read page by page.
+    fn export(&self) -> BoxStream<'static, Result<SealedEvent, AppError>>;
+}
