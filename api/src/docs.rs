@@ -1,7 +1,7 @@
 //! The OpenAPI document (generated from the handlers by utoipa) and Redoc,
 //! served from a vendored bundle so it renders without internet access.
 
-use crate::routes::{deployments, health, tokens, usecases};
+use crate::routes::{audit, deployments, events, health, tokens, usecases};
 use crate::state::AppState;
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -25,6 +25,7 @@ use utoipa_redoc::{Redoc, Servable};
     tags(
         (name = "usecases", description = "Register, list and delete usecases"),
         (name = "deployments", description = "Deploy and undeploy usecases, follow their status"),
+        (name = "audit", description = "The ledger: every event, filtered and paged, a usecase's history, live streams (SSE), and the hash chain"),
         (name = "tokens", description = "API tokens and their scopes (admin)"),
         (name = "health", description = "Liveness and readiness probes"),
     )
@@ -55,6 +56,12 @@ pub fn api_router() -> OpenApiRouter<AppState> {
             deployments::undeploy
         ))
         .routes(routes!(deployments::get_deployment))
+        .routes(routes!(events::list_events))
+        .routes(routes!(events::stream_events))
+        .routes(routes!(events::usecase_history))
+        .routes(routes!(events::stream_usecase_events))
+        .routes(routes!(audit::verify))
+        .routes(routes!(audit::export))
         .routes(routes!(tokens::create_token, tokens::list_tokens))
         .routes(routes!(tokens::revoke_token))
         .routes(routes!(health::healthz))

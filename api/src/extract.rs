@@ -113,6 +113,35 @@ impl Auth {
     }
 }
 
+impl Auth {
+    /// 403 unless the caller holds one of `scopes`.
+    pub fn require_any(&self, scopes: &[Scope]) -> Result<&Principal, ApiError> {
+        self.0.require_any(scopes)?;
+        Ok(&self.0)
+    }
+}
+
+/// The token of an `Authorization: Bearer …` header, if there is one.
+fn bearer(parts: &Parts) -> Option<&str> {
+    let header = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
+    header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("bearer "))
+        .map(str::trim)
+}
+
+/// The principal behind `token`; 401 when there is none or it is unknown.
+async fn authenticate(state: &AppState, token: Option<&str>) -> Result<Principal, ApiError> {
+    let token = token
+        .filter(|t| !t.is_empty())
+        .ok_or(ApiError::Unauthorized)?;
+    state
+        .auth
+        .authenticate(token)
+        .await?
+        .ok_or(ApiError::Unauthorized)
+}
+
 impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
@@ -120,21 +149,47 @@ impl FromRequestParts<AppState> for Auth {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        let Some(token) = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-        else {
-            return Err(ApiError::Unauthorized);
-        };
-        match state.auth.authenticate(token.trim()).await? {
-            Some(principal) => Ok(Self(principal)),
-            None => Err(ApiError::Unauthorized),
+        Ok(Self(authenticate(state, bearer(parts)).await?))
+    }
+}
+
+/// The caller of an event stream: the bearer header, or else an `access_token`
+/// query parameter, since a browser's `EventSource` cannot send headers.
+pub struct StreamAuth(pub Auth);
+
+impl FromRequestParts<AppState> for StreamAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if let Some(token) = bearer(parts) {
+            return Ok(Self(Auth(authenticate(state, Some(token)).await?)));
         }
+        let query = parts.uri.query().unwrap_or_default();
+        let token = form_urlencoded::parse(query.as_bytes())
+            .find(|(key, _)| key == "access_token")
+            .map(|(_, value)| value.into_owned());
+        Ok(Self(Auth(authenticate(state, token.as_deref()).await?)))
+    }
+}
+
+/// The `Last-Event-ID` header an `EventSource` sends when it reconnects.
+pub struct LastEventId(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for LastEventId {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let id = parts
+            .headers
+            .get("last-event-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned);
+        Ok(Self(id))
     }
 }
 

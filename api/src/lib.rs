@@ -5,6 +5,7 @@ pub mod docs;
 pub mod dto;
 pub mod error;
 pub mod extract;
+pub mod ledger_dto;
 pub mod routes;
 pub mod server;
 pub mod state;

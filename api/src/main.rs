@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 use kube_sim::{KubeSim, SimConfig};
 use rand::RngCore;
 use shiplog_api::docs::spec;
-use shiplog_api::server::{ClusterMode, Server, Settings};
+use shiplog_api::server::{ClusterMode, Server, Settings, StreamSettings};
 use shiplog_infrastructure::db::connect_and_migrate;
 use shiplog_infrastructure::kube_cluster::KubeSettings;
 use shiplog_infrastructure::Projector;
@@ -88,6 +88,21 @@ struct ServeArgs {
     /// Seconds a rollout may take before the deployment fails.
     #[arg(long, env = "SHIPLOG_ROLLOUT_TIMEOUT", default_value_t = 600)]
     rollout_timeout: u64,
+    /// Browser origins allowed to call the API (CORS), e.g. https://ops.example.com;
+    /// `*` allows any; repeat or comma-separate. Unset: no CORS headers.
+    #[arg(
+        long = "cors-origin",
+        env = "SHIPLOG_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    cors_origins: Vec<String>,
+    /// Seconds between keep-alive comments on an idle event stream.
+    #[arg(long, env = "SHIPLOG_SSE_KEEP_ALIVE", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    sse_keep_alive: u64,
+    /// How many events a stream subscriber may fall behind before it is cut off (it can resume).
+    /// At least 1000, so that one batch of new events never cuts off a subscriber that keeps up.
+    #[arg(long, env = "SHIPLOG_SSE_BUFFER", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1000..=1_000_000))]
+    sse_buffer: u64,
 }
 
 #[derive(Subcommand)]
@@ -162,6 +177,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             progress_deadline: Duration::from_secs(args.rollout_timeout.saturating_sub(10).max(30)),
         },
         rollout_timeout: Duration::from_secs(args.rollout_timeout),
+        streams: StreamSettings {
+            keep_alive: Duration::from_secs(args.sse_keep_alive),
+            buffer: usize::try_from(args.sse_buffer).unwrap_or(usize::MAX),
+        },
+        cors_origins: args.cors_origins,
     };
     let server = Server::start(&settings).await.context("starting shiplog")?;
     info!(database = %redact(&settings.database_url), "database ready");

@@ -3,22 +3,27 @@
 use crate::docs::{api_router, docs_router};
 use crate::error::ApiError;
 use crate::state::AppState;
-use axum::http::{HeaderName, Request};
+use axum::http::{header, HeaderName, HeaderValue, Method, Request};
 use axum::Router;
 use kube::Client;
 use kube_sim::{KubeSim, SimConfig};
 use shiplog_application::ProcessManager;
-use shiplog_application::{Authenticator, Usecases};
+use shiplog_application::{Audit, Authenticator, Usecases};
+use shiplog_infrastructure::audit::ChainSealer;
 use shiplog_infrastructure::db::{connect_and_migrate, DbSetupError};
 use shiplog_infrastructure::kube_cluster::{KubeCluster, KubeSettings};
 use shiplog_infrastructure::process_manager::ProcessManagerRunner;
 use shiplog_infrastructure::usecase_loader::PgUsecaseLoader;
-use shiplog_infrastructure::{PgReadModel, PgTokenStore, PostgresCommandBus, Projector};
+use shiplog_infrastructure::{
+    LiveFeed, PgLedger, PgReadModel, PgTokenStore, PostgresCommandBus, Projector,
+};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 use tracing::{info, info_span, warn};
@@ -38,6 +43,28 @@ pub struct Settings {
     pub kube: KubeSettings,
     /// A rollout not ready after this long fails the deployment.
     pub rollout_timeout: Duration,
+    /// Keep-alives and buffering of the event streams.
+    pub streams: StreamSettings,
+    /// Browser origins allowed to call the API (CORS); `*` allows any; empty: no CORS headers.
+    pub cors_origins: Vec<String>,
+}
+
+/// How the Server-Sent Event streams behave.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamSettings {
+    /// An idle stream sends a keep-alive comment this often, so proxies keep it open.
+    pub keep_alive: Duration,
+    /// How many events a subscriber may fall behind before it is cut off (it can resume).
+    pub buffer: usize,
+}
+
+impl Default for StreamSettings {
+    fn default() -> Self {
+        Self {
+            keep_alive: Duration::from_secs(15),
+            buffer: 4096,
+        }
+    }
 }
 
 /// Where deployments go.
@@ -73,6 +100,9 @@ pub enum StartError {
     /// The cluster configuration could not be loaded or the simulator not started.
     #[error("cannot set up the cluster connection: {0}")]
     Cluster(String),
+    /// A CORS origin is not a valid origin.
+    #[error("invalid CORS origin {0:?}: expected scheme://host[:port] or *")]
+    CorsOrigin(String),
     /// The listen address is taken or not ours.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -90,6 +120,8 @@ pub struct Server {
     background: Vec<tokio::task::JoinHandle<()>>,
     /// The in-process simulator, kept alive as long as the server.
     sim: Option<KubeSim>,
+    /// Fired at shutdown: ends the event streams.
+    stopping: CancellationToken,
 }
 
 /// A kube client for `mode`, and the simulator when it runs in-process.
@@ -124,22 +156,81 @@ async fn cluster_client(
     }
 }
 
+/// The parts `router` starts that must run in the background.
+pub struct Background {
+    /// Feeds the read models.
+    pub projector: Arc<Projector>,
+    /// Reads the log once and fans new events out to every stream subscriber.
+    pub feed: Arc<LiveFeed>,
+}
+
+/// The CORS layer for `origins` (`*`: any origin; empty: none, so browsers on other origins are refused).
+fn cors(origins: &[String]) -> Result<Option<CorsLayer>, StartError> {
+    if origins.is_empty() {
+        return Ok(None);
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        let values = origins
+            .iter()
+            .map(|o| {
+                let trimmed = o.trim().trim_end_matches('/');
+                if !(trimmed.starts_with("http://") || trimmed.starts_with("https://")) {
+                    return Err(StartError::CorsOrigin(o.clone()));
+                }
+                HeaderValue::from_str(trimmed).map_err(|_| StartError::CorsOrigin(o.clone()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        AllowOrigin::list(values)
+    };
+    Ok(Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                HeaderName::from_static("last-event-id"),
+                HeaderName::from_static("x-request-id"),
+            ])
+            .expose_headers([
+                HeaderName::from_static("x-request-id"),
+                header::RETRY_AFTER,
+                header::LOCATION,
+            ])
+            .max_age(Duration::from_secs(600)),
+    ))
+}
+
 /// Builds the router over a ready pool (also used by tests that need no listener).
-pub fn router(pool: sqlx::PgPool, admin_token: Option<&str>) -> (Router, Arc<Projector>) {
+/// Event streams end when `stopping` fires, so a graceful shutdown is not held up by them.
+pub fn router(
+    pool: sqlx::PgPool,
+    settings: &Settings,
+    stopping: CancellationToken,
+) -> Result<(Router, Background), StartError> {
     let projector = Projector::new(pool.clone());
+    let feed = LiveFeed::new(pool.clone(), settings.streams.buffer);
     let read = Arc::new(PgReadModel::new(pool.clone(), projector.clone()));
     let bus = Arc::new(PostgresCommandBus::new(pool.clone()));
     let state = AppState {
         usecases: Arc::new(Usecases::new(bus, read)),
+        audit: Arc::new(Audit::new(Arc::new(PgLedger::new(
+            pool.clone(),
+            feed.clone(),
+        )))),
         auth: Arc::new(Authenticator::new(
             Arc::new(PgTokenStore::new(pool.clone())),
-            admin_token,
+            settings.admin_token.as_deref(),
         )),
         pool,
+        keep_alive: settings.streams.keep_alive,
+        stopping,
     };
     let (api, spec) = api_router().split_for_parts();
     let x_request_id = HeaderName::from_static("x-request-id");
-    let router = api
+    let mut router = api
         .merge(docs_router(spec))
         .fallback(|| async { ApiError::NotFound("no such route".to_owned()) })
         .with_state(state)
@@ -155,7 +246,11 @@ pub fn router(pool: sqlx::PgPool, admin_token: Option<&str>) -> (Router, Arc<Pro
             }),
         )
         .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid));
-    (router, projector)
+    if let Some(cors) = cors(&settings.cors_origins)? {
+        // Outermost, so that preflights are answered before authentication.
+        router = router.layer(cors);
+    }
+    Ok((router, Background { projector, feed }))
 }
 
 impl Server {
@@ -179,8 +274,13 @@ impl Server {
         cluster: Option<(Client, Option<KubeSim>)>,
     ) -> Result<Self, StartError> {
         let pool = connect_and_migrate(&settings.database_url).await?;
-        let (router, projector) = router(pool.clone(), settings.admin_token.as_deref());
-        let mut background = vec![tokio::spawn(projector.run())];
+        let stopping = CancellationToken::new();
+        let (router, parts) = router(pool.clone(), settings, stopping.clone())?;
+        let mut background = vec![
+            tokio::spawn(parts.projector.run()),
+            tokio::spawn(parts.feed.run()),
+            tokio::spawn(ChainSealer::new(pool.clone()).run()),
+        ];
         let mut sim = None;
         if let Some((client, simulator)) = cluster {
             sim = simulator;
@@ -207,6 +307,7 @@ impl Server {
             router,
             background,
             sim,
+            stopping,
         })
     }
 
@@ -223,8 +324,13 @@ impl Server {
         if let Ok(addr) = self.listener.local_addr() {
             info!(%addr, "shiplog API listening");
         }
+        let stopping = self.stopping.clone();
         let result = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                // Streams never end by themselves; end them so that shutdown can finish.
+                stopping.cancel();
+            })
             .await;
         for task in self.background {
             task.abort();

@@ -1,16 +1,24 @@
 //! What every handler can reach.
 
-use shiplog_application::{Authenticator, Usecases};
+use shiplog_application::{Audit, Authenticator, Usecases};
 use sqlx::PgPool;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// Shared by all handlers: the use cases, the authenticator and the pool (for readiness).
 #[derive(Clone)]
 pub struct AppState {
     /// The usecase API's use cases.
     pub usecases: Arc<Usecases>,
+    /// The audit trail and event streams.
+    pub audit: Arc<Audit>,
     /// Bearer tokens.
     pub auth: Arc<Authenticator>,
     /// Only for `/readyz`.
     pub pool: PgPool,
+    /// How often an idle event stream sends a keep-alive comment.
+    pub keep_alive: Duration,
+    /// Fired at shutdown: event streams end so that the server can stop.
+    pub stopping: CancellationToken,
 }

@@ -1,7 +1,7 @@
 //! `TestDb` and `TestApp`: a fresh database per test and the server on a random port.
 
 use serde_json::{json, Value};
-use shiplog_api::server::{ClusterMode, Server, Settings};
+use shiplog_api::server::{ClusterMode, Server, Settings, StreamSettings};
 use shiplog_application::{CommandBus, CommandContext};
 use shiplog_domain::UsecaseCommand;
 use shiplog_infrastructure::db::connect_and_migrate;
@@ -21,6 +21,9 @@ pub fn pg_base() -> String {
 
 /// The namespace the process manager creates objects in during tests.
 pub const NAMESPACE: &str = "shiplog-test";
+
+/// The one browser origin test apps allow (CORS).
+pub const CORS_ORIGIN: &str = "http://ops.example.test";
 
 /// The bootstrap admin token every test app starts with.
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
@@ -104,22 +107,34 @@ impl TestApp {
 
     /// Starts the app on `db`, reached through `database_url` (a proxy, say).
     pub async fn spawn_with_url(db: TestDb, database_url: &str) -> Self {
-        Self::start(Arc::new(db), database_url, None).await
+        Self::start(Arc::new(db), database_url, None, |_| {}).await
+    }
+
+    /// The app with settings changed by `configure` (stream buffer, CORS, ...).
+    pub async fn spawn_configured(configure: impl FnOnce(&mut Settings)) -> Self {
+        let db = Arc::new(TestDb::create().await);
+        let url = db.url.clone();
+        Self::start(db, &url, None, configure).await
     }
 
     /// The app with its process manager driving the cluster behind `kube`.
     pub async fn spawn_with_cluster(db: Arc<TestDb>, kube: kube::Client) -> Self {
         let url = db.url.clone();
-        Self::start(db, &url, Some(kube)).await
+        Self::start(db, &url, Some(kube), |_| {}).await
     }
 
-    async fn start(db: Arc<TestDb>, database_url: &str, kube: Option<kube::Client>) -> Self {
+    async fn start(
+        db: Arc<TestDb>,
+        database_url: &str,
+        kube: Option<kube::Client>,
+        configure: impl FnOnce(&mut Settings),
+    ) -> Self {
         // Server logs appear in the output of a failing test.
         let _ = tracing_subscriber::fmt()
             .with_env_filter("info,sqlx=warn")
             .with_test_writer()
             .try_init();
-        let settings = Settings {
+        let mut settings = Settings {
             listen: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
             database_url: database_url.to_owned(),
             admin_token: Some(ADMIN_TOKEN.to_owned()),
@@ -130,7 +145,13 @@ impl TestApp {
                 progress_deadline: Duration::from_secs(60),
             },
             rollout_timeout: Duration::from_secs(30),
+            streams: StreamSettings {
+                keep_alive: Duration::from_millis(300),
+                buffer: 1024,
+            },
+            cors_origins: vec![CORS_ORIGIN.to_owned()],
         };
+        configure(&mut settings);
         let server = match kube {
             Some(client) => Server::start_with_client(&settings, client).await,
             None => Server::start(&settings).await,

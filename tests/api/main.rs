@@ -2,6 +2,7 @@
 //! the built binary) on a random port against a freshly created PostgreSQL
 //! database, speaks HTTP to it, and drops the database afterwards.
 
+mod audit;
 mod auth;
 mod bad_input;
 mod cluster;
@@ -13,4 +14,6 @@ mod ledger;
 mod outage;
 mod projections;
 mod seed_walkthrough;
+mod sse;
+mod streams;
 mod usecases;

@@ -5,6 +5,7 @@ use crate::dto::{
 };
 use crate::error::{ApiError, Problem};
 use crate::extract::{command_context, ApiJson, ApiPath, ApiQuery, Auth, RequestId};
+use crate::ledger_dto::AtQuery;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -75,26 +76,30 @@ pub async fn list_deployments(
     ))
 }
 
-/// Show one deployment: its status and, on error, the message.
+/// Show one deployment: its status and, on error, the message; with `at`, as it was then.
 #[utoipa::path(get, path = "/api/usecases/{id}/deployments/{deploymentId}", tag = "deployments",
-    params(("id" = Uuid, Path, description = "The usecase id"), ("deploymentId" = Uuid, Path, description = "The deployment id")),
+    params(("id" = Uuid, Path, description = "The usecase id"), ("deploymentId" = Uuid, Path, description = "The deployment id"), AtQuery),
     security(("bearer" = ["deployments:read"])),
     responses(
         (status = 200, description = "The deployment", body = DeploymentResponse),
+        (status = 400, description = "at is not an RFC 3339 instant", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Token lacks deployments:read", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such usecase or deployment", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such usecase or deployment (at that instant, with at)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get_deployment(
     State(state): State<AppState>,
     auth: Auth,
     ApiPath((id, deployment_id)): ApiPath<(Uuid, Uuid)>,
+    ApiQuery(query): ApiQuery<AtQuery>,
 ) -> Result<Json<DeploymentResponse>, ApiError> {
     auth.require(Scope::DeploymentsRead)?;
-    Ok(Json(
-        state.usecases.deployment(id, deployment_id).await?.into(),
-    ))
+    let deployment = match query.at {
+        Some(at) => state.audit.deployment_at(id, deployment_id, at).await?,
+        None => state.usecases.deployment(id, deployment_id).await?,
+    };
+    Ok(Json(deployment.into()))
 }
 
 /// Undeploy the usecase: the deployed deployment and any still in flight.

@@ -1,6 +1,8 @@
 //! The HTTP routes, one file per resource.
 
+pub mod audit;
 pub mod deployments;
+pub mod events;
 pub mod health;
 pub mod tokens;
 pub mod usecases;

@@ -3,6 +3,7 @@
 use crate::dto::{CreateUsecase, UsecasePage, UsecaseQuery, UsecaseResponse};
 use crate::error::{ApiError, Problem};
 use crate::extract::{command_context, ApiJson, ApiPath, ApiQuery, Auth, RequestId};
+use crate::ledger_dto::AtQuery;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -63,24 +64,30 @@ pub async fn list_usecases(
     Ok(Json(state.usecases.list(filter).await?.into()))
 }
 
-/// Show one usecase.
+/// Show one usecase; with `at`, as it was at that instant (rebuilt from the ledger).
 #[utoipa::path(get, path = "/api/usecases/{id}", tag = "usecases",
-    params(("id" = Uuid, Path, description = "The usecase id")),
+    params(("id" = Uuid, Path, description = "The usecase id"), AtQuery),
     security(("bearer" = ["usecases:read"])),
     responses(
         (status = 200, description = "The usecase", body = UsecaseResponse),
+        (status = 400, description = "at is not an RFC 3339 instant", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Token lacks usecases:read", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such usecase", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such usecase (at that instant, with at)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get_usecase(
     State(state): State<AppState>,
     auth: Auth,
     ApiPath(id): ApiPath<Uuid>,
+    ApiQuery(query): ApiQuery<AtQuery>,
 ) -> Result<Json<UsecaseResponse>, ApiError> {
     auth.require(Scope::UsecasesRead)?;
-    Ok(Json(state.usecases.get(id).await?.into()))
+    let usecase = match query.at {
+        Some(at) => state.audit.usecase_at(id, at).await?,
+        None => state.usecases.get(id).await?,
+    };
+    Ok(Json(usecase.into()))
 }
 
 /// Delete (deregister) a usecase; refused while anything is deployed or in flight.

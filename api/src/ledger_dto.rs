@@ -1,0 +1,204 @@
+//! The JSON shapes of the audit trail and event streams: one event as clients
+//! see it, pages of them, query parameters, and the hash chain's report.
+
+use crate::error::ApiError;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use shiplog_application::{ChainBreak, ChainReport, Cursor, Page, RecordedEvent};
+use shiplog_domain::InvalidField;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+/// One event of the ledger: what happened, to which usecase, when, caused by whom.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EventRecord {
+    /// Its place in the global order: an opaque, sortable string. Pass it as `after`
+    /// (or `Last-Event-ID`) to continue after this event.
+    #[schema(example = "00000000000002f1000000000000002a")]
+    pub cursor: String,
+    /// The usecase it belongs to.
+    pub usecase_id: String,
+    /// Its number within the usecase, from 1.
+    pub sequence: i64,
+    /// The event type.
+    #[serde(rename = "type")]
+    #[schema(example = "DeploymentSucceeded")]
+    pub event_type: String,
+    /// The schema version of the payload.
+    #[schema(example = "1.0")]
+    pub version: String,
+    /// When the ledger recorded it (microsecond precision).
+    pub recorded_at: String,
+    /// The principal (token name) or component (`process-manager`) that caused it.
+    pub actor: String,
+    /// The event itself: `{"<type>": {...fields}}`.
+    pub payload: serde_json::Value,
+    /// actor, request_id and, for the process manager's events, causation (the cursor of the event it acted on).
+    pub metadata: serde_json::Value,
+}
+
+impl From<&RecordedEvent> for EventRecord {
+    fn from(e: &RecordedEvent) -> Self {
+        Self {
+            cursor: e.cursor.to_string(),
+            usecase_id: e.aggregate_id.clone(),
+            sequence: e.sequence,
+            event_type: e.event_type.clone(),
+            version: e.event_version.clone(),
+            recorded_at: e.recorded_at.to_rfc3339_opts(SecondsFormat::Micros, true),
+            actor: e.actor().to_owned(),
+            payload: e.payload.clone(),
+            metadata: e.metadata.clone(),
+        }
+    }
+}
+
+/// One page of events in the global order.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EventPage {
+    /// The events, oldest first.
+    pub items: Vec<EventRecord>,
+    /// Pass as `after` for the next page; null on the last page (to follow new
+    /// events, pass the last item's cursor later, or use the stream).
+    pub next_cursor: Option<String>,
+}
+
+impl From<Page<RecordedEvent>> for EventPage {
+    fn from(page: Page<RecordedEvent>) -> Self {
+        Self {
+            items: page.items.iter().map(EventRecord::from).collect(),
+            next_cursor: page.next,
+        }
+    }
+}
+
+/// Reads an optional cursor parameter; a string shiplog did not produce is a 422 naming `field`.
+pub fn parse_cursor(raw: Option<&str>, field: &str) -> Result<Option<Cursor>, ApiError> {
+    raw.map(|s| {
+        s.trim().parse::<Cursor>().map_err(|e| {
+            ApiError::Invalid(InvalidField::new(
+                field,
+                format!("{e}; use the cursor of an event shiplog returned"),
+            ))
+        })
+    })
+    .transpose()
+}
+
+/// Filters and paging of `GET /api/events`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct EventsQuery {
+    /// Only this usecase's events.
+    pub usecase: Option<Uuid>,
+    /// Only these event types, comma-separated (`DeploymentSucceeded,DeploymentFailed`).
+    pub types: Option<String>,
+    /// Only events caused by this principal (token name, `admin`, `process-manager`).
+    pub actor: Option<String>,
+    /// Only events recorded at or after this instant (RFC 3339).
+    pub from: Option<DateTime<Utc>>,
+    /// Only events recorded before this instant (RFC 3339).
+    pub to: Option<DateTime<Utc>>,
+    /// Continue after this cursor (the `next` of the previous page, or any event's cursor).
+    pub after: Option<String>,
+    /// Page size, 1 to 200 (default 50).
+    pub limit: Option<u32>,
+}
+
+/// Filter and paging of a usecase's history.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryQuery {
+    /// Only these event types, comma-separated.
+    pub types: Option<String>,
+    /// Continue after this cursor.
+    pub after: Option<String>,
+    /// Page size, 1 to 200 (default 50).
+    pub limit: Option<u32>,
+}
+
+/// Where a stream starts and what it carries.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct StreamQuery {
+    /// Only these event types, comma-separated.
+    pub types: Option<String>,
+    /// Replay everything after this cursor first (`00000000000000000000000000000000`:
+    /// from the beginning). Without it (and without `Last-Event-ID`) the stream starts
+    /// with the next new event. A `Last-Event-ID` header wins over this parameter.
+    pub after: Option<String>,
+    /// The bearer token, for clients that cannot send headers (a browser's `EventSource`).
+    /// Prefer the `Authorization` header where you can: URLs end up in logs.
+    pub access_token: Option<String>,
+}
+
+/// Ask for the state at an earlier instant.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AtQuery {
+    /// Rebuild the state from the events recorded up to this instant (RFC 3339)
+    /// instead of reading the current one.
+    pub at: Option<DateTime<Utc>>,
+}
+
+/// The result of recomputing the hash chain.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifyReport {
+    /// True when every sealed event matches its hash and links to its predecessor.
+    pub verified: bool,
+    /// How many sealed events were checked.
+    pub events: u64,
+    /// The hash of the newest sealed event (hex); keep it to detect a rewrite later.
+    pub head: Option<String>,
+    /// Events recorded but not sealed yet (the sealer follows the writers within moments).
+    pub unsealed: u64,
+    /// The first event where the chain breaks, when it does.
+    pub broken_at: Option<ChainBreakBody>,
+}
+
+/// Where and why the chain breaks.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChainBreakBody {
+    /// The 1-based index of the event in the chain.
+    pub chain_index: i64,
+    /// The event's cursor, when the event still exists.
+    pub cursor: Option<String>,
+    /// Its usecase, when the event still exists.
+    pub usecase_id: Option<String>,
+    /// Its sequence within the usecase, when the event still exists.
+    pub sequence: Option<i64>,
+    /// What does not match.
+    pub reason: String,
+}
+
+impl From<ChainReport> for VerifyReport {
+    fn from(r: ChainReport) -> Self {
+        Self {
+            verified: r.verified,
+            events: r.events,
+            head: r.head,
+            unsealed: r.unsealed,
+            broken_at: r.broken_at.map(ChainBreakBody::from),
+        }
+    }
+}
+
+impl From<ChainBreak> for ChainBreakBody {
+    fn from(b: ChainBreak) -> Self {
+        Self {
+            chain_index: b.chain_index,
+            cursor: b.cursor.map(|c| c.to_string()),
+            usecase_id: b.usecase_id,
+            sequence: b.sequence,
+            reason: b.reason,
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! The ledger for readers: `/api/events` (paged and filtered, and as a live
+//! stream) and a usecase's own history and stream.
+
+use crate::error::{ApiError, Problem};
+use crate::extract::{ApiPath, ApiQuery, Auth, LastEventId, StreamAuth};
+use crate::ledger_dto::{
+    parse_cursor, EventPage, EventRecord, EventsQuery, HistoryQuery, StreamQuery,
+};
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::HeaderName;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::IntoResponse;
+use axum::Json;
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt};
+use shiplog_application::{parse_types, EventFilter, FeedItem, Scope};
+use std::convert::Infallible;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Read the global ledger, oldest first, filtered by usecase, event type, actor and time.
+#[utoipa::path(get, path = "/api/events", tag = "audit", params(EventsQuery),
+    security(("bearer" = ["audit:read"])),
+    responses(
+        (status = 200, description = "One page of the ledger in the global order", body = EventPage),
+        (status = 400, description = "A query parameter is malformed", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks audit:read", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown event type, from not before to, a cursor shiplog did not produce, or limit out of range", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list_events(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiQuery(query): ApiQuery<EventsQuery>,
+) -> Result<Json<EventPage>, ApiError> {
+    auth.require(Scope::AuditRead)?;
+    let filter = EventFilter {
+        usecase: query.usecase,
+        types: parse_types(query.types.as_deref(), "types")?,
+        actor: query.actor,
+        from: query.from,
+        to: query.to,
+    };
+    let after = parse_cursor(query.after.as_deref(), "after")?;
+    Ok(Json(
+        state
+            .audit
+            .events(&filter, after, query.limit)
+            .await?
+            .into(),
+    ))
+}
+
+/// Read one usecase's history: every event, oldest first, also after the usecase was deleted.
+#[utoipa::path(get, path = "/api/usecases/{id}/history", tag = "audit",
+    params(("id" = Uuid, Path, description = "The usecase id"), HistoryQuery),
+    security(("bearer" = ["usecases:read"]), ("bearer" = ["audit:read"])),
+    responses(
+        (status = 200, description = "One page of the usecase's events", body = EventPage),
+        (status = 400, description = "A query parameter is malformed", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks usecases:read and audit:read", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No event of this usecase was ever recorded", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown event type, a cursor shiplog did not produce, or limit out of range", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn usecase_history(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiQuery(query): ApiQuery<HistoryQuery>,
+) -> Result<Json<EventPage>, ApiError> {
+    auth.require_any(&[Scope::UsecasesRead, Scope::AuditRead])?;
+    let types = parse_types(query.types.as_deref(), "types")?;
+    let after = parse_cursor(query.after.as_deref(), "after")?;
+    let page = state.audit.history(id, types, after, query.limit).await?;
+    Ok(Json(page.into()))
+}
+
+/// Follow the whole ledger live as Server-Sent Events.
+///
+/// Each message: `id:` the event's cursor, `event:` its type, `data:` the event as JSON
+/// (the shape of `EventRecord`). Reconnect with `Last-Event-ID` (browsers do it by
+/// themselves) or `?after=` to receive exactly what was missed. Idle streams get a
+/// `: keep-alive` comment. A subscriber too slow to keep up receives a final
+/// `event: overflow` message whose data names `resumeAfter`, and the stream ends.
+#[utoipa::path(get, path = "/api/events/stream", tag = "audit", params(StreamQuery),
+    security(("bearer" = ["audit:read"])),
+    responses(
+        (status = 200, description = "An endless text/event-stream of ledger events", body = String, content_type = "text/event-stream"),
+        (status = 400, description = "A query parameter is malformed", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token (header or access_token)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks audit:read", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown event type, or a cursor shiplog did not produce", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn stream_events(
+    State(state): State<AppState>,
+    StreamAuth(auth): StreamAuth,
+    LastEventId(last_event_id): LastEventId,
+    ApiQuery(query): ApiQuery<StreamQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    auth.require(Scope::AuditRead)?;
+    follow(&state, None, last_event_id, query).await
+}
+
+/// Follow one usecase's events live as Server-Sent Events (same format and resumption as `/api/events/stream`).
+#[utoipa::path(get, path = "/api/usecases/{id}/events/stream", tag = "audit",
+    params(("id" = Uuid, Path, description = "The usecase id"), StreamQuery),
+    security(("bearer" = ["usecases:read"]), ("bearer" = ["audit:read"])),
+    responses(
+        (status = 200, description = "An endless text/event-stream of the usecase's events", body = String, content_type = "text/event-stream"),
+        (status = 400, description = "A query parameter is malformed", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token (header or access_token)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks usecases:read and audit:read", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No event of this usecase was ever recorded", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown event type, or a cursor shiplog did not produce", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn stream_usecase_events(
+    State(state): State<AppState>,
+    StreamAuth(auth): StreamAuth,
+    LastEventId(last_event_id): LastEventId,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiQuery(query): ApiQuery<StreamQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    auth.require_any(&[Scope::UsecasesRead, Scope::AuditRead])?;
+    follow(&state, Some(id), last_event_id, query).await
+}
+
+/// Parses where a stream starts (the `Last-Event-ID` header wins over `?after=`) and what it carries.
+async fn follow(
+    state: &AppState,
+    usecase: Option<Uuid>,
+    last_event_id: Option<String>,
+    query: StreamQuery,
+) -> Result<impl IntoResponse, ApiError> {
+    let after = match last_event_id {
+        Some(id) => parse_cursor(Some(&id), "Last-Event-ID")?,
+        None => parse_cursor(query.after.as_deref(), "after")?,
+    };
+    let filter = EventFilter {
+        usecase,
+        types: parse_types(query.types.as_deref(), "types")?,
+        ..EventFilter::default()
+    };
+    let feed = state.audit.follow(filter, after).await?;
+    // Reverse proxies (nginx) must pass each message on at once instead of buffering.
+    let no_buffering = [(HeaderName::from_static("x-accel-buffering"), "no")];
+    let feed = feed
+        .take_until(state.stopping.clone().cancelled_owned())
+        .boxed();
+    Ok((no_buffering, sse(feed, state.keep_alive)))
+}
+
+/// Turns the ledger feed into SSE messages.
+fn sse(
+    feed: BoxStream<'static, FeedItem>,
+    keep_alive: Duration,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let messages = feed.map(|item| {
+        Ok(match item {
+            FeedItem::Event(event) => {
+                let data = serde_json::to_string(&EventRecord::from(&*event))
+                    .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+                Event::default()
+                    .id(event.cursor.to_string())
+                    .event(event.event_type.as_str())
+                    .data(data)
+            }
+            FeedItem::Overflow { last } => Event::default().event("overflow").data(
+                serde_json::json!({
+                    "detail": "this subscriber fell too far behind and was disconnected; reconnect with Last-Event-ID (or ?after=) set to resumeAfter to continue without a gap",
+                    "resumeAfter": last.to_string(),
+                })
+                .to_string(),
+            ),
+        })
+    });
+    Sse::new(messages).keep_alive(KeepAlive::new().interval(keep_alive).text("keep-alive"))
+}
