@@ -18,8 +18,14 @@ CREATE TABLE event_chain
     prev_hash      bytea       NOT NULL CHECK (octet_length(prev_hash) = 32),
     hash           bytea       NOT NULL CHECK (octet_length(hash) = 32),
     sealed_at      timestamptz NOT NULL DEFAULT now(),
+    -- The latest recorded_at of this event and every one before it: monotonic in
+    -- chain order (recorded_at itself is not, as transactions commit out of
+    -- order), so a time filter can seek to where its range can first match.
+    ledger_time    timestamptz NOT NULL,
     CONSTRAINT event_chain_event UNIQUE (transaction_id, position)
 );
+
+CREATE INDEX event_chain_by_ledger_time ON event_chain (ledger_time, chain_index);
 
 -- Append-only, like the events table: the chain is never rewritten in place.
 CREATE TRIGGER event_chain_append_only

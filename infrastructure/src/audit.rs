@@ -9,6 +9,7 @@
 //! shiplog (`scripts/verify-export.py`).
 
 use crate::event_log::{cursor_from, EventLog, Wakeup};
+use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use shiplog_application::chain::{chain_hash, GENESIS};
 use shiplog_application::{ChainBreak, ChainReport, Cursor, RecordedEvent, SealedEvent};
@@ -83,9 +84,14 @@ impl ChainSealer {
     async fn seal_batch(&self) -> Result<u64, AuditError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(LOCK).execute(&mut *tx).await?;
-        let (mut index, mut prev, after) = match chain_head(&mut tx).await? {
-            Some(head) => (head.chain_index, head.hash, head.cursor),
-            None => (0, GENESIS, Cursor::START),
+        let (mut index, mut prev, after, mut ledger_time) = match chain_head(&mut tx).await? {
+            Some(head) => (
+                head.chain_index,
+                head.hash,
+                head.cursor,
+                Some(head.ledger_time),
+            ),
+            None => (0, GENESIS, Cursor::START, None),
         };
         let events = EventLog::read_after(&mut tx, after, BATCH).await?;
         let Some(last) = events.last().map(|e| e.cursor) else {
@@ -106,6 +112,7 @@ impl ChainSealer {
         let mut positions = Vec::with_capacity(events.len());
         let mut prev_hashes = Vec::with_capacity(events.len());
         let mut hashes = Vec::with_capacity(events.len());
+        let mut ledger_times = Vec::with_capacity(events.len());
         for (event, (cursor, aggregate_type)) in events.iter().zip(&types) {
             if *cursor != event.cursor {
                 return Err(AuditError::Corrupt(format!(
@@ -120,19 +127,23 @@ impl ChainSealer {
             positions.push(event.cursor.position);
             prev_hashes.push(prev.to_vec());
             hashes.push(hash.to_vec());
+            let time = ledger_time.map_or(event.recorded_at, |t| t.max(event.recorded_at));
+            ledger_times.push(time);
+            ledger_time = Some(time);
             prev = hash;
         }
         sqlx::query(
-            "INSERT INTO event_chain (chain_index, transaction_id, position, prev_hash, hash)
-             SELECT i, t::xid8, p, ph, h
-               FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::bytea[], $5::bytea[])
-                    AS u(i, t, p, ph, h)",
+            "INSERT INTO event_chain (chain_index, transaction_id, position, prev_hash, hash, ledger_time)
+             SELECT i, t::xid8, p, ph, h, lt
+               FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::bytea[], $5::bytea[], $6::timestamptz[])
+                    AS u(i, t, p, ph, h, lt)",
         )
         .bind(&indexes)
         .bind(&txids)
         .bind(&positions)
         .bind(&prev_hashes)
         .bind(&hashes)
+        .bind(&ledger_times)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -187,7 +198,7 @@ pub async fn verify(pool: &PgPool) -> Result<ChainReport, AuditError> {
     let mut prev: Option<ChainRow> = None;
     let mut broken = None;
     let mut rows = sqlx::query(
-        "SELECT c.chain_index, c.transaction_id::text AS txid, c.position, c.prev_hash, c.hash,
+        "SELECT c.chain_index, c.transaction_id::text AS txid, c.position, c.prev_hash, c.hash, c.ledger_time,
                 e.position IS NOT NULL AS present, e.aggregate_type, e.aggregate_id, e.sequence,
                 e.event_type, e.event_version, e.payload, e.metadata, e.recorded_at
            FROM event_chain c
@@ -230,7 +241,7 @@ pub async fn export_page(
     limit: i64,
 ) -> Result<Vec<SealedEvent>, AuditError> {
     let rows = sqlx::query(
-        "SELECT c.chain_index, c.transaction_id::text AS txid, c.position, c.prev_hash, c.hash,
+        "SELECT c.chain_index, c.transaction_id::text AS txid, c.position, c.prev_hash, c.hash, c.ledger_time,
                 e.aggregate_type, e.aggregate_id, e.sequence, e.event_type, e.event_version,
                 e.payload, e.metadata, e.recorded_at
            FROM event_chain c
@@ -269,10 +280,12 @@ struct ChainRow {
     cursor: Cursor,
     prev_hash: [u8; 32],
     hash: [u8; 32],
+    /// The latest `recorded_at` up to this row: what time filters seek on.
+    ledger_time: DateTime<Utc>,
 }
 
 impl ChainRow {
-    /// Reads the columns `chain_index`, `txid`, `position`, `prev_hash`, `hash`.
+    /// Reads the columns `chain_index`, `txid`, `position`, `prev_hash`, `hash`, `ledger_time`.
     fn read(row: &PgRow) -> Result<Self, AuditError> {
         let chain_index: i64 = row.try_get("chain_index")?;
         let corrupt = |e: &dyn std::fmt::Display| {
@@ -288,6 +301,7 @@ impl ChainRow {
             cursor: cursor_from(row).map_err(|e| corrupt(&e))?,
             prev_hash: hash32("prev_hash")?,
             hash: hash32("hash")?,
+            ledger_time: row.try_get("ledger_time").map_err(|e| corrupt(&e))?,
         })
     }
 }
@@ -295,7 +309,7 @@ impl ChainRow {
 /// The last row of the chain, if any.
 async fn chain_head(conn: &mut PgConnection) -> Result<Option<ChainRow>, AuditError> {
     let row = sqlx::query(
-        "SELECT chain_index, transaction_id::text AS txid, position, prev_hash, hash
+        "SELECT chain_index, transaction_id::text AS txid, position, prev_hash, hash, ledger_time
            FROM event_chain ORDER BY chain_index DESC LIMIT 1",
     )
     .fetch_optional(conn)
@@ -428,6 +442,19 @@ fn check(
             ..at(
                 Some(link.cursor),
                 "the event no longer matches its hash (altered after sealing)".to_owned(),
+            )
+        });
+    }
+    // Not hashed, but time filters rely on it: a lowered value would hide events from them.
+    let running = prev.map_or(event.recorded_at, |p| p.ledger_time.max(event.recorded_at));
+    if link.ledger_time != running {
+        return Some(ChainBreak {
+            usecase_id: Some(event.aggregate_id),
+            sequence: Some(event.sequence),
+            ..at(
+                Some(link.cursor),
+                "ledger_time is not the latest recordedAt up to this event (the time index was altered)"
+                    .to_owned(),
             )
         });
     }

@@ -37,11 +37,49 @@ impl PgLedger {
     }
 }
 
+/// Where in the global order events recorded at or after `from` can first appear.
+/// `recorded_at` is not monotonic in the global order (transactions commit out of
+/// order), but the chain's `ledger_time` (the latest `recorded_at` so far) is: the
+/// first sealed event whose `ledger_time` reaches `from` is a safe lower bound, and
+/// when none does, every match lies after the chain's head. `None`: no bound known.
+async fn time_floor(pool: &PgPool, from: DateTime<Utc>) -> Result<Option<Floor>, sqlx::Error> {
+    let first = sqlx::query(
+        "SELECT transaction_id::text AS txid, position FROM event_chain
+          WHERE ledger_time >= $1 ORDER BY ledger_time, chain_index LIMIT 1",
+    )
+    .bind(from)
+    .fetch_optional(pool)
+    .await?;
+    if let Some(row) = first {
+        return Ok(Some(Floor::From(cursor_from(&row)?)));
+    }
+    let head = sqlx::query(
+        "SELECT transaction_id::text AS txid, position FROM event_chain ORDER BY chain_index DESC LIMIT 1",
+    )
+    .fetch_optional(pool)
+    .await?;
+    Ok(head
+        .as_ref()
+        .map(cursor_from)
+        .transpose()?
+        .map(Floor::After))
+}
+
+/// A lower bound on the cursors a time filter can match.
+#[derive(Debug, Clone, Copy)]
+enum Floor {
+    /// At or after this cursor.
+    From(Cursor),
+    /// Strictly after this cursor.
+    After(Cursor),
+}
+
 /// Builds the filtered query of the global order. Only the predicates in use are
 /// part of the statement, so each combination is planned on its own index.
 fn filtered_query(
     filter: &EventFilter,
     after: Cursor,
+    floor: Option<Floor>,
     limit: u32,
 ) -> QueryBuilder<'static, Postgres> {
     let mut query = QueryBuilder::new(format!(
@@ -52,6 +90,18 @@ fn filtered_query(
         .push("::text::xid8, ")
         .push_bind(after.position)
         .push(") AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())");
+    if let Some(floor) = floor {
+        let (op, cursor) = match floor {
+            Floor::From(c) => (">=", c),
+            Floor::After(c) => (">", c),
+        };
+        query
+            .push(format!(" AND (transaction_id, position) {op} ("))
+            .push_bind(cursor.transaction_id.to_string())
+            .push("::text::xid8, ")
+            .push_bind(cursor.position)
+            .push(")");
+    }
     if let Some(id) = filter.usecase {
         query.push(" AND aggregate_id = ").push_bind(id.to_string());
     }
@@ -85,7 +135,11 @@ async fn page(
     after: Cursor,
     limit: u32,
 ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
-    let rows = filtered_query(filter, after, limit)
+    let floor = match filter.from {
+        Some(from) => time_floor(pool, from).await?,
+        None => None,
+    };
+    let rows = filtered_query(filter, after, floor, limit)
         .build()
         .fetch_all(pool)
         .await?;

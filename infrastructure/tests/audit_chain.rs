@@ -331,7 +331,7 @@ const WHERE_TARGET: &str = "WHERE transaction_id = $1::text::xid8 AND position =
 #[tokio::test]
 async fn tampering_is_reported_at_the_first_broken_event() {
     // (description, table, trigger to disable, statement on the target, expected report)
-    let cases: [(&str, &str, Option<&str>, String, Expect); 9] = [
+    let cases: [(&str, &str, Option<&str>, String, Expect); 10] = [
         (
             "payload altered",
             "events",
@@ -381,6 +381,13 @@ async fn tampering_is_reported_at_the_first_broken_event() {
             "event_chain",
             Some("event_chain_append_only"),
             format!("UPDATE event_chain SET hash = sha256('forged') {WHERE_TARGET}"),
+            Expect::Altered,
+        ),
+        (
+            "ledger_time lowered (would hide the event from time filters)",
+            "event_chain",
+            Some("event_chain_append_only"),
+            format!("UPDATE event_chain SET ledger_time = '2000-01-01T00:00:00Z' {WHERE_TARGET}"),
             Expect::Altered,
         ),
         (

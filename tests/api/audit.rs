@@ -530,3 +530,45 @@ async fn an_export_verifies_with_the_readme_script_and_fails_once_altered() {
     assert!(stdout.contains("chainIndex 2"), "{stdout}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_time_filter_finds_an_event_whose_transaction_started_early_but_committed_late() {
+    let app = TestApp::spawn().await;
+    // `recorded_at` is the transaction's start: this one starts first and writes last.
+    let mut early = app.db.pool.begin().await.unwrap_or_else(|e| panic!("{e}"));
+    let started: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT now()")
+        .fetch_one(&mut *early)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let later = app.create_usecase("committed-first").await;
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+         VALUES ('Usecase', $1, 1, 'UsecaseDeleted', '1.0', '{\"UsecaseDeleted\": {\"at\": \"2026-01-01T00:00:00Z\"}}', '{\"actor\": \"slow-writer\"}')",
+    )
+    .bind(Uuid::new_v4().to_string())
+    .execute(&mut *early)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    early.commit().await.unwrap_or_else(|e| panic!("{e}"));
+    sealed_report(&app).await;
+
+    let from = encode(&started.to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
+    let (status, page) = app.get(&format!("/api/events?from={from}")).await;
+    assert_eq!(status, 200, "{page}");
+    let actors: Vec<&str> = page["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| e["actor"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        actors,
+        ["admin", "slow-writer"],
+        "both, in the global order: {page}"
+    );
+    assert_eq!(page["items"][0]["usecaseId"], json!(later.to_string()));
+    assert!(
+        page["items"][1]["recordedAt"].as_str() < page["items"][0]["recordedAt"].as_str(),
+        "the late writer's recordedAt is the earlier one: {page}"
+    );
+}
