@@ -28,10 +28,19 @@ CREATE TABLE event_chain
 CREATE INDEX event_chain_by_ledger_time ON event_chain (ledger_time, chain_index);
 
 -- Append-only, like the events table: the chain is never rewritten in place.
+CREATE FUNCTION event_chain_refuse_change() RETURNS trigger
+    LANGUAGE plpgsql AS
+$$
+BEGIN
+    RAISE EXCEPTION 'the event_chain table is append-only: % is not allowed', TG_OP
+        USING ERRCODE = 'insufficient_privilege';
+END;
+$$;
+
 CREATE TRIGGER event_chain_append_only
     BEFORE UPDATE OR DELETE ON event_chain
-    FOR EACH ROW EXECUTE FUNCTION events_refuse_change();
+    FOR EACH ROW EXECUTE FUNCTION event_chain_refuse_change();
 
 CREATE TRIGGER event_chain_no_truncate
     BEFORE TRUNCATE ON event_chain
-    FOR EACH STATEMENT EXECUTE FUNCTION events_refuse_change();
+    FOR EACH STATEMENT EXECUTE FUNCTION event_chain_refuse_change();

@@ -169,7 +169,7 @@ pub struct VerifyReport {
 pub struct ChainBreakBody {
     /// The 1-based index of the event in the chain.
     pub chain_index: i64,
-    /// The event's cursor, when the event still exists.
+    /// The event's cursor (kept by the chain even when the event itself was deleted).
     pub cursor: Option<String>,
     /// Its usecase, when the event still exists.
     pub usecase_id: Option<String>,

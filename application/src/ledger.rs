@@ -103,7 +103,7 @@ pub struct ChainReport {
 pub struct ChainBreak {
     /// The 1-based index of the event in the chain.
     pub chain_index: i64,
-    /// The event's cursor, when the event still exists.
+    /// The event's cursor (kept by the chain even when the event itself was deleted).
     pub cursor: Option<Cursor>,
     /// The usecase of the event, when it still exists.
     pub usecase_id: Option<String>,

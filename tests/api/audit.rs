@@ -572,3 +572,26 @@ async fn a_time_filter_finds_an_event_whose_transaction_started_early_but_commit
         "the late writer's recordedAt is the earlier one: {page}"
     );
 }
+
+#[tokio::test]
+async fn the_chain_table_refuses_update_delete_and_truncate() {
+    let app = TestApp::spawn().await;
+    app.create_usecase("sealed").await;
+    sealed_report(&app).await;
+    for (description, sql) in [
+        ("update", "UPDATE event_chain SET hash = sha256('x')"),
+        ("delete", "DELETE FROM event_chain"),
+        ("truncate", "TRUNCATE event_chain"),
+    ] {
+        let message = sqlx::query(sql)
+            .execute(&app.db.pool)
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            message.contains("event_chain table is append-only"),
+            "{description} must be refused, got {message:?}"
+        );
+    }
+}
