@@ -9,6 +9,7 @@
 use anyhow::{bail, Context};
 use clap::Parser;
 use shiplog_api::server::{router, ClusterMode, Settings, StreamSettings};
+use shiplog_domain::events::EVENT_TYPES;
 use shiplog_infrastructure::audit::{verify, ChainSealer};
 use shiplog_infrastructure::db::connect_and_migrate;
 use shiplog_infrastructure::kube_cluster::KubeSettings;
@@ -35,17 +36,6 @@ struct Args {
 const TOKEN: &str = "bench-admin-token-0123456789";
 /// Events per usecase in the generated ledger.
 const PER_USECASE: i64 = 20;
-const TYPES: [&str; 9] = [
-    "UsecaseRegistered",
-    "DeploymentRequested",
-    "DeploymentStarted",
-    "DeploymentSucceeded",
-    "DeploymentFailed",
-    "DeploymentSuperseded",
-    "UndeployRequested",
-    "DeploymentUndeployed",
-    "UsecaseDeleted",
-];
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -231,7 +221,7 @@ async fn fill(pool: &PgPool, n: i64) -> anyhow::Result<()> {
         .bind(start)
         .bind(end)
         .bind(PER_USECASE)
-        .bind(TYPES.map(str::to_owned).to_vec())
+        .bind(EVENT_TYPES.map(str::to_owned).to_vec())
         .execute(pool)
         .await
         .context("filling the ledger")?;

@@ -8,7 +8,7 @@
 //! events with their hashes so that an auditor can recompute the chain outside
 //! shiplog (`scripts/verify-export.py`).
 
-use crate::event_log::{cursor_from, EventLog, Wakeup};
+use crate::event_log::{cursor_from, recorded_from, EventLog, Wakeup};
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use shiplog_application::chain::{chain_hash, GENESIS};
@@ -257,7 +257,7 @@ pub async fn export_page(
     rows.iter()
         .map(|row| {
             let link = ChainRow::read(row)?;
-            let (aggregate_type, event) = stored_event(row, link.cursor).map_err(|e| {
+            let (aggregate_type, event) = stored_event(row).map_err(|e| {
                 AuditError::Corrupt(format!(
                     "sealed event {} at chainIndex {} does not decode: {e}",
                     link.cursor, link.chain_index
@@ -426,7 +426,7 @@ fn check(
             "the sealed event is no longer in the events table (deleted)".to_owned(),
         ));
     }
-    let (aggregate_type, event) = match stored_event(row, link.cursor) {
+    let (aggregate_type, event) = match stored_event(row) {
         Ok(decoded) => decoded,
         Err(e) => {
             return Some(at(
@@ -461,17 +461,8 @@ fn check(
     None
 }
 
-/// The aggregate type and the event of a row holding the events columns.
-fn stored_event(row: &PgRow, cursor: Cursor) -> Result<(String, RecordedEvent), sqlx::Error> {
-    let event = RecordedEvent {
-        cursor,
-        aggregate_id: row.try_get("aggregate_id")?,
-        sequence: row.try_get("sequence")?,
-        event_type: row.try_get("event_type")?,
-        event_version: row.try_get("event_version")?,
-        payload: row.try_get("payload")?,
-        metadata: row.try_get("metadata")?,
-        recorded_at: row.try_get("recorded_at")?,
-    };
-    Ok((row.try_get("aggregate_type")?, event))
+/// The aggregate type and the event of a row holding the events columns (its
+/// `txid` and `position` are the chain row's, which name the same event).
+fn stored_event(row: &PgRow) -> Result<(String, RecordedEvent), sqlx::Error> {
+    Ok((row.try_get("aggregate_type")?, recorded_from(row)?))
 }
