@@ -226,6 +226,23 @@ impl TestApp {
             .await
     }
 
+    /// Every page of a paged listing (`path` has a query string), following
+    /// `nextCursor` as `after` until the last page; each must answer 200.
+    pub async fn get_pages(&self, path: &str) -> Vec<Value> {
+        let mut pages = Vec::new();
+        let mut next = path.to_owned();
+        loop {
+            let (status, page) = self.get(&next).await;
+            assert_eq!(status, 200, "{next}: {page}");
+            let after = page["nextCursor"].as_str().map(str::to_owned);
+            pages.push(page);
+            match after {
+                Some(after) => next = format!("{path}&after={after}"),
+                None => return pages,
+            }
+        }
+    }
+
     /// Registers a usecase and returns its id.
     pub async fn create_usecase(&self, name: &str) -> Uuid {
         let (status, body) = self

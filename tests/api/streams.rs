@@ -29,21 +29,14 @@ async fn open(app: &TestApp, path: &str, last_event_id: Option<&str>) -> SseStre
 
 /// The usecase's events as the history endpoint lists them (all pages), as cursors.
 async fn history_cursors(app: &TestApp, usecase: Uuid) -> Vec<String> {
-    let mut cursors = Vec::new();
-    let mut after = String::new();
-    loop {
-        let (status, page) = app
-            .get(&format!("/api/usecases/{usecase}/history?limit=200{after}"))
-            .await;
-        assert_eq!(status, 200, "{page}");
-        for item in page["items"].as_array().into_iter().flatten() {
-            cursors.push(item["cursor"].as_str().unwrap_or_default().to_owned());
-        }
-        match page["nextCursor"].as_str() {
-            Some(next) => after = format!("&after={next}"),
-            None => return cursors,
-        }
-    }
+    let pages = app
+        .get_pages(&format!("/api/usecases/{usecase}/history?limit=200"))
+        .await;
+    pages
+        .iter()
+        .flat_map(|page| page["items"].as_array().cloned().unwrap_or_default())
+        .map(|item| item["cursor"].as_str().unwrap_or_default().to_owned())
+        .collect()
 }
 
 fn ids(messages: &[Message]) -> Vec<String> {
