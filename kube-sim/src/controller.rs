@@ -8,6 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
+use crate::echo::EchoOp;
 use crate::json::{random_suffix, str_at, template_hash};
 use crate::resources::{DEPLOYMENTS, EVENTS, PODS};
 use crate::store::{now_time, object_key, Store};
@@ -141,11 +142,21 @@ pub(crate) fn pod_ready(pod: &Value) -> bool {
 }
 
 fn owner_deployment(pod: &Value) -> Option<String> {
+    owner_deployment_ref(pod).map(|(name, _)| name)
+}
+
+/// The `(name, uid)` of the Deployment that owns a pod, if one does.
+pub(crate) fn owner_deployment_ref(pod: &Value) -> Option<(String, String)> {
     pod.pointer("/metadata/ownerReferences")
         .and_then(Value::as_array)?
         .iter()
         .find(|r| str_at(r, "/kind") == "Deployment")
-        .map(|r| str_at(r, "/name").to_string())
+        .map(|r| {
+            (
+                str_at(r, "/name").to_string(),
+                str_at(r, "/uid").to_string(),
+            )
+        })
 }
 
 /// `maxUnavailable` of a rolling update, resolved against the desired replica count.
@@ -487,9 +498,48 @@ impl Store {
         if has_logs {
             self.schedule_heartbeat(ns, name, uid, 1);
         }
-        if let Some(owner) = owner_deployment(&pod) {
+        if let Some((owner, owner_uid)) = owner_deployment_ref(&pod) {
+            if ready {
+                // The first Ready pod of a Deployment brings up its echo app (a no-op after).
+                self.echo_ops.push(EchoOp::Start {
+                    uid: owner_uid,
+                    ns: ns.to_string(),
+                    name: owner.clone(),
+                });
+            }
             self.reconcile_deployment(ns, &owner);
         }
+    }
+
+    /// Appends a line an echo app wrote to the main (first) container's log of one of the
+    /// Deployment's pods; lines for other pods, or pods no longer running, are dropped.
+    pub(crate) fn append_app_log(&mut self, ns: &str, pod: &str, deployment_uid: &str, text: &str) {
+        let Some(pod) = self.get(&PODS, ns, pod) else {
+            return;
+        };
+        if owner_deployment_ref(&pod).is_none_or(|(_, uid)| uid != deployment_uid) {
+            return;
+        }
+        let Some(container) = containers_of(&pod)
+            .first()
+            .map(|c| str_at(c, "/name").to_string())
+        else {
+            return;
+        };
+        let uid = str_at(&pod, "/metadata/uid");
+        let Some(lines) = self
+            .logs
+            .get_mut(uid)
+            .filter(|l| !l.ended)
+            .and_then(|l| l.containers.get_mut(&container))
+        else {
+            return;
+        };
+        lines.push(LogLine {
+            at: Utc::now(),
+            text: text.to_string(),
+        });
+        self.log_version += 1;
     }
 
     fn heartbeat(&mut self, ns: &str, name: &str, uid: &str, n: u64) {

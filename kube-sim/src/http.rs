@@ -32,24 +32,26 @@ const BOOKMARK_INTERVAL: Duration = Duration::from_secs(5);
 /// Watch length when the client names no `timeoutSeconds` (the real server picks 30–60 min).
 const DEFAULT_WATCH_TIMEOUT: Duration = Duration::from_secs(1800);
 
-type ApiResult = Result<Response, ApiError>;
+/// What a route answers: a response, or a `Status` error.
+pub(crate) type ApiResult = Result<Response, ApiError>;
 
 /// The router: one fallback handler that parses the Kubernetes paths itself.
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new().fallback(handle).with_state(shared)
 }
 
-struct Params(Vec<(String, String)>);
+/// The query parameters of a request, in order.
+pub(crate) struct Params(Vec<(String, String)>);
 
 impl Params {
-    fn get(&self, key: &str) -> Option<&str> {
+    pub(crate) fn get(&self, key: &str) -> Option<&str> {
         self.0
             .iter()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
     }
 
-    fn flag(&self, key: &str) -> bool {
+    pub(crate) fn flag(&self, key: &str) -> bool {
         matches!(self.get(key), Some("true" | "1"))
     }
 
@@ -87,7 +89,8 @@ fn form_of(headers: &HeaderMap) -> Form {
     }
 }
 
-fn json_response(code: StatusCode, value: &Value) -> Response {
+/// A JSON answer with the given status.
+pub(crate) fn json_response(code: StatusCode, value: &Value) -> Response {
     (
         code,
         [(header::CONTENT_TYPE, "application/json")],
@@ -105,9 +108,15 @@ fn partial(obj: &Value) -> Value {
 }
 
 async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    // Proxied requests stream their bodies: they must not be read here.
+    if let Some(target) = crate::proxy::parse_path(&path) {
+        let response = crate::proxy::forward(&shared, target, req).await;
+        tracing::debug!(%method, %path, status = response.status().as_u16(), "kube-sim proxy request");
+        return response;
+    }
     let (parts, body) = req.into_parts();
-    let method = parts.method.clone();
-    let path = parts.uri.path().to_string();
     let result = async {
         let params = Query::<Vec<(String, String)>>::try_from_uri(&parts.uri)
             .map_err(|e| ApiError::bad_request(format!("invalid query string: {e}")))?;
@@ -157,18 +166,25 @@ async fn route(
         }
         Ok(json_response(StatusCode::OK, &doc))
     };
+    let metrics = shared.metrics_api;
     match segs.as_slice() {
-        [] => discovery(resources::root_paths()),
+        [] => discovery(resources::root_paths(metrics)),
         ["version"] => discovery(resources::version_info()),
         ["healthz" | "livez" | "readyz"] => Ok((StatusCode::OK, "ok").into_response()),
         ["openapi", "v2"] => openapi_v2(headers),
         ["api"] => discovery(resources::core_versions(&host)),
-        ["apis"] => discovery(resources::group_list(&host)),
+        ["apis"] => discovery(resources::group_list(&host, metrics)),
         ["api", "v1"] => discovery(resources::resource_list("", "v1")),
-        ["apis", g] => match resources::group(g, &host) {
+        ["apis", g] => match resources::group(g, &host, metrics) {
             Some(doc) => discovery(doc),
             None => Err(ApiError::no_route()),
         },
+        ["apis", crate::metrics::GROUP, crate::metrics::VERSION] if metrics => {
+            discovery(crate::metrics::resource_list())
+        }
+        ["apis", crate::metrics::GROUP, crate::metrics::VERSION, rest @ ..] if metrics => {
+            crate::metrics::route(shared, rest, method, q)
+        }
         ["apis", g, v] if resources::serves_group_version(g, v) => {
             discovery(resources::resource_list(g, v))
         }

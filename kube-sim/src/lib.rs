@@ -7,7 +7,29 @@
 //! resourceVersion: the whole change history is kept) and pod logs (with follow). It plays
 //! the deployment controller, scheduler and kubelet: deployments roll out pods that become
 //! ready after [`SimConfig::ready_delay`], images tagged `*-broken` or hosted on `*.invalid`
-//! never pull (ImagePullBackOff, then ProgressDeadlineExceeded), and events are recorded.
+//! never pull (ImagePullBackOff, then ProgressDeadlineExceeded), and core/v1 events are
+//! recorded (Scheduled, Pulling, Pulled, Created, Started, Failed, BackOff and Killing for
+//! pods, ScalingReplicaSet for deployments).
+//!
+//! Applications answer for real. When the first pod of a Deployment becomes Ready, an *echo
+//! app* starts for it: an HTTP server on 127.0.0.1 (port chosen by the system, see
+//! [`KubeSim::echo_addr`]) that runs until the Deployment is deleted or the simulator stops.
+//! It answers any method and path with a JSON description of the request (`deployment`,
+//! `namespace`, `pod` from the `X-Kube-Sim-Pod` header, the pod template `labels`, `method`,
+//! `path`, `query`, `headers`, `bodyBytes`, and `body` when UTF-8 and at most 64 KiB);
+//! `GET /stream?chunks=N&intervalMs=M` streams N lines `chunk <i> from <deployment>`, one every
+//! M ms; `/status/<code>` answers that status. Every answer carries the app's own
+//! `Access-Control-Allow-Origin: *` and `Access-Control-Allow-Headers: *` (an app that wrongly
+//! does CORS itself), and every request adds `echo: <METHOD> <path> -> <status>` to the log of
+//! the pod it was routed to. The apps are reached as kube-apiserver reaches pods, through the
+//! `proxy` subresource of services and pods
+//! (`/api/v1/namespaces/{ns}/services/{name[:port]}/proxy/{path}`): a round-robin pick among
+//! the Ready pods the Service selects, all methods, bodies streamed both ways, hop-by-hop
+//! headers dropped, kube-apiserver's 503s when there is no endpoint or the app is unreachable.
+//!
+//! With [`SimConfig::metrics_api`] (the default) it also serves `metrics.k8s.io/v1beta1` as
+//! metrics-server does: PodMetrics for Running and Ready pods with usage made up from the pod
+//! uid (stable across reads), and NodeMetrics for the one node.
 //!
 //! Objects are plain `serde_json::Value`s; the library has no k8s-openapi types.
 //!
@@ -18,22 +40,39 @@
 //!   fields a manager stops applying are not removed. Strategic merge patch is a plain JSON
 //!   merge patch (lists replaced, not merged by key); JSON patch (RFC 6902) answers 415.
 //! - No ReplicaSets: pods are owned by the Deployment directly. A rollout creates the new
-//!   pods and deletes the old ones at once (no surge/unavailable pacing); pods are deleted
-//!   immediately (no Terminating phase, grace period or finalizers); no restarts, probes,
-//!   resources, scheduling constraints or nodes beyond one fixed `kube-sim-node`.
+//!   pods and deletes the old ones at once (no surge/unavailable pacing), so a Service has no
+//!   Ready endpoint (the proxy answers 503) for [`SimConfig::ready_delay`] during a rollout,
+//!   where a real rolling update keeps old pods serving. Pods are deleted immediately (no
+//!   Terminating phase, grace period or finalizers); no restarts, probes, resources,
+//!   scheduling constraints or nodes beyond one fixed `kube-sim-node`.
 //! - Validation covers names, labels, annotation keys, deployment selector/template/containers
 //!   and ports, not the full schema; unknown fields are kept, not pruned. No admission
 //!   webhooks, RBAC, authentication, quotas or `dryRun` (400). At most 1000 replicas.
 //! - Namespaces always exist (first use creates them); deleting one deletes its objects at once.
 //! - Lists and continue pages are read from the current state (not a snapshot at the first
 //!   page's resourceVersion); `resourceVersionMatch` is ignored. Watches never answer
-//!   410 Gone (the whole history is kept in memory); bookmarks come every 5 seconds.
+//!   410 Gone (the whole history is kept in memory); bookmarks come every 5 seconds. Field
+//!   selectors accept any dotted path (the real server allows a fixed list per resource and
+//!   answers 400 for others).
+//! - No Endpoints or EndpointSlice objects, and no events for Services (a real ClusterIP
+//!   Service has none either in normal operation). A container is one echo app per
+//!   Deployment, shared by its pods and reachable on every port: `targetPort` and the pod's
+//!   `containerPort`s are not checked, only the Service port named or numbered in the proxy
+//!   path. The proxy speaks http only (`https:` answers 503), does not follow or rewrite
+//!   redirects, does not redirect `/proxy` to `/proxy/` (it forwards `/`), and does not
+//!   upgrade connections (no websockets). A missing Service is `services "x" not found`
+//!   (kube-apiserver says `endpoints "x" not found` when the port is given by name). Pods not
+//!   owned by a Deployment have no app (503).
+//! - Metrics are made up, not measured; no `watch` on them (405), no Table form for them.
 //! - Only JSON (no protobuf, no YAML bodies); the OpenAPI document is empty; no aggregated
 //!   discovery; no `exec`, `attach`, `port-forward` or `previous` logs.
 
 mod controller;
+mod echo;
 mod http;
 mod json;
+mod metrics;
+mod proxy;
 mod resources;
 mod selector;
 mod status;
@@ -44,7 +83,8 @@ use std::collections::BinaryHeap;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -55,6 +95,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::controller::Action;
+use crate::echo::Echoes;
 use crate::store::Store;
 
 /// Timing of the simulated cluster, so tests can run rollouts in milliseconds.
@@ -67,22 +108,39 @@ pub struct SimConfig {
     pub progress_deadline: Duration,
     /// How often a running container writes a `kube-sim: heartbeat <n>` log line.
     pub log_interval: Duration,
+    /// Whether `metrics.k8s.io/v1beta1` is served (as when metrics-server is installed), so
+    /// both a cluster with and one without resource metrics can be simulated.
+    pub metrics_api: bool,
 }
 
 impl Default for SimConfig {
-    /// One-second start-up and heartbeat, a ten-second progress deadline.
+    /// One-second start-up and heartbeat, a ten-second progress deadline, metrics served.
     fn default() -> Self {
         SimConfig {
             ready_delay: Duration::from_secs(1),
             progress_deadline: Duration::from_secs(10),
             log_interval: Duration::from_secs(1),
+            metrics_api: true,
         }
     }
 }
 
-/// State shared by the HTTP handlers, the watch and log streams and the scheduler.
+/// State shared by the HTTP handlers, the watch and log streams, the scheduler and the echo
+/// apps.
 pub(crate) struct Shared {
     store: Mutex<Store>,
+    /// The running echo apps. Lock order: `echoes` before `store`, never the other way round
+    /// (`with` holds it while it starts the apps a change asked for, so a reader that saw a
+    /// Ready pod and then asks for its app waits for the app rather than missing it).
+    echoes: Mutex<Echoes>,
+    /// This value itself, for the echo apps it starts (weak: they must not keep it alive).
+    me: Weak<Shared>,
+    /// The HTTP client the services proxy forwards with (or why it could not be built).
+    proxy_client: Result<reqwest::Client, String>,
+    /// Round-robin counter for picking a proxy endpoint.
+    next_endpoint: AtomicUsize,
+    /// Whether metrics.k8s.io is served (fixed at start, so read without the store's lock).
+    pub(crate) metrics_api: bool,
     /// The store's resourceVersion, for waking watch streams.
     pub(crate) changes: watch::Sender<u64>,
     /// A counter bumped on every log append, for waking following log streams.
@@ -95,15 +153,28 @@ pub(crate) struct Shared {
 impl Shared {
     fn new(config: SimConfig) -> (Arc<Self>, mpsc::UnboundedReceiver<(Instant, Action)>) {
         let (actions, rx) = mpsc::unbounded_channel();
+        let metrics_api = config.metrics_api;
         let store = Store::new(config);
-        let shared = Shared {
+        // No proxy from the environment: the echo apps are on loopback. No redirects either:
+        // the API server's proxy hands them to the client as they are.
+        let proxy_client = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| format!("kube-sim could not build its proxy HTTP client: {e}"));
+        let shared = Arc::new_cyclic(|me| Shared {
             changes: watch::Sender::new(store.rv),
             log_changes: watch::Sender::new(0),
             store: Mutex::new(store),
+            echoes: Mutex::new(Echoes::default()),
+            me: me.clone(),
+            proxy_client,
+            next_endpoint: AtomicUsize::new(0),
+            metrics_api,
             actions,
             cancel: CancellationToken::new(),
-        };
-        (Arc::new(shared), rx)
+        });
+        (shared, rx)
     }
 
     fn lock(&self) -> MutexGuard<'_, Store> {
@@ -114,19 +185,49 @@ impl Shared {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    fn lock_echoes(&self) -> MutexGuard<'_, Echoes> {
+        // The registry is one map insert or remove per change: poisoning leaves it whole.
+        self.echoes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The address of a Deployment's echo app (by Deployment uid), if it runs.
+    pub(crate) fn echo_addr(&self, deployment_uid: &str) -> Option<SocketAddr> {
+        self.lock_echoes().addr(deployment_uid)
+    }
+
+    /// The client the proxy forwards with.
+    pub(crate) fn proxy_client(&self) -> Result<&reqwest::Client, &str> {
+        self.proxy_client.as_ref().map_err(String::as_str)
+    }
+
+    /// The next value of the round-robin counter.
+    pub(crate) fn next_endpoint(&self) -> usize {
+        self.next_endpoint.fetch_add(1, AtomicOrdering::Relaxed)
+    }
+
     /// Reads the store.
     pub(crate) fn read<R>(&self, f: impl FnOnce(&Store) -> R) -> R {
         f(&self.lock())
     }
 
-    /// Changes the store, then wakes watchers and hands new timers to the scheduler.
+    /// Changes the store, starts or stops echo apps, then wakes watchers and hands new timers
+    /// to the scheduler.
     pub(crate) fn with<R>(&self, f: impl FnOnce(&mut Store) -> R) -> R {
-        let (result, rv, log_version, pending) = {
+        let mut echoes = self.lock_echoes();
+        let (result, rv, log_version, pending, echo_ops) = {
             let mut store = self.lock();
             let result = f(&mut store);
             let pending = std::mem::take(&mut store.pending);
-            (result, store.rv, store.log_version, pending)
+            let echo_ops = std::mem::take(&mut store.echo_ops);
+            (result, store.rv, store.log_version, pending, echo_ops)
         };
+        // Sockets are bound here, after the store's lock is released.
+        if !echo_ops.is_empty() {
+            echoes.apply(echo_ops, &self.me, &self.cancel);
+        }
+        drop(echoes);
         self.changes
             .send_if_modified(|v| std::mem::replace(v, rv) != rv);
         self.log_changes
@@ -323,6 +424,17 @@ preferences: {{}}
             .into_iter()
             .map(|o| (*o).clone())
             .collect()
+    }
+
+    /// The address of a Deployment's echo app (the stand-in for its containers, started when
+    /// its first pod becomes Ready), for calling an app directly instead of through the proxy.
+    /// `None` when the Deployment does not exist or has never had a Ready pod.
+    pub fn echo_addr(&self, namespace: &str, deployment: &str) -> Option<SocketAddr> {
+        let uid = self.shared.read(|s| {
+            s.get(&resources::DEPLOYMENTS, namespace, deployment)
+                .map(|d| json::str_at(&d, "/metadata/uid").to_string())
+        })?;
+        self.shared.echo_addr(&uid)
     }
 
     /// Stops serving, ends open watches and log streams and stops every timer.

@@ -213,22 +213,32 @@ fn group_doc(group: &str, version: &str, host: &str) -> Value {
     })
 }
 
+/// The served groups: the stored ones, and metrics.k8s.io when `metrics` is on.
+fn served_groups(metrics: bool) -> impl Iterator<Item = (&'static str, &'static str)> {
+    let metrics_group = metrics.then_some((crate::metrics::GROUP, crate::metrics::VERSION));
+    GROUPS.iter().copied().chain(metrics_group)
+}
+
 /// `GET /apis`.
-pub(crate) fn group_list(host: &str) -> Value {
-    let groups: Vec<Value> = GROUPS.iter().map(|(g, v)| group_doc(g, v, host)).collect();
+pub(crate) fn group_list(host: &str, metrics: bool) -> Value {
+    let groups: Vec<Value> = served_groups(metrics)
+        .map(|(g, v)| group_doc(g, v, host))
+        .collect();
     json!({ "kind": "APIGroupList", "apiVersion": "v1", "groups": groups })
 }
 
 /// `GET /apis/{group}`.
-pub(crate) fn group(group: &str, host: &str) -> Option<Value> {
-    GROUPS.iter().find(|(g, _)| *g == group).map(|(g, v)| {
-        let mut doc = group_doc(g, v, host);
-        if let Some(map) = doc.as_object_mut() {
-            map.insert("kind".into(), json!("APIGroup"));
-            map.insert("apiVersion".into(), json!("v1"));
-        }
-        doc
-    })
+pub(crate) fn group(group: &str, host: &str, metrics: bool) -> Option<Value> {
+    served_groups(metrics)
+        .find(|(g, _)| *g == group)
+        .map(|(g, v)| {
+            let mut doc = group_doc(g, v, host);
+            if let Some(map) = doc.as_object_mut() {
+                map.insert("kind".into(), json!("APIGroup"));
+                map.insert("apiVersion".into(), json!("v1"));
+            }
+            doc
+        })
 }
 
 /// `GET /api/v1` or `GET /apis/{group}/{version}`.
@@ -276,6 +286,15 @@ pub(crate) fn resource_list(group: &str, version: &str) -> Value {
                 "verbs": ["get"],
             }));
         }
+        if matches!(def.plural, "pods" | "services") {
+            resources.push(json!({
+                "name": format!("{}/proxy", def.plural),
+                "singularName": "",
+                "namespaced": true,
+                "kind": if def.plural == "pods" { "PodProxyOptions" } else { "ServiceProxyOptions" },
+                "verbs": ["create", "delete", "get", "patch", "update"],
+            }));
+        }
     }
     let group_version = if group.is_empty() {
         version.to_string()
@@ -291,13 +310,13 @@ pub(crate) fn resource_list(group: &str, version: &str) -> Value {
 }
 
 /// `GET /`: the served paths, as the real server lists them.
-pub(crate) fn root_paths() -> Value {
+pub(crate) fn root_paths(metrics: bool) -> Value {
     let mut paths = vec![
         "/api".to_string(),
         "/api/v1".to_string(),
         "/apis".to_string(),
     ];
-    for (g, v) in GROUPS {
+    for (g, v) in served_groups(metrics) {
         paths.push(format!("/apis/{g}"));
         paths.push(format!("/apis/{g}/{v}"));
     }

@@ -79,6 +79,16 @@ impl ApiError {
         }
     }
 
+    /// 503 `ServiceUnavailable`: a proxy with no endpoint, or one it could not reach.
+    pub fn service_unavailable(message: impl Into<String>) -> Self {
+        Self {
+            code: 503,
+            reason: "ServiceUnavailable",
+            message: message.into(),
+            details: None,
+        }
+    }
+
     pub fn unsupported_media_type(content_type: &str) -> Self {
         Self {
             code: 415,

@@ -10,6 +10,7 @@ use chrono::{SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
 
 use crate::controller::{Action, PodLogs, Rollout};
+use crate::echo::EchoOp;
 use crate::json::{
     check_dns1035_label, check_dns1123_label, check_dns1123_subdomain, check_label_value,
     check_qualified_name, obj_mut, random_suffix, str_at, string_map,
@@ -65,6 +66,8 @@ pub(crate) struct Store {
     pub rollouts: HashMap<String, Rollout>,
     /// Timed actions to hand to the scheduler once the lock is released.
     pub pending: Vec<(Duration, Action)>,
+    /// Echo apps to start or stop once the lock is released.
+    pub echo_ops: Vec<EchoOp>,
     next_pod_ip: u32,
     next_cluster_ip: u32,
     pub event_seq: u64,
@@ -111,6 +114,7 @@ impl Store {
             log_version: 0,
             rollouts: HashMap::new(),
             pending: Vec::new(),
+            echo_ops: Vec::new(),
             next_pod_ip: 2,
             next_cluster_ip: 1,
             event_seq: 0,
@@ -250,6 +254,7 @@ impl Store {
             self.kubelet_stopped(&deleted);
         } else if def.plural == DEPLOYMENTS.plural {
             self.rollouts.remove(&uid);
+            self.echo_ops.push(EchoOp::Stop { uid: uid.clone() });
             if cascade {
                 for pod in self.owned_pods(ns, &uid) {
                     let (pns, pname) = object_key(&pod);

@@ -16,6 +16,7 @@ pub fn fast_config() -> SimConfig {
         ready_delay: Duration::from_millis(100),
         progress_deadline: Duration::from_millis(800),
         log_interval: Duration::from_millis(100),
+        metrics_api: true,
     }
 }
 
