@@ -1,7 +1,7 @@
 //! The OpenAPI document (generated from the handlers by utoipa) and Redoc,
 //! served from a vendored bundle so it renders without internet access.
 
-use crate::routes::{audit, deployments, events, health, tokens, usecases};
+use crate::routes::{audit, deployments, events, health, metrics, operations, tokens, usecases};
 use crate::state::AppState;
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -28,6 +28,7 @@ use utoipa_redoc::{Redoc, Servable};
         (name = "audit", description = "The ledger: every event, filtered and paged, a usecase's history, live streams (SSE), and the hash chain"),
         (name = "tokens", description = "API tokens and their scopes (admin)"),
         (name = "health", description = "Liveness and readiness probes"),
+        (name = "operations", description = "Operate a deployed usecase (restart, config, rollback, logs, Kubernetes events, resource usage) and scrape shiplog's own metrics"),
     )
 )]
 struct ApiDoc;
@@ -56,6 +57,13 @@ pub fn api_router() -> OpenApiRouter<AppState> {
             deployments::undeploy
         ))
         .routes(routes!(deployments::get_deployment))
+        .routes(routes!(operations::restart))
+        .routes(routes!(operations::get_config, operations::put_config))
+        .routes(routes!(operations::rollback))
+        .routes(routes!(operations::logs))
+        .routes(routes!(operations::stream_logs))
+        .routes(routes!(operations::kube_events))
+        .routes(routes!(operations::usage))
         .routes(routes!(events::list_events))
         .routes(routes!(events::stream_events))
         .routes(routes!(events::usecase_history))
@@ -66,6 +74,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(tokens::revoke_token))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
+        .routes(routes!(metrics::metrics))
 }
 
 /// The OpenAPI document as the code defines it (checked in as `openapi/openapi.json`).

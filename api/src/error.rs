@@ -5,7 +5,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use shiplog_application::AppError;
 use shiplog_domain::InvalidField;
-use tracing::error;
+use tracing::{error, warn};
 use utoipa::ToSchema;
 
 /// An RFC 9457 problem document: what every error response of shiplog carries.
@@ -58,6 +58,12 @@ pub enum ApiError {
     /// 503 with Retry-After: the database cannot be reached; nothing was changed.
     #[error("{0}")]
     Unavailable(String),
+    /// 503 with Retry-After: the cluster cannot answer; the detail says why.
+    #[error("{0}")]
+    ClusterUnavailable(String),
+    /// 502: the applications proxy found no deployed application, or it did not answer.
+    #[error("{0}")]
+    BadGateway(String),
     /// 500: a bug; logged with details, shown without.
     #[error("{0}")]
     Internal(String),
@@ -74,6 +80,7 @@ impl From<AppError> for ApiError {
             AppError::Conflict(m) => Self::Conflict(m),
             AppError::Forbidden(scope) => Self::Forbidden(scope),
             AppError::Unavailable(m) => Self::Unavailable(m),
+            AppError::ClusterUnavailable(m) => Self::ClusterUnavailable(m),
             AppError::Internal(m) => Self::Internal(m),
         }
     }
@@ -95,7 +102,8 @@ impl ApiError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::ClusterUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -128,6 +136,7 @@ impl IntoResponse for ApiError {
         match &self {
             Self::Internal(details) => error!(%details, "internal error"),
             Self::Unavailable(details) => error!(%details, "dependency unavailable"),
+            Self::ClusterUnavailable(details) => warn!(%details, "cluster unavailable"),
             _ => {}
         }
         let status = self.status();
@@ -142,7 +151,7 @@ impl IntoResponse for ApiError {
             Self::Unauthorized => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            Self::Unavailable(_) => {
+            Self::Unavailable(_) | Self::ClusterUnavailable(_) => {
                 headers.insert(
                     header::RETRY_AFTER,
                     HeaderValue::from_static(RETRY_AFTER_SECONDS),

@@ -19,40 +19,62 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        if let Some(content_type) = req.headers().get(CONTENT_TYPE) {
-            let essence = content_type
-                .to_str()
-                .unwrap_or_default()
-                .split(';')
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .to_ascii_lowercase();
-            if essence != "application/json" && !essence.ends_with("+json") {
-                return Err(ApiError::UnsupportedMediaType);
-            }
-        }
-        let bytes = axum::body::Bytes::from_request(req, state)
-            .await
-            .map_err(|e| ApiError::BadRequest {
-                detail: format!("cannot read the request body: {e}"),
-                field: None,
-            })?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Err(ApiError::BadRequest {
+        match json_body(req, state).await? {
+            Some(value) => Ok(Self(value)),
+            None => Err(ApiError::BadRequest {
                 detail: "the request body is empty; expected a JSON object".to_owned(),
                 field: None,
-            });
+            }),
         }
-        let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
-        let value = serde_path_to_error::deserialize(&mut deserializer).map_err(json_error)?;
-        // Trailing garbage after the object is a syntax error, not something to ignore.
-        deserializer.end().map_err(|e| ApiError::BadRequest {
-            detail: format!("the request body is not valid JSON: {e}"),
+    }
+}
+
+/// As [`ApiJson`], but an empty body is `T::default()`: for commands whose body is optional.
+pub struct OptionalJson<T>(pub T);
+
+impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(json_body(req, state).await?.unwrap_or_default()))
+    }
+}
+
+/// Reads a JSON body; `None` when it is empty.
+async fn json_body<T: DeserializeOwned, S: Send + Sync>(
+    req: Request,
+    state: &S,
+) -> Result<Option<T>, ApiError> {
+    if let Some(content_type) = req.headers().get(CONTENT_TYPE) {
+        let essence = content_type
+            .to_str()
+            .unwrap_or_default()
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        if essence != "application/json" && !essence.ends_with("+json") {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+    }
+    let bytes = axum::body::Bytes::from_request(req, state)
+        .await
+        .map_err(|e| ApiError::BadRequest {
+            detail: format!("cannot read the request body: {e}"),
             field: None,
         })?;
-        Ok(Self(value))
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
     }
+    let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(json_error)?;
+    // Trailing garbage after the object is a syntax error, not something to ignore.
+    deserializer.end().map_err(|e| ApiError::BadRequest {
+        detail: format!("the request body is not valid JSON: {e}"),
+        field: None,
+    })?;
+    Ok(Some(value))
 }
 
 /// Turns a serde error into 400 (not JSON) or 422 (wrong shape) naming the field.

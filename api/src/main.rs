@@ -103,6 +103,17 @@ struct ServeArgs {
     /// At least 1000, so that one batch of new events never cuts off a subscriber that keeps up.
     #[arg(long, env = "SHIPLOG_SSE_BUFFER", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1000..=1_000_000))]
     sse_buffer: u64,
+    /// Address of the applications proxy (`/{usecaseId}/{path…}` reaches the usecase's application).
+    #[arg(long, env = "SHIPLOG_PROXY_LISTEN", default_value = "127.0.0.1:8081")]
+    proxy_listen: SocketAddr,
+    /// Browser origins allowed to call applications through the proxy (CORS); `*` allows any;
+    /// repeat or comma-separate. Unset: no CORS headers.
+    #[arg(
+        long = "proxy-cors-origin",
+        env = "SHIPLOG_PROXY_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    proxy_cors_origins: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -182,6 +193,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             buffer: usize::try_from(args.sse_buffer).unwrap_or(usize::MAX),
         },
         cors_origins: args.cors_origins,
+        proxy_listen: args.proxy_listen,
+        proxy_cors_origins: args.proxy_cors_origins,
     };
     let server = Server::start(&settings).await.context("starting shiplog")?;
     info!(database = %redact(&settings.database_url), "database ready");

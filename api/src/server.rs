@@ -2,20 +2,25 @@
 
 use crate::docs::{api_router, docs_router};
 use crate::error::ApiError;
+use crate::proxy::{proxy_router, ProxyState, Upstream};
 use crate::state::AppState;
+use crate::telemetry::record_http;
 use axum::http::{header, HeaderName, HeaderValue, Method, Request};
+use axum::middleware;
 use axum::Router;
 use kube::Client;
 use kube_sim::{KubeSim, SimConfig};
 use shiplog_application::ProcessManager;
-use shiplog_application::{Audit, Authenticator, Usecases};
+use shiplog_application::{Audit, Authenticator, ClusterInsight, Operations, Usecases};
 use shiplog_infrastructure::audit::ChainSealer;
 use shiplog_infrastructure::db::{connect_and_migrate, DbSetupError};
 use shiplog_infrastructure::kube_cluster::{KubeCluster, KubeSettings};
 use shiplog_infrastructure::process_manager::ProcessManagerRunner;
+use shiplog_infrastructure::upstream::ApiServerHttp;
 use shiplog_infrastructure::usecase_loader::PgUsecaseLoader;
 use shiplog_infrastructure::{
-    LiveFeed, PgLedger, PgReadModel, PgTokenStore, PostgresCommandBus, Projector,
+    LiveFeed, MeteredCommandBus, PgLedger, PgReadModel, PgTokenStore, PostgresCommandBus,
+    Projector, Telemetry,
 };
 use std::future::Future;
 use std::net::SocketAddr;
@@ -23,7 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer, ExposeHeaders};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 use tracing::{info, info_span, warn};
@@ -47,6 +52,10 @@ pub struct Settings {
     pub streams: StreamSettings,
     /// Browser origins allowed to call the API (CORS); `*` allows any; empty: no CORS headers.
     pub cors_origins: Vec<String>,
+    /// Address of the applications proxy's listener.
+    pub proxy_listen: SocketAddr,
+    /// Browser origins allowed to call applications through the proxy; `*` allows any.
+    pub proxy_cors_origins: Vec<String>,
 }
 
 /// How the Server-Sent Event streams behave.
@@ -117,6 +126,8 @@ pub enum StartError {
 pub struct Server {
     listener: TcpListener,
     router: Router,
+    proxy_listener: TcpListener,
+    proxy: Router,
     background: Vec<tokio::task::JoinHandle<()>>,
     /// The in-process simulator, kept alive as long as the server.
     sim: Option<KubeSim>,
@@ -124,21 +135,21 @@ pub struct Server {
     stopping: CancellationToken,
 }
 
-/// A kube client for `mode`, and the simulator when it runs in-process.
-async fn cluster_client(
+/// The kube configuration for `mode`, and the simulator when it runs in-process.
+async fn cluster_config(
     mode: ClusterMode,
-) -> Result<Option<(Client, Option<KubeSim>)>, StartError> {
+) -> Result<Option<(kube::Config, Option<KubeSim>)>, StartError> {
     match mode.resolve() {
         ClusterMode::None => {
             warn!("cluster: none; this process does not run the process manager, deployments only move when another shiplog process on this database does");
             Ok(None)
         }
         ClusterMode::Kube => {
-            let client = Client::try_default()
+            let config = kube::Config::infer()
                 .await
                 .map_err(|e| StartError::Cluster(e.to_string()))?;
             warn!("cluster: kube; deploying to the cluster of the kubeconfig or in-cluster configuration");
-            Ok(Some((client, None)))
+            Ok(Some((config, None)))
         }
         ClusterMode::Simulated | ClusterMode::Auto => {
             let sim = KubeSim::start(SimConfig::default())
@@ -148,10 +159,8 @@ async fn cluster_client(
                 .url()
                 .parse()
                 .map_err(|e: axum::http::uri::InvalidUri| StartError::Cluster(e.to_string()))?;
-            let client = Client::try_from(kube::Config::new(url))
-                .map_err(|e| StartError::Cluster(e.to_string()))?;
             warn!(url = %sim.url(), "cluster: simulated; deployments go to the built-in Kubernetes API simulator, not to a real cluster");
-            Ok(Some((client, Some(sim))))
+            Ok(Some((kube::Config::new(url), Some(sim))))
         }
     }
 }
@@ -162,29 +171,38 @@ pub struct Background {
     pub projector: Arc<Projector>,
     /// Reads the log once and fans new events out to every stream subscriber.
     pub feed: Arc<LiveFeed>,
+    /// The router's metrics, which the process manager reports into too.
+    pub telemetry: Arc<Telemetry>,
+    /// The usecase use cases, shared with the applications proxy.
+    pub usecases: Arc<Usecases>,
+    /// The token checker, shared with the applications proxy.
+    pub auth: Arc<Authenticator>,
 }
 
-/// The CORS layer for `origins` (`*`: any origin; empty: none, so browsers on other origins are refused).
-fn cors(origins: &[String]) -> Result<Option<CorsLayer>, StartError> {
+/// Which origins `origins` allows (`*`: any; empty: none, so browsers on other origins are refused).
+fn allowed_origins(origins: &[String]) -> Result<Option<AllowOrigin>, StartError> {
     if origins.is_empty() {
         return Ok(None);
     }
-    let allow = if origins.iter().any(|o| o == "*") {
-        AllowOrigin::any()
-    } else {
-        let values = origins
-            .iter()
-            .map(|o| {
-                let trimmed = o.trim().trim_end_matches('/');
-                if !(trimmed.starts_with("http://") || trimmed.starts_with("https://")) {
-                    return Err(StartError::CorsOrigin(o.clone()));
-                }
-                HeaderValue::from_str(trimmed).map_err(|_| StartError::CorsOrigin(o.clone()))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        AllowOrigin::list(values)
-    };
-    Ok(Some(
+    if origins.iter().any(|o| o == "*") {
+        return Ok(Some(AllowOrigin::any()));
+    }
+    let values = origins
+        .iter()
+        .map(|o| {
+            let trimmed = o.trim().trim_end_matches('/');
+            if !(trimmed.starts_with("http://") || trimmed.starts_with("https://")) {
+                return Err(StartError::CorsOrigin(o.clone()));
+            }
+            HeaderValue::from_str(trimmed).map_err(|_| StartError::CorsOrigin(o.clone()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(AllowOrigin::list(values)))
+}
+
+/// The API's CORS layer, if any origin is allowed.
+fn cors(origins: &[String]) -> Result<Option<CorsLayer>, StartError> {
+    Ok(allowed_origins(origins)?.map(|allow| {
         CorsLayer::new()
             .allow_origin(allow)
             .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
@@ -199,34 +217,61 @@ fn cors(origins: &[String]) -> Result<Option<CorsLayer>, StartError> {
                 header::RETRY_AFTER,
                 header::LOCATION,
             ])
-            .max_age(Duration::from_secs(600)),
-    ))
+            .max_age(Duration::from_secs(600))
+    }))
+}
+
+/// The applications proxy's CORS layer: any method and header the browser asks
+/// for, every response header readable, since the application behind decides them.
+fn proxy_cors(origins: &[String]) -> Result<Option<CorsLayer>, StartError> {
+    Ok(allowed_origins(origins)?.map(|allow| {
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods(AllowMethods::mirror_request())
+            .allow_headers(AllowHeaders::mirror_request())
+            .expose_headers(ExposeHeaders::any())
+            .max_age(Duration::from_secs(600))
+    }))
 }
 
 /// Builds the router over a ready pool (also used by tests that need no listener).
 /// Event streams end when `stopping` fires, so a graceful shutdown is not held up by them.
+/// `cluster` serves the operations routes' cluster reads (logs, events, usage); without
+/// one they answer 503.
 pub fn router(
     pool: sqlx::PgPool,
     settings: &Settings,
     stopping: CancellationToken,
+    cluster: Option<Arc<dyn ClusterInsight>>,
 ) -> Result<(Router, Background), StartError> {
     let projector = Projector::new(pool.clone());
     let feed = LiveFeed::new(pool.clone(), settings.streams.buffer);
     let read = Arc::new(PgReadModel::new(pool.clone(), projector.clone()));
-    let bus = Arc::new(PostgresCommandBus::new(pool.clone()));
+    let telemetry = Telemetry::new(pool.clone(), feed.clone());
+    let bus = Arc::new(metered_bus(&pool, &telemetry));
+    let operations = Operations::new(
+        bus.clone(),
+        read.clone(),
+        Arc::new(PgUsecaseLoader::new(pool.clone())),
+        cluster,
+    );
+    let usecases = Arc::new(Usecases::new(bus, read));
+    let auth = Arc::new(Authenticator::new(
+        Arc::new(PgTokenStore::new(pool.clone())),
+        settings.admin_token.as_deref(),
+    ));
     let state = AppState {
-        usecases: Arc::new(Usecases::new(bus, read)),
+        usecases: usecases.clone(),
+        operations: Arc::new(operations),
         audit: Arc::new(Audit::new(Arc::new(PgLedger::new(
             pool.clone(),
             feed.clone(),
         )))),
-        auth: Arc::new(Authenticator::new(
-            Arc::new(PgTokenStore::new(pool.clone())),
-            settings.admin_token.as_deref(),
-        )),
+        auth: auth.clone(),
         pool,
         keep_alive: settings.streams.keep_alive,
         stopping,
+        telemetry: telemetry.clone(),
     };
     let (api, spec) = api_router().split_for_parts();
     let x_request_id = HeaderName::from_static("x-request-id");
@@ -234,6 +279,11 @@ pub fn router(
         .merge(docs_router(spec))
         .fallback(|| async { ApiError::NotFound("no such route".to_owned()) })
         .with_state(state)
+        // Applied to every route and the fallback, after routing: it sees the matched route.
+        .layer(middleware::from_fn_with_state(
+            telemetry.clone(),
+            record_http,
+        ))
         .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
@@ -250,61 +300,109 @@ pub fn router(
         // Outermost, so that preflights are answered before authentication.
         router = router.layer(cors);
     }
-    Ok((router, Background { projector, feed }))
+    Ok((
+        router,
+        Background {
+            projector,
+            feed,
+            telemetry,
+            usecases,
+            auth,
+        },
+    ))
+}
+
+/// The command bus over `pool`, with its commands timed and its events counted in `telemetry`.
+fn metered_bus(
+    pool: &sqlx::PgPool,
+    telemetry: &Arc<Telemetry>,
+) -> MeteredCommandBus<PostgresCommandBus> {
+    MeteredCommandBus::new(
+        PostgresCommandBus::with_metrics(pool.clone(), telemetry.clone()),
+        telemetry.clone(),
+    )
 }
 
 impl Server {
     /// Connects (creating the database if needed), migrates, connects to the
     /// cluster `settings.cluster` names, starts the projector and the process manager, and binds.
     pub async fn start(settings: &Settings) -> Result<Self, StartError> {
-        let cluster = cluster_client(settings.cluster).await?;
+        let cluster = cluster_config(settings.cluster).await?;
         Self::start_with(settings, cluster).await
     }
 
-    /// As `start`, with a kube client of the caller's (tests point it at their own simulator).
-    pub async fn start_with_client(
+    /// As `start`, with a kube configuration of the caller's (tests point it at their own simulator).
+    pub async fn start_with_kube(
         settings: &Settings,
-        client: Client,
+        config: kube::Config,
     ) -> Result<Self, StartError> {
-        Self::start_with(settings, Some((client, None))).await
+        Self::start_with(settings, Some((config, None))).await
     }
 
     async fn start_with(
         settings: &Settings,
-        cluster: Option<(Client, Option<KubeSim>)>,
+        cluster: Option<(kube::Config, Option<KubeSim>)>,
     ) -> Result<Self, StartError> {
         let pool = connect_and_migrate(&settings.database_url).await?;
         let stopping = CancellationToken::new();
-        let (router, parts) = router(pool.clone(), settings, stopping.clone())?;
+        let mut sim = None;
+        let mut kube = None;
+        if let Some((config, simulator)) = cluster {
+            sim = simulator;
+            let client =
+                Client::try_from(config.clone()).map_err(|e| StartError::Cluster(e.to_string()))?;
+            let upstream = Upstream {
+                http: ApiServerHttp::new(&config)
+                    .map_err(|e| StartError::Cluster(e.to_string()))?,
+                namespace: settings.kube.namespace.clone(),
+            };
+            kube = Some((
+                Arc::new(KubeCluster::new(client, settings.kube.clone())),
+                upstream,
+            ));
+        }
+        let insight = kube
+            .as_ref()
+            .map(|(cluster, _)| cluster.clone() as Arc<dyn ClusterInsight>);
+        let (router, parts) = router(pool.clone(), settings, stopping.clone(), insight)?;
+        let mut proxy = proxy_router(ProxyState {
+            usecases: parts.usecases.clone(),
+            auth: parts.auth.clone(),
+            upstream: kube.as_ref().map(|(_, upstream)| upstream.clone()),
+        });
+        if let Some(cors) = proxy_cors(&settings.proxy_cors_origins)? {
+            // Outermost: preflights are answered without a token, as browsers send them.
+            proxy = proxy.layer(cors);
+        }
         let mut background = vec![
             tokio::spawn(parts.projector.run()),
             tokio::spawn(parts.feed.run()),
             tokio::spawn(ChainSealer::new(pool.clone()).run()),
         ];
-        let mut sim = None;
-        if let Some((client, simulator)) = cluster {
-            sim = simulator;
-            let cluster = Arc::new(KubeCluster::new(client, settings.kube.clone()));
+        if let Some((cluster, _)) = kube {
             let pm = ProcessManager::new(
-                Arc::new(PostgresCommandBus::new(pool.clone())),
+                Arc::new(metered_bus(&pool, &parts.telemetry)),
                 Arc::new(PgUsecaseLoader::new(pool.clone())),
                 cluster,
                 settings.rollout_timeout,
-            );
+            )
+            .with_observer(parts.telemetry.clone());
             background.push(tokio::spawn(
                 ProcessManagerRunner::new(pool, Arc::new(pm)).run(),
             ));
         }
-        let listener =
-            TcpListener::bind(settings.listen)
+        let bind = |addr: SocketAddr| async move {
+            TcpListener::bind(addr)
                 .await
-                .map_err(|source| StartError::Listen {
-                    addr: settings.listen,
-                    source,
-                })?;
+                .map_err(|source| StartError::Listen { addr, source })
+        };
+        let listener = bind(settings.listen).await?;
+        let proxy_listener = bind(settings.proxy_listen).await?;
         Ok(Self {
             listener,
             router,
+            proxy_listener,
+            proxy,
             background,
             sim,
             stopping,
@@ -316,6 +414,11 @@ impl Server {
         self.listener.local_addr()
     }
 
+    /// The applications proxy's address actually bound.
+    pub fn proxy_addr(&self) -> Result<SocketAddr, std::io::Error> {
+        self.proxy_listener.local_addr()
+    }
+
     /// Serves until `shutdown` resolves, then lets requests in progress finish.
     pub async fn run(
         self,
@@ -324,14 +427,22 @@ impl Server {
         if let Ok(addr) = self.listener.local_addr() {
             info!(%addr, "shiplog API listening");
         }
+        if let Ok(addr) = self.proxy_listener.local_addr() {
+            info!(%addr, "applications proxy listening");
+        }
         let stopping = self.stopping.clone();
-        let result = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(async move {
+        let api = axum::serve(self.listener, self.router).with_graceful_shutdown({
+            let stopping = stopping.clone();
+            async move {
                 shutdown.await;
                 // Streams never end by themselves; end them so that shutdown can finish.
                 stopping.cancel();
-            })
-            .await;
+            }
+        });
+        let proxy = axum::serve(self.proxy_listener, self.proxy)
+            .with_graceful_shutdown(stopping.cancelled_owned());
+        let (result, proxied) = tokio::join!(api, proxy);
+        let result = result.and(proxied);
         for task in self.background {
             task.abort();
         }

@@ -1,6 +1,7 @@
 //! What every handler can reach.
 
-use shiplog_application::{Audit, Authenticator, Usecases};
+use shiplog_application::{Audit, Authenticator, Operations, Usecases};
+use shiplog_infrastructure::Telemetry;
 use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +12,8 @@ use tokio_util::sync::CancellationToken;
 pub struct AppState {
     /// The usecase API's use cases.
     pub usecases: Arc<Usecases>,
+    /// Restart, config, rollback, logs, Kubernetes events and usage.
+    pub operations: Arc<Operations>,
     /// The audit trail and event streams.
     pub audit: Arc<Audit>,
     /// Bearer tokens.
@@ -21,4 +24,6 @@ pub struct AppState {
     pub keep_alive: Duration,
     /// Fired at shutdown: event streams end so that the server can stop.
     pub stopping: CancellationToken,
+    /// This server's metrics, served at `/metrics`.
+    pub telemetry: Arc<Telemetry>,
 }

@@ -16,6 +16,9 @@ pub struct Workload {
     pub deployment_id: Uuid,
     /// What it runs.
     pub config: DeploymentConfig,
+    /// The newest restart asked for, stamped on the pod template so pods roll
+    /// exactly once per restart, however often the workload is applied.
+    pub restart: Option<Uuid>,
 }
 
 /// How a rollout ended.

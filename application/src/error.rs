@@ -21,6 +21,10 @@ pub enum AppError {
     /// The database (or another dependency) cannot be reached; retry later (503).
     #[error("{0}")]
     Unavailable(String),
+    /// The cluster cannot answer (unreachable, or it lacks what was asked for, such
+    /// as metrics.k8s.io); the message is meant for the user (503).
+    #[error("{0}")]
+    ClusterUnavailable(String),
     /// A bug or an unexpected state (500); details are logged, not shown.
     #[error("{0}")]
     Internal(String),
@@ -38,7 +42,11 @@ impl From<DomainError> for AppError {
             | DomainError::InvalidTransition { .. }
             | DomainError::NothingDeployed
             | DomainError::UndeployInProgress
-            | DomainError::UsecaseBusy => Self::Conflict(err.to_string()),
+            | DomainError::UsecaseBusy
+            | DomainError::RestartInProgress
+            | DomainError::NoSuchRestart(_)
+            | DomainError::NothingToRollBackTo
+            | DomainError::InvalidRollbackTarget { .. } => Self::Conflict(err.to_string()),
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod cursor;
 pub mod error;
 pub mod ledger;
+pub mod operations;
 pub mod ports;
 pub mod process_manager;
 pub mod time_travel;
@@ -21,12 +22,15 @@ pub use error::AppError;
 pub use ledger::{
     ChainBreak, ChainReport, EventFilter, FeedItem, Ledger, RecordedEvent, SealedEvent,
 };
+pub use operations::{
+    Accepted, ClusterInsight, Config, KubeEvent, LogLine, Logs, Operations, PodUsage, Usage,
+};
 pub use ports::{
     CommandBus, CommandContext, DeploymentView, Page, ReadModel, TokenStore, UsecaseFilter,
     UsecaseView,
 };
 pub use process_manager::{
-    plan, ProcessManager, ReconcileError, Step, UsecaseLoader, PROCESS_MANAGER,
+    plan, ProcessManager, ReconcileError, Step, StepObserver, UsecaseLoader, PROCESS_MANAGER,
 };
 pub use time_travel::{state_at, StateAt};
 pub use usecases::Usecases;

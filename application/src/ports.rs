@@ -118,6 +118,8 @@ pub trait ReadModel: Send + Sync {
         usecase_id: Uuid,
         deployment_id: Uuid,
     ) -> Result<Option<DeploymentView>, AppError>;
+    /// The usecase's deployed deployment that is not being undeployed, if any.
+    async fn serving(&self, usecase_id: Uuid) -> Result<Option<DeploymentView>, AppError>;
     /// Returns once every projection has applied the event at `cursor` (or a bounded
     /// time has passed: the write is durable either way, only the view may lag).
     async fn wait_for(&self, cursor: Cursor);

@@ -33,6 +33,37 @@ pub enum Step {
     CleanUp(Uuid),
     /// Delete the usecase's Service: nothing of it is deployed.
     RemoveRoute,
+    /// Re-apply the serving deployment with its newest restart stamped on the pod
+    /// template, watch the pods roll, then record the restart's outcome.
+    Restart {
+        /// The serving deployment, carrying the restart id.
+        workload: Workload,
+        /// The restart waiting for its outcome.
+        restart_id: Uuid,
+    },
+    /// Record that a restart cannot finish: its deployment stopped serving first.
+    AbandonRestart {
+        /// The deployment the restart was for.
+        deployment_id: Uuid,
+        /// The restart waiting for its outcome.
+        restart_id: Uuid,
+    },
+}
+
+impl Step {
+    /// A short, stable name for logs and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Route(_) => "route",
+            Self::Start(_) => "start",
+            Self::Watch(_) => "watch",
+            Self::Undeploy(_) => "undeploy",
+            Self::CleanUp(_) => "clean_up",
+            Self::RemoveRoute => "remove_route",
+            Self::Restart { .. } => "restart",
+            Self::AbandonRestart { .. } => "abandon_restart",
+        }
+    }
 }
 
 /// The steps that bring the cluster in line with `usecase`, in the order to take them.
@@ -41,6 +72,7 @@ pub fn plan(usecase: &Usecase) -> Vec<Step> {
         usecase_id: usecase.id,
         deployment_id: d.id,
         config: d.config.clone(),
+        restart: d.latest_restart,
     };
     let mut steps = Vec::new();
     let serving = usecase.deployments.iter().find(|d| {
@@ -51,6 +83,20 @@ pub fn plan(usecase: &Usecase) -> Vec<Step> {
         None => steps.push(Step::RemoveRoute),
     }
     for d in &usecase.deployments {
+        if let (true, Some(restart_id)) = (d.restart_pending, d.latest_restart) {
+            let step = if serving.is_some_and(|s| s.id == d.id) {
+                Step::Restart {
+                    workload: workload(d),
+                    restart_id,
+                }
+            } else {
+                Step::AbandonRestart {
+                    deployment_id: d.id,
+                    restart_id,
+                }
+            };
+            steps.push(step);
+        }
         let step = if d.status.is_terminal() {
             Step::CleanUp(d.id)
         } else if d.undeploy_requested {
@@ -68,10 +114,24 @@ pub fn plan(usecase: &Usecase) -> Vec<Step> {
     // next, so a superseded rollout stops at once; rollouts, which wait, last.
     steps.sort_by_key(|s| match s {
         Step::Route(_) | Step::RemoveRoute => 0,
-        Step::CleanUp(_) | Step::Undeploy(_) => 1,
-        Step::Start(_) | Step::Watch(_) => 2,
+        Step::CleanUp(_) | Step::Undeploy(_) | Step::AbandonRestart { .. } => 1,
+        Step::Restart { .. } | Step::Start(_) | Step::Watch(_) => 2,
     });
     steps
+}
+
+/// Told about every cluster step the process manager takes (for metrics); the
+/// default observer ignores them.
+pub trait StepObserver: Send + Sync {
+    /// `step` (see [`Step::name`]) finished; `ok` is false when it failed.
+    fn observed(&self, step: &'static str, ok: bool);
+}
+
+/// The observer used when nobody asked for one.
+struct Unobserved;
+
+impl StepObserver for Unobserved {
+    fn observed(&self, _step: &'static str, _ok: bool) {}
 }
 
 /// Loads the current state of a usecase from the event store.
@@ -98,6 +158,7 @@ pub struct ProcessManager {
     loader: Arc<dyn UsecaseLoader>,
     cluster: Arc<dyn ClusterPort>,
     rollout_timeout: Duration,
+    observer: Arc<dyn StepObserver>,
 }
 
 impl ProcessManager {
@@ -113,7 +174,14 @@ impl ProcessManager {
             loader,
             cluster,
             rollout_timeout,
+            observer: Arc::new(Unobserved),
         }
+    }
+
+    /// The same process manager, reporting each step it takes to `observer`.
+    pub fn with_observer(mut self, observer: Arc<dyn StepObserver>) -> Self {
+        self.observer = observer;
+        self
     }
 
     /// The cluster port, for the start-up sweep.
@@ -134,47 +202,128 @@ impl ProcessManager {
         if usecase.name.is_none() {
             return Ok(());
         }
+        if usecase.deleted {
+            // Nothing of a deleted usecase may remain; only clean-ups are left to do.
+            for step in plan(&usecase) {
+                if matches!(step, Step::CleanUp(_) | Step::RemoveRoute) {
+                    self.take(usecase_id, step, causation).await?;
+                }
+            }
+            return Ok(());
+        }
         for step in plan(&usecase) {
-            match step {
-                Step::Route(w) => self.cluster.route(&w).await?,
-                Step::RemoveRoute => self.cluster.remove_route(usecase_id).await?,
-                Step::Start(w) => {
-                    if !self.apply_or_fail(&w, causation).await? {
-                        continue;
-                    }
-                    let at = Utc::now().trunc_subsecs(0);
-                    self.record(
-                        usecase_id,
-                        UsecaseCommand::StartDeployment {
-                            deployment_id: w.deployment_id,
-                            at,
-                        },
-                        causation,
-                    )
-                    .await?;
+            self.take(usecase_id, step, causation).await?;
+        }
+        Ok(())
+    }
+
+    /// Carries out one step and tells the observer how it went.
+    async fn take(
+        &self,
+        usecase_id: Uuid,
+        step: Step,
+        causation: Cursor,
+    ) -> Result<(), ReconcileError> {
+        let name = step.name();
+        let result = self.step(usecase_id, step, causation).await;
+        self.observer.observed(name, result.is_ok());
+        result
+    }
+
+    async fn step(
+        &self,
+        usecase_id: Uuid,
+        step: Step,
+        causation: Cursor,
+    ) -> Result<(), ReconcileError> {
+        match step {
+            Step::Route(w) => self.cluster.route(&w).await?,
+            Step::RemoveRoute => self.cluster.remove_route(usecase_id).await?,
+            Step::Start(w) => {
+                if !self.apply_or_fail(&w, causation).await? {
+                    return Ok(());
+                }
+                let at = Utc::now().trunc_subsecs(0);
+                self.record(
+                    usecase_id,
+                    UsecaseCommand::StartDeployment {
+                        deployment_id: w.deployment_id,
+                        at,
+                    },
+                    causation,
+                )
+                .await?;
+                self.watch(&w, causation).await?;
+            }
+            Step::Watch(w) => {
+                if self.apply_or_fail(&w, causation).await? {
                     self.watch(&w, causation).await?;
                 }
-                Step::Watch(w) => {
-                    if self.apply_or_fail(&w, causation).await? {
-                        self.watch(&w, causation).await?;
-                    }
-                }
-                Step::Undeploy(id) => {
-                    self.cluster.remove(usecase_id, id).await?;
-                    let at = Utc::now().trunc_subsecs(0);
-                    self.record(
-                        usecase_id,
-                        UsecaseCommand::ConfirmUndeployed {
-                            deployment_id: id,
-                            at,
-                        },
-                        causation,
-                    )
-                    .await?;
-                }
-                Step::CleanUp(id) => self.cluster.remove(usecase_id, id).await?,
+            }
+            Step::Undeploy(id) => {
+                self.cluster.remove(usecase_id, id).await?;
+                let at = Utc::now().trunc_subsecs(0);
+                self.record(
+                    usecase_id,
+                    UsecaseCommand::ConfirmUndeployed {
+                        deployment_id: id,
+                        at,
+                    },
+                    causation,
+                )
+                .await?;
+            }
+            Step::CleanUp(id) => self.cluster.remove(usecase_id, id).await?,
+            Step::Restart {
+                workload,
+                restart_id,
+            } => self.restart(&workload, restart_id, causation).await?,
+            Step::AbandonRestart {
+                deployment_id,
+                restart_id,
+            } => {
+                let command = UsecaseCommand::FailRestart {
+                    restart_id,
+                    message: format!(
+                        "deployment {deployment_id} stopped serving before the restart finished"
+                    ),
+                    at: Utc::now().trunc_subsecs(0),
+                };
+                self.record(usecase_id, command, causation).await?;
             }
         }
+        Ok(())
+    }
+
+    /// Rolls the serving deployment's pods (the restart id on the pod template is
+    /// the change) and records how the rollout ended.
+    async fn restart(
+        &self,
+        w: &Workload,
+        restart_id: Uuid,
+        causation: Cursor,
+    ) -> Result<(), ReconcileError> {
+        let at = || Utc::now().trunc_subsecs(0);
+        let command = match self.cluster.apply(w).await {
+            Err(ClusterError::Rejected(reason)) => UsecaseCommand::FailRestart {
+                restart_id,
+                message: format!("the cluster refused the restart: {reason}"),
+                at: at(),
+            },
+            Err(e) => return Err(e.into()),
+            Ok(()) => match self.cluster.await_rollout(w, self.rollout_timeout).await? {
+                RolloutOutcome::Ready => UsecaseCommand::CompleteRestart {
+                    restart_id,
+                    at: at(),
+                },
+                RolloutOutcome::Failed(message) => UsecaseCommand::FailRestart {
+                    restart_id,
+                    message,
+                    at: at(),
+                },
+            },
+        };
+        self.record(w.usecase_id, command, causation).await?;
         Ok(())
     }
 
@@ -203,10 +352,16 @@ impl ProcessManager {
         let outcome = self.cluster.await_rollout(w, self.rollout_timeout).await?;
         let at = Utc::now().trunc_subsecs(0);
         let command = match outcome {
-            RolloutOutcome::Ready => UsecaseCommand::CompleteDeployment {
-                deployment_id: w.deployment_id,
-                at,
-            },
+            RolloutOutcome::Ready => {
+                // Route before recording success: once a client reads `deployed`,
+                // the Service already sends traffic to this deployment. Should the
+                // success be refused as stale, the next reconcile routes back.
+                self.cluster.route(w).await?;
+                UsecaseCommand::CompleteDeployment {
+                    deployment_id: w.deployment_id,
+                    at,
+                }
+            }
             RolloutOutcome::Failed(message) => {
                 info!(deployment_id = %w.deployment_id, %message, "rollout failed");
                 UsecaseCommand::FailDeployment {

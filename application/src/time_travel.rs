@@ -261,7 +261,14 @@ impl Tables {
             UsecaseEvent::UsecaseDeleted { .. } => {
                 self.deployments.retain(|d| d.view.usecase_id != usecase_id)
             }
-            UsecaseEvent::UsecaseRegistered { .. } => {}
+            // Restarts, config changes and rollbacks leave the row alone: the
+            // DeploymentRequested of a config change or rollback makes its own.
+            UsecaseEvent::UsecaseRegistered { .. }
+            | UsecaseEvent::RestartRequested { .. }
+            | UsecaseEvent::RestartSucceeded { .. }
+            | UsecaseEvent::RestartFailed { .. }
+            | UsecaseEvent::ConfigChangeRequested { .. }
+            | UsecaseEvent::RollbackRequested { .. } => {}
         }
         Ok(())
     }

@@ -126,6 +126,12 @@ impl Usecases {
             .ok_or_else(|| AppError::NotFound(format!("deployment {deployment_id} not found")))
     }
 
+    /// The deployment serving the usecase's traffic, for the applications proxy;
+    /// `None` when the usecase is unknown or nothing of it is deployed.
+    pub async fn serving(&self, usecase_id: Uuid) -> Result<Option<DeploymentView>, AppError> {
+        self.read.serving(usecase_id).await
+    }
+
     /// Takes the usecase down; a `Conflict` when nothing is deployed.
     #[instrument(skip(self, ctx), fields(actor = %ctx.actor))]
     pub async fn undeploy(&self, ctx: &CommandContext, usecase_id: Uuid) -> Result<(), AppError> {

@@ -49,6 +49,23 @@ fn names(steps: &[Step]) -> Vec<String> {
             Step::Undeploy(d) => format!("undeploy {}", d.as_u128()),
             Step::CleanUp(d) => format!("cleanup {}", d.as_u128()),
             Step::RemoveRoute => "remove-route".to_owned(),
+            Step::Restart {
+                workload,
+                restart_id,
+            } => format!(
+                "restart {} ({}, stamped {:?})",
+                workload.deployment_id.as_u128(),
+                restart_id.as_u128(),
+                workload.restart.map(|r| r.as_u128())
+            ),
+            Step::AbandonRestart {
+                deployment_id,
+                restart_id,
+            } => format!(
+                "abandon restart {} of {}",
+                restart_id.as_u128(),
+                deployment_id.as_u128()
+            ),
         })
         .collect()
 }
@@ -175,4 +192,66 @@ fn failed_and_deleted_usecases_are_cleaned_up() {
         UsecaseEvent::UsecaseDeleted { at: now },
     ]);
     assert_eq!(names(&plan(&u)), ["remove-route", "cleanup 11"]);
+}
+
+fn deployed(id: Uuid) -> Vec<UsecaseEvent> {
+    let at = Utc::now();
+    vec![
+        requested(id),
+        UsecaseEvent::DeploymentStarted {
+            deployment_id: id,
+            at,
+        },
+        UsecaseEvent::DeploymentSucceeded {
+            deployment_id: id,
+            at,
+        },
+    ]
+}
+
+const R1: Uuid = Uuid::from_u128(21);
+
+#[test]
+fn a_pending_restart_rolls_the_serving_deployment_with_its_id_stamped() {
+    let mut events = deployed(D1);
+    events.push(UsecaseEvent::RestartRequested {
+        restart_id: R1,
+        deployment_id: D1,
+        at: Utc::now(),
+    });
+    assert_eq!(
+        names(&plan(&usecase(events.clone()))),
+        ["route 11", "restart 11 (21, stamped Some(21))"]
+    );
+    // Once it succeeded, nothing is left to do, but the stamp stays on every later apply.
+    events.push(UsecaseEvent::RestartSucceeded {
+        restart_id: R1,
+        deployment_id: D1,
+        at: Utc::now(),
+    });
+    let u = usecase(events);
+    let steps = plan(&u);
+    assert_eq!(names(&steps), ["route 11"]);
+    match &steps[0] {
+        Step::Route(w) => assert_eq!(w.restart, Some(R1)),
+        other => panic!("expected a route, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_restart_of_a_deployment_that_stopped_serving_is_abandoned() {
+    let mut events = deployed(D1);
+    events.push(UsecaseEvent::RestartRequested {
+        restart_id: R1,
+        deployment_id: D1,
+        at: Utc::now(),
+    });
+    events.push(UsecaseEvent::UndeployRequested {
+        deployment_id: D1,
+        at: Utc::now(),
+    });
+    assert_eq!(
+        names(&plan(&usecase(events))),
+        ["remove-route", "abandon restart 21 of 11", "undeploy 11"]
+    );
 }

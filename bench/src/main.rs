@@ -265,8 +265,10 @@ async fn serve(pool: PgPool) -> anyhow::Result<String> {
         rollout_timeout: Duration::from_secs(60),
         streams: StreamSettings::default(),
         cors_origins: Vec::new(),
+        proxy_listen: "127.0.0.1:0".parse()?,
+        proxy_cors_origins: Vec::new(),
     };
-    let (app, _background) = router(pool, &settings, CancellationToken::new())?;
+    let (app, _background) = router(pool, &settings, CancellationToken::new(), None)?;
     let listener = tokio::net::TcpListener::bind(settings.listen).await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move { axum::serve(listener, app).await });

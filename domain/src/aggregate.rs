@@ -27,6 +27,18 @@ pub struct Deployment {
     pub message: String,
     /// An undeploy was asked for and its resources are not gone yet.
     pub undeploy_requested: bool,
+    /// It reached `deployed` at some point (a rollback target must have).
+    #[serde(default)]
+    pub ever_deployed: bool,
+    /// The newest restart asked for; its id is stamped on the pod template.
+    #[serde(default)]
+    pub latest_restart: Option<Uuid>,
+    /// That restart has no outcome yet.
+    #[serde(default)]
+    pub restart_pending: bool,
+    /// Set when it restores an earlier deployment's config: that deployment.
+    #[serde(default)]
+    pub rollback_of: Option<Uuid>,
 }
 
 impl Deployment {
@@ -68,6 +80,77 @@ impl Usecase {
 
     fn deployment_mut(&mut self, id: Uuid) -> Option<&mut Deployment> {
         self.deployments.iter_mut().find(|d| d.id == id)
+    }
+
+    /// The deployed deployment that is not on its way down: what restart, config and rollback act on.
+    pub fn serving(&self) -> Option<&Deployment> {
+        self.deployed().filter(|d| !d.undeploy_requested)
+    }
+
+    /// A new deployment of `config`, superseding every older one still in flight.
+    fn request(
+        &self,
+        deployment_id: Uuid,
+        config: DeploymentConfig,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<UsecaseEvent>, DomainError> {
+        if self.deployment(deployment_id).is_some() {
+            return Err(DomainError::DuplicateDeployment(deployment_id));
+        }
+        let mut events = vec![UsecaseEvent::DeploymentRequested {
+            deployment_id,
+            config,
+            at,
+        }];
+        // A newer request makes every older one still in flight obsolete.
+        events.extend(
+            self.deployments
+                .iter()
+                .filter(|d| d.status.is_in_flight() && !d.undeploy_requested)
+                .map(|d| UsecaseEvent::DeploymentSuperseded {
+                    deployment_id: d.id,
+                    superseded_by: deployment_id,
+                    at,
+                }),
+        );
+        Ok(events)
+    }
+
+    /// The deployment whose config a rollback restores: `target`, or the newest
+    /// deployment that was deployed before the one serving now.
+    fn rollback_target(&self, target: Option<Uuid>) -> Result<&Deployment, DomainError> {
+        let serving = self.serving();
+        match target {
+            Some(id) => {
+                let d = self
+                    .deployment(id)
+                    .ok_or(DomainError::DeploymentNotFound(id))?;
+                if !d.status.is_terminal() {
+                    return Err(DomainError::InvalidRollbackTarget {
+                        deployment_id: id,
+                        status: d.status,
+                    });
+                }
+                Ok(d)
+            }
+            None => {
+                let current = serving.ok_or(DomainError::NothingDeployed)?;
+                self.deployments
+                    .iter()
+                    .take_while(|d| d.id != current.id)
+                    .filter(|d| d.ever_deployed && d.status.is_terminal())
+                    .last()
+                    .ok_or(DomainError::NothingToRollBackTo)
+            }
+        }
+    }
+
+    /// The deployment with a pending restart `restart_id`.
+    fn restarting(&self, restart_id: Uuid) -> Result<&Deployment, DomainError> {
+        self.deployments
+            .iter()
+            .find(|d| d.restart_pending && d.latest_restart == Some(restart_id))
+            .ok_or(DomainError::NoSuchRestart(restart_id))
     }
 
     /// Refuses every command on a usecase that does not exist (any more).
@@ -128,28 +211,7 @@ impl Usecase {
                 deployment_id,
                 config,
                 at,
-            } => {
-                if self.deployment(deployment_id).is_some() {
-                    return Err(DomainError::DuplicateDeployment(deployment_id));
-                }
-                let mut events = vec![UsecaseEvent::DeploymentRequested {
-                    deployment_id,
-                    config,
-                    at,
-                }];
-                // A newer request makes every older one still in flight obsolete.
-                events.extend(
-                    self.deployments
-                        .iter()
-                        .filter(|d| d.status.is_in_flight() && !d.undeploy_requested)
-                        .map(|d| UsecaseEvent::DeploymentSuperseded {
-                            deployment_id: d.id,
-                            superseded_by: deployment_id,
-                            at,
-                        }),
-                );
-                Ok(events)
-            }
+            } => self.request(deployment_id, config, at),
             UsecaseCommand::StartDeployment { deployment_id, at } => {
                 self.deployment_for(deployment_id, &[Pending], "started")?;
                 Ok(vec![UsecaseEvent::DeploymentStarted { deployment_id, at }])
@@ -219,6 +281,78 @@ impl Usecase {
                 }
                 Ok(vec![UsecaseEvent::UsecaseDeleted { at }])
             }
+            UsecaseCommand::RequestRestart { restart_id, at } => {
+                let serving = self.serving().ok_or(DomainError::NothingDeployed)?;
+                if serving.restart_pending {
+                    return Err(DomainError::RestartInProgress);
+                }
+                Ok(vec![UsecaseEvent::RestartRequested {
+                    restart_id,
+                    deployment_id: serving.id,
+                    at,
+                }])
+            }
+            UsecaseCommand::CompleteRestart { restart_id, at } => {
+                let d = self.restarting(restart_id)?;
+                Ok(vec![UsecaseEvent::RestartSucceeded {
+                    restart_id,
+                    deployment_id: d.id,
+                    at,
+                }])
+            }
+            UsecaseCommand::FailRestart {
+                restart_id,
+                message,
+                at,
+            } => {
+                let d = self.restarting(restart_id)?;
+                Ok(vec![UsecaseEvent::RestartFailed {
+                    restart_id,
+                    deployment_id: d.id,
+                    message,
+                    at,
+                }])
+            }
+            UsecaseCommand::ChangeConfig {
+                deployment_id,
+                env,
+                at,
+            } => {
+                let base = self.serving().ok_or(DomainError::NothingDeployed)?;
+                let config = DeploymentConfig {
+                    env: env.clone(),
+                    ..base.config.clone()
+                };
+                // Right after the DeploymentRequested it explains, before any supersession.
+                let mut events = self.request(deployment_id, config, at)?;
+                events.insert(
+                    1,
+                    UsecaseEvent::ConfigChangeRequested {
+                        deployment_id,
+                        based_on: base.id,
+                        env,
+                        at,
+                    },
+                );
+                Ok(events)
+            }
+            UsecaseCommand::Rollback {
+                deployment_id,
+                target,
+                at,
+            } => {
+                let target = self.rollback_target(target)?;
+                let mut events = self.request(deployment_id, target.config.clone(), at)?;
+                events.insert(
+                    1,
+                    UsecaseEvent::RollbackRequested {
+                        deployment_id,
+                        rollback_of: target.id,
+                        at,
+                    },
+                );
+                Ok(events)
+            }
         }
     }
 
@@ -272,12 +406,18 @@ impl Aggregate for Usecase {
                 created_at: at,
                 message: String::new(),
                 undeploy_requested: false,
+                ever_deployed: false,
+                latest_restart: None,
+                restart_pending: false,
+                rollback_of: None,
             }),
             UsecaseEvent::DeploymentStarted { deployment_id, .. } => {
                 self.set_status(deployment_id, DeploymentStatus::Deploying);
             }
             UsecaseEvent::DeploymentSucceeded { deployment_id, .. } => {
-                self.set_status(deployment_id, DeploymentStatus::Deployed);
+                if let Some(d) = self.set_status(deployment_id, DeploymentStatus::Deployed) {
+                    d.ever_deployed = true;
+                }
             }
             UsecaseEvent::DeploymentFailed {
                 deployment_id,
@@ -300,6 +440,33 @@ impl Aggregate for Usecase {
                 self.set_status(deployment_id, DeploymentStatus::Undeployed);
             }
             UsecaseEvent::UsecaseDeleted { .. } => self.deleted = true,
+            UsecaseEvent::RestartRequested {
+                restart_id,
+                deployment_id,
+                ..
+            } => {
+                if let Some(d) = self.deployment_mut(deployment_id) {
+                    d.latest_restart = Some(restart_id);
+                    d.restart_pending = true;
+                }
+            }
+            UsecaseEvent::RestartSucceeded { deployment_id, .. }
+            | UsecaseEvent::RestartFailed { deployment_id, .. } => {
+                if let Some(d) = self.deployment_mut(deployment_id) {
+                    d.restart_pending = false;
+                }
+            }
+            UsecaseEvent::RollbackRequested {
+                deployment_id,
+                rollback_of,
+                ..
+            } => {
+                if let Some(d) = self.deployment_mut(deployment_id) {
+                    d.rollback_of = Some(rollback_of);
+                }
+            }
+            // The DeploymentRequested just before it carries the new config.
+            UsecaseEvent::ConfigChangeRequested { .. } => {}
         }
     }
 }

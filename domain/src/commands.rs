@@ -2,6 +2,7 @@
 
 use crate::config::{DeploymentConfig, UsecaseName};
 use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
 use uuid::Uuid;
 
 /// A request to change a usecase; the aggregate answers with events or a `DomainError`.
@@ -68,4 +69,66 @@ pub enum UsecaseCommand {
         /// Now.
         at: DateTime<Utc>,
     },
+    /// Roll the pods of the deployed deployment (same config, fresh pods).
+    RequestRestart {
+        /// The new restart's id.
+        restart_id: Uuid,
+        /// Now.
+        at: DateTime<Utc>,
+    },
+    /// Record that a restart's rollout finished (process manager).
+    CompleteRestart {
+        /// The restart.
+        restart_id: Uuid,
+        /// Now.
+        at: DateTime<Utc>,
+    },
+    /// Record that a restart's rollout failed or no longer applies (process manager).
+    FailRestart {
+        /// The restart.
+        restart_id: Uuid,
+        /// Why, in the user's words.
+        message: String,
+        /// Now.
+        at: DateTime<Utc>,
+    },
+    /// Deploy the deployed deployment's config again with these environment variables.
+    ChangeConfig {
+        /// The new deployment's id.
+        deployment_id: Uuid,
+        /// The complete new set of environment variables.
+        env: BTreeMap<String, String>,
+        /// Now.
+        at: DateTime<Utc>,
+    },
+    /// Deploy the config of an earlier deployment again, as a new deployment.
+    Rollback {
+        /// The new deployment's id.
+        deployment_id: Uuid,
+        /// The deployment whose config to restore; `None`: the one deployed before the current.
+        target: Option<Uuid>,
+        /// Now.
+        at: DateTime<Utc>,
+    },
+}
+
+impl UsecaseCommand {
+    /// A short, stable name for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Register { .. } => "register",
+            Self::RequestDeployment { .. } => "request_deployment",
+            Self::StartDeployment { .. } => "start_deployment",
+            Self::CompleteDeployment { .. } => "complete_deployment",
+            Self::FailDeployment { .. } => "fail_deployment",
+            Self::RequestUndeploy { .. } => "request_undeploy",
+            Self::ConfirmUndeployed { .. } => "confirm_undeployed",
+            Self::Delete { .. } => "delete",
+            Self::RequestRestart { .. } => "request_restart",
+            Self::CompleteRestart { .. } => "complete_restart",
+            Self::FailRestart { .. } => "fail_restart",
+            Self::ChangeConfig { .. } => "change_config",
+            Self::Rollback { .. } => "rollback",
+        }
+    }
 }

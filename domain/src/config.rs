@@ -276,6 +276,20 @@ pub struct DeploymentConfig {
     pub resources: Option<Resources>,
 }
 
+/// Checks every environment variable name; `field` is where the map sits in the request
+/// (`config.env`, `env`), so the error names the offending variable's path.
+pub fn check_env(env: &BTreeMap<String, String>, field: &str) -> Result<(), InvalidField> {
+    for name in env.keys() {
+        if !ENV_NAME.is_match(name) {
+            return Err(InvalidField::new(
+                format!("{field}.{name}"),
+                "an environment variable name consists of letters, digits, '_', '-' and '.', and does not start with a digit",
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl DeploymentConfig {
     /// Validates the parts that are not already validated types (port, replicas, env names).
     pub fn new(
@@ -300,14 +314,7 @@ impl DeploymentConfig {
                 format!("must be between 1 and {MAX_REPLICAS}"),
             ));
         }
-        for name in env.keys() {
-            if !ENV_NAME.is_match(name) {
-                return Err(InvalidField::new(
-                    format!("config.env.{name}"),
-                    "an environment variable name consists of letters, digits, '_', '-' and '.', and does not start with a digit",
-                ));
-            }
-        }
+        check_env(&env, "config.env")?;
         Ok(Self {
             image,
             service_monitor,

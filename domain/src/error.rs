@@ -41,4 +41,23 @@ pub enum DomainError {
     /// Delete needs nothing deployed and nothing in flight (409).
     #[error("usecase has a deployment that is deployed or in progress; undeploy it first")]
     UsecaseBusy,
+    /// A restart of the deployed deployment is still rolling (409).
+    #[error("a restart is already in progress")]
+    RestartInProgress,
+    /// No restart with this id is waiting for its outcome (409).
+    #[error("restart {0} is not in progress")]
+    NoSuchRestart(Uuid),
+    /// A rollback needs an earlier deployment that was deployed (409).
+    #[error("there is no earlier deployed deployment to roll back to")]
+    NothingToRollBackTo,
+    /// The rollback target is the deployment that is deployed now, or one still in flight (409).
+    #[error(
+        "deployment {deployment_id} is {status}; roll back to an earlier, finished deployment"
+    )]
+    InvalidRollbackTarget {
+        /// The requested target.
+        deployment_id: Uuid,
+        /// Its status.
+        status: DeploymentStatus,
+    },
 }

@@ -4,6 +4,7 @@ use crate::config::{DeploymentConfig, UsecaseName};
 use chrono::{DateTime, Utc};
 use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use uuid::Uuid;
 
 /// Every event of the `Usecase` aggregate. Each carries its own time (`at`) and
@@ -82,6 +83,57 @@ pub enum UsecaseEvent {
         /// When it was deleted.
         at: DateTime<Utc>,
     },
+    /// A client asked to roll the pods of the deployed deployment.
+    RestartRequested {
+        /// The restart, named by its outcome event.
+        restart_id: Uuid,
+        /// The deployment whose pods are rolled.
+        deployment_id: Uuid,
+        /// When it was asked.
+        at: DateTime<Utc>,
+    },
+    /// The restart's rollout finished: fresh pods serve.
+    RestartSucceeded {
+        /// The restart.
+        restart_id: Uuid,
+        /// The deployment restarted.
+        deployment_id: Uuid,
+        /// When the rollout finished.
+        at: DateTime<Utc>,
+    },
+    /// The restart's rollout failed, or the deployment stopped being deployed first.
+    RestartFailed {
+        /// The restart.
+        restart_id: Uuid,
+        /// The deployment it was for.
+        deployment_id: Uuid,
+        /// Why, in the user's words.
+        message: String,
+        /// When it failed.
+        at: DateTime<Utc>,
+    },
+    /// A client changed the environment variables; it follows, in the same commit,
+    /// the `DeploymentRequested` of the new deployment that rolls them out.
+    ConfigChangeRequested {
+        /// The new deployment carrying the change.
+        deployment_id: Uuid,
+        /// The deployed deployment whose config was the starting point.
+        based_on: Uuid,
+        /// The complete new set of environment variables.
+        env: BTreeMap<String, String>,
+        /// When it was asked.
+        at: DateTime<Utc>,
+    },
+    /// A client asked to restore an earlier deployment's config; it follows, in the
+    /// same commit, the `DeploymentRequested` of the new deployment that runs it.
+    RollbackRequested {
+        /// The new deployment running the restored config.
+        deployment_id: Uuid,
+        /// The earlier deployment whose config is restored.
+        rollback_of: Uuid,
+        /// When it was asked.
+        at: DateTime<Utc>,
+    },
 }
 
 /// The schema version of every event shape below; bump it with an upcaster when a shape changes.
@@ -100,6 +152,11 @@ impl UsecaseEvent {
             Self::UndeployRequested { .. } => "UndeployRequested",
             Self::DeploymentUndeployed { .. } => "DeploymentUndeployed",
             Self::UsecaseDeleted { .. } => "UsecaseDeleted",
+            Self::RestartRequested { .. } => "RestartRequested",
+            Self::RestartSucceeded { .. } => "RestartSucceeded",
+            Self::RestartFailed { .. } => "RestartFailed",
+            Self::ConfigChangeRequested { .. } => "ConfigChangeRequested",
+            Self::RollbackRequested { .. } => "RollbackRequested",
         }
     }
 
@@ -114,13 +171,18 @@ impl UsecaseEvent {
             | Self::DeploymentSuperseded { at, .. }
             | Self::UndeployRequested { at, .. }
             | Self::DeploymentUndeployed { at, .. }
-            | Self::UsecaseDeleted { at } => *at,
+            | Self::UsecaseDeleted { at }
+            | Self::RestartRequested { at, .. }
+            | Self::RestartSucceeded { at, .. }
+            | Self::RestartFailed { at, .. }
+            | Self::ConfigChangeRequested { at, .. }
+            | Self::RollbackRequested { at, .. } => *at,
         }
     }
 }
 
 /// Every event type name, for filters and documentation.
-pub const EVENT_TYPES: [&str; 9] = [
+pub const EVENT_TYPES: [&str; 14] = [
     "UsecaseRegistered",
     "DeploymentRequested",
     "DeploymentStarted",
@@ -130,6 +192,11 @@ pub const EVENT_TYPES: [&str; 9] = [
     "UndeployRequested",
     "DeploymentUndeployed",
     "UsecaseDeleted",
+    "RestartRequested",
+    "RestartSucceeded",
+    "RestartFailed",
+    "ConfigChangeRequested",
+    "RollbackRequested",
 ];
 
 impl DomainEvent for UsecaseEvent {

@@ -11,7 +11,8 @@ pub mod status;
 pub use aggregate::{Deployment, Usecase};
 pub use commands::UsecaseCommand;
 pub use config::{
-    DeploymentConfig, ImageRef, InvalidField, ResourceList, Resources, ServiceMonitor, UsecaseName,
+    check_env, DeploymentConfig, ImageRef, InvalidField, ResourceList, Resources, ServiceMonitor,
+    UsecaseName,
 };
 pub use error::DomainError;
 pub use events::UsecaseEvent;

@@ -447,3 +447,205 @@ fn events_serialise_with_camel_case_fields_and_type_tags() {
     let json = serde_json::to_value(superseded(D1, D2)).unwrap_or_default();
     assert_eq!(json["DeploymentSuperseded"]["supersededBy"], D2.to_string());
 }
+
+// ---------------------------------------------------------------- restart, config, rollback
+
+const R1: Uuid = Uuid::from_u128(21);
+
+fn requested_with(id: Uuid, config: DeploymentConfig) -> UsecaseEvent {
+    UsecaseEvent::DeploymentRequested {
+        deployment_id: id,
+        config,
+        at: at(),
+    }
+}
+
+/// D1 (tag 1.0.0) deployed, then superseded by D2 (tag 2.0.0), which is deployed now.
+fn two_releases() -> Vec<UsecaseEvent> {
+    vec![
+        registered(),
+        requested_with(D1, config("1.0.0")),
+        started(D1),
+        succeeded(D1),
+        requested_with(D2, config("2.0.0")),
+        started(D2),
+        succeeded(D2),
+        superseded(D1, D2),
+    ]
+}
+
+#[test]
+fn a_restart_of_the_serving_deployment_is_recorded_and_refused_while_one_runs() {
+    Fx::with(())
+        .given(vec![
+            registered(),
+            requested(D1),
+            started(D1),
+            succeeded(D1),
+        ])
+        .when(UsecaseCommand::RequestRestart {
+            restart_id: R1,
+            at: at(),
+        })
+        .then_expect_events(vec![UsecaseEvent::RestartRequested {
+            restart_id: R1,
+            deployment_id: D1,
+            at: at(),
+        }]);
+    let restarting = vec![
+        registered(),
+        requested(D1),
+        started(D1),
+        succeeded(D1),
+        UsecaseEvent::RestartRequested {
+            restart_id: R1,
+            deployment_id: D1,
+            at: at(),
+        },
+    ];
+    Fx::with(())
+        .given(restarting.clone())
+        .when(UsecaseCommand::RequestRestart {
+            restart_id: Uuid::from_u128(22),
+            at: at(),
+        })
+        .then_expect_error(DomainError::RestartInProgress);
+    Fx::with(())
+        .given(restarting)
+        .when(UsecaseCommand::CompleteRestart {
+            restart_id: R1,
+            at: at(),
+        })
+        .then_expect_events(vec![UsecaseEvent::RestartSucceeded {
+            restart_id: R1,
+            deployment_id: D1,
+            at: at(),
+        }]);
+}
+
+#[test]
+fn restart_needs_something_deployed_and_outcomes_need_a_pending_restart() {
+    Fx::with(())
+        .given(vec![registered(), requested(D1)])
+        .when(UsecaseCommand::RequestRestart {
+            restart_id: R1,
+            at: at(),
+        })
+        .then_expect_error(DomainError::NothingDeployed);
+    Fx::with(())
+        .given(vec![
+            registered(),
+            requested(D1),
+            started(D1),
+            succeeded(D1),
+        ])
+        .when(UsecaseCommand::FailRestart {
+            restart_id: R1,
+            message: "x".into(),
+            at: at(),
+        })
+        .then_expect_error(DomainError::NoSuchRestart(R1));
+}
+
+#[test]
+fn a_config_change_requests_a_new_deployment_of_the_same_image_with_the_new_env() {
+    let env = BTreeMap::from([("MODE".to_owned(), "debug".to_owned())]);
+    let mut changed = config("1.0.0");
+    changed.env = env.clone();
+    Fx::with(())
+        .given(vec![
+            registered(),
+            requested(D1),
+            started(D1),
+            succeeded(D1),
+            requested(D2),
+        ])
+        .when(UsecaseCommand::ChangeConfig {
+            deployment_id: D3,
+            env: env.clone(),
+            at: at(),
+        })
+        .then_expect_events(vec![
+            requested_with(D3, changed),
+            UsecaseEvent::ConfigChangeRequested {
+                deployment_id: D3,
+                based_on: D1,
+                env,
+                at: at(),
+            },
+            // The older request still in flight is superseded, as by any new request.
+            superseded(D2, D3),
+        ]);
+    Fx::with(())
+        .given(vec![registered()])
+        .when(UsecaseCommand::ChangeConfig {
+            deployment_id: D3,
+            env: BTreeMap::new(),
+            at: at(),
+        })
+        .then_expect_error(DomainError::NothingDeployed);
+}
+
+#[test]
+fn a_rollback_by_default_restores_the_deployment_deployed_before_the_current() {
+    Fx::with(())
+        .given(two_releases())
+        .when(UsecaseCommand::Rollback {
+            deployment_id: D3,
+            target: None,
+            at: at(),
+        })
+        .then_expect_events(vec![
+            requested_with(D3, config("1.0.0")),
+            UsecaseEvent::RollbackRequested {
+                deployment_id: D3,
+                rollback_of: D1,
+                at: at(),
+            },
+        ]);
+}
+
+#[test]
+fn a_rollback_skips_deployments_that_never_served_and_refuses_unfinished_targets() {
+    let failed = UsecaseEvent::DeploymentFailed {
+        deployment_id: D2,
+        message: "crash".into(),
+        at: at(),
+    };
+    // D2 failed: there is nothing deployed before D1, which serves.
+    Fx::with(())
+        .given(vec![
+            registered(),
+            requested(D2),
+            failed.clone(),
+            requested(D1),
+            started(D1),
+            succeeded(D1),
+        ])
+        .when(UsecaseCommand::Rollback {
+            deployment_id: D3,
+            target: None,
+            at: at(),
+        })
+        .then_expect_error(DomainError::NothingToRollBackTo);
+    // Naming the serving deployment is refused: it is not finished.
+    Fx::with(())
+        .given(two_releases())
+        .when(UsecaseCommand::Rollback {
+            deployment_id: D3,
+            target: Some(D2),
+            at: at(),
+        })
+        .then_expect_error(DomainError::InvalidRollbackTarget {
+            deployment_id: D2,
+            status: DeploymentStatus::Deployed,
+        });
+    Fx::with(())
+        .given(two_releases())
+        .when(UsecaseCommand::Rollback {
+            deployment_id: D3,
+            target: Some(Uuid::from_u128(99)),
+            at: at(),
+        })
+        .then_expect_error(DomainError::DeploymentNotFound(Uuid::from_u128(99)));
+}

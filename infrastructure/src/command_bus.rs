@@ -3,6 +3,7 @@
 
 use crate::db::{app_error, is_outage};
 use crate::event_log::EventLog;
+use crate::telemetry::Telemetry;
 use async_trait::async_trait;
 use cqrs_es::{Aggregate, AggregateError};
 use postgres_es::{postgres_cqrs, PostgresCqrs};
@@ -10,6 +11,7 @@ use shiplog_application::{AppError, CommandBus, CommandContext, Cursor};
 use shiplog_domain::{DomainError, Usecase, UsecaseCommand};
 use sqlx::PgPool;
 use std::collections::HashMap;
+use std::sync::Arc;
 use tracing::{instrument, warn};
 use uuid::Uuid;
 
@@ -28,6 +30,14 @@ impl PostgresCommandBus {
     pub fn new(pool: PgPool) -> Self {
         Self {
             cqrs: postgres_cqrs(pool.clone(), Vec::new(), ()),
+            pool,
+        }
+    }
+
+    /// A bus over the events table of `pool` that counts the events it appends in `telemetry`.
+    pub fn with_metrics(pool: PgPool, telemetry: Arc<Telemetry>) -> Self {
+        Self {
+            cqrs: postgres_cqrs(pool.clone(), vec![telemetry.appended_events_query()], ()),
             pool,
         }
     }

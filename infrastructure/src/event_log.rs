@@ -37,6 +37,11 @@ pub(crate) fn recorded_from(row: &PgRow) -> Result<RecordedEvent, sqlx::Error> {
     })
 }
 
+/// The rule that makes the global order safe to follow: an event is visible once
+/// its transaction is older than every transaction still running, so nothing can
+/// later commit before it. A `WHERE` condition on `events.transaction_id`.
+pub(crate) const VISIBLE: &str = "transaction_id < pg_snapshot_xmin(pg_current_snapshot())";
+
 /// Reads the events table in the global order.
 pub struct EventLog;
 
@@ -54,7 +59,7 @@ impl EventLog {
             "SELECT {EVENT_COLUMNS}
                FROM events
               WHERE (transaction_id, position) > ($1::text::xid8, $2)
-                AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+                AND {VISIBLE}
               ORDER BY transaction_id, position
               LIMIT $3"
         ))

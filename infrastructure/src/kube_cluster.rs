@@ -23,6 +23,8 @@ pub const USECASE_LABEL: &str = "shiplog.io/usecase";
 /// Label with the deployment id on every per-deployment object and pod.
 pub const DEPLOYMENT_LABEL: &str = "shiplog.io/deployment";
 const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "shiplog");
+/// Pod-template annotation with the newest restart's id (as `kubectl rollout restart` stamps a time).
+pub const RESTART_ANNOTATION: &str = "shiplog.io/restart";
 /// The name of the usecase's container.
 pub const CONTAINER: &str = "app";
 /// The port the usecase's Service listens on.
@@ -57,7 +59,8 @@ pub struct KubeCluster {
     service_monitor: ApiResource,
 }
 
-fn error(e: kube::Error) -> ClusterError {
+/// Maps kube errors: throttling and server errors are outages, the rest refusals.
+pub(crate) fn error(e: kube::Error) -> ClusterError {
     match &e {
         kube::Error::Api(status) if status.code == 429 || status.code >= 500 => {
             ClusterError::Unavailable(e.to_string())
@@ -84,11 +87,31 @@ impl KubeCluster {
         }
     }
 
+    /// The kube client, for the applications proxy.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The namespace every object of shiplog lives in.
+    pub fn namespace(&self) -> &str {
+        &self.settings.namespace
+    }
+
+    /// The API server's proxy path of the usecase's Service (port `http`), no trailing slash:
+    /// the applications proxy sends requests there, from inside or outside the cluster.
+    pub fn service_proxy_path(&self, usecase_id: Uuid) -> String {
+        format!(
+            "/api/v1/namespaces/{}/services/{}:http/proxy",
+            self.settings.namespace,
+            service_name(usecase_id)
+        )
+    }
+
     fn deployments(&self) -> Api<Deployment> {
         Api::namespaced(self.client.clone(), &self.settings.namespace)
     }
 
-    fn pods(&self) -> Api<Pod> {
+    pub(crate) fn pods(&self) -> Api<Pod> {
         Api::namespaced(self.client.clone(), &self.settings.namespace)
     }
 
@@ -142,6 +165,11 @@ impl KubeCluster {
             .iter()
             .map(|s| json!({"name": s}))
             .collect();
+        let mut template_metadata = json!({"labels": Self::labels(w)});
+        if let Some(restart) = w.restart {
+            // Changing it rolls the pods; the same id applied again changes nothing.
+            template_metadata["annotations"] = json!({RESTART_ANNOTATION: restart.to_string()});
+        }
         json!({
             "apiVersion": "apps/v1",
             "kind": "Deployment",
@@ -151,7 +179,7 @@ impl KubeCluster {
                 "progressDeadlineSeconds": self.settings.progress_deadline.as_secs(),
                 "selector": {"matchLabels": {DEPLOYMENT_LABEL: w.deployment_id.to_string()}},
                 "template": {
-                    "metadata": {"labels": Self::labels(w)},
+                    "metadata": template_metadata,
                     "spec": {
                         "imagePullSecrets": secrets,
                         "containers": [{

@@ -205,6 +205,20 @@ impl ReadModel for PgReadModel {
             .flatten())
     }
 
+    async fn serving(&self, usecase_id: Uuid) -> Result<Option<DeploymentView>, AppError> {
+        let row = sqlx::query(&format!("SELECT {DEPLOYMENT_COLUMNS} FROM deployment_view d WHERE d.usecase_id = $1 AND d.status = 'deployed' AND NOT d.undeploy_requested LIMIT 1"))
+            .bind(usecase_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(app_error)?;
+        Ok(row
+            .as_ref()
+            .map(deployment)
+            .transpose()
+            .map_err(app_error)?
+            .flatten())
+    }
+
     async fn wait_for(&self, cursor: Cursor) {
         self.projector.wait_for(cursor).await;
     }

@@ -14,15 +14,17 @@ async fn sim(ready_delay_ms: u64) -> KubeSim {
         ready_delay: Duration::from_millis(ready_delay_ms),
         progress_deadline: Duration::from_secs(5),
         log_interval: Duration::from_millis(200),
+        metrics_api: true,
     };
     KubeSim::start(config)
         .await
         .unwrap_or_else(|e| panic!("simulator: {e}"))
 }
 
-fn client(sim: &KubeSim) -> kube::Client {
+/// The kube configuration shiplog uses to reach the simulator.
+pub fn kube_config(sim: &KubeSim) -> kube::Config {
     let url = sim.url().parse().unwrap_or_else(|e| panic!("{e}"));
-    kube::Client::try_from(kube::Config::new(url)).unwrap_or_else(|e| panic!("{e}"))
+    kube::Config::new(url)
 }
 
 fn deployment_name(id: Uuid) -> String {
@@ -57,7 +59,8 @@ async fn eventually(description: &str, mut check: impl FnMut() -> bool) {
 #[tokio::test]
 async fn a_deployment_reaches_deployed_with_its_objects_in_the_cluster() {
     let sim = sim(100).await;
-    let app = TestApp::spawn_with_cluster(Arc::new(TestDb::create().await), client(&sim)).await;
+    let app =
+        TestApp::spawn_with_cluster(Arc::new(TestDb::create().await), kube_config(&sim)).await;
     let usecase = app.create_usecase("chat").await;
     let body = json!({"config": {
         "image": {"registry": "registry.example.com", "repository": "team/chat", "tag": "1.2.3"},
@@ -137,7 +140,8 @@ async fn a_deployment_reaches_deployed_with_its_objects_in_the_cluster() {
 #[tokio::test]
 async fn a_second_deployment_supersedes_the_first_and_its_objects_go() {
     let sim = sim(100).await;
-    let app = TestApp::spawn_with_cluster(Arc::new(TestDb::create().await), client(&sim)).await;
+    let app =
+        TestApp::spawn_with_cluster(Arc::new(TestDb::create().await), kube_config(&sim)).await;
     let usecase = app.create_usecase("chat").await;
     let first = app.deploy(usecase, "1").await;
     app.wait_for_status(usecase, first, "deployed").await;
@@ -165,7 +169,8 @@ async fn a_second_deployment_supersedes_the_first_and_its_objects_go() {
 #[tokio::test]
 async fn a_broken_image_ends_in_error_naming_the_cause_and_leaves_nothing() {
     let sim = sim(100).await;
-    let app = TestApp::spawn_with_cluster(Arc::new(TestDb::create().await), client(&sim)).await;
+    let app =
+        TestApp::spawn_with_cluster(Arc::new(TestDb::create().await), kube_config(&sim)).await;
     let usecase = app.create_usecase("chat").await;
     let broken = app.deploy(usecase, "1.0-broken").await;
     let failed = app.wait_for_status(usecase, broken, "error").await;
@@ -200,7 +205,8 @@ async fn a_broken_image_ends_in_error_naming_the_cause_and_leaves_nothing() {
 #[tokio::test]
 async fn undeploy_removes_the_objects() {
     let sim = sim(100).await;
-    let app = TestApp::spawn_with_cluster(Arc::new(TestDb::create().await), client(&sim)).await;
+    let app =
+        TestApp::spawn_with_cluster(Arc::new(TestDb::create().await), kube_config(&sim)).await;
     let usecase = app.create_usecase("chat").await;
     let d = app.deploy(usecase, "1").await;
     app.wait_for_status(usecase, d, "deployed").await;
@@ -221,13 +227,13 @@ async fn undeploy_removes_the_objects() {
 async fn a_restart_in_the_middle_of_a_rollout_resumes_and_finishes() {
     let sim = sim(1_500).await;
     let db = Arc::new(TestDb::create().await);
-    let mut first = TestApp::spawn_with_cluster(db.clone(), client(&sim)).await;
+    let mut first = TestApp::spawn_with_cluster(db.clone(), kube_config(&sim)).await;
     let usecase = first.create_usecase("chat").await;
     let d = first.deploy(usecase, "1").await;
     first.wait_for_status(usecase, d, "deploying").await;
     first.stop().await;
 
-    let second = TestApp::spawn_with_cluster(db, client(&sim)).await;
+    let second = TestApp::spawn_with_cluster(db, kube_config(&sim)).await;
     second.wait_for_status(usecase, d, "deployed").await;
     assert_eq!(names(&sim, "deployments"), [deployment_name(d)]);
 }
@@ -238,7 +244,7 @@ async fn a_restart_in_the_middle_of_a_rollout_resumes_and_finishes() {
 async fn killing_the_process_manager_at_random_points_loses_nothing_and_orphans_nothing() {
     let sim = sim(150).await;
     let db = Arc::new(TestDb::create().await);
-    let mut app = TestApp::spawn_with_cluster(db.clone(), client(&sim)).await;
+    let mut app = TestApp::spawn_with_cluster(db.clone(), kube_config(&sim)).await;
     let usecases = [
         app.create_usecase("a").await,
         app.create_usecase("b").await,
@@ -281,7 +287,7 @@ async fn killing_the_process_manager_at_random_points_loses_nothing_and_orphans_
         // Kill at a random point: sometimes at once, sometimes mid-rollout.
         tokio::time::sleep(Duration::from_millis(next(400))).await;
         app.stop().await;
-        app = TestApp::spawn_with_cluster(db.clone(), client(&sim)).await;
+        app = TestApp::spawn_with_cluster(db.clone(), kube_config(&sim)).await;
     }
 
     // Let the last process manager finish: nothing may stay pending or deploying.

@@ -76,6 +76,8 @@ impl Drop for TestDb {
 /// shiplog running in-process on a random port over its own database.
 pub struct TestApp {
     pub base: String,
+    /// The applications proxy's base URL.
+    pub proxy_base: String,
     pub client: reqwest::Client,
     pub db: Arc<TestDb>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -118,7 +120,7 @@ impl TestApp {
     }
 
     /// The app with its process manager driving the cluster behind `kube`.
-    pub async fn spawn_with_cluster(db: Arc<TestDb>, kube: kube::Client) -> Self {
+    pub async fn spawn_with_cluster(db: Arc<TestDb>, kube: kube::Config) -> Self {
         let url = db.url.clone();
         Self::start(db, &url, Some(kube), |_| {}).await
     }
@@ -126,7 +128,7 @@ impl TestApp {
     async fn start(
         db: Arc<TestDb>,
         database_url: &str,
-        kube: Option<kube::Client>,
+        kube: Option<kube::Config>,
         configure: impl FnOnce(&mut Settings),
     ) -> Self {
         // Server logs appear in the output of a failing test.
@@ -150,20 +152,24 @@ impl TestApp {
                 buffer: 1024,
             },
             cors_origins: vec![CORS_ORIGIN.to_owned()],
+            proxy_listen: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
+            proxy_cors_origins: vec![CORS_ORIGIN.to_owned()],
         };
         configure(&mut settings);
         let server = match kube {
-            Some(client) => Server::start_with_client(&settings, client).await,
+            Some(config) => Server::start_with_kube(&settings, config).await,
             None => Server::start(&settings).await,
         };
         let server = server.unwrap_or_else(|e| panic!("start: {e}"));
         let addr = server.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let proxy_addr = server.proxy_addr().unwrap_or_else(|e| panic!("{e}"));
         let (tx, rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(server.run(async move {
             let _ = rx.await;
         }));
         Self {
             base: format!("http://{addr}"),
+            proxy_base: format!("http://{proxy_addr}"),
             client: reqwest::Client::new(),
             db,
             shutdown: Some(tx),

@@ -33,6 +33,7 @@ impl Serve {
         let file = std::fs::File::create(&log).unwrap_or_else(|e| panic!("{e}"));
         let child = Command::new(env!("CARGO_BIN_EXE_shiplog"))
             .arg("serve")
+            .env("SHIPLOG_PROXY_LISTEN", "127.0.0.1:0")
             .env("DATABASE_URL", &db.url)
             .env("SHIPLOG_LISTEN", format!("127.0.0.1:{port}"))
             .env("SHIPLOG_ADMIN_TOKEN", ADMIN_TOKEN)

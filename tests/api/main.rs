@@ -11,6 +11,8 @@ mod docs;
 mod helpers;
 mod leader;
 mod ledger;
+mod metrics;
+mod operations;
 mod outage;
 mod projections;
 mod seed_walkthrough;

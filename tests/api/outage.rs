@@ -8,15 +8,15 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 /// A TCP proxy to the test Postgres that can be cut and restored.
-struct PgProxy {
-    port: u16,
+pub(crate) struct PgProxy {
+    pub(crate) port: u16,
     open: Arc<AtomicBool>,
     connections: Arc<Mutex<Vec<JoinHandle<()>>>>,
     accept: JoinHandle<()>,
 }
 
 impl PgProxy {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .unwrap_or_else(|e| panic!("{e}"));
@@ -52,7 +52,7 @@ impl PgProxy {
         }
     }
 
-    fn cut(&self) {
+    pub(crate) fn cut(&self) {
         self.open.store(false, Ordering::SeqCst);
         if let Ok(mut list) = self.connections.lock() {
             list.drain(..).for_each(|c| c.abort());

@@ -136,6 +136,7 @@ async fn the_seed_curl_walkthrough_works_against_the_binary() {
     let mut child = Shiplog(
         Command::new(env!("CARGO_BIN_EXE_shiplog"))
             .arg("serve")
+            .env("SHIPLOG_PROXY_LISTEN", "127.0.0.1:0")
             .env("DATABASE_URL", &db.url)
             .env("SHIPLOG_LISTEN", format!("127.0.0.1:{port}"))
             .env("SHIPLOG_ADMIN_TOKEN", ADMIN_TOKEN)

@@ -368,6 +368,7 @@ async fn a_stream_on_one_process_sees_events_written_through_another() {
         .unwrap_or_else(|e| panic!("{e}"));
     let child = Command::new(env!("CARGO_BIN_EXE_shiplog"))
         .arg("serve")
+        .env("SHIPLOG_PROXY_LISTEN", "127.0.0.1:0")
         .env("DATABASE_URL", &app.db.url)
         .env("SHIPLOG_LISTEN", format!("127.0.0.1:{port}"))
         .env("SHIPLOG_ADMIN_TOKEN", ADMIN_TOKEN)

@@ -120,7 +120,14 @@ impl Projection for DeploymentViewProjection {
                     .execute(conn)
                     .await?;
             }
-            UsecaseEvent::UsecaseRegistered { .. } => {}
+            // Restarts, config changes and rollbacks leave the row alone: the
+            // DeploymentRequested of a config change or rollback makes its own.
+            UsecaseEvent::UsecaseRegistered { .. }
+            | UsecaseEvent::RestartRequested { .. }
+            | UsecaseEvent::RestartSucceeded { .. }
+            | UsecaseEvent::RestartFailed { .. }
+            | UsecaseEvent::ConfigChangeRequested { .. }
+            | UsecaseEvent::RollbackRequested { .. } => {}
         }
         Ok(())
     }

@@ -1,0 +1,313 @@
+//! Operating a deployed usecase: restart, config, rollback (ledger commands the
+//! process manager carries out) and logs, Kubernetes events and resource usage
+//! (read from the cluster).
+
+use crate::error::{ApiError, Problem};
+use crate::extract::{
+    command_context, ApiJson, ApiPath, ApiQuery, Auth, OptionalJson, RequestId, StreamAuth,
+};
+use crate::ops_dto::{
+    ConfigAccepted, ConfigChange, ConfigResponse, KubeEventList, LogLineBody, LogStreamQuery,
+    LogsQuery, LogsResponse, RestartAccepted, RollbackAccepted, RollbackRequest, UsageResponse,
+};
+use crate::state::AppState;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderName, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures::StreamExt;
+use shiplog_application::{LogLine, Scope};
+use std::convert::Infallible;
+use uuid::Uuid;
+
+/// Roll the pods of the deployed deployment (same config, fresh pods).
+#[utoipa::path(post, path = "/api/usecases/{id}/restart", tag = "operations",
+    params(("id" = Uuid, Path, description = "The usecase id")),
+    security(("bearer" = ["deployments:write"])),
+    responses(
+        (status = 202, description = "Accepted: a RestartRequested event; RestartSucceeded or RestartFailed follows when the pods rolled", body = RestartAccepted),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks deployments:write", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such usecase", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Nothing is deployed, or a restart is still in progress", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn restart(
+    State(state): State<AppState>,
+    auth: Auth,
+    request_id: RequestId,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<(StatusCode, Json<RestartAccepted>), ApiError> {
+    let principal = auth.require(Scope::DeploymentsWrite)?;
+    let accepted = state
+        .operations
+        .restart(&command_context(principal, request_id), id)
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(RestartAccepted {
+            restart_id: accepted.id,
+            deployment_id: accepted.deployment_id,
+        }),
+    ))
+}
+
+/// The environment variables of the deployed deployment.
+#[utoipa::path(get, path = "/api/usecases/{id}/config", tag = "operations",
+    params(("id" = Uuid, Path, description = "The usecase id")),
+    security(("bearer" = ["deployments:read"])),
+    responses(
+        (status = 200, description = "The deployed deployment and its environment", body = ConfigResponse),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks deployments:read", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such usecase, or nothing of it is deployed", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_config(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<ConfigResponse>, ApiError> {
+    auth.require(Scope::DeploymentsRead)?;
+    Ok(Json(state.operations.config(id).await?.into()))
+}
+
+/// Replace the environment variables: a new deployment with the same image and
+/// settings rolls them out and supersedes the deployed one through the usual lifecycle.
+#[utoipa::path(put, path = "/api/usecases/{id}/config", tag = "operations", request_body = ConfigChange,
+    params(("id" = Uuid, Path, description = "The usecase id")),
+    security(("bearer" = ["deployments:write"])),
+    responses(
+        (status = 202, description = "Accepted: ConfigChangeRequested and the new deployment's DeploymentRequested", body = ConfigAccepted),
+        (status = 400, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks deployments:write", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such usecase", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Nothing is deployed to take the image from", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not declared as JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "env is missing, or a variable name is invalid (the field names it: env.NAME)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn put_config(
+    State(state): State<AppState>,
+    auth: Auth,
+    request_id: RequestId,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(body): ApiJson<ConfigChange>,
+) -> Result<(StatusCode, Json<ConfigAccepted>), ApiError> {
+    let principal = auth.require(Scope::DeploymentsWrite)?;
+    let accepted = state
+        .operations
+        .change_config(&command_context(principal, request_id), id, body.env)
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(ConfigAccepted {
+            id: accepted.id,
+            based_on: accepted.deployment_id,
+        }),
+    ))
+}
+
+/// Deploy again the config of an earlier deployment (default: the one deployed
+/// before the current), as a new deployment whose events say which it restores.
+#[utoipa::path(post, path = "/api/usecases/{id}/rollback", tag = "operations", request_body(content = RollbackRequest, description = "Optional; an empty body rolls back to the deployment before the current"),
+    params(("id" = Uuid, Path, description = "The usecase id")),
+    security(("bearer" = ["deployments:write"])),
+    responses(
+        (status = 202, description = "Accepted: the new deployment's DeploymentRequested and RollbackRequested", body = RollbackAccepted),
+        (status = 400, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks deployments:write", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such usecase, or deploymentId is not one of its deployments", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Nothing deployed and no deploymentId, no earlier deployed deployment, or the target is not finished", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not declared as JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "An unknown or mistyped field", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn rollback(
+    State(state): State<AppState>,
+    auth: Auth,
+    request_id: RequestId,
+    ApiPath(id): ApiPath<Uuid>,
+    OptionalJson(body): OptionalJson<RollbackRequest>,
+) -> Result<(StatusCode, Json<RollbackAccepted>), ApiError> {
+    let principal = auth.require(Scope::DeploymentsWrite)?;
+    let accepted = state
+        .operations
+        .rollback(
+            &command_context(principal, request_id),
+            id,
+            body.deployment_id,
+        )
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(RollbackAccepted {
+            id: accepted.id,
+            rollback_of: accepted.deployment_id,
+        }),
+    ))
+}
+
+/// Container logs of the deployed deployment's pods: the last `tail` lines per pod
+/// as JSON, or with `follow=true` those and then new lines as NDJSON while they come.
+#[utoipa::path(get, path = "/api/usecases/{id}/logs", tag = "operations",
+    params(("id" = Uuid, Path, description = "The usecase id"), LogsQuery),
+    security(("bearer" = ["deployments:read"])),
+    responses(
+        (status = 200, description = "The lines (follow=false), or an endless application/x-ndjson stream of {pod, line} (follow=true)", body = LogsResponse),
+        (status = 400, description = "A query parameter is malformed", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks deployments:read", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such usecase or deployment", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Nothing is deployed and no deploymentId was named", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "tail out of range", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The cluster or the database is unavailable; retry", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn logs(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiQuery(query): ApiQuery<LogsQuery>,
+) -> Result<Response, ApiError> {
+    auth.require(Scope::DeploymentsRead)?;
+    if !query.follow.unwrap_or(false) {
+        let logs = state
+            .operations
+            .logs(id, query.deployment_id, query.tail)
+            .await?;
+        return Ok(Json(LogsResponse::from(logs)).into_response());
+    }
+    let (deployment_id, lines) = state
+        .operations
+        .follow_logs(id, query.deployment_id, query.tail)
+        .await?;
+    let stopping = state.stopping.clone();
+    let body = lines
+        .take_while(|line| std::future::ready(line.is_ok()))
+        .filter_map(|line| std::future::ready(line.ok()))
+        .map(|line| {
+            let mut json = serde_json::to_vec(&LogLineBody::from(line)).unwrap_or_default();
+            json.push(b'\n');
+            Ok::<_, Infallible>(json)
+        })
+        .take_until(stopping.cancelled_owned());
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-ndjson".to_owned()),
+            (
+                HeaderName::from_static("x-accel-buffering"),
+                "no".to_owned(),
+            ),
+            (
+                HeaderName::from_static("x-shiplog-deployment"),
+                deployment_id.to_string(),
+            ),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response())
+}
+
+/// Container logs as Server-Sent Events: the last `tail` lines per pod, then new
+/// lines as they come; each message is `event: log`, `data: {"pod","line"}`.
+#[utoipa::path(get, path = "/api/usecases/{id}/logs/stream", tag = "operations",
+    params(("id" = Uuid, Path, description = "The usecase id"), LogStreamQuery),
+    security(("bearer" = ["deployments:read"])),
+    responses(
+        (status = 200, description = "An endless text/event-stream of log lines; `event: end` when every pod's log ended", body = String, content_type = "text/event-stream"),
+        (status = 400, description = "A query parameter is malformed", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token (header or access_token)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks deployments:read", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such usecase or deployment", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Nothing is deployed and no deploymentId was named", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "tail out of range", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The cluster or the database is unavailable; retry", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn stream_logs(
+    State(state): State<AppState>,
+    StreamAuth(auth): StreamAuth,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiQuery(query): ApiQuery<LogStreamQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    auth.require(Scope::DeploymentsRead)?;
+    let (_, lines) = state
+        .operations
+        .follow_logs(id, query.deployment_id, query.tail)
+        .await?;
+    let messages = lines
+        .map(|line| match line {
+            Ok(line) => log_event(line),
+            Err(e) => Event::default()
+                .event("error")
+                .data(serde_json::json!({"detail": e.to_string()}).to_string()),
+        })
+        .chain(futures::stream::once(async {
+            Event::default()
+                .event("end")
+                .data(r#"{"detail":"every pod's log ended"}"#)
+        }))
+        .map(Ok::<_, Infallible>)
+        .take_until(state.stopping.clone().cancelled_owned());
+    let no_buffering = [(HeaderName::from_static("x-accel-buffering"), "no")];
+    Ok((
+        no_buffering,
+        Sse::new(messages).keep_alive(
+            KeepAlive::new()
+                .interval(state.keep_alive)
+                .text("keep-alive"),
+        ),
+    ))
+}
+
+fn log_event(line: LogLine) -> Event {
+    let data = serde_json::to_string(&LogLineBody::from(line)).unwrap_or_default();
+    Event::default().event("log").data(data)
+}
+
+/// Kubernetes events of the usecase's Service, Deployments and pods, oldest first.
+#[utoipa::path(get, path = "/api/usecases/{id}/kube-events", tag = "operations",
+    params(("id" = Uuid, Path, description = "The usecase id")),
+    security(("bearer" = ["deployments:read"])),
+    responses(
+        (status = 200, description = "The events the cluster still keeps (Kubernetes drops them after an hour by default)", body = KubeEventList),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks deployments:read", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such usecase", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The cluster or the database is unavailable; retry", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn kube_events(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<KubeEventList>, ApiError> {
+    auth.require(Scope::DeploymentsRead)?;
+    let items = state.operations.kube_events(id).await?;
+    Ok(Json(KubeEventList {
+        items: items.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// CPU and memory of the deployed deployment's pods, from the cluster's metrics.k8s.io.
+#[utoipa::path(get, path = "/api/usecases/{id}/metrics", tag = "operations",
+    params(("id" = Uuid, Path, description = "The usecase id")),
+    security(("bearer" = ["deployments:read"])),
+    responses(
+        (status = 200, description = "Usage per pod and in total", body = UsageResponse),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks deployments:read", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such usecase", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Nothing is deployed", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The cluster has no metrics API (metrics-server), or it or the database is unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn usage(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<UsageResponse>, ApiError> {
+    auth.require(Scope::DeploymentsRead)?;
+    Ok(Json(state.operations.usage(id).await?.into()))
+}

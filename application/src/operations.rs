@@ -1,0 +1,380 @@
+//! Operating a deployed usecase: restart, configuration, rollback (commands on
+//! the ledger) and logs, Kubernetes events and resource usage (read from the
+//! cluster through the `ClusterInsight` port).
+
+use crate::cluster::ClusterError;
+use crate::error::AppError;
+use crate::ports::{CommandBus, CommandContext, ReadModel};
+use crate::process_manager::UsecaseLoader;
+use async_trait::async_trait;
+use chrono::{DateTime, SubsecRound, Utc};
+use futures_core::stream::BoxStream;
+use serde::Serialize;
+use shiplog_domain::{check_env, InvalidField, Usecase, UsecaseCommand};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tracing::instrument;
+use uuid::Uuid;
+
+/// The most log lines one request may ask for.
+pub const MAX_TAIL: u32 = 10_000;
+/// The log lines returned when a client names no `tail`.
+pub const DEFAULT_TAIL: u32 = 100;
+
+/// One line a container wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LogLine {
+    /// The pod that wrote it.
+    pub pod: String,
+    /// The line, without its newline.
+    pub line: String,
+}
+
+/// A Kubernetes event about one of a usecase's objects.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KubeEvent {
+    /// `Normal` or `Warning`.
+    pub kind: String,
+    /// Kubernetes' reason word (`Pulled`, `BackOff`, `ScalingReplicaSet`, ...).
+    pub reason: String,
+    /// The human message.
+    pub message: String,
+    /// The object it is about: its kind (`Pod`, `Deployment`, `Service`).
+    pub object_kind: String,
+    /// The object's name.
+    pub object_name: String,
+    /// How often it happened.
+    pub count: i32,
+    /// When it first happened, when Kubernetes says.
+    pub first_seen: Option<DateTime<Utc>>,
+    /// When it last happened, when Kubernetes says.
+    pub last_seen: Option<DateTime<Utc>>,
+}
+
+/// CPU and memory one pod uses now, as metrics.k8s.io reports it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PodUsage {
+    /// The pod.
+    pub pod: String,
+    /// CPU in cores (0.25 = 250m).
+    pub cpu_cores: f64,
+    /// Working-set memory in bytes.
+    pub memory_bytes: u64,
+    /// When the sample was taken.
+    pub timestamp: Option<DateTime<Utc>>,
+    /// The window the CPU rate was measured over, e.g. `30s`.
+    pub window: String,
+}
+
+/// What the operations routes read from the cluster; implemented on kube-rs.
+#[async_trait]
+pub trait ClusterInsight: Send + Sync {
+    /// The last `tail` lines of every pod of the deployment, pod by pod.
+    async fn logs(&self, deployment_id: Uuid, tail: u32) -> Result<Vec<LogLine>, ClusterError>;
+    /// The last `tail` lines of every pod of the deployment, then new lines as they come.
+    async fn follow_logs(
+        &self,
+        deployment_id: Uuid,
+        tail: u32,
+    ) -> Result<BoxStream<'static, Result<LogLine, ClusterError>>, ClusterError>;
+    /// Events of the usecase's Service and of these deployments and their pods, oldest first.
+    async fn events(
+        &self,
+        usecase_id: Uuid,
+        deployment_ids: &[Uuid],
+    ) -> Result<Vec<KubeEvent>, ClusterError>;
+    /// Usage of the deployment's pods; `None` when the cluster serves no metrics.k8s.io.
+    async fn usage(&self, deployment_id: Uuid) -> Result<Option<Vec<PodUsage>>, ClusterError>;
+}
+
+/// A command the API accepted: the process manager carries it out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// The restart or the new deployment the command started.
+    pub id: Uuid,
+    /// The deployment it acts on (restart) or starts from (config change, rollback).
+    pub deployment_id: Uuid,
+}
+
+/// The environment of the serving deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The deployment serving now.
+    pub deployment_id: Uuid,
+    /// Its environment variables.
+    pub env: BTreeMap<String, String>,
+}
+
+/// The logs of one deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Logs {
+    /// The deployment they come from.
+    pub deployment_id: Uuid,
+    /// The lines, pod by pod.
+    pub lines: Vec<LogLine>,
+}
+
+/// Resource usage of one deployment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Usage {
+    /// The deployment measured.
+    pub deployment_id: Uuid,
+    /// One sample per running pod.
+    pub pods: Vec<PodUsage>,
+}
+
+/// Restart, config, rollback, logs, Kubernetes events and usage of a usecase.
+pub struct Operations {
+    bus: Arc<dyn CommandBus>,
+    read: Arc<dyn ReadModel>,
+    ledger: Arc<dyn UsecaseLoader>,
+    cluster: Option<Arc<dyn ClusterInsight>>,
+}
+
+fn cluster_error(e: ClusterError) -> AppError {
+    match e {
+        ClusterError::Unavailable(m) => AppError::ClusterUnavailable(m),
+        ClusterError::Rejected(m) => {
+            AppError::ClusterUnavailable(format!("the cluster refused the request: {m}"))
+        }
+    }
+}
+
+impl Operations {
+    /// Wires the operations to their ports; `cluster` is `None` when this process
+    /// runs without a cluster (`--cluster none`): cluster reads then answer 503.
+    pub fn new(
+        bus: Arc<dyn CommandBus>,
+        read: Arc<dyn ReadModel>,
+        ledger: Arc<dyn UsecaseLoader>,
+        cluster: Option<Arc<dyn ClusterInsight>>,
+    ) -> Self {
+        Self {
+            bus,
+            read,
+            ledger,
+            cluster,
+        }
+    }
+
+    /// The usecase as the ledger has it now (not the projection: no lag).
+    async fn usecase(&self, usecase_id: Uuid) -> Result<Usecase, AppError> {
+        let usecase = self.ledger.load(usecase_id).await?;
+        if usecase.name.is_none() || usecase.deleted {
+            return Err(AppError::NotFound(format!(
+                "usecase {usecase_id} not found"
+            )));
+        }
+        Ok(usecase)
+    }
+
+    fn cluster(&self) -> Result<&Arc<dyn ClusterInsight>, AppError> {
+        self.cluster.as_ref().ok_or_else(|| {
+            AppError::ClusterUnavailable(
+                "this shiplog process runs without a cluster (--cluster none)".to_owned(),
+            )
+        })
+    }
+
+    async fn execute(
+        &self,
+        ctx: &CommandContext,
+        usecase_id: Uuid,
+        command: UsecaseCommand,
+    ) -> Result<(), AppError> {
+        self.usecase(usecase_id).await?;
+        let cursor = self.bus.execute(usecase_id, command, ctx).await?;
+        self.read.wait_for(cursor).await;
+        Ok(())
+    }
+
+    /// The serving deployment's id: an explicit one is checked to belong to the usecase.
+    async fn deployment_of(
+        &self,
+        usecase_id: Uuid,
+        deployment_id: Option<Uuid>,
+    ) -> Result<Uuid, AppError> {
+        let usecase = self.usecase(usecase_id).await?;
+        match deployment_id {
+            Some(id) => usecase
+                .deployment(id)
+                .map(|d| d.id)
+                .ok_or_else(|| AppError::NotFound(format!("deployment {id} not found"))),
+            None => usecase.serving().map(|d| d.id).ok_or_else(|| {
+                AppError::Conflict(format!(
+                    "usecase {usecase_id} has no deployed deployment; name one with deploymentId"
+                ))
+            }),
+        }
+    }
+
+    /// Rolls the pods of the deployed deployment; the process manager records the outcome.
+    #[instrument(skip(self, ctx), fields(actor = %ctx.actor))]
+    pub async fn restart(
+        &self,
+        ctx: &CommandContext,
+        usecase_id: Uuid,
+    ) -> Result<Accepted, AppError> {
+        let restart_id = Uuid::new_v4();
+        let command = UsecaseCommand::RequestRestart {
+            restart_id,
+            at: Utc::now().trunc_subsecs(0),
+        };
+        self.execute(ctx, usecase_id, command).await?;
+        let usecase = self.usecase(usecase_id).await?;
+        let deployment_id = usecase
+            .deployments
+            .iter()
+            .find(|d| d.latest_restart == Some(restart_id))
+            .map(|d| d.id)
+            .ok_or_else(|| AppError::Internal(format!("restart {restart_id} was not stored")))?;
+        Ok(Accepted {
+            id: restart_id,
+            deployment_id,
+        })
+    }
+
+    /// The environment variables of the deployed deployment.
+    pub async fn config(&self, usecase_id: Uuid) -> Result<Config, AppError> {
+        let usecase = self.usecase(usecase_id).await?;
+        let serving = usecase.serving().ok_or_else(|| {
+            AppError::NotFound(format!("usecase {usecase_id} has no deployed deployment"))
+        })?;
+        Ok(Config {
+            deployment_id: serving.id,
+            env: serving.config.env.clone(),
+        })
+    }
+
+    /// Records new environment variables and rolls them out as a new deployment of the same image.
+    #[instrument(skip(self, ctx, env), fields(actor = %ctx.actor))]
+    pub async fn change_config(
+        &self,
+        ctx: &CommandContext,
+        usecase_id: Uuid,
+        env: BTreeMap<String, String>,
+    ) -> Result<Accepted, AppError> {
+        check_env(&env, "env")?;
+        let base = self.config(usecase_id).await.map_err(|e| match e {
+            AppError::NotFound(m) if m.ends_with("no deployed deployment") => {
+                AppError::Conflict(format!("{m}; deploy it before changing its config"))
+            }
+            other => other,
+        })?;
+        let deployment_id = Uuid::new_v4();
+        let command = UsecaseCommand::ChangeConfig {
+            deployment_id,
+            env,
+            at: Utc::now().trunc_subsecs(0),
+        };
+        self.execute(ctx, usecase_id, command).await?;
+        Ok(Accepted {
+            id: deployment_id,
+            deployment_id: base.deployment_id,
+        })
+    }
+
+    /// Deploys again the config of `target` (default: the deployment deployed before
+    /// the current one) as a new deployment.
+    #[instrument(skip(self, ctx), fields(actor = %ctx.actor))]
+    pub async fn rollback(
+        &self,
+        ctx: &CommandContext,
+        usecase_id: Uuid,
+        target: Option<Uuid>,
+    ) -> Result<Accepted, AppError> {
+        let deployment_id = Uuid::new_v4();
+        let command = UsecaseCommand::Rollback {
+            deployment_id,
+            target,
+            at: Utc::now().trunc_subsecs(0),
+        };
+        self.execute(ctx, usecase_id, command).await?;
+        let usecase = self.ledger.load(usecase_id).await?;
+        let rolled_back_to = usecase
+            .deployment(deployment_id)
+            .and_then(|d| d.rollback_of)
+            .ok_or_else(|| {
+                AppError::Internal(format!("rollback {deployment_id} was not stored"))
+            })?;
+        Ok(Accepted {
+            id: deployment_id,
+            deployment_id: rolled_back_to,
+        })
+    }
+
+    /// The last `tail` lines of the deployed (or the named) deployment's pods.
+    pub async fn logs(
+        &self,
+        usecase_id: Uuid,
+        deployment_id: Option<Uuid>,
+        tail: Option<u32>,
+    ) -> Result<Logs, AppError> {
+        let tail = tail_size(tail)?;
+        let cluster = self.cluster()?;
+        let deployment_id = self.deployment_of(usecase_id, deployment_id).await?;
+        let lines = cluster
+            .logs(deployment_id, tail)
+            .await
+            .map_err(cluster_error)?;
+        Ok(Logs {
+            deployment_id,
+            lines,
+        })
+    }
+
+    /// The last `tail` lines, then every new line, of the deployed (or the named) deployment's pods.
+    pub async fn follow_logs(
+        &self,
+        usecase_id: Uuid,
+        deployment_id: Option<Uuid>,
+        tail: Option<u32>,
+    ) -> Result<(Uuid, BoxStream<'static, Result<LogLine, ClusterError>>), AppError> {
+        let tail = tail_size(tail)?;
+        let cluster = self.cluster()?;
+        let deployment_id = self.deployment_of(usecase_id, deployment_id).await?;
+        let stream = cluster
+            .follow_logs(deployment_id, tail)
+            .await
+            .map_err(cluster_error)?;
+        Ok((deployment_id, stream))
+    }
+
+    /// Kubernetes events of the usecase's objects, oldest first.
+    pub async fn kube_events(&self, usecase_id: Uuid) -> Result<Vec<KubeEvent>, AppError> {
+        let cluster = self.cluster()?;
+        let usecase = self.usecase(usecase_id).await?;
+        let ids: Vec<Uuid> = usecase.deployments.iter().map(|d| d.id).collect();
+        cluster
+            .events(usecase_id, &ids)
+            .await
+            .map_err(cluster_error)
+    }
+
+    /// CPU and memory of the deployed deployment's pods; 503 when the cluster has no metrics API.
+    pub async fn usage(&self, usecase_id: Uuid) -> Result<Usage, AppError> {
+        let cluster = self.cluster()?;
+        let deployment_id = self.deployment_of(usecase_id, None).await?;
+        match cluster.usage(deployment_id).await.map_err(cluster_error)? {
+            Some(pods) => Ok(Usage {
+                deployment_id,
+                pods,
+            }),
+            None => Err(AppError::ClusterUnavailable(
+                "the cluster serves no resource metrics (metrics.k8s.io); install metrics-server"
+                    .to_owned(),
+            )),
+        }
+    }
+}
+
+/// Checks a requested number of log lines.
+fn tail_size(tail: Option<u32>) -> Result<u32, AppError> {
+    match tail {
+        None => Ok(DEFAULT_TAIL),
+        Some(t) if t <= MAX_TAIL => Ok(t),
+        Some(_) => {
+            Err(InvalidField::new("tail", format!("must be between 0 and {MAX_TAIL}")).into())
+        }
+    }
+}

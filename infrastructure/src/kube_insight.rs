@@ -1,0 +1,271 @@
+//! The `ClusterInsight` port on kube-rs: container logs, Kubernetes events and
+//! metrics.k8s.io usage of a usecase's objects, read-only.
+
+use crate::kube_cluster::{
+    deployment_name, error, service_name, KubeCluster, CONTAINER, DEPLOYMENT_LABEL,
+};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures::stream::{self, BoxStream};
+use futures::{AsyncBufReadExt, StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, ListParams, LogParams};
+use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
+use shiplog_application::{ClusterError, ClusterInsight, KubeEvent, LogLine, PodUsage};
+use std::collections::BTreeSet;
+use uuid::Uuid;
+
+fn instant(t: &k8s_openapi::jiff::Timestamp) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(t.as_second(), u32::try_from(t.subsec_nanosecond()).ok()?)
+}
+
+fn chrono_time(t: &Time) -> Option<DateTime<Utc>> {
+    instant(&t.0)
+}
+
+/// CPU quantity (`250m`, `1`, `12345n`, `3u`) in cores.
+fn cpu_cores(q: &str) -> Option<f64> {
+    let (number, scale) = match q.char_indices().last()? {
+        (i, 'n') => (&q[..i], 1e-9),
+        (i, 'u') => (&q[..i], 1e-6),
+        (i, 'm') => (&q[..i], 1e-3),
+        (i, 'k') => (&q[..i], 1e3),
+        _ => (q, 1.0),
+    };
+    number.parse::<f64>().ok().map(|n| n * scale)
+}
+
+/// Memory quantity (`128Mi`, `1Gi`, `1000k`, `512`) in bytes.
+fn memory_bytes(q: &str) -> Option<u64> {
+    const UNITS: [(&str, f64); 12] = [
+        ("Ki", 1024.0),
+        ("Mi", 1_048_576.0),
+        ("Gi", 1_073_741_824.0),
+        ("Ti", 1_099_511_627_776.0),
+        ("Pi", 1_125_899_906_842_624.0),
+        ("Ei", 1_152_921_504_606_846_976.0),
+        ("k", 1e3),
+        ("M", 1e6),
+        ("G", 1e9),
+        ("T", 1e12),
+        ("P", 1e15),
+        ("E", 1e18),
+    ];
+    let (number, scale) = UNITS
+        .iter()
+        .find_map(|(suffix, scale)| q.strip_suffix(suffix).map(|n| (n, *scale)))
+        .unwrap_or((q, 1.0));
+    let bytes = number.parse::<f64>().ok()? * scale;
+    // Saturating: a quantity above u64::MAX bytes is not a real sample anyway.
+    (bytes.is_finite() && bytes >= 0.0).then(|| bytes.round() as u64)
+}
+
+/// PodMetrics of metrics.k8s.io, the resource metrics-server serves.
+fn pod_metrics() -> ApiResource {
+    let gvk = GroupVersionKind::gvk("metrics.k8s.io", "v1beta1", "PodMetrics");
+    ApiResource::from_gvk_with_plural(&gvk, "pods")
+}
+
+fn usage_of(object: &DynamicObject) -> PodUsage {
+    let containers = object.data["containers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let usage = |key: &'static str| {
+        containers
+            .iter()
+            .filter_map(move |c| c["usage"][key].as_str())
+    };
+    PodUsage {
+        pod: object.metadata.name.clone().unwrap_or_default(),
+        cpu_cores: usage("cpu").filter_map(cpu_cores).sum(),
+        memory_bytes: usage("memory").filter_map(memory_bytes).sum(),
+        timestamp: object.data["timestamp"]
+            .as_str()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc)),
+        window: object.data["window"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    }
+}
+
+impl KubeCluster {
+    /// The deployment's pods, by name.
+    async fn pod_names(&self, deployment_id: Uuid) -> Result<Vec<String>, ClusterError> {
+        let params = ListParams::default().labels(&format!("{DEPLOYMENT_LABEL}={deployment_id}"));
+        let pods: Vec<Pod> = self.pods().list(&params).await.map_err(error)?.items;
+        let mut names: Vec<String> = pods.into_iter().filter_map(|p| p.metadata.name).collect();
+        names.sort();
+        Ok(names)
+    }
+
+    fn log_params(tail: u32, follow: bool) -> LogParams {
+        LogParams {
+            container: Some(CONTAINER.to_owned()),
+            tail_lines: Some(i64::from(tail)),
+            follow,
+            ..LogParams::default()
+        }
+    }
+}
+
+#[async_trait]
+impl ClusterInsight for KubeCluster {
+    async fn logs(&self, deployment_id: Uuid, tail: u32) -> Result<Vec<LogLine>, ClusterError> {
+        let mut lines = Vec::new();
+        for pod in self.pod_names(deployment_id).await? {
+            let text = match self.pods().logs(&pod, &Self::log_params(tail, false)).await {
+                Ok(text) => text,
+                // The pod went away (a rollout) or its container has not started yet.
+                Err(kube::Error::Api(s)) if s.code == 404 || s.code == 400 => continue,
+                Err(e) => return Err(error(e)),
+            };
+            lines.extend(text.lines().map(|line| LogLine {
+                pod: pod.clone(),
+                line: line.to_owned(),
+            }));
+        }
+        Ok(lines)
+    }
+
+    async fn follow_logs(
+        &self,
+        deployment_id: Uuid,
+        tail: u32,
+    ) -> Result<BoxStream<'static, Result<LogLine, ClusterError>>, ClusterError> {
+        let mut streams = Vec::new();
+        for pod in self.pod_names(deployment_id).await? {
+            let reader = match self
+                .pods()
+                .log_stream(&pod, &Self::log_params(tail, true))
+                .await
+            {
+                Ok(reader) => reader,
+                Err(kube::Error::Api(s)) if s.code == 404 || s.code == 400 => continue,
+                Err(e) => return Err(error(e)),
+            };
+            let name = pod.clone();
+            streams.push(
+                reader
+                    .lines()
+                    .map_ok(move |line| LogLine {
+                        pod: name.clone(),
+                        line,
+                    })
+                    .map_err(|e| ClusterError::Unavailable(format!("log stream broke: {e}")))
+                    .boxed(),
+            );
+        }
+        Ok(stream::select_all(streams).boxed())
+    }
+
+    async fn events(
+        &self,
+        usecase_id: Uuid,
+        deployment_ids: &[Uuid],
+    ) -> Result<Vec<KubeEvent>, ClusterError> {
+        let names: BTreeSet<String> = deployment_ids.iter().map(|d| deployment_name(*d)).collect();
+        let service = service_name(usecase_id);
+        // ReplicaSets and pods are named `<deployment>-…` (deployment names have one
+        // length); events carry no labels to select by.
+        let prefix = deployment_name(Uuid::nil()).len();
+        let ours = |name: &str| {
+            name == service
+                || names.contains(name)
+                || (name.as_bytes().get(prefix) == Some(&b'-')
+                    && name.get(..prefix).is_some_and(|owner| names.contains(owner)))
+        };
+        let api: Api<Event> = Api::namespaced(self.client().clone(), self.namespace());
+        let mut params = ListParams::default().limit(500);
+        let mut events = Vec::new();
+        loop {
+            let page = api.list(&params).await.map_err(error)?;
+            for e in page.items {
+                let object = e.involved_object;
+                let Some(name) = object.name.filter(|n| ours(n)) else {
+                    continue;
+                };
+                let event_time = e.event_time.as_ref().and_then(|t| instant(&t.0));
+                events.push(KubeEvent {
+                    kind: e.type_.unwrap_or_else(|| "Normal".to_owned()),
+                    reason: e.reason.unwrap_or_default(),
+                    message: e.message.unwrap_or_default(),
+                    object_kind: object.kind.unwrap_or_default(),
+                    object_name: name,
+                    count: e.count.unwrap_or(1),
+                    first_seen: e
+                        .first_timestamp
+                        .as_ref()
+                        .and_then(chrono_time)
+                        .or(event_time),
+                    last_seen: e
+                        .last_timestamp
+                        .as_ref()
+                        .and_then(chrono_time)
+                        .or(event_time),
+                });
+            }
+            match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                Some(token) => params = params.continue_token(&token),
+                None => break,
+            }
+        }
+        events.sort_by(|a, b| a.last_seen.cmp(&b.last_seen));
+        Ok(events)
+    }
+
+    async fn usage(&self, deployment_id: Uuid) -> Result<Option<Vec<PodUsage>>, ClusterError> {
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client().clone(), self.namespace(), &pod_metrics());
+        let params = ListParams::default().labels(&format!("{DEPLOYMENT_LABEL}={deployment_id}"));
+        match api.list(&params).await {
+            Ok(list) => {
+                let mut pods: Vec<PodUsage> = list.items.iter().map(usage_of).collect();
+                pods.sort_by(|a, b| a.pod.cmp(&b.pod));
+                Ok(Some(pods))
+            }
+            // No metrics.k8s.io (no metrics-server): the API server does not know the path.
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
+            Err(e) => Err(error(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn quantities_read_as_kubernetes_writes_them() {
+        assert_eq!(cpu_cores("250m"), Some(0.25));
+        assert_eq!(cpu_cores("2"), Some(2.0));
+        assert_eq!(cpu_cores("1500000n"), Some(0.0015));
+        assert_eq!(memory_bytes("128Mi"), Some(134_217_728));
+        assert_eq!(memory_bytes("1000k"), Some(1_000_000));
+        assert_eq!(memory_bytes("512"), Some(512));
+        assert_eq!(memory_bytes("lots"), None);
+    }
+
+    #[test]
+    fn pod_usage_sums_its_containers() {
+        let object: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "metrics.k8s.io/v1beta1", "kind": "PodMetrics",
+            "metadata": {"name": "p-1"},
+            "timestamp": "2026-11-23T10:00:00Z", "window": "30s",
+            "containers": [
+                {"name": "app", "usage": {"cpu": "100m", "memory": "64Mi"}},
+                {"name": "sidecar", "usage": {"cpu": "50m", "memory": "1Mi"}}
+            ]
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let usage = usage_of(&object);
+        assert_eq!(usage.pod, "p-1");
+        assert!((usage.cpu_cores - 0.15).abs() < 1e-9, "{}", usage.cpu_cores);
+        assert_eq!(usage.memory_bytes, 65 * 1_048_576);
+        assert_eq!(usage.window, "30s");
+    }
+}

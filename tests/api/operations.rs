@@ -1,0 +1,662 @@
+//! Operating deployed usecases against Postgres and the Kubernetes simulator: the
+//! applications proxy, restart, config, rollback, logs, Kubernetes events and usage.
+
+use crate::cluster::kube_config;
+use crate::helpers::{uuid, TestApp, TestDb, ADMIN_TOKEN, CORS_ORIGIN, NAMESPACE};
+use crate::sse::SseStream;
+use futures::StreamExt;
+use kube_sim::{KubeSim, SimConfig};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+async fn sim(metrics_api: bool) -> KubeSim {
+    let config = SimConfig {
+        ready_delay: Duration::from_millis(100),
+        progress_deadline: Duration::from_secs(5),
+        log_interval: Duration::from_millis(100),
+        metrics_api,
+    };
+    KubeSim::start(config)
+        .await
+        .unwrap_or_else(|e| panic!("simulator: {e}"))
+}
+
+async fn app_on(sim: &KubeSim) -> TestApp {
+    TestApp::spawn_with_cluster(Arc::new(TestDb::create().await), kube_config(sim)).await
+}
+
+/// Registers a usecase and deploys `tag` with `env`, waiting until it is deployed.
+async fn deployed(app: &TestApp, name: &str, tag: &str, env: Value) -> (Uuid, Uuid) {
+    let usecase = app.create_usecase(name).await;
+    let d = deploy(app, usecase, tag, env).await;
+    (usecase, d)
+}
+
+async fn deploy(app: &TestApp, usecase: Uuid, tag: &str, env: Value) -> Uuid {
+    let body = json!({"config": {
+        "image": {"registry": "registry.example.com", "repository": "team/app", "tag": tag},
+        "env": env,
+    }});
+    let (status, accepted) = app
+        .post(&format!("/api/usecases/{usecase}/deployments"), body)
+        .await;
+    assert_eq!(status, 202, "{accepted}");
+    let d = uuid(&accepted["id"]);
+    app.wait_for_status(usecase, d, "deployed").await;
+    d
+}
+
+/// A request through the applications proxy with the admin token.
+fn through_proxy(app: &TestApp, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    app.client
+        .request(method, format!("{}{path}", app.proxy_base))
+        .bearer_auth(ADMIN_TOKEN)
+}
+
+/// Waits until the usecase's ledger holds an event of `event_type`; returns its payload.
+async fn event_of(app: &TestApp, usecase: Uuid, event_type: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let pages = app
+            .get_pages(&format!("/api/usecases/{usecase}/history?limit=200"))
+            .await;
+        let found = pages
+            .iter()
+            .flat_map(|p| p["items"].as_array().cloned().unwrap_or_default())
+            .find(|e| e["type"] == event_type);
+        if let Some(event) = found {
+            return event;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {event_type} event for usecase {usecase}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn event_types(pages: &[Value]) -> Vec<String> {
+    pages
+        .iter()
+        .flat_map(|p| p["items"].as_array().cloned().unwrap_or_default())
+        .filter_map(|e| e["type"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_proxy_reaches_the_deployed_deployment_then_the_new_one_and_502_once_undeployed() {
+    let sim = sim(true).await;
+    let app = app_on(&sim).await;
+    let (usecase, d1) = deployed(&app, "echo", "1.0.0", json!({})).await;
+
+    // The PhariaOS example: POST /{usecaseId}/execute with a JSON body.
+    let response = through_proxy(
+        &app,
+        reqwest::Method::POST,
+        &format!("/{usecase}/execute?lang=en"),
+    )
+    .header("content-type", "application/json")
+    .header("origin", CORS_ORIGIN)
+    .body(r#"{"question": "what is your favorite color?"}"#)
+    .send()
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(response.status(), 200);
+    // Exactly one set of CORS headers: the proxy's, not the application's `*`.
+    let origins: Vec<_> = response
+        .headers()
+        .get_all("access-control-allow-origin")
+        .iter()
+        .collect();
+    assert_eq!(origins, [CORS_ORIGIN], "{:?}", response.headers());
+    assert!(response
+        .headers()
+        .get("access-control-allow-headers")
+        .is_none());
+    let echo: Value = response.json().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(echo["labels"]["shiplog.io/deployment"], d1.to_string());
+    assert_eq!(echo["method"], "POST");
+    assert_eq!(echo["path"], "/execute");
+    assert_eq!(echo["query"], "lang=en");
+    assert_eq!(
+        echo["body"],
+        r#"{"question": "what is your favorite color?"}"#
+    );
+    assert_eq!(echo["headers"]["x-forwarded-prefix"], format!("/{usecase}"));
+    assert!(
+        echo["headers"].get("authorization").is_none(),
+        "shiplog's token must not reach the application: {echo}"
+    );
+
+    // A second deploy: once it reads `deployed`, the proxy already reaches it.
+    let d2 = deploy(&app, usecase, "2.0.0", json!({})).await;
+    let response = through_proxy(&app, reqwest::Method::GET, &format!("/{usecase}/whoami"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(response.status(), 200);
+    let echo: Value = response.json().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(echo["labels"]["shiplog.io/deployment"], d2.to_string());
+
+    // The application's own error statuses pass through unchanged.
+    let teapot = through_proxy(
+        &app,
+        reqwest::Method::GET,
+        &format!("/{usecase}/status/418"),
+    )
+    .send()
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(teapot.status(), 418);
+
+    let (status, _) = app
+        .delete(&format!("/api/usecases/{usecase}/deployments"))
+        .await;
+    assert_eq!(status, 202);
+    app.wait_for_status(usecase, d2, "undeployed").await;
+    let gone = through_proxy(&app, reqwest::Method::GET, &format!("/{usecase}/whoami"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(gone.status(), 502);
+    assert_eq!(gone.headers()["content-type"], "application/problem+json");
+    let problem: Value = gone.json().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(problem["status"], 502);
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("no deployed application")),
+        "{problem}"
+    );
+}
+
+#[tokio::test]
+async fn the_proxy_checks_tokens_answers_preflights_itself_and_resolves_only_usecases() {
+    let sim = sim(true).await;
+    let app = app_on(&sim).await;
+    let (usecase, _) = deployed(&app, "echo", "1.0.0", json!({})).await;
+    let url = format!("{}/{usecase}/execute", app.proxy_base);
+
+    // A browser's preflight carries no token and gets exactly one set of CORS headers.
+    let preflight = app
+        .client
+        .request(reqwest::Method::OPTIONS, &url)
+        .header("origin", CORS_ORIGIN)
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization,content-type",
+        )
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(preflight.status().is_success(), "{}", preflight.status());
+    let h = preflight.headers();
+    assert_eq!(h.get_all("access-control-allow-origin").iter().count(), 1);
+    assert_eq!(h["access-control-allow-origin"], CORS_ORIGIN);
+    assert_eq!(h["access-control-allow-methods"], "POST");
+    assert_eq!(
+        h["access-control-allow-headers"],
+        "authorization,content-type"
+    );
+
+    let anonymous = app
+        .client
+        .post(&url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(anonymous.status(), 401);
+
+    // A token without usecases:read is refused.
+    let (_, token) = app
+        .post(
+            "/api/tokens",
+            json!({"name": "auditor", "scopes": ["audit:read"]}),
+        )
+        .await;
+    let secret = token["token"].as_str().unwrap_or_default().to_owned();
+    let forbidden = app
+        .client
+        .post(&url)
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(forbidden.status(), 403);
+
+    for path in [
+        format!("/{}/x", Uuid::new_v4()),
+        "/not-a-usecase/x".to_owned(),
+        "/".to_owned(),
+    ] {
+        let response = through_proxy(&app, reqwest::Method::GET, &path)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(response.status(), 502, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn the_proxy_streams_responses_and_large_request_bodies() {
+    let sim = sim(true).await;
+    let app = app_on(&sim).await;
+    let (usecase, _) = deployed(&app, "echo", "1.0.0", json!({})).await;
+
+    // Three lines, 300 ms apart: the first arrives long before the last.
+    let response = through_proxy(
+        &app,
+        reqwest::Method::GET,
+        &format!("/{usecase}/stream?chunks=3&intervalMs=300"),
+    )
+    .send()
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(response.status(), 200);
+    let mut body = response.bytes_stream();
+    let first = body
+        .next()
+        .await
+        .and_then(Result::ok)
+        .unwrap_or_else(|| panic!("no first chunk"));
+    let first_at = Instant::now();
+    assert!(
+        String::from_utf8_lossy(&first).starts_with("chunk 0"),
+        "{first:?}"
+    );
+    let mut rest = Vec::new();
+    while let Some(chunk) = body.next().await {
+        rest.extend_from_slice(&chunk.unwrap_or_else(|e| panic!("{e}")));
+    }
+    assert!(
+        first_at.elapsed() >= Duration::from_millis(400),
+        "the response was buffered: the rest came {:?} after the first line",
+        first_at.elapsed()
+    );
+    assert_eq!(String::from_utf8_lossy(&rest).lines().count(), 2);
+
+    // A 3 MiB upload, sent as a stream of 64 KiB chunks.
+    let chunks = (0..48).map(|_| Ok::<_, std::io::Error>(vec![b'x'; 64 * 1024]));
+    let response = through_proxy(&app, reqwest::Method::PUT, &format!("/{usecase}/upload"))
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(response.status(), 200);
+    let echo: Value = response.json().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(echo["bodyBytes"], 48 * 64 * 1024);
+}
+
+#[tokio::test]
+async fn a_restart_rolls_fresh_pods_and_records_its_outcome() {
+    let sim = sim(true).await;
+    let app = app_on(&sim).await;
+    let (usecase, d1) = deployed(&app, "restartable", "1.0.0", json!({})).await;
+    let pods_before: Vec<String> = pod_names(&sim, d1);
+    assert!(!pods_before.is_empty());
+
+    let (status, accepted) = app
+        .post(&format!("/api/usecases/{usecase}/restart"), json!({}))
+        .await;
+    assert_eq!(status, 202, "{accepted}");
+    assert_eq!(accepted["deploymentId"], d1.to_string());
+    let restart_id = accepted["restartId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+
+    let done = event_of(&app, usecase, "RestartSucceeded").await;
+    assert_eq!(done["payload"]["RestartSucceeded"]["restartId"], restart_id);
+    assert_eq!(done["actor"], "process-manager");
+    let requested = event_of(&app, usecase, "RestartRequested").await;
+    assert_eq!(requested["actor"], "admin");
+    assert_eq!(
+        requested["payload"]["RestartRequested"]["deploymentId"],
+        d1.to_string()
+    );
+
+    // Fresh pods, stamped with the restart; the deployment is still the deployed one.
+    let pods_after = pod_names(&sim, d1);
+    assert!(!pods_after.is_empty());
+    assert!(
+        pods_after.iter().all(|p| !pods_before.contains(p)),
+        "{pods_before:?} {pods_after:?}"
+    );
+    let k8s = sim
+        .objects("deployments", Some(NAMESPACE))
+        .into_iter()
+        .find(|o| o["metadata"]["name"] == format!("sl-{}", d1.simple()))
+        .unwrap_or_default();
+    assert_eq!(
+        k8s["spec"]["template"]["metadata"]["annotations"]["shiplog.io/restart"],
+        restart_id
+    );
+    let view = app.wait_for_status(usecase, d1, "deployed").await;
+    assert_eq!(view["status"], "deployed");
+
+    // A second restart is accepted once the first finished; nothing deployed is a 409.
+    let (status, _) = app
+        .post(&format!("/api/usecases/{usecase}/restart"), json!({}))
+        .await;
+    assert_eq!(status, 202);
+    let other = app.create_usecase("idle").await;
+    let (status, problem) = app
+        .post(&format!("/api/usecases/{other}/restart"), json!({}))
+        .await;
+    assert_eq!(status, 409, "{problem}");
+}
+
+fn pod_names(sim: &KubeSim, deployment: Uuid) -> Vec<String> {
+    let mut names: Vec<String> = sim
+        .objects("pods", Some(NAMESPACE))
+        .iter()
+        .filter(|p| p["metadata"]["labels"]["shiplog.io/deployment"] == deployment.to_string())
+        .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_owned))
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn a_config_change_rolls_out_a_new_deployment_and_a_rollback_restores_the_earlier_one() {
+    let sim = sim(true).await;
+    let app = app_on(&sim).await;
+    let (usecase, d1) = deployed(&app, "configurable", "1.0.0", json!({"MODE": "prod"})).await;
+
+    let (status, config) = app.get(&format!("/api/usecases/{usecase}/config")).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        config,
+        json!({"deploymentId": d1.to_string(), "env": {"MODE": "prod"}})
+    );
+
+    let (status, problem) = app
+        .send(
+            reqwest::Method::PUT,
+            &format!("/api/usecases/{usecase}/config"),
+            Some(ADMIN_TOKEN),
+            Some(json!({"env": {"1BAD": "x"}})),
+        )
+        .await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(problem["field"], "env.1BAD");
+
+    let (status, accepted) = app
+        .send(
+            reqwest::Method::PUT,
+            &format!("/api/usecases/{usecase}/config"),
+            Some(ADMIN_TOKEN),
+            Some(json!({"env": {"MODE": "debug", "LOG": "trace"}})),
+        )
+        .await;
+    assert_eq!(status, 202, "{accepted}");
+    assert_eq!(accepted["basedOn"], d1.to_string());
+    let d2 = uuid(&accepted["id"]);
+    let view = app.wait_for_status(usecase, d2, "deployed").await;
+    assert_eq!(view["config"]["image"]["tag"], "1.0.0", "same image");
+    app.wait_for_status(usecase, d1, "superseded").await;
+    let (_, config) = app.get(&format!("/api/usecases/{usecase}/config")).await;
+    assert_eq!(config["deploymentId"], d2.to_string());
+    assert_eq!(config["env"], json!({"LOG": "trace", "MODE": "debug"}));
+    let env = sim
+        .objects("deployments", Some(NAMESPACE))
+        .into_iter()
+        .find(|o| o["metadata"]["name"] == format!("sl-{}", d2.simple()))
+        .map(|o| o["spec"]["template"]["spec"]["containers"][0]["env"].clone())
+        .unwrap_or_default();
+    assert_eq!(
+        env,
+        json!([{"name": "LOG", "value": "trace"}, {"name": "MODE", "value": "debug"}])
+    );
+    let change = event_of(&app, usecase, "ConfigChangeRequested").await;
+    assert_eq!(
+        change["payload"]["ConfigChangeRequested"]["basedOn"],
+        d1.to_string()
+    );
+    assert_eq!(
+        change["payload"]["ConfigChangeRequested"]["deploymentId"],
+        d2.to_string()
+    );
+
+    // Roll back (empty body): the deployment before the current, d1, comes back as d3.
+    let response = app
+        .client
+        .post(app.url(&format!("/api/usecases/{usecase}/rollback")))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(response.status(), 202);
+    let accepted: Value = response.json().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(accepted["rollbackOf"], d1.to_string());
+    let d3 = uuid(&accepted["id"]);
+    app.wait_for_status(usecase, d3, "deployed").await;
+    let (_, config) = app.get(&format!("/api/usecases/{usecase}/config")).await;
+    assert_eq!(config["env"], json!({"MODE": "prod"}));
+    let rollback = event_of(&app, usecase, "RollbackRequested").await;
+    assert_eq!(
+        rollback["payload"]["RollbackRequested"]["rollbackOf"],
+        d1.to_string()
+    );
+    assert_eq!(
+        rollback["payload"]["RollbackRequested"]["deploymentId"],
+        d3.to_string()
+    );
+
+    // Naming a target: back to d2's config.
+    let (status, accepted) = app
+        .post(
+            &format!("/api/usecases/{usecase}/rollback"),
+            json!({"deploymentId": d2.to_string()}),
+        )
+        .await;
+    assert_eq!(status, 202, "{accepted}");
+    assert_eq!(accepted["rollbackOf"], d2.to_string());
+    app.wait_for_status(usecase, uuid(&accepted["id"]), "deployed")
+        .await;
+
+    let pages = app
+        .get_pages(&format!("/api/usecases/{usecase}/history?limit=200"))
+        .await;
+    let types = event_types(&pages);
+    let requested_then = |t: &str| {
+        types
+            .windows(2)
+            .any(|w| w[0] == "DeploymentRequested" && w[1] == t)
+    };
+    assert!(requested_then("ConfigChangeRequested"), "{types:?}");
+    assert!(requested_then("RollbackRequested"), "{types:?}");
+
+    // The serving deployment is no rollback target; an unknown one is a 404.
+    let (status, _) = app
+        .post(
+            &format!("/api/usecases/{usecase}/rollback"),
+            json!({"deploymentId": accepted["id"]}),
+        )
+        .await;
+    assert_eq!(status, 409);
+    let (status, _) = app
+        .post(
+            &format!("/api/usecases/{usecase}/rollback"),
+            json!({"deploymentId": Uuid::new_v4().to_string()}),
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, problem) = app
+        .post(
+            &format!("/api/usecases/{usecase}/rollback"),
+            json!({"deployment": "x"}),
+        )
+        .await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(problem["field"], "deployment");
+}
+
+#[tokio::test]
+async fn logs_tail_and_follow_return_the_simulators_lines() {
+    let sim = sim(true).await;
+    let app = app_on(&sim).await;
+    let (usecase, d1) = deployed(&app, "chatty", "1.0.0", json!({})).await;
+
+    // Heartbeats come every 100 ms; wait until there are a few.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let logs = loop {
+        let (status, logs) = app
+            .get(&format!("/api/usecases/{usecase}/logs?tail=3"))
+            .await;
+        assert_eq!(status, 200, "{logs}");
+        if logs["lines"].as_array().is_some_and(|l| l.len() == 3) {
+            break logs;
+        }
+        assert!(Instant::now() < deadline, "never 3 lines: {logs}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(logs["deploymentId"], d1.to_string());
+    let pods = pod_names(&sim, d1);
+    for line in logs["lines"].as_array().cloned().unwrap_or_default() {
+        assert!(pods.contains(&line["pod"].as_str().unwrap_or_default().to_owned()));
+        assert!(
+            line["line"]
+                .as_str()
+                .is_some_and(|l| l.starts_with("kube-sim: ")),
+            "{line}"
+        );
+    }
+
+    // follow=true: NDJSON that keeps coming.
+    let response = app
+        .client
+        .get(app.url(&format!("/api/usecases/{usecase}/logs?tail=1&follow=true")))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/x-ndjson");
+    let mut body = response.bytes_stream();
+    let mut text = String::new();
+    while text.lines().count() < 4 {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), body.next())
+            .await
+            .unwrap_or_else(|_| panic!("no new log line within 10 s: {text}"))
+            .unwrap_or_else(|| panic!("the stream ended: {text}"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let numbers: Vec<u64> = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .filter_map(|v| {
+            v["line"]
+                .as_str()
+                .and_then(|l| l.strip_prefix("kube-sim: heartbeat "))
+                .and_then(|n| n.parse().ok())
+        })
+        .collect();
+    assert!(numbers.len() >= 4, "{text}");
+    assert!(
+        numbers.windows(2).all(|w| w[0] < w[1]),
+        "new lines follow in order: {numbers:?}"
+    );
+
+    // The SSE variant, with the token as a query parameter, as a browser would.
+    let mut stream = SseStream::open(
+        &app.url(&format!(
+            "/api/usecases/{usecase}/logs/stream?tail=2&access_token={ADMIN_TOKEN}"
+        )),
+        &[],
+    )
+    .await;
+    assert_eq!(stream.status, 200);
+    let messages = stream.take(3).await;
+    assert_eq!(messages.len(), 3);
+    for m in &messages {
+        assert_eq!(m.event.as_deref(), Some("log"));
+        assert!(m.json()["line"]
+            .as_str()
+            .is_some_and(|l| l.starts_with("kube-sim: heartbeat")));
+    }
+
+    let (status, problem) = app
+        .get(&format!("/api/usecases/{usecase}/logs?tail=20000"))
+        .await;
+    assert_eq!(status, 422);
+    assert_eq!(problem["field"], "tail");
+}
+
+#[tokio::test]
+async fn kubernetes_events_and_usage_come_from_the_cluster() {
+    let sim = sim(true).await;
+    let app = app_on(&sim).await;
+    let (usecase, d1) = deployed(&app, "observed", "1.0.0", json!({})).await;
+
+    let (status, events) = app
+        .get(&format!("/api/usecases/{usecase}/kube-events"))
+        .await;
+    assert_eq!(status, 200, "{events}");
+    let items = events["items"].as_array().cloned().unwrap_or_default();
+    let has = |kind: &str, reason: &str| {
+        items
+            .iter()
+            .any(|e| e["objectKind"] == kind && e["reason"] == reason)
+    };
+    assert!(has("Deployment", "ScalingReplicaSet"), "{events}");
+    assert!(has("Pod", "Pulled") && has("Pod", "Started"), "{events}");
+    assert!(items.iter().all(|e| e["objectName"]
+        .as_str()
+        .is_some_and(|n| n.starts_with(&format!("sl-{}", d1.simple())))));
+
+    let (status, usage) = app.get(&format!("/api/usecases/{usecase}/metrics")).await;
+    assert_eq!(status, 200, "{usage}");
+    assert_eq!(usage["deploymentId"], d1.to_string());
+    let pods = usage["pods"].as_array().cloned().unwrap_or_default();
+    assert_eq!(pods.len(), 1, "{usage}");
+    assert!(
+        pods[0]["cpuCores"].as_f64().is_some_and(|c| c > 0.0),
+        "{usage}"
+    );
+    assert!(
+        pods[0]["memoryBytes"]
+            .as_u64()
+            .is_some_and(|m| m >= 8 * 1024 * 1024),
+        "{usage}"
+    );
+    assert_eq!(usage["memoryBytes"], pods[0]["memoryBytes"]);
+}
+
+#[tokio::test]
+async fn a_cluster_without_metrics_or_no_cluster_at_all_is_a_clear_503() {
+    let sim = sim(false).await;
+    let app = app_on(&sim).await;
+    let (usecase, _) = deployed(&app, "unmetered", "1.0.0", json!({})).await;
+    let response = app
+        .client
+        .get(app.url(&format!("/api/usecases/{usecase}/metrics")))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    let problem: Value = response.json().await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("metrics.k8s.io")),
+        "{problem}"
+    );
+
+    // --cluster none: the ledger commands work, the cluster reads say why they cannot.
+    let app = TestApp::spawn().await;
+    let usecase = app.create_usecase("offline").await;
+    let (status, problem) = app
+        .get(&format!("/api/usecases/{usecase}/kube-events"))
+        .await;
+    assert_eq!(status, 503, "{problem}");
+    assert!(problem["detail"]
+        .as_str()
+        .is_some_and(|d| d.contains("--cluster none")));
+}
