@@ -176,7 +176,9 @@ impl ClusterInsight for KubeCluster {
             name == service
                 || names.contains(name)
                 || (name.as_bytes().get(prefix) == Some(&b'-')
-                    && name.get(..prefix).is_some_and(|owner| names.contains(owner)))
+                    && name
+                        .get(..prefix)
+                        .is_some_and(|owner| names.contains(owner)))
         };
         let api: Api<Event> = Api::namespaced(self.client().clone(), self.namespace());
         let mut params = ListParams::default().limit(500);
@@ -213,7 +215,7 @@ impl ClusterInsight for KubeCluster {
                 None => break,
             }
         }
-        events.sort_by(|a, b| a.last_seen.cmp(&b.last_seen));
+        events.sort_by_key(|e| e.last_seen);
         Ok(events)
     }
 

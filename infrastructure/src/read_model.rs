@@ -94,6 +94,18 @@ fn like_pattern(text: &str) -> String {
     format!("%{escaped}%")
 }
 
+/// The deployment of a row that may be missing.
+fn optional_deployment(
+    row: Option<sqlx::postgres::PgRow>,
+) -> Result<Option<DeploymentView>, AppError> {
+    Ok(row
+        .as_ref()
+        .map(deployment)
+        .transpose()
+        .map_err(app_error)?
+        .flatten())
+}
+
 #[async_trait]
 impl ReadModel for PgReadModel {
     async fn usecase(&self, id: Uuid) -> Result<Option<UsecaseView>, AppError> {
@@ -197,12 +209,7 @@ impl ReadModel for PgReadModel {
             .fetch_optional(&self.pool)
             .await
             .map_err(app_error)?;
-        Ok(row
-            .as_ref()
-            .map(deployment)
-            .transpose()
-            .map_err(app_error)?
-            .flatten())
+        optional_deployment(row)
     }
 
     async fn serving(&self, usecase_id: Uuid) -> Result<Option<DeploymentView>, AppError> {
@@ -211,12 +218,7 @@ impl ReadModel for PgReadModel {
             .fetch_optional(&self.pool)
             .await
             .map_err(app_error)?;
-        Ok(row
-            .as_ref()
-            .map(deployment)
-            .transpose()
-            .map_err(app_error)?
-            .flatten())
+        optional_deployment(row)
     }
 
     async fn wait_for(&self, cursor: Cursor) {
