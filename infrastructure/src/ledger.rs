@@ -4,7 +4,7 @@
 
 use crate::audit;
 use crate::db::app_error;
-use crate::event_log::{cursor_from, recorded_from, Wakeup, EVENT_COLUMNS};
+use crate::event_log::{cursor_from, recorded_from, Wakeup, EVENT_COLUMNS, VISIBLE};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
@@ -89,7 +89,7 @@ fn filtered_query(
         .push_bind(after.transaction_id.to_string())
         .push("::text::xid8, ")
         .push_bind(after.position)
-        .push(") AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())");
+        .push(format!(") AND {VISIBLE}"));
     if let Some(floor) = floor {
         let (op, cursor) = match floor {
             Floor::From(c) => (">=", c),
@@ -148,11 +148,11 @@ async fn page(
 
 /// The newest event every reader can see: where a follower that starts "now" begins.
 async fn tail(pool: &PgPool) -> Result<Cursor, sqlx::Error> {
-    let row = sqlx::query(
+    let row = sqlx::query(&format!(
         "SELECT transaction_id::text AS txid, position FROM events
-          WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-          ORDER BY transaction_id DESC, position DESC LIMIT 1",
-    )
+          WHERE {VISIBLE}
+          ORDER BY transaction_id DESC, position DESC LIMIT 1"
+    ))
     .fetch_optional(pool)
     .await?;
     Ok(row
