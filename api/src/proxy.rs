@@ -12,11 +12,13 @@ use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use axum::http::{Response, Uri};
 use axum::response::IntoResponse;
 use axum::Router;
+use futures::StreamExt;
 use http_body_util::{BodyExt, Limited};
 use shiplog_application::{Authenticator, Scope, Usecases};
 use shiplog_infrastructure::kube_cluster::service_name;
 use shiplog_infrastructure::upstream::ApiServerHttp;
 use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
 use tower::BoxError;
 use tracing::warn;
 use uuid::Uuid;
@@ -39,6 +41,8 @@ pub struct ProxyState {
     pub auth: Arc<Authenticator>,
     /// `None` when this process runs without a cluster: every request is then a 503.
     pub upstream: Option<Upstream>,
+    /// Fired at shutdown: open response streams end, so a graceful stop is not held up.
+    pub stopping: CancellationToken,
 }
 
 /// The proxy's router: every path is `/{usecaseId}/{path…}`.
@@ -191,7 +195,11 @@ async fn proxy(state: ProxyState, request: Request) -> Result<Response<Body>, Ap
         }
         Body::from(bytes)
     } else {
-        Body::new(body)
+        // Frame by frame as they come; cut at shutdown (an endless stream would hold it up).
+        let frames = body
+            .into_data_stream()
+            .take_until(state.stopping.clone().cancelled_owned());
+        Body::from_stream(frames)
     };
     let mut response = Response::new(body);
     *response.status_mut() = parts.status;

@@ -369,6 +369,7 @@ impl Server {
             usecases: parts.usecases.clone(),
             auth: parts.auth.clone(),
             upstream: kube.as_ref().map(|(_, upstream)| upstream.clone()),
+            stopping: stopping.clone(),
         });
         if let Some(cors) = proxy_cors(&settings.proxy_cors_origins)? {
             // Outermost: preflights are answered without a token, as browsers send them.

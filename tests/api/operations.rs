@@ -660,3 +660,35 @@ async fn a_cluster_without_metrics_or_no_cluster_at_all_is_a_clear_503() {
         .as_str()
         .is_some_and(|d| d.contains("--cluster none")));
 }
+
+#[tokio::test]
+async fn a_stream_open_through_the_proxy_does_not_hold_up_shutdown() {
+    let sim = sim(true).await;
+    let mut app = app_on(&sim).await;
+    let (usecase, _) = deployed(&app, "endless", "1.0.0", json!({})).await;
+    let response = through_proxy(
+        &app,
+        reqwest::Method::GET,
+        &format!("/{usecase}/stream?chunks=1000&intervalMs=100"),
+    )
+    .send()
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut body = response.bytes_stream();
+    assert!(
+        body.next().await.is_some_and(|c| c.is_ok()),
+        "the stream started"
+    );
+    tokio::time::timeout(Duration::from_secs(10), app.stop())
+        .await
+        .unwrap_or_else(|_| panic!("shutdown waited for the proxied stream"));
+    // The client sees the stream end instead of hanging.
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(_)) = body.next().await {}
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "the proxied stream was not closed at shutdown"
+    );
+}
