@@ -234,15 +234,19 @@ impl Operations {
         })
     }
 
+    /// The environment variables of the deployed deployment, if one is deployed.
+    async fn serving_config(&self, usecase_id: Uuid) -> Result<Option<Config>, AppError> {
+        let usecase = self.usecase(usecase_id).await?;
+        Ok(usecase.serving().map(|d| Config {
+            deployment_id: d.id,
+            env: d.config.env.clone(),
+        }))
+    }
+
     /// The environment variables of the deployed deployment.
     pub async fn config(&self, usecase_id: Uuid) -> Result<Config, AppError> {
-        let usecase = self.usecase(usecase_id).await?;
-        let serving = usecase.serving().ok_or_else(|| {
+        self.serving_config(usecase_id).await?.ok_or_else(|| {
             AppError::NotFound(format!("usecase {usecase_id} has no deployed deployment"))
-        })?;
-        Ok(Config {
-            deployment_id: serving.id,
-            env: serving.config.env.clone(),
         })
     }
 
@@ -255,11 +259,10 @@ impl Operations {
         env: BTreeMap<String, String>,
     ) -> Result<Accepted, AppError> {
         check_env(&env, "env")?;
-        let base = self.config(usecase_id).await.map_err(|e| match e {
-            AppError::NotFound(m) if m.ends_with("no deployed deployment") => {
-                AppError::Conflict(format!("{m}; deploy it before changing its config"))
-            }
-            other => other,
+        let base = self.serving_config(usecase_id).await?.ok_or_else(|| {
+            AppError::Conflict(format!(
+                "usecase {usecase_id} has no deployed deployment; deploy it before changing its config"
+            ))
         })?;
         let deployment_id = Uuid::new_v4();
         let command = UsecaseCommand::ChangeConfig {

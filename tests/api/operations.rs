@@ -652,6 +652,18 @@ async fn a_cluster_without_metrics_or_no_cluster_at_all_is_a_clear_503() {
     // --cluster none: the ledger commands work, the cluster reads say why they cannot.
     let app = TestApp::spawn().await;
     let usecase = app.create_usecase("offline").await;
+    // The ledger side needs no cluster: nothing deployed is a conflict, not an outage.
+    let (status, problem) = app
+        .send(
+            reqwest::Method::PUT,
+            &format!("/api/usecases/{usecase}/config"),
+            Some(ADMIN_TOKEN),
+            Some(json!({"env": {}})),
+        )
+        .await;
+    assert_eq!(status, 409, "{problem}");
+    let (status, _) = app.get(&format!("/api/usecases/{usecase}/config")).await;
+    assert_eq!(status, 404);
     let (status, problem) = app
         .get(&format!("/api/usecases/{usecase}/kube-events"))
         .await;
