@@ -1,6 +1,7 @@
 //! shiplog's HTTP layer: the PhariaOS usecase API on axum, its OpenAPI
-//! document and Redoc, and the server the `shiplog` binary runs.
+//! document and Redoc, the server the `shiplog` binary runs, and its command line client.
 
+pub mod cli;
 pub mod docs;
 pub mod dto;
 pub mod error;

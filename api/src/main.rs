@@ -1,16 +1,18 @@
-//! The `shiplog` binary: `serve` runs the server; the other subcommands are
-//! operator tools (projection rebuild, OpenAPI dump).
+//! The `shiplog` binary: `serve` runs the server; `projections`, `openapi` and `sim`
+//! are operator tools; every other subcommand is a client of the HTTP API (`shiplog_api::cli`).
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use kube_sim::{KubeSim, SimConfig};
 use rand::RngCore;
+use shiplog_api::cli::{self, ClientCommand, CompletionsArgs};
 use shiplog_api::docs::spec;
 use shiplog_api::server::{ClusterMode, Server, Settings, StreamSettings};
 use shiplog_infrastructure::db::connect_and_migrate;
 use shiplog_infrastructure::kube_cluster::KubeSettings;
 use shiplog_infrastructure::Projector;
 use std::net::SocketAddr;
+use std::process::ExitCode;
 use std::time::Duration;
 use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
@@ -20,7 +22,12 @@ const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/shiplog";
 
 /// shiplog: deploy usecases to Kubernetes, keep every action as an auditable event.
 #[derive(Parser)]
-#[command(name = "shiplog", version, about)]
+#[command(
+    name = "shiplog",
+    version,
+    about = "shiplog: deploy usecases to Kubernetes, keep every action as an auditable event",
+    after_help = cli::EXIT_CODES_HELP
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -39,6 +46,10 @@ enum Command {
     Openapi,
     /// Run the Kubernetes API simulator on its own (for kubectl and `serve --cluster kube`).
     Sim(SimArgs),
+    #[command(flatten)]
+    Client(ClientCommand),
+    /// Print a shell completion script to stdout (bash, zsh, fish).
+    Completions(CompletionsArgs),
 }
 
 #[derive(clap::Args)]
@@ -126,7 +137,7 @@ enum ProjectionsCommand {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<ExitCode> {
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_env("SHIPLOG_LOG")
@@ -135,7 +146,7 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(args).await.map(|()| ExitCode::SUCCESS),
         Command::Projections {
             command: ProjectionsCommand::Rebuild { database },
         } => {
@@ -145,9 +156,9 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .context("rebuilding the read models")?;
             println!("rebuilt usecase_view and deployment_view from {replayed} events");
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
-        Command::Sim(args) => sim(args).await,
+        Command::Sim(args) => sim(args).await.map(|()| ExitCode::SUCCESS),
         Command::Openapi => {
             println!(
                 "{}",
@@ -155,8 +166,11 @@ async fn main() -> anyhow::Result<()> {
                     .to_pretty_json()
                     .context("serialising the OpenAPI document")?
             );
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
+        // Client commands print their own one-line errors and choose their exit code.
+        Command::Client(command) => Ok(cli::run(command).await),
+        Command::Completions(args) => Ok(cli::print_completions(&args, Cli::command())),
     }
 }
 

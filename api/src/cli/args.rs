@@ -1,0 +1,440 @@
+//! The client subcommands as clap sees them, and the parsers of their values
+//! (`--image`, `K=V`, `--url`), so that malformed input is a usage error (exit 2).
+
+use clap::{Args, Subcommand, ValueEnum};
+use uuid::Uuid;
+
+/// Where the client looks for shiplog when neither --url nor SHIPLOG_URL is given.
+pub const DEFAULT_URL: &str = "http://127.0.0.1:8080";
+
+/// How to reach shiplog and how to print; every client command takes these.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Connection")]
+pub struct Connection {
+    /// shiplog's API address.
+    #[arg(long, env = "SHIPLOG_URL", default_value = DEFAULT_URL, value_parser = parse_url, global = true)]
+    pub url: String,
+    /// Bearer token (the admin token, or one from `shiplog token create`).
+    #[arg(long, env = "SHIPLOG_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    /// `table` for people, `json` for scripts (the API's JSON, pretty-printed; no colours).
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Table, global = true)]
+    pub output: OutputFormat,
+}
+
+/// The two ways a command prints what it got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Tables and sentences for people; colours on a terminal.
+    Table,
+    /// The API's JSON, for scripts.
+    Json,
+}
+
+/// `--wait` and `--timeout`, shared by every command that starts something asynchronous.
+#[derive(Debug, Clone, Args)]
+pub struct WaitArgs {
+    /// Follow the usecase's events until the outcome (a spinner shows progress); exit 1 when it fails.
+    #[arg(long)]
+    pub wait: bool,
+    /// Seconds --wait waits before giving up with exit 1.
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    pub timeout: u64,
+}
+
+/// The client subcommands: each one calls shiplog's HTTP API.
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Register, list, show and delete usecases.
+    Usecase(UsecaseArgs),
+    /// Deploy an image to a usecase (`--wait` follows it until deployed or failed).
+    Deploy(DeployArgs),
+    /// Show a usecase and its current deployment.
+    Status(Target),
+    /// List a usecase's deployments, newest first.
+    Deployments(Target),
+    /// Take down everything of a usecase that is deployed or in flight.
+    Undeploy(WaitingTarget),
+    /// Roll the pods of the deployed deployment (same config).
+    Restart(WaitingTarget),
+    /// Deploy an earlier deployment's config again (default: the one deployed before the current).
+    Rollback(RollbackArgs),
+    /// Read and change the deployed deployment's environment variables.
+    Config(ConfigArgs),
+    /// Print the logs of the deployed deployment's pods.
+    Logs(LogsArgs),
+    /// A usecase's audit trail: every event, oldest first.
+    History(Target),
+    /// Follow events live, one line each (all usecases need audit:read); resumable with --after.
+    Watch(WatchArgs),
+    /// Check the ledger's tamper evidence.
+    Audit(AuditArgs),
+    /// Create, list and revoke API tokens.
+    Token(TokenArgs),
+}
+
+/// A command about one usecase.
+#[derive(Debug, Args)]
+pub struct Target {
+    /// The usecase: its id or its exact name.
+    pub usecase: String,
+    #[command(flatten)]
+    pub conn: Connection,
+}
+
+/// A command about one usecase that can wait for its outcome.
+#[derive(Debug, Args)]
+pub struct WaitingTarget {
+    /// The usecase: its id or its exact name.
+    pub usecase: String,
+    #[command(flatten)]
+    pub wait: WaitArgs,
+    #[command(flatten)]
+    pub conn: Connection,
+}
+
+/// `shiplog usecase …`.
+#[derive(Debug, Args)]
+pub struct UsecaseArgs {
+    #[command(subcommand)]
+    pub command: UsecaseCommand,
+    #[command(flatten)]
+    pub conn: Connection,
+}
+
+/// The usecase subcommands.
+#[derive(Debug, Subcommand)]
+pub enum UsecaseCommand {
+    /// Register a usecase under a unique name.
+    Create {
+        /// Its name: unique, 1 to 128 characters.
+        name: String,
+        /// Free text.
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List usecases in registration order (every page).
+    List {
+        /// Only those whose name contains this text (case-insensitive).
+        #[arg(long, value_name = "PART")]
+        name: Option<String>,
+    },
+    /// Show one usecase and its current deployment.
+    Show {
+        /// Its id or exact name.
+        usecase: String,
+    },
+    /// Delete a usecase (refused while anything of it is deployed or in flight).
+    Delete {
+        /// Its id or exact name.
+        usecase: String,
+    },
+}
+
+/// `shiplog deploy`.
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// The usecase: its id or its exact name.
+    pub usecase: String,
+    /// The image as registry/repository:tag, e.g. registry.example.com/team/app:1.0.0.
+    #[arg(long, value_parser = parse_image)]
+    pub image: ImageArg,
+    /// The port the application listens on (shiplog's default: 8080).
+    #[arg(long, value_name = "N")]
+    pub port: Option<u16>,
+    /// An environment variable; repeat for more.
+    #[arg(long = "env", value_name = "K=V", value_parser = parse_env_var)]
+    pub env: Vec<(String, String)>,
+    /// Number of pods (shiplog's default: 1).
+    #[arg(long, value_name = "N")]
+    pub replicas: Option<u32>,
+    /// Create a Prometheus ServiceMonitor scraping /metrics at this interval (e.g. 5s).
+    #[arg(long, value_name = "INTERVAL")]
+    pub service_monitor: Option<String>,
+    #[command(flatten)]
+    pub wait: WaitArgs,
+    #[command(flatten)]
+    pub conn: Connection,
+}
+
+/// `shiplog rollback`.
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The usecase: its id or its exact name.
+    pub usecase: String,
+    /// The finished deployment whose config to restore (default: the one deployed before the current).
+    #[arg(long, value_name = "DEPLOYMENT_ID")]
+    pub to: Option<Uuid>,
+    #[command(flatten)]
+    pub wait: WaitArgs,
+    #[command(flatten)]
+    pub conn: Connection,
+}
+
+/// `shiplog config …`.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    #[command(subcommand)]
+    pub command: ConfigCommand,
+    #[command(flatten)]
+    pub conn: Connection,
+}
+
+/// The config subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the deployed deployment's environment variables.
+    Get {
+        /// The usecase: its id or its exact name.
+        usecase: String,
+    },
+    /// Set environment variables (merged into the current ones; --replace sends exactly these).
+    /// This rolls out a new deployment.
+    Set {
+        /// The usecase: its id or its exact name.
+        usecase: String,
+        /// The variables.
+        #[arg(value_name = "K=V", required = true, value_parser = parse_env_var)]
+        vars: Vec<(String, String)>,
+        /// Make these the complete environment instead of merging them into the current one.
+        #[arg(long)]
+        replace: bool,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// Remove environment variables; this rolls out a new deployment.
+    Unset {
+        /// The usecase: its id or its exact name.
+        usecase: String,
+        /// The names to remove.
+        #[arg(value_name = "NAME", required = true)]
+        names: Vec<String>,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+}
+
+/// `shiplog logs`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The usecase: its id or its exact name.
+    pub usecase: String,
+    /// Lines per pod from the end of its log (shiplog's default: 100).
+    #[arg(long, value_name = "N")]
+    pub tail: Option<u32>,
+    /// Keep following new lines until interrupted or the pods go away.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    #[command(flatten)]
+    pub conn: Connection,
+}
+
+/// `shiplog watch`.
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Only this usecase (its id or exact name); without it, the whole ledger (needs audit:read).
+    pub usecase: Option<String>,
+    /// Start after this cursor (printed with every event) instead of with the next new event.
+    #[arg(long, value_name = "CURSOR")]
+    pub after: Option<String>,
+    /// Only these event types, comma-separated (e.g. DeploymentSucceeded,DeploymentFailed).
+    #[arg(long, value_name = "T1,T2", value_delimiter = ',')]
+    pub types: Vec<String>,
+    #[command(flatten)]
+    pub conn: Connection,
+}
+
+/// `shiplog audit …`.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    #[command(subcommand)]
+    pub command: AuditCommand,
+    #[command(flatten)]
+    pub conn: Connection,
+}
+
+/// The audit subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute the hash chain; exit 1 when it is broken.
+    Verify,
+}
+
+/// `shiplog token …`.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    #[command(subcommand)]
+    pub command: TokenCommand,
+    #[command(flatten)]
+    pub conn: Connection,
+}
+
+/// The token subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token; its secret is printed once, alone on stdout.
+    Create {
+        /// Its name, recorded as the actor of everything it does.
+        name: String,
+        /// A scope (usecases:read, usecases:write, deployments:read, deployments:write,
+        /// audit:read, admin); repeat or comma-separate.
+        #[arg(
+            long = "scope",
+            value_name = "SCOPE",
+            required = true,
+            value_delimiter = ','
+        )]
+        scopes: Vec<String>,
+    },
+    /// List the active tokens (never their secrets).
+    List,
+    /// Revoke a token at once.
+    Revoke {
+        /// Its id (or its name). Not called `token`: that is the global --token.
+        #[arg(value_name = "ID")]
+        id: String,
+    },
+}
+
+/// An image reference split the way the API takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageArg {
+    /// Registry host, optionally with :port.
+    pub registry: String,
+    /// Repository path.
+    pub repository: String,
+    /// Tag.
+    pub tag: String,
+}
+
+impl std::fmt::Display for ImageArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}:{}", self.registry, self.repository, self.tag)
+    }
+}
+
+/// Splits `registry/repository:tag`: the registry is everything before the first '/',
+/// the tag follows the last ':' of the last path segment (so a registry port is no tag).
+pub fn parse_image(value: &str) -> Result<ImageArg, String> {
+    let value = value.trim();
+    let (registry, rest) = value.split_once('/').ok_or_else(|| {
+        format!("{value:?} has no registry: write registry/repository:tag, e.g. registry.example.com/team/app:1.0.0")
+    })?;
+    let last_segment_start = rest.rfind('/').map_or(0, |i| i + 1);
+    let (repository, tag) = match rest[last_segment_start..].rfind(':') {
+        Some(colon) => {
+            let colon = last_segment_start + colon;
+            (&rest[..colon], &rest[colon + 1..])
+        }
+        None => {
+            return Err(format!(
+                "{value:?} has no tag: write registry/repository:tag, e.g. {value}:1.0.0"
+            ))
+        }
+    };
+    if registry.is_empty() || repository.is_empty() || tag.is_empty() {
+        return Err(format!(
+            "{value:?} is not registry/repository:tag (e.g. registry.example.com/team/app:1.0.0)"
+        ));
+    }
+    Ok(ImageArg {
+        registry: registry.to_owned(),
+        repository: repository.to_owned(),
+        tag: tag.to_owned(),
+    })
+}
+
+/// Splits `NAME=VALUE` at the first '='; the value may be empty or contain '='.
+pub fn parse_env_var(value: &str) -> Result<(String, String), String> {
+    match value.split_once('=') {
+        Some((name, value)) if !name.trim().is_empty() => {
+            Ok((name.trim().to_owned(), value.to_owned()))
+        }
+        _ => Err(format!("{value:?} is not NAME=VALUE")),
+    }
+}
+
+/// Accepts an http(s) URL and drops trailing slashes, so paths can be appended.
+pub fn parse_url(value: &str) -> Result<String, String> {
+    let url = reqwest::Url::parse(value.trim()).map_err(|e| format!("{value:?}: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("{value:?}: shiplog is reached over http or https"));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(registry: &str, repository: &str, tag: &str) -> ImageArg {
+        ImageArg {
+            registry: registry.into(),
+            repository: repository.into(),
+            tag: tag.into(),
+        }
+    }
+
+    #[test]
+    fn images_split_into_registry_repository_and_tag() {
+        let cases = [
+            (
+                "a plain reference",
+                "registry.example.com/team/app:1.0.0",
+                image("registry.example.com", "team/app", "1.0.0"),
+            ),
+            (
+                "a registry with a port",
+                "localhost:5000/app:v2",
+                image("localhost:5000", "app", "v2"),
+            ),
+            (
+                "a deep repository",
+                "ghcr.io/org/group/app:1.0-broken",
+                image("ghcr.io", "org/group/app", "1.0-broken"),
+            ),
+        ];
+        for (description, input, expected) in cases {
+            assert_eq!(parse_image(input), Ok(expected), "{description}");
+        }
+    }
+
+    #[test]
+    fn images_without_registry_or_tag_are_refused() {
+        let cases = [
+            ("no tag", "registry.example.com/team/app"),
+            ("a port but no tag", "localhost:5000/app"),
+            ("no registry", "app:1.0"),
+            ("an empty tag", "registry.example.com/app:"),
+            ("an empty repository", "registry.example.com/:1.0"),
+        ];
+        for (description, input) in cases {
+            assert!(parse_image(input).is_err(), "{description}: {input}");
+        }
+    }
+
+    #[test]
+    fn env_vars_split_at_the_first_equals_sign() {
+        assert_eq!(
+            parse_env_var("A=b=c"),
+            Ok(("A".to_owned(), "b=c".to_owned()))
+        );
+        assert_eq!(parse_env_var("EMPTY="), Ok(("EMPTY".into(), String::new())));
+        assert!(parse_env_var("NOVALUE").is_err());
+        assert!(parse_env_var("=x").is_err());
+    }
+
+    #[test]
+    fn urls_lose_their_trailing_slash_and_need_http() {
+        assert_eq!(
+            parse_url("http://127.0.0.1:8080/"),
+            Ok("http://127.0.0.1:8080".to_owned())
+        );
+        assert_eq!(
+            parse_url("https://ops.example.com/shiplog/"),
+            Ok("https://ops.example.com/shiplog".to_owned())
+        );
+        assert!(parse_url("ftp://x").is_err());
+        assert!(parse_url("not a url").is_err());
+    }
+}

@@ -1,0 +1,9 @@
+//! One file per family of client commands; each turns parsed arguments into API calls
+//! and prints the answer.
+
+pub mod config;
+pub mod deploy;
+pub mod ledger;
+pub mod logs;
+pub mod tokens;
+pub mod usecase;

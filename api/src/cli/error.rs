@@ -1,0 +1,160 @@
+//! Every way a client command can fail, and the exit code each one becomes.
+
+use std::io;
+use uuid::Uuid;
+
+/// Exit code of a command that did what it was asked.
+pub const EXIT_OK: u8 = 0;
+/// Exit code of a failure: the server refused or failed, the network, a deployment that
+/// ended in error or was superseded while waiting, a wait that timed out.
+pub const EXIT_ERROR: u8 = 1;
+/// Exit code of a command line clap (or the client) could not make sense of.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code when the usecase, deployment or token does not exist (404).
+pub const EXIT_NOT_FOUND: u8 = 3;
+/// Exit code when the request contradicts the current state (409: name taken, nothing deployed, …).
+pub const EXIT_CONFLICT: u8 = 4;
+
+/// What went wrong in a client command, in words a user can act on; each variant says
+/// which exit code it becomes.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// 1: no answer from the server (connection refused, DNS, timeout, connection lost).
+    #[error("cannot reach shiplog at {url}: {reason}")]
+    Unreachable {
+        /// The base URL the client used.
+        url: String,
+        /// The innermost cause, e.g. "Connection refused (os error 111)".
+        reason: String,
+    },
+    /// 1: the server answered 401.
+    #[error("the token was refused: set --token or SHIPLOG_TOKEN")]
+    Unauthorized,
+    /// The server answered with a problem document: 404 becomes 3, 409 becomes 4, the rest 1.
+    #[error("{detail}{}", field.as_ref().map(|f| format!(" (field: {f})")).unwrap_or_default())]
+    Api {
+        /// The HTTP status.
+        status: u16,
+        /// The problem's detail.
+        detail: String,
+        /// The request field at fault, when the server names one.
+        field: Option<String>,
+    },
+    /// 3: a name given in place of an id matches no usecase exactly.
+    #[error("no usecase named {0:?}")]
+    NoSuchUsecase(String),
+    /// 3: a name given in place of a token id matches no active token.
+    #[error("no token named {0:?}")]
+    NoSuchToken(String),
+    /// 1: the deployment waited for ended in `error`.
+    #[error("deployment {id} failed: {message}")]
+    DeploymentFailed {
+        /// The deployment.
+        id: Uuid,
+        /// The reason the process manager recorded.
+        message: String,
+    },
+    /// 1: a newer deployment replaced the one waited for before it was deployed.
+    #[error("deployment {id} was superseded by {by}")]
+    DeploymentSuperseded {
+        /// The deployment waited for.
+        id: Uuid,
+        /// The deployment that replaced it.
+        by: String,
+    },
+    /// 1: the deployment waited for was undeployed before it was deployed.
+    #[error("deployment {0} was undeployed before it was deployed")]
+    DeploymentUndeployed(Uuid),
+    /// 1: the restart waited for failed.
+    #[error("restart {id} failed: {message}")]
+    RestartFailed {
+        /// The restart.
+        id: Uuid,
+        /// Why.
+        message: String,
+    },
+    /// 1: `--timeout` ran out before the outcome.
+    #[error("gave up after {secs} s (--timeout): {state}")]
+    TimedOut {
+        /// The timeout.
+        secs: u64,
+        /// Where things stood.
+        state: String,
+    },
+    /// 1: `audit verify` found the hash chain broken.
+    #[error("the audit chain is broken at {0}")]
+    ChainBroken(String),
+    /// 1: the server answered something this client does not understand.
+    #[error("unexpected answer from shiplog: {0}")]
+    Unexpected(String),
+    /// 2: arguments that parse but cannot be used together or as given.
+    #[error("{0}")]
+    Usage(String),
+    /// 1: stdout could not be written (a closed pipe ends the command quietly with 0).
+    #[error("cannot write the output: {0}")]
+    Output(#[from] io::Error),
+}
+
+impl CliError {
+    /// The process exit code for this error (documented in `--help` and the README).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Api { status: 404, .. } | Self::NoSuchUsecase(_) | Self::NoSuchToken(_) => {
+                EXIT_NOT_FOUND
+            }
+            Self::Api { status: 409, .. } => EXIT_CONFLICT,
+            Self::Usage(_) => EXIT_USAGE,
+            Self::Output(e) if e.kind() == io::ErrorKind::BrokenPipe => EXIT_OK,
+            _ => EXIT_ERROR,
+        }
+    }
+
+    /// Whether the error is worth a message (a reader that closed the pipe is not).
+    pub fn is_silent(&self) -> bool {
+        matches!(self, Self::Output(e) if e.kind() == io::ErrorKind::BrokenPipe)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_kind_of_error_has_its_documented_exit_code() {
+        let api = |status| CliError::Api {
+            status,
+            detail: "x".to_owned(),
+            field: None,
+        };
+        let cases = [
+            ("a 404", api(404), 3),
+            ("a 409", api(409), 4),
+            ("a 422", api(422), 1),
+            ("a 503", api(503), 1),
+            ("a 401", CliError::Unauthorized, 1),
+            ("an unknown name", CliError::NoSuchUsecase("x".into()), 3),
+            ("a usage error", CliError::Usage("x".into()), 2),
+            (
+                "a closed pipe",
+                CliError::Output(io::Error::from(io::ErrorKind::BrokenPipe)),
+                0,
+            ),
+        ];
+        for (description, error, code) in cases {
+            assert_eq!(error.exit_code(), code, "{description}");
+        }
+    }
+
+    #[test]
+    fn a_problem_names_its_field_when_there_is_one() {
+        let error = CliError::Api {
+            status: 422,
+            detail: "config.image.tag: bad".to_owned(),
+            field: Some("config.image.tag".to_owned()),
+        };
+        assert_eq!(
+            error.to_string(),
+            "config.image.tag: bad (field: config.image.tag)"
+        );
+    }
+}

@@ -1,0 +1,235 @@
+//! Ledger events as the client reads them (history pages and stream messages share one
+//! shape), and the one-line human summary of each event type.
+
+use super::error::CliError;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// One event of the ledger, as `GET …/history` and the event streams deliver it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LedgerEvent {
+    /// Its place in the global order; resume after it with `after` / `Last-Event-ID`.
+    pub cursor: String,
+    /// The usecase it belongs to.
+    pub usecase_id: String,
+    /// The event type (`DeploymentSucceeded`).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// When the ledger recorded it.
+    pub recorded_at: String,
+    /// Who caused it.
+    pub actor: String,
+    /// `{"<type>": {...fields}}`.
+    pub payload: Value,
+    /// What the API sent, for `--output json`.
+    #[serde(skip)]
+    pub raw: Value,
+}
+
+impl LedgerEvent {
+    /// Reads an event from the API's JSON.
+    pub fn from_json(raw: Value) -> Result<Self, CliError> {
+        let mut event: Self = serde_json::from_value(raw.clone())
+            .map_err(|e| CliError::Unexpected(format!("an event this client cannot read ({e})")))?;
+        event.raw = raw;
+        Ok(event)
+    }
+
+    /// A field of the payload (`deploymentId`, `message`, …).
+    pub fn field(&self, name: &str) -> Option<&Value> {
+        self.payload
+            .get(&self.kind)
+            .and_then(|fields| fields.get(name))
+    }
+
+    /// A string field of the payload, or "" when it is missing.
+    pub fn text(&self, name: &str) -> &str {
+        self.field(name).and_then(Value::as_str).unwrap_or("")
+    }
+
+    /// The request id recorded with the event (what the client sent as `x-request-id`).
+    pub fn request_id(&self) -> Option<&str> {
+        self.raw
+            .get("metadata")
+            .and_then(|m| m.get("request_id"))
+            .and_then(Value::as_str)
+    }
+
+    /// A short human summary of what happened.
+    pub fn summary(&self) -> String {
+        let deployment = short(self.text("deploymentId"));
+        match self.kind.as_str() {
+            "UsecaseRegistered" => format!("registered as {:?}", self.text("name")),
+            "DeploymentRequested" => {
+                let image = self
+                    .field("config")
+                    .and_then(|c| c.get("image"))
+                    .map(image_text)
+                    .unwrap_or_default();
+                format!("deployment {deployment} requested: {image}")
+            }
+            "DeploymentStarted" => format!("deployment {deployment} deploying"),
+            "DeploymentSucceeded" => format!("deployment {deployment} deployed"),
+            "DeploymentFailed" => {
+                format!("deployment {deployment} failed: {}", self.text("message"))
+            }
+            "DeploymentSuperseded" => format!(
+                "deployment {deployment} superseded by {}",
+                short(self.text("supersededBy"))
+            ),
+            "UndeployRequested" => format!("undeploy of deployment {deployment} requested"),
+            "DeploymentUndeployed" => format!("deployment {deployment} undeployed"),
+            "UsecaseDeleted" => "usecase deleted".to_owned(),
+            "RestartRequested" => format!(
+                "restart {} of deployment {deployment} requested",
+                short(self.text("restartId"))
+            ),
+            "RestartSucceeded" => format!("restart {} succeeded", short(self.text("restartId"))),
+            "RestartFailed" => format!(
+                "restart {} failed: {}",
+                short(self.text("restartId")),
+                self.text("message")
+            ),
+            "ConfigChangeRequested" => {
+                // Names only: values may be secrets, and the history is for everyone with read access.
+                let names: Vec<&str> = self
+                    .field("env")
+                    .and_then(Value::as_object)
+                    .map(|env| env.keys().map(String::as_str).collect())
+                    .unwrap_or_default();
+                format!(
+                    "config change as deployment {deployment} (based on {}): env {}",
+                    short(self.text("basedOn")),
+                    if names.is_empty() {
+                        "empty".to_owned()
+                    } else {
+                        names.join(", ")
+                    }
+                )
+            }
+            "RollbackRequested" => format!(
+                "rollback of {} as deployment {deployment}",
+                short(self.text("rollbackOf"))
+            ),
+            _ => String::new(),
+        }
+    }
+
+    /// `recordedAt` for a table: seconds precision, UTC.
+    pub fn time(&self) -> String {
+        display_time(&self.recorded_at)
+    }
+}
+
+/// An RFC 3339 instant as `2026-11-23 10:00:00` (UTC); anything else as it is.
+pub fn display_time(value: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(value)
+        .map(|t| {
+            t.with_timezone(&chrono::Utc)
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        })
+        .unwrap_or_else(|_| value.to_owned())
+}
+
+/// The first 8 characters of an id and an ellipsis: enough to tell deployments apart.
+pub fn short(id: &str) -> String {
+    match id.char_indices().nth(8) {
+        Some((end, _)) => format!("{}…", &id[..end]),
+        None => id.to_owned(),
+    }
+}
+
+/// `{"registry","repository","tag"}` as `registry/repository:tag`.
+pub fn image_text(image: &Value) -> String {
+    let part = |name: &str| image.get(name).and_then(Value::as_str).unwrap_or("?");
+    format!(
+        "{}/{}:{}",
+        part("registry"),
+        part("repository"),
+        part("tag")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event(kind: &str, fields: Value) -> LedgerEvent {
+        LedgerEvent::from_json(json!({
+            "cursor": "00000000000002f1000000000000002a",
+            "usecaseId": "0f8fad5b-d9cb-469f-a165-70867728950e",
+            "sequence": 2, "type": kind, "version": "1.0",
+            "recordedAt": "2026-11-23T10:00:00.123456Z", "actor": "ci",
+            "payload": {kind: fields},
+            "metadata": {"actor": "ci", "request_id": "req-1"},
+        }))
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn each_event_type_has_a_short_summary() {
+        let d = "1a2b3c4d-0000-0000-0000-000000000000";
+        let e = "5e6f7a8b-0000-0000-0000-000000000000";
+        let cases = [
+            (
+                event(
+                    "DeploymentRequested",
+                    json!({"deploymentId": d, "config": {"image": {"registry": "r.example", "repository": "team/app", "tag": "1.0"}}}),
+                ),
+                "deployment 1a2b3c4d… requested: r.example/team/app:1.0",
+            ),
+            (
+                event("DeploymentSucceeded", json!({"deploymentId": d})),
+                "deployment 1a2b3c4d… deployed",
+            ),
+            (
+                event(
+                    "DeploymentFailed",
+                    json!({"deploymentId": d, "message": "ImagePullBackOff"}),
+                ),
+                "deployment 1a2b3c4d… failed: ImagePullBackOff",
+            ),
+            (
+                event(
+                    "DeploymentSuperseded",
+                    json!({"deploymentId": d, "supersededBy": e}),
+                ),
+                "deployment 1a2b3c4d… superseded by 5e6f7a8b…",
+            ),
+            (
+                event(
+                    "RestartRequested",
+                    json!({"deploymentId": d, "restartId": e}),
+                ),
+                "restart 5e6f7a8b… of deployment 1a2b3c4d… requested",
+            ),
+            (
+                event(
+                    "RollbackRequested",
+                    json!({"deploymentId": e, "rollbackOf": d}),
+                ),
+                "rollback of 1a2b3c4d… as deployment 5e6f7a8b…",
+            ),
+            (
+                event(
+                    "ConfigChangeRequested",
+                    json!({"deploymentId": e, "basedOn": d, "env": {"SECRET": "hunter2", "A": "1"}}),
+                ),
+                "config change as deployment 5e6f7a8b… (based on 1a2b3c4d…): env A, SECRET",
+            ),
+        ];
+        for (event, expected) in cases {
+            assert_eq!(event.summary(), expected, "{}", event.kind);
+        }
+    }
+
+    #[test]
+    fn events_carry_their_request_id_and_time() {
+        let e = event("UsecaseDeleted", json!({"at": "2026-11-23T10:00:00Z"}));
+        assert_eq!(e.request_id(), Some("req-1"));
+        assert_eq!(e.time(), "2026-11-23 10:00:00");
+    }
+}

@@ -1,0 +1,249 @@
+//! `--wait`: follow the usecase's event stream until the outcome of what was asked
+//! (a deployment, an undeploy, a restart), with a spinner, within `--timeout`.
+
+use super::args::WaitArgs;
+use super::client::Api;
+use super::error::CliError;
+use super::events::short;
+use super::feed::{EventFeed, FROM_THE_START};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::Value;
+use std::collections::HashSet;
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// The events that move a deployment through its lifecycle.
+const DEPLOYMENT_EVENTS: &str = "DeploymentRequested,DeploymentStarted,DeploymentSucceeded,DeploymentFailed,DeploymentSuperseded,DeploymentUndeployed";
+/// The events that say an undeploy was asked for, and that a deployment is down.
+const UNDEPLOY_EVENTS: &str =
+    "UndeployRequested,DeploymentUndeployed,DeploymentFailed,DeploymentSuperseded";
+/// The outcomes of a restart.
+const RESTART_EVENTS: &str = "RestartSucceeded,RestartFailed";
+
+/// What the wait is for; it picks the events the stream carries.
+#[derive(Debug, Clone, Copy)]
+pub enum Waiting {
+    /// A deployment's lifecycle (deploy, rollback, config changes).
+    Deployment,
+    /// An undeploy.
+    Undeploy,
+    /// A restart.
+    Restart,
+}
+
+/// Opens the usecase's event stream *before* the request is sent, so that every event
+/// the request causes is seen. Should the stream drop before any event arrived, it
+/// resumes from the usecase's beginning (the waits below pick out their own ids).
+pub async fn subscribe(api: &Api, usecase: Uuid, waiting: Waiting) -> Result<EventFeed, CliError> {
+    let types = match waiting {
+        Waiting::Deployment => DEPLOYMENT_EVENTS,
+        Waiting::Undeploy => UNDEPLOY_EVENTS,
+        Waiting::Restart => RESTART_EVENTS,
+    };
+    EventFeed::open(
+        api,
+        format!("/api/usecases/{usecase}/events/stream"),
+        Some(types.to_owned()),
+        None,
+        Some(FROM_THE_START.to_owned()),
+    )
+    .await
+}
+
+/// Shows where a wait stands: a spinner when stderr is a terminal, otherwise one line on
+/// stderr per change (readable in CI logs). Never on stdout, which carries the result.
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    current: String,
+}
+
+impl Progress {
+    /// Starts showing `message`.
+    pub fn start(message: String) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new_spinner();
+            if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
+                bar.set_style(style);
+            }
+            bar.set_message(message.clone());
+            bar.enable_steady_tick(Duration::from_millis(100));
+            bar
+        });
+        if bar.is_none() {
+            eprintln!("{message}");
+        }
+        Self {
+            bar,
+            current: message,
+        }
+    }
+
+    /// Shows `message` instead, if it is news.
+    pub fn set(&mut self, message: String) {
+        if message == self.current {
+            return;
+        }
+        match &self.bar {
+            Some(bar) => bar.set_message(message.clone()),
+            None => eprintln!("{message}"),
+        }
+        self.current = message;
+    }
+
+    /// What it shows now.
+    pub fn current(&self) -> &str {
+        &self.current
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// How long `--timeout` lets a wait run.
+pub fn limit(args: &WaitArgs) -> Duration {
+    Duration::from_secs(args.timeout)
+}
+
+/// The outcome of a wait run under `tokio::time::timeout(limit(args), …)`, or, when the
+/// time ran out, the error that says where things stood.
+pub fn timed<T>(
+    result: Result<Result<T, CliError>, tokio::time::error::Elapsed>,
+    args: &WaitArgs,
+    progress: &Progress,
+) -> Result<T, CliError> {
+    result.unwrap_or_else(|_| {
+        Err(CliError::TimedOut {
+            secs: args.timeout,
+            state: progress.current().to_owned(),
+        })
+    })
+}
+
+/// Follows deployment `id` until it is deployed (Ok) or ends otherwise (the error says how).
+pub async fn deployment(
+    feed: &mut EventFeed,
+    id: Uuid,
+    progress: &mut Progress,
+) -> Result<(), CliError> {
+    let target = id.to_string();
+    loop {
+        let event = feed.next().await?;
+        if event.text("deploymentId") != target {
+            continue;
+        }
+        match event.kind.as_str() {
+            "DeploymentRequested" => progress.set(format!("deployment {} pending", short(&target))),
+            "DeploymentStarted" => progress.set(format!("deployment {} deploying", short(&target))),
+            "DeploymentSucceeded" => return Ok(()),
+            "DeploymentFailed" => {
+                return Err(CliError::DeploymentFailed {
+                    id,
+                    message: event.text("message").to_owned(),
+                })
+            }
+            "DeploymentSuperseded" => {
+                return Err(CliError::DeploymentSuperseded {
+                    id,
+                    by: event.text("supersededBy").to_owned(),
+                })
+            }
+            "DeploymentUndeployed" => return Err(CliError::DeploymentUndeployed(id)),
+            _ => {}
+        }
+    }
+}
+
+/// Follows the undeploy sent with `request_id` until every deployment it took down is
+/// down; returns them. They are the `UndeployRequested` events of that request, which
+/// commit together and therefore all arrive before any of them can be confirmed.
+pub async fn undeploy(
+    feed: &mut EventFeed,
+    request_id: &str,
+    progress: &mut Progress,
+) -> Result<Vec<Uuid>, CliError> {
+    let mut taken_down: Vec<Uuid> = Vec::new();
+    let mut down: HashSet<Uuid> = HashSet::new();
+    loop {
+        let event = feed.next().await?;
+        let Ok(deployment) = event.text("deploymentId").parse::<Uuid>() else {
+            continue;
+        };
+        match event.kind.as_str() {
+            "UndeployRequested" if event.request_id() == Some(request_id) => {
+                // More may follow in the same commit: count them before saying how many.
+                taken_down.push(deployment);
+                continue;
+            }
+            "DeploymentUndeployed" | "DeploymentFailed" | "DeploymentSuperseded" => {
+                if taken_down.contains(&deployment) {
+                    down.insert(deployment);
+                }
+            }
+            _ => continue,
+        }
+        if !taken_down.is_empty() && taken_down.iter().all(|d| down.contains(d)) {
+            return Ok(taken_down);
+        }
+        progress.set(format!(
+            "undeploying: {} of {} deployment(s) down",
+            down.len(),
+            taken_down.len()
+        ));
+    }
+}
+
+/// Follows restart `restart_id` until it succeeded (Ok) or failed.
+pub async fn restart(feed: &mut EventFeed, restart_id: Uuid) -> Result<(), CliError> {
+    let target = restart_id.to_string();
+    loop {
+        let event = feed.next().await?;
+        if event.text("restartId") != target {
+            continue;
+        }
+        match event.kind.as_str() {
+            "RestartSucceeded" => return Ok(()),
+            "RestartFailed" => {
+                return Err(CliError::RestartFailed {
+                    id: restart_id,
+                    message: event.text("message").to_owned(),
+                })
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The deployment as the API shows it once its status has caught up with the outcome
+/// the stream reported (read models follow the ledger a moment later); after a few
+/// seconds, whatever it shows.
+pub async fn settled_deployment(
+    api: &Api,
+    usecase: Uuid,
+    id: Uuid,
+    outcome: &Result<(), CliError>,
+) -> Result<Value, CliError> {
+    let expected = match outcome {
+        Ok(()) => "deployed",
+        Err(CliError::DeploymentFailed { .. }) => "error",
+        Err(CliError::DeploymentSuperseded { .. }) => "superseded",
+        Err(CliError::DeploymentUndeployed(_)) => "undeployed",
+        Err(_) => "",
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let deployment = api
+            .get(&format!("/api/usecases/{usecase}/deployments/{id}"), &[])
+            .await?;
+        let status = deployment.get("status").and_then(Value::as_str);
+        if expected.is_empty() || status == Some(expected) || Instant::now() >= deadline {
+            return Ok(deployment);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

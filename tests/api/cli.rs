@@ -1,0 +1,621 @@
+//! The `shiplog` command line as a user runs it: the built binary, with SHIPLOG_URL and
+//! SHIPLOG_TOKEN, against a server on a real database driving the Kubernetes simulator.
+
+use crate::cluster::kube_config;
+use crate::helpers::{TestApp, TestDb, ADMIN_TOKEN};
+use kube_sim::{KubeSim, SimConfig};
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A simulator whose rollouts are ready (or fail) within moments.
+async fn sim() -> KubeSim {
+    let config = SimConfig {
+        ready_delay: Duration::from_millis(100),
+        progress_deadline: Duration::from_secs(5),
+        log_interval: Duration::from_millis(100),
+        metrics_api: true,
+    };
+    KubeSim::start(config)
+        .await
+        .unwrap_or_else(|e| panic!("simulator: {e}"))
+}
+
+async fn app_on(sim: &KubeSim) -> TestApp {
+    TestApp::spawn_with_cluster(Arc::new(TestDb::create().await), kube_config(sim)).await
+}
+
+/// What one run of the binary did.
+struct Run {
+    args: String,
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    /// Fails the test unless the command exited with `code`.
+    fn expect(self, code: i32) -> Self {
+        assert_eq!(
+            self.code, code,
+            "`shiplog {}` exited {} instead of {code}\nstdout: {}\nstderr: {}",
+            self.args, self.code, self.stdout, self.stderr
+        );
+        self
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "`shiplog {}` printed no JSON ({e}): {}",
+                self.args, self.stdout
+            )
+        })
+    }
+}
+
+/// Runs `shiplog ARGS` against `app` with the admin token.
+async fn shiplog(app: &TestApp, args: &[&str]) -> Run {
+    run(
+        &[("SHIPLOG_URL", &app.base), ("SHIPLOG_TOKEN", ADMIN_TOKEN)],
+        args,
+    )
+    .await
+}
+
+/// Runs `shiplog ARGS` with these environment variables, off the async runtime (the
+/// binary blocks, the server under test runs on this runtime).
+async fn run(env: &[(&str, &str)], args: &[&str]) -> Run {
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        let output = assert_cmd::Command::new(env!("CARGO_BIN_EXE_shiplog"))
+            .args(&args)
+            .env_remove("SHIPLOG_URL")
+            .env_remove("SHIPLOG_TOKEN")
+            .envs(env)
+            .timeout(Duration::from_secs(120))
+            .output()
+            .unwrap_or_else(|e| panic!("running shiplog {args:?}: {e}"));
+        Run {
+            args: args.join(" "),
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// One row of the error table: description, extra environment, arguments, the exit
+/// code, and a part of what stderr must say.
+type ErrorCase<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<&'a str>, i32, &'a str);
+
+/// A port nothing listens on.
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[tokio::test]
+async fn a_usecase_goes_from_create_through_deploy_and_undeploy_to_delete() {
+    let sim = sim().await;
+    let app = app_on(&sim).await;
+
+    let created = shiplog(
+        &app,
+        &["usecase", "create", "chat bot", "--description", "demo"],
+    )
+    .await
+    .expect(0);
+    assert!(created.stdout.contains("created"), "{}", created.stdout);
+
+    // The name works wherever an id does.
+    let deployed = shiplog(
+        &app,
+        &[
+            "deploy",
+            "chat bot",
+            "--image",
+            "registry.example.com/team/chat:1.0.0",
+            "--env",
+            "LOG_LEVEL=debug",
+            "--replicas",
+            "2",
+            "--wait",
+        ],
+    )
+    .await
+    .expect(0);
+    assert!(
+        deployed.stdout.contains("deployed"),
+        "deploy --wait: {}",
+        deployed.stdout
+    );
+
+    let status = shiplog(&app, &["status", "chat bot"]).await.expect(0);
+    for expected in [
+        "chat bot",
+        "deployed",
+        "registry.example.com/team/chat:1.0.0",
+    ] {
+        assert!(
+            status.stdout.contains(expected),
+            "status lacks {expected:?}: {}",
+            status.stdout
+        );
+    }
+
+    let history = shiplog(&app, &["history", "chat bot"]).await.expect(0);
+    for expected in [
+        "UsecaseRegistered",
+        "DeploymentRequested",
+        "DeploymentStarted",
+        "DeploymentSucceeded",
+        "requested: registry.example.com/team/chat:1.0.0",
+        "process-manager",
+    ] {
+        assert!(
+            history.stdout.contains(expected),
+            "history lacks {expected:?}: {}",
+            history.stdout
+        );
+    }
+
+    let undeployed = shiplog(&app, &["undeploy", "chat bot", "--wait"])
+        .await
+        .expect(0);
+    assert!(
+        undeployed.stdout.contains("undeployed"),
+        "{}",
+        undeployed.stdout
+    );
+    let deployments = shiplog(&app, &["deployments", "chat bot"]).await.expect(0);
+    assert!(
+        deployments.stdout.contains("undeployed"),
+        "{}",
+        deployments.stdout
+    );
+
+    shiplog(&app, &["usecase", "delete", "chat bot"])
+        .await
+        .expect(0);
+    let gone = shiplog(&app, &["status", "chat bot"]).await.expect(3);
+    assert!(
+        gone.stderr.contains("no usecase named \"chat bot\""),
+        "{}",
+        gone.stderr
+    );
+}
+
+#[tokio::test]
+async fn output_json_prints_the_apis_json() {
+    let sim = sim().await;
+    let app = app_on(&sim).await;
+
+    let created = shiplog(&app, &["usecase", "create", "scripted", "-o", "json"])
+        .await
+        .expect(0)
+        .json();
+    assert_eq!(created["name"], "scripted");
+    let id = created["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no id: {created}"))
+        .to_owned();
+
+    let deployment = shiplog(
+        &app,
+        &[
+            "deploy",
+            &id,
+            "--image",
+            "registry.example.com:5000/team/app:2.1",
+            "--port",
+            "9000",
+            "--service-monitor",
+            "5s",
+            "--wait",
+            "--output",
+            "json",
+        ],
+    )
+    .await
+    .expect(0)
+    .json();
+    assert_eq!(deployment["status"], "deployed", "{deployment}");
+    assert_eq!(
+        deployment["config"]["image"]["registry"],
+        "registry.example.com:5000"
+    );
+    assert_eq!(deployment["config"]["image"]["repository"], "team/app");
+    assert_eq!(deployment["config"]["image"]["tag"], "2.1");
+    assert_eq!(deployment["config"]["containerPort"], 9000);
+    assert_eq!(
+        deployment["config"]["serviceMonitor"]["scrapingInterval"],
+        "5s"
+    );
+
+    let status = shiplog(&app, &["status", "scripted", "-o", "json"])
+        .await
+        .expect(0)
+        .json();
+    assert_eq!(status["id"].as_str(), Some(id.as_str()));
+    assert_eq!(status["deployment"]["id"], deployment["id"]);
+
+    let history = shiplog(&app, &["history", "scripted", "-o", "json"])
+        .await
+        .expect(0)
+        .json();
+    let types: Vec<&str> = history["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["type"].as_str())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "UsecaseRegistered",
+            "DeploymentRequested",
+            "DeploymentStarted",
+            "DeploymentSucceeded"
+        ]
+    );
+
+    let list = shiplog(&app, &["usecase", "list", "--name", "SCRIPT", "-o", "json"])
+        .await
+        .expect(0)
+        .json();
+    assert_eq!(list["items"][0]["name"], "scripted", "{list}");
+
+    // Without --wait: the 202 answer.
+    let accepted = shiplog(
+        &app,
+        &[
+            "deploy",
+            "scripted",
+            "--image",
+            "registry.example.com/team/app:2.2",
+            "-o",
+            "json",
+        ],
+    )
+    .await
+    .expect(0)
+    .json();
+    assert!(accepted["id"].is_string(), "{accepted}");
+}
+
+#[tokio::test]
+async fn a_failing_deployment_ends_the_wait_with_exit_1_and_its_message() {
+    let sim = sim().await;
+    let app = app_on(&sim).await;
+    shiplog(&app, &["usecase", "create", "fragile"])
+        .await
+        .expect(0);
+
+    // The simulator cannot pull images whose tag ends in -broken.
+    let failed = shiplog(
+        &app,
+        &[
+            "deploy",
+            "fragile",
+            "--image",
+            "registry.example.com/team/app:1.0-broken",
+            "--wait",
+        ],
+    )
+    .await
+    .expect(1);
+    assert!(
+        failed.stderr.contains("error: deployment") && failed.stderr.contains("failed: "),
+        "{}",
+        failed.stderr
+    );
+    assert!(
+        failed.stderr.contains("1.0-broken"),
+        "the message names the image: {}",
+        failed.stderr
+    );
+
+    let history = shiplog(&app, &["history", "fragile"]).await.expect(0);
+    assert!(
+        history.stdout.contains("DeploymentFailed"),
+        "{}",
+        history.stdout
+    );
+}
+
+#[tokio::test]
+async fn config_restart_rollback_and_logs_work_on_the_deployed_usecase() {
+    let sim = sim().await;
+    let app = app_on(&sim).await;
+    shiplog(&app, &["usecase", "create", "operated"])
+        .await
+        .expect(0);
+    shiplog(
+        &app,
+        &[
+            "deploy",
+            "operated",
+            "--image",
+            "registry.example.com/team/app:1.0",
+            "--env",
+            "A=1",
+            "--wait",
+        ],
+    )
+    .await
+    .expect(0);
+
+    // set merges into the current environment; unset removes.
+    shiplog(&app, &["config", "set", "operated", "B=2", "--wait"])
+        .await
+        .expect(0);
+    let config = shiplog(&app, &["config", "get", "operated", "-o", "json"])
+        .await
+        .expect(0)
+        .json();
+    assert_eq!(
+        config["env"],
+        serde_json::json!({"A": "1", "B": "2"}),
+        "{config}"
+    );
+    shiplog(&app, &["config", "unset", "operated", "A", "--wait"])
+        .await
+        .expect(0);
+    let config = shiplog(&app, &["config", "get", "operated", "-o", "json"])
+        .await
+        .expect(0)
+        .json();
+    assert_eq!(config["env"], serde_json::json!({"B": "2"}), "{config}");
+
+    let restarted = shiplog(&app, &["restart", "operated", "--wait"])
+        .await
+        .expect(0);
+    assert!(
+        restarted.stdout.contains("succeeded"),
+        "{}",
+        restarted.stdout
+    );
+
+    // Back to the deployment before the current one: A=1, B=2.
+    shiplog(&app, &["rollback", "operated", "--wait"])
+        .await
+        .expect(0);
+    let config = shiplog(&app, &["config", "get", "operated", "-o", "json"])
+        .await
+        .expect(0)
+        .json();
+    assert_eq!(
+        config["env"],
+        serde_json::json!({"A": "1", "B": "2"}),
+        "{config}"
+    );
+
+    // The simulated containers log a heartbeat line from the start.
+    let logs = shiplog(&app, &["logs", "operated", "--tail", "5", "-o", "json"])
+        .await
+        .expect(0)
+        .json();
+    assert!(logs["lines"].is_array(), "{logs}");
+    let history = shiplog(&app, &["history", "operated"]).await.expect(0);
+    for expected in [
+        "ConfigChangeRequested",
+        "RestartSucceeded",
+        "RollbackRequested",
+    ] {
+        assert!(
+            history.stdout.contains(expected),
+            "history lacks {expected}: {}",
+            history.stdout
+        );
+    }
+}
+
+#[tokio::test]
+async fn errors_give_one_line_and_their_documented_exit_code() {
+    let app = TestApp::spawn().await;
+    shiplog(&app, &["usecase", "create", "taken"])
+        .await
+        .expect(0);
+    let (status, token) = app
+        .post(
+            "/api/tokens",
+            serde_json::json!({"name": "reader", "scopes": ["usecases:read"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{token}");
+    let reader = token["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{token}"))
+        .to_owned();
+    let unreachable = format!("http://127.0.0.1:{}", closed_port());
+
+    // (description, environment, arguments, exit code, a part of stderr)
+    let cases: Vec<ErrorCase> = vec![
+        (
+            "an unknown usecase name",
+            vec![],
+            vec!["status", "no such usecase"],
+            3,
+            "error: no usecase named \"no such usecase\"",
+        ),
+        (
+            "an unknown usecase id",
+            vec![],
+            vec!["status", "00000000-0000-0000-0000-000000000000"],
+            3,
+            "error: usecase 00000000-0000-0000-0000-000000000000",
+        ),
+        (
+            "a name that is taken",
+            vec![],
+            vec!["usecase", "create", "taken"],
+            4,
+            "error: ",
+        ),
+        (
+            "nothing to undeploy",
+            vec![],
+            vec!["undeploy", "taken"],
+            4,
+            "error: nothing is deployed",
+        ),
+        (
+            "an unknown flag",
+            vec![],
+            vec!["deploy", "taken", "--bogus"],
+            2,
+            "--bogus",
+        ),
+        (
+            "an image without a tag",
+            vec![],
+            vec![
+                "deploy",
+                "taken",
+                "--image",
+                "registry.example.com/team/app",
+            ],
+            2,
+            "has no tag",
+        ),
+        (
+            "a wrong token",
+            vec![("SHIPLOG_TOKEN", "not-a-token")],
+            vec!["usecase", "list"],
+            1,
+            "error: the token was refused: set --token or SHIPLOG_TOKEN",
+        ),
+        (
+            "no token at all",
+            vec![("SHIPLOG_TOKEN", "")],
+            vec!["usecase", "list"],
+            1,
+            "error: the token was refused",
+        ),
+        (
+            "a token without the scope",
+            vec![("SHIPLOG_TOKEN", reader.as_str())],
+            vec!["usecase", "create", "other"],
+            1,
+            "error: this token lacks the scope usecases:write",
+        ),
+        (
+            "an unreachable server",
+            vec![("SHIPLOG_URL", unreachable.as_str())],
+            vec!["usecase", "list"],
+            1,
+            "error: cannot reach shiplog at http://127.0.0.1:",
+        ),
+        (
+            "an invalid field",
+            vec![],
+            vec![
+                "deploy",
+                "taken",
+                "--image",
+                "registry.example.com/Team/App:1",
+            ],
+            1,
+            "(field: config.image.repository)",
+        ),
+    ];
+    for (description, env, args, code, message) in cases {
+        let mut vars = vec![
+            ("SHIPLOG_URL", app.base.as_str()),
+            ("SHIPLOG_TOKEN", ADMIN_TOKEN),
+        ];
+        vars.extend(env);
+        let result = run(&vars, &args).await;
+        assert_eq!(
+            result.code, code,
+            "{description}: `shiplog {}` exited {}; stderr: {}",
+            result.args, result.code, result.stderr
+        );
+        assert!(
+            result.stderr.contains(message),
+            "{description}: stderr lacks {message:?}: {}",
+            result.stderr
+        );
+        if code != 2 {
+            assert_eq!(
+                result.stderr.trim().lines().count(),
+                1,
+                "{description}: one line, no trace: {}",
+                result.stderr
+            );
+        }
+    }
+    // --token on the command line wins over the environment.
+    run(
+        &[
+            ("SHIPLOG_URL", app.base.as_str()),
+            ("SHIPLOG_TOKEN", "wrong"),
+        ],
+        &["usecase", "list", "--token", ADMIN_TOKEN],
+    )
+    .await
+    .expect(0);
+}
+
+#[tokio::test]
+async fn tokens_are_created_once_listed_and_revoked() {
+    let app = TestApp::spawn().await;
+    let created = shiplog(
+        &app,
+        &[
+            "token",
+            "create",
+            "ci-pipeline",
+            "--scope",
+            "usecases:read",
+            "--scope",
+            "usecases:write",
+        ],
+    )
+    .await
+    .expect(0);
+    // The secret alone on stdout, ready for TOKEN=$(shiplog token create …).
+    let secret = created.stdout.trim().to_owned();
+    assert_eq!(created.stdout.lines().count(), 1, "{}", created.stdout);
+    let as_ci = [
+        ("SHIPLOG_URL", app.base.as_str()),
+        ("SHIPLOG_TOKEN", secret.as_str()),
+    ];
+    run(&as_ci, &["usecase", "create", "made-by-ci"])
+        .await
+        .expect(0);
+
+    let list = shiplog(&app, &["token", "list"]).await.expect(0);
+    assert!(list.stdout.contains("ci-pipeline"), "{}", list.stdout);
+    assert!(
+        !list.stdout.contains(&secret),
+        "a listing never shows secrets"
+    );
+
+    shiplog(&app, &["token", "revoke", "ci-pipeline"])
+        .await
+        .expect(0);
+    run(&as_ci, &["usecase", "list"]).await.expect(1);
+    shiplog(&app, &["token", "revoke", "ci-pipeline"])
+        .await
+        .expect(3);
+}
+
+#[tokio::test]
+async fn completions_print_a_shell_script() {
+    let run = run(&[], &["completions", "bash"]).await.expect(0);
+    assert!(run.stdout.contains("_shiplog()"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("deploy"),
+        "the script knows the subcommands"
+    );
+}
