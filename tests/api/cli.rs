@@ -1,28 +1,15 @@
 //! The `shiplog` command line as a user runs it: the built binary, with SHIPLOG_URL and
 //! SHIPLOG_TOKEN, against a server on a real database driving the Kubernetes simulator.
 
-use crate::cluster::kube_config;
-use crate::helpers::{TestApp, TestDb, ADMIN_TOKEN};
-use kube_sim::{KubeSim, SimConfig};
+use crate::cluster::{app_on, sim_with};
+use crate::helpers::{TestApp, ADMIN_TOKEN};
+use kube_sim::KubeSim;
 use serde_json::Value;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// A simulator whose rollouts are ready (or fail) within moments.
 async fn sim() -> KubeSim {
-    let config = SimConfig {
-        ready_delay: Duration::from_millis(100),
-        progress_deadline: Duration::from_secs(5),
-        log_interval: Duration::from_millis(100),
-        metrics_api: true,
-    };
-    KubeSim::start(config)
-        .await
-        .unwrap_or_else(|e| panic!("simulator: {e}"))
-}
-
-async fn app_on(sim: &KubeSim) -> TestApp {
-    TestApp::spawn_with_cluster(Arc::new(TestDb::create().await), kube_config(sim)).await
+    sim_with(Duration::from_millis(100), true).await
 }
 
 /// What one run of the binary did.

@@ -10,15 +10,25 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 async fn sim(ready_delay_ms: u64) -> KubeSim {
+    sim_with(Duration::from_millis(ready_delay_ms), true).await
+}
+
+/// A simulator whose pods start after `ready_delay`, with metrics.k8s.io or without.
+pub async fn sim_with(ready_delay: Duration, metrics_api: bool) -> KubeSim {
     let config = SimConfig {
-        ready_delay: Duration::from_millis(ready_delay_ms),
+        ready_delay,
         progress_deadline: Duration::from_secs(5),
-        log_interval: Duration::from_millis(200),
-        metrics_api: true,
+        log_interval: Duration::from_millis(100),
+        metrics_api,
     };
     KubeSim::start(config)
         .await
         .unwrap_or_else(|e| panic!("simulator: {e}"))
+}
+
+/// shiplog on a database of its own, driving `sim`.
+pub async fn app_on(sim: &KubeSim) -> TestApp {
+    TestApp::spawn_with_cluster(Arc::new(TestDb::create().await), kube_config(sim)).await
 }
 
 /// The kube configuration shiplog uses to reach the simulator.

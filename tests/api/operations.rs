@@ -1,30 +1,17 @@
 //! Operating deployed usecases against Postgres and the Kubernetes simulator: the
 //! applications proxy, restart, config, rollback, logs, Kubernetes events and usage.
 
-use crate::cluster::kube_config;
-use crate::helpers::{uuid, TestApp, TestDb, ADMIN_TOKEN, CORS_ORIGIN, NAMESPACE};
+use crate::cluster::{app_on, sim_with};
+use crate::helpers::{uuid, TestApp, ADMIN_TOKEN, CORS_ORIGIN, NAMESPACE};
 use crate::sse::SseStream;
 use futures::StreamExt;
-use kube_sim::{KubeSim, SimConfig};
+use kube_sim::KubeSim;
 use serde_json::{json, Value};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 async fn sim(metrics_api: bool) -> KubeSim {
-    let config = SimConfig {
-        ready_delay: Duration::from_millis(100),
-        progress_deadline: Duration::from_secs(5),
-        log_interval: Duration::from_millis(100),
-        metrics_api,
-    };
-    KubeSim::start(config)
-        .await
-        .unwrap_or_else(|e| panic!("simulator: {e}"))
-}
-
-async fn app_on(sim: &KubeSim) -> TestApp {
-    TestApp::spawn_with_cluster(Arc::new(TestDb::create().await), kube_config(sim)).await
+    sim_with(Duration::from_millis(100), metrics_api).await
 }
 
 /// Registers a usecase and deploys `tag` with `env`, waiting until it is deployed.
