@@ -18,7 +18,7 @@ use utoipa_redoc::{Redoc, Servable};
 #[openapi(
     info(
         title = "shiplog",
-        description = "Deploys containerised usecases to Kubernetes and keeps every action as an immutable, auditable event. Speaks the PhariaOS usecase API.",
+        description = "Deploys containerised usecases to Kubernetes and keeps every action as an immutable, auditable event. Speaks the PhariaOS usecase API. The applications proxy (any method on `/{usecaseId}/{path…}`, bearer token with usecases:read, 502 problem+json when nothing is deployed) listens on its own address (`--proxy-listen`, default 127.0.0.1:8081) and is therefore not part of this document.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     modifiers(&BearerAuth),
