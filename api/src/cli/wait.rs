@@ -233,15 +233,28 @@ pub async fn settled_deployment(
         Err(CliError::DeploymentFailed { .. }) => "error",
         Err(CliError::DeploymentSuperseded { .. }) => "superseded",
         Err(CliError::DeploymentUndeployed(_)) => "undeployed",
-        Err(_) => "",
+        Err(_) => return settle(api, usecase, id, &[]).await,
     };
+    settle(api, usecase, id, &[expected]).await
+}
+
+/// Reads the deployment until it shows one of `expected` (none: at once), for at most a few
+/// seconds. A wait ends on the ledger's event; this makes the next command (`status`,
+/// `deployments`) see the same state, since those read the projections.
+pub async fn settle(
+    api: &Api,
+    usecase: Uuid,
+    id: Uuid,
+    expected: &[&str],
+) -> Result<Value, CliError> {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let deployment = api
             .get(&format!("/api/usecases/{usecase}/deployments/{id}"), &[])
             .await?;
         let status = deployment.get("status").and_then(Value::as_str);
-        if expected.is_empty() || status == Some(expected) || Instant::now() >= deadline {
+        let settled = status.is_some_and(|s| expected.contains(&s));
+        if expected.is_empty() || settled || Instant::now() >= deadline {
             return Ok(deployment);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

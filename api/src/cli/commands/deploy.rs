@@ -96,6 +96,9 @@ pub async fn follow_deployment(
             (Err(_), Err(_)) => {}
         }
     } else if outcome.is_ok() {
+        // So that a `status` right after shows it deployed; a token that may only
+        // deploy cannot read it back, and the outcome alone decides then.
+        let _ = wait::settle(api, usecase, id, &["deployed"]).await;
         out.line(&format!("{label} {}", out.status_text("deployed")))?;
     }
     outcome
@@ -174,6 +177,11 @@ pub async fn undeploy(api: &Api, out: &Output, args: WaitingTarget) -> Result<()
     .await;
     let taken_down = wait::timed(outcome, &args.wait, &progress)?;
     drop(progress);
+    for id in &taken_down {
+        // As for deploy: the next command reads the projections; a token without
+        // deployments:read skips this.
+        let _ = wait::settle(api, usecase, *id, &["undeployed", "error", "superseded"]).await;
+    }
     if !out.is_json() {
         let ids: Vec<String> = taken_down.iter().map(Uuid::to_string).collect();
         out.line(&format!("{} undeployed: {}", args.usecase, ids.join(", ")))?;
