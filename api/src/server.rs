@@ -4,7 +4,7 @@ use crate::docs::{api_router, docs_router};
 use crate::error::ApiError;
 use crate::proxy::{proxy_router, ProxyState, Upstream};
 use crate::state::AppState;
-use crate::telemetry::record_http;
+use crate::telemetry::{record_http, record_proxy};
 use axum::http::{header, HeaderName, HeaderValue, Method, Request};
 use axum::middleware;
 use axum::Router;
@@ -371,6 +371,11 @@ impl Server {
             upstream: kube.as_ref().map(|(_, upstream)| upstream.clone()),
             stopping: stopping.clone(),
         });
+        // Inside CORS: preflights answered by the CORS layer are not counted as proxied.
+        proxy = proxy.layer(middleware::from_fn_with_state(
+            parts.telemetry.clone(),
+            record_proxy,
+        ));
         if let Some(cors) = proxy_cors(&settings.proxy_cors_origins)? {
             // Outermost: preflights are answered without a token, as browsers send them.
             proxy = proxy.layer(cors);

@@ -1,4 +1,5 @@
-//! The middleware that counts and times every HTTP request in the server's metrics.
+//! The middlewares that count and time every HTTP request in the server's metrics:
+//! the API's, by matched route, and the applications proxy's, as one route.
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
@@ -25,6 +26,28 @@ pub async fn record_http(
     telemetry.record_http(
         method.as_str(),
         route.as_deref(),
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}
+
+/// The route label of every request through the applications proxy.
+pub const PROXY_ROUTE: &str = "proxy /{usecaseId}/{path}";
+
+/// As [`record_http`] for the applications proxy's listener: its paths are the
+/// applications', so they all count as one route, [`PROXY_ROUTE`].
+pub async fn record_proxy(
+    State(telemetry): State<Arc<Telemetry>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let method = request.method().clone();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    telemetry.record_http(
+        method.as_str(),
+        Some(PROXY_ROUTE),
         response.status().as_u16(),
         started.elapsed(),
     );

@@ -157,6 +157,27 @@ async fn the_proxy_reaches_the_deployed_deployment_then_the_new_one_and_502_once
             .is_some_and(|d| d.contains("no deployed application")),
         "{problem}"
     );
+
+    // Proxied requests are counted in shiplog's metrics, as one route.
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .text()
+        .await
+        .unwrap_or_default();
+    for line in [
+        r#"shiplog_http_requests_total{method="POST",route="proxy /{usecaseId}/{path}",status="200"} 1"#,
+        r#"shiplog_http_requests_total{method="GET",route="proxy /{usecaseId}/{path}",status="418"} 1"#,
+        r#"shiplog_http_requests_total{method="GET",route="proxy /{usecaseId}/{path}",status="502"} 1"#,
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no {line} in:\n{metrics}"
+        );
+    }
 }
 
 #[tokio::test]
