@@ -8,9 +8,8 @@ use shiplog_application::chain::export_line;
 use shiplog_application::{ChainBreak, ChainReport, CommandBus, CommandContext, Cursor};
 use shiplog_domain::{DeploymentConfig, ImageRef, UsecaseCommand, UsecaseName};
 use shiplog_infrastructure::audit::{export_page, verify, ChainSealer};
-use shiplog_infrastructure::db::connect_and_migrate;
 use shiplog_infrastructure::{EventLog, PostgresCommandBus};
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::PgPool;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::Command;
@@ -24,52 +23,10 @@ const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/verify-exp
 const AWKWARD: &str =
     "Café “quoted” \"x\"\n\\ tab\t bell\u{7} esc\u{1b} del\u{7f} 日本 😀 \u{2028} </>";
 
-fn pg_base() -> String {
-    std::env::var("SHIPLOG_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
-}
-
-/// A migrated database of its own, dropped when the test ends (even on failure).
-struct TestDb {
-    name: String,
-    pool: PgPool,
-}
-
-impl TestDb {
-    async fn create() -> Self {
-        let name = format!("shiplog_audit_{}", Uuid::new_v4().simple());
-        let pool = connect_and_migrate(&format!("{}/{name}", pg_base()))
-            .await
-            .unwrap_or_else(|e| panic!("test database {name}: {e}"));
-        Self { name, pool }
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        // Drop is not async: drop the database from a thread with its own runtime.
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                if let Ok(mut conn) =
-                    PgConnection::connect(&format!("{}/postgres", pg_base())).await
-                {
-                    let _ =
-                        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                            .execute(&mut conn)
-                            .await;
-                }
-            });
-        })
-        .join();
-    }
-}
+#[path = "../../tests/support/test_db.rs"]
+#[allow(dead_code)] // the chain tests need the pool and name, not the URL
+mod test_db;
+use test_db::TestDb;
 
 fn ctx(actor: &str) -> CommandContext {
     CommandContext {

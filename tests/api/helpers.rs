@@ -4,20 +4,16 @@ use serde_json::{json, Value};
 use shiplog_api::server::{ClusterMode, Server, Settings, StreamSettings};
 use shiplog_application::{CommandBus, CommandContext};
 use shiplog_domain::UsecaseCommand;
-use shiplog_infrastructure::db::connect_and_migrate;
 use shiplog_infrastructure::kube_cluster::KubeSettings;
 use shiplog_infrastructure::PostgresCommandBus;
-use sqlx::{Connection, PgConnection, PgPool};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-/// The server the tests use; override with SHIPLOG_TEST_PG.
-pub fn pg_base() -> String {
-    std::env::var("SHIPLOG_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
-}
+#[path = "../support/test_db.rs"]
+mod test_db;
+pub use test_db::TestDb;
 
 /// The namespace the process manager creates objects in during tests.
 pub const NAMESPACE: &str = "shiplog-test";
@@ -27,51 +23,6 @@ pub const CORS_ORIGIN: &str = "http://ops.example.test";
 
 /// The bootstrap admin token every test app starts with.
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
-
-/// A database of its own, migrated, dropped when the test ends.
-pub struct TestDb {
-    pub url: String,
-    pub name: String,
-    pub pool: PgPool,
-}
-
-impl TestDb {
-    pub async fn create() -> Self {
-        let name = format!("shiplog_test_{}", Uuid::new_v4().simple());
-        let url = format!("{}/{}", pg_base(), name);
-        // connect_and_migrate creates the database, as `shiplog serve` does on a fresh machine.
-        let pool = connect_and_migrate(&url)
-            .await
-            .unwrap_or_else(|e| panic!("test database {name}: {e}"));
-        Self { url, name, pool }
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        // Drop runs outside async; use a thread with its own runtime to drop the database.
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                if let Ok(mut conn) =
-                    PgConnection::connect(&format!("{}/postgres", pg_base())).await
-                {
-                    let _ =
-                        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                            .execute(&mut conn)
-                            .await;
-                }
-            });
-        })
-        .join();
-    }
-}
 
 /// shiplog running in-process on a random port over its own database.
 pub struct TestApp {
