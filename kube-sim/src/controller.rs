@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use crate::echo::EchoOp;
 use crate::json::{random_suffix, str_at, template_hash};
 use crate::resources::{DEPLOYMENTS, EVENTS, PODS};
+use crate::rollout::{Strategy, Target};
 use crate::store::{now_time, object_key, Store};
 
 /// The simulated node every pod is scheduled onto.
@@ -42,6 +43,8 @@ pub(crate) enum Action {
         uid: String,
         epoch: u64,
     },
+    /// The echo app of a deleted Deployment (by uid) has drained: stop it.
+    StopEcho { uid: String },
 }
 
 /// One container log line.
@@ -64,10 +67,16 @@ pub(crate) struct PodLogs {
 pub(crate) struct Rollout {
     hash: String,
     revision: u64,
+    /// The revision each template hash last had, to scale old ReplicaSets down oldest first.
+    revisions: BTreeMap<String, u64>,
     epoch: u64,
     exceeded: bool,
     last_ready: i64,
     last_desired: i64,
+    /// Pods of the current template at the last reconcile.
+    last_updated: i64,
+    /// Pods of older templates at the last reconcile.
+    last_old: i64,
 }
 
 /// Why an image cannot be pulled, if the simulator treats it as broken.
@@ -159,22 +168,6 @@ pub(crate) fn owner_deployment_ref(pod: &Value) -> Option<(String, String)> {
         })
 }
 
-/// `maxUnavailable` of a rolling update, resolved against the desired replica count.
-fn max_unavailable(spec: &Value, desired: i64) -> i64 {
-    if str_at(spec, "/strategy/type") == "Recreate" {
-        return 0;
-    }
-    match spec.pointer("/strategy/rollingUpdate/maxUnavailable") {
-        Some(Value::Number(n)) => n.as_i64().unwrap_or(0),
-        Some(Value::String(s)) => s
-            .strip_suffix('%')
-            .and_then(|p| p.trim().parse::<i64>().ok())
-            .map(|p| desired * p / 100)
-            .unwrap_or(0),
-        _ => desired / 4,
-    }
-}
-
 /// Keeps the timestamps of an unchanged condition, so rewriting status is a no-op.
 fn carry_timestamps(new: &mut [Value], old: Option<&Value>) {
     let old: Vec<Value> = old.and_then(Value::as_array).cloned().unwrap_or_default();
@@ -229,6 +222,7 @@ impl Store {
                     }
                 }
             }
+            Action::StopEcho { uid } => self.echo_ops.push(EchoOp::Stop { uid }),
         }
     }
 
@@ -499,8 +493,12 @@ impl Store {
             self.schedule_heartbeat(ns, name, uid, 1);
         }
         if let Some((owner, owner_uid)) = owner_deployment_ref(&pod) {
-            if ready {
-                // The first Ready pod of a Deployment brings up its echo app (a no-op after).
+            let owner_exists = self
+                .get(&DEPLOYMENTS, ns, &owner)
+                .is_some_and(|d| str_at(&d, "/metadata/uid") == owner_uid);
+            if ready && owner_exists {
+                // The first Ready pod of a Deployment brings up its echo app (a no-op after);
+                // a pod orphaned by its deleted Deployment gets none.
                 self.echo_ops.push(EchoOp::Start {
                     uid: owner_uid,
                     ns: ns.to_string(),
@@ -576,7 +574,8 @@ impl Store {
 
     // ------------------------------------------------------------------ deployment controller
 
-    fn create_deployment_pod(&mut self, dep: &Value, hash: &str) {
+    /// Creates one pod of a deployment's current template (labelled with its hash).
+    pub(crate) fn create_deployment_pod(&mut self, dep: &Value, hash: &str) {
         let (ns, dep_name) = object_key(dep);
         let generate = format!("{dep_name}-{hash}-");
         let mut name = format!("{generate}{}", random_suffix(5));
@@ -617,7 +616,8 @@ impl Store {
         self.insert_new(&PODS, pod);
     }
 
-    /// Brings a deployment's pods in line with its template and replica count, then its status.
+    /// Brings a deployment's pods toward its template and replica count as far as its
+    /// strategy allows now (see [`crate::rollout`]), then writes its status.
     pub(crate) fn reconcile_deployment(&mut self, ns: &str, name: &str) {
         let Some(dep) = self.get(&DEPLOYMENTS, ns, name) else {
             return;
@@ -635,86 +635,31 @@ impl Store {
         }
         let hash = template_hash(&template);
         let rs_name = format!("{name}-{hash}");
+        let strategy = Strategy::of(&spec, desired);
         let mut progressed = false;
-        {
+        let revisions = {
             let r = self.rollouts.entry(uid.clone()).or_default();
             if r.hash != hash {
                 r.hash = hash.clone();
                 r.revision += 1;
+                r.revisions.insert(hash.clone(), r.revision);
                 progressed = true;
             }
             if r.last_desired != desired {
                 r.last_desired = desired;
                 progressed = true;
             }
-        }
+            r.revisions.clone()
+        };
 
-        // Old template: scale its pods down to zero.
-        let (current, old): (Vec<_>, Vec<_>) = self
-            .owned_pods(ns, &uid)
-            .into_iter()
-            .partition(|p| str_at(p, "/metadata/labels/pod-template-hash") == hash);
-        let mut old_by_hash: BTreeMap<String, Vec<Arc<Value>>> = BTreeMap::new();
-        for p in old {
-            old_by_hash
-                .entry(str_at(&p, "/metadata/labels/pod-template-hash").to_string())
-                .or_default()
-                .push(p);
-        }
-        // Scale up first, as a rolling update surges before it removes.
-        let have = i64::try_from(current.len()).unwrap_or(i64::MAX);
-        if have < desired {
-            for _ in have..desired {
-                self.create_deployment_pod(&dep, &hash);
-            }
-            self.emit_event(
-                &dep,
-                false,
-                "ScalingReplicaSet",
-                &format!("Scaled up replica set {rs_name} from {have} to {desired}"),
-                "deployment-controller",
-            );
-            progressed = true;
-        } else if have > desired {
-            let mut victims = current.clone();
-            // Unready pods go first, then the newest.
-            victims.sort_by_key(|p| {
-                (
-                    pod_ready(p),
-                    std::cmp::Reverse(str_at(p, "/metadata/creationTimestamp").to_string()),
-                )
-            });
-            for p in victims
-                .into_iter()
-                .take(usize::try_from(have - desired).unwrap_or(0))
-            {
-                let (pns, pname) = object_key(&p);
-                self.remove(&PODS, &pns, &pname, true);
-            }
-            self.emit_event(
-                &dep,
-                false,
-                "ScalingReplicaSet",
-                &format!("Scaled down replica set {rs_name} from {have} to {desired}"),
-                "deployment-controller",
-            );
-        }
-        for (old_hash, pods) in old_by_hash {
-            for p in &pods {
-                let (pns, pname) = object_key(p);
-                self.remove(&PODS, &pns, &pname, true);
-            }
-            self.emit_event(
-                &dep,
-                false,
-                "ScalingReplicaSet",
-                &format!(
-                    "Scaled down replica set {name}-{old_hash} from {} to 0",
-                    pods.len()
-                ),
-                "deployment-controller",
-            );
-        }
+        self.roll(&Target {
+            dep: &dep,
+            uid: &uid,
+            hash: &hash,
+            desired,
+            strategy,
+            revisions: &revisions,
+        });
 
         // Status.
         let pods: Vec<Arc<Value>> = self.owned_pods(ns, &uid);
@@ -726,6 +671,9 @@ impl Store {
         )
         .unwrap_or(0);
         let ready = i64::try_from(pods.iter().filter(|p| pod_ready(p)).count()).unwrap_or(0);
+        let old = total - updated;
+        // Done only once every pod is of the current template: old pods still serving mean a
+        // rollout in progress, even when the new ones are all Ready.
         let complete = updated == desired && total == desired && ready == desired;
         let deadline = {
             let spec_secs = spec
@@ -738,10 +686,14 @@ impl Store {
         };
         let (exceeded, revision, schedule_epoch) = {
             let r = self.rollouts.entry(uid.clone()).or_default();
-            if ready > r.last_ready {
+            // Progress as `DeploymentProgressing` sees it: more new pods, fewer old ones, or
+            // more Ready ones.
+            if ready > r.last_ready || updated > r.last_updated || old < r.last_old {
                 progressed = true;
             }
             r.last_ready = ready;
+            r.last_updated = updated;
+            r.last_old = old;
             let mut schedule_epoch = None;
             if progressed {
                 r.epoch += 1;
@@ -763,7 +715,7 @@ impl Store {
                 },
             );
         }
-        let available = ready >= desired - max_unavailable(&spec, desired);
+        let available = ready >= desired - strategy.max_unavailable();
         let now = now_time();
         let available_cond = json!({
             "type": "Available",
@@ -804,7 +756,8 @@ impl Store {
             "updatedReplicas": updated,
             "readyReplicas": ready,
             "availableReplicas": ready,
-            "unavailableReplicas": (desired.max(total) - ready).max(0),
+            // As the controller counts it: pods (old and new) that are not available.
+            "unavailableReplicas": (total - ready).max(0),
             "conditions": conditions,
         });
         let revision = revision.to_string();

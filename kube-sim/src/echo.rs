@@ -1,5 +1,8 @@
 //! The echo apps: one real HTTP server on 127.0.0.1 per Deployment that has had a Ready pod,
-//! standing in for the containers, so the services proxy has something to reach.
+//! standing in for the containers, so the services proxy has something to reach. An app
+//! belongs to its Deployment, not to a pod: every pod of the Deployment, of the old template
+//! or the new one during a rollout, is served by it, and it stops only once the Deployment is
+//! deleted and has drained (`ECHO_DRAIN` in the store).
 //!
 //! The store only records that an app should start or stop ([`EchoOp`]); [`Echoes::apply`]
 //! binds and spawns after the store's lock is released (see `Shared::with`). An app answers
@@ -44,7 +47,7 @@ pub(crate) enum EchoOp {
         ns: String,
         name: String,
     },
-    /// The Deployment was deleted: stop its app.
+    /// The Deployment was deleted and its app has drained: stop it.
     Stop { uid: String },
 }
 

@@ -11,9 +11,25 @@
 //! recorded (Scheduled, Pulling, Pulled, Created, Started, Failed, BackOff and Killing for
 //! pods, ScalingReplicaSet for deployments).
 //!
+//! A changed pod template (a new image, a restart annotation) rolls out as the Deployment's
+//! `spec.strategy` says. `RollingUpdate` (the default; `maxSurge` and `maxUnavailable`
+//! integers or percentages, 25% each by default, surge rounded up and unavailable down)
+//! creates new pods up to `replicas + maxSurge` and deletes old ones (unready first) only as
+//! long as `replicas - maxUnavailable` pods stay Ready, so the old pods keep serving until
+//! new ones are Ready; a new template that never becomes Ready leaves that many old pods
+//! serving and the rollout in ProgressDeadlineExceeded. `Recreate` deletes every old pod,
+//! then creates the new ones. Throughout, the status counts old and new pods as Kubernetes does
+//! (`replicas` is all of them, `updatedReplicas` the new ones), so a rollout never looks
+//! complete while old pods are left. The strategy is defaulted and validated as the API
+//! server does (422 for `maxSurge` and `maxUnavailable` both 0, a malformed percentage,
+//! `maxUnavailable` over 100%, or `rollingUpdate` with `Recreate`).
+//!
 //! Applications answer for real. When the first pod of a Deployment becomes Ready, an *echo
 //! app* starts for it: an HTTP server on 127.0.0.1 (port chosen by the system, see
-//! [`KubeSim::echo_addr`]) that runs until the Deployment is deleted or the simulator stops.
+//! [`KubeSim::echo_addr`]) shared by all the Deployment's pods, old and new template alike,
+//! so it answers through a rollout. It runs until half a second after the Deployment is
+//! deleted (requests routed to it just before the delete are still answered, as a
+//! terminating pod's container finishes its work) or until the simulator stops.
 //! It answers any method and path with a JSON description of the request (`deployment`,
 //! `namespace`, `pod` from the `X-Kube-Sim-Pod` header, the pod template `labels`, `method`,
 //! `path`, `query`, `headers`, `bodyBytes`, and `body` when UTF-8 and at most 64 KiB);
@@ -39,14 +55,20 @@
 //!   no `managedFields`: no field ownership, no conflicts (`force` is accepted and moot), and
 //!   fields a manager stops applying are not removed. Strategic merge patch is a plain JSON
 //!   merge patch (lists replaced, not merged by key); JSON patch (RFC 6902) answers 415.
-//! - No ReplicaSets: pods are owned by the Deployment directly. A rollout creates the new
-//!   pods and deletes the old ones at once (no surge/unavailable pacing), so a Service has no
-//!   Ready endpoint (the proxy answers 503) for [`SimConfig::ready_delay`] during a rollout,
-//!   where a real rolling update keeps old pods serving. Pods are deleted immediately (no
+//! - No ReplicaSets: pods are owned by the Deployment directly, and the pods of one template
+//!   (one `pod-template-hash`) stand for its ReplicaSet, their number for its replica count.
+//!   So a deleted pod of an old template is not replaced during a rolling update (a real old
+//!   ReplicaSet would recreate it), a replica change during a rollout is not spread over the
+//!   ReplicaSets proportionally, and `revisionHistoryLimit` keeps nothing to roll back to
+//!   (`kubectl rollout undo` has no ReplicaSets to read). `minReadySeconds` and `paused` are
+//!   ignored: a pod is available as soon as it is Ready. Pods are deleted immediately (no
 //!   Terminating phase, grace period or finalizers); no restarts, probes, resources,
 //!   scheduling constraints or nodes beyond one fixed `kube-sim-node`.
-//! - Validation covers names, labels, annotation keys, deployment selector/template/containers
-//!   and ports, not the full schema; unknown fields are kept, not pruned. No admission
+//! - Strategic merge patch has no `retainKeys`: switching a Deployment to `Recreate` by patch
+//!   needs `"rollingUpdate": null` (as a JSON merge patch or server-side apply does on a real
+//!   cluster).
+//! - Validation covers names, labels, annotation keys, deployment selector/template/containers/
+//!   strategy and ports, not the full schema; unknown fields are kept, not pruned. No admission
 //!   webhooks, RBAC, authentication, quotas or `dryRun` (400). At most 1000 replicas.
 //! - Namespaces always exist (first use creates them); deleting one deletes its objects at once.
 //! - Lists and continue pages are read from the current state (not a snapshot at the first
@@ -74,6 +96,7 @@ mod json;
 mod metrics;
 mod proxy;
 mod resources;
+mod rollout;
 mod selector;
 mod status;
 mod store;

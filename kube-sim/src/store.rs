@@ -16,6 +16,7 @@ use crate::json::{
     check_qualified_name, obj_mut, random_suffix, str_at, string_map,
 };
 use crate::resources::{ResourceDef, DEPLOYMENTS, NAMESPACES, PODS};
+use crate::rollout::{default_strategy, validate_strategy};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::ApiError;
 use crate::SimConfig;
@@ -54,6 +55,9 @@ type Key = (String, String);
 
 /// The simulator's own cap on a deployment's replicas (a real cluster takes any int32).
 const MAX_REPLICAS: i64 = 1000;
+
+/// How long the echo app of a deleted Deployment keeps answering before it stops.
+pub(crate) const ECHO_DRAIN: Duration = Duration::from_millis(500);
 
 /// All state of one simulated cluster.
 pub(crate) struct Store {
@@ -254,7 +258,9 @@ impl Store {
             self.kubelet_stopped(&deleted);
         } else if def.plural == DEPLOYMENTS.plural {
             self.rollouts.remove(&uid);
-            self.echo_ops.push(EchoOp::Stop { uid: uid.clone() });
+            // Its app drains first, as a terminating pod's container finishes what it was
+            // sent: a request routed just before the delete is still answered.
+            self.schedule(ECHO_DRAIN, Action::StopEcho { uid: uid.clone() });
             if cascade {
                 for pod in self.owned_pods(ns, &uid) {
                     let (pns, pname) = object_key(&pod);
@@ -563,10 +569,7 @@ impl Store {
                 spec.entry("replicas").or_insert(json!(1));
                 spec.entry("progressDeadlineSeconds").or_insert(json!(600));
                 spec.entry("revisionHistoryLimit").or_insert(json!(10));
-                spec.entry("strategy").or_insert(json!({
-                    "type": "RollingUpdate",
-                    "rollingUpdate": { "maxSurge": "25%", "maxUnavailable": "25%" }
-                }));
+                default_strategy(spec);
                 if let Some(template) = spec.get_mut("template") {
                     pod_spec_defaults(obj_mut(template, "spec"));
                 }
@@ -921,6 +924,7 @@ fn validate_deployment(obj: &Value, old: Option<&Value>, causes: &mut Vec<(Strin
         }
     }
     validate_pod_spec(spec.pointer("/template/spec"), "spec.template.spec", causes);
+    validate_strategy(spec, causes);
     if let Some(old) = old {
         if old.pointer("/spec/selector") != spec.get("selector") {
             causes.push((

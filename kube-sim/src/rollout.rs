@@ -1,0 +1,589 @@
+//! How a Deployment replaces its pods: `spec.strategy` (defaults, validation, and
+//! `maxSurge`/`maxUnavailable` resolved against the replica count as the deployment
+//! controller resolves them) and the scaling steps of a rolling update or a recreate.
+//!
+//! The simulator has no ReplicaSet objects: the pods of one template (one
+//! `pod-template-hash`) stand for one ReplicaSet, and a ReplicaSet's replica count is its
+//! number of pods (pods are created and deleted at once). The steps are those of the real
+//! controller (`rolloutRolling` and `rolloutRecreate` in kubernetes/pkg/controller/deployment):
+//! scale the new ReplicaSet up within `replicas + maxSurge` pods, scale the old ones down
+//! (unready pods first) only while `replicas - maxUnavailable` pods stay Ready, one step at a
+//! time until there is nothing left to do until a pod becomes Ready.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::{json, Map, Value};
+
+use crate::controller::pod_ready;
+use crate::json::str_at;
+use crate::resources::PODS;
+use crate::store::{object_key, Store};
+
+/// `spec.strategy.type` of a rolling update (the default).
+const ROLLING_UPDATE: &str = "RollingUpdate";
+/// `spec.strategy.type` that deletes every old pod before creating new ones.
+const RECREATE: &str = "Recreate";
+/// The default `maxSurge` and `maxUnavailable` of a rolling update.
+const DEFAULT_FENCEPOST: &str = "25%";
+/// Most scaling steps one reconcile takes (each step is bounded; this only guards the loop).
+const MAX_STEPS: usize = 64;
+
+/// A Deployment's strategy, resolved against its desired replica count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Strategy {
+    /// Delete every old pod, then create the new ones.
+    Recreate,
+    /// Replace pods a few at a time.
+    RollingUpdate {
+        /// How many pods above `replicas` may exist during the update.
+        max_surge: i64,
+        /// How many pods below `replicas` may be unready during the update.
+        max_unavailable: i64,
+    },
+}
+
+impl Strategy {
+    /// The strategy of a deployment `spec` with `desired` replicas, as the controller's
+    /// `ResolveFenceposts` and `MaxUnavailable` compute it: `maxSurge` rounds up and
+    /// `maxUnavailable` down; if both come to 0, `maxUnavailable` is 1; `maxUnavailable` is at
+    /// most `desired` (0 when `desired` is 0). Values validation would refuse count as 0.
+    pub fn of(spec: &Value, desired: i64) -> Strategy {
+        if str_at(spec, "/strategy/type") == RECREATE {
+            return Strategy::Recreate;
+        }
+        let desired = desired.max(0);
+        let default = json!(DEFAULT_FENCEPOST);
+        let field = |name: &str| {
+            spec.pointer(&format!("/strategy/rollingUpdate/{name}"))
+                .filter(|v| !v.is_null())
+                .unwrap_or(&default)
+        };
+        let max_surge = scaled_value(field("maxSurge"), desired, true)
+            .unwrap_or(0)
+            .max(0);
+        let mut max_unavailable = scaled_value(field("maxUnavailable"), desired, false)
+            .unwrap_or(0)
+            .max(0);
+        if max_surge == 0 && max_unavailable == 0 {
+            // Validation refuses both 0, but rounding down can still get there (e.g. 10% of
+            // 2); the controller then allows one unavailable pod rather than no progress.
+            max_unavailable = 1;
+        }
+        Strategy::RollingUpdate {
+            max_surge,
+            max_unavailable: max_unavailable.min(desired),
+        }
+    }
+
+    /// How many of the desired replicas may be unavailable (0 for Recreate), for the
+    /// `Available` condition and the scale-down limit.
+    pub fn max_unavailable(self) -> i64 {
+        match self {
+            Strategy::Recreate => 0,
+            Strategy::RollingUpdate {
+                max_unavailable, ..
+            } => max_unavailable,
+        }
+    }
+}
+
+/// An int-or-percent value (`maxSurge`, `maxUnavailable`) resolved against `total`:
+/// integers as they are, `"N%"` as N% of `total` rounded up or down
+/// (`intstr.GetScaledValueFromIntOrPercent`).
+pub(crate) fn scaled_value(value: &Value, total: i64, round_up: bool) -> Result<i64, String> {
+    match value {
+        Value::Number(n) => n
+            .as_i64()
+            .ok_or_else(|| "must be an integer or percentage (e.g '5%')".to_string()),
+        Value::String(s) => {
+            let percent = parse_percent(s)?;
+            let scaled = percent.saturating_mul(total.max(0));
+            Ok(if round_up {
+                scaled.saturating_add(99) / 100
+            } else {
+                scaled / 100
+            })
+        }
+        _ => Err("must be an integer or percentage (e.g '5%')".to_string()),
+    }
+}
+
+/// `"N%"` as N, with apimachinery's `IsValidPercent` message otherwise.
+fn parse_percent(s: &str) -> Result<i64, String> {
+    s.strip_suffix('%')
+        .filter(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|digits| digits.parse::<i64>().ok())
+        .ok_or_else(|| {
+            "a valid percent string must be a numeric string followed by an ending '%' \
+             (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')"
+                .to_string()
+        })
+}
+
+/// Fills in `spec.strategy` as the API server's defaulting does: type `RollingUpdate`, and
+/// for a rolling update `maxSurge` and `maxUnavailable` of 25% each where not given.
+pub(crate) fn default_strategy(spec: &mut Map<String, Value>) {
+    let strategy = spec
+        .entry("strategy")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if strategy.is_null() {
+        *strategy = Value::Object(Map::new());
+    }
+    // Anything but an object is left for validation to refuse.
+    let Some(strategy) = strategy.as_object_mut() else {
+        return;
+    };
+    let missing = |v: Option<&Value>| v.is_none_or(|v| v.is_null() || v.as_str() == Some(""));
+    if missing(strategy.get("type")) {
+        strategy.insert("type".into(), json!(ROLLING_UPDATE));
+    }
+    if strategy.get("type").and_then(Value::as_str) != Some(ROLLING_UPDATE) {
+        return;
+    }
+    let rolling = strategy
+        .entry("rollingUpdate")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if rolling.is_null() {
+        *rolling = Value::Object(Map::new());
+    }
+    if let Some(rolling) = rolling.as_object_mut() {
+        for field in ["maxUnavailable", "maxSurge"] {
+            if rolling.get(field).is_none_or(Value::is_null) {
+                rolling.insert(field.into(), json!(DEFAULT_FENCEPOST));
+            }
+        }
+    }
+}
+
+/// Checks a (defaulted) `spec.strategy` as `ValidateDeploymentStrategy` does; causes are
+/// `(field, message)` pairs for a 422.
+pub(crate) fn validate_strategy(spec: &Value, causes: &mut Vec<(String, String)>) {
+    let Some(strategy) = spec.get("strategy") else {
+        return;
+    };
+    let Some(map) = strategy.as_object() else {
+        causes.push((
+            "spec.strategy".into(),
+            format!("Invalid value: {strategy}: must be an object"),
+        ));
+        return;
+    };
+    let rolling = map.get("rollingUpdate").filter(|r| !r.is_null());
+    match map.get("type").and_then(Value::as_str) {
+        Some(RECREATE) => {
+            if rolling.is_some() {
+                causes.push((
+                    "spec.strategy.rollingUpdate".into(),
+                    "Forbidden: may not be specified when strategy `type` is 'Recreate'".into(),
+                ));
+            }
+        }
+        Some(ROLLING_UPDATE) => match rolling {
+            Some(rolling) => validate_rolling_update(rolling, causes),
+            None => causes.push((
+                "spec.strategy.rollingUpdate".into(),
+                "Required value: this should be defaulted and never be nil".into(),
+            )),
+        },
+        _ => causes.push((
+            "spec.strategy.type".into(),
+            format!(
+                "Unsupported value: {}: supported values: \"{RECREATE}\", \"{ROLLING_UPDATE}\"",
+                map.get("type").cloned().unwrap_or(Value::Null)
+            ),
+        )),
+    }
+}
+
+/// `ValidateRollingUpdateDeployment`: each value a non-negative integer or a percentage,
+/// `maxUnavailable` at most 100%, and not both 0.
+fn validate_rolling_update(rolling: &Value, causes: &mut Vec<(String, String)>) {
+    let field = |name: &str| rolling.get(name).cloned().unwrap_or(Value::Null);
+    let (surge, unavailable) = (field("maxSurge"), field("maxUnavailable"));
+    let mut zero = Vec::new();
+    for (name, value) in [("maxUnavailable", &unavailable), ("maxSurge", &surge)] {
+        let path = format!("spec.strategy.rollingUpdate.{name}");
+        // The raw value: a percentage against 100 is its number.
+        match scaled_value(value, 100, false) {
+            Err(message) => causes.push((path, format!("Invalid value: {value}: {message}"))),
+            Ok(n) if n < 0 => causes.push((
+                path,
+                format!("Invalid value: {n}: must be greater than or equal to 0"),
+            )),
+            Ok(n) => {
+                if name == "maxUnavailable" && value.is_string() && n > 100 {
+                    causes.push((
+                        path,
+                        format!("Invalid value: {value}: must not be greater than 100%"),
+                    ));
+                }
+                zero.push(n == 0);
+            }
+        }
+    }
+    if zero == [true, true] {
+        causes.push((
+            "spec.strategy.rollingUpdate.maxUnavailable".into(),
+            format!("Invalid value: {unavailable}: may not be 0 when `maxSurge` is 0"),
+        ));
+    }
+}
+
+/// The pods of one template, standing for one ReplicaSet.
+struct PodSet {
+    hash: String,
+    pods: Vec<Arc<Value>>,
+}
+
+impl PodSet {
+    fn count(&self) -> i64 {
+        i64::try_from(self.pods.len()).unwrap_or(i64::MAX)
+    }
+
+    fn ready(&self) -> i64 {
+        i64::try_from(self.pods.iter().filter(|p| pod_ready(p)).count()).unwrap_or(i64::MAX)
+    }
+}
+
+/// What one reconcile scales toward: the Deployment, its current template hash, its desired
+/// replicas and strategy, and the revision each template hash last had (to order the old
+/// ReplicaSets oldest first).
+pub(crate) struct Target<'a> {
+    pub dep: &'a Value,
+    pub uid: &'a str,
+    pub hash: &'a str,
+    pub desired: i64,
+    pub strategy: Strategy,
+    pub revisions: &'a BTreeMap<String, u64>,
+}
+
+impl Store {
+    /// Scales a deployment's pods toward its template and replica count as far as its
+    /// strategy allows right now, one controller step at a time.
+    pub(crate) fn roll(&mut self, target: &Target<'_>) {
+        for _ in 0..MAX_STEPS {
+            if !self.rollout_step(target) {
+                return;
+            }
+        }
+    }
+
+    /// The pods of the deployment as the new ReplicaSet and the old ones (oldest first).
+    fn pod_sets(&self, target: &Target<'_>) -> (PodSet, Vec<PodSet>) {
+        let (ns, _) = object_key(target.dep);
+        let mut new = PodSet {
+            hash: target.hash.to_string(),
+            pods: Vec::new(),
+        };
+        let mut old: BTreeMap<String, Vec<Arc<Value>>> = BTreeMap::new();
+        for pod in self.owned_pods(&ns, target.uid) {
+            let hash = str_at(&pod, "/metadata/labels/pod-template-hash");
+            if hash == target.hash {
+                new.pods.push(pod);
+            } else {
+                old.entry(hash.to_string()).or_default().push(pod);
+            }
+        }
+        let mut old: Vec<PodSet> = old
+            .into_iter()
+            .map(|(hash, pods)| PodSet { hash, pods })
+            .collect();
+        old.sort_by_key(|set| target.revisions.get(&set.hash).copied().unwrap_or(0));
+        (new, old)
+    }
+
+    /// One step of `rolloutRecreate` or `rolloutRolling`; whether it scaled anything.
+    fn rollout_step(&mut self, target: &Target<'_>) -> bool {
+        let (new, old) = self.pod_sets(target);
+        let old_count: i64 = old.iter().map(PodSet::count).sum();
+        let desired = target.desired;
+        let Strategy::RollingUpdate {
+            max_surge,
+            max_unavailable,
+        } = target.strategy
+        else {
+            // Recreate: every old pod goes before a new one is created.
+            if old_count > 0 {
+                for set in &old {
+                    self.scale_set(target, set, 0);
+                }
+                return true;
+            }
+            if new.count() != desired {
+                self.scale_set(target, &new, desired);
+                return true;
+            }
+            return false;
+        };
+
+        // The new ReplicaSet: down to `replicas` at most, up within the surge.
+        let total = new.count() + old_count;
+        if new.count() > desired {
+            self.scale_set(target, &new, desired);
+            return true;
+        }
+        if new.count() < desired {
+            let room = (desired + max_surge - total).min(desired - new.count());
+            if room > 0 {
+                self.scale_set(target, &new, new.count() + room);
+                return true;
+            }
+        }
+
+        // The old ones: only as far as the Ready pods allow.
+        if old_count == 0 {
+            return false;
+        }
+        let min_available = desired - max_unavailable;
+        let new_unavailable = new.count() - new.ready();
+        let mut budget = total - min_available - new_unavailable;
+        if budget <= 0 {
+            return false;
+        }
+        let mut scaled = false;
+        // Unready old pods first: they serve nothing and would block the rollout.
+        for set in &old {
+            let unready = (set.count() - set.ready()).min(budget);
+            if unready > 0 {
+                self.scale_set(target, set, set.count() - unready);
+                budget -= unready;
+                scaled = true;
+            }
+            if budget == 0 {
+                break;
+            }
+        }
+        if scaled {
+            return true;
+        }
+        let available = new.ready() + old.iter().map(PodSet::ready).sum::<i64>();
+        let mut excess = available - min_available;
+        for set in &old {
+            if excess <= 0 {
+                break;
+            }
+            let down = set.count().min(excess);
+            if down > 0 {
+                self.scale_set(target, set, set.count() - down);
+                excess -= down;
+                scaled = true;
+            }
+        }
+        scaled
+    }
+
+    /// Scales one ReplicaSet to `to` pods: creates pods of the current template, or deletes
+    /// pods as the ReplicaSet controller picks them (unready first, then the newest); records
+    /// the `ScalingReplicaSet` event.
+    fn scale_set(&mut self, target: &Target<'_>, set: &PodSet, to: i64) {
+        let from = set.count();
+        let (_, dep_name) = object_key(target.dep);
+        let direction = if to > from {
+            // Only the current template's ReplicaSet ever scales up.
+            for _ in from..to {
+                self.create_deployment_pod(target.dep, &set.hash);
+            }
+            "up"
+        } else if to < from {
+            let mut victims = set.pods.clone();
+            victims.sort_by_key(|p| {
+                (
+                    pod_ready(p),
+                    std::cmp::Reverse(str_at(p, "/metadata/creationTimestamp").to_string()),
+                )
+            });
+            for p in victims
+                .into_iter()
+                .take(usize::try_from(from - to).unwrap_or(0))
+            {
+                let (pns, pname) = object_key(&p);
+                self.remove(&PODS, &pns, &pname, true);
+            }
+            "down"
+        } else {
+            return;
+        };
+        self.emit_event(
+            target.dep,
+            false,
+            "ScalingReplicaSet",
+            &format!(
+                "Scaled {direction} replica set {dep_name}-{} from {from} to {to}",
+                set.hash
+            ),
+            "deployment-controller",
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(strategy: Value) -> Value {
+        json!({ "strategy": strategy })
+    }
+
+    fn rolling(surge: Value, unavailable: Value) -> Value {
+        spec(json!({
+            "type": "RollingUpdate",
+            "rollingUpdate": { "maxSurge": surge, "maxUnavailable": unavailable }
+        }))
+    }
+
+    #[test]
+    fn percentages_round_as_kubernetes_does() {
+        // (description, maxSurge, maxUnavailable, replicas, expected surge, expected unavailable)
+        let cases = [
+            ("defaults, 1 replica", json!("25%"), json!("25%"), 1, 1, 0),
+            ("defaults, 2 replicas", json!("25%"), json!("25%"), 2, 1, 0),
+            ("defaults, 4 replicas", json!("25%"), json!("25%"), 4, 1, 1),
+            ("defaults, 5 replicas", json!("25%"), json!("25%"), 5, 2, 1),
+            (
+                "defaults, 10 replicas",
+                json!("25%"),
+                json!("25%"),
+                10,
+                3,
+                2,
+            ),
+            ("30%/30% of 3", json!("30%"), json!("30%"), 3, 1, 0),
+            ("100%/0%", json!("100%"), json!("0%"), 3, 3, 0),
+            ("integers as they are", json!(2), json!(1), 3, 2, 1),
+            (
+                "both round to 0: one unavailable",
+                json!(0),
+                json!("10%"),
+                2,
+                0,
+                1,
+            ),
+            (
+                "unavailable capped at replicas",
+                json!(0),
+                json!(5),
+                3,
+                0,
+                3,
+            ),
+            (
+                "no replicas: nothing unavailable",
+                json!("25%"),
+                json!("25%"),
+                0,
+                0,
+                0,
+            ),
+        ];
+        for (what, surge, unavailable, replicas, want_surge, want_unavailable) in cases {
+            let got = Strategy::of(&rolling(surge, unavailable), replicas);
+            assert_eq!(
+                got,
+                Strategy::RollingUpdate {
+                    max_surge: want_surge,
+                    max_unavailable: want_unavailable
+                },
+                "{what}"
+            );
+        }
+        assert_eq!(
+            Strategy::of(&spec(json!({ "type": "Recreate" })), 3),
+            Strategy::Recreate
+        );
+        assert_eq!(Strategy::Recreate.max_unavailable(), 0);
+        // A spec without a strategy (never stored: defaulting adds one) reads as the default.
+        assert_eq!(
+            Strategy::of(&json!({}), 4),
+            Strategy::RollingUpdate {
+                max_surge: 1,
+                max_unavailable: 1
+            }
+        );
+    }
+
+    #[test]
+    fn defaults_fill_in_what_is_missing() {
+        let cases = [
+            (
+                "no strategy",
+                json!({}),
+                json!({ "type": "RollingUpdate", "rollingUpdate": { "maxSurge": "25%", "maxUnavailable": "25%" } }),
+            ),
+            (
+                "one value given",
+                json!({ "strategy": { "rollingUpdate": { "maxSurge": 1 } } }),
+                json!({ "type": "RollingUpdate", "rollingUpdate": { "maxSurge": 1, "maxUnavailable": "25%" } }),
+            ),
+            (
+                "Recreate gets no rollingUpdate",
+                json!({ "strategy": { "type": "Recreate" } }),
+                json!({ "type": "Recreate" }),
+            ),
+        ];
+        for (what, mut given, want) in cases {
+            let Some(map) = given.as_object_mut() else {
+                panic!("{what}: the spec is an object");
+            };
+            default_strategy(map);
+            assert_eq!(given["strategy"], want, "{what}");
+        }
+    }
+
+    #[test]
+    fn validation_refuses_what_kubernetes_refuses() {
+        // (description, strategy, expected field of the first cause or None when valid)
+        let cases = [
+            (
+                "the defaults",
+                json!({ "type": "RollingUpdate", "rollingUpdate": { "maxSurge": "25%", "maxUnavailable": "25%" } }),
+                None,
+            ),
+            ("Recreate alone", json!({ "type": "Recreate" }), None),
+            (
+                "surge 0, unavailable 1",
+                json!({ "type": "RollingUpdate", "rollingUpdate": { "maxSurge": 0, "maxUnavailable": 1 } }),
+                None,
+            ),
+            (
+                "both 0",
+                json!({ "type": "RollingUpdate", "rollingUpdate": { "maxSurge": 0, "maxUnavailable": "0%" } }),
+                Some("spec.strategy.rollingUpdate.maxUnavailable"),
+            ),
+            (
+                "negative surge",
+                json!({ "type": "RollingUpdate", "rollingUpdate": { "maxSurge": -1, "maxUnavailable": 1 } }),
+                Some("spec.strategy.rollingUpdate.maxSurge"),
+            ),
+            (
+                "a number in a string",
+                json!({ "type": "RollingUpdate", "rollingUpdate": { "maxSurge": "1", "maxUnavailable": 1 } }),
+                Some("spec.strategy.rollingUpdate.maxSurge"),
+            ),
+            (
+                "unavailable over 100%",
+                json!({ "type": "RollingUpdate", "rollingUpdate": { "maxSurge": 1, "maxUnavailable": "150%" } }),
+                Some("spec.strategy.rollingUpdate.maxUnavailable"),
+            ),
+            (
+                "Recreate with rollingUpdate",
+                json!({ "type": "Recreate", "rollingUpdate": { "maxSurge": 1 } }),
+                Some("spec.strategy.rollingUpdate"),
+            ),
+            (
+                "an unknown type",
+                json!({ "type": "BlueGreen" }),
+                Some("spec.strategy.type"),
+            ),
+        ];
+        for (what, strategy, want) in cases {
+            let mut causes = Vec::new();
+            validate_strategy(&spec(strategy), &mut causes);
+            assert_eq!(
+                causes.first().map(|(field, _)| field.as_str()),
+                want,
+                "{what}: {causes:?}"
+            );
+        }
+    }
+}
