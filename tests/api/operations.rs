@@ -368,6 +368,156 @@ fn pod_names(sim: &KubeSim, deployment: Uuid) -> Vec<String> {
     names
 }
 
+/// Sends requests through the proxy one after another until `done` finishes; every one must
+/// answer 200. Returns what `done` gave and the echo of every answer.
+async fn answering_until<T>(
+    app: &TestApp,
+    usecase: Uuid,
+    what: &str,
+    done: impl std::future::Future<Output = T>,
+) -> (T, Vec<Value>) {
+    let mut done = std::pin::pin!(done);
+    let mut echoes: Vec<Value> = Vec::new();
+    loop {
+        let request = async {
+            let response = through_proxy(app, reqwest::Method::GET, &format!("/{usecase}/during"))
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{what}: request {}: {e}", echoes.len() + 1));
+            let status = response.status();
+            let body = response.text().await.unwrap_or_default();
+            (status, body)
+        };
+        tokio::select! {
+            biased;
+            out = &mut done => return (out, echoes),
+            (status, body) = request => {
+                assert_eq!(
+                    status,
+                    200,
+                    "{what}: request {} after {} answered: {body}",
+                    echoes.len() + 1,
+                    echoes.len()
+                );
+                let echo = serde_json::from_str(&body)
+                    .unwrap_or_else(|e| panic!("{what}: {e}: {body}"));
+                echoes.push(echo);
+            }
+        }
+    }
+}
+
+/// The pod an echo answer came from.
+fn pod_of(echo: &Value) -> String {
+    echo["pod"].as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn a_restart_keeps_the_application_answering_through_the_proxy() {
+    let sim = sim(true).await;
+    let app = app_on(&sim).await;
+    let (usecase, d1) = deployed(&app, "steady", "1.0.0", json!({})).await;
+    let old_pods = pod_names(&sim, d1);
+
+    // A restart rolls the pods while requests keep coming: the old pod serves until the
+    // new one is Ready.
+    let (status, accepted) = app
+        .post(&format!("/api/usecases/{usecase}/restart"), json!({}))
+        .await;
+    assert_eq!(status, 202, "{accepted}");
+    let (_, during) = answering_until(
+        &app,
+        usecase,
+        "restart",
+        event_of(&app, usecase, "RestartSucceeded"),
+    )
+    .await;
+    assert!(
+        during.len() >= 3,
+        "only {} requests during the restart",
+        during.len()
+    );
+    assert!(
+        during
+            .iter()
+            .all(|e| e["labels"]["shiplog.io/deployment"] == d1.to_string()),
+        "{during:?}"
+    );
+    assert!(
+        old_pods.contains(&pod_of(&during[0])),
+        "the first request did not reach the old pod {old_pods:?}: {}",
+        during[0]
+    );
+    let response = through_proxy(&app, reqwest::Method::GET, &format!("/{usecase}/after"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(response.status(), 200);
+    let after: Value = response.json().await.unwrap_or_else(|e| panic!("{e}"));
+    let new_pods = pod_names(&sim, d1);
+    assert!(
+        new_pods.contains(&pod_of(&after)) && !old_pods.contains(&pod_of(&after)),
+        "{} answered; old {old_pods:?}, new {new_pods:?}",
+        pod_of(&after)
+    );
+
+    // A new tag: requests keep answering while the Service moves to the new deployment and
+    // the old one is removed.
+    let body = json!({"config": {
+        "image": {"registry": "registry.example.com", "repository": "team/app", "tag": "2.0.0"},
+    }});
+    let (status, accepted) = app
+        .post(&format!("/api/usecases/{usecase}/deployments"), body)
+        .await;
+    assert_eq!(status, 202, "{accepted}");
+    let d2 = uuid(&accepted["id"]);
+    let handover = async {
+        app.wait_for_status(usecase, d2, "deployed").await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let old_name = format!("sl-{}", d1.simple());
+        while sim
+            .objects("deployments", Some(NAMESPACE))
+            .iter()
+            .any(|d| d["metadata"]["name"] == old_name)
+            || !pod_names(&sim, d1).is_empty()
+        {
+            assert!(Instant::now() < deadline, "{old_name} was never removed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let ((), during) = answering_until(&app, usecase, "new tag", handover).await;
+    assert!(
+        during.len() >= 3,
+        "only {} requests during the new deploy",
+        during.len()
+    );
+    let from = |d: Uuid| {
+        during
+            .iter()
+            .filter(|e| e["labels"]["shiplog.io/deployment"] == d.to_string())
+            .count()
+    };
+    assert!(
+        from(d1) > 0 && from(d1) + from(d2) == during.len(),
+        "{} from the old deployment, {} from the new, of {}",
+        from(d1),
+        from(d2),
+        during.len()
+    );
+    let response = through_proxy(&app, reqwest::Method::GET, &format!("/{usecase}/after"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(response.status(), 200);
+    let after: Value = response.json().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(after["labels"]["shiplog.io/deployment"], d2.to_string());
+    assert!(
+        pod_names(&sim, d2).contains(&pod_of(&after)),
+        "{} is not a pod of {d2}",
+        pod_of(&after)
+    );
+}
+
 #[tokio::test]
 async fn a_config_change_rolls_out_a_new_deployment_and_a_rollback_restores_the_earlier_one() {
     let sim = sim(true).await;
