@@ -123,15 +123,19 @@ pub fn plan(usecase: &Usecase) -> Vec<Step> {
 /// Told about every cluster step the process manager takes (for metrics); the
 /// default observer ignores them.
 pub trait StepObserver: Send + Sync {
-    /// `step` (see [`Step::name`]) finished; `ok` is false when it failed.
-    fn observed(&self, step: &'static str, ok: bool);
+    /// `step` (see [`Step::name`]) begins. Told at the start, so that a step cut
+    /// off by a re-plan (which happens to most rollout watches) still counts.
+    fn started(&self, step: &'static str);
+    /// `step` ended with an error (the reconcile is retried).
+    fn failed(&self, step: &'static str);
 }
 
 /// The observer used when nobody asked for one.
 struct Unobserved;
 
 impl StepObserver for Unobserved {
-    fn observed(&self, _step: &'static str, _ok: bool) {}
+    fn started(&self, _step: &'static str) {}
+    fn failed(&self, _step: &'static str) {}
 }
 
 /// Loads the current state of a usecase from the event store.
@@ -225,8 +229,11 @@ impl ProcessManager {
         causation: Cursor,
     ) -> Result<(), ReconcileError> {
         let name = step.name();
+        self.observer.started(name);
         let result = self.step(usecase_id, step, causation).await;
-        self.observer.observed(name, result.is_ok());
+        if result.is_err() {
+            self.observer.failed(name);
+        }
         result
     }
 

@@ -193,7 +193,7 @@ impl Telemetry {
         let pm_actions = Family::<ActionLabels, Counter>::default();
         registry.register(
             "process_manager_actions",
-            "Cluster steps the process manager took, failed ones included, by action",
+            "Cluster steps the process manager began (also those that failed or were cut off by a re-plan), by action",
             pm_actions.clone(),
         );
         let pm_failures = Family::<ActionLabels, Counter>::default();
@@ -312,12 +312,16 @@ impl Telemetry {
 }
 
 impl StepObserver for Telemetry {
-    fn observed(&self, step: &'static str, ok: bool) {
-        let labels = ActionLabels { action: step };
-        self.pm_actions.get_or_create(&labels).inc();
-        if !ok {
-            self.pm_failures.get_or_create(&labels).inc();
-        }
+    fn started(&self, step: &'static str) {
+        self.pm_actions
+            .get_or_create(&ActionLabels { action: step })
+            .inc();
+    }
+
+    fn failed(&self, step: &'static str) {
+        self.pm_failures
+            .get_or_create(&ActionLabels { action: step })
+            .inc();
     }
 }
 

@@ -178,6 +178,18 @@ async fn the_proxy_reaches_the_deployed_deployment_then_the_new_one_and_502_once
             "no {line} in:\n{metrics}"
         );
     }
+    // Both deployments were started, their Service routed, and undeploy took one down.
+    let actions = |action: &str| -> u64 {
+        let prefix = format!(r#"shiplog_process_manager_actions_total{{action="{action}"}} "#);
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix} in:\n{metrics}"))
+    };
+    assert!(actions("start") >= 2, "{metrics}");
+    assert!(actions("route") >= 2, "{metrics}");
+    assert!(actions("undeploy") >= 1, "{metrics}");
 }
 
 #[tokio::test]
