@@ -145,7 +145,8 @@ async fn main() -> anyhow::Result<ExitCode> {
         )
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().command {
+    // `shiplog --url … status …` works as well as `shiplog status … --url …`.
+    match Cli::parse_from(cli::hoist_connection_options(std::env::args_os())).command {
         Command::Serve(args) => serve(args).await.map(|()| ExitCode::SUCCESS),
         Command::Projections {
             command: ProjectionsCommand::Rebuild { database },

@@ -196,6 +196,28 @@ async fn output_json_prints_the_apis_json() {
         .unwrap_or_else(|| panic!("no id: {created}"))
         .to_owned();
 
+    // The connection options may also come first, before the subcommand.
+    let shown = run(
+        &[],
+        &[
+            "--url",
+            &app.base,
+            "--token",
+            ADMIN_TOKEN,
+            "-o",
+            "json",
+            "usecase",
+            "show",
+            &id,
+        ],
+    )
+    .await
+    .expect(0)
+    .json();
+    assert_eq!(shown["name"], "scripted");
+    let refused = run(&[], &["serve", "--url", &app.base]).await.expect(2);
+    assert!(refused.stderr.contains("--url"), "{}", refused.stderr);
+
     let deployment = shiplog(
         &app,
         &[

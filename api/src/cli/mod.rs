@@ -12,7 +12,7 @@ mod output;
 mod sse;
 mod wait;
 
-pub use args::{ClientCommand, Connection, OutputFormat, DEFAULT_URL};
+pub use args::{hoist_connection_options, ClientCommand, Connection, OutputFormat, DEFAULT_URL};
 pub use error::{CliError, EXIT_CONFLICT, EXIT_ERROR, EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE};
 
 use args::{AuditArgs, AuditCommand};
