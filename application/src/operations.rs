@@ -9,7 +9,6 @@ use crate::process_manager::UsecaseLoader;
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
 use futures_core::stream::BoxStream;
-use serde::Serialize;
 use shiplog_domain::{check_env, InvalidField, Usecase, UsecaseCommand};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,7 +21,7 @@ pub const MAX_TAIL: u32 = 10_000;
 pub const DEFAULT_TAIL: u32 = 100;
 
 /// One line a container wrote.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogLine {
     /// The pod that wrote it.
     pub pod: String,
@@ -31,7 +30,7 @@ pub struct LogLine {
 }
 
 /// A Kubernetes event about one of a usecase's objects.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KubeEvent {
     /// `Normal` or `Warning`.
     pub kind: String,
@@ -52,7 +51,7 @@ pub struct KubeEvent {
 }
 
 /// CPU and memory one pod uses now, as metrics.k8s.io reports it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PodUsage {
     /// The pod.
     pub pod: String,
