@@ -7,13 +7,15 @@ use crate::kube_cluster::{
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::stream::{self, BoxStream};
-use futures::{AsyncBufReadExt, StreamExt, TryStreamExt};
+use futures::{AsyncBufReadExt, StreamExt};
 use k8s_openapi::api::core::v1::{Event, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, ListParams, LogParams};
 use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::runtime::watcher::{self, watcher};
 use shiplog_application::{ClusterError, ClusterInsight, KubeEvent, LogLine, PodUsage};
 use std::collections::BTreeSet;
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
 fn instant(t: &k8s_openapi::jiff::Timestamp) -> Option<DateTime<Utc>> {
@@ -92,6 +94,120 @@ fn usage_of(object: &DynamicObject) -> PodUsage {
     }
 }
 
+/// Log lines a follower may hold before the pods' streams wait for the client.
+const LOG_BUFFER: usize = 1024;
+
+/// Whether the pod's container has started, so that its log can be read.
+fn container_started(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .is_some_and(|statuses| {
+            statuses.iter().any(|c| {
+                c.name == CONTAINER
+                    && c.state
+                        .as_ref()
+                        .is_some_and(|st| st.running.is_some() || st.terminated.is_some())
+            })
+        })
+}
+
+/// Follows the logs of every pod of the deployment: those running now from `tail`
+/// lines back, and pods that start later (a restart rolls new ones) from their
+/// first line. Ends when the deployment has no pod left, or when the client is gone
+/// (`tx` closed).
+async fn follow_pods(
+    pods: Api<Pod>,
+    deployment_id: Uuid,
+    tail: u32,
+    tx: mpsc::Sender<Result<LogLine, ClusterError>>,
+) {
+    let config = watcher::Config::default().labels(&format!("{DEPLOYMENT_LABEL}={deployment_id}"));
+    let mut events = watcher(pods.clone(), config).boxed();
+    let mut followed = BTreeSet::new();
+    let mut live = BTreeSet::new();
+    let mut initial = true;
+    loop {
+        let event = tokio::select! {
+            _ = tx.closed() => return,
+            event = events.next() => event,
+        };
+        let pod = match event {
+            None => return,
+            Some(Err(e)) => {
+                let _ = tx
+                    .send(Err(ClusterError::Unavailable(format!(
+                        "watching pods failed: {e}"
+                    ))))
+                    .await;
+                return;
+            }
+            Some(Ok(watcher::Event::InitDone)) => {
+                initial = false;
+                if live.is_empty() {
+                    return;
+                }
+                continue;
+            }
+            Some(Ok(watcher::Event::Init)) => continue,
+            Some(Ok(watcher::Event::Delete(pod))) => {
+                live.remove(&pod.metadata.name.unwrap_or_default());
+                if live.is_empty() && !initial {
+                    return;
+                }
+                continue;
+            }
+            Some(Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod))) => pod,
+        };
+        let Some(name) = pod.metadata.name.clone() else {
+            continue;
+        };
+        live.insert(name.clone());
+        if !container_started(&pod) || !followed.insert(name.clone()) {
+            continue;
+        }
+        // Pods there from the start show their last `tail` lines; newer ones all of theirs.
+        let params = LogParams {
+            container: Some(CONTAINER.to_owned()),
+            tail_lines: initial.then_some(i64::from(tail)),
+            follow: true,
+            ..LogParams::default()
+        };
+        tokio::spawn(forward_log(pods.clone(), name, params, tx.clone()));
+    }
+}
+
+/// Sends one pod's log lines to the follower until the log or the follower ends.
+async fn forward_log(
+    pods: Api<Pod>,
+    name: String,
+    params: LogParams,
+    tx: mpsc::Sender<Result<LogLine, ClusterError>>,
+) {
+    let reader = match pods.log_stream(&name, &params).await {
+        Ok(reader) => reader,
+        // Gone again (a rollout) before its log could be read.
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 400 => return,
+        Err(e) => {
+            let _ = tx.send(Err(error(e))).await;
+            return;
+        }
+    };
+    let mut lines = reader.lines();
+    while let Some(line) = lines.next().await {
+        let item = line
+            .map(|line| LogLine {
+                pod: name.clone(),
+                line,
+            })
+            .map_err(|e| ClusterError::Unavailable(format!("log stream broke: {e}")));
+        let failed = item.is_err();
+        if tx.send(item).await.is_err() || failed {
+            return;
+        }
+    }
+}
+
 impl KubeCluster {
     /// The deployment's pods, by name.
     async fn pod_names(&self, deployment_id: Uuid) -> Result<Vec<String>, ClusterError> {
@@ -136,30 +252,14 @@ impl ClusterInsight for KubeCluster {
         deployment_id: Uuid,
         tail: u32,
     ) -> Result<BoxStream<'static, Result<LogLine, ClusterError>>, ClusterError> {
-        let mut streams = Vec::new();
-        for pod in self.pod_names(deployment_id).await? {
-            let reader = match self
-                .pods()
-                .log_stream(&pod, &Self::log_params(tail, true))
-                .await
-            {
-                Ok(reader) => reader,
-                Err(kube::Error::Api(s)) if s.code == 404 || s.code == 400 => continue,
-                Err(e) => return Err(error(e)),
-            };
-            let name = pod.clone();
-            streams.push(
-                reader
-                    .lines()
-                    .map_ok(move |line| LogLine {
-                        pod: name.clone(),
-                        line,
-                    })
-                    .map_err(|e| ClusterError::Unavailable(format!("log stream broke: {e}")))
-                    .boxed(),
-            );
-        }
-        Ok(stream::select_all(streams).boxed())
+        // Fail now (not inside the stream) when the cluster cannot be reached.
+        self.pod_names(deployment_id).await?;
+        let (tx, rx) = mpsc::channel(LOG_BUFFER);
+        tokio::spawn(follow_pods(self.pods(), deployment_id, tail, tx));
+        Ok(stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|line| (line, rx))
+        })
+        .boxed())
     }
 
     async fn events(

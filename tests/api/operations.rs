@@ -758,6 +758,54 @@ async fn logs_tail_and_follow_return_the_simulators_lines() {
 }
 
 #[tokio::test]
+async fn following_logs_picks_up_the_pods_a_restart_rolls() {
+    let sim = sim(true).await;
+    let app = app_on(&sim).await;
+    let (usecase, d1) = deployed(&app, "restarted-while-followed", "1.0.0", json!({})).await;
+    let before = pod_names(&sim, d1);
+    let response = app
+        .client
+        .get(app.url(&format!("/api/usecases/{usecase}/logs?tail=1&follow=true")))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(response.status(), 200);
+    let mut body = response.bytes_stream();
+    let (status, _) = app
+        .post(&format!("/api/usecases/{usecase}/restart"), json!({}))
+        .await;
+    assert_eq!(status, 202);
+    // The same response goes on with the lines of a pod the restart created.
+    let mut text = String::new();
+    let new_pod_line = loop {
+        let chunk = tokio::time::timeout(Duration::from_secs(15), body.next())
+            .await
+            .unwrap_or_else(|_| panic!("no line of a new pod within 15 s: {text}"))
+            .unwrap_or_else(|| panic!("the stream ended: {text}"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        text.push_str(&String::from_utf8_lossy(&chunk));
+        let found = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| {
+                v["pod"]
+                    .as_str()
+                    .is_some_and(|p| !before.iter().any(|b| b == p))
+            });
+        if let Some(line) = found {
+            break line;
+        }
+    };
+    assert!(
+        new_pod_line["line"]
+            .as_str()
+            .is_some_and(|l| l.starts_with("kube-sim: ")),
+        "{new_pod_line}"
+    );
+}
+
+#[tokio::test]
 async fn kubernetes_events_and_usage_come_from_the_cluster() {
     let sim = sim(true).await;
     let app = app_on(&sim).await;

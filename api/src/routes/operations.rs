@@ -213,12 +213,13 @@ pub async fn logs(
 }
 
 /// Container logs as Server-Sent Events: the last `tail` lines per pod, then new
-/// lines as they come; each message is `event: log`, `data: {"pod","line"}`.
+/// lines as they come, also from pods that start later (a restart rolls new ones);
+/// each message is `event: log`, `data: {"pod","line"}`.
 #[utoipa::path(get, path = "/api/usecases/{id}/logs/stream", tag = "operations",
     params(("id" = Uuid, Path, description = "The usecase id"), LogStreamQuery),
     security(("bearer" = ["deployments:read"])),
     responses(
-        (status = 200, description = "An endless text/event-stream of log lines; `event: end` when every pod's log ended", body = String, content_type = "text/event-stream"),
+        (status = 200, description = "An endless text/event-stream of log lines, also of pods that start later (a restart); `event: end` once the deployment has no pod left", body = String, content_type = "text/event-stream"),
         (status = 400, description = "A query parameter is malformed", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token (header or access_token)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Token lacks deployments:read", body = Problem, content_type = "application/problem+json"),
@@ -248,7 +249,7 @@ pub async fn stream_logs(
         .chain(futures::stream::once(async {
             Event::default()
                 .event("end")
-                .data(r#"{"detail":"every pod's log ended"}"#)
+                .data(r#"{"detail":"the deployment has no pod left"}"#)
         }))
         .map(Ok::<_, Infallible>)
         .take_until(state.stopping.clone().cancelled_owned());
