@@ -7,7 +7,7 @@
 
 use crate::error::ApiError;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use axum::http::{Response, Uri};
 use axum::response::IntoResponse;
@@ -17,6 +17,7 @@ use http_body_util::{BodyExt, Limited};
 use shiplog_application::{Authenticator, Scope, Usecases};
 use shiplog_infrastructure::kube_cluster::service_name;
 use shiplog_infrastructure::upstream::ApiServerHttp;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tower::BoxError;
@@ -98,6 +99,38 @@ fn target(uri: &Uri) -> Option<(Uuid, String)> {
     Some((id.parse().ok()?, rest.to_owned()))
 }
 
+/// What the application needs to know about the original request: where it is
+/// mounted (`X-Forwarded-Prefix`), the host the client asked for
+/// (`X-Forwarded-Host`) and the client's address, after any earlier proxies'
+/// (`X-Forwarded-For`).
+fn forwarded_headers(
+    outgoing: &mut HeaderMap,
+    incoming: &HeaderMap,
+    usecase_id: Uuid,
+    peer: Option<SocketAddr>,
+) {
+    if let Ok(prefix) = HeaderValue::from_str(&format!("/{usecase_id}")) {
+        outgoing.insert(HeaderName::from_static("x-forwarded-prefix"), prefix);
+    }
+    let forwarded_host = HeaderName::from_static("x-forwarded-host");
+    if let Some(host) = incoming
+        .get(header::HOST)
+        .filter(|_| !incoming.contains_key(&forwarded_host))
+    {
+        outgoing.insert(forwarded_host, host.clone());
+    }
+    if let Some(peer) = peer {
+        let forwarded_for = HeaderName::from_static("x-forwarded-for");
+        let chain = match incoming.get(&forwarded_for).and_then(|v| v.to_str().ok()) {
+            Some(earlier) => format!("{earlier}, {}", peer.ip()),
+            None => peer.ip().to_string(),
+        };
+        if let Ok(value) = HeaderValue::from_str(&chain) {
+            outgoing.insert(forwarded_for, value);
+        }
+    }
+}
+
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     value
@@ -108,13 +141,22 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 /// Forwards one request to the usecase's deployed application.
 async fn forward(State(state): State<ProxyState>, request: Request) -> Response<Body> {
-    match proxy(state, request).await {
+    // Present when the listener serves with connect info (`shiplog serve` does).
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| *addr);
+    match proxy(state, peer, request).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
     }
 }
 
-async fn proxy(state: ProxyState, request: Request) -> Result<Response<Body>, ApiError> {
+async fn proxy(
+    state: ProxyState,
+    peer: Option<SocketAddr>,
+    request: Request,
+) -> Result<Response<Body>, ApiError> {
     let token = bearer(request.headers())
         .filter(|t| !t.is_empty())
         .map(str::to_owned)
@@ -154,9 +196,7 @@ async fn proxy(state: ProxyState, request: Request) -> Result<Response<Body>, Ap
     let (parts, body) = request.into_parts();
     // shiplog's token is for shiplog; the application never sees it.
     let mut headers = copy_headers(&parts.headers, |n| n == header::AUTHORIZATION);
-    if let Ok(prefix) = HeaderValue::from_str(&format!("/{usecase_id}")) {
-        headers.insert(HeaderName::from_static("x-forwarded-prefix"), prefix);
-    }
+    forwarded_headers(&mut headers, &parts.headers, usecase_id, peer);
     let mut outgoing = axum::http::Request::builder()
         .method(parts.method)
         .uri(uri)
@@ -245,6 +285,20 @@ mod tests {
         let copied = copy_headers(&h, |n| n == header::AUTHORIZATION);
         assert_eq!(copied.len(), 1, "{copied:?}");
         assert_eq!(copied["x-kept"], "yes");
+    }
+
+    #[test]
+    fn the_application_learns_its_prefix_the_host_and_the_client_chain() {
+        let id = Uuid::from_u128(7);
+        let mut incoming = HeaderMap::new();
+        incoming.insert(header::HOST, HeaderValue::from_static("apps.example.com"));
+        incoming.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.9"));
+        let mut outgoing = HeaderMap::new();
+        let peer: SocketAddr = "10.0.0.5:4711".parse().unwrap_or_else(|e| panic!("{e}"));
+        forwarded_headers(&mut outgoing, &incoming, id, Some(peer));
+        assert_eq!(outgoing["x-forwarded-prefix"], format!("/{id}").as_str());
+        assert_eq!(outgoing["x-forwarded-host"], "apps.example.com");
+        assert_eq!(outgoing["x-forwarded-for"], "203.0.113.9, 10.0.0.5");
     }
 
     #[test]

@@ -445,8 +445,13 @@ impl Server {
                 stopping.cancel();
             }
         });
-        let proxy = axum::serve(self.proxy_listener, self.proxy)
-            .with_graceful_shutdown(stopping.cancelled_owned());
+        // The client's address goes to the application as X-Forwarded-For.
+        let proxy = axum::serve(
+            self.proxy_listener,
+            self.proxy
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(stopping.cancelled_owned());
         let (result, proxied) = tokio::join!(api, proxy);
         let result = result.and(proxied);
         for task in self.background {

@@ -112,6 +112,14 @@ async fn the_proxy_reaches_the_deployed_deployment_then_the_new_one_and_502_once
         r#"{"question": "what is your favorite color?"}"#
     );
     assert_eq!(echo["headers"]["x-forwarded-prefix"], format!("/{usecase}"));
+    let proxy_host = app.proxy_base.trim_start_matches("http://");
+    assert_eq!(echo["headers"]["x-forwarded-host"], proxy_host);
+    assert!(
+        echo["headers"]["x-forwarded-for"]
+            .as_str()
+            .is_some_and(|f| f.starts_with("127.0.0.1")),
+        "{echo}"
+    );
     assert!(
         echo["headers"].get("authorization").is_none(),
         "shiplog's token must not reach the application: {echo}"
