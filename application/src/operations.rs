@@ -181,7 +181,7 @@ impl Operations {
         usecase_id: Uuid,
         command: UsecaseCommand,
     ) -> Result<(), AppError> {
-        self.usecase(usecase_id).await?;
+        // An unknown or deleted usecase is the aggregate's NotFound; no need to load it first.
         let cursor = self.bus.execute(usecase_id, command, ctx).await?;
         self.read.wait_for(cursor).await;
         Ok(())

@@ -370,6 +370,13 @@ async fn a_restart_rolls_fresh_pods_and_records_its_outcome() {
         .post(&format!("/api/usecases/{usecase}/restart"), json!({}))
         .await;
     assert_eq!(status, 202);
+    let (status, _) = app
+        .post(
+            &format!("/api/usecases/{}/restart", Uuid::new_v4()),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 404, "an unknown usecase");
     let other = app.create_usecase("idle").await;
     let (status, problem) = app
         .post(&format!("/api/usecases/{other}/restart"), json!({}))
