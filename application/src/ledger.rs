@@ -71,6 +71,13 @@ impl EventFilter {
 /// What a follower of the ledger receives.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FeedItem {
+    /// First, only for a follower that named no cursor: where it starts. A client
+    /// that loses the connection before the first event resumes after it, and so
+    /// misses nothing written in the meantime.
+    Start {
+        /// Resume after this cursor.
+        at: Cursor,
+    },
     /// The next event, in global order.
     Event(Arc<RecordedEvent>),
     /// The follower fell too far behind and is cut off; it resumes after `last`

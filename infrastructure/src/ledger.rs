@@ -286,11 +286,14 @@ impl Ledger for PgLedger {
         // Subscribe and fix the starting point now, before the caller answers: every
         // event committed after the answer's headers is then part of the stream.
         let mut live = self.feed.sender.subscribe();
-        let mut last = match after {
-            Some(cursor) => cursor,
-            None => tail(&pool).await.map_err(app_error)?,
+        let (mut last, announce) = match after {
+            Some(cursor) => (cursor, false),
+            None => (tail(&pool).await.map_err(app_error)?, true),
         };
         Ok(async_stream::stream! {
+            if announce {
+                yield FeedItem::Start { at: last };
+            }
             let mut attempt = 0;
             // Catch up page by page. Each page re-subscribes first, so the live channel
             // only holds what arrived during the last page, not the whole replay.

@@ -25,6 +25,11 @@ impl Message {
     pub fn is_comment(&self) -> bool {
         self.id.is_none() && self.event.is_none() && self.data.is_empty()
     }
+
+    /// An `id:` alone: where the stream starts, nothing to dispatch.
+    pub fn is_position(&self) -> bool {
+        self.id.is_some() && self.event.is_none() && self.data.is_empty()
+    }
 }
 
 type Bytes = Pin<Box<dyn Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>;
@@ -76,8 +81,10 @@ impl SseStream {
         }
     }
 
-    /// The next real message, skipping keep-alive comments; `None` at the end of the stream.
-    /// Fails the test when none arrives within 15 s, however many keep-alives do.
+    /// The next real message, skipping keep-alive comments and, as EventSource does, messages
+    /// without data (shiplog's opening `id:`, which only sets where to resume); `None` at
+    /// the end of the stream. Fails the test when none arrives within 15 s, however many
+    /// keep-alives do.
     pub async fn next_message(&mut self) -> Option<Message> {
         let limit = Duration::from_secs(15);
         let deadline = tokio::time::Instant::now() + limit;
@@ -88,7 +95,7 @@ impl SseStream {
                 "no SSE event within {limit:?}, only keep-alives"
             );
             let message = self.next_within(left).await?;
-            if !message.is_comment() {
+            if !message.is_comment() && !message.is_position() {
                 return Some(message);
             }
         }

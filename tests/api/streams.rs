@@ -154,6 +154,12 @@ async fn an_idle_stream_gets_keep_alive_comments() {
             .and_then(|v| v.to_str().ok()),
         Some("text/event-stream")
     );
+    // A stream that named no cursor first says where it starts (nothing to dispatch).
+    let opening = stream.next_within(Duration::from_secs(5)).await;
+    assert!(
+        opening.as_ref().is_some_and(Message::is_position),
+        "expected the opening position, got {opening:?}"
+    );
     // Test apps send a keep-alive every 300 ms.
     let message = stream.next_within(Duration::from_secs(5)).await;
     assert!(
@@ -161,6 +167,37 @@ async fn an_idle_stream_gets_keep_alive_comments() {
             .as_ref()
             .is_some_and(|m| m.is_comment() && m.comments == ["keep-alive"]),
         "expected a keep-alive comment, got {message:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_stream_dropped_before_its_first_event_resumes_from_where_it_started() {
+    let app = TestApp::spawn().await;
+    let before = app.create_usecase("before-the-stream").await;
+    let mut first = open(&app, "/api/events/stream", None).await;
+    let opening = first
+        .next_within(Duration::from_secs(5))
+        .await
+        .unwrap_or_else(|| panic!("the stream ended"));
+    assert!(opening.is_position(), "{opening:?}");
+    let start = opening.id.clone().unwrap_or_default();
+    // The position is the newest event when the stream opened: the registration before it.
+    let history = history_cursors(&app, before).await;
+    assert_eq!(history.last(), Some(&start));
+    drop(first);
+
+    // Written while no stream is open: a client that had no event yet would lose it
+    // without the opening position.
+    let during = app.create_usecase("while-disconnected").await;
+    let mut second = open(&app, "/api/events/stream", Some(&start)).await;
+    let resumed = second.take(1).await;
+    assert_eq!(ids(&resumed), history_cursors(&app, during).await[..1]);
+    assert_eq!(resumed[0].json()["usecaseId"], during.to_string());
+    // A stream resumed from a cursor starts with events, not with a position.
+    let next = second.next_within(Duration::from_secs(5)).await;
+    assert!(
+        next.as_ref().is_some_and(Message::is_comment),
+        "unexpected message after the resumed event: {next:?}"
     );
 }
 

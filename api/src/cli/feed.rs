@@ -92,6 +92,11 @@ impl EventFeed {
                     break;
                 }
                 if message.data.is_empty() {
+                    // shiplog opens a stream that named no cursor with its position:
+                    // a reconnect before the first event resumes there, missing nothing.
+                    if let Some(id) = message.id.filter(|_| self.resume.is_none()) {
+                        self.resume = Some(id);
+                    }
                     continue;
                 }
                 let raw: Value = serde_json::from_str(&message.data).map_err(|e| {

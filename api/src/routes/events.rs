@@ -89,7 +89,7 @@ pub async fn usecase_history(
 #[utoipa::path(get, path = "/api/events/stream", tag = "audit", params(StreamQuery),
     security(("bearer" = ["audit:read"])),
     responses(
-        (status = 200, description = "An endless text/event-stream of ledger events", body = String, content_type = "text/event-stream"),
+        (status = 200, description = "An endless text/event-stream of ledger events; without a cursor it opens with an `id:`-only message (where it starts) to resume from", body = String, content_type = "text/event-stream"),
         (status = 400, description = "A query parameter is malformed", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token (header or access_token)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Token lacks audit:read", body = Problem, content_type = "application/problem+json"),
@@ -111,7 +111,7 @@ pub async fn stream_events(
     params(("id" = Uuid, Path, description = "The usecase id"), StreamQuery),
     security(("bearer" = ["usecases:read"]), ("bearer" = ["audit:read"])),
     responses(
-        (status = 200, description = "An endless text/event-stream of the usecase's events", body = String, content_type = "text/event-stream"),
+        (status = 200, description = "An endless text/event-stream of the usecase's events; without a cursor it opens with an `id:`-only message (where it starts) to resume from", body = String, content_type = "text/event-stream"),
         (status = 400, description = "A query parameter is malformed", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token (header or access_token)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Token lacks usecases:read and audit:read", body = Problem, content_type = "application/problem+json"),
@@ -170,6 +170,9 @@ fn sse(
                     .event(event.event_type.as_str())
                     .data(data)
             }
+            // An id without data: EventSource dispatches nothing but remembers the id,
+            // and sends it back as Last-Event-ID should the connection drop.
+            FeedItem::Start { at } => Event::default().id(at.to_string()),
             FeedItem::Overflow { last } => Event::default().event("overflow").data(
                 serde_json::json!({
                     "detail": "this subscriber fell too far behind and was disconnected; reconnect with Last-Event-ID (or ?after=) set to resumeAfter to continue without a gap",
