@@ -15,7 +15,7 @@ use shiplog_application::{
 use sqlx::{PgPool, Postgres, QueryBuilder};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use tracing::{debug, warn};
 use uuid::Uuid;
 
@@ -169,13 +169,38 @@ async fn tail(pool: &PgPool) -> Result<Cursor, sqlx::Error> {
 pub struct LiveFeed {
     pool: PgPool,
     sender: broadcast::Sender<Arc<RecordedEvent>>,
+    /// True once `run` fixed where it starts: a follower must not fix its own start
+    /// before that, or events between the two would be neither replayed nor sent.
+    ready: watch::Sender<bool>,
 }
+
+/// How long a new follower waits for the feed to start before it is told to retry.
+const FEED_START: Duration = Duration::from_secs(10);
 
 impl LiveFeed {
     /// A feed over `pool` that keeps at most `capacity` events for slow followers.
     pub fn new(pool: PgPool, capacity: usize) -> Arc<Self> {
         let (sender, _) = broadcast::channel(capacity.max(1));
-        Arc::new(Self { pool, sender })
+        Arc::new(Self {
+            pool,
+            sender,
+            ready: watch::Sender::new(false),
+        })
+    }
+
+    /// Returns once `run` knows where it starts (at once, after the first time).
+    async fn started(&self) -> Result<(), AppError> {
+        let mut ready = self.ready.subscribe();
+        let started = tokio::time::timeout(FEED_START, ready.wait_for(|r| *r))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        if started {
+            return Ok(());
+        }
+        Err(AppError::Unavailable(
+            "the live event feed has not started yet (is the database reachable?); retry"
+                .to_owned(),
+        ))
     }
 
     /// How many followers are connected now.
@@ -190,7 +215,10 @@ impl LiveFeed {
         let mut position = None;
         loop {
             match self.round(position).await {
-                Ok(reached) => position = Some(reached),
+                Ok(reached) => {
+                    position = Some(reached);
+                    self.ready.send_replace(true);
+                }
                 Err(e) => warn!(error = %e, "live feed could not read the log; retrying"),
             }
             wakeup.wait(Duration::from_millis(250)).await;
@@ -283,6 +311,8 @@ impl Ledger for PgLedger {
         filter: EventFilter,
     ) -> Result<BoxStream<'static, FeedItem>, AppError> {
         let pool = self.pool.clone();
+        // The feed sends everything after its own start; ours must not lie before it.
+        self.feed.started().await?;
         // Subscribe and fix the starting point now, before the caller answers: every
         // event committed after the answer's headers is then part of the stream.
         let mut live = self.feed.sender.subscribe();
