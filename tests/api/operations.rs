@@ -441,7 +441,9 @@ fn pod_of(echo: &Value) -> String {
 
 #[tokio::test]
 async fn a_restart_keeps_the_application_answering_through_the_proxy() {
-    let sim = sim(true).await;
+    // New pods take a second to become ready: long enough that requests surely overlap
+    // each rollout, however slow the machine is.
+    let sim = sim_with(Duration::from_secs(1), true).await;
     let app = app_on(&sim).await;
     let (usecase, d1) = deployed(&app, "steady", "1.0.0", json!({})).await;
     let old_pods = pod_names(&sim, d1);
