@@ -7,8 +7,9 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::request::Parts;
+use axum::http::HeaderMap;
 use serde::de::DeserializeOwned;
-use shiplog_application::{CommandContext, Principal, Scope};
+use shiplog_application::{Authenticator, CommandContext, Principal, Scope};
 use shiplog_domain::InvalidField;
 
 /// A JSON body: a syntax error is a 400, a missing, unknown or mistyped field a 422 naming the field.
@@ -144,8 +145,8 @@ impl Auth {
 }
 
 /// The token of an `Authorization: Bearer …` header, if there is one.
-fn bearer(parts: &Parts) -> Option<&str> {
-    let header = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let header = headers.get(AUTHORIZATION)?.to_str().ok()?;
     header
         .strip_prefix("Bearer ")
         .or_else(|| header.strip_prefix("bearer "))
@@ -153,13 +154,14 @@ fn bearer(parts: &Parts) -> Option<&str> {
 }
 
 /// The principal behind `token`; 401 when there is none or it is unknown.
-async fn authenticate(state: &AppState, token: Option<&str>) -> Result<Principal, ApiError> {
+pub(crate) async fn authenticate(
+    auth: &Authenticator,
+    token: Option<&str>,
+) -> Result<Principal, ApiError> {
     let token = token
         .filter(|t| !t.is_empty())
         .ok_or(ApiError::Unauthorized)?;
-    state
-        .auth
-        .authenticate(token)
+    auth.authenticate(token)
         .await?
         .ok_or(ApiError::Unauthorized)
 }
@@ -171,7 +173,9 @@ impl FromRequestParts<AppState> for Auth {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        Ok(Self(authenticate(state, bearer(parts)).await?))
+        Ok(Self(
+            authenticate(&state.auth, bearer(&parts.headers)).await?,
+        ))
     }
 }
 
@@ -186,14 +190,16 @@ impl FromRequestParts<AppState> for StreamAuth {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        if let Some(token) = bearer(parts) {
-            return Ok(Self(Auth(authenticate(state, Some(token)).await?)));
+        if let Some(token) = bearer(&parts.headers) {
+            return Ok(Self(Auth(authenticate(&state.auth, Some(token)).await?)));
         }
         let query = parts.uri.query().unwrap_or_default();
         let token = form_urlencoded::parse(query.as_bytes())
             .find(|(key, _)| key == "access_token")
             .map(|(_, value)| value.into_owned());
-        Ok(Self(Auth(authenticate(state, token.as_deref()).await?)))
+        Ok(Self(Auth(
+            authenticate(&state.auth, token.as_deref()).await?,
+        )))
     }
 }
 

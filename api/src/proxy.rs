@@ -6,6 +6,7 @@
 //! the application's own CORS headers are dropped, so browsers never see two sets.
 
 use crate::error::ApiError;
+use crate::extract::{authenticate, bearer};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -131,14 +132,6 @@ fn forwarded_headers(
     }
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))
-        .map(str::trim)
-}
-
 /// Forwards one request to the usecase's deployed application.
 async fn forward(State(state): State<ProxyState>, request: Request) -> Response<Body> {
     // Present when the listener serves with connect info (`shiplog serve` does).
@@ -157,15 +150,8 @@ async fn proxy(
     peer: Option<SocketAddr>,
     request: Request,
 ) -> Result<Response<Body>, ApiError> {
-    let token = bearer(request.headers())
-        .filter(|t| !t.is_empty())
-        .map(str::to_owned)
-        .ok_or(ApiError::Unauthorized)?;
-    let principal = state
-        .auth
-        .authenticate(&token)
-        .await?
-        .ok_or(ApiError::Unauthorized)?;
+    let token = bearer(request.headers()).map(str::to_owned);
+    let principal = authenticate(&state.auth, token.as_deref()).await?;
     principal.require(Scope::UsecasesRead)?;
     let (usecase_id, rest) = target(request.uri()).ok_or_else(|| {
         ApiError::BadGateway(format!(
