@@ -94,6 +94,16 @@ fn usage_of(object: &DynamicObject) -> PodUsage {
     }
 }
 
+/// The app container's log, from `tail` lines back (`None`: from its first line).
+fn log_params(tail: Option<u32>, follow: bool) -> LogParams {
+    LogParams {
+        container: Some(CONTAINER.to_owned()),
+        tail_lines: tail.map(i64::from),
+        follow,
+        ..LogParams::default()
+    }
+}
+
 /// Log lines a follower may hold before the pods' streams wait for the client.
 const LOG_BUFFER: usize = 1024;
 
@@ -167,12 +177,7 @@ async fn follow_pods(
             continue;
         }
         // Pods there from the start show their last `tail` lines; newer ones all of theirs.
-        let params = LogParams {
-            container: Some(CONTAINER.to_owned()),
-            tail_lines: initial.then_some(i64::from(tail)),
-            follow: true,
-            ..LogParams::default()
-        };
+        let params = log_params(initial.then_some(tail), true);
         tokio::spawn(forward_log(pods.clone(), name, params, tx.clone()));
     }
 }
@@ -217,15 +222,6 @@ impl KubeCluster {
         names.sort();
         Ok(names)
     }
-
-    fn log_params(tail: u32, follow: bool) -> LogParams {
-        LogParams {
-            container: Some(CONTAINER.to_owned()),
-            tail_lines: Some(i64::from(tail)),
-            follow,
-            ..LogParams::default()
-        }
-    }
 }
 
 #[async_trait]
@@ -233,7 +229,7 @@ impl ClusterInsight for KubeCluster {
     async fn logs(&self, deployment_id: Uuid, tail: u32) -> Result<Vec<LogLine>, ClusterError> {
         let mut lines = Vec::new();
         for pod in self.pod_names(deployment_id).await? {
-            let text = match self.pods().logs(&pod, &Self::log_params(tail, false)).await {
+            let text = match self.pods().logs(&pod, &log_params(Some(tail), false)).await {
                 Ok(text) => text,
                 // The pod went away (a rollout) or its container has not started yet.
                 Err(kube::Error::Api(s)) if s.code == 404 || s.code == 400 => continue,
