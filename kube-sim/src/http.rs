@@ -892,7 +892,7 @@ struct LogState {
     first: Option<Bytes>,
 }
 
-fn format_lines(lines: &[crate::controller::LogLine], timestamps: bool) -> String {
+fn format_lines(lines: &[crate::kubelet::LogLine], timestamps: bool) -> String {
     let mut out = String::new();
     for l in lines {
         if timestamps {
@@ -1041,7 +1041,7 @@ fn logs(shared: &Arc<Shared>, ns: &str, name: &str, q: &Params) -> ApiResult {
             .and_then(|l| l.containers.get(&container))
             .map(Vec::as_slice)
             .unwrap_or(&[]);
-        let mut selected: Vec<crate::controller::LogLine> = lines
+        let mut selected: Vec<crate::kubelet::LogLine> = lines
             .iter()
             .filter(|l| since.is_none_or(|t| l.at >= t))
             .cloned()

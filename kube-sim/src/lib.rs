@@ -93,6 +93,7 @@ mod controller;
 mod echo;
 mod http;
 mod json;
+mod kubelet;
 mod metrics;
 mod proxy;
 mod resources;

@@ -9,12 +9,13 @@ use std::time::Duration;
 use chrono::{SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
 
-use crate::controller::{Action, PodLogs, Rollout};
+use crate::controller::{Action, Rollout};
 use crate::echo::EchoOp;
 use crate::json::{
     check_dns1035_label, check_dns1123_label, check_dns1123_subdomain, check_label_value,
     check_qualified_name, obj_mut, random_suffix, str_at, string_map,
 };
+use crate::kubelet::PodLogs;
 use crate::resources::{ResourceDef, DEPLOYMENTS, NAMESPACES, PODS};
 use crate::rollout::{default_strategy, validate_strategy};
 use crate::selector::{FieldSelector, LabelSelector};
