@@ -46,6 +46,7 @@ impl From<DomainError> for AppError {
             | DomainError::RestartInProgress
             | DomainError::NoSuchRestart(_)
             | DomainError::NothingToRollBackTo
+            | DomainError::DeletionInProgress
             | DomainError::InvalidRollbackTarget { .. } => Self::Conflict(err.to_string()),
         }
     }

@@ -26,8 +26,8 @@ pub use operations::{
     Accepted, ClusterInsight, Config, KubeEvent, LogLine, Logs, Operations, PodUsage, Usage,
 };
 pub use ports::{
-    CommandBus, CommandContext, DeploymentView, Page, ReadModel, TokenStore, UsecaseFilter,
-    UsecaseView,
+    CommandBus, CommandContext, DeploymentView, Page, PlatformView, ReadModel, TokenStore,
+    UsecaseFilter, UsecaseView,
 };
 pub use process_manager::{
     plan, ProcessManager, ReconcileError, Step, StepObserver, UsecaseLoader, PROCESS_MANAGER,

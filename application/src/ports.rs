@@ -6,7 +6,7 @@ use crate::error::AppError;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use shiplog_domain::{DeploymentConfig, DeploymentStatus, UsecaseCommand};
+use shiplog_domain::{AutoUpdate, DeploymentConfig, DeploymentStatus, UsecaseCommand, Visibility};
 use uuid::Uuid;
 
 /// Who asked and why: recorded as metadata on every event the command produces.
@@ -49,6 +49,14 @@ pub struct UsecaseView {
     pub created_by: String,
     /// Null until a deployment succeeded, then the latest deployment that is not in error.
     pub deployment: Option<DeploymentView>,
+    /// The catalog template it was created from (seed 002).
+    pub template: Option<String>,
+    /// Who may reach it; `None` for PhariaOS usecases, which are internal.
+    pub visibility: Option<Visibility>,
+    /// Whether new images are followed, and how pods are replaced.
+    pub auto_update: AutoUpdate,
+    /// A deletion was asked for and has not completed.
+    pub deletion_requested: bool,
 }
 
 /// A deployment as the read model holds it.
@@ -76,6 +84,17 @@ pub struct DeploymentView {
     pub undeploy_requested: bool,
     /// The deployment that replaced it, when superseded.
     pub superseded_by: Option<Uuid>,
+}
+
+/// A usecase with the two deployments seed 002's status is derived from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlatformView {
+    /// The usecase.
+    pub usecase: UsecaseView,
+    /// Its newest deployment, whatever its status.
+    pub latest: Option<DeploymentView>,
+    /// Its deployed deployment that is not being undeployed.
+    pub serving: Option<DeploymentView>,
 }
 
 /// Which usecases to list and which page.
@@ -120,6 +139,10 @@ pub trait ReadModel: Send + Sync {
     ) -> Result<Option<DeploymentView>, AppError>;
     /// The usecase's deployed deployment that is not being undeployed, if any.
     async fn serving(&self, usecase_id: Uuid) -> Result<Option<DeploymentView>, AppError>;
+    /// The live usecase named exactly `name`, with its newest and serving deployments.
+    async fn platform_by_name(&self, name: &str) -> Result<Option<PlatformView>, AppError>;
+    /// Every live usecase in registration order, with its newest and serving deployments.
+    async fn platform_list(&self) -> Result<Vec<PlatformView>, AppError>;
     /// Returns once every projection has applied the event at `cursor` (or a bounded
     /// time has passed: the write is durable either way, only the view may lag).
     async fn wait_for(&self, cursor: Cursor);

@@ -13,7 +13,7 @@ use crate::ledger::RecordedEvent;
 use crate::ports::{DeploymentView, UsecaseView};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use shiplog_domain::{DeploymentStatus, UsecaseEvent};
+use shiplog_domain::{AutoUpdate, DeploymentStatus, UsecaseEvent, Visibility};
 use std::cmp::Reverse;
 use uuid::Uuid;
 
@@ -104,6 +104,10 @@ struct UsecaseRow {
     created_at: DateTime<Utc>,
     created_by: String,
     has_succeeded: bool,
+    template: Option<String>,
+    visibility: Option<Visibility>,
+    auto_update: AutoUpdate,
+    deletion_requested: bool,
 }
 
 /// A row of `deployment_view`: the view plus the ordinal that orders the listing.
@@ -147,6 +151,8 @@ impl Tables {
                 usecase_id: id,
                 name,
                 description,
+                template,
+                visibility,
                 ..
             } => {
                 if self.usecases.iter().any(|u| u.id == *id) {
@@ -159,9 +165,28 @@ impl Tables {
                     created_at: at,
                     created_by: raw.actor().to_owned(),
                     has_succeeded: false,
+                    template: template.clone(),
+                    visibility: *visibility,
+                    auto_update: AutoUpdate::default(),
+                    deletion_requested: false,
                 });
             }
             UsecaseEvent::UsecaseDeleted { .. } => self.usecases.retain(|u| u.id != usecase_id),
+            UsecaseEvent::AutoUpdateConfigured {
+                enabled, strategy, ..
+            } => {
+                for row in self.usecases.iter_mut().filter(|u| u.id == usecase_id) {
+                    row.auto_update = AutoUpdate {
+                        enabled: *enabled,
+                        strategy: *strategy,
+                    };
+                }
+            }
+            UsecaseEvent::DeletionRequested { .. } => {
+                for row in self.usecases.iter_mut().filter(|u| u.id == usecase_id) {
+                    row.deletion_requested = true;
+                }
+            }
             other => {
                 // Once true it stays true, whatever happens to the deployment later.
                 let succeeded = matches!(other, UsecaseEvent::DeploymentSucceeded { .. });
@@ -268,7 +293,9 @@ impl Tables {
             | UsecaseEvent::RestartSucceeded { .. }
             | UsecaseEvent::RestartFailed { .. }
             | UsecaseEvent::ConfigChangeRequested { .. }
-            | UsecaseEvent::RollbackRequested { .. } => {}
+            | UsecaseEvent::RollbackRequested { .. }
+            | UsecaseEvent::AutoUpdateConfigured { .. }
+            | UsecaseEvent::DeletionRequested { .. } => {}
         }
         Ok(())
     }
@@ -324,6 +351,10 @@ impl Tables {
                 created_at: row.created_at,
                 created_by: row.created_by,
                 deployment,
+                template: row.template,
+                visibility: row.visibility,
+                auto_update: row.auto_update,
+                deletion_requested: row.deletion_requested,
             },
             deployments: self.deployments.into_iter().map(|d| d.view).collect(),
         })

@@ -65,6 +65,10 @@ impl Usecases {
             created_at: at,
             created_by: ctx.actor.clone(),
             deployment: None,
+            template: None,
+            visibility: None,
+            auto_update: Default::default(),
+            deletion_requested: false,
         }))
     }
 

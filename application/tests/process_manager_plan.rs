@@ -18,6 +18,8 @@ fn usecase(events: Vec<UsecaseEvent>) -> Usecase {
         name: UsecaseName::parse("u").unwrap_or_else(|e| panic!("{e}")),
         description: String::new(),
         at: Utc::now(),
+        template: None,
+        visibility: None,
     });
     for e in events {
         u.apply(e);

@@ -33,6 +33,8 @@ fn registered(n: u32) -> UsecaseEvent {
         name: UsecaseName::parse("chat").unwrap_or_else(|e| panic!("{e}")),
         description: "a chat app".into(),
         at: t(n),
+        template: None,
+        visibility: None,
     }
 }
 
@@ -407,6 +409,8 @@ fn times_keep_microseconds_as_timestamptz_does() {
             name: UsecaseName::parse("chat").unwrap_or_else(|e| panic!("{e}")),
             description: String::new(),
             at,
+            template: None,
+            visibility: None,
         },
     )]);
     // when / then

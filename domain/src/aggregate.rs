@@ -5,6 +5,7 @@ use crate::commands::UsecaseCommand;
 use crate::config::{DeploymentConfig, UsecaseName};
 use crate::error::DomainError;
 use crate::events::UsecaseEvent;
+use crate::platform::{AutoUpdate, Visibility};
 use crate::status::DeploymentStatus;
 use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
@@ -63,6 +64,18 @@ pub struct Usecase {
     pub deleted: bool,
     /// Every deployment ever requested, oldest first.
     pub deployments: Vec<Deployment>,
+    /// The catalog template it was created from (seed 002).
+    #[serde(default)]
+    pub template: Option<String>,
+    /// Who may reach it; `None` for PhariaOS usecases, which are internal.
+    #[serde(default)]
+    pub visibility: Option<Visibility>,
+    /// Whether new images are followed, and how pods are replaced.
+    #[serde(default)]
+    pub auto_update: AutoUpdate,
+    /// A deletion was asked for: what runs is being taken down, then it is deleted.
+    #[serde(default)]
+    pub deletion_requested: bool,
 }
 
 impl Usecase {
@@ -164,6 +177,27 @@ impl Usecase {
         Ok(())
     }
 
+    /// Refuses a client's new request while the usecase is being deleted; outcomes
+    /// the process manager reports still land, so that the deletion can finish.
+    fn ensure_accepting(&self) -> Result<(), DomainError> {
+        if self.deletion_requested {
+            return Err(DomainError::DeletionInProgress);
+        }
+        Ok(())
+    }
+
+    /// Who may reach the usecase: its own visibility, internal for PhariaOS usecases.
+    pub fn effective_visibility(&self) -> Visibility {
+        self.visibility.unwrap_or(Visibility::Internal)
+    }
+
+    /// A deletion was asked for and nothing of the usecase is deployed or in flight any more.
+    pub fn ready_to_delete(&self) -> bool {
+        self.deletion_requested
+            && !self.deleted
+            && self.deployments.iter().all(|d| d.status.is_terminal())
+    }
+
     /// Finds a deployment the process manager reports on and checks it may take `action`.
     fn deployment_for(
         &self,
@@ -187,26 +221,98 @@ impl Usecase {
     /// The events `command` produces against the current state, or why it is refused.
     pub fn decide(&self, command: UsecaseCommand) -> Result<Vec<UsecaseEvent>, DomainError> {
         use DeploymentStatus::{Deploying, Pending};
-        if let UsecaseCommand::Register {
-            usecase_id,
-            name,
-            description,
-            at,
-        } = command
-        {
-            if self.name.is_some() {
-                return Err(DomainError::AlreadyRegistered(self.id));
-            }
-            return Ok(vec![UsecaseEvent::UsecaseRegistered {
+        match command {
+            UsecaseCommand::Register {
                 usecase_id,
                 name,
                 description,
                 at,
-            }]);
+            } => {
+                if self.name.is_some() {
+                    return Err(DomainError::AlreadyRegistered(self.id));
+                }
+                return Ok(vec![UsecaseEvent::UsecaseRegistered {
+                    usecase_id,
+                    name,
+                    description,
+                    at,
+                    template: None,
+                    visibility: None,
+                }]);
+            }
+            UsecaseCommand::Create {
+                usecase_id,
+                name,
+                description,
+                template,
+                visibility,
+                deployment_id,
+                config,
+                at,
+            } => {
+                if self.name.is_some() {
+                    return Err(DomainError::AlreadyRegistered(self.id));
+                }
+                return Ok(vec![
+                    UsecaseEvent::UsecaseRegistered {
+                        usecase_id,
+                        name,
+                        description,
+                        at,
+                        template,
+                        visibility: Some(visibility),
+                    },
+                    UsecaseEvent::DeploymentRequested {
+                        deployment_id,
+                        config,
+                        at,
+                    },
+                ]);
+            }
+            _ => {}
         }
         self.ensure_active()?;
+        if matches!(
+            command,
+            UsecaseCommand::RequestDeployment { .. }
+                | UsecaseCommand::RequestUndeploy { .. }
+                | UsecaseCommand::RequestRestart { .. }
+                | UsecaseCommand::ChangeConfig { .. }
+                | UsecaseCommand::Rollback { .. }
+                | UsecaseCommand::ConfigureAutoUpdate { .. }
+                | UsecaseCommand::RequestDeletion { .. }
+        ) {
+            self.ensure_accepting()?;
+        }
         match command {
-            UsecaseCommand::Register { .. } => unreachable!("handled above"),
+            UsecaseCommand::Register { .. } | UsecaseCommand::Create { .. } => {
+                unreachable!("handled above")
+            }
+            UsecaseCommand::ConfigureAutoUpdate { settings, at } => {
+                if settings == self.auto_update {
+                    return Ok(Vec::new());
+                }
+                Ok(vec![UsecaseEvent::AutoUpdateConfigured {
+                    enabled: settings.enabled,
+                    strategy: settings.strategy,
+                    at,
+                }])
+            }
+            UsecaseCommand::RequestDeletion { at } => {
+                let mut events = vec![UsecaseEvent::DeletionRequested { at }];
+                // Whatever runs or is on its way goes first, as an undeploy would take it.
+                events.extend(self.deployments.iter().filter(|d| d.is_live()).map(|d| {
+                    UsecaseEvent::UndeployRequested {
+                        deployment_id: d.id,
+                        at,
+                    }
+                }));
+                // Nothing to wait for: the deletion completes in the same commit.
+                if self.deployments.iter().all(|d| d.status.is_terminal()) {
+                    events.push(UsecaseEvent::UsecaseDeleted { at });
+                }
+                Ok(events)
+            }
             UsecaseCommand::RequestDeployment {
                 deployment_id,
                 config,
@@ -389,12 +495,20 @@ impl Aggregate for Usecase {
                 name,
                 description,
                 at,
+                template,
+                visibility,
             } => {
                 self.id = usecase_id;
                 self.name = Some(name);
                 self.description = description;
                 self.created_at = Some(at);
+                self.template = template;
+                self.visibility = visibility;
             }
+            UsecaseEvent::AutoUpdateConfigured {
+                enabled, strategy, ..
+            } => self.auto_update = AutoUpdate { enabled, strategy },
+            UsecaseEvent::DeletionRequested { .. } => self.deletion_requested = true,
             UsecaseEvent::DeploymentRequested {
                 deployment_id,
                 config,

@@ -1,6 +1,7 @@
 //! What clients and the process manager ask of a usecase.
 
 use crate::config::{DeploymentConfig, UsecaseName};
+use crate::platform::{AutoUpdate, Visibility};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 use uuid::Uuid;
@@ -17,6 +18,40 @@ pub enum UsecaseCommand {
         name: UsecaseName,
         /// Free text.
         description: String,
+        /// Now.
+        at: DateTime<Utc>,
+    },
+    /// Create a platform deployment (seed 002): register under a unique name and
+    /// request the first deployment, in one commit, so that no usecase is ever
+    /// left registered without the deployment it was created for.
+    Create {
+        /// The new usecase's id.
+        usecase_id: Uuid,
+        /// Its unique name (generated, or chosen by the client).
+        name: UsecaseName,
+        /// Free text.
+        description: String,
+        /// The catalog template, when created from one.
+        template: Option<String>,
+        /// Who may reach it.
+        visibility: Visibility,
+        /// The first deployment's id.
+        deployment_id: Uuid,
+        /// What it runs.
+        config: DeploymentConfig,
+        /// Now.
+        at: DateTime<Utc>,
+    },
+    /// Change the auto-update settings; settings equal to the current ones record nothing.
+    ConfigureAutoUpdate {
+        /// The new settings.
+        settings: AutoUpdate,
+        /// Now.
+        at: DateTime<Utc>,
+    },
+    /// Delete the usecase once what runs of it is undeployed (seed 002's delete):
+    /// everything deployed or in flight is taken down first.
+    RequestDeletion {
         /// Now.
         at: DateTime<Utc>,
     },
@@ -129,6 +164,9 @@ impl UsecaseCommand {
             Self::FailRestart { .. } => "fail_restart",
             Self::ChangeConfig { .. } => "change_config",
             Self::Rollback { .. } => "rollback",
+            Self::Create { .. } => "create",
+            Self::ConfigureAutoUpdate { .. } => "configure_auto_update",
+            Self::RequestDeletion { .. } => "request_deletion",
         }
     }
 }

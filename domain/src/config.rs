@@ -5,6 +5,7 @@
 
 use regex::Regex;
 use serde::{Deserialize, Serialize};
+use crate::image::ImageRef;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::LazyLock;
@@ -72,21 +73,6 @@ impl fmt::Display for UsecaseName {
     }
 }
 
-// The grammar of the OCI distribution spec / docker reference.
-static REGISTRY: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?))*(?::[0-9]{1,5})?$")
-        .unwrap_or_else(|e| unreachable!("static regex: {e}"))
-});
-static REPOSITORY: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
-        r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$",
-    )
-    .unwrap_or_else(|e| unreachable!("static regex: {e}"))
-});
-static TAG: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-        .unwrap_or_else(|e| unreachable!("static regex: {e}"))
-});
 static ENV_NAME: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
         .unwrap_or_else(|e| unreachable!("static regex: {e}"))
@@ -98,81 +84,6 @@ static QUANTITY: LazyLock<Regex> = LazyLock::new(|| {
 static DURATION: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^(?:[0-9]+(?:ms|s|m|h))+$").unwrap_or_else(|e| unreachable!("static regex: {e}"))
 });
-
-/// A container image reference split as the PhariaOS API sends it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ImageRef {
-    /// Registry host, optionally with a port ("registry.example.com:5000").
-    pub registry: String,
-    /// Repository path ("team/app").
-    pub repository: String,
-    /// Tag ("1.0.0").
-    pub tag: String,
-}
-
-impl ImageRef {
-    /// Validates the three parts against the OCI reference grammar (fields `config.image.*`).
-    pub fn new(registry: &str, repository: &str, tag: &str) -> Result<Self, InvalidField> {
-        check_part(
-            "config.image.registry",
-            registry,
-            &REGISTRY,
-            253,
-            "a registry host name, optionally with :port (for example registry.example.com:5000)",
-        )?;
-        check_part(
-            "config.image.repository",
-            repository,
-            &REPOSITORY,
-            255,
-            "a lower-case repository path such as team/app",
-        )?;
-        check_part(
-            "config.image.tag",
-            tag,
-            &TAG,
-            128,
-            "a tag of letters, digits, '_', '.' and '-', not starting with '.' or '-'",
-        )?;
-        Ok(Self {
-            registry: registry.to_owned(),
-            repository: repository.to_owned(),
-            tag: tag.to_owned(),
-        })
-    }
-}
-
-impl fmt::Display for ImageRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}:{}", self.registry, self.repository, self.tag)
-    }
-}
-
-fn check_part(
-    field: &str,
-    value: &str,
-    re: &Regex,
-    max: usize,
-    expected: &str,
-) -> Result<(), InvalidField> {
-    if value.is_empty() {
-        return Err(InvalidField::new(field, "must not be empty"));
-    }
-    if value.len() > max {
-        return Err(InvalidField::new(
-            field,
-            format!("must be at most {max} characters"),
-        ));
-    }
-    if !re.is_match(value) {
-        return Err(InvalidField::new(
-            field,
-            format!("{value:?} is not {expected}"),
-        ));
-    }
-    Ok(())
-}
 
 /// Whether Prometheus should scrape the usecase, and how often.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -274,6 +185,77 @@ pub struct DeploymentConfig {
     /// Optional requests and limits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<Resources>,
+    /// The main container's service name when a template names it ("nginx"); the
+    /// container is then called so, else `app`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_name: Option<String>,
+    /// Whether the main service gets an Ingress when the usecase is public.
+    #[serde(default = "exposed_by_default", skip_serializing_if = "is_exposed")]
+    pub exposed: bool,
+    /// Variables of the main container whose values shiplog generates once per
+    /// usecase and keeps in the cluster only (a template's database password):
+    /// the ledger records their names, never their values.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub generated_secrets: Vec<String>,
+    /// The further services of a multi-service template, as containers in the same pods.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sidecars: Vec<Sidecar>,
+}
+
+fn exposed_by_default() -> bool {
+    true
+}
+
+fn is_exposed(exposed: &bool) -> bool {
+    *exposed
+}
+
+/// A further service of a multi-service template: a container in the same pods as
+/// the main one (they share the network, so they reach each other on localhost).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Sidecar {
+    /// The service's name: its container's, its Service port's and its ingress's.
+    pub name: String,
+    /// Its image.
+    pub image: ImageRef,
+    /// The port it listens on.
+    pub container_port: u16,
+    /// Its environment variables.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Whether it gets an Ingress when the usecase is public.
+    #[serde(default = "exposed_by_default", skip_serializing_if = "is_exposed")]
+    pub exposed: bool,
+    /// Variables whose values shiplog generates and keeps in the cluster only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub generated_secrets: Vec<String>,
+}
+
+/// The name of the main container when the config names no service.
+pub const MAIN_CONTAINER: &str = "app";
+/// The Service port name of the main service (the applications proxy and
+/// ServiceMonitors address it by this name).
+pub const MAIN_PORT_NAME: &str = "http";
+
+/// One service of a deployment as the cluster runs it: a container, a port of the
+/// usecase's Service and, when exposed and public, an Ingress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceSpec<'a> {
+    /// The service's name (the container's).
+    pub name: &'a str,
+    /// The name of its port on the usecase's Service.
+    pub port_name: &'a str,
+    /// Its image.
+    pub image: &'a ImageRef,
+    /// The port it listens on.
+    pub container_port: u16,
+    /// Its environment variables.
+    pub env: &'a BTreeMap<String, String>,
+    /// Whether it gets an Ingress when public.
+    pub exposed: bool,
+    /// Variables generated and kept in the cluster only.
+    pub generated_secrets: &'a [String],
 }
 
 /// Checks every environment variable name; `field` is where the map sits in the request
@@ -322,82 +304,105 @@ impl DeploymentConfig {
             env,
             replicas,
             resources,
+            service_name: None,
+            exposed: true,
+            generated_secrets: Vec::new(),
+            sidecars: Vec::new(),
         })
+    }
+
+    /// The same config as a multi-service template describes it: the main
+    /// service's name, exposure and generated variables, and further services.
+    /// Names must be distinct port names other than `http` (the main service's
+    /// port). `field` names the template in errors.
+    pub fn with_services(
+        mut self,
+        field: &str,
+        service_name: &str,
+        exposed: bool,
+        generated_secrets: Vec<String>,
+        sidecars: Vec<Sidecar>,
+    ) -> Result<Self, InvalidField> {
+        let mut seen = vec![MAIN_PORT_NAME];
+        for (i, name) in std::iter::once(service_name)
+            .chain(sidecars.iter().map(|s| s.name.as_str()))
+            .enumerate()
+        {
+            let at = format!("{field}.services[{i}].name");
+            crate::platform::check_service_name(&at, name)?;
+            // The main service's port is `http` whatever its name: no service may take it.
+            if seen.contains(&name) {
+                return Err(InvalidField::new(
+                    at,
+                    format!("{name:?} is used twice, or is the reserved port name http"),
+                ));
+            }
+            seen.push(name);
+        }
+        for (i, s) in sidecars.iter().enumerate() {
+            if s.container_port == 0 {
+                return Err(InvalidField::new(
+                    format!("{field}.services[{}].port", i + 1),
+                    "must be between 1 and 65535",
+                ));
+            }
+            check_env(&s.env, &format!("{field}.services[{}].env", i + 1))?;
+            check_generated(
+                &s.generated_secrets,
+                &format!("{field}.services[{}].generatedSecrets", i + 1),
+            )?;
+        }
+        check_generated(
+            &generated_secrets,
+            &format!("{field}.services[0].generatedSecrets"),
+        )?;
+        self.service_name = Some(service_name.to_owned());
+        self.exposed = exposed;
+        self.generated_secrets = generated_secrets;
+        self.sidecars = sidecars;
+        Ok(self)
+    }
+
+    /// Every service of the deployment, the main one first.
+    pub fn services(&self) -> Vec<ServiceSpec<'_>> {
+        let main = ServiceSpec {
+            name: self.service_name.as_deref().unwrap_or(MAIN_CONTAINER),
+            port_name: MAIN_PORT_NAME,
+            image: &self.image,
+            container_port: self.container_port,
+            env: &self.env,
+            exposed: self.exposed,
+            generated_secrets: &self.generated_secrets,
+        };
+        std::iter::once(main)
+            .chain(self.sidecars.iter().map(|s| ServiceSpec {
+                name: &s.name,
+                port_name: &s.name,
+                image: &s.image,
+                container_port: s.container_port,
+                env: &s.env,
+                exposed: s.exposed,
+                generated_secrets: &s.generated_secrets,
+            }))
+            .collect()
+    }
+}
+
+/// Generated variables need valid names. A variable that also has an explicit
+/// value keeps that value: the explicit one wins wherever both exist.
+fn check_generated(names: &[String], field: &str) -> Result<(), InvalidField> {
+    match names.iter().find(|name| !ENV_NAME.is_match(name)) {
+        Some(name) => Err(InvalidField::new(
+            field,
+            format!("{name:?} is not an environment variable name"),
+        )),
+        None => Ok(()),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn image_references_follow_the_oci_grammar() {
-        let cases = [
-            (
-                "the seed's example",
-                "your.container.registry.de",
-                "your/repository",
-                "1.0.0",
-                None,
-            ),
-            (
-                "registry with port",
-                "localhost:5000",
-                "app",
-                "latest",
-                None,
-            ),
-            (
-                "empty tag",
-                "r.example",
-                "app",
-                "",
-                Some("config.image.tag"),
-            ),
-            (
-                "upper-case repository",
-                "r.example",
-                "Team/App",
-                "1",
-                Some("config.image.repository"),
-            ),
-            (
-                "tag starting with a dot",
-                "r.example",
-                "app",
-                ".1",
-                Some("config.image.tag"),
-            ),
-            (
-                "registry with a scheme",
-                "https://r.example",
-                "app",
-                "1",
-                Some("config.image.registry"),
-            ),
-            (
-                "repository with a tag inside",
-                "r.example",
-                "app:1",
-                "1",
-                Some("config.image.repository"),
-            ),
-        ];
-        for (description, registry, repository, tag, failing_field) in cases {
-            let result = ImageRef::new(registry, repository, tag);
-            match failing_field {
-                None => assert!(
-                    result.is_ok(),
-                    "{description}: expected valid, got {result:?}"
-                ),
-                Some(field) => assert_eq!(
-                    result.err().map(|e| e.field),
-                    Some(field.to_owned()),
-                    "{description}: expected field {field} to be rejected"
-                ),
-            }
-        }
-    }
 
     #[test]
     fn names_are_trimmed_and_must_not_be_empty() {

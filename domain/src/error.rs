@@ -47,6 +47,9 @@ pub enum DomainError {
     /// No restart with this id is waiting for its outcome (409).
     #[error("restart {0} is not in progress")]
     NoSuchRestart(Uuid),
+    /// The usecase is being deleted; it accepts no new request (409).
+    #[error("the usecase is being deleted")]
+    DeletionInProgress,
     /// A rollback needs an earlier deployment that was deployed (409).
     #[error("there is no earlier deployed deployment to roll back to")]
     NothingToRollBackTo,

@@ -1,6 +1,7 @@
 //! What happened to a usecase: past-tense facts, versioned, never rewritten.
 
 use crate::config::{DeploymentConfig, UsecaseName};
+use crate::platform::{UpdateStrategy, Visibility};
 use chrono::{DateTime, Utc};
 use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
@@ -22,6 +23,13 @@ pub enum UsecaseEvent {
         description: String,
         /// When it was registered.
         at: DateTime<Utc>,
+        /// The catalog template it was created from (seed 002); absent for PhariaOS
+        /// usecases and raw images.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        template: Option<String>,
+        /// Who may reach it (seed 002); absent for PhariaOS usecases, which are internal.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        visibility: Option<Visibility>,
     },
     /// A client asked for a new deployment with this configuration.
     DeploymentRequested {
@@ -124,6 +132,22 @@ pub enum UsecaseEvent {
         /// When it was asked.
         at: DateTime<Utc>,
     },
+    /// A client changed the auto-update settings: whether new images of the tag are
+    /// followed, and how pods are replaced (the Kubernetes Deployment's strategy).
+    AutoUpdateConfigured {
+        /// Follow new images of the deployed tag.
+        enabled: bool,
+        /// How pods are replaced from now on.
+        strategy: UpdateStrategy,
+        /// When it was asked.
+        at: DateTime<Utc>,
+    },
+    /// A client asked to delete the usecase: what runs is undeployed first, and
+    /// `UsecaseDeleted` follows once nothing of it is left in flight.
+    DeletionRequested {
+        /// When it was asked.
+        at: DateTime<Utc>,
+    },
     /// A client asked to restore an earlier deployment's config; it follows, in the
     /// same commit, the `DeploymentRequested` of the new deployment that runs it.
     RollbackRequested {
@@ -157,6 +181,8 @@ impl UsecaseEvent {
             Self::RestartFailed { .. } => "RestartFailed",
             Self::ConfigChangeRequested { .. } => "ConfigChangeRequested",
             Self::RollbackRequested { .. } => "RollbackRequested",
+            Self::AutoUpdateConfigured { .. } => "AutoUpdateConfigured",
+            Self::DeletionRequested { .. } => "DeletionRequested",
         }
     }
 
@@ -176,13 +202,15 @@ impl UsecaseEvent {
             | Self::RestartSucceeded { at, .. }
             | Self::RestartFailed { at, .. }
             | Self::ConfigChangeRequested { at, .. }
-            | Self::RollbackRequested { at, .. } => *at,
+            | Self::RollbackRequested { at, .. }
+            | Self::AutoUpdateConfigured { at, .. }
+            | Self::DeletionRequested { at } => *at,
         }
     }
 }
 
 /// Every event type name, for filters and documentation.
-pub const EVENT_TYPES: [&str; 14] = [
+pub const EVENT_TYPES: [&str; 16] = [
     "UsecaseRegistered",
     "DeploymentRequested",
     "DeploymentStarted",
@@ -197,6 +225,8 @@ pub const EVENT_TYPES: [&str; 14] = [
     "RestartFailed",
     "ConfigChangeRequested",
     "RollbackRequested",
+    "AutoUpdateConfigured",
+    "DeletionRequested",
 ];
 
 impl DomainEvent for UsecaseEvent {

@@ -6,14 +6,20 @@ pub mod commands;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod image;
+pub mod platform;
 pub mod status;
 
 pub use aggregate::{Deployment, Usecase};
 pub use commands::UsecaseCommand;
 pub use config::{
-    check_env, DeploymentConfig, ImageRef, InvalidField, ResourceList, Resources, ServiceMonitor,
-    UsecaseName,
+    check_env, DeploymentConfig, InvalidField, ResourceList, Resources, ServiceMonitor,
+    ServiceSpec, Sidecar, UsecaseName, MAIN_CONTAINER, MAIN_PORT_NAME,
 };
 pub use error::DomainError;
 pub use events::UsecaseEvent;
+pub use image::ImageRef;
+pub use platform::{
+    check_platform_name, check_service_name, AutoUpdate, UpdateStrategy, Visibility,
+};
 pub use status::DeploymentStatus;

@@ -3,8 +3,8 @@
 use chrono::{DateTime, TimeZone, Utc};
 use cqrs_es::test::TestFramework;
 use shiplog_domain::{
-    DeploymentConfig, DeploymentStatus, DomainError, ImageRef, Usecase, UsecaseCommand,
-    UsecaseEvent, UsecaseName,
+    AutoUpdate, DeploymentConfig, DeploymentStatus, DomainError, ImageRef, UpdateStrategy,
+    Usecase, UsecaseCommand, UsecaseEvent, UsecaseName, Visibility,
 };
 use std::collections::BTreeMap;
 use uuid::Uuid;
@@ -39,6 +39,8 @@ fn registered() -> UsecaseEvent {
         name: name(),
         description: "a chat app".into(),
         at: at(),
+        template: None,
+        visibility: None,
     }
 }
 
@@ -648,4 +650,195 @@ fn a_rollback_skips_deployments_that_never_served_and_refuses_unfinished_targets
             at: at(),
         })
         .then_expect_error(DomainError::DeploymentNotFound(Uuid::from_u128(99)));
+}
+
+// ---- seed 002: create, auto-update, deletion
+
+fn create() -> UsecaseCommand {
+    UsecaseCommand::Create {
+        usecase_id: USECASE,
+        name: name(),
+        description: String::new(),
+        template: Some("nginx".into()),
+        visibility: Visibility::Public,
+        deployment_id: D1,
+        config: config("1.0.0"),
+        at: at(),
+    }
+}
+
+fn created() -> Vec<UsecaseEvent> {
+    vec![
+        UsecaseEvent::UsecaseRegistered {
+            usecase_id: USECASE,
+            name: name(),
+            description: String::new(),
+            at: at(),
+            template: Some("nginx".into()),
+            visibility: Some(Visibility::Public),
+        },
+        requested(D1),
+    ]
+}
+
+fn deletion_requested() -> UsecaseEvent {
+    UsecaseEvent::DeletionRequested { at: at() }
+}
+
+fn deleted() -> UsecaseEvent {
+    UsecaseEvent::UsecaseDeleted { at: at() }
+}
+
+#[test]
+fn create_registers_and_requests_the_first_deployment_in_one_commit() {
+    Fx::with(())
+        .given_no_previous_events()
+        .when(create())
+        .then_expect_events(created());
+}
+
+#[test]
+fn create_refuses_an_existing_usecase() {
+    Fx::with(())
+        .given(created())
+        .when(create())
+        .then_expect_error(DomainError::AlreadyRegistered(USECASE));
+}
+
+#[test]
+fn a_created_usecase_remembers_its_template_and_visibility() {
+    let mut usecase = Usecase::default();
+    for event in created() {
+        cqrs_es::Aggregate::apply(&mut usecase, event);
+    }
+    assert_eq!(usecase.template.as_deref(), Some("nginx"));
+    assert_eq!(usecase.effective_visibility(), Visibility::Public);
+    let mut pharia = Usecase::default();
+    cqrs_es::Aggregate::apply(&mut pharia, registered());
+    assert_eq!(
+        pharia.effective_visibility(),
+        Visibility::Internal,
+        "a PhariaOS usecase gets no ingress"
+    );
+}
+
+#[test]
+fn auto_update_settings_are_recorded_when_they_change() {
+    let settings = AutoUpdate {
+        enabled: true,
+        strategy: UpdateStrategy::Recreate,
+    };
+    Fx::with(())
+        .given(created())
+        .when(UsecaseCommand::ConfigureAutoUpdate { settings, at: at() })
+        .then_expect_events(vec![UsecaseEvent::AutoUpdateConfigured {
+            enabled: true,
+            strategy: UpdateStrategy::Recreate,
+            at: at(),
+        }]);
+}
+
+#[test]
+fn unchanged_auto_update_settings_record_nothing() {
+    Fx::with(())
+        .given(created())
+        .when(UsecaseCommand::ConfigureAutoUpdate {
+            settings: AutoUpdate::default(),
+            at: at(),
+        })
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn deleting_a_running_usecase_undeploys_everything_first() {
+    let mut given = deployed_d1();
+    given.push(requested(D2));
+    Fx::with(())
+        .given(given)
+        .when(UsecaseCommand::RequestDeletion { at: at() })
+        .then_expect_events(vec![
+            deletion_requested(),
+            undeploy_requested(D1),
+            undeploy_requested(D2),
+        ]);
+}
+
+#[test]
+fn deleting_a_usecase_with_nothing_running_completes_at_once() {
+    let mut given = deployed_d1();
+    given.extend([undeploy_requested(D1), undeployed(D1)]);
+    Fx::with(())
+        .given(given)
+        .when(UsecaseCommand::RequestDeletion { at: at() })
+        .then_expect_events(vec![deletion_requested(), deleted()]);
+}
+
+#[test]
+fn a_usecase_being_deleted_takes_no_new_request() {
+    let mut given = deployed_d1();
+    given.extend([deletion_requested(), undeploy_requested(D1)]);
+    for (description, command) in [
+        ("deploy", request(D2)),
+        (
+            "restart",
+            UsecaseCommand::RequestRestart {
+                restart_id: D3,
+                at: at(),
+            },
+        ),
+        ("delete again", UsecaseCommand::RequestDeletion { at: at() }),
+        (
+            "auto-update",
+            UsecaseCommand::ConfigureAutoUpdate {
+                settings: AutoUpdate {
+                    enabled: true,
+                    strategy: UpdateStrategy::Rolling,
+                },
+                at: at(),
+            },
+        ),
+    ] {
+        let result = Fx::with(())
+            .given(given.clone())
+            .when(command)
+            .inspect_result();
+        assert_eq!(
+            result.err(),
+            Some(DomainError::DeletionInProgress),
+            "{description} during a deletion"
+        );
+    }
+}
+
+#[test]
+fn a_deletion_finishes_once_the_undeploy_is_confirmed() {
+    let mut given = deployed_d1();
+    given.extend([deletion_requested(), undeploy_requested(D1)]);
+    // The process manager's report still lands while the deletion runs.
+    Fx::with(())
+        .given(given.clone())
+        .when(UsecaseCommand::ConfirmUndeployed {
+            deployment_id: D1,
+            at: at(),
+        })
+        .then_expect_events(vec![undeployed(D1)]);
+    let mut usecase = Usecase::default();
+    for event in given {
+        cqrs_es::Aggregate::apply(&mut usecase, event);
+    }
+    assert!(!usecase.ready_to_delete(), "D1 is still being undeployed");
+    cqrs_es::Aggregate::apply(&mut usecase, undeployed(D1));
+    assert!(usecase.ready_to_delete());
+    Fx::with(())
+        .given(vec![
+            registered(),
+            requested(D1),
+            started(D1),
+            succeeded(D1),
+            deletion_requested(),
+            undeploy_requested(D1),
+            undeployed(D1),
+        ])
+        .when(UsecaseCommand::Delete { at: at() })
+        .then_expect_events(vec![deleted()]);
 }

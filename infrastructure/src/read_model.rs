@@ -4,12 +4,12 @@ use crate::db::app_error;
 use crate::projections::Projector;
 use async_trait::async_trait;
 use shiplog_application::{
-    AppError, Cursor, DeploymentView, Page, ReadModel, UsecaseFilter, UsecaseView,
+    AppError, Cursor, DeploymentView, Page, PlatformView, ReadModel, UsecaseFilter, UsecaseView,
 };
-use shiplog_domain::{DeploymentStatus, InvalidField};
+use shiplog_domain::{AutoUpdate, DeploymentStatus, InvalidField};
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use uuid::Uuid;
 
 /// The read side of the API.
@@ -25,46 +25,110 @@ impl PgReadModel {
     }
 }
 
-const DEPLOYMENT_COLUMNS: &str = "d.id AS d_id, d.usecase_id AS d_usecase_id, d.status AS d_status,
-    d.created_at AS d_created_at, d.message AS d_message, d.config AS d_config,
-    d.requested_by AS d_requested_by, d.updated_at AS d_updated_at, d.updated_by AS d_updated_by,
-    d.undeploy_requested AS d_undeploy_requested, d.superseded_by AS d_superseded_by, d.ordinal AS d_ordinal";
+/// The columns of a `deployment_view` row aliased `alias`, each prefixed `{alias}_`.
+fn deployment_columns(alias: &str) -> String {
+    [
+        "id",
+        "usecase_id",
+        "status",
+        "created_at",
+        "message",
+        "config",
+        "requested_by",
+        "updated_at",
+        "updated_by",
+        "undeploy_requested",
+        "superseded_by",
+        "ordinal",
+    ]
+    .iter()
+    .map(|c| format!("{alias}.{c} AS {alias}_{c}"))
+    .collect::<Vec<_>>()
+    .join(", ")
+}
 
-/// The usecase columns plus, once a deployment has succeeded, its latest non-error deployment.
+static DEPLOYMENT_COLUMNS: LazyLock<String> = LazyLock::new(|| deployment_columns("d"));
+
+/// The usecase's own columns.
+const USECASE_COLUMNS: &str = "u.id, u.registered_at_position, u.name, u.description, u.created_at, u.created_by,
+    u.template, u.visibility, u.auto_update_enabled, u.auto_update_strategy, u.deletion_requested";
+
+/// Once a deployment has succeeded, the usecase's latest deployment not in error
+/// (`d_`): the PhariaOS API's `deployment` field.
+const PHARIA_DEPLOYMENT_JOIN: &str = "LEFT JOIN LATERAL (
+        SELECT * FROM deployment_view d
+         WHERE d.usecase_id = u.id AND u.has_succeeded AND d.status <> 'error'
+         ORDER BY d.ordinal DESC LIMIT 1) d ON true";
+
+/// The usecase columns plus its PhariaOS `deployment`.
 fn usecase_select() -> String {
     format!(
-        "SELECT u.id, u.registered_at_position, u.name, u.description, u.created_at, u.created_by, {DEPLOYMENT_COLUMNS}
-           FROM usecase_view u
+        "SELECT {USECASE_COLUMNS}, {} FROM usecase_view u {PHARIA_DEPLOYMENT_JOIN}",
+        *DEPLOYMENT_COLUMNS
+    )
+}
+
+/// As [`usecase_select`], plus the newest deployment (`l_`) and the serving one
+/// (`s_`): what seed 002's status is derived from. Each is one step down an index.
+fn platform_select() -> String {
+    format!(
+        "SELECT {USECASE_COLUMNS}, {}, {}, {}
+           FROM usecase_view u {PHARIA_DEPLOYMENT_JOIN}
            LEFT JOIN LATERAL (
-                SELECT * FROM deployment_view d
-                 WHERE d.usecase_id = u.id AND u.has_succeeded AND d.status <> 'error'
-                 ORDER BY d.ordinal DESC LIMIT 1) d ON true"
+                SELECT * FROM deployment_view l WHERE l.usecase_id = u.id
+                 ORDER BY l.ordinal DESC LIMIT 1) l ON true
+           LEFT JOIN LATERAL (
+                SELECT * FROM deployment_view s
+                 WHERE s.usecase_id = u.id AND s.status = 'deployed' AND NOT s.undeploy_requested
+                 ORDER BY s.ordinal DESC LIMIT 1) s ON true",
+        *DEPLOYMENT_COLUMNS,
+        deployment_columns("l"),
+        deployment_columns("s"),
     )
 }
 
 fn status(raw: &str) -> Result<DeploymentStatus, sqlx::Error> {
+    word(raw)
+}
+
+fn deployment(row: &PgRow) -> Result<Option<DeploymentView>, sqlx::Error> {
+    prefixed_deployment(row, "d")
+}
+
+/// The deployment of the columns prefixed `{p}_`, if the row has one.
+fn prefixed_deployment(row: &PgRow, p: &str) -> Result<Option<DeploymentView>, sqlx::Error> {
+    let col = |c: &str| format!("{p}_{c}");
+    let Some(id) = row.try_get::<Option<Uuid>, _>(col("id").as_str())? else {
+        return Ok(None);
+    };
+    let config: serde_json::Value = row.try_get(col("config").as_str())?;
+    Ok(Some(DeploymentView {
+        id,
+        usecase_id: row.try_get(col("usecase_id").as_str())?,
+        status: status(row.try_get(col("status").as_str())?)?,
+        created_at: row.try_get(col("created_at").as_str())?,
+        message: row.try_get(col("message").as_str())?,
+        config: serde_json::from_value(config).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+        requested_by: row.try_get(col("requested_by").as_str())?,
+        updated_at: row.try_get(col("updated_at").as_str())?,
+        updated_by: row.try_get(col("updated_by").as_str())?,
+        undeploy_requested: row.try_get(col("undeploy_requested").as_str())?,
+        superseded_by: row.try_get(col("superseded_by").as_str())?,
+    }))
+}
+
+/// A word stored in a text column, read back through its serde spelling.
+fn word<T: serde::de::DeserializeOwned>(raw: &str) -> Result<T, sqlx::Error> {
     serde_json::from_value(serde_json::Value::String(raw.to_owned()))
         .map_err(|e| sqlx::Error::Decode(Box::new(e)))
 }
 
-fn deployment(row: &PgRow) -> Result<Option<DeploymentView>, sqlx::Error> {
-    let Some(id) = row.try_get::<Option<Uuid>, _>("d_id")? else {
-        return Ok(None);
-    };
-    let config: serde_json::Value = row.try_get("d_config")?;
-    Ok(Some(DeploymentView {
-        id,
-        usecase_id: row.try_get("d_usecase_id")?,
-        status: status(row.try_get("d_status")?)?,
-        created_at: row.try_get("d_created_at")?,
-        message: row.try_get("d_message")?,
-        config: serde_json::from_value(config).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
-        requested_by: row.try_get("d_requested_by")?,
-        updated_at: row.try_get("d_updated_at")?,
-        updated_by: row.try_get("d_updated_by")?,
-        undeploy_requested: row.try_get("d_undeploy_requested")?,
-        superseded_by: row.try_get("d_superseded_by")?,
-    }))
+fn platform(row: &PgRow) -> Result<PlatformView, sqlx::Error> {
+    Ok(PlatformView {
+        usecase: usecase(row)?,
+        latest: prefixed_deployment(row, "l")?,
+        serving: prefixed_deployment(row, "s")?,
+    })
 }
 
 fn usecase(row: &PgRow) -> Result<UsecaseView, sqlx::Error> {
@@ -75,6 +139,17 @@ fn usecase(row: &PgRow) -> Result<UsecaseView, sqlx::Error> {
         created_at: row.try_get("created_at")?,
         created_by: row.try_get("created_by")?,
         deployment: deployment(row)?,
+        template: row.try_get("template")?,
+        visibility: row
+            .try_get::<Option<String>, _>("visibility")?
+            .as_deref()
+            .map(word)
+            .transpose()?,
+        auto_update: AutoUpdate {
+            enabled: row.try_get("auto_update_enabled")?,
+            strategy: word(row.try_get("auto_update_strategy")?)?,
+        },
+        deletion_requested: row.try_get("deletion_requested")?,
     })
 }
 
@@ -171,9 +246,10 @@ impl ReadModel for PgReadModel {
             })
             .transpose()?;
         let rows = sqlx::query(&format!(
-            "SELECT {DEPLOYMENT_COLUMNS} FROM deployment_view d
+            "SELECT {} FROM deployment_view d
               WHERE d.usecase_id = $1 AND ($2::int IS NULL OR d.ordinal < $2)
-              ORDER BY d.ordinal DESC LIMIT $3"
+              ORDER BY d.ordinal DESC LIMIT $3",
+            *DEPLOYMENT_COLUMNS
         ))
         .bind(usecase_id)
         .bind(after)
@@ -203,7 +279,7 @@ impl ReadModel for PgReadModel {
         usecase_id: Uuid,
         deployment_id: Uuid,
     ) -> Result<Option<DeploymentView>, AppError> {
-        let row = sqlx::query(&format!("SELECT {DEPLOYMENT_COLUMNS} FROM deployment_view d WHERE d.usecase_id = $1 AND d.id = $2"))
+        let row = sqlx::query(&format!("SELECT {} FROM deployment_view d WHERE d.usecase_id = $1 AND d.id = $2", *DEPLOYMENT_COLUMNS))
             .bind(usecase_id)
             .bind(deployment_id)
             .fetch_optional(&self.pool)
@@ -213,12 +289,35 @@ impl ReadModel for PgReadModel {
     }
 
     async fn serving(&self, usecase_id: Uuid) -> Result<Option<DeploymentView>, AppError> {
-        let row = sqlx::query(&format!("SELECT {DEPLOYMENT_COLUMNS} FROM deployment_view d WHERE d.usecase_id = $1 AND d.status = 'deployed' AND NOT d.undeploy_requested LIMIT 1"))
+        let row = sqlx::query(&format!("SELECT {} FROM deployment_view d WHERE d.usecase_id = $1 AND d.status = 'deployed' AND NOT d.undeploy_requested LIMIT 1", *DEPLOYMENT_COLUMNS))
             .bind(usecase_id)
             .fetch_optional(&self.pool)
             .await
             .map_err(app_error)?;
         optional_deployment(row)
+    }
+
+    async fn platform_by_name(&self, name: &str) -> Result<Option<PlatformView>, AppError> {
+        let row = sqlx::query(&format!("{} WHERE u.name = $1", platform_select()))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(app_error)?;
+        row.as_ref().map(platform).transpose().map_err(app_error)
+    }
+
+    async fn platform_list(&self) -> Result<Vec<PlatformView>, AppError> {
+        let rows = sqlx::query(&format!(
+            "{} ORDER BY u.registered_at_position",
+            platform_select()
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(app_error)?;
+        rows.iter()
+            .map(platform)
+            .collect::<Result<_, _>>()
+            .map_err(app_error)
     }
 
     async fn wait_for(&self, cursor: Cursor) {

@@ -127,7 +127,9 @@ impl Projection for DeploymentViewProjection {
             | UsecaseEvent::RestartSucceeded { .. }
             | UsecaseEvent::RestartFailed { .. }
             | UsecaseEvent::ConfigChangeRequested { .. }
-            | UsecaseEvent::RollbackRequested { .. } => {}
+            | UsecaseEvent::RollbackRequested { .. }
+            | UsecaseEvent::AutoUpdateConfigured { .. }
+            | UsecaseEvent::DeletionRequested { .. } => {}
         }
         Ok(())
     }

@@ -30,11 +30,14 @@ impl Projection for UsecaseViewProjection {
                 name,
                 description,
                 at,
+                template,
+                visibility,
             } => {
                 sqlx::query(
                     "INSERT INTO usecase_view
-                       (id, registered_at_position, name, description, created_at, created_by, updated_at, updated_by)
-                     VALUES ($1, $6, $2, $3, $4, $5, $4, $5)",
+                       (id, registered_at_position, name, description, created_at, created_by, updated_at, updated_by,
+                        template, visibility)
+                     VALUES ($1, $6, $2, $3, $4, $5, $4, $5, $7, $8)",
                 )
                 .bind(usecase_id)
                 .bind(name.as_str())
@@ -42,6 +45,36 @@ impl Projection for UsecaseViewProjection {
                 .bind(at)
                 .bind(actor)
                 .bind(e.raw.cursor.position)
+                .bind(template)
+                .bind(visibility.map(|v| v.as_str()))
+                .execute(conn)
+                .await?;
+            }
+            UsecaseEvent::AutoUpdateConfigured {
+                enabled,
+                strategy,
+                at,
+            } => {
+                sqlx::query(
+                    "UPDATE usecase_view
+                        SET auto_update_enabled = $2, auto_update_strategy = $3, updated_at = $4, updated_by = $5
+                      WHERE id = $1",
+                )
+                .bind(e.usecase_id)
+                .bind(enabled)
+                .bind(strategy.as_str())
+                .bind(at)
+                .bind(actor)
+                .execute(conn)
+                .await?;
+            }
+            UsecaseEvent::DeletionRequested { at } => {
+                sqlx::query(
+                    "UPDATE usecase_view SET deletion_requested = true, updated_at = $2, updated_by = $3 WHERE id = $1",
+                )
+                .bind(e.usecase_id)
+                .bind(at)
+                .bind(actor)
                 .execute(conn)
                 .await?;
             }
