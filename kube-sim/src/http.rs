@@ -1247,6 +1247,7 @@ fn columns_and_cells(
                 json!(str_at(obj, "/message")),
             ],
         ),
+        "secrets" => crate::secrets::table_row(obj, name, age),
         "namespaces" => (
             vec![("Name", "string"), ("Status", "string"), ("Age", "string")],
             vec![name, json!(str_at(obj, "/status/phase")), age],

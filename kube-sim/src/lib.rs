@@ -98,6 +98,7 @@ mod metrics;
 mod proxy;
 mod resources;
 mod rollout;
+mod secrets;
 mod selector;
 mod status;
 mod store;

@@ -117,12 +117,25 @@ pub(crate) static SERVICEMONITORS: ResourceDef = ResourceDef {
     status_subresource: false,
 };
 
+/// Core group `v1` secrets (no status; values are base64 `data`, see [`crate::secrets`]).
+pub(crate) static SECRETS: ResourceDef = ResourceDef {
+    group: "",
+    version: "v1",
+    plural: "secrets",
+    singular: "secret",
+    kind: "Secret",
+    namespaced: true,
+    short_names: &[],
+    status_subresource: false,
+};
+
 /// Every served resource type.
-pub(crate) static ALL: [&ResourceDef; 6] = [
+pub(crate) static ALL: [&ResourceDef; 7] = [
     &PODS,
     &SERVICES,
     &EVENTS,
     &NAMESPACES,
+    &SECRETS,
     &DEPLOYMENTS,
     &SERVICEMONITORS,
 ];

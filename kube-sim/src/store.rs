@@ -16,7 +16,7 @@ use crate::json::{
     check_qualified_name, obj_mut, random_suffix, str_at, string_map,
 };
 use crate::kubelet::PodLogs;
-use crate::resources::{ResourceDef, DEPLOYMENTS, NAMESPACES, PODS};
+use crate::resources::{ResourceDef, DEPLOYMENTS, NAMESPACES, PODS, SECRETS};
 use crate::rollout::{default_strategy, validate_strategy};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::ApiError;
@@ -576,6 +576,7 @@ impl Store {
                 }
             }
             "pods" => pod_spec_defaults(obj_mut(obj, "spec")),
+            "secrets" => crate::secrets::defaults(obj),
             "services" => {
                 let old_ip = old.and_then(|o| o.pointer("/spec/clusterIP")).cloned();
                 let spec = obj_mut(obj, "spec");
@@ -708,6 +709,9 @@ fn normalize(def: &ResourceDef, ns: &str, body: Value) -> Result<Value, ApiError
     } else {
         meta.remove("namespace");
     }
+    if def.plural == SECRETS.plural {
+        crate::secrets::decode_request(&mut obj)?;
+    }
     Ok(obj)
 }
 
@@ -736,6 +740,7 @@ fn validate(def: &ResourceDef, obj: &Value, old: Option<&Value>) -> Result<(), A
     match def.plural {
         "deployments" => validate_deployment(obj, old, &mut causes),
         "pods" => validate_pod_spec(obj.get("spec"), "spec", &mut causes),
+        "secrets" => crate::secrets::validate(obj, old, &mut causes),
         "services" => {
             if let Some(ports) = obj.pointer("/spec/ports").and_then(Value::as_array) {
                 for (i, p) in ports.iter().enumerate() {
