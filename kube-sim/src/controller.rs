@@ -23,11 +23,13 @@ pub(crate) const NODE_NAME: &str = "kube-sim-node";
 pub(crate) enum Action {
     /// Bring a deployment's pods and status in line with its spec.
     Reconcile { ns: String, name: String },
-    /// The kubelet finished pulling: start the containers, or fail the pull.
+    /// The kubelet finished pulling: start the containers, or fail the pull. A later
+    /// `attempt` retries the containers whose configuration could not be built.
     PodStart {
         ns: String,
         name: String,
         uid: String,
+        attempt: u32,
     },
     /// Append the n-th heartbeat line to a running pod's logs.
     Heartbeat {
@@ -125,7 +127,12 @@ impl Store {
     pub(crate) fn run_action(&mut self, action: Action) {
         match action {
             Action::Reconcile { ns, name } => self.reconcile_deployment(&ns, &name),
-            Action::PodStart { ns, name, uid } => self.pod_start(&ns, &name, &uid),
+            Action::PodStart {
+                ns,
+                name,
+                uid,
+                attempt,
+            } => self.pod_start(&ns, &name, &uid, attempt),
             Action::Heartbeat { ns, name, uid, n } => self.heartbeat(&ns, &name, &uid, n),
             Action::ProgressDeadline {
                 ns,

@@ -8,7 +8,9 @@
 //! binds and spawns after the store's lock is released (see `Shared::with`). An app answers
 //! any request with a JSON description of it, streams lines on `/stream`, answers a chosen
 //! status on `/status/<code>`, always adds its own (wrong) CORS headers, and writes one log
-//! line per request to the pod named in `X-Kube-Sim-Pod`.
+//! line per request to the pod named in `X-Kube-Sim-Pod`. Its description of a request names
+//! that pod's environment as the kubelet resolved it at container start (`env`, `containers`),
+//! so tests can see what a Deployment's Secrets put into its pods.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -25,8 +27,9 @@ use futures::StreamExt;
 use serde_json::{json, Map, Value};
 use tokio_util::sync::CancellationToken;
 
+use crate::controller::owner_deployment_ref;
 use crate::json::str_at;
-use crate::resources::DEPLOYMENTS;
+use crate::resources::{DEPLOYMENTS, PODS};
 use crate::Shared;
 
 /// The request header naming the pod a proxied request was routed to.
@@ -249,6 +252,26 @@ fn header_map(headers: &HeaderMap) -> Map<String, Value> {
     out
 }
 
+/// What the echo reports of the pod a request was routed to: the environment of its first
+/// container, and every started container with its image and environment. Empty when the
+/// request names no pod of this Deployment (a direct call to the app).
+fn pod_environment(shared: &Shared, state: &EchoState, pod: Option<&str>) -> (Value, Value) {
+    let started = pod.and_then(|pod| {
+        shared.read(|s| {
+            let pod = s.get(&PODS, &state.ns, pod)?;
+            owner_deployment_ref(&pod).filter(|(_, uid)| *uid == state.uid)?;
+            s.started.get(str_at(&pod, "/metadata/uid")).cloned()
+        })
+    });
+    let started = started.unwrap_or_default();
+    let env = started.get(&0).map_or_else(|| json!({}), |c| json!(c.env));
+    let containers: Vec<Value> = started
+        .values()
+        .map(|c| json!({ "name": c.name, "image": c.image, "env": c.env }))
+        .collect();
+    (env, json!(containers))
+}
+
 fn describe(
     state: &EchoState,
     pod: Option<&str>,
@@ -256,13 +279,17 @@ fn describe(
     count: u64,
     kept: Vec<u8>,
 ) -> Value {
-    let labels = state
-        .shared
-        .upgrade()
+    let shared = state.shared.upgrade();
+    let labels = shared
+        .as_ref()
         .and_then(|shared| shared.read(|s| s.get(&DEPLOYMENTS, &state.ns, &state.name)))
         .filter(|d| str_at(d, "/metadata/uid") == state.uid)
         .and_then(|d| d.pointer("/spec/template/metadata/labels").cloned())
         .unwrap_or_else(|| json!({}));
+    let (env, containers) = shared.as_ref().map_or_else(
+        || (json!({}), json!([])),
+        |s| pod_environment(s, state, pod),
+    );
     let body = if kept.len() > MAX_ECHOED_BODY {
         Value::Null
     } else {
@@ -279,6 +306,8 @@ fn describe(
         "headers": header_map(&parts.headers),
         "bodyBytes": count,
         "body": body,
+        "env": env,
+        "containers": containers,
     })
 }
 

@@ -8,9 +8,12 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use crate::controller::{owner_deployment, owner_deployment_ref, Action, NODE_NAME};
+use crate::controller::{
+    carry_timestamps, owner_deployment, owner_deployment_ref, Action, NODE_NAME,
+};
 use crate::echo::EchoOp;
 use crate::json::str_at;
+use crate::pod_env::Env;
 use crate::resources::{DEPLOYMENTS, PODS};
 use crate::store::{now_time, object_key, Store};
 
@@ -93,6 +96,47 @@ fn hex_id(n: usize) -> String {
     s
 }
 
+/// The waiting reason of a container whose image never pulls.
+const IMAGE_PULL_BACK_OFF: &str = "ImagePullBackOff";
+/// The waiting reason of a container whose configuration (its environment) cannot be built.
+const CONFIG_ERROR: &str = "CreateContainerConfigError";
+/// Longest pause between two attempts to start a container that could not be configured.
+const MAX_CONFIG_RETRY: Duration = Duration::from_secs(10);
+
+/// What the kubelet started one container with: the environment its process was given.
+#[derive(Debug, Clone)]
+pub(crate) struct StartedContainer {
+    pub name: String,
+    pub image: String,
+    pub env: Env,
+}
+
+/// The started containers of one pod, by their index in the pod spec.
+pub(crate) type StartedContainers = BTreeMap<usize, StartedContainer>;
+
+/// The pause before attempt `attempt + 1` to configure a container: `ready_delay` doubled
+/// per attempt, up to ten `ready_delay`s and at most [`MAX_CONFIG_RETRY`].
+fn config_retry_delay(ready_delay: Duration, attempt: u32) -> Duration {
+    let base = ready_delay.max(Duration::from_millis(10));
+    let cap = base.saturating_mul(10).min(MAX_CONFIG_RETRY).max(base);
+    base.saturating_mul(2u32.saturating_pow(attempt.min(16)))
+        .min(cap)
+}
+
+/// The status of a container that waits for `reason`.
+fn waiting_status(container: &str, image: &str, reason: &str, message: &str) -> Value {
+    json!({
+        "name": container,
+        "state": { "waiting": { "reason": reason, "message": message } },
+        "lastState": {},
+        "ready": false,
+        "restartCount": 0,
+        "image": image,
+        "imageID": "",
+        "started": false,
+    })
+}
+
 impl Store {
     /// Before a new pod is stored: schedule it onto the node and give it a Pending status.
     pub(crate) fn kubelet_admit(&mut self, pod: &mut Value) {
@@ -151,7 +195,15 @@ impl Store {
             );
         }
         let delay = self.config.ready_delay;
-        self.schedule(delay, Action::PodStart { ns, name, uid });
+        self.schedule(
+            delay,
+            Action::PodStart {
+                ns,
+                name,
+                uid,
+                attempt: 0,
+            },
+        );
     }
 
     /// After a pod is deleted: its logs end, its owner replaces it.
@@ -178,91 +230,97 @@ impl Store {
         }
     }
 
-    /// The image pull is over: start the pod's containers (or fail the pull) and report Ready.
-    pub(crate) fn pod_start(&mut self, ns: &str, name: &str, uid: &str) {
+    /// The image pull is over (attempt 0), or a retry is due: start the pod's containers that
+    /// are not running yet, or record why they cannot start, and report the pod's readiness.
+    /// Images are pulled once: a broken image stays in ImagePullBackOff. A container whose
+    /// environment cannot be built (a missing Secret or key) waits in
+    /// CreateContainerConfigError and is retried with a back-off, as the kubelet's pod worker
+    /// retries it, until it starts or the pod is deleted.
+    pub(crate) fn pod_start(&mut self, ns: &str, name: &str, uid: &str, attempt: u32) {
         let Some(pod) = self.get(&PODS, ns, name) else {
             return;
         };
-        if str_at(&pod, "/metadata/uid") != uid || self.logs.contains_key(uid) {
+        let first = !self.logs.contains_key(uid);
+        let stopped = self.logs.get(uid).is_some_and(|l| l.ended);
+        if str_at(&pod, "/metadata/uid") != uid || stopped || (!first && attempt == 0) {
             return;
         }
-        let now = now_time();
+        let mut pod_value = (*pod).clone();
+        // The sandbox gets its address once, before any container starts (the downward API
+        // can hand it to them).
+        if str_at(&pod_value, "/status/podIP").is_empty() {
+            let ip = self.allocate_pod_ip();
+            if let Some(status) = pod_value.get_mut("status").and_then(Value::as_object_mut) {
+                status.insert("podIP".into(), json!(ip));
+                status.insert("podIPs".into(), json!([{ "ip": ip }]));
+            }
+        }
+        let previous: Vec<Value> = pod
+            .pointer("/status/containerStatuses")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let mut logs = self.logs.remove(uid).unwrap_or_default();
+        let had_logs = !logs.containers.is_empty();
         let mut statuses = Vec::new();
-        let mut logs = PodLogs::default();
         let mut unready = Vec::new();
-        for c in containers_of(&pod) {
-            let cname = str_at(&c, "/name").to_string();
-            let image = str_at(&c, "/image").to_string();
-            if let Some(err) = image_pull_error(&image) {
-                self.emit_event(
-                    &pod,
-                    true,
-                    "Failed",
-                    &format!("Failed to pull image \"{image}\": {err}"),
-                    "kubelet",
-                );
-                self.emit_event(&pod, true, "Failed", "Error: ErrImagePull", "kubelet");
-                self.emit_event(
-                    &pod,
-                    true,
-                    "BackOff",
-                    &format!("Back-off pulling image \"{image}\""),
-                    "kubelet",
-                );
-                self.emit_event(&pod, true, "Failed", "Error: ImagePullBackOff", "kubelet");
-                statuses.push(json!({
-                    "name": cname,
-                    "state": { "waiting": {
-                        "reason": "ImagePullBackOff",
-                        "message": format!("Back-off pulling image \"{image}\": ErrImagePull: {err}"),
-                    } },
-                    "lastState": {},
-                    "ready": false,
-                    "restartCount": 0,
-                    "image": image,
-                    "imageID": "",
-                    "started": false,
-                }));
-                unready.push(cname);
+        let mut retry = false;
+        for (index, c) in containers_of(&pod).iter().enumerate() {
+            let cname = str_at(c, "/name").to_string();
+            let image = str_at(c, "/image").to_string();
+            let before = previous
+                .iter()
+                .find(|s| str_at(s, "/name") == cname)
+                .filter(|_| !first);
+            let running = before.is_some_and(|s| s.pointer("/state/running").is_some());
+            let pull_failed =
+                before.is_some_and(|s| str_at(s, "/state/waiting/reason") == IMAGE_PULL_BACK_OFF);
+            if let Some(before) = before.filter(|_| running || pull_failed) {
+                statuses.push(before.clone());
+                if !running {
+                    unready.push(cname);
+                }
                 continue;
             }
-            self.emit_event(&pod, false, "Pulled", &format!("Successfully pulled image \"{image}\" in 100ms (100ms including waiting). Image size: 0 bytes."), "kubelet");
-            self.emit_event(
-                &pod,
-                false,
-                "Created",
-                &format!("Created container: {cname}"),
-                "kubelet",
-            );
-            self.emit_event(
-                &pod,
-                false,
-                "Started",
-                &format!("Started container {cname}"),
-                "kubelet",
-            );
-            let at = Utc::now();
-            let mut lines = vec![LogLine {
-                at,
-                text: format!("kube-sim: container {cname} started from image {image}"),
-            }];
-            for p in c
-                .get("ports")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                if let Some(port) = p.get("containerPort").and_then(Value::as_i64) {
-                    lines.push(LogLine {
-                        at,
-                        text: format!("kube-sim: listening on :{port}"),
-                    });
-                }
+            if !first {
+                let message = format!("Container image \"{image}\" already present on machine");
+                self.emit_event(&pod, false, "Pulled", &message, "kubelet");
+            } else if let Some(err) = image_pull_error(&image) {
+                statuses.push(self.fail_pull(&pod, &cname, &image, &err));
+                unready.push(cname);
+                continue;
+            } else {
+                self.emit_event(&pod, false, "Pulled", &format!("Successfully pulled image \"{image}\" in 100ms (100ms including waiting). Image size: 0 bytes."), "kubelet");
             }
-            logs.containers.insert(cname.clone(), lines);
+            let env = match crate::pod_env::resolve(self, &pod_value, c) {
+                Ok(env) => env,
+                Err(message) => {
+                    self.emit_event(
+                        &pod,
+                        true,
+                        "Failed",
+                        &format!("Error: {message}"),
+                        "kubelet",
+                    );
+                    statuses.push(waiting_status(&cname, &image, CONFIG_ERROR, &message));
+                    unready.push(cname);
+                    retry = true;
+                    continue;
+                }
+            };
+            self.started.entry(uid.to_string()).or_default().insert(
+                index,
+                StartedContainer {
+                    name: cname.clone(),
+                    image: image.clone(),
+                    env,
+                },
+            );
+            logs.containers
+                .insert(cname.clone(), self.start_container(&pod, c));
             statuses.push(json!({
                 "name": cname,
-                "state": { "running": { "startedAt": now } },
+                "state": { "running": { "startedAt": now_time() } },
                 "lastState": {},
                 "ready": true,
                 "restartCount": 0,
@@ -276,33 +334,45 @@ impl Store {
         let why = format!("containers with unready status: [{}]", unready.join(" "));
         let reason = (!ready).then_some("ContainersNotReady");
         let message = (!ready).then_some(why.as_str());
-        let mut pod_value = (*pod).clone();
-        let ip = self.allocate_pod_ip();
+        let mut conditions = vec![
+            condition("PodReadyToStartContainers", true, None, None),
+            condition("Initialized", true, None, None),
+            condition("Ready", ready, reason, message),
+            condition("ContainersReady", ready, reason, message),
+            condition("PodScheduled", true, None, None),
+        ];
+        // A retry that changes nothing rewrites nothing.
+        carry_timestamps(&mut conditions, pod.pointer("/status/conditions"));
         if let Some(status) = pod_value.get_mut("status").and_then(Value::as_object_mut) {
             status.insert(
                 "phase".into(),
                 json!(if ready { "Running" } else { "Pending" }),
             );
-            status.insert(
-                "conditions".into(),
-                json!([
-                    condition("PodReadyToStartContainers", true, None, None),
-                    condition("Initialized", true, None, None),
-                    condition("Ready", ready, reason, message),
-                    condition("ContainersReady", ready, reason, message),
-                    condition("PodScheduled", true, None, None),
-                ]),
-            );
+            status.insert("conditions".into(), json!(conditions));
             status.insert("containerStatuses".into(), json!(statuses));
-            status.insert("podIP".into(), json!(ip));
-            status.insert("podIPs".into(), json!([{ "ip": ip }]));
         }
         let has_logs = !logs.containers.is_empty();
         self.logs.insert(uid.to_string(), logs);
         self.log_version += 1;
-        self.put(&PODS, pod_value);
-        if has_logs {
+        if pod_value != *pod {
+            self.put(&PODS, pod_value);
+        }
+        if has_logs && !had_logs {
             self.schedule_heartbeat(ns, name, uid, 1);
+        }
+        if retry {
+            let delay = config_retry_delay(self.config.ready_delay, attempt);
+            let (ns, name, uid) = (ns.to_string(), name.to_string(), uid.to_string());
+            let attempt = attempt.saturating_add(1);
+            self.schedule(
+                delay,
+                Action::PodStart {
+                    ns,
+                    name,
+                    uid,
+                    attempt,
+                },
+            );
         }
         if let Some((owner, owner_uid)) = owner_deployment_ref(&pod) {
             let owner_exists = self
@@ -319,6 +389,63 @@ impl Store {
             }
             self.reconcile_deployment(ns, &owner);
         }
+    }
+
+    /// Records a failed image pull (the kubelet's events) and returns the container's status.
+    fn fail_pull(&mut self, pod: &Value, container: &str, image: &str, err: &str) -> Value {
+        self.emit_event(
+            pod,
+            true,
+            "Failed",
+            &format!("Failed to pull image \"{image}\": {err}"),
+            "kubelet",
+        );
+        self.emit_event(pod, true, "Failed", "Error: ErrImagePull", "kubelet");
+        self.emit_event(
+            pod,
+            true,
+            "BackOff",
+            &format!("Back-off pulling image \"{image}\""),
+            "kubelet",
+        );
+        self.emit_event(pod, true, "Failed", "Error: ImagePullBackOff", "kubelet");
+        let message = format!("Back-off pulling image \"{image}\": ErrImagePull: {err}");
+        waiting_status(container, image, IMAGE_PULL_BACK_OFF, &message)
+    }
+
+    /// Starts one container: its Created and Started events, and its first log lines.
+    fn start_container(&mut self, pod: &Value, container: &Value) -> Vec<LogLine> {
+        let cname = str_at(container, "/name");
+        let image = str_at(container, "/image");
+        self.emit_event(
+            pod,
+            false,
+            "Created",
+            &format!("Created container: {cname}"),
+            "kubelet",
+        );
+        self.emit_event(
+            pod,
+            false,
+            "Started",
+            &format!("Started container {cname}"),
+            "kubelet",
+        );
+        let at = Utc::now();
+        let mut lines = vec![LogLine {
+            at,
+            text: format!("kube-sim: container {cname} started from image {image}"),
+        }];
+        let ports = container.get("ports").and_then(Value::as_array);
+        for p in ports.into_iter().flatten() {
+            if let Some(port) = p.get("containerPort").and_then(Value::as_i64) {
+                lines.push(LogLine {
+                    at,
+                    text: format!("kube-sim: listening on :{port}"),
+                });
+            }
+        }
+        lines
     }
 
     /// Appends a line an echo app wrote to the main (first) container's log of one of the

@@ -95,6 +95,7 @@ mod http;
 mod json;
 mod kubelet;
 mod metrics;
+mod pod_env;
 mod proxy;
 mod resources;
 mod rollout;

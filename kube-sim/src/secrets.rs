@@ -128,10 +128,12 @@ pub(crate) fn decode_request(obj: &mut Value) -> Result<(), ApiError> {
     let mut data = match map.remove("data") {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(data)) => data,
-        Some(other) => return Err(cannot(format!(
+        Some(other) => {
+            return Err(cannot(format!(
             "json: cannot unmarshal {} into Go struct field Secret.data of type map[string][]uint8",
             json_kind(&other)
-        ))),
+        )))
+        }
     };
     for (key, value) in data.iter_mut() {
         match value {

@@ -15,7 +15,7 @@ use crate::json::{
     check_dns1035_label, check_dns1123_label, check_dns1123_subdomain, check_label_value,
     check_qualified_name, obj_mut, random_suffix, str_at, string_map,
 };
-use crate::kubelet::PodLogs;
+use crate::kubelet::{PodLogs, StartedContainers};
 use crate::resources::{ResourceDef, DEPLOYMENTS, NAMESPACES, PODS, SECRETS};
 use crate::rollout::{default_strategy, validate_strategy};
 use crate::selector::{FieldSelector, LabelSelector};
@@ -67,6 +67,8 @@ pub(crate) struct Store {
     objects: HashMap<&'static str, BTreeMap<Key, Arc<Value>>>,
     pub history: Vec<Change>,
     pub logs: HashMap<String, PodLogs>,
+    /// The containers the kubelet started, by pod uid (what their processes were given).
+    pub started: HashMap<String, StartedContainers>,
     pub log_version: u64,
     pub rollouts: HashMap<String, Rollout>,
     /// Timed actions to hand to the scheduler once the lock is released.
@@ -116,6 +118,7 @@ impl Store {
             objects: HashMap::new(),
             history: Vec::new(),
             logs: HashMap::new(),
+            started: HashMap::new(),
             log_version: 0,
             rollouts: HashMap::new(),
             pending: Vec::new(),
@@ -834,6 +837,7 @@ fn validate_pod_spec(spec: Option<&Value>, field: &str, causes: &mut Vec<(String
                 "Required value".into(),
             ));
         }
+        crate::pod_env::validate(c, &format!("{field}.containers[{i}]"), causes);
         if let Some(ports) = c.get("ports").and_then(Value::as_array) {
             for (j, p) in ports.iter().enumerate() {
                 let port = p.get("containerPort").and_then(Value::as_i64).unwrap_or(0);

@@ -5,11 +5,16 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
-use common::{start, within};
-use k8s_openapi::api::core::v1::Secret;
+use common::{rolled_out, start, within};
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Event, Pod, Secret, Service};
 use k8s_openapi::ByteString;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::wait::await_condition;
+use kube::runtime::{watcher, WatchStreamExt};
 use kube::Client;
 use kube_sim::KubeSim;
 use serde_json::{json, Value};
@@ -225,4 +230,298 @@ async fn kubectl_get_secrets_shows_type_and_data_count() {
         .expect("secrets are announced");
     assert_eq!((listed.kind.as_str(), listed.namespaced), ("Secret", true));
     assert!(!core.resources.iter().any(|r| r.name == "secrets/status"));
+}
+
+// ---------------------------------------------------------------------- pods and Secrets
+
+/// A Deployment of `replicas` pods labelled `app=<name>` whose containers are `containers`.
+fn deployment(name: &str, replicas: i32, containers: Value) -> Deployment {
+    serde_json::from_value(json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": { "name": name },
+        "spec": {
+            "replicas": replicas,
+            "selector": { "matchLabels": { "app": name } },
+            "template": {
+                "metadata": { "labels": { "app": name } },
+                "spec": { "containers": containers }
+            }
+        }
+    }))
+    .unwrap_or_else(|e| panic!("deployment manifest: {e}"))
+}
+
+/// A Service `name` with one port `http` (80) in front of the pods labelled `app=<app>`.
+fn service(name: &str, app: &str) -> Service {
+    serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": { "name": name },
+        "spec": {
+            "selector": { "app": app },
+            "ports": [{ "name": "http", "port": 80, "targetPort": 8080 }]
+        }
+    }))
+    .unwrap_or_else(|e| panic!("service manifest: {e}"))
+}
+
+/// Server-side applies `obj` as shiplog does.
+async fn apply<K>(client: &Client, obj: &K) -> K
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + k8s_openapi::serde::de::DeserializeOwned
+        + k8s_openapi::serde::Serialize
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), NS);
+    let name = obj.meta().name.clone().expect("named");
+    api.patch(
+        &name,
+        &PatchParams::apply("shiplog").force(),
+        &Patch::Apply(obj),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("applying {name}: {e}"))
+}
+
+async fn wait_rolled_out(client: &Client, name: &str) -> Deployment {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), NS);
+    within(
+        5,
+        &format!("rollout of {name}"),
+        await_condition(api, name, |d: Option<&Deployment>| rolled_out(d)),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("watching {name}: {e}"))
+    .unwrap_or_else(|| panic!("{name} was deleted"))
+}
+
+/// Waits (watching) until a pod labelled `app=<app>` satisfies `ok`, and returns it.
+async fn wait_for_pod(client: &Client, app: &str, what: &str, ok: impl Fn(&Pod) -> bool) -> Pod {
+    let api: Api<Pod> = Api::namespaced(client.clone(), NS);
+    let config = watcher::Config::default().labels(&format!("app={app}"));
+    let mut pods = watcher(api, config).applied_objects().boxed();
+    within(5, what, async {
+        while let Some(pod) = pods.next().await {
+            let pod = pod.unwrap_or_else(|e| panic!("watching pods: {e}"));
+            if ok(&pod) {
+                return pod;
+            }
+        }
+        panic!("the pod watch ended before {what}")
+    })
+    .await
+}
+
+/// The first container's waiting reason and message.
+fn waiting(pod: &Pod) -> Option<(String, String)> {
+    let state = pod
+        .status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .first()?
+        .state
+        .as_ref()?
+        .waiting
+        .clone()?;
+    Some((state.reason?, state.message.unwrap_or_default()))
+}
+
+fn is_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// The Warning events about a pod, as `(reason, message, count)`.
+async fn warnings(client: &Client, pod: &str) -> Vec<(String, String, i32)> {
+    let events: Api<Event> = Api::namespaced(client.clone(), NS);
+    let selector = format!("involvedObject.name={pod},type=Warning");
+    events
+        .list(&ListParams::default().fields(&selector))
+        .await
+        .unwrap_or_else(|e| panic!("events: {e}"))
+        .items
+        .into_iter()
+        .map(|e| {
+            (
+                e.reason.unwrap_or_default(),
+                e.message.unwrap_or_default(),
+                e.count.unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+/// Calls the echo app behind Service `svc` through the API server's services proxy.
+async fn echo_via_proxy(sim: &KubeSim, svc: &str) -> Value {
+    let url = format!(
+        "{}/api/v1/namespaces/{NS}/services/{svc}:http/proxy/whoami",
+        sim.url()
+    );
+    let resp = http()
+        .get(url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("proxy: {e}"));
+    assert_eq!(resp.status(), 200, "through {svc}");
+    resp.json()
+        .await
+        .unwrap_or_else(|e| panic!("echo json: {e}"))
+}
+
+#[tokio::test]
+async fn a_pod_waits_in_create_container_config_error_until_its_secret_and_key_exist() {
+    let (sim, client) = start().await;
+    let containers = json!([{
+        "name": "app",
+        "image": "registry.example.com/web:1.0",
+        "env": [{ "name": "PASSWORD", "valueFrom": { "secretKeyRef": { "name": "db", "key": "password" } } }],
+    }]);
+    apply(&client, &deployment("web", 1, containers)).await;
+    apply(&client, &service("web", "web")).await;
+
+    // No Secret: the container cannot be configured, the pod is not Ready.
+    let pod = wait_for_pod(&client, "web", "a config error", |p| {
+        waiting(p).is_some_and(|(r, _)| r == "CreateContainerConfigError")
+    })
+    .await;
+    let pod_name = pod.metadata.name.clone().expect("pod named");
+    assert_eq!(
+        waiting(&pod),
+        Some((
+            "CreateContainerConfigError".into(),
+            r#"secret "db" not found"#.into()
+        ))
+    );
+    assert!(!is_ready(&pod));
+    assert_eq!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Pending")
+    );
+    let failed = warnings(&client, &pod_name).await;
+    assert!(
+        failed.iter().any(|(reason, message, _)| reason == "Failed"
+            && message == r#"Error: secret "db" not found"#),
+        "{failed:?}"
+    );
+    // The kubelet keeps trying: the same event is counted again.
+    let retried = within(5, "a retry", async {
+        loop {
+            let events = warnings(&client, &pod_name).await;
+            if events
+                .iter()
+                .any(|(r, _, count)| r == "Failed" && *count > 1)
+            {
+                return events;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert_eq!(retried.len(), 1, "one event, counted: {retried:?}");
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), NS);
+    let dep = deployments
+        .get("web")
+        .await
+        .unwrap_or_else(|e| panic!("get: {e}"));
+    assert_eq!(dep.status.and_then(|s| s.ready_replicas), Some(0));
+
+    // The Secret without the key: another message.
+    apply(&client, &secret(json!({ "apiVersion": "v1", "kind": "Secret", "metadata": { "name": "db" }, "stringData": { "user": "admin" } }))).await;
+    let want = format!("couldn't find key password in Secret {NS}/db");
+    let pod = wait_for_pod(&client, "web", "the missing key", |p| {
+        waiting(p).is_some_and(|(_, m)| m == want)
+    })
+    .await;
+    assert!(!is_ready(&pod));
+
+    // With the key, the same pod starts and the Deployment rolls out.
+    apply(&client, &secret(json!({ "apiVersion": "v1", "kind": "Secret", "metadata": { "name": "db" }, "stringData": { "password": "hunter2" } }))).await;
+    let pod = wait_for_pod(&client, "web", "the pod to get Ready", is_ready).await;
+    assert_eq!(pod.metadata.name.as_deref(), Some(pod_name.as_str()));
+    wait_rolled_out(&client, "web").await;
+    let echo = echo_via_proxy(&sim, "web").await;
+    assert_eq!(echo["env"], json!({ "PASSWORD": "hunter2" }));
+    assert_eq!(echo["pod"], pod_name.as_str());
+}
+
+#[tokio::test]
+async fn the_echo_app_reports_the_environment_its_pods_started_with() {
+    let (sim, client) = start().await;
+    let db = json!({ "apiVersion": "v1", "kind": "Secret", "metadata": { "name": "db" },
+        "stringData": { "user": "admin", "password": "hunter2" } });
+    apply(&client, &secret(db)).await;
+    apply(&client, &secret(json!({ "apiVersion": "v1", "kind": "Secret", "metadata": { "name": "extra" }, "stringData": { "FEATURE": "on" } }))).await;
+    let containers = json!([
+        {
+            "name": "app",
+            "image": "registry.example.com/web:1.0",
+            "envFrom": [{ "prefix": "DB_", "secretRef": { "name": "db" } }],
+            "env": [
+                { "name": "MODE", "value": "prod" },
+                { "name": "PASSWORD", "valueFrom": { "secretKeyRef": { "name": "db", "key": "password" } } },
+                { "name": "MAYBE", "valueFrom": { "secretKeyRef": { "name": "absent", "key": "x", "optional": true } } },
+                { "name": "DB_user", "value": "overridden by env" },
+                { "name": "POD_NAMESPACE", "valueFrom": { "fieldRef": { "fieldPath": "metadata.namespace" } } },
+            ],
+        },
+        {
+            "name": "sidecar",
+            "image": "registry.example.com/proxy:2.0",
+            "envFrom": [{ "secretRef": { "name": "extra" } }, { "secretRef": { "name": "gone", "optional": true } }],
+        },
+    ]);
+    apply(&client, &deployment("web", 1, containers)).await;
+    apply(&client, &service("web", "web")).await;
+    wait_rolled_out(&client, "web").await;
+
+    let app_env = json!({
+        "DB_password": "hunter2",
+        "DB_user": "overridden by env",
+        "MODE": "prod",
+        "PASSWORD": "hunter2",
+        "POD_NAMESPACE": NS,
+    });
+    let echo = echo_via_proxy(&sim, "web").await;
+    assert_eq!(echo["env"], app_env);
+    assert_eq!(
+        echo["containers"],
+        json!([
+            { "name": "app", "image": "registry.example.com/web:1.0", "env": app_env },
+            { "name": "sidecar", "image": "registry.example.com/proxy:2.0", "env": { "FEATURE": "on" } },
+        ])
+    );
+
+    // A running container keeps what it started with.
+    secrets(&client)
+        .patch(
+            "db",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "stringData": { "password": "changed" } })),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("patch: {e}"));
+    let echo = echo_via_proxy(&sim, "web").await;
+    assert_eq!(echo["env"]["PASSWORD"], "hunter2");
+
+    // A direct call names no pod: no environment to report.
+    let addr = sim.echo_addr(NS, "web").expect("web has an echo app");
+    let direct: Value = http()
+        .get(format!("http://{addr}/"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("direct: {e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("direct json: {e}"));
+    assert_eq!(
+        (&direct["env"], &direct["containers"]),
+        (&json!({}), &json!([]))
+    );
 }
