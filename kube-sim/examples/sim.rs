@@ -1,6 +1,7 @@
 //! Runs a simulator until Ctrl-C, for poking at it with kubectl or curl:
-//! `cargo run -p kube-sim --example sim -- 127.0.0.1:8443 /tmp/kubeconfig`
-//! then `kubectl --kubeconfig /tmp/kubeconfig get deployments -A`.
+//! `cargo run -p kube-sim --example sim -- 127.0.0.1:8443 /tmp/kubeconfig 127.0.0.1:8080`
+//! then `kubectl --kubeconfig /tmp/kubeconfig get deployments -A`, and (with the optional third
+//! address, where the ingress controller listens) `curl -H 'Host: myapp.localhost' 127.0.0.1:8080`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,9 +16,22 @@ async fn main() -> std::io::Result<()> {
         .unwrap_or_else(|| "127.0.0.1:0".into())
         .parse()
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    let sim = KubeSim::start_on(addr, SimConfig::default()).await?;
+    let kubeconfig = args.next().map(PathBuf::from);
+    let ingress_listen = args
+        .next()
+        .map(|a| a.parse::<SocketAddr>())
+        .transpose()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let config = SimConfig {
+        ingress_listen,
+        ..SimConfig::default()
+    };
+    let sim = KubeSim::start_on(addr, config).await?;
     println!("kube-sim serving on {}", sim.url());
-    if let Some(path) = args.next().map(PathBuf::from) {
+    if let Some(ingress) = sim.ingress_addr() {
+        println!("ingress controller on http://{ingress}");
+    }
+    if let Some(path) = kubeconfig {
         sim.write_kubeconfig(&path)?;
         println!("kubeconfig written to {}", path.display());
     }

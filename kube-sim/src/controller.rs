@@ -47,6 +47,8 @@ pub(crate) enum Action {
     },
     /// The echo app of a deleted Deployment (by uid) has drained: stop it.
     StopEcho { uid: String },
+    /// The ingress controller writes its address into an Ingress's status.
+    IngressStatus { ns: String, name: String },
 }
 
 /// Controller memory of one deployment's current rollout.
@@ -154,6 +156,7 @@ impl Store {
                 }
             }
             Action::StopEcho { uid } => self.echo_ops.push(EchoOp::Stop { uid }),
+            Action::IngressStatus { ns, name } => self.sync_ingress_status(&ns, &name),
         }
     }
 

@@ -1248,6 +1248,7 @@ fn columns_and_cells(
             ],
         ),
         "secrets" => crate::secrets::table_row(obj, name, age),
+        "ingresses" => crate::ingress::table_row(obj, name, age),
         "namespaces" => (
             vec![("Name", "string"), ("Status", "string"), ("Age", "string")],
             vec![name, json!(str_at(obj, "/status/phase")), age],

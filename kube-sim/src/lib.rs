@@ -92,6 +92,7 @@
 mod controller;
 mod echo;
 mod http;
+mod ingress;
 mod json;
 mod kubelet;
 mod metrics;
@@ -137,16 +138,22 @@ pub struct SimConfig {
     /// Whether `metrics.k8s.io/v1beta1` is served (as when metrics-server is installed), so
     /// both a cluster with and one without resource metrics can be simulated.
     pub metrics_api: bool,
+    /// Where the ingress controller listens for plain HTTP (port 0 picks a free one, see
+    /// [`KubeSim::ingress_addr`]), as a cluster with ingress-nginx installed; `None` (the
+    /// default): no ingress controller, Ingresses are stored and never served.
+    pub ingress_listen: Option<SocketAddr>,
 }
 
 impl Default for SimConfig {
-    /// One-second start-up and heartbeat, a ten-second progress deadline, metrics served.
+    /// One-second start-up and heartbeat, a ten-second progress deadline, metrics served, no
+    /// ingress controller.
     fn default() -> Self {
         SimConfig {
             ready_delay: Duration::from_secs(1),
             progress_deadline: Duration::from_secs(10),
             log_interval: Duration::from_secs(1),
             metrics_api: true,
+            ingress_listen: None,
         }
     }
 }
@@ -177,10 +184,16 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    fn new(config: SimConfig) -> (Arc<Self>, mpsc::UnboundedReceiver<(Instant, Action)>) {
+    /// The shared state of a simulator whose ingress controller (if any) serves on `ingress`.
+    fn new(
+        config: SimConfig,
+        ingress: Option<SocketAddr>,
+    ) -> (Arc<Self>, mpsc::UnboundedReceiver<(Instant, Action)>) {
         let (actions, rx) = mpsc::unbounded_channel();
         let metrics_api = config.metrics_api;
-        let store = Store::new(config);
+        let mut store = Store::new(config);
+        // The address Ingresses report: the listener's, or loopback when it listens on all.
+        store.ingress_address = ingress.map(|addr| reachable_ip(addr.ip()).to_string());
         // No proxy from the environment: the echo apps are on loopback. No redirects either:
         // the API server's proxy hands them to the client as they are.
         let proxy_client = reqwest::Client::builder()
@@ -326,13 +339,34 @@ async fn run_scheduler(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<(Ins
     }
 }
 
+/// A listening address as clients reach it: an unspecified one (all interfaces) as loopback.
+fn reachable_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    }
+}
+
+/// Binds the ingress controller's listener, if the configuration asks for one.
+async fn bind_ingress(config: &SimConfig) -> std::io::Result<Option<(TcpListener, SocketAddr)>> {
+    let Some(addr) = config.ingress_listen else {
+        return Ok(None);
+    };
+    let listener = TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    Ok(Some((listener, addr)))
+}
+
 async fn run(
     listener: TcpListener,
+    ingress: Option<TcpListener>,
     shared: Arc<Shared>,
     actions: mpsc::UnboundedReceiver<(Instant, Action)>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let scheduler = tokio::spawn(run_scheduler(shared.clone(), actions));
+    let ingress = ingress.map(|l| tokio::spawn(ingress::listener::serve(l, shared.clone())));
     let cancel = shared.cancel.clone();
     let app = http::router(shared.clone());
     let result = axum::serve(listener, app)
@@ -347,6 +381,9 @@ async fn run(
         .await;
     shared.cancel.cancel();
     let _ = scheduler.await;
+    if let Some(ingress) = ingress {
+        let _ = ingress.await;
+    }
     result
 }
 
@@ -357,13 +394,15 @@ pub async fn serve(
     config: SimConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let (shared, actions) = Shared::new(config);
-    run(listener, shared, actions, shutdown).await
+    let ingress = bind_ingress(&config).await?;
+    let (shared, actions) = Shared::new(config, ingress.as_ref().map(|(_, addr)| *addr));
+    run(listener, ingress.map(|(l, _)| l), shared, actions, shutdown).await
 }
 
 /// A simulated cluster serving in a background task, for tests and the embedded default.
 pub struct KubeSim {
     addr: SocketAddr,
+    ingress_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
     task: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -378,15 +417,19 @@ impl KubeSim {
     pub async fn start_on(addr: SocketAddr, config: SimConfig) -> std::io::Result<KubeSim> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let (shared, actions) = Shared::new(config);
+        let ingress = bind_ingress(&config).await?;
+        let ingress_addr = ingress.as_ref().map(|(_, addr)| *addr);
+        let (shared, actions) = Shared::new(config, ingress_addr);
         let task = tokio::spawn(run(
             listener,
+            ingress.map(|(l, _)| l),
             shared.clone(),
             actions,
             std::future::pending(),
         ));
         Ok(KubeSim {
             addr,
+            ingress_addr,
             shared,
             task: Some(task),
         })
@@ -399,12 +442,15 @@ impl KubeSim {
 
     /// The base URL clients use, e.g. `http://127.0.0.1:40123`.
     pub fn url(&self) -> String {
-        let ip = match self.addr.ip() {
-            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-            ip => ip,
-        };
+        let ip = reachable_ip(self.addr.ip());
         format!("http://{}", SocketAddr::new(ip, self.addr.port()))
+    }
+
+    /// The address the ingress controller listens on (see [`SimConfig::ingress_listen`]), with
+    /// the port the system picked for port 0; `None` when it does not run. Requests to it are
+    /// routed by their `Host` header, e.g. `curl -H 'Host: myapp.localhost' http://{addr}/`.
+    pub fn ingress_addr(&self) -> Option<SocketAddr> {
+        self.ingress_addr
     }
 
     /// A kubeconfig for this simulator (context `kube-sim`, namespace `default`, no

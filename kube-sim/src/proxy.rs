@@ -3,14 +3,15 @@
 //!
 //! `/api/v1/namespaces/{ns}/services/{id}/proxy[/{path}]` and the same under `pods/`, where
 //! `id` is `name`, `name:port` or `scheme:name:port`. Bodies are streamed both ways, never
-//! buffered.
+//! buffered. The ingress controller ([`crate::ingress::listener`]) picks its endpoints and
+//! forwards with the same functions ([`service_endpoint`], [`send`]).
 
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::body::HttpBody as _;
 use axum::extract::Request;
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
@@ -116,48 +117,104 @@ async fn try_forward(
     target: ProxyPath,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let (pod, deployment_uid) = match target.through {
-        Through::Service => pick_service_pod(shared, &target.ns, &target.id)?,
+    let endpoint = match target.through {
+        Through::Service => service_endpoint(shared, &target.ns, &target.id)?,
         Through::Pod => pod_target(shared, &target.ns, &target.id)?,
     };
-    let addr = shared.echo_addr(&deployment_uid).ok_or_else(|| {
-        unreachable_service(format!(
-            "the echo app of pod {:?} is not running (its Deployment was deleted)",
-            pod
-        ))
-    })?;
-    let client = shared
-        .proxy_client()
-        .map_err(|e| unreachable_service(e.to_string()))?;
-
     let (parts, body) = req.into_parts();
     let path = if target.rest.is_empty() {
         "/"
     } else {
         target.rest.as_str()
     };
-    let mut url = format!("http://{addr}{path}");
-    if let Some(query) = parts.uri.query() {
-        url.push('?');
-        url.push_str(query);
-    }
     let mut headers = end_to_end(&parts.headers);
     headers.remove(header::HOST);
     // kube-apiserver drops the credentials once it has authenticated the request.
     headers.remove(header::AUTHORIZATION);
-    let pod_value = HeaderValue::from_str(&pod)
-        .map_err(|e| unreachable_service(format!("pod name {pod:?} is no header value: {e}")))?;
+    send(
+        shared,
+        &endpoint,
+        parts.method,
+        path,
+        parts.uri.query(),
+        headers,
+        body,
+    )
+    .await
+    .map_err(|e| unreachable_service(e.to_string()))
+}
+
+/// A Ready pod picked to answer a request, and the Deployment whose echo app stands in for
+/// its containers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Endpoint {
+    /// The pod's name (the app learns it from the `X-Kube-Sim-Pod` header).
+    pub pod: String,
+    /// The uid of the Deployment that owns the pod.
+    pub deployment_uid: String,
+}
+
+/// Why a request could not be handed to an endpoint's app.
+#[derive(Debug, Clone)]
+pub(crate) enum SendError {
+    /// The app is not running (its Deployment was deleted).
+    NoApp(String),
+    /// The app could not be reached, or broke off its answer's head.
+    Unreachable(String),
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::NoApp(why) | SendError::Unreachable(why) => f.write_str(why),
+        }
+    }
+}
+
+/// Sends a request to an endpoint's app and streams its answer back: the services and pods
+/// proxy and the ingress controller both forward this way. `headers` are sent as given
+/// (callers drop the hop-by-hop ones and add their own), plus the pod header; a body is
+/// streamed, never buffered, and a request without one is sent without one. The answer keeps
+/// its status and end-to-end headers.
+pub(crate) async fn send(
+    shared: &Shared,
+    endpoint: &Endpoint,
+    method: Method,
+    path: &str,
+    query: Option<&str>,
+    mut headers: HeaderMap,
+    body: Body,
+) -> Result<Response, SendError> {
+    let addr = shared.echo_addr(&endpoint.deployment_uid).ok_or_else(|| {
+        SendError::NoApp(format!(
+            "the echo app of pod {:?} is not running (its Deployment was deleted)",
+            endpoint.pod
+        ))
+    })?;
+    let client = shared
+        .proxy_client()
+        .map_err(|e| SendError::Unreachable(e.to_string()))?;
+    let mut url = format!("http://{addr}{path}");
+    if let Some(query) = query {
+        url.push('?');
+        url.push_str(query);
+    }
+    let pod_value = HeaderValue::from_str(&endpoint.pod).map_err(|e| {
+        SendError::Unreachable(format!(
+            "pod name {:?} is no header value: {e}",
+            endpoint.pod
+        ))
+    })?;
     headers.insert(HeaderName::from_static(POD_HEADER), pod_value);
 
-    let mut upstream = client.request(parts.method, url).headers(headers);
-    // A request without a body (no Content-Length, no chunks) is forwarded without one.
+    let mut upstream = client.request(method, url).headers(headers);
     if body.size_hint().exact() != Some(0) {
         upstream = upstream.body(reqwest::Body::wrap_stream(body.into_data_stream()));
     }
     let answer = upstream
         .send()
         .await
-        .map_err(|e| unreachable_service(error_chain(&e)))?;
+        .map_err(|e| SendError::Unreachable(error_chain(&e)))?;
 
     let status = answer.status();
     let headers = end_to_end(answer.headers());
@@ -184,7 +241,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// The headers without the hop-by-hop ones (RFC 9110 §7.6.1), which belong to one connection.
-fn end_to_end(headers: &HeaderMap) -> HeaderMap {
+pub(crate) fn end_to_end(headers: &HeaderMap) -> HeaderMap {
     let named_in_connection: Vec<String> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -207,8 +264,9 @@ fn end_to_end(headers: &HeaderMap) -> HeaderMap {
     out
 }
 
-/// Picks a Ready pod behind a Service (round robin), as kube-apiserver picks an endpoint.
-fn pick_service_pod(shared: &Shared, ns: &str, id: &str) -> Result<(String, String), ApiError> {
+/// Picks a Ready pod behind a Service (round robin), as kube-apiserver picks an endpoint; `id`
+/// is `name`, `name:port` or `scheme:name:port`, the port a Service port's name or number.
+pub(crate) fn service_endpoint(shared: &Shared, ns: &str, id: &str) -> Result<Endpoint, ApiError> {
     let (scheme, name, port) = split_id(id)
         .ok_or_else(|| ApiError::bad_request(format!("invalid service request {id:?}")))?;
     check_scheme(scheme)?;
@@ -274,12 +332,15 @@ fn pick_service_pod(shared: &Shared, ns: &str, id: &str) -> Result<(String, Stri
     }
     let pick = shared.next_endpoint() % candidates.len();
     let (pod, owner) = candidates.swap_remove(pick);
-    let uid = owner.ok_or_else(|| no_echo_app(&pod))?;
-    Ok((pod, uid))
+    let deployment_uid = owner.ok_or_else(|| no_echo_app(&pod))?;
+    Ok(Endpoint {
+        pod,
+        deployment_uid,
+    })
 }
 
 /// The pod a pod proxy path names, if it is Ready and runs an echo app.
-fn pod_target(shared: &Shared, ns: &str, id: &str) -> Result<(String, String), ApiError> {
+fn pod_target(shared: &Shared, ns: &str, id: &str) -> Result<Endpoint, ApiError> {
     let (scheme, name, _port) =
         split_id(id).ok_or_else(|| ApiError::bad_request(format!("invalid pod request {id:?}")))?;
     check_scheme(scheme)?;
@@ -289,8 +350,11 @@ fn pod_target(shared: &Shared, ns: &str, id: &str) -> Result<(String, String), A
     if !pod_ready(&pod) {
         return Err(unreachable_service(format!("pod {name:?} is not ready")));
     }
-    let (_, uid) = owner_deployment_ref(&pod).ok_or_else(|| no_echo_app(name))?;
-    Ok((name.to_string(), uid))
+    let (_, deployment_uid) = owner_deployment_ref(&pod).ok_or_else(|| no_echo_app(name))?;
+    Ok(Endpoint {
+        pod: name.to_string(),
+        deployment_uid,
+    })
 }
 
 fn no_echo_app(pod: &str) -> ApiError {

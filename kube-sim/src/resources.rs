@@ -129,19 +129,36 @@ pub(crate) static SECRETS: ResourceDef = ResourceDef {
     status_subresource: false,
 };
 
+/// `networking.k8s.io/v1` ingresses (see [`crate::ingress`]).
+pub(crate) static INGRESSES: ResourceDef = ResourceDef {
+    group: "networking.k8s.io",
+    version: "v1",
+    plural: "ingresses",
+    singular: "ingress",
+    kind: "Ingress",
+    namespaced: true,
+    short_names: &["ing"],
+    status_subresource: true,
+};
+
 /// Every served resource type.
-pub(crate) static ALL: [&ResourceDef; 7] = [
+pub(crate) static ALL: [&ResourceDef; 8] = [
     &PODS,
     &SERVICES,
     &EVENTS,
     &NAMESPACES,
     &SECRETS,
     &DEPLOYMENTS,
+    &INGRESSES,
     &SERVICEMONITORS,
 ];
 
 /// The served API groups other than core, with their one version each.
-const GROUPS: [(&str, &str); 2] = [("apps", "v1"), ("monitoring.coreos.com", "v1")];
+const GROUPS: [(&str, &str); 3] = [
+    ("apps", "v1"),
+    ("networking.k8s.io", "v1"),
+    ("monitoring.coreos.com", "v1"),
+];
 
 /// Finds a resource type by group, version and plural name.
 pub(crate) fn find(group: &str, version: &str, plural: &str) -> Option<&'static ResourceDef> {

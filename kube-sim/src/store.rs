@@ -11,12 +11,13 @@ use serde_json::{json, Map, Value};
 
 use crate::controller::{Action, Rollout};
 use crate::echo::EchoOp;
+use crate::ingress::routes::IngressRoutes;
 use crate::json::{
     check_dns1035_label, check_dns1123_label, check_dns1123_subdomain, check_label_value,
     check_qualified_name, obj_mut, random_suffix, str_at, string_map,
 };
 use crate::kubelet::{PodLogs, StartedContainers};
-use crate::resources::{ResourceDef, DEPLOYMENTS, NAMESPACES, PODS, SECRETS};
+use crate::resources::{ResourceDef, DEPLOYMENTS, INGRESSES, NAMESPACES, PODS, SECRETS};
 use crate::rollout::{default_strategy, validate_strategy};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::ApiError;
@@ -78,6 +79,11 @@ pub(crate) struct Store {
     next_pod_ip: u32,
     next_cluster_ip: u32,
     pub event_seq: u64,
+    /// Every Ingress rule by host, kept current on every Ingress change, for the ingress
+    /// controller to route a request without scanning the Ingresses.
+    pub ingress_routes: IngressRoutes,
+    /// The address the ingress controller serves on, when it runs (for Ingress statuses).
+    pub ingress_address: Option<String>,
 }
 
 /// An RFC 3339 timestamp with seconds precision, as Kubernetes `Time` is written.
@@ -126,6 +132,8 @@ impl Store {
             next_pod_ip: 2,
             next_cluster_ip: 1,
             event_seq: 0,
+            ingress_routes: IngressRoutes::default(),
+            ingress_address: None,
         };
         for ns in ["default", "kube-system", "kube-public"] {
             store.ensure_namespace(ns);
@@ -172,6 +180,10 @@ impl Store {
         let (ns, name) = object_key(&obj);
         let key = key_of(def, &ns, &name);
         let obj = Arc::new(obj);
+        if def.plural == INGRESSES.plural {
+            let current = (kind != ChangeType::Deleted).then_some(&*obj);
+            self.ingress_routes.update(key.clone(), current);
+        }
         let map = self.objects.entry(def.plural).or_default();
         let old = match kind {
             ChangeType::Deleted => map.remove(&key),
@@ -244,6 +256,8 @@ impl Store {
             self.schedule(Duration::ZERO, Action::Reconcile { ns, name });
         } else if def.plural == PODS.plural {
             self.kubelet_started(obj);
+        } else if def.plural == INGRESSES.plural && self.ingress_address.is_some() {
+            self.schedule(Duration::ZERO, Action::IngressStatus { ns, name });
         }
     }
 
@@ -467,6 +481,10 @@ impl Store {
                     name: name.to_string(),
                 },
             );
+        }
+        if def.plural == INGRESSES.plural && spec_changed && self.ingress_address.is_some() {
+            let (ns, name) = (ns.to_string(), name.to_string());
+            self.schedule(Duration::ZERO, Action::IngressStatus { ns, name });
         }
         Ok(stored)
     }
@@ -744,6 +762,7 @@ fn validate(def: &ResourceDef, obj: &Value, old: Option<&Value>) -> Result<(), A
         "deployments" => validate_deployment(obj, old, &mut causes),
         "pods" => validate_pod_spec(obj.get("spec"), "spec", &mut causes),
         "secrets" => crate::secrets::validate(obj, old, &mut causes),
+        "ingresses" => crate::ingress::validate(obj, &mut causes),
         "services" => {
             if let Some(ports) = obj.pointer("/spec/ports").and_then(Value::as_array) {
                 for (i, p) in ports.iter().enumerate() {

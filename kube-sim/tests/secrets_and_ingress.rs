@@ -5,18 +5,20 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{rolled_out, start, within};
+use common::{rolled_out, start, start_with, within};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Event, Pod, Secret, Service};
+use k8s_openapi::api::networking::v1::{Ingress, IngressTLS};
 use k8s_openapi::ByteString;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::wait::await_condition;
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Client;
-use kube_sim::KubeSim;
+use kube_sim::{KubeSim, SimConfig};
 use serde_json::{json, Value};
 
 const NS: &str = "shop";
@@ -524,4 +526,389 @@ async fn the_echo_app_reports_the_environment_its_pods_started_with() {
         (&direct["env"], &direct["containers"]),
         (&json!({}), &json!([]))
     );
+}
+
+// ---------------------------------------------------------------------- ingresses
+
+/// A simulator whose ingress controller listens on a free port of 127.0.0.1.
+async fn start_with_ingress() -> (KubeSim, Client, SocketAddr) {
+    let config = SimConfig {
+        ingress_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+        ..common::fast_config()
+    };
+    let (sim, client) = start_with(config).await;
+    let addr = sim.ingress_addr().expect("the ingress controller listens");
+    assert_ne!(addr.port(), 0, "the bound port, not the configured 0");
+    (sim, client, addr)
+}
+
+/// An Ingress `name` whose rules are `rules`.
+fn ingress(name: &str, rules: Value) -> Ingress {
+    serde_json::from_value(json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": { "name": name },
+        "spec": { "ingressClassName": "nginx", "rules": rules },
+    }))
+    .unwrap_or_else(|e| panic!("ingress manifest: {e}"))
+}
+
+/// One HTTP path of an Ingress rule, to Service `svc` port `http`.
+fn path(path: &str, kind: &str, svc: &str) -> Value {
+    json!({ "path": path, "pathType": kind, "backend": { "service": { "name": svc, "port": { "name": "http" } } } })
+}
+
+/// A rolled-out Deployment `name` (echo apps) behind a Service `name`.
+async fn app(client: &Client, name: &str, image: &str) {
+    let containers =
+        json!([{ "name": "app", "image": image, "ports": [{ "containerPort": 8080 }] }]);
+    apply(client, &deployment(name, 2, containers)).await;
+    apply(client, &service(name, name)).await;
+}
+
+/// A request to the ingress controller for `host` and `path`: status, headers, body text.
+async fn via_ingress(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+) -> (u16, reqwest::header::HeaderMap, String) {
+    let resp = http()
+        .get(format!("http://{addr}{path}"))
+        .header("host", host)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{host}{path}: {e}"));
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let text = resp
+        .text()
+        .await
+        .unwrap_or_else(|e| panic!("{host}{path} body: {e}"));
+    (status, headers, text)
+}
+
+fn parse(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+#[tokio::test]
+async fn ingresses_are_validated_as_the_api_server_does() {
+    let (_sim, client) = start().await;
+    let api: Api<Ingress> = Api::namespaced(client.clone(), NS);
+    // (description, rules, expected cause fields)
+    let cases = [
+        (
+            "an upper-case host",
+            json!([{ "host": "MyApp.localhost", "http": { "paths": [path("/", "Prefix", "web")] } }]),
+            vec!["spec.rules[0].host"],
+        ),
+        (
+            "a host with an underscore",
+            json!([{ "host": "my_app.localhost", "http": { "paths": [path("/", "Prefix", "web")] } }]),
+            vec!["spec.rules[0].host"],
+        ),
+        (
+            "a path without a pathType",
+            json!([{ "host": "myapp.localhost", "http": { "paths": [{ "path": "/", "backend": { "service": { "name": "web", "port": { "number": 80 } } } }] } }]),
+            vec!["spec.rules[0].http.paths[0].pathType"],
+        ),
+        (
+            "a relative Prefix path and a backend without a port",
+            json!([{ "http": { "paths": [{ "path": "api", "pathType": "Prefix", "backend": { "service": { "name": "web" } } }] } }]),
+            vec![
+                "spec.rules[0].http.paths[0].path",
+                "spec.rules[0].http.paths[0].backend",
+            ],
+        ),
+    ];
+    for (what, rules, fields) in cases {
+        let err = api
+            .create(&PostParams::default(), &ingress("bad", rules))
+            .await
+            .map(|i| panic!("{what}: accepted as {i:?}"))
+            .unwrap_err();
+        let (code, reason, got) = refusal(err);
+        assert_eq!((code, reason.as_str()), (422, "Invalid"), "{what}");
+        assert_eq!(got, fields, "{what}");
+    }
+    // A wildcard host, TLS and the class are kept as given.
+    let mut good = ingress(
+        "good",
+        json!([{ "host": "*.apps.localhost", "http": { "paths": [path("/", "Prefix", "web")] } }]),
+    );
+    if let Some(spec) = good.spec.as_mut() {
+        spec.tls = Some(vec![IngressTLS {
+            hosts: Some(vec!["*.apps.localhost".into()]),
+            secret_name: Some("apps-tls".into()),
+        }]);
+    }
+    let created = api
+        .create(&PostParams::default(), &good)
+        .await
+        .unwrap_or_else(|e| panic!("create: {e}"));
+    let spec = created.spec.expect("spec");
+    assert_eq!(spec.ingress_class_name.as_deref(), Some("nginx"));
+    assert_eq!(
+        spec.tls
+            .and_then(|t| t.first().and_then(|t| t.secret_name.clone())),
+        Some("apps-tls".into())
+    );
+}
+
+#[tokio::test]
+async fn the_ingress_controller_routes_by_host_to_the_services_pods() {
+    let (sim, client, addr) = start_with_ingress().await;
+    app(&client, "web", "registry.example.com/web:1.0").await;
+    apply(
+        &client,
+        &ingress("web", json!([{ "host": "myapp.localhost", "http": { "paths": [path("/", "Prefix", "web")] } }])),
+    )
+    .await;
+    wait_rolled_out(&client, "web").await;
+    let pods: Vec<String> = Api::<Pod>::namespaced(client.clone(), NS)
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .unwrap_or_else(|e| panic!("pods: {e}"))
+        .items
+        .into_iter()
+        .filter_map(|p| p.metadata.name)
+        .collect();
+
+    let resp = http()
+        .post(format!("http://{addr}/orders?page=2"))
+        .header("host", "MyApp.localhost:8080")
+        .header("x-forwarded-for", "203.0.113.7")
+        .header("connection", "keep-alive, x-hop")
+        .header("x-hop", "dropped")
+        .body("order 1")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("through the ingress: {e}"));
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["access-control-allow-origin"],
+        "*",
+        "the app's headers come back"
+    );
+    let echo: Value = resp
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("echo json: {e}"));
+    assert_eq!(
+        (&echo["deployment"], &echo["namespace"]),
+        (&json!("web"), &json!(NS))
+    );
+    assert!(
+        pods.iter().any(|p| echo["pod"] == p.as_str()),
+        "{} is not one of {pods:?}",
+        echo["pod"]
+    );
+    assert_eq!(
+        (&echo["method"], &echo["path"], &echo["query"]),
+        (&json!("POST"), &json!("/orders"), &json!("page=2"))
+    );
+    assert_eq!(echo["body"], "order 1");
+    let headers = &echo["headers"];
+    assert_eq!(
+        headers["host"], "MyApp.localhost:8080",
+        "the original Host is kept"
+    );
+    assert_eq!(headers["x-forwarded-host"], "MyApp.localhost:8080");
+    assert_eq!(headers["x-forwarded-proto"], "http");
+    assert_eq!(headers["x-forwarded-port"], addr.port().to_string());
+    assert_eq!(
+        headers["x-forwarded-for"], "127.0.0.1",
+        "the client as ingress-nginx sees it"
+    );
+    assert_eq!(headers["x-original-forwarded-for"], "203.0.113.7");
+    assert_eq!(headers["x-real-ip"], "127.0.0.1");
+    assert!(
+        headers["x-request-id"]
+            .as_str()
+            .is_some_and(|id| id.len() == 32),
+        "{headers}"
+    );
+    assert_eq!(headers.get("x-hop"), None, "hop-by-hop headers are dropped");
+
+    // Streams come through as they are written.
+    let mut stream = http()
+        .get(format!("http://{addr}/stream?chunks=3&intervalMs=200"))
+        .header("host", "myapp.localhost")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("stream: {e}"));
+    let first = within(5, "the first chunk", stream.chunk())
+        .await
+        .unwrap_or_else(|e| panic!("chunk: {e}"));
+    assert_eq!(first.as_deref(), Some(&b"chunk 0 from web\n"[..]));
+
+    // No rule for the host: ingress-nginx's default backend.
+    let (status, headers, text) = via_ingress(addr, "unknown.localhost", "/").await;
+    assert_eq!((status, text.as_str()), (404, "404 page not found"));
+    assert!(headers["content-type"]
+        .to_str()
+        .is_ok_and(|t| t.starts_with("text/plain")));
+
+    // Moving the Ingress to another host moves the traffic.
+    apply(
+        &client,
+        &ingress("web", json!([{ "host": "shop.localhost", "http": { "paths": [path("/", "Prefix", "web")] } }])),
+    )
+    .await;
+    assert_eq!(via_ingress(addr, "myapp.localhost", "/").await.0, 404);
+    let (status, _, text) = via_ingress(addr, "shop.localhost", "/").await;
+    assert_eq!((status, &parse(&text)["deployment"]), (200, &json!("web")));
+    Api::<Ingress>::namespaced(client.clone(), NS)
+        .delete("web", &Default::default())
+        .await
+        .unwrap_or_else(|e| panic!("delete: {e}"));
+    assert_eq!(via_ingress(addr, "shop.localhost", "/").await.0, 404);
+    drop(sim);
+}
+
+#[tokio::test]
+async fn exact_paths_beat_prefixes_and_prefixes_match_whole_elements() {
+    let (_sim, client, addr) = start_with_ingress().await;
+    app(&client, "web", "registry.example.com/web:1.0").await;
+    app(&client, "api", "registry.example.com/api:1.0").await;
+    apply(
+        &client,
+        &ingress(
+            "site",
+            json!([{ "host": "myapp.localhost", "http": { "paths": [
+            path("/", "Prefix", "web"),
+            path("/api", "Exact", "api"),
+            path("/static/", "Prefix", "api"),
+        ] } }]),
+        ),
+    )
+    .await;
+    wait_rolled_out(&client, "web").await;
+    wait_rolled_out(&client, "api").await;
+    // (request path, the Deployment that answers)
+    let cases = [
+        ("/", "web"),
+        ("/api", "api"),
+        ("/api/", "web"),
+        ("/api/users", "web"),
+        ("/static", "api"),
+        ("/static/app.js", "api"),
+        ("/staticx", "web"),
+    ];
+    for (path, want) in cases {
+        let (status, _, text) = via_ingress(addr, "myapp.localhost", path).await;
+        assert_eq!(status, 200, "{path}: {text}");
+        assert_eq!(parse(&text)["deployment"], want, "{path}");
+        assert_eq!(parse(&text)["path"], path, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn a_backend_without_a_ready_pod_or_service_is_a_503() {
+    let (_sim, client, addr) = start_with_ingress().await;
+    app(&client, "broken", "registry.example.com/web:1.0-broken").await;
+    apply(
+        &client,
+        &ingress("site", json!([
+            { "host": "broken.localhost", "http": { "paths": [path("/", "Prefix", "broken")] } },
+            { "host": "missing.localhost", "http": { "paths": [path("/", "Prefix", "nope")] } },
+        ])),
+    )
+    .await;
+    wait_for_pod(&client, "broken", "the image pull to fail", |p| {
+        waiting(p).is_some_and(|(reason, _)| reason == "ImagePullBackOff")
+    })
+    .await;
+    for host in ["broken.localhost", "missing.localhost"] {
+        let (status, headers, text) = via_ingress(addr, host, "/").await;
+        assert_eq!(status, 503, "{host}: {text}");
+        assert!(
+            text.contains("503 Service Temporarily Unavailable"),
+            "{host}: {text}"
+        );
+        assert_eq!(headers["content-type"], "text/html", "{host}");
+    }
+}
+
+#[tokio::test]
+async fn the_ingress_controller_writes_its_address_into_the_status() {
+    let (sim, client, _addr) = start_with_ingress().await;
+    let api: Api<Ingress> = Api::namespaced(client.clone(), NS);
+    let created = apply(
+        &client,
+        &ingress("web", json!([{ "host": "myapp.localhost", "http": { "paths": [path("/", "Prefix", "web")] } }])),
+    )
+    .await;
+    let balanced = |i: Option<&Ingress>| {
+        i.and_then(|i| i.status.as_ref())
+            .and_then(|s| s.load_balancer.as_ref())
+            .and_then(|lb| lb.ingress.as_ref())
+            .and_then(|ips| ips.first())
+            .and_then(|ip| ip.ip.clone())
+    };
+    assert_eq!(
+        balanced(Some(&created)),
+        None,
+        "the controller writes it, not the API server"
+    );
+    let done = within(
+        5,
+        "the load balancer status",
+        await_condition(api.clone(), "web", |i: Option<&Ingress>| {
+            balanced(i).is_some()
+        }),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("watch: {e}"));
+    assert_eq!(balanced(done.as_ref()).as_deref(), Some("127.0.0.1"));
+
+    // kubectl's view of it.
+    let (columns, cells) = kubectl_table(
+        &sim,
+        &format!("/apis/networking.k8s.io/v1/namespaces/{NS}/ingresses"),
+    )
+    .await;
+    assert_eq!(
+        columns,
+        ["Name", "Class", "Hosts", "Address", "Ports", "Age"]
+    );
+    assert_eq!(
+        cells[..5],
+        [
+            json!("web"),
+            json!("nginx"),
+            json!("myapp.localhost"),
+            json!("127.0.0.1"),
+            json!("80")
+        ]
+    );
+    let resources = client
+        .list_api_group_resources("networking.k8s.io/v1")
+        .await
+        .unwrap_or_else(|e| panic!("discovery: {e}"));
+    let names: Vec<&str> = resources
+        .resources
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
+    assert_eq!(names, ["ingresses", "ingresses/status"]);
+    assert_eq!(
+        resources.resources[0].short_names.as_deref(),
+        Some(&["ing".to_string()][..])
+    );
+
+    // Without an ingress controller, nobody writes the status.
+    let (plain, plain_client) = start().await;
+    assert_eq!(plain.ingress_addr(), None);
+    let api: Api<Ingress> = Api::namespaced(plain_client.clone(), NS);
+    apply(
+        &plain_client,
+        &ingress("web", json!([{ "host": "myapp.localhost", "http": { "paths": [path("/", "Prefix", "web")] } }])),
+    )
+    .await;
+    // A rollout takes longer than any status sync would: by then it would be there.
+    app(&plain_client, "web", "registry.example.com/web:1.0").await;
+    wait_rolled_out(&plain_client, "web").await;
+    let stored = api.get("web").await.unwrap_or_else(|e| panic!("get: {e}"));
+    assert_eq!(balanced(Some(&stored)), None);
 }

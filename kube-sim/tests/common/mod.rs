@@ -17,6 +17,7 @@ pub fn fast_config() -> SimConfig {
         progress_deadline: Duration::from_millis(800),
         log_interval: Duration::from_millis(100),
         metrics_api: true,
+        ingress_listen: None,
     }
 }
 
