@@ -1,15 +1,39 @@
 //! kube-sim: a Kubernetes API server simulator that speaks the HTTP wire protocol the kube-rs
 //! client and kubectl use, for what shiplog needs.
 //!
-//! It serves discovery, pods, services, events, namespaces, apps/v1 deployments and
-//! monitoring.coreos.com/v1 service monitors: list (label and field selectors, pagination),
-//! get, create, replace, merge patch, server-side apply, delete, watch (from any
-//! resourceVersion: the whole change history is kept) and pod logs (with follow). It plays
-//! the deployment controller, scheduler and kubelet: deployments roll out pods that become
-//! ready after [`SimConfig::ready_delay`], images tagged `*-broken` or hosted on `*.invalid`
-//! never pull (ImagePullBackOff, then ProgressDeadlineExceeded), and core/v1 events are
-//! recorded (Scheduled, Pulling, Pulled, Created, Started, Failed, BackOff and Killing for
-//! pods, ScalingReplicaSet for deployments).
+//! It serves discovery, pods, services, events, namespaces, secrets, apps/v1 deployments,
+//! networking.k8s.io/v1 ingresses and monitoring.coreos.com/v1 service monitors: list (label
+//! and field selectors, pagination), get, create, replace, merge patch, server-side apply,
+//! delete, delete collection, watch (from any resourceVersion: the whole change history is
+//! kept), the `status` subresource of pods, services, namespaces, deployments and ingresses,
+//! and pod logs (with follow). It plays the deployment controller, scheduler and kubelet, and
+//! optionally an ingress controller: deployments roll out pods that become ready after
+//! [`SimConfig::ready_delay`], images tagged `*-broken` or hosted on `*.invalid` never pull
+//! (ImagePullBackOff, then ProgressDeadlineExceeded), and core/v1 events are recorded
+//! (Scheduled, Pulling, Pulled, Created, Started, Failed, BackOff and Killing for pods,
+//! ScalingReplicaSet for deployments).
+//!
+//! Secrets are stored as kube-apiserver stores them: `stringData` is base64-encoded into
+//! `data` (over a `data` entry of the same key) and never stored, `type` defaults to
+//! `Opaque`, a `data` value that is not base64 is a 400 (the server's decoding error), and a
+//! data key outside `[-._a-zA-Z0-9]+`, a missing key a built-in type requires (`tls.crt` and
+//! `tls.key` for `kubernetes.io/tls`, ...), a changed `type` or a change to an `immutable`
+//! Secret is a 422. `kubectl get secrets` shows NAME, TYPE, DATA, AGE.
+//!
+//! The kubelet resolves a container's environment when it starts the container: `envFrom`
+//! `secretRef`s (with their `prefix`), then `env` entries (`value`, `valueFrom.secretKeyRef`,
+//! and `fieldRef` to the pod's name, namespace, uid, labels, annotations, node and IPs), later
+//! ones overriding earlier ones, optional references skipped when missing. A missing Secret or
+//! key leaves the container Waiting in `CreateContainerConfigError` (message
+//! `secret "db" not found` or `couldn't find key password in Secret shop/db`), the pod Pending
+//! and not Ready, and a Warning `Failed` event (`Error: secret "db" not found`, counted up on
+//! every retry); the kubelet retries after `ready_delay`, doubling up to ten `ready_delay`s
+//! (at most 10 s, or one `ready_delay` if that is longer), so the pod starts once the Secret
+//! or key exists. Values are captured at
+//! container start: changing a Secret does not change a running pod, a new pod (a restart)
+//! gets the new values. The environment is checked at write time as the API server checks it
+//! (names, one source per `valueFrom`, a `name` and `key` per `secretKeyRef`). Values appear
+//! in no log of the simulator's; the echo app shows them (below).
 //!
 //! A changed pod template (a new image, a restart annotation) rolls out as the Deployment's
 //! `spec.strategy` says. `RollingUpdate` (the default; `maxSurge` and `maxUnavailable`
@@ -32,7 +56,10 @@
 //! terminating pod's container finishes its work) or until the simulator stops.
 //! It answers any method and path with a JSON description of the request (`deployment`,
 //! `namespace`, `pod` from the `X-Kube-Sim-Pod` header, the pod template `labels`, `method`,
-//! `path`, `query`, `headers`, `bodyBytes`, and `body` when UTF-8 and at most 64 KiB);
+//! `path`, `query`, `headers`, `bodyBytes`, `body` when UTF-8 and at most 64 KiB, `env`: the
+//! environment the kubelet gave that pod's first container, and `containers`: `name`, `image`
+//! and `env` of each of the pod's containers; `{}` and `[]` when no pod of the Deployment is
+//! named, as in a direct call);
 //! `GET /stream?chunks=N&intervalMs=M` streams N lines `chunk <i> from <deployment>`, one every
 //! M ms; `/status/<code>` answers that status. Every answer carries the app's own
 //! `Access-Control-Allow-Origin: *` and `Access-Control-Allow-Headers: *` (an app that wrongly
@@ -42,6 +69,31 @@
 //! (`/api/v1/namespaces/{ns}/services/{name[:port]}/proxy/{path}`): a round-robin pick among
 //! the Ready pods the Service selects, all methods, bodies streamed both ways, hop-by-hop
 //! headers dropped, kube-apiserver's 503s when there is no endpoint or the app is unreachable.
+//!
+//! With [`SimConfig::ingress_listen`] it also plays an ingress controller (ingress-nginx) on
+//! that address ([`KubeSim::ingress_addr`]; plain HTTP). Each request is routed by its `Host`
+//! (port stripped, case ignored) and path over the Ingresses of all namespaces, through an
+//! index by host the store keeps as Ingresses change: an exact host before a `*.` wildcard
+//! (one label) before the rules without a host; among that host's paths the longest match,
+//! `Exact` before `Prefix` at equal length, then the oldest Ingress; `Prefix` (and
+//! `ImplementationSpecific`) match whole path elements. A request no path matches goes to the
+//! `defaultBackend` of the host's first Ingress (or, for an unknown host, of the first
+//! Ingress with a default backend and no rules), else gets ingress-nginx's default backend:
+//! 404 `404 page not found`. The backend Service's port (by name or number) is resolved and a
+//! Ready pod picked exactly as the services proxy does, and the request forwarded the same
+//! way (any method, bodies streamed, hop-by-hop headers dropped), keeping its `Host` and
+//! adding ingress-nginx's `X-Forwarded-For` and `X-Real-IP` (the client's address; a client's
+//! own `X-Forwarded-For` moves to `X-Original-Forwarded-For`), `X-Forwarded-Host`,
+//! `X-Forwarded-Port`, `X-Forwarded-Proto`/`X-Forwarded-Scheme`/`X-Scheme: http` and
+//! `X-Request-ID` (the client's, or a new one). A missing Service or one without a Ready pod
+//! is nginx's 503 page, an app that cannot be reached its 502. The controller writes its
+//! address into `status.loadBalancer.ingress` (`[{"ip": "127.0.0.1"}]` for a listener on
+//! loopback or all interfaces) of every Ingress created or changed while it runs. Ingresses
+//! are validated as the API server does (lower-case DNS-1123 hosts, a leading `*.` allowed,
+//! not IP addresses; a `pathType` of `Exact`, `Prefix` or `ImplementationSpecific`; absolute
+//! clean paths; a backend Service with a name and exactly one of a port name or number; TLS
+//! hosts and secret names; 422 with causes), and `ingressClassName` and `tls` are kept as
+//! given. `kubectl get ingress` shows NAME, CLASS, HOSTS, ADDRESS, PORTS, AGE.
 //!
 //! With [`SimConfig::metrics_api`] (the default) it also serves `metrics.k8s.io/v1beta1` as
 //! metrics-server does: PodMetrics for Running and Ready pods with usage made up from the pod
@@ -68,8 +120,20 @@
 //!   needs `"rollingUpdate": null` (as a JSON merge patch or server-side apply does on a real
 //!   cluster).
 //! - Validation covers names, labels, annotation keys, deployment selector/template/containers/
-//!   strategy and ports, not the full schema; unknown fields are kept, not pruned. No admission
-//!   webhooks, RBAC, authentication, quotas or `dryRun` (400). At most 1000 replicas.
+//!   strategy, container env, ports, Secret keys and types and Ingress specs, not the full
+//!   schema; unknown fields are kept, not pruned. No admission webhooks, RBAC,
+//!   authentication, quotas or `dryRun` (400). At most 1000 replicas.
+//! - No ConfigMaps: a `configMapRef` or `configMapKeyRef` is `configmap "x" not found` unless
+//!   optional. No volumes (Secret volumes included), `resourceFieldRef` (left unset) or
+//!   `$(VAR)` expansion (kept verbatim). The kubelet retries a config error on its own
+//!   back-off, not on Secret change events.
+//! - The ingress controller serves every Ingress whatever its `ingressClassName` (there are
+//!   no IngressClass objects), reads no annotations (no rewrites, redirects, auth, CORS or
+//!   canaries), terminates no TLS (`tls` is stored; nothing listens on 443), serves no
+//!   `resource` backends (503), and routes on the raw request path (no normalisation or
+//!   percent-decoding). Its status sync runs on Ingress changes, not periodically: a status
+//!   overwritten through the `status` subresource stays until the next spec change. Without
+//!   [`SimConfig::ingress_listen`] Ingresses are stored and never served.
 //! - Namespaces always exist (first use creates them); deleting one deletes its objects at once.
 //! - Lists and continue pages are read from the current state (not a snapshot at the first
 //!   page's resourceVersion); `resourceVersionMatch` is ignored. Watches never answer
@@ -78,16 +142,18 @@
 //!   answers 400 for others).
 //! - No Endpoints or EndpointSlice objects, and no events for Services (a real ClusterIP
 //!   Service has none either in normal operation). A container is one echo app per
-//!   Deployment, shared by its pods and reachable on every port: `targetPort` and the pod's
-//!   `containerPort`s are not checked, only the Service port named or numbered in the proxy
-//!   path. The proxy speaks http only (`https:` answers 503), does not follow or rewrite
-//!   redirects, does not redirect `/proxy` to `/proxy/` (it forwards `/`), and does not
-//!   upgrade connections (no websockets). A missing Service is `services "x" not found`
+//!   Deployment, shared by its pods (it reports the environment of the pod a request was
+//!   routed to) and reachable on every port: `targetPort` and the pod's `containerPort`s are
+//!   not checked, only the Service port named or numbered in the proxy path or Ingress
+//!   backend. The proxy speaks http only (`https:` answers 503), does not follow or rewrite
+//!   redirects, does not redirect `/proxy` to `/proxy/` (it forwards `/`), and neither it nor
+//!   the ingress controller upgrades connections (no websockets). A missing Service is `services "x" not found`
 //!   (kube-apiserver says `endpoints "x" not found` when the port is given by name). Pods not
 //!   owned by a Deployment have no app (503).
 //! - Metrics are made up, not measured; no `watch` on them (405), no Table form for them.
-//! - Only JSON (no protobuf, no YAML bodies); the OpenAPI document is empty; no aggregated
-//!   discovery; no `exec`, `attach`, `port-forward` or `previous` logs.
+//! - Only JSON (no protobuf, no YAML bodies: kubectl's `create secret` sends protobuf and is
+//!   refused, `kubectl apply` works); the OpenAPI document is empty; no aggregated discovery;
+//!   no `exec`, `attach`, `port-forward` or `previous` logs.
 
 mod controller;
 mod echo;
