@@ -62,6 +62,7 @@ pub(crate) fn image_pull_error(image: &str) -> Option<String> {
     }
 }
 
+/// A pod condition as the kubelet writes it, stamped now.
 fn condition(kind: &str, status: bool, reason: Option<&str>, message: Option<&str>) -> Value {
     let mut c = json!({
         "type": kind,
@@ -80,6 +81,7 @@ fn condition(kind: &str, status: bool, reason: Option<&str>, message: Option<&st
     c
 }
 
+/// The containers of a pod's spec (none when it has no list).
 fn containers_of(pod: &Value) -> Vec<Value> {
     pod.pointer("/spec/containers")
         .and_then(Value::as_array)
@@ -87,6 +89,7 @@ fn containers_of(pod: &Value) -> Vec<Value> {
         .unwrap_or_default()
 }
 
+/// `n` random hex digits, for container and image ids.
 fn hex_id(n: usize) -> String {
     let mut s = String::new();
     while s.len() < n {

@@ -54,6 +54,7 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
+/// Routes one request: a matching backend gets it forwarded, no match gets the 404.
 async fn handle(
     State(state): State<IngressState>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,

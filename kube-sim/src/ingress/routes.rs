@@ -12,7 +12,7 @@
 //! Ingress (or, for a host no rule names, of the first Ingress with a default backend and no
 //! rules), and otherwise to none (the listener answers 404).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde_json::Value;
 
@@ -87,8 +87,6 @@ struct Entry {
     hosts: Vec<String>,
     /// Its `spec.defaultBackend`, if any.
     default: Option<Backend>,
-    /// Whether it has rules (one without rules may serve as the catch-all default).
-    has_rules: bool,
 }
 
 /// The routing table: rules by host key (an exact host, `*.suffix` for a wildcard, "" for
@@ -97,6 +95,9 @@ struct Entry {
 pub(crate) struct IngressRoutes {
     hosts: HashMap<String, Vec<Route>>,
     ingresses: HashMap<IngressKey, Entry>,
+    /// The default backends of the Ingresses without rules, oldest first: the first one
+    /// serves the hosts no rule names.
+    catch_all: BTreeMap<(String, IngressKey), Backend>,
 }
 
 /// The host of a `Host` header: lower case, without a port or a trailing dot.
@@ -123,10 +124,12 @@ impl IngressRoutes {
         }
     }
 
+    /// Drops every route, and the default backend, an Ingress had filed.
     fn remove(&mut self, key: &IngressKey) {
         let Some(entry) = self.ingresses.remove(key) else {
             return;
         };
+        self.catch_all.remove(&entry.order);
         for host in entry.hosts {
             if let Some(routes) = self.hosts.get_mut(&host) {
                 routes.retain(|r| r.order.1 != *key);
@@ -137,6 +140,7 @@ impl IngressRoutes {
         }
     }
 
+    /// Files an Ingress's paths under their hosts, and its default backend.
     fn insert(&mut self, key: IngressKey, ingress: &Value) {
         let ns = key.0.clone();
         let order = (
@@ -176,14 +180,15 @@ impl IngressRoutes {
             .pointer("/spec/defaultBackend")
             .filter(|b| !b.is_null())
             .map(|b| Backend::of(&ns, b));
-        let has_rules = !hosts.is_empty();
+        if let Some(default) = default.as_ref().filter(|_| hosts.is_empty()) {
+            self.catch_all.insert(order.clone(), default.clone());
+        }
         self.ingresses.insert(
             key,
             Entry {
                 order,
                 hosts,
                 default,
-                has_rules,
             },
         );
     }
@@ -211,12 +216,7 @@ impl IngressRoutes {
         }
         if server.is_empty() {
             // The catch-all server: the first Ingress that has a default backend and no rules.
-            return self
-                .ingresses
-                .values()
-                .filter(|e| !e.has_rules && e.default.is_some())
-                .min_by(|a, b| a.order.cmp(&b.order))
-                .and_then(|e| e.default.clone());
+            return self.catch_all.values().next().cloned();
         }
         // The host's root: the default backend of the first Ingress with a rule for it.
         routes
@@ -403,6 +403,22 @@ mod tests {
             !routes.hosts.contains_key("myapp.localhost"),
             "empty hosts are dropped"
         );
+
+        // An Ingress with only a default backend catches the hosts no rule names.
+        let catch_all = json!({ "metadata": { "name": "d", "namespace": "shop" }, "spec": {
+            "defaultBackend": { "service": { "name": "fallback", "port": { "number": 80 } } },
+        } });
+        routes.update(("shop".into(), "d".into()), Some(&catch_all));
+        assert_eq!(
+            routes.route("nope.localhost", "/"),
+            service("fallback", "80")
+        );
+        assert_eq!(
+            routes.route("other.localhost", "/x"),
+            service("moved", "80")
+        );
+        routes.update(("shop".into(), "d".into()), None);
+        assert_eq!(routes.route("nope.localhost", "/"), None);
     }
 
     #[test]
