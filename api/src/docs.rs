@@ -1,7 +1,10 @@
 //! The OpenAPI document (generated from the handlers by utoipa) and Redoc,
 //! served from a vendored bundle so it renders without internet access.
 
-use crate::routes::{audit, deployments, events, health, metrics, operations, tokens, usecases};
+use crate::routes::{
+    audit, deployments, events, health, metrics, operations, platform, platform_ops, tokens,
+    usecases,
+};
 use crate::state::AppState;
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -18,7 +21,7 @@ use utoipa_redoc::{Redoc, Servable};
 #[openapi(
     info(
         title = "shiplog",
-        description = "Deploys containerised usecases to Kubernetes and keeps every action as an immutable, auditable event. Speaks the PhariaOS usecase API. The applications proxy (any method on `/{usecaseId}/{path…}`, bearer token with usecases:read, 502 problem+json when nothing is deployed) listens on its own address (`--proxy-listen`, default 127.0.0.1:8081) and is therefore not part of this document.",
+        description = "Deploys containerised usecases to Kubernetes and keeps every action as an immutable, auditable event. Speaks the PhariaOS usecase API and, on the same usecases, the platform API of named deployments (templates, raw images, ingresses). The applications proxy (any method on `/{usecaseId}/{path…}`, bearer token with usecases:read, 502 problem+json when nothing is deployed) listens on its own address (`--proxy-listen`, default 127.0.0.1:8081) and is therefore not part of this document.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     modifiers(&BearerAuth),
@@ -29,6 +32,7 @@ use utoipa_redoc::{Redoc, Servable};
         (name = "tokens", description = "API tokens and their scopes (admin)"),
         (name = "health", description = "Liveness and readiness probes"),
         (name = "operations", description = "Operate a deployed usecase (restart, config, rollback, logs, Kubernetes events, resource usage) and scrape shiplog's own metrics"),
+        (name = "platform", description = "The platform API (seed 002) on the same usecases and ledger: named deployments of templates and raw images, their status, ingresses, config, logs, metrics, history, auto-update and Kubernetes events. Invalid input is a 400 here; every problem carries `error`."),
     )
 )]
 struct ApiDoc;
@@ -75,6 +79,22 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(metrics::metrics))
+        .routes(routes!(platform::list, platform::create))
+        .routes(routes!(platform::deploy_image))
+        .routes(routes!(platform::status))
+        .routes(routes!(platform::delete))
+        .routes(routes!(platform::templates))
+        .routes(routes!(platform_ops::restart))
+        .routes(routes!(platform_ops::get_config, platform_ops::put_config))
+        .routes(routes!(platform_ops::logs))
+        .routes(routes!(platform_ops::stream_logs))
+        .routes(routes!(platform_ops::metrics))
+        .routes(routes!(platform_ops::history))
+        .routes(routes!(
+            platform_ops::get_auto_update,
+            platform_ops::put_auto_update
+        ))
+        .routes(routes!(platform_ops::events))
 }
 
 /// The OpenAPI document as the code defines it (checked in as `openapi/openapi.json`).

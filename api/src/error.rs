@@ -24,6 +24,8 @@ pub struct Problem {
     /// The request field at fault (dotted JSON path), for input errors.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// The same sentence as `detail`: the member seed 002's clients read.
+    pub error: String,
 }
 
 /// Every way a request can fail; each variant documents its status.
@@ -125,6 +127,7 @@ impl ApiError {
             kind: "about:blank".to_owned(),
             title: status.canonical_reason().unwrap_or("Error").to_owned(),
             status: status.as_u16(),
+            error: detail.clone(),
             detail,
             field,
         }
@@ -160,5 +163,30 @@ impl IntoResponse for ApiError {
             _ => {}
         }
         response
+    }
+}
+
+/// An error of a platform (seed 002) route: as [`ApiError`], except that invalid
+/// input is a 400, which is what that API promises for "missing or invalid
+/// parameters" (the PhariaOS routes keep their 422).
+#[derive(Debug)]
+pub struct PlatformError(pub ApiError);
+
+impl<E: Into<ApiError>> From<E> for PlatformError {
+    fn from(err: E) -> Self {
+        Self(err.into())
+    }
+}
+
+impl IntoResponse for PlatformError {
+    fn into_response(self) -> Response {
+        match self.0 {
+            ApiError::Invalid(invalid) => ApiError::BadRequest {
+                detail: invalid.to_string(),
+                field: Some(invalid.field),
+            }
+            .into_response(),
+            other => other.into_response(),
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! Extractors: JSON bodies that name the faulty field, bearer-token
 //! authentication, request context, and path/query values with problem+json rejections.
 
-use crate::error::ApiError;
+use crate::error::{ApiError, PlatformError};
 use crate::state::AppState;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -38,6 +38,59 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJ
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         Ok(Self(json_body(req, state).await?.unwrap_or_default()))
+    }
+}
+
+/// A JSON body of a platform (seed 002) route: as [`ApiJson`], but a missing or
+/// invalid field is a 400, as that API answers.
+pub struct PlatformJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for PlatformJson<T> {
+    type Rejection = PlatformError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(ApiJson::from_request(req, state).await?.0))
+    }
+}
+
+/// A body that is JSON or, from an HTML form, `application/x-www-form-urlencoded`;
+/// which one it was decides the answer (JSON, or a redirect for the browser).
+pub enum JsonOrForm<T> {
+    /// A JSON body.
+    Json(T),
+    /// A form post.
+    Form(T),
+}
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonOrForm<T> {
+    type Rejection = PlatformError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_form = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.trim_start()
+                    .starts_with("application/x-www-form-urlencoded")
+            });
+        if !is_form {
+            return Ok(Self::Json(ApiJson::from_request(req, state).await?.0));
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::BadRequest {
+                detail: format!("cannot read the request body: {e}"),
+                field: None,
+            })?;
+        let value = serde_urlencoded::from_bytes(&bytes).map_err(|e| {
+            let detail = format!("the form is not valid: {e}");
+            ApiError::BadRequest {
+                field: backticked(&detail).map(str::to_owned),
+                detail,
+            }
+        })?;
+        Ok(Self::Form(value))
     }
 }
 

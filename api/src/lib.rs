@@ -1,4 +1,4 @@
-//! shiplog's HTTP layer: the PhariaOS usecase API on axum, its OpenAPI
+//! shiplog's HTTP layer: the PhariaOS usecase API and the platform API on axum, its OpenAPI
 //! document and Redoc, the server the `shiplog` binary runs, and its command line client.
 
 pub mod cli;
@@ -8,6 +8,7 @@ pub mod error;
 pub mod extract;
 pub mod ledger_dto;
 pub mod ops_dto;
+pub mod platform_dto;
 pub mod proxy;
 pub mod routes;
 pub mod server;

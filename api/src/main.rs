@@ -8,6 +8,7 @@ use rand::RngCore;
 use shiplog_api::cli::{self, ClientCommand, CompletionsArgs};
 use shiplog_api::docs::spec;
 use shiplog_api::server::{ClusterMode, Server, Settings, StreamSettings};
+use shiplog_application::{Catalog, IngressSettings};
 use shiplog_infrastructure::db::connect_and_migrate;
 use shiplog_infrastructure::kube_cluster::KubeSettings;
 use shiplog_infrastructure::Projector;
@@ -125,6 +126,49 @@ struct ServeArgs {
         value_delimiter = ','
     )]
     proxy_cors_origins: Vec<String>,
+    /// Public deployments get hosts `<name>.<domain>`; the default resolves to loopback
+    /// in curl and browsers, so the simulated cluster's ingresses answer at once.
+    #[arg(long, env = "SHIPLOG_INGRESS_DOMAIN", default_value = "localhost", value_parser = parse_domain)]
+    ingress_domain: String,
+    /// The IngressClass of public deployments' Ingresses (unset: the cluster's default class).
+    #[arg(long, env = "SHIPLOG_INGRESS_CLASS")]
+    ingress_class: Option<String>,
+    /// A TLS Secret (in --namespace) for every ingress host; URLs are then https.
+    #[arg(long, env = "SHIPLOG_INGRESS_TLS_SECRET")]
+    ingress_tls_secret: Option<String>,
+    /// The port in ingress URLs when the ingress controller does not listen on the
+    /// scheme's default; in simulated mode, the simulator's ingress port is used.
+    #[arg(long, env = "SHIPLOG_INGRESS_PORT")]
+    ingress_port: Option<u16>,
+    /// Where the simulated cluster's ingress controller listens (simulated mode only).
+    #[arg(long, env = "SHIPLOG_INGRESS_LISTEN", default_value = "127.0.0.1:8082")]
+    ingress_listen: SocketAddr,
+    /// A YAML (or JSON) file of templates (`templates: [...]`) added to the built-in
+    /// nginx and postgres; one with a built-in's name replaces it.
+    #[arg(long, env = "SHIPLOG_TEMPLATES")]
+    templates: Option<std::path::PathBuf>,
+    /// Where a form post to POST /api/deployments/delete is redirected (303).
+    #[arg(long, env = "SHIPLOG_DEPLOYMENTS_PAGE", default_value = "/deployments")]
+    deployments_page: String,
+}
+
+/// An ingress domain: lower-case DNS labels separated by dots.
+fn parse_domain(raw: &str) -> Result<String, String> {
+    let domain = raw.trim().trim_end_matches('.');
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if domain.is_empty() || domain.len() > 200 || !domain.split('.').all(label_ok) {
+        return Err(format!(
+            "{raw:?} is not a domain of lower-case DNS labels such as apps.example.com"
+        ));
+    }
+    Ok(domain.to_owned())
 }
 
 #[derive(Subcommand)]
@@ -191,6 +235,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             token
         }
     };
+    let catalog = match &args.templates {
+        None => Catalog::builtin(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the templates file {}", path.display()))?;
+            let catalog = Catalog::with_file(&text)
+                .with_context(|| format!("loading the templates file {}", path.display()))?;
+            info!(path = %path.display(), templates = ?catalog.names(), "templates loaded");
+            catalog
+        }
+    };
     let settings = Settings {
         listen: args.listen,
         database_url: args.database.database_url,
@@ -201,6 +256,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             image_pull_secrets: args.image_pull_secrets,
             // Kubernetes marks the rollout failed by itself a little before shiplog's own timeout.
             progress_deadline: Duration::from_secs(args.rollout_timeout.saturating_sub(10).max(30)),
+            ingress: IngressSettings {
+                domain: args.ingress_domain,
+                class: args.ingress_class,
+                tls_secret: args.ingress_tls_secret,
+                port: args.ingress_port,
+            },
         },
         rollout_timeout: Duration::from_secs(args.rollout_timeout),
         streams: StreamSettings {
@@ -210,6 +271,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         cors_origins: args.cors_origins,
         proxy_listen: args.proxy_listen,
         proxy_cors_origins: args.proxy_cors_origins,
+        catalog,
+        deployments_page: args.deployments_page,
+        ingress_listen: args.ingress_listen,
     };
     let server = Server::start(&settings).await.context("starting shiplog")?;
     info!(database = %redact(&settings.database_url), "database ready");

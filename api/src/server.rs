@@ -11,7 +11,9 @@ use axum::Router;
 use kube::Client;
 use kube_sim::{KubeSim, SimConfig};
 use shiplog_application::ProcessManager;
-use shiplog_application::{Audit, Authenticator, ClusterInsight, Operations, Usecases};
+use shiplog_application::{
+    Audit, Authenticator, Catalog, ClusterInsight, Operations, Platform, Usecases,
+};
 use shiplog_infrastructure::audit::ChainSealer;
 use shiplog_infrastructure::db::{connect_and_migrate, DbSetupError};
 use shiplog_infrastructure::kube_cluster::{KubeCluster, KubeSettings};
@@ -56,6 +58,13 @@ pub struct Settings {
     pub proxy_listen: SocketAddr,
     /// Browser origins allowed to call applications through the proxy; `*` allows any.
     pub proxy_cors_origins: Vec<String>,
+    /// The templates `POST /api/deployments` creates from.
+    pub catalog: Catalog,
+    /// Where a form post to `POST /api/deployments/delete` is redirected.
+    pub deployments_page: String,
+    /// Where the simulated cluster's ingress controller listens (simulated mode only);
+    /// the URLs of public deployments then carry its port.
+    pub ingress_listen: SocketAddr,
 }
 
 /// How the Server-Sent Event streams behave.
@@ -135,9 +144,11 @@ pub struct Server {
     stopping: CancellationToken,
 }
 
-/// The kube configuration for `mode`, and the simulator when it runs in-process.
+/// The kube configuration for `mode`, and the simulator when it runs in-process
+/// (with its ingress controller on `ingress_listen`).
 async fn cluster_config(
     mode: ClusterMode,
+    ingress_listen: SocketAddr,
 ) -> Result<Option<(kube::Config, Option<KubeSim>)>, StartError> {
     match mode.resolve() {
         ClusterMode::None => {
@@ -152,9 +163,15 @@ async fn cluster_config(
             Ok(Some((config, None)))
         }
         ClusterMode::Simulated | ClusterMode::Auto => {
-            let sim = KubeSim::start(SimConfig::default())
-                .await
-                .map_err(|e| StartError::Cluster(e.to_string()))?;
+            let config = SimConfig {
+                ingress_listen: Some(ingress_listen),
+                ..SimConfig::default()
+            };
+            let sim = KubeSim::start(config).await.map_err(|e| {
+                StartError::Cluster(format!(
+                    "starting the simulator (its ingress controller on {ingress_listen}): {e}"
+                ))
+            })?;
             let url = sim
                 .url()
                 .parse()
@@ -255,6 +272,14 @@ pub fn router(
         Arc::new(PgUsecaseLoader::new(pool.clone())),
         cluster,
     );
+    let operations = Arc::new(operations);
+    let platform = Platform::new(
+        bus.clone(),
+        read.clone(),
+        operations.clone(),
+        settings.catalog.clone(),
+        settings.kube.ingress.clone(),
+    );
     let usecases = Arc::new(Usecases::new(bus, read));
     let auth = Arc::new(Authenticator::new(
         Arc::new(PgTokenStore::new(pool.clone())),
@@ -262,7 +287,9 @@ pub fn router(
     ));
     let state = AppState {
         usecases: usecases.clone(),
-        operations: Arc::new(operations),
+        operations,
+        platform: Arc::new(platform),
+        deployments_page: settings.deployments_page.clone(),
         audit: Arc::new(Audit::new(Arc::new(PgLedger::new(
             pool.clone(),
             feed.clone(),
@@ -327,7 +354,7 @@ impl Server {
     /// Connects (creating the database if needed), migrates, connects to the
     /// cluster `settings.cluster` names, starts the projector and the process manager, and binds.
     pub async fn start(settings: &Settings) -> Result<Self, StartError> {
-        let cluster = cluster_config(settings.cluster).await?;
+        let cluster = cluster_config(settings.cluster, settings.ingress_listen).await?;
         Self::start_with(settings, cluster).await
     }
 
@@ -343,6 +370,17 @@ impl Server {
         settings: &Settings,
         cluster: Option<(kube::Config, Option<KubeSim>)>,
     ) -> Result<Self, StartError> {
+        let mut settings = settings.clone();
+        if let Some(addr) = cluster
+            .as_ref()
+            .and_then(|(_, sim)| sim.as_ref())
+            .and_then(KubeSim::ingress_addr)
+        {
+            // Public URLs answer as written: through the simulator's ingress controller.
+            settings.kube.ingress.port.get_or_insert(addr.port());
+            info!(%addr, domain = %settings.kube.ingress.domain, "ingress controller of the simulated cluster listening");
+        }
+        let settings = &settings;
         let pool = connect_and_migrate(&settings.database_url).await?;
         let stopping = CancellationToken::new();
         let mut sim = None;

@@ -1,6 +1,6 @@
 //! What every handler can reach.
 
-use shiplog_application::{Audit, Authenticator, Operations, Usecases};
+use shiplog_application::{Audit, Authenticator, Operations, Platform, Usecases};
 use shiplog_infrastructure::Telemetry;
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -14,6 +14,10 @@ pub struct AppState {
     pub usecases: Arc<Usecases>,
     /// Restart, config, rollback, logs, Kubernetes events and usage.
     pub operations: Arc<Operations>,
+    /// The platform API's use cases (seed 002): named deployments of templates and images.
+    pub platform: Arc<Platform>,
+    /// Where a form post to the platform API's delete is redirected.
+    pub deployments_page: String,
     /// The audit trail and event streams.
     pub audit: Arc<Audit>,
     /// Bearer tokens.

@@ -2,7 +2,7 @@
 //! shiplog's terms (usecases and deployments), never in Kubernetes objects.
 
 use async_trait::async_trait;
-use shiplog_domain::DeploymentConfig;
+use shiplog_domain::{DeploymentConfig, UpdateStrategy, Visibility};
 use std::time::Duration;
 use thiserror::Error;
 use uuid::Uuid;
@@ -19,6 +19,12 @@ pub struct Workload {
     /// The newest restart asked for, stamped on the pod template so pods roll
     /// exactly once per restart, however often the workload is applied.
     pub restart: Option<Uuid>,
+    /// The usecase's name: public services are reached at `<name>.<ingress domain>`.
+    pub usecase_name: String,
+    /// Who may reach it: public services get an Ingress when routed.
+    pub visibility: Visibility,
+    /// How Kubernetes replaces its pods (the Deployment's strategy).
+    pub strategy: UpdateStrategy,
 }
 
 /// How a rollout ended.
@@ -45,7 +51,8 @@ pub enum ClusterError {
 /// applying twice or deleting what is gone succeeds.
 #[async_trait]
 pub trait ClusterPort: Send + Sync {
-    /// Server-side applies the deployment's objects (Deployment, and ServiceMonitor when asked for).
+    /// Server-side applies the deployment's objects: its Secret (the environment), the
+    /// Deployment, the ServiceMonitor when asked for, and the usecase's generated values.
     async fn apply(&self, workload: &Workload) -> Result<(), ClusterError>;
     /// Watches the rollout until it is ready, fails, or `timeout` passes (a failure).
     async fn await_rollout(
@@ -53,12 +60,16 @@ pub trait ClusterPort: Send + Sync {
         workload: &Workload,
         timeout: Duration,
     ) -> Result<RolloutOutcome, ClusterError>;
-    /// Points the usecase's stable Service at this deployment's pods.
+    /// Points the usecase's stable Service at this deployment's pods and, when the
+    /// usecase is public, its Ingresses at the Service.
     async fn route(&self, workload: &Workload) -> Result<(), ClusterError>;
-    /// Deletes the deployment's objects.
+    /// Deletes the deployment's objects (Deployment, ServiceMonitor, Secret).
     async fn remove(&self, usecase_id: Uuid, deployment_id: Uuid) -> Result<(), ClusterError>;
-    /// Deletes the usecase's Service.
+    /// Deletes the usecase's Service and Ingresses.
     async fn remove_route(&self, usecase_id: Uuid) -> Result<(), ClusterError>;
+    /// Deletes everything of a deleted usecase that outlives its deployments: its
+    /// Service, its Ingresses and the Secret of its generated values.
+    async fn forget(&self, usecase_id: Uuid) -> Result<(), ClusterError>;
     /// Every (usecase, deployment) that has objects in the cluster, for the start-up sweep.
     async fn managed(&self) -> Result<Vec<(Uuid, Uuid)>, ClusterError>;
 }

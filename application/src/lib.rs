@@ -9,6 +9,7 @@ pub mod cursor;
 pub mod error;
 pub mod ledger;
 pub mod operations;
+pub mod platform;
 pub mod ports;
 pub mod process_manager;
 pub mod time_travel;
@@ -25,9 +26,13 @@ pub use ledger::{
 pub use operations::{
     Accepted, ClusterInsight, Config, KubeEvent, LogLine, Logs, Operations, PodUsage, Usage,
 };
+pub use platform::{
+    Catalog, CatalogError, FromImage, FromTemplate, IngressEndpoint, IngressSettings, Platform,
+    PlatformConfig, PlatformDeployment, PlatformStatus, StatusReport, Template, TemplateService,
+};
 pub use ports::{
-    CommandBus, CommandContext, DeploymentView, Page, PlatformView, ReadModel, TokenStore,
-    UsecaseFilter, UsecaseView,
+    CommandBus, CommandContext, DeploymentView, Page, PlatformView, ReadModel, Revision,
+    TokenStore, UsecaseFilter, UsecaseView,
 };
 pub use process_manager::{
     plan, ProcessManager, ReconcileError, Step, StepObserver, UsecaseLoader, PROCESS_MANAGER,

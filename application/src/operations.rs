@@ -9,7 +9,7 @@ use crate::process_manager::UsecaseLoader;
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
 use futures_core::stream::BoxStream;
-use shiplog_domain::{check_env, InvalidField, Usecase, UsecaseCommand};
+use shiplog_domain::{check_env, Deployment, InvalidField, Usecase, UsecaseCommand};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tracing::instrument;
@@ -68,12 +68,19 @@ pub struct PodUsage {
 /// What the operations routes read from the cluster; implemented on kube-rs.
 #[async_trait]
 pub trait ClusterInsight: Send + Sync {
-    /// The last `tail` lines of every pod of the deployment, pod by pod.
-    async fn logs(&self, deployment_id: Uuid, tail: u32) -> Result<Vec<LogLine>, ClusterError>;
-    /// The last `tail` lines of every pod of the deployment, then new lines as they come.
+    /// The last `tail` lines of `container` in every pod of the deployment, pod by pod.
+    async fn logs(
+        &self,
+        deployment_id: Uuid,
+        container: &str,
+        tail: u32,
+    ) -> Result<Vec<LogLine>, ClusterError>;
+    /// The last `tail` lines of `container` in every pod of the deployment, then new
+    /// lines as they come.
     async fn follow_logs(
         &self,
         deployment_id: Uuid,
+        container: &str,
         tail: u32,
     ) -> Result<BoxStream<'static, Result<LogLine, ClusterError>>, ClusterError>;
     /// Events of the usecase's Service and of these deployments and their pods, oldest first.
@@ -82,8 +89,13 @@ pub trait ClusterInsight: Send + Sync {
         usecase_id: Uuid,
         deployment_ids: &[Uuid],
     ) -> Result<Vec<KubeEvent>, ClusterError>;
-    /// Usage of the deployment's pods; `None` when the cluster serves no metrics.k8s.io.
-    async fn usage(&self, deployment_id: Uuid) -> Result<Option<Vec<PodUsage>>, ClusterError>;
+    /// Usage of the deployment's pods (of `container` alone, or of all their
+    /// containers); `None` when the cluster serves no metrics.k8s.io.
+    async fn usage(
+        &self,
+        deployment_id: Uuid,
+        container: Option<&str>,
+    ) -> Result<Option<Vec<PodUsage>>, ClusterError>;
 }
 
 /// A command the API accepted: the process manager carries it out.
@@ -187,19 +199,19 @@ impl Operations {
         Ok(())
     }
 
-    /// The serving deployment's id: an explicit one is checked to belong to the usecase.
+    /// The serving deployment: an explicit one is checked to belong to the usecase.
     async fn deployment_of(
         &self,
         usecase_id: Uuid,
         deployment_id: Option<Uuid>,
-    ) -> Result<Uuid, AppError> {
+    ) -> Result<Deployment, AppError> {
         let usecase = self.usecase(usecase_id).await?;
         match deployment_id {
             Some(id) => usecase
                 .deployment(id)
-                .map(|d| d.id)
+                .cloned()
                 .ok_or_else(|| AppError::NotFound(format!("deployment {id} not found"))),
-            None => usecase.serving().map(|d| d.id).ok_or_else(|| {
+            None => usecase.serving().cloned().ok_or_else(|| {
                 AppError::Conflict(format!(
                     "usecase {usecase_id} has no deployed deployment; name one with deploymentId"
                 ))
@@ -305,41 +317,47 @@ impl Operations {
         })
     }
 
-    /// The last `tail` lines of the deployed (or the named) deployment's pods.
+    /// The last `tail` lines of the deployed (or the named) deployment's pods: of
+    /// the container of `service`, or of the main one.
     pub async fn logs(
         &self,
         usecase_id: Uuid,
         deployment_id: Option<Uuid>,
+        service: Option<&str>,
         tail: Option<u32>,
     ) -> Result<Logs, AppError> {
         let tail = tail_size(tail)?;
         let cluster = self.cluster()?;
-        let deployment_id = self.deployment_of(usecase_id, deployment_id).await?;
+        let deployment = self.deployment_of(usecase_id, deployment_id).await?;
+        let container = container_of(&deployment, service)?;
         let lines = cluster
-            .logs(deployment_id, tail)
+            .logs(deployment.id, &container, tail)
             .await
             .map_err(cluster_error)?;
         Ok(Logs {
-            deployment_id,
+            deployment_id: deployment.id,
             lines,
         })
     }
 
-    /// The last `tail` lines, then every new line, of the deployed (or the named) deployment's pods.
+    /// The last `tail` lines, then every new line, of the deployed (or the named)
+    /// deployment's pods: of the container of `service`, or of the main one.
     pub async fn follow_logs(
         &self,
         usecase_id: Uuid,
         deployment_id: Option<Uuid>,
+        service: Option<&str>,
         tail: Option<u32>,
     ) -> Result<(Uuid, BoxStream<'static, Result<LogLine, ClusterError>>), AppError> {
         let tail = tail_size(tail)?;
         let cluster = self.cluster()?;
-        let deployment_id = self.deployment_of(usecase_id, deployment_id).await?;
+        let deployment = self.deployment_of(usecase_id, deployment_id).await?;
+        let container = container_of(&deployment, service)?;
         let stream = cluster
-            .follow_logs(deployment_id, tail)
+            .follow_logs(deployment.id, &container, tail)
             .await
             .map_err(cluster_error)?;
-        Ok((deployment_id, stream))
+        Ok((deployment.id, stream))
     }
 
     /// Kubernetes events of the usecase's objects, oldest first.
@@ -353,11 +371,20 @@ impl Operations {
             .map_err(cluster_error)
     }
 
-    /// CPU and memory of the deployed deployment's pods; 503 when the cluster has no metrics API.
-    pub async fn usage(&self, usecase_id: Uuid) -> Result<Usage, AppError> {
+    /// CPU and memory of the deployed deployment's pods (of the container of
+    /// `service` alone, or of whole pods); 503 when the cluster has no metrics API.
+    pub async fn usage(&self, usecase_id: Uuid, service: Option<&str>) -> Result<Usage, AppError> {
         let cluster = self.cluster()?;
-        let deployment_id = self.deployment_of(usecase_id, None).await?;
-        match cluster.usage(deployment_id).await.map_err(cluster_error)? {
+        let deployment = self.deployment_of(usecase_id, None).await?;
+        let deployment_id = deployment.id;
+        let container = service
+            .map(|s| container_of(&deployment, Some(s)))
+            .transpose()?;
+        match cluster
+            .usage(deployment_id, container.as_deref())
+            .await
+            .map_err(cluster_error)?
+        {
             Some(pods) => Ok(Usage {
                 deployment_id,
                 pods,
@@ -368,6 +395,28 @@ impl Operations {
             )),
         }
     }
+}
+
+/// The container of `service` in the deployment (the main one when `None`); a
+/// service it does not run is invalid input naming its services.
+fn container_of(deployment: &Deployment, service: Option<&str>) -> Result<String, AppError> {
+    let services = deployment.config.services();
+    let found = match service {
+        None => services.first(),
+        Some(name) => services.iter().find(|s| s.name == name),
+    };
+    found.map(|s| s.name.to_owned()).ok_or_else(|| {
+        let names: Vec<&str> = services.iter().map(|s| s.name).collect();
+        InvalidField::new(
+            "service",
+            format!(
+                "{:?} is not a service of this deployment; it runs {}",
+                service.unwrap_or_default(),
+                names.join(", ")
+            ),
+        )
+        .into()
+    })
 }
 
 /// Checks a requested number of log lines.

@@ -97,6 +97,42 @@ pub struct PlatformView {
     pub serving: Option<DeploymentView>,
 }
 
+/// One change of a usecase as its history shows it: what was asked, by whom, and
+/// how it ended.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Revision {
+    /// The change's event sequence in the usecase: increasing, never reused.
+    pub revision: i64,
+    /// `deploy`, `config`, `rollback`, `restart`, `autoUpdate` or `delete`.
+    pub kind: String,
+    /// When it was asked.
+    pub at: DateTime<Utc>,
+    /// Who asked.
+    pub actor: String,
+    /// The request it came with.
+    pub request_id: String,
+    /// The deployment it started (deploy, config, rollback) or acted on (restart).
+    pub deployment_id: Option<Uuid>,
+    /// The restart's id, for restarts.
+    pub restart_id: Option<Uuid>,
+    /// The image of the deployment it started.
+    pub image: Option<String>,
+    /// How it ended so far: the deployment's status (`pending` … `deployed`,
+    /// `error`, `superseded`, `undeployed`), or a restart's (`pending`,
+    /// `succeeded`, `failed`); `None` for settings changes.
+    pub status: Option<String>,
+    /// Why it failed, when it did.
+    pub message: String,
+    /// For a config change: the deployment whose config was changed.
+    pub based_on: Option<Uuid>,
+    /// For a rollback: the deployment whose config was restored.
+    pub rollback_of: Option<Uuid>,
+    /// For a config change: the names of the variables set (values stay out of history).
+    pub variables: Vec<String>,
+    /// For an auto-update change: the new settings.
+    pub auto_update: Option<AutoUpdate>,
+}
+
 /// Which usecases to list and which page.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UsecaseFilter {
@@ -143,6 +179,13 @@ pub trait ReadModel: Send + Sync {
     async fn platform_by_name(&self, name: &str) -> Result<Option<PlatformView>, AppError>;
     /// Every live usecase in registration order, with its newest and serving deployments.
     async fn platform_list(&self) -> Result<Vec<PlatformView>, AppError>;
+    /// Up to `limit` changes of a live usecase after revision `after`, oldest first.
+    async fn revisions(
+        &self,
+        usecase_id: Uuid,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<Revision>, AppError>;
     /// Returns once every projection has applied the event at `cursor` (or a bounded
     /// time has passed: the write is durable either way, only the view may lag).
     async fn wait_for(&self, cursor: Cursor);

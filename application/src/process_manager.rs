@@ -41,6 +41,10 @@ pub enum Step {
         /// The restart waiting for its outcome.
         restart_id: Uuid,
     },
+    /// Record that the usecase is deleted: its deletion was asked for and nothing of it runs any more.
+    FinishDeletion,
+    /// Delete what a deleted usecase leaves beside its deployments (Service, Ingresses, generated values).
+    Forget,
     /// Record that a restart cannot finish: its deployment stopped serving first.
     AbandonRestart {
         /// The deployment the restart was for.
@@ -62,6 +66,8 @@ impl Step {
             Self::RemoveRoute => "remove_route",
             Self::Restart { .. } => "restart",
             Self::AbandonRestart { .. } => "abandon_restart",
+            Self::FinishDeletion => "finish_deletion",
+            Self::Forget => "forget",
         }
     }
 }
@@ -73,6 +79,13 @@ pub fn plan(usecase: &Usecase) -> Vec<Step> {
         deployment_id: d.id,
         config: d.config.clone(),
         restart: d.latest_restart,
+        usecase_name: usecase
+            .name
+            .as_ref()
+            .map(|n| n.to_string())
+            .unwrap_or_default(),
+        visibility: usecase.effective_visibility(),
+        strategy: usecase.auto_update.strategy,
     };
     let mut steps = Vec::new();
     let serving = usecase.deployments.iter().find(|d| {
@@ -80,7 +93,11 @@ pub fn plan(usecase: &Usecase) -> Vec<Step> {
     });
     match serving {
         Some(d) => steps.push(Step::Route(workload(d))),
+        None if usecase.deleted => steps.push(Step::Forget),
         None => steps.push(Step::RemoveRoute),
+    }
+    if usecase.ready_to_delete() {
+        steps.push(Step::FinishDeletion);
     }
     for d in &usecase.deployments {
         if let (true, Some(restart_id)) = (d.restart_pending, d.latest_restart) {
@@ -113,8 +130,11 @@ pub fn plan(usecase: &Usecase) -> Vec<Step> {
     // Routing first, so a replacement serves before the old pods go; removals
     // next, so a superseded rollout stops at once; rollouts, which wait, last.
     steps.sort_by_key(|s| match s {
-        Step::Route(_) | Step::RemoveRoute => 0,
-        Step::CleanUp(_) | Step::Undeploy(_) | Step::AbandonRestart { .. } => 1,
+        Step::Route(_) | Step::RemoveRoute | Step::Forget => 0,
+        Step::CleanUp(_)
+        | Step::Undeploy(_)
+        | Step::AbandonRestart { .. }
+        | Step::FinishDeletion => 1,
         Step::Restart { .. } | Step::Start(_) | Step::Watch(_) => 2,
     });
     steps
@@ -209,7 +229,7 @@ impl ProcessManager {
         if usecase.deleted {
             // Nothing of a deleted usecase may remain; only clean-ups are left to do.
             for step in plan(&usecase) {
-                if matches!(step, Step::CleanUp(_) | Step::RemoveRoute) {
+                if matches!(step, Step::CleanUp(_) | Step::Forget) {
                     self.take(usecase_id, step, causation).await?;
                 }
             }
@@ -246,6 +266,12 @@ impl ProcessManager {
         match step {
             Step::Route(w) => self.cluster.route(&w).await?,
             Step::RemoveRoute => self.cluster.remove_route(usecase_id).await?,
+            Step::Forget => self.cluster.forget(usecase_id).await?,
+            Step::FinishDeletion => {
+                let at = Utc::now().trunc_subsecs(0);
+                self.record(usecase_id, UsecaseCommand::Delete { at }, causation)
+                    .await?;
+            }
             Step::Start(w) => {
                 if !self.apply_or_fail(&w, causation).await? {
                     return Ok(());

@@ -51,6 +51,8 @@ fn names(steps: &[Step]) -> Vec<String> {
             Step::Undeploy(d) => format!("undeploy {}", d.as_u128()),
             Step::CleanUp(d) => format!("cleanup {}", d.as_u128()),
             Step::RemoveRoute => "remove-route".to_owned(),
+            Step::Forget => "forget".to_owned(),
+            Step::FinishDeletion => "finish-deletion".to_owned(),
             Step::Restart {
                 workload,
                 restart_id,
@@ -193,7 +195,7 @@ fn failed_and_deleted_usecases_are_cleaned_up() {
         },
         UsecaseEvent::UsecaseDeleted { at: now },
     ]);
-    assert_eq!(names(&plan(&u)), ["remove-route", "cleanup 11"]);
+    assert_eq!(names(&plan(&u)), ["forget", "cleanup 11"]);
 }
 
 fn deployed(id: Uuid) -> Vec<UsecaseEvent> {

@@ -261,12 +261,16 @@ async fn serve(pool: PgPool) -> anyhow::Result<String> {
             namespace: "bench".to_owned(),
             image_pull_secrets: Vec::new(),
             progress_deadline: Duration::from_secs(60),
+            ingress: shiplog_application::IngressSettings::default(),
         },
         rollout_timeout: Duration::from_secs(60),
         streams: StreamSettings::default(),
         cors_origins: Vec::new(),
         proxy_listen: "127.0.0.1:0".parse()?,
         proxy_cors_origins: Vec::new(),
+        catalog: shiplog_application::Catalog::builtin(),
+        deployments_page: "/deployments".to_owned(),
+        ingress_listen: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
     };
     let (app, _background) = router(pool, &settings, CancellationToken::new(), None)?;
     let listener = tokio::net::TcpListener::bind(settings.listen).await?;

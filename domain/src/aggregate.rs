@@ -40,6 +40,9 @@ pub struct Deployment {
     /// Set when it restores an earlier deployment's config: that deployment.
     #[serde(default)]
     pub rollback_of: Option<Uuid>,
+    /// Set when it rolls out a config change: the deployment whose config was changed.
+    #[serde(default)]
+    pub based_on: Option<Uuid>,
 }
 
 impl Deployment {
@@ -424,7 +427,12 @@ impl Usecase {
                 env,
                 at,
             } => {
-                let base = self.serving().ok_or(DomainError::NothingDeployed)?;
+                // The serving config, or else the newest one (a failed deployment
+                // is mended by changing its config); the API decides which it allows.
+                let base = self
+                    .serving()
+                    .or(self.deployments.last())
+                    .ok_or(DomainError::NothingDeployed)?;
                 let config = DeploymentConfig {
                     env: env.clone(),
                     ..base.config.clone()
@@ -524,6 +532,7 @@ impl Aggregate for Usecase {
                 latest_restart: None,
                 restart_pending: false,
                 rollback_of: None,
+                based_on: None,
             }),
             UsecaseEvent::DeploymentStarted { deployment_id, .. } => {
                 self.set_status(deployment_id, DeploymentStatus::Deploying);
@@ -580,7 +589,15 @@ impl Aggregate for Usecase {
                 }
             }
             // The DeploymentRequested just before it carries the new config.
-            UsecaseEvent::ConfigChangeRequested { .. } => {}
+            UsecaseEvent::ConfigChangeRequested {
+                deployment_id,
+                based_on,
+                ..
+            } => {
+                if let Some(d) = self.deployment_mut(deployment_id) {
+                    d.based_on = Some(based_on);
+                }
+            }
         }
     }
 }

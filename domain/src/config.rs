@@ -3,9 +3,9 @@
 //! Constructors check their input and name the offending field, so an invalid
 //! name or image reference can never reach an event.
 
+use crate::image::ImageRef;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
-use crate::image::ImageRef;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::LazyLock;

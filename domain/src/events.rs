@@ -12,6 +12,9 @@ use uuid::Uuid;
 /// everything a reader of the history needs, so history never needs a lookup.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all_fields = "camelCase")]
+// An event is built once per command and serialised; none is held in bulk (the
+// fold keeps deployments, not events), so the config is not boxed.
+#[allow(clippy::large_enum_variant)]
 pub enum UsecaseEvent {
     /// The usecase was registered under a unique name.
     UsecaseRegistered {

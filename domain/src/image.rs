@@ -238,12 +238,36 @@ mod tests {
     fn docker_references_are_normalised_as_docker_does() {
         let cases = [
             ("a bare name", "nginx", "docker.io/library/nginx:latest"),
-            ("the seed's nginx", "nginx:latest", "docker.io/library/nginx:latest"),
-            ("the seed's app", "myapp:v1.0.0", "docker.io/library/myapp:v1.0.0"),
-            ("a registry", "myregistry.com/app:v1.2.3", "myregistry.com/app:v1.2.3"),
-            ("a registry with a port", "localhost:5000/team/app:1", "localhost:5000/team/app:1"),
-            ("a Docker Hub user", "bitnami/redis:7", "docker.io/bitnami/redis:7"),
-            ("the old Hub alias", "index.docker.io/library/nginx:1", "docker.io/library/nginx:1"),
+            (
+                "the seed's nginx",
+                "nginx:latest",
+                "docker.io/library/nginx:latest",
+            ),
+            (
+                "the seed's app",
+                "myapp:v1.0.0",
+                "docker.io/library/myapp:v1.0.0",
+            ),
+            (
+                "a registry",
+                "myregistry.com/app:v1.2.3",
+                "myregistry.com/app:v1.2.3",
+            ),
+            (
+                "a registry with a port",
+                "localhost:5000/team/app:1",
+                "localhost:5000/team/app:1",
+            ),
+            (
+                "a Docker Hub user",
+                "bitnami/redis:7",
+                "docker.io/bitnami/redis:7",
+            ),
+            (
+                "the old Hub alias",
+                "index.docker.io/library/nginx:1",
+                "docker.io/library/nginx:1",
+            ),
         ];
         for (description, reference, expected) in cases {
             let image = ImageRef::parse("image", reference)
@@ -265,7 +289,10 @@ mod tests {
         );
         let both = ImageRef::parse("image", &format!("ghcr.io/a/b:1@{DIGEST_64}"))
             .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!((both.tag.as_str(), both.registry.as_str()), ("1", "ghcr.io"));
+        assert_eq!(
+            (both.tag.as_str(), both.registry.as_str()),
+            ("1", "ghcr.io")
+        );
         assert_eq!(both.to_string(), format!("ghcr.io/a/b:1@{DIGEST_64}"));
     }
 
@@ -301,7 +328,8 @@ mod tests {
     #[test]
     fn stored_references_without_a_digest_read_as_before() {
         let stored = serde_json::json!({"registry": "r.example", "repository": "app", "tag": "1"});
-        let image: ImageRef = serde_json::from_value(stored.clone()).unwrap_or_else(|e| panic!("{e}"));
+        let image: ImageRef =
+            serde_json::from_value(stored.clone()).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(image.digest, None);
         assert_eq!(serde_json::to_value(&image).ok(), Some(stored));
     }

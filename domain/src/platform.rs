@@ -197,7 +197,9 @@ mod tests {
             Ok(UpdateStrategy::Recreate)
         );
         assert_eq!(
-            UpdateStrategy::parse("s", "blue-green").err().map(|e| e.field),
+            UpdateStrategy::parse("s", "blue-green")
+                .err()
+                .map(|e| e.field),
             Some("s".to_owned())
         );
     }

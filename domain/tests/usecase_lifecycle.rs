@@ -3,8 +3,8 @@
 use chrono::{DateTime, TimeZone, Utc};
 use cqrs_es::test::TestFramework;
 use shiplog_domain::{
-    AutoUpdate, DeploymentConfig, DeploymentStatus, DomainError, ImageRef, UpdateStrategy,
-    Usecase, UsecaseCommand, UsecaseEvent, UsecaseName, Visibility,
+    AutoUpdate, DeploymentConfig, DeploymentStatus, DomainError, ImageRef, UpdateStrategy, Usecase,
+    UsecaseCommand, UsecaseEvent, UsecaseName, Visibility,
 };
 use std::collections::BTreeMap;
 use uuid::Uuid;
@@ -586,6 +586,37 @@ fn a_config_change_requests_a_new_deployment_of_the_same_image_with_the_new_env(
             at: at(),
         })
         .then_expect_error(DomainError::NothingDeployed);
+}
+
+#[test]
+fn a_config_change_without_a_deployed_deployment_mends_the_newest_one() {
+    let env = BTreeMap::from([("MODE".to_owned(), "fixed".to_owned())]);
+    let mut changed = config("1.0.0");
+    changed.env = env.clone();
+    Fx::with(())
+        .given(vec![
+            registered(),
+            requested(D1),
+            UsecaseEvent::DeploymentFailed {
+                deployment_id: D1,
+                message: "crashed".into(),
+                at: at(),
+            },
+        ])
+        .when(UsecaseCommand::ChangeConfig {
+            deployment_id: D2,
+            env: env.clone(),
+            at: at(),
+        })
+        .then_expect_events(vec![
+            requested_with(D2, changed),
+            UsecaseEvent::ConfigChangeRequested {
+                deployment_id: D2,
+                based_on: D1,
+                env,
+                at: at(),
+            },
+        ]);
 }
 
 #[test]

@@ -95,7 +95,9 @@ impl CommandBus for PostgresCommandBus {
     ) -> Result<Cursor, AppError> {
         let id = usecase_id.to_string();
         let registering = match &command {
-            UsecaseCommand::Register { name, .. } => Some(name.to_string()),
+            UsecaseCommand::Register { name, .. } | UsecaseCommand::Create { name, .. } => {
+                Some(name.to_string())
+            }
             _ => None,
         };
         if let Some(name) = &registering {

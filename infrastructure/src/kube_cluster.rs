@@ -1,16 +1,19 @@
 //! The `ClusterPort` on kube-rs: server-side apply with deterministic names and
 //! labels in one namespace, rollouts observed with watches, idempotent deletes.
 
+use crate::kube_objects;
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Pod, Service};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::runtime::watcher::{self, watcher};
 use kube::Client;
+use rand::distributions::{Alphanumeric, DistString};
 use serde_json::{json, Value};
-use shiplog_application::{ClusterError, ClusterPort, RolloutOutcome, Workload};
+use shiplog_application::{ClusterError, ClusterPort, IngressSettings, RolloutOutcome, Workload};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tracing::{debug, instrument};
@@ -18,17 +21,10 @@ use uuid::Uuid;
 
 /// The field manager of every server-side apply.
 pub const FIELD_MANAGER: &str = "shiplog";
-/// Label with the usecase id on every object.
-pub const USECASE_LABEL: &str = "shiplog.io/usecase";
-/// Label with the deployment id on every per-deployment object and pod.
-pub const DEPLOYMENT_LABEL: &str = "shiplog.io/deployment";
-const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "shiplog");
-/// Pod-template annotation with the newest restart's id (as `kubectl rollout restart` stamps a time).
-pub const RESTART_ANNOTATION: &str = "shiplog.io/restart";
-/// The name of the usecase's container.
-pub const CONTAINER: &str = "app";
-/// The port the usecase's Service listens on.
-pub const SERVICE_PORT: u16 = 80;
+pub use crate::kube_objects::{
+    deployment_name, service_name, DEPLOYMENT_LABEL, MANAGED_BY, RESTART_ANNOTATION, SERVICE_PORT,
+    USECASE_LABEL,
+};
 
 /// Where and how shiplog's objects are created.
 #[derive(Debug, Clone)]
@@ -39,16 +35,8 @@ pub struct KubeSettings {
     pub image_pull_secrets: Vec<String>,
     /// Kubernetes' own progress deadline for each Deployment.
     pub progress_deadline: Duration,
-}
-
-/// The Deployment (and ServiceMonitor) of one deployment: `sl-<deployment id>`.
-pub fn deployment_name(deployment_id: Uuid) -> String {
-    format!("sl-{}", deployment_id.simple())
-}
-
-/// The stable Service of one usecase: `sl-<usecase id>`.
-pub fn service_name(usecase_id: Uuid) -> String {
-    format!("sl-{}", usecase_id.simple())
+    /// Hosts, class and TLS of the Ingresses of public usecases.
+    pub ingress: IngressSettings,
 }
 
 /// kube-rs against one namespace.
@@ -70,6 +58,11 @@ pub(crate) fn error(e: kube::Error) -> ClusterError {
         }
         _ => ClusterError::Unavailable(e.to_string()),
     }
+}
+
+/// A value for a generated variable: 32 random letters and digits (190 bits).
+fn random_secret() -> String {
+    Alphanumeric.sample_string(&mut rand::thread_rng(), 32)
 }
 
 fn is_not_found(e: &kube::Error) -> bool {
@@ -127,72 +120,86 @@ impl KubeCluster {
         )
     }
 
-    fn labels(w: &Workload) -> Value {
-        json!({
-            USECASE_LABEL: w.usecase_id.to_string(),
-            DEPLOYMENT_LABEL: w.deployment_id.to_string(),
-            MANAGED_BY.0: MANAGED_BY.1,
-        })
+    fn secrets(&self) -> Api<Secret> {
+        Api::namespaced(self.client.clone(), &self.settings.namespace)
+    }
+
+    fn ingresses(&self) -> Api<Ingress> {
+        Api::namespaced(self.client.clone(), &self.settings.namespace)
     }
 
     /// The Deployment object, as applied.
     pub fn deployment_object(&self, w: &Workload) -> Value {
-        let c = &w.config;
-        let env: Vec<Value> = c
-            .env
-            .iter()
-            .map(|(k, v)| json!({"name": k, "value": v}))
-            .collect();
-        let list = |l: &Option<shiplog_domain::ResourceList>| {
-            let mut m = BTreeMap::new();
-            if let Some(l) = l {
-                if let Some(cpu) = &l.cpu {
-                    m.insert("cpu", cpu.clone());
-                }
-                if let Some(memory) = &l.memory {
-                    m.insert("memory", memory.clone());
-                }
-            }
-            m
-        };
-        let resources = c.resources.as_ref().map_or(
-            json!({}),
-            |r| json!({"requests": list(&r.requests), "limits": list(&r.limits)}),
-        );
-        let secrets: Vec<Value> = self
-            .settings
-            .image_pull_secrets
-            .iter()
-            .map(|s| json!({"name": s}))
-            .collect();
-        let mut template_metadata = json!({"labels": Self::labels(w)});
-        if let Some(restart) = w.restart {
-            // Changing it rolls the pods; the same id applied again changes nothing.
-            template_metadata["annotations"] = json!({RESTART_ANNOTATION: restart.to_string()});
+        kube_objects::deployment_object(
+            &self.settings.namespace,
+            &self.settings.image_pull_secrets,
+            self.settings.progress_deadline,
+            w,
+        )
+    }
+
+    /// Makes sure the usecase's generated Secret holds a value for every key the
+    /// workload expects. Values are created once and never replaced, so a config
+    /// change or a restart keeps them; a JSON merge patch adds missing keys only
+    /// (server-side apply would drop the keys a later apply no longer names).
+    async fn ensure_generated(&self, w: &Workload) -> Result<(), ClusterError> {
+        let wanted = kube_objects::generated_keys(w);
+        if wanted.is_empty() {
+            return Ok(());
         }
-        json!({
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": deployment_name(w.deployment_id), "namespace": self.settings.namespace, "labels": Self::labels(w)},
-            "spec": {
-                "replicas": c.replicas,
-                "progressDeadlineSeconds": self.settings.progress_deadline.as_secs(),
-                "selector": {"matchLabels": {DEPLOYMENT_LABEL: w.deployment_id.to_string()}},
-                "template": {
-                    "metadata": template_metadata,
-                    "spec": {
-                        "imagePullSecrets": secrets,
-                        "containers": [{
-                            "name": CONTAINER,
-                            "image": c.image.to_string(),
-                            "ports": [{"name": "http", "containerPort": c.container_port}],
-                            "env": env,
-                            "resources": resources,
-                        }]
-                    }
-                }
+        let name = kube_objects::generated_secret_name(w.usecase_id);
+        let api = self.secrets();
+        let existing = api.get_opt(&name).await.map_err(error)?;
+        let have: Vec<String> = existing
+            .as_ref()
+            .and_then(|s| s.data.as_ref())
+            .map(|d| d.keys().cloned().collect())
+            .unwrap_or_default();
+        let missing: BTreeMap<String, String> = wanted
+            .into_iter()
+            .filter(|k| !have.contains(k))
+            .map(|k| (k, random_secret()))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        if existing.is_some() {
+            let patch = json!({"stringData": missing});
+            api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map_err(error)?;
+            return Ok(());
+        }
+        let secret: Secret = serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": kube_objects::usecase_labels(w.usecase_id)},
+            "type": "Opaque",
+            "stringData": missing,
+        }))
+        .map_err(|e| ClusterError::Rejected(format!("generated Secret: {e}")))?;
+        match api.create(&PostParams::default(), &secret).await {
+            Ok(_) => Ok(()),
+            // Another apply created it in between: the next reconcile fills what is missing.
+            Err(kube::Error::Api(status)) if status.code == 409 => Err(ClusterError::Unavailable(
+                format!("the Secret {name} was created concurrently; retrying"),
+            )),
+            Err(e) => Err(error(e)),
+        }
+    }
+
+    /// Deletes the usecase's Ingresses except those named in `keep`.
+    async fn prune_ingresses(&self, usecase_id: Uuid, keep: &[String]) -> Result<(), ClusterError> {
+        let params = ListParams::default().labels(&format!("{USECASE_LABEL}={usecase_id}"));
+        let api = self.ingresses();
+        let list = api.list(&params).await.map_err(error)?;
+        for ingress in list.items {
+            let Some(name) = ingress.metadata.name else {
+                continue;
+            };
+            if !keep.contains(&name) {
+                Self::delete_quietly(&api, &name).await?;
             }
-        })
+        }
+        Ok(())
     }
 
     async fn delete_quietly<K>(api: &Api<K>, name: &str) -> Result<(), ClusterError>
@@ -280,20 +287,23 @@ impl ClusterPort for KubeCluster {
     async fn apply(&self, w: &Workload) -> Result<(), ClusterError> {
         let params = PatchParams::apply(FIELD_MANAGER).force();
         let name = deployment_name(w.deployment_id);
+        let ns = &self.settings.namespace;
+        // The values first: a pod that starts before its Secret exists cannot start.
+        self.secrets()
+            .patch(
+                &name,
+                &params,
+                &Patch::Apply(&kube_objects::secret_object(ns, w)),
+            )
+            .await
+            .map_err(error)?;
+        self.ensure_generated(w).await?;
         self.deployments()
             .patch(&name, &params, &Patch::Apply(&self.deployment_object(w)))
             .await
             .map_err(error)?;
         if let Some(monitor) = w.config.service_monitor.as_ref().filter(|m| m.enabled) {
-            let object = json!({
-                "apiVersion": "monitoring.coreos.com/v1",
-                "kind": "ServiceMonitor",
-                "metadata": {"name": name, "namespace": self.settings.namespace, "labels": Self::labels(w)},
-                "spec": {
-                    "selector": {"matchLabels": {USECASE_LABEL: w.usecase_id.to_string()}},
-                    "endpoints": [{"port": "http", "path": "/metrics", "interval": monitor.scraping_interval}]
-                }
-            });
+            let object = kube_objects::service_monitor_object(ns, w, &monitor.scraping_interval);
             match self.service_monitors().patch(&name, &params, &Patch::Apply(&object)).await {
                 Ok(_) => {}
                 Err(e) if is_not_found(&e) => {
@@ -364,22 +374,26 @@ impl ClusterPort for KubeCluster {
 
     #[instrument(skip(self, w), fields(deployment = %w.deployment_id))]
     async fn route(&self, w: &Workload) -> Result<(), ClusterError> {
-        let name = service_name(w.usecase_id);
-        let service = json!({
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": name, "namespace": self.settings.namespace, "labels": {USECASE_LABEL: w.usecase_id.to_string(), MANAGED_BY.0: MANAGED_BY.1}},
-            "spec": {
-                "selector": {DEPLOYMENT_LABEL: w.deployment_id.to_string()},
-                "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": w.config.container_port}]
-            }
-        });
+        let ns = &self.settings.namespace;
         let params = PatchParams::apply(FIELD_MANAGER).force();
         self.services()
-            .patch(&name, &params, &Patch::Apply(&service))
+            .patch(
+                &service_name(w.usecase_id),
+                &params,
+                &Patch::Apply(&kube_objects::service_object(ns, w)),
+            )
             .await
             .map_err(error)?;
-        Ok(())
+        let ingresses = kube_objects::ingress_objects(ns, &self.settings.ingress, w);
+        for (name, object) in &ingresses {
+            self.ingresses()
+                .patch(name, &params, &Patch::Apply(object))
+                .await
+                .map_err(error)?;
+        }
+        // Services no longer exposed (or a usecase no longer public) lose theirs.
+        let keep: Vec<String> = ingresses.into_iter().map(|(name, _)| name).collect();
+        self.prune_ingresses(w.usecase_id, &keep).await
     }
 
     #[instrument(skip(self))]
@@ -396,12 +410,21 @@ impl ClusterPort for KubeCluster {
             Err(e) if is_not_found(&e) => {}
             Err(e) => return Err(error(e)),
         }
+        Self::delete_quietly(&self.secrets(), &name).await?;
         Self::delete_quietly(&self.deployments(), &name).await
     }
 
     #[instrument(skip(self))]
     async fn remove_route(&self, usecase_id: Uuid) -> Result<(), ClusterError> {
+        self.prune_ingresses(usecase_id, &[]).await?;
         Self::delete_quietly(&self.services(), &service_name(usecase_id)).await
+    }
+
+    #[instrument(skip(self))]
+    async fn forget(&self, usecase_id: Uuid) -> Result<(), ClusterError> {
+        self.remove_route(usecase_id).await?;
+        let generated = kube_objects::generated_secret_name(usecase_id);
+        Self::delete_quietly(&self.secrets(), &generated).await
     }
 
     async fn managed(&self) -> Result<Vec<(Uuid, Uuid)>, ClusterError> {

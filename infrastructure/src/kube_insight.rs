@@ -1,9 +1,7 @@
 //! The `ClusterInsight` port on kube-rs: container logs, Kubernetes events and
 //! metrics.k8s.io usage of a usecase's objects, read-only.
 
-use crate::kube_cluster::{
-    deployment_name, error, service_name, KubeCluster, CONTAINER, DEPLOYMENT_LABEL,
-};
+use crate::kube_cluster::{deployment_name, error, service_name, KubeCluster, DEPLOYMENT_LABEL};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::stream::{self, BoxStream};
@@ -69,11 +67,15 @@ fn pod_metrics() -> ApiResource {
     ApiResource::from_gvk_with_plural(&gvk, "pods")
 }
 
-fn usage_of(object: &DynamicObject) -> PodUsage {
-    let containers = object.data["containers"]
+/// A pod's usage: of `container` alone, or of all its containers summed.
+fn usage_of(object: &DynamicObject, container: Option<&str>) -> PodUsage {
+    let containers: Vec<serde_json::Value> = object.data["containers"]
         .as_array()
         .cloned()
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| container.is_none_or(|name| c["name"] == name))
+        .collect();
     let usage = |key: &'static str| {
         containers
             .iter()
@@ -94,10 +96,10 @@ fn usage_of(object: &DynamicObject) -> PodUsage {
     }
 }
 
-/// The app container's log, from `tail` lines back (`None`: from its first line).
-fn log_params(tail: Option<u32>, follow: bool) -> LogParams {
+/// One container's log, from `tail` lines back (`None`: from its first line).
+fn log_params(container: &str, tail: Option<u32>, follow: bool) -> LogParams {
     LogParams {
-        container: Some(CONTAINER.to_owned()),
+        container: Some(container.to_owned()),
         tail_lines: tail.map(i64::from),
         follow,
         ..LogParams::default()
@@ -107,14 +109,14 @@ fn log_params(tail: Option<u32>, follow: bool) -> LogParams {
 /// Log lines a follower may hold before the pods' streams wait for the client.
 const LOG_BUFFER: usize = 1024;
 
-/// Whether the pod's container has started, so that its log can be read.
-fn container_started(pod: &Pod) -> bool {
+/// Whether the pod's `container` has started, so that its log can be read.
+fn container_started(pod: &Pod, container: &str) -> bool {
     pod.status
         .as_ref()
         .and_then(|s| s.container_statuses.as_ref())
         .is_some_and(|statuses| {
             statuses.iter().any(|c| {
-                c.name == CONTAINER
+                c.name == container
                     && c.state
                         .as_ref()
                         .is_some_and(|st| st.running.is_some() || st.terminated.is_some())
@@ -129,6 +131,7 @@ fn container_started(pod: &Pod) -> bool {
 async fn follow_pods(
     pods: Api<Pod>,
     deployment_id: Uuid,
+    container: String,
     tail: u32,
     tx: mpsc::Sender<Result<LogLine, ClusterError>>,
 ) {
@@ -173,11 +176,11 @@ async fn follow_pods(
             continue;
         };
         live.insert(name.clone());
-        if !container_started(&pod) || !followed.insert(name.clone()) {
+        if !container_started(&pod, &container) || !followed.insert(name.clone()) {
             continue;
         }
         // Pods there from the start show their last `tail` lines; newer ones all of theirs.
-        let params = log_params(initial.then_some(tail), true);
+        let params = log_params(&container, initial.then_some(tail), true);
         tokio::spawn(forward_log(pods.clone(), name, params, tx.clone()));
     }
 }
@@ -226,10 +229,16 @@ impl KubeCluster {
 
 #[async_trait]
 impl ClusterInsight for KubeCluster {
-    async fn logs(&self, deployment_id: Uuid, tail: u32) -> Result<Vec<LogLine>, ClusterError> {
+    async fn logs(
+        &self,
+        deployment_id: Uuid,
+        container: &str,
+        tail: u32,
+    ) -> Result<Vec<LogLine>, ClusterError> {
         let mut lines = Vec::new();
+        let params = log_params(container, Some(tail), false);
         for pod in self.pod_names(deployment_id).await? {
-            let text = match self.pods().logs(&pod, &log_params(Some(tail), false)).await {
+            let text = match self.pods().logs(&pod, &params).await {
                 Ok(text) => text,
                 // The pod went away (a rollout) or its container has not started yet.
                 Err(kube::Error::Api(s)) if s.code == 404 || s.code == 400 => continue,
@@ -246,12 +255,19 @@ impl ClusterInsight for KubeCluster {
     async fn follow_logs(
         &self,
         deployment_id: Uuid,
+        container: &str,
         tail: u32,
     ) -> Result<BoxStream<'static, Result<LogLine, ClusterError>>, ClusterError> {
         // Fail now (not inside the stream) when the cluster cannot be reached.
         self.pod_names(deployment_id).await?;
         let (tx, rx) = mpsc::channel(LOG_BUFFER);
-        tokio::spawn(follow_pods(self.pods(), deployment_id, tail, tx));
+        tokio::spawn(follow_pods(
+            self.pods(),
+            deployment_id,
+            container.to_owned(),
+            tail,
+            tx,
+        ));
         Ok(stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|line| (line, rx))
         })
@@ -315,13 +331,18 @@ impl ClusterInsight for KubeCluster {
         Ok(events)
     }
 
-    async fn usage(&self, deployment_id: Uuid) -> Result<Option<Vec<PodUsage>>, ClusterError> {
+    async fn usage(
+        &self,
+        deployment_id: Uuid,
+        container: Option<&str>,
+    ) -> Result<Option<Vec<PodUsage>>, ClusterError> {
         let api: Api<DynamicObject> =
             Api::namespaced_with(self.client().clone(), self.namespace(), &pod_metrics());
         let params = ListParams::default().labels(&format!("{DEPLOYMENT_LABEL}={deployment_id}"));
         match api.list(&params).await {
             Ok(list) => {
-                let mut pods: Vec<PodUsage> = list.items.iter().map(usage_of).collect();
+                let mut pods: Vec<PodUsage> =
+                    list.items.iter().map(|p| usage_of(p, container)).collect();
                 pods.sort_by(|a, b| a.pod.cmp(&b.pod));
                 Ok(Some(pods))
             }
@@ -349,7 +370,7 @@ mod tests {
     }
 
     #[test]
-    fn pod_usage_sums_its_containers() {
+    fn pod_usage_sums_its_containers_or_reads_one() {
         let object: DynamicObject = serde_json::from_value(json!({
             "apiVersion": "metrics.k8s.io/v1beta1", "kind": "PodMetrics",
             "metadata": {"name": "p-1"},
@@ -360,10 +381,17 @@ mod tests {
             ]
         }))
         .unwrap_or_else(|e| panic!("{e}"));
-        let usage = usage_of(&object);
+        let usage = usage_of(&object, None);
         assert_eq!(usage.pod, "p-1");
         assert!((usage.cpu_cores - 0.15).abs() < 1e-9, "{}", usage.cpu_cores);
         assert_eq!(usage.memory_bytes, 65 * 1_048_576);
         assert_eq!(usage.window, "30s");
+        let sidecar = usage_of(&object, Some("sidecar"));
+        assert!(
+            (sidecar.cpu_cores - 0.05).abs() < 1e-9,
+            "{}",
+            sidecar.cpu_cores
+        );
+        assert_eq!(sidecar.memory_bytes, 1_048_576);
     }
 }

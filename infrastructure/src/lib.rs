@@ -7,6 +7,7 @@ pub mod db;
 pub mod event_log;
 pub mod kube_cluster;
 pub mod kube_insight;
+pub mod kube_objects;
 pub mod ledger;
 pub mod process_manager;
 pub mod projections;

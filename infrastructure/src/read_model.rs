@@ -4,7 +4,8 @@ use crate::db::app_error;
 use crate::projections::Projector;
 use async_trait::async_trait;
 use shiplog_application::{
-    AppError, Cursor, DeploymentView, Page, PlatformView, ReadModel, UsecaseFilter, UsecaseView,
+    AppError, Cursor, DeploymentView, Page, PlatformView, ReadModel, Revision, UsecaseFilter,
+    UsecaseView,
 };
 use shiplog_domain::{AutoUpdate, DeploymentStatus, InvalidField};
 use sqlx::postgres::PgRow;
@@ -50,7 +51,8 @@ fn deployment_columns(alias: &str) -> String {
 static DEPLOYMENT_COLUMNS: LazyLock<String> = LazyLock::new(|| deployment_columns("d"));
 
 /// The usecase's own columns.
-const USECASE_COLUMNS: &str = "u.id, u.registered_at_position, u.name, u.description, u.created_at, u.created_by,
+const USECASE_COLUMNS: &str =
+    "u.id, u.registered_at_position, u.name, u.description, u.created_at, u.created_by,
     u.template, u.visibility, u.auto_update_enabled, u.auto_update_strategy, u.deletion_requested";
 
 /// Once a deployment has succeeded, the usecase's latest deployment not in error
@@ -121,6 +123,29 @@ fn prefixed_deployment(row: &PgRow, p: &str) -> Result<Option<DeploymentView>, s
 fn word<T: serde::de::DeserializeOwned>(raw: &str) -> Result<T, sqlx::Error> {
     serde_json::from_value(serde_json::Value::String(raw.to_owned()))
         .map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+fn revision(row: &PgRow) -> Result<Revision, sqlx::Error> {
+    let auto_update: Option<serde_json::Value> = row.try_get("auto_update")?;
+    Ok(Revision {
+        revision: row.try_get("revision")?,
+        kind: row.try_get("kind")?,
+        at: row.try_get("at")?,
+        actor: row.try_get("actor")?,
+        request_id: row.try_get("request_id")?,
+        deployment_id: row.try_get("deployment_id")?,
+        restart_id: row.try_get("restart_id")?,
+        image: row.try_get("image")?,
+        status: row.try_get("status")?,
+        message: row.try_get("message")?,
+        based_on: row.try_get("based_on")?,
+        rollback_of: row.try_get("rollback_of")?,
+        variables: row.try_get("variables")?,
+        auto_update: auto_update
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+    })
 }
 
 fn platform(row: &PgRow) -> Result<PlatformView, sqlx::Error> {
@@ -279,12 +304,15 @@ impl ReadModel for PgReadModel {
         usecase_id: Uuid,
         deployment_id: Uuid,
     ) -> Result<Option<DeploymentView>, AppError> {
-        let row = sqlx::query(&format!("SELECT {} FROM deployment_view d WHERE d.usecase_id = $1 AND d.id = $2", *DEPLOYMENT_COLUMNS))
-            .bind(usecase_id)
-            .bind(deployment_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(app_error)?;
+        let row = sqlx::query(&format!(
+            "SELECT {} FROM deployment_view d WHERE d.usecase_id = $1 AND d.id = $2",
+            *DEPLOYMENT_COLUMNS
+        ))
+        .bind(usecase_id)
+        .bind(deployment_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(app_error)?;
         optional_deployment(row)
     }
 
@@ -316,6 +344,31 @@ impl ReadModel for PgReadModel {
         .map_err(app_error)?;
         rows.iter()
             .map(platform)
+            .collect::<Result<_, _>>()
+            .map_err(app_error)
+    }
+
+    async fn revisions(
+        &self,
+        usecase_id: Uuid,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<Revision>, AppError> {
+        let rows = sqlx::query(
+            "SELECT revision, kind, at, actor, request_id, deployment_id, restart_id, image, status,
+                    message, based_on, rollback_of, variables, auto_update
+               FROM revision_view
+              WHERE usecase_id = $1 AND ($2::bigint IS NULL OR revision > $2)
+              ORDER BY revision LIMIT $3",
+        )
+        .bind(usecase_id)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(app_error)?;
+        rows.iter()
+            .map(revision)
             .collect::<Result<_, _>>()
             .map_err(app_error)
     }

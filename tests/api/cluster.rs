@@ -20,6 +20,8 @@ pub async fn sim_with(ready_delay: Duration, metrics_api: bool) -> KubeSim {
         progress_deadline: Duration::from_secs(5),
         log_interval: Duration::from_millis(100),
         metrics_api,
+        // Its ingress controller on a port of its own, so public URLs can be tried.
+        ingress_listen: Some(([127, 0, 0, 1], 0).into()),
     };
     KubeSim::start(config)
         .await
@@ -51,7 +53,24 @@ fn names(sim: &KubeSim, resource: &str) -> Vec<String> {
     names
 }
 
-fn object(sim: &KubeSim, resource: &str, name: &str) -> Option<Value> {
+/// The decoded values of a Secret in the test namespace, by key.
+pub fn secret_values(sim: &KubeSim, name: &str) -> std::collections::BTreeMap<String, String> {
+    use base64::Engine as _;
+    let secret = object(sim, "secrets", name).unwrap_or_else(|| panic!("no Secret {name}"));
+    secret["data"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(v.as_str().unwrap_or_default())
+                .unwrap_or_else(|e| panic!("{name}.{k}: {e}"));
+            (k.clone(), String::from_utf8_lossy(&bytes).into_owned())
+        })
+        .collect()
+}
+
+pub fn object(sim: &KubeSim, resource: &str, name: &str) -> Option<Value> {
     sim.objects(resource, Some(NAMESPACE))
         .into_iter()
         .find(|o| o["metadata"]["name"] == name)
@@ -90,9 +109,18 @@ async fn a_deployment_reaches_deployed_with_its_objects_in_the_cluster() {
     let container = &k8s["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(container["image"], "registry.example.com/team/chat:1.2.3");
     assert_eq!(container["ports"][0]["containerPort"], 9000);
+    // The value lives in the deployment's Secret; the Deployment only refers to it.
     assert_eq!(
         container["env"][0],
-        json!({"name": "MODE", "value": "prod"})
+        json!({"name": "MODE", "valueFrom": {"secretKeyRef": {"name": deployment_name(d), "key": "app.MODE"}}})
+    );
+    assert!(
+        !k8s.to_string().contains("prod"),
+        "no value in clear: {k8s}"
+    );
+    assert_eq!(
+        secret_values(&sim, &deployment_name(d)),
+        [("app.MODE".to_owned(), "prod".to_owned())].into()
     );
     assert_eq!(k8s["spec"]["replicas"], 2);
     assert_eq!(

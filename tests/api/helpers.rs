@@ -96,6 +96,7 @@ impl TestApp {
                 namespace: NAMESPACE.to_owned(),
                 image_pull_secrets: vec!["registry-credentials".to_owned()],
                 progress_deadline: Duration::from_secs(60),
+                ingress: shiplog_application::IngressSettings::default(),
             },
             rollout_timeout: Duration::from_secs(30),
             streams: StreamSettings {
@@ -105,6 +106,9 @@ impl TestApp {
             cors_origins: vec![CORS_ORIGIN.to_owned()],
             proxy_listen: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
             proxy_cors_origins: vec![CORS_ORIGIN.to_owned()],
+            catalog: shiplog_application::Catalog::builtin(),
+            deployments_page: "/deployments".to_owned(),
+            ingress_listen: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
         };
         configure(&mut settings);
         let server = match kube {

@@ -588,15 +588,14 @@ async fn a_config_change_rolls_out_a_new_deployment_and_a_rollback_restores_the_
     let (_, config) = app.get(&format!("/api/usecases/{usecase}/config")).await;
     assert_eq!(config["deploymentId"], d2.to_string());
     assert_eq!(config["env"], json!({"LOG": "trace", "MODE": "debug"}));
-    let env = sim
-        .objects("deployments", Some(NAMESPACE))
-        .into_iter()
-        .find(|o| o["metadata"]["name"] == format!("sl-{}", d2.simple()))
-        .map(|o| o["spec"]["template"]["spec"]["containers"][0]["env"].clone())
-        .unwrap_or_default();
     assert_eq!(
-        env,
-        json!([{"name": "LOG", "value": "trace"}, {"name": "MODE", "value": "debug"}])
+        crate::cluster::secret_values(&sim, &format!("sl-{}", d2.simple())),
+        [
+            ("app.LOG".to_owned(), "trace".to_owned()),
+            ("app.MODE".to_owned(), "debug".to_owned())
+        ]
+        .into(),
+        "the new environment is in the new deployment's Secret"
     );
     let change = event_of(&app, usecase, "ConfigChangeRequested").await;
     assert_eq!(

@@ -6,5 +6,7 @@ pub mod events;
 pub mod health;
 pub mod metrics;
 pub mod operations;
+pub mod platform;
+pub mod platform_ops;
 pub mod tokens;
 pub mod usecases;

@@ -177,13 +177,13 @@ pub async fn logs(
     if !query.follow.unwrap_or(false) {
         let logs = state
             .operations
-            .logs(id, query.deployment_id, query.tail)
+            .logs(id, query.deployment_id, None, query.tail)
             .await?;
         return Ok(Json(LogsResponse::from(logs)).into_response());
     }
     let (deployment_id, lines) = state
         .operations
-        .follow_logs(id, query.deployment_id, query.tail)
+        .follow_logs(id, query.deployment_id, None, query.tail)
         .await?;
     let stopping = state.stopping.clone();
     let body = lines
@@ -237,7 +237,7 @@ pub async fn stream_logs(
     auth.require(Scope::DeploymentsRead)?;
     let (_, lines) = state
         .operations
-        .follow_logs(id, query.deployment_id, query.tail)
+        .follow_logs(id, query.deployment_id, None, query.tail)
         .await?;
     let messages = lines
         .map(|line| match line {
@@ -310,5 +310,5 @@ pub async fn usage(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<UsageResponse>, ApiError> {
     auth.require(Scope::DeploymentsRead)?;
-    Ok(Json(state.operations.usage(id).await?.into()))
+    Ok(Json(state.operations.usage(id, None).await?.into()))
 }

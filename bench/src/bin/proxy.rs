@@ -61,12 +61,16 @@ async fn run(args: &Args, database_url: &str) -> anyhow::Result<()> {
             namespace: NAMESPACE.to_owned(),
             image_pull_secrets: Vec::new(),
             progress_deadline: Duration::from_secs(60),
+            ingress: shiplog_application::IngressSettings::default(),
         },
         rollout_timeout: Duration::from_secs(60),
         streams: StreamSettings::default(),
         cors_origins: Vec::new(),
         proxy_listen: "127.0.0.1:0".parse()?,
         proxy_cors_origins: Vec::new(),
+        catalog: shiplog_application::Catalog::builtin(),
+        deployments_page: "/deployments".to_owned(),
+        ingress_listen: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
     };
     let server = Server::start_with_kube(&settings, kube::Config::new(sim.url().parse()?)).await?;
     let api = format!("http://{}", server.local_addr()?);

@@ -7,9 +7,11 @@
 //! time, and the others then start from the checkpoint it committed.
 
 mod deployment_view;
+mod revision_view;
 mod usecase_view;
 
 pub use deployment_view::DeploymentViewProjection;
+pub use revision_view::RevisionViewProjection;
 pub use usecase_view::UsecaseViewProjection;
 
 use crate::event_log::{cursor_from, EventLog, RecordedEvent, Wakeup};
@@ -106,11 +108,12 @@ pub struct Projector {
 }
 
 impl Projector {
-    /// The projector for shiplog's read models (`usecase_view`, `deployment_view`).
+    /// The projector for shiplog's read models (`usecase_view`, `deployment_view`, `revision_view`).
     pub fn new(pool: PgPool) -> Arc<Self> {
         let projections: Vec<Arc<dyn Projection>> = vec![
             Arc::new(UsecaseViewProjection),
             Arc::new(DeploymentViewProjection),
+            Arc::new(RevisionViewProjection),
         ];
         Arc::new(Self {
             pool,

@@ -1,0 +1,626 @@
+//! The JSON shapes of the platform API (seed 002), spelled as the seed spells
+//! them (`envVars`, `deployment_name`, `configData`), and their conversions.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use shiplog_application::operations::Usage;
+use shiplog_application::{
+    IngressEndpoint, PlatformConfig, PlatformDeployment, Revision, Template,
+};
+use shiplog_domain::{AutoUpdate, UpdateStrategy, Visibility};
+use std::collections::BTreeMap;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+/// Who may reach a deployment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum VisibilityBody {
+    /// An Ingress per exposed service at `<name>.<ingress domain>`.
+    #[default]
+    Public,
+    /// No Ingress: reachable inside the cluster and through the applications proxy.
+    Internal,
+}
+
+impl From<VisibilityBody> for Visibility {
+    fn from(v: VisibilityBody) -> Self {
+        match v {
+            VisibilityBody::Public => Visibility::Public,
+            VisibilityBody::Internal => Visibility::Internal,
+        }
+    }
+}
+
+impl From<Visibility> for VisibilityBody {
+    fn from(v: Visibility) -> Self {
+        match v {
+            Visibility::Public => VisibilityBody::Public,
+            Visibility::Internal => VisibilityBody::Internal,
+        }
+    }
+}
+
+/// How a deployment's pods are replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum StrategyBody {
+    /// New pods before old ones go (Kubernetes `RollingUpdate`).
+    Rolling,
+    /// Old pods go before new ones start (Kubernetes `Recreate`).
+    Recreate,
+}
+
+impl From<StrategyBody> for UpdateStrategy {
+    fn from(s: StrategyBody) -> Self {
+        match s {
+            StrategyBody::Rolling => UpdateStrategy::Rolling,
+            StrategyBody::Recreate => UpdateStrategy::Recreate,
+        }
+    }
+}
+
+impl From<UpdateStrategy> for StrategyBody {
+    fn from(s: UpdateStrategy) -> Self {
+        match s {
+            UpdateStrategy::Rolling => StrategyBody::Rolling,
+            UpdateStrategy::Recreate => StrategyBody::Recreate,
+        }
+    }
+}
+
+/// One way into a public deployment: the Ingress of one exposed service.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IngressBody {
+    /// The service's name.
+    #[schema(example = "nginx")]
+    pub id: String,
+    /// The service's name.
+    #[schema(example = "nginx")]
+    pub name: String,
+    /// The host its Ingress rule matches.
+    #[schema(example = "abc123xyz7.localhost")]
+    pub host: String,
+    /// Where a browser reaches it (`https` when the ingresses have TLS).
+    pub url: String,
+}
+
+impl From<IngressEndpoint> for IngressBody {
+    fn from(e: IngressEndpoint) -> Self {
+        Self {
+            id: e.service.clone(),
+            name: e.service,
+            host: e.host,
+            url: e.url,
+        }
+    }
+}
+
+/// A deployment: seed 002's fields, then shiplog's.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlatformDeploymentBody {
+    /// Its unique name.
+    #[schema(example = "abc123xyz7")]
+    pub name: String,
+    /// `Pending`, `Provisioning`, `Ready`, `Error`, `Deleting`, or `Stopped` (nothing runs:
+    /// a PhariaOS usecase never deployed or undeployed).
+    #[schema(example = "Ready")]
+    pub status: String,
+    /// The template it was created from; null for a raw image or a PhariaOS usecase.
+    #[schema(example = "nginx")]
+    pub template: Option<String>,
+    /// Who may reach it.
+    pub visibility: VisibilityBody,
+    /// Where it is reached (public deployments with an exposed service).
+    pub ingresses: Vec<IngressBody>,
+    /// Why it failed, when its status is `Error`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Whether it can be deleted (not already being deleted).
+    pub can_delete: bool,
+    /// The usecase behind it: the PhariaOS API's id for the same thing.
+    pub id: Uuid,
+    /// The image of its newest deployment.
+    #[schema(example = "docker.io/library/nginx:stable")]
+    pub image: Option<String>,
+    /// One sentence on where it is.
+    pub status_message: String,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// Who created it.
+    pub created_by: String,
+}
+
+impl From<PlatformDeployment> for PlatformDeploymentBody {
+    fn from(d: PlatformDeployment) -> Self {
+        Self {
+            name: d.name,
+            status: d.report.status.to_string(),
+            template: d.template,
+            visibility: d.visibility.into(),
+            ingresses: d.ingresses.into_iter().map(Into::into).collect(),
+            last_error: d.report.last_error,
+            can_delete: d.report.allow_delete,
+            id: d.usecase_id,
+            image: d.image,
+            status_message: d.report.message,
+            created_at: d.created_at,
+            created_by: d.created_by,
+        }
+    }
+}
+
+/// Query of `GET /api/deployments`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// The team context (teams are not modelled yet: accepted and not applied).
+    pub team_id: Option<String>,
+}
+
+/// Body of `POST /api/deployments`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateFromTemplateBody {
+    /// The template's name (see `GET /api/templates`).
+    #[schema(example = "nginx")]
+    pub template: String,
+    /// Environment variables over the template's defaults (of its first service).
+    #[serde(default)]
+    #[schema(example = json!({"PORT": "8080"}))]
+    pub env_vars: BTreeMap<String, String>,
+    /// Who may reach it (default public).
+    #[serde(default)]
+    pub visibility: VisibilityBody,
+}
+
+/// Body of `POST /api/deployments/deploy-image`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeployImageBody {
+    /// The image in Docker's reference syntax: `nginx:latest`, `myapp:v1.0.0`,
+    /// `myregistry.com/app:v1.2.3`, optionally `@sha256:…`; normalised as Docker does.
+    #[schema(example = "myapp:v1.0.0")]
+    pub image: String,
+    /// A name of your choosing (a DNS label of up to 40 characters); generated when absent.
+    pub name: Option<String>,
+    /// The port the container listens on (default 8080).
+    #[schema(example = 3000)]
+    pub container_port: Option<u16>,
+    /// Environment variables.
+    #[serde(default)]
+    pub env_vars: BTreeMap<String, String>,
+    /// Who may reach it (default public).
+    #[serde(default)]
+    pub visibility: VisibilityBody,
+}
+
+/// A query naming one deployment.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct NameQuery {
+    /// The deployment's name.
+    pub name: String,
+}
+
+/// `GET /api/deployments/status`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusBody {
+    /// `Pending`, `Provisioning`, `Ready`, `Error`, `Deleting` or `Stopped`.
+    pub status: String,
+    /// A deployment serves traffic now (also while a newer one rolls out).
+    pub deployment_ready: bool,
+    /// It may be deleted.
+    pub allow_delete: bool,
+    /// A new deployment request would start something (it failed or runs nothing): a
+    /// config change deploys it again.
+    pub allow_request: bool,
+    /// Where it is reached; empty until it is ready.
+    pub ingresses: Vec<IngressBody>,
+    /// Where it is, or why it failed.
+    pub status_message: String,
+    /// Why it failed, when its status is `Error`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+impl From<PlatformDeployment> for StatusBody {
+    fn from(d: PlatformDeployment) -> Self {
+        let ready = d.report.ready;
+        Self {
+            status: d.report.status.to_string(),
+            deployment_ready: ready,
+            allow_delete: d.report.allow_delete,
+            allow_request: d.report.allow_request,
+            ingresses: if ready {
+                d.ingresses.into_iter().map(Into::into).collect()
+            } else {
+                Vec::new()
+            },
+            status_message: d.report.message,
+            last_error: d.report.last_error,
+        }
+    }
+}
+
+/// A body naming one deployment (delete, restart).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentNameBody {
+    /// The deployment's name.
+    #[schema(example = "abc123xyz7")]
+    pub deployment_name: String,
+}
+
+/// The answer to an accepted change.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChangeAccepted {
+    /// Always true: the change is recorded in the ledger and carried out.
+    pub success: bool,
+    /// The deployment it is about.
+    pub deployment_name: String,
+    /// What happens now.
+    pub message: String,
+    /// The new deployment (config change) or the restart, to follow in the history.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<Uuid>,
+}
+
+/// `GET /api/deployments/config`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigDataBody {
+    /// The environment variables of the deployment's main service.
+    #[schema(example = json!({"PORT": "8080"}))]
+    pub config_data: BTreeMap<String, String>,
+    /// Variables shiplog generated and keeps in a Kubernetes Secret only; their values
+    /// are never shown or recorded. A value set in `configData` takes their place.
+    pub generated_secrets: Vec<String>,
+    /// The deployment the config is taken from (the serving one, else the newest).
+    pub deployment_id: Uuid,
+}
+
+impl From<PlatformConfig> for ConfigDataBody {
+    fn from(c: PlatformConfig) -> Self {
+        Self {
+            config_data: c.env,
+            generated_secrets: c.generated,
+            deployment_id: c.deployment_id,
+        }
+    }
+}
+
+/// Body of `PUT /api/deployments/config`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConfigUpdateBody {
+    /// The deployment's name.
+    #[serde(rename = "deployment_name")]
+    pub deployment_name: String,
+    /// The new environment variables: the complete set.
+    #[schema(example = json!({"PORT": "8080", "DEBUG": "true"}))]
+    pub config_data: BTreeMap<String, String>,
+}
+
+/// Query of the log routes.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PlatformLogsQuery {
+    /// The service of a multi-service template (default: the first).
+    pub service: Option<String>,
+    /// Recent lines per pod, 0 to 10000 (default 100).
+    pub tail: Option<u32>,
+    /// Keep streaming new lines (text/plain, one per line) until the client leaves.
+    pub follow: Option<bool>,
+}
+
+/// Query of the log stream.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PlatformLogStreamQuery {
+    /// The service of a multi-service template (default: the first).
+    pub service: Option<String>,
+    /// Recent lines per pod first, 0 to 10000 (default 100).
+    pub tail: Option<u32>,
+    /// The token, for a browser's `EventSource`, which cannot send headers.
+    pub access_token: Option<String>,
+}
+
+/// `GET /api/deployments/{name}/logs`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlatformLogsBody {
+    /// The lines, pod by pod, one per line.
+    pub logs: String,
+    /// The deployment they come from.
+    pub deployment_id: Uuid,
+}
+
+/// Query of the metrics route.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ServiceQuery {
+    /// The service of a multi-service template (default: the first).
+    pub service: Option<String>,
+}
+
+/// One pod's usage in Kubernetes quantities.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodQuantities {
+    /// The pod.
+    pub pod: String,
+    /// CPU in millicores (`150m`).
+    pub cpu_usage: String,
+    /// Memory (`256Mi`).
+    pub memory_usage: String,
+}
+
+/// `GET /api/deployments/{name}/metrics`: usage of the service's container over all pods.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricsBody {
+    /// CPU in millicores (`150m`).
+    #[schema(example = "150m")]
+    pub cpu_usage: String,
+    /// Memory, in Mi (`256Mi`), or Ki below one Mi.
+    #[schema(example = "256Mi")]
+    pub memory_usage: String,
+    /// When the newest sample was taken.
+    pub timestamp: DateTime<Utc>,
+    /// Per pod.
+    pub pods: Vec<PodQuantities>,
+}
+
+/// CPU cores as Kubernetes writes millicores.
+pub fn millicores(cores: f64) -> String {
+    format!("{}m", (cores * 1000.0).round().max(0.0) as u64)
+}
+
+/// Bytes as Kubernetes writes memory: whole Mi, or Ki below one Mi.
+pub fn mebibytes(bytes: u64) -> String {
+    const MI: u64 = 1024 * 1024;
+    if bytes >= MI {
+        format!("{}Mi", (bytes + MI / 2) / MI)
+    } else {
+        format!("{}Ki", bytes.div_ceil(1024))
+    }
+}
+
+impl From<Usage> for MetricsBody {
+    fn from(u: Usage) -> Self {
+        let cpu: f64 = u.pods.iter().map(|p| p.cpu_cores).sum();
+        let memory: u64 = u.pods.iter().map(|p| p.memory_bytes).sum();
+        let timestamp = u
+            .pods
+            .iter()
+            .filter_map(|p| p.timestamp)
+            .max()
+            .unwrap_or_else(Utc::now);
+        Self {
+            cpu_usage: millicores(cpu),
+            memory_usage: mebibytes(memory),
+            timestamp,
+            pods: u
+                .pods
+                .into_iter()
+                .map(|p| PodQuantities {
+                    cpu_usage: millicores(p.cpu_cores),
+                    memory_usage: mebibytes(p.memory_bytes),
+                    pod: p.pod,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Query of the history route.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryPageQuery {
+    /// Continue after this revision (the `nextCursor` of the previous page).
+    pub after: Option<i64>,
+    /// Page size, 1 to 200 (default 50).
+    pub limit: Option<u32>,
+}
+
+/// Auto-update settings as the API shows them.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AutoUpdateSettings {
+    /// Follow new images of the deployed tag.
+    pub enabled: bool,
+    /// How pods are replaced.
+    pub strategy: StrategyBody,
+}
+
+/// One change of a deployment.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RevisionBody {
+    /// The change's event sequence: increasing, never reused.
+    pub revision: i64,
+    /// `deploy`, `config`, `rollback`, `restart`, `autoUpdate` or `delete`.
+    pub kind: String,
+    /// When it was asked.
+    pub at: DateTime<Utc>,
+    /// Who asked.
+    pub actor: String,
+    /// The request it came with.
+    pub request_id: String,
+    /// The deployment it started (deploy, config, rollback) or restarted.
+    pub deployment_id: Option<Uuid>,
+    /// The restart's id, for restarts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restart_id: Option<Uuid>,
+    /// The image of the deployment it started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// How it ended so far: the deployment's status, or a restart's (`pending`,
+    /// `succeeded`, `failed`); absent for settings changes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// Why it failed, when it did.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// For a config change: the deployment whose config was changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub based_on: Option<Uuid>,
+    /// For a rollback: the deployment whose config was restored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollback_of: Option<Uuid>,
+    /// For a config change: the variables set (names only; values stay out of history).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub variables: Vec<String>,
+    /// For an auto-update change: the new settings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auto_update: Option<AutoUpdateSettings>,
+}
+
+impl From<Revision> for RevisionBody {
+    fn from(r: Revision) -> Self {
+        Self {
+            revision: r.revision,
+            kind: r.kind,
+            at: r.at,
+            actor: r.actor,
+            request_id: r.request_id,
+            deployment_id: r.deployment_id,
+            restart_id: r.restart_id,
+            image: r.image,
+            status: r.status,
+            message: r.message,
+            based_on: r.based_on,
+            rollback_of: r.rollback_of,
+            variables: r.variables,
+            auto_update: r.auto_update.map(|a: AutoUpdate| AutoUpdateSettings {
+                enabled: a.enabled,
+                strategy: a.strategy.into(),
+            }),
+        }
+    }
+}
+
+/// `GET /api/deployments/{name}/history`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryBody {
+    /// The changes, oldest first.
+    pub revisions: Vec<RevisionBody>,
+    /// Pass as `after` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// `GET /api/deployments/auto-update`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AutoUpdateBody {
+    /// The deployment.
+    pub deployment_name: String,
+    /// Follow new images of the deployed tag (watching registries is not built yet:
+    /// the setting is recorded and shown).
+    pub enabled: bool,
+    /// How pods are replaced: the Kubernetes Deployment's strategy.
+    pub strategy: StrategyBody,
+}
+
+/// Body of `PUT /api/deployments/auto-update`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AutoUpdateUpdate {
+    /// The deployment's name.
+    pub deployment_name: String,
+    /// Follow new images of the deployed tag.
+    pub enabled: bool,
+    /// How pods are replaced; unchanged when absent.
+    pub strategy: Option<StrategyBody>,
+}
+
+/// `GET /api/deployments/{name}/events`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PlatformEventsBody {
+    /// Kubernetes events of its objects, oldest first.
+    pub events: Vec<crate::ops_dto::KubeEventBody>,
+}
+
+/// A service of a template.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TemplateServiceBody {
+    /// Its name.
+    pub name: String,
+    /// Its image.
+    pub image: String,
+    /// The port it listens on.
+    pub port: u16,
+    /// Whether a public deployment gets an Ingress for it.
+    pub exposed: bool,
+    /// Its environment defaults.
+    pub env: BTreeMap<String, String>,
+    /// Variables whose values shiplog generates and keeps in the cluster only.
+    pub generated_secrets: Vec<String>,
+}
+
+/// A template of the catalog.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TemplateBody {
+    /// Its name.
+    #[schema(example = "nginx")]
+    pub name: String,
+    /// What it is for.
+    pub description: String,
+    /// Its services, the main one first.
+    pub services: Vec<TemplateServiceBody>,
+    /// The ports of its services, in order.
+    pub ports: Vec<u16>,
+    /// The environment defaults of its main service (what `envVars` adds to).
+    pub default_env: BTreeMap<String, String>,
+}
+
+impl From<&Template> for TemplateBody {
+    fn from(t: &Template) -> Self {
+        Self {
+            name: t.name.clone(),
+            description: t.description.clone(),
+            ports: t.services.iter().map(|s| s.port).collect(),
+            default_env: t
+                .services
+                .first()
+                .map(|s| s.env.clone())
+                .unwrap_or_default(),
+            services: t
+                .services
+                .iter()
+                .map(|s| TemplateServiceBody {
+                    name: s.name.clone(),
+                    image: s.image.clone(),
+                    port: s.port,
+                    exposed: s.exposed,
+                    env: s.env.clone(),
+                    generated_secrets: s.generated_secrets.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantities_are_written_as_kubernetes_writes_them() {
+        assert_eq!(millicores(0.15), "150m");
+        assert_eq!(millicores(0.0), "0m");
+        assert_eq!(mebibytes(256 * 1024 * 1024), "256Mi");
+        assert_eq!(mebibytes(1536 * 1024), "2Mi", "rounded to the nearest Mi");
+        assert_eq!(mebibytes(1000), "1Ki");
+    }
+}

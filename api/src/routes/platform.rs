@@ -1,0 +1,190 @@
+//! The platform API of seed 002: named deployments of templates and images, on
+//! the same usecases and ledger as the PhariaOS API. Invalid input is a 400 here.
+
+use crate::error::{PlatformError, Problem};
+use crate::extract::{command_context, ApiQuery, Auth, JsonOrForm, PlatformJson, RequestId};
+use crate::platform_dto::{
+    ChangeAccepted, CreateFromTemplateBody, DeployImageBody, DeploymentNameBody, ListQuery,
+    NameQuery, PlatformDeploymentBody, StatusBody, TemplateBody,
+};
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use shiplog_application::{FromImage, FromTemplate, Scope};
+
+/// Every deployment the caller may see, oldest first (teams and ownership come later:
+/// today every token with deployments:read sees all).
+#[utoipa::path(get, path = "/api/deployments", tag = "platform",
+    params(ListQuery),
+    security(("bearer" = ["deployments:read"])),
+    responses(
+        (status = 200, description = "The deployments", body = Vec<PlatformDeploymentBody>),
+        (status = 400, description = "A query parameter is malformed", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks deployments:read", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiQuery(_query): ApiQuery<ListQuery>,
+) -> Result<Json<Vec<PlatformDeploymentBody>>, PlatformError> {
+    auth.require(Scope::DeploymentsRead)?;
+    let items = state.platform.list().await?;
+    Ok(Json(items.into_iter().map(Into::into).collect()))
+}
+
+/// Create a deployment from a template under a generated name (`abc123xyz7`); the
+/// process manager rolls it out.
+#[utoipa::path(post, path = "/api/deployments", tag = "platform", request_body = CreateFromTemplateBody,
+    security(("bearer" = ["deployments:write"])),
+    responses(
+        (status = 201, description = "Created: UsecaseRegistered and DeploymentRequested in one commit; status Pending", body = PlatformDeploymentBody),
+        (status = 400, description = "Body is not JSON, or template, envVars or visibility is missing or invalid (the field names it)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks deployments:write", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not declared as JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn create(
+    State(state): State<AppState>,
+    auth: Auth,
+    request_id: RequestId,
+    PlatformJson(body): PlatformJson<CreateFromTemplateBody>,
+) -> Result<(StatusCode, Json<PlatformDeploymentBody>), PlatformError> {
+    let principal = auth.require(Scope::DeploymentsWrite)?;
+    let request = FromTemplate {
+        template: body.template,
+        env_vars: body.env_vars,
+        visibility: body.visibility.into(),
+    };
+    let created = state
+        .platform
+        .create(&command_context(principal, request_id), request)
+        .await?;
+    Ok((StatusCode::CREATED, Json(created.into())))
+}
+
+/// Deploy a raw container image, under a name of your choosing or a generated one.
+#[utoipa::path(post, path = "/api/deployments/deploy-image", tag = "platform", request_body = DeployImageBody,
+    security(("bearer" = ["deployments:write"])),
+    responses(
+        (status = 201, description = "Created: status Pending", body = PlatformDeploymentBody),
+        (status = 400, description = "Body is not JSON, or image, name, containerPort, envVars or visibility is missing or invalid (the field names it)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks deployments:write", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A deployment (or usecase) with this name exists", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not declared as JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn deploy_image(
+    State(state): State<AppState>,
+    auth: Auth,
+    request_id: RequestId,
+    PlatformJson(body): PlatformJson<DeployImageBody>,
+) -> Result<(StatusCode, Json<PlatformDeploymentBody>), PlatformError> {
+    let principal = auth.require(Scope::DeploymentsWrite)?;
+    let request = FromImage {
+        image: body.image,
+        name: body.name,
+        container_port: body.container_port,
+        env_vars: body.env_vars,
+        visibility: body.visibility.into(),
+    };
+    let created = state
+        .platform
+        .deploy_image(&command_context(principal, request_id), request)
+        .await?;
+    Ok((StatusCode::CREATED, Json(created.into())))
+}
+
+/// A deployment's status, with its ingresses once it is ready.
+#[utoipa::path(get, path = "/api/deployments/status", tag = "platform",
+    params(NameQuery),
+    security(("bearer" = ["deployments:read"])),
+    responses(
+        (status = 200, description = "The status", body = StatusBody),
+        (status = 400, description = "name is missing", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks deployments:read", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No deployment of this name", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn status(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiQuery(query): ApiQuery<NameQuery>,
+) -> Result<Json<StatusBody>, PlatformError> {
+    auth.require(Scope::DeploymentsRead)?;
+    Ok(Json(state.platform.get(&query.name).await?.into()))
+}
+
+/// Delete a deployment: what runs is undeployed, then the usecase is deleted and
+/// its Kubernetes objects (Deployment, Service, Ingresses, Secrets) removed. A form
+/// post (`application/x-www-form-urlencoded`) is redirected to the deployments page.
+#[utoipa::path(post, path = "/api/deployments/delete", tag = "platform",
+    request_body(content(
+        (DeploymentNameBody = "application/json"),
+        (DeploymentNameBody = "application/x-www-form-urlencoded"),
+    )),
+    security(("bearer" = ["deployments:write"])),
+    responses(
+        (status = 200, description = "JSON: DeletionRequested is recorded; the status is Deleting until nothing is left", body = ChangeAccepted),
+        (status = 303, description = "Form post: done as for JSON, then back to the deployments page (`--deployments-page`)"),
+        (status = 400, description = "deployment_name is missing, or the body is malformed", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks deployments:write", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No deployment of this name", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "It is already being deleted", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is neither JSON nor a form", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn delete(
+    State(state): State<AppState>,
+    auth: Auth,
+    request_id: RequestId,
+    body: JsonOrForm<DeploymentNameBody>,
+) -> Result<Response, PlatformError> {
+    let principal = auth.require(Scope::DeploymentsWrite)?;
+    let (body, form) = match body {
+        JsonOrForm::Json(body) => (body, false),
+        JsonOrForm::Form(body) => (body, true),
+    };
+    let ctx = command_context(principal, request_id);
+    state.platform.delete(&ctx, &body.deployment_name).await?;
+    if form {
+        let page = state.deployments_page.as_str();
+        return Ok((StatusCode::SEE_OTHER, [(header::LOCATION, page)]).into_response());
+    }
+    Ok(Json(ChangeAccepted {
+        success: true,
+        message: format!(
+            "deployment {} is being deleted: what runs is undeployed, then its objects are removed",
+            body.deployment_name
+        ),
+        deployment_name: body.deployment_name,
+        id: None,
+    })
+    .into_response())
+}
+
+/// The template catalog: built-in `nginx` and `postgres`, and those of `--templates`.
+#[utoipa::path(get, path = "/api/templates", tag = "platform",
+    security(("bearer" = ["deployments:read"])),
+    responses(
+        (status = 200, description = "The templates", body = Vec<TemplateBody>),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks deployments:read", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable (checking the token); retry", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn templates(
+    State(state): State<AppState>,
+    auth: Auth,
+) -> Result<Json<Vec<TemplateBody>>, PlatformError> {
+    auth.require(Scope::DeploymentsRead)?;
+    Ok(Json(
+        state.platform.templates().iter().map(Into::into).collect(),
+    ))
+}

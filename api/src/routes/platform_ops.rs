@@ -1,0 +1,369 @@
+//! Operating a named deployment through the platform API (seed 002): restart,
+//! config, auto-update and history are ledger commands and reads; logs, metrics
+//! and Kubernetes events are read from the cluster.
+
+use crate::error::{PlatformError, Problem};
+use crate::extract::{
+    command_context, ApiPath, ApiQuery, Auth, PlatformJson, RequestId, StreamAuth,
+};
+use crate::ops_dto::LogLineBody;
+use crate::platform_dto::{
+    AutoUpdateBody, AutoUpdateUpdate, ChangeAccepted, ConfigDataBody, ConfigUpdateBody,
+    DeploymentNameBody, HistoryBody, HistoryPageQuery, MetricsBody, NameQuery, PlatformEventsBody,
+    PlatformLogStreamQuery, PlatformLogsBody, PlatformLogsQuery, ServiceQuery,
+};
+use crate::state::AppState;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderName};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures::StreamExt;
+use shiplog_application::Scope;
+use std::convert::Infallible;
+
+/// Roll all pods of a deployment (same config, fresh pods), as a restart annotation does.
+#[utoipa::path(post, path = "/api/deployments/restart", tag = "platform", request_body = DeploymentNameBody,
+    security(("bearer" = ["deployments:write"])),
+    responses(
+        (status = 200, description = "RestartRequested is recorded; RestartSucceeded or RestartFailed follows (see the history)", body = ChangeAccepted),
+        (status = 400, description = "deployment_name is missing, or the body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks deployments:write", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No deployment of this name", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Nothing of it is ready, a restart is still rolling, or it is being deleted", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn restart(
+    State(state): State<AppState>,
+    auth: Auth,
+    request_id: RequestId,
+    PlatformJson(body): PlatformJson<DeploymentNameBody>,
+) -> Result<Json<ChangeAccepted>, PlatformError> {
+    let principal = auth.require(Scope::DeploymentsWrite)?;
+    let ctx = command_context(principal, request_id);
+    let accepted = state.platform.restart(&ctx, &body.deployment_name).await?;
+    Ok(Json(ChangeAccepted {
+        success: true,
+        message: format!(
+            "the pods of deployment {} are rolled",
+            accepted.deployment_id
+        ),
+        deployment_name: body.deployment_name,
+        id: Some(accepted.id),
+    }))
+}
+
+/// The environment variables a deployment runs with (generated secrets by name only).
+#[utoipa::path(get, path = "/api/deployments/config", tag = "platform",
+    params(NameQuery),
+    security(("bearer" = ["deployments:read"])),
+    responses(
+        (status = 200, description = "The serving deployment's variables (else the newest's)", body = ConfigDataBody),
+        (status = 400, description = "name is missing", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks deployments:read", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No deployment of this name", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_config(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiQuery(query): ApiQuery<NameQuery>,
+) -> Result<Json<ConfigDataBody>, PlatformError> {
+    auth.require(Scope::DeploymentsRead)?;
+    Ok(Json(state.platform.config(&query.name).await?.into()))
+}
+
+/// Replace the environment variables and roll them out: a new deployment of the same
+/// image that supersedes the serving one once ready (a failure leaves it serving).
+#[utoipa::path(put, path = "/api/deployments/config", tag = "platform", request_body = ConfigUpdateBody,
+    security(("bearer" = ["deployments:write"])),
+    responses(
+        (status = 200, description = "ConfigChangeRequested and the new deployment's DeploymentRequested are recorded; `id` is the new deployment", body = ChangeAccepted),
+        (status = 400, description = "deployment_name or configData is missing, or a variable name is invalid (configData.NAME)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks deployments:write", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No deployment of this name", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "It was never deployed, or it is being deleted", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not declared as JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn put_config(
+    State(state): State<AppState>,
+    auth: Auth,
+    request_id: RequestId,
+    PlatformJson(body): PlatformJson<ConfigUpdateBody>,
+) -> Result<Json<ChangeAccepted>, PlatformError> {
+    let principal = auth.require(Scope::DeploymentsWrite)?;
+    let ctx = command_context(principal, request_id);
+    let deployment_id = state
+        .platform
+        .change_config(&ctx, &body.deployment_name, body.config_data)
+        .await?;
+    Ok(Json(ChangeAccepted {
+        success: true,
+        message: format!("deployment {deployment_id} rolls out the new configuration"),
+        deployment_name: body.deployment_name,
+        id: Some(deployment_id),
+    }))
+}
+
+/// Container logs of a service (default: the first): the last `tail` lines per pod,
+/// or with `follow=true` those and then new lines as `text/plain` while they come.
+#[utoipa::path(get, path = "/api/deployments/{name}/logs", tag = "platform",
+    params(("name" = String, Path, description = "The deployment's name"), PlatformLogsQuery),
+    security(("bearer" = ["deployments:read"])),
+    responses(
+        (status = 200, description = "The lines (follow=false), or an endless text/plain stream of lines (follow=true)", body = PlatformLogsBody),
+        (status = 400, description = "A query parameter is malformed, tail is out of range, or service names no service of it", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks deployments:read", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No deployment of this name", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Nothing of it is ready", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The cluster or the database is unavailable; retry", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn logs(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiPath(name): ApiPath<String>,
+    ApiQuery(query): ApiQuery<PlatformLogsQuery>,
+) -> Result<Response, PlatformError> {
+    auth.require(Scope::DeploymentsRead)?;
+    let service = query.service.as_deref();
+    if !query.follow.unwrap_or(false) {
+        let logs = state.platform.logs(&name, service, query.tail).await?;
+        let mut text = String::new();
+        for line in &logs.lines {
+            text.push_str(&line.line);
+            text.push('\n');
+        }
+        return Ok(Json(PlatformLogsBody {
+            logs: text,
+            deployment_id: logs.deployment_id,
+        })
+        .into_response());
+    }
+    let (deployment_id, lines) = state
+        .platform
+        .follow_logs(&name, service, query.tail)
+        .await?;
+    let body = lines
+        .take_while(|line| std::future::ready(line.is_ok()))
+        .filter_map(|line| std::future::ready(line.ok()))
+        .map(|line| Ok::<_, Infallible>(format!("{}\n", line.line)))
+        .take_until(state.stopping.clone().cancelled_owned());
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8".to_owned()),
+            (
+                HeaderName::from_static("x-accel-buffering"),
+                "no".to_owned(),
+            ),
+            (
+                HeaderName::from_static("x-shiplog-deployment"),
+                deployment_id.to_string(),
+            ),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response())
+}
+
+/// Container logs of a service as Server-Sent Events: the last `tail` lines per pod,
+/// then new lines (also of pods that start later); `event: log`, `data: {"pod","line"}`.
+#[utoipa::path(get, path = "/api/deployments/{name}/logs/stream", tag = "platform",
+    params(("name" = String, Path, description = "The deployment's name"), PlatformLogStreamQuery),
+    security(("bearer" = ["deployments:read"])),
+    responses(
+        (status = 200, description = "An endless text/event-stream of log lines; `event: end` once no pod is left", body = String, content_type = "text/event-stream"),
+        (status = 400, description = "A query parameter is malformed, tail is out of range, or service names no service of it", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token (header or access_token)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks deployments:read", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No deployment of this name", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Nothing of it is ready", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The cluster or the database is unavailable; retry", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn stream_logs(
+    State(state): State<AppState>,
+    StreamAuth(auth): StreamAuth,
+    ApiPath(name): ApiPath<String>,
+    ApiQuery(query): ApiQuery<PlatformLogStreamQuery>,
+) -> Result<impl IntoResponse, PlatformError> {
+    auth.require(Scope::DeploymentsRead)?;
+    let (_, lines) = state
+        .platform
+        .follow_logs(&name, query.service.as_deref(), query.tail)
+        .await?;
+    let messages = lines
+        .map(|line| match line {
+            Ok(line) => {
+                let data = serde_json::to_string(&LogLineBody::from(line)).unwrap_or_default();
+                Event::default().event("log").data(data)
+            }
+            Err(e) => Event::default()
+                .event("error")
+                .data(serde_json::json!({"detail": e.to_string()}).to_string()),
+        })
+        .chain(futures::stream::once(async {
+            Event::default()
+                .event("end")
+                .data(r#"{"detail":"the deployment has no pod left"}"#)
+        }))
+        .map(Ok::<_, Infallible>)
+        .take_until(state.stopping.clone().cancelled_owned());
+    Ok((
+        [(HeaderName::from_static("x-accel-buffering"), "no")],
+        Sse::new(messages).keep_alive(
+            KeepAlive::new()
+                .interval(state.keep_alive)
+                .text("keep-alive"),
+        ),
+    ))
+}
+
+/// CPU and memory of a service (default: the first) over all pods, from metrics.k8s.io.
+#[utoipa::path(get, path = "/api/deployments/{name}/metrics", tag = "platform",
+    params(("name" = String, Path, description = "The deployment's name"), ServiceQuery),
+    security(("bearer" = ["deployments:read"])),
+    responses(
+        (status = 200, description = "Usage in Kubernetes quantities", body = MetricsBody),
+        (status = 400, description = "service names no service of it", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks deployments:read", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No deployment of this name", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Nothing of it is ready", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The cluster has no metrics API (metrics-server), or it or the database is unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn metrics(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiPath(name): ApiPath<String>,
+    ApiQuery(query): ApiQuery<ServiceQuery>,
+) -> Result<Json<MetricsBody>, PlatformError> {
+    auth.require(Scope::DeploymentsRead)?;
+    let usage = state
+        .platform
+        .metrics(&name, query.service.as_deref())
+        .await?;
+    Ok(Json(usage.into()))
+}
+
+/// A deployment's changes (deploy, config, rollback, restart, auto-update, delete),
+/// with who, when, what and how each ended, from the ledger; oldest first, paged.
+#[utoipa::path(get, path = "/api/deployments/{name}/history", tag = "platform",
+    params(("name" = String, Path, description = "The deployment's name"), HistoryPageQuery),
+    security(("bearer" = ["deployments:read"])),
+    responses(
+        (status = 200, description = "A page of revisions", body = HistoryBody),
+        (status = 400, description = "A query parameter is malformed or limit is out of range", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks deployments:read", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No deployment of this name", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn history(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiPath(name): ApiPath<String>,
+    ApiQuery(query): ApiQuery<HistoryPageQuery>,
+) -> Result<Json<HistoryBody>, PlatformError> {
+    auth.require(Scope::DeploymentsRead)?;
+    let page = state
+        .platform
+        .history(&name, query.after, query.limit)
+        .await?;
+    Ok(Json(HistoryBody {
+        revisions: page.items.into_iter().map(Into::into).collect(),
+        next_cursor: page.next,
+    }))
+}
+
+/// The auto-update settings of a deployment.
+#[utoipa::path(get, path = "/api/deployments/auto-update", tag = "platform",
+    params(NameQuery),
+    security(("bearer" = ["deployments:read"])),
+    responses(
+        (status = 200, description = "The settings", body = AutoUpdateBody),
+        (status = 400, description = "name is missing", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks deployments:read", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No deployment of this name", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_auto_update(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiQuery(query): ApiQuery<NameQuery>,
+) -> Result<Json<AutoUpdateBody>, PlatformError> {
+    auth.require(Scope::DeploymentsRead)?;
+    let settings = state.platform.auto_update(&query.name).await?;
+    Ok(Json(AutoUpdateBody {
+        deployment_name: query.name,
+        enabled: settings.enabled,
+        strategy: settings.strategy.into(),
+    }))
+}
+
+/// Change the auto-update settings. The strategy becomes the Kubernetes Deployment's
+/// (`rolling`: RollingUpdate, `recreate`: Recreate) from its next apply (a restart, a
+/// config change). An unchanged setting records nothing.
+#[utoipa::path(put, path = "/api/deployments/auto-update", tag = "platform", request_body = AutoUpdateUpdate,
+    security(("bearer" = ["deployments:write"])),
+    responses(
+        (status = 200, description = "AutoUpdateConfigured is recorded (unless nothing changed)", body = AutoUpdateBody),
+        (status = 400, description = "deployment_name or enabled is missing, or strategy is not rolling or recreate", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks deployments:write", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No deployment of this name", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "It is being deleted", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not declared as JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn put_auto_update(
+    State(state): State<AppState>,
+    auth: Auth,
+    request_id: RequestId,
+    PlatformJson(body): PlatformJson<AutoUpdateUpdate>,
+) -> Result<Json<AutoUpdateBody>, PlatformError> {
+    let principal = auth.require(Scope::DeploymentsWrite)?;
+    let ctx = command_context(principal, request_id);
+    let settings = state
+        .platform
+        .set_auto_update(
+            &ctx,
+            &body.deployment_name,
+            body.enabled,
+            body.strategy.map(Into::into),
+        )
+        .await?;
+    Ok(Json(AutoUpdateBody {
+        deployment_name: body.deployment_name,
+        enabled: settings.enabled,
+        strategy: settings.strategy.into(),
+    }))
+}
+
+/// Kubernetes events of a deployment's objects (Service, Deployments, pods), oldest first.
+#[utoipa::path(get, path = "/api/deployments/{name}/events", tag = "platform",
+    params(("name" = String, Path, description = "The deployment's name")),
+    security(("bearer" = ["deployments:read"])),
+    responses(
+        (status = 200, description = "The events the cluster still keeps", body = PlatformEventsBody),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks deployments:read", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No deployment of this name", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The cluster or the database is unavailable; retry", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn events(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<PlatformEventsBody>, PlatformError> {
+    auth.require(Scope::DeploymentsRead)?;
+    let events = state.platform.kube_events(&name).await?;
+    Ok(Json(PlatformEventsBody {
+        events: events.into_iter().map(Into::into).collect(),
+    }))
+}

@@ -1,0 +1,460 @@
+//! The platform API's use cases: each turns a request about a named deployment
+//! into one command on the usecase of that name, or one read.
+
+use super::ingress::{IngressEndpoint, IngressSettings};
+use super::status::{status_of, StatusReport};
+use super::templates::{Catalog, Template};
+use crate::cluster::ClusterError;
+use crate::error::AppError;
+use crate::operations::{Accepted, KubeEvent, LogLine, Logs, Operations, Usage};
+use crate::ports::{
+    CommandBus, CommandContext, DeploymentView, Page, PlatformView, ReadModel, Revision,
+};
+use crate::usecases::page_size;
+use chrono::{DateTime, SubsecRound, Utc};
+use futures_core::stream::BoxStream;
+use rand::Rng;
+use shiplog_domain::{
+    check_env, check_platform_name, AutoUpdate, DeploymentConfig, ImageRef, InvalidField,
+    UpdateStrategy, UsecaseCommand, UsecaseName, Visibility,
+};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tracing::{instrument, warn};
+use uuid::Uuid;
+
+/// The length of a generated deployment name (`abc123xyz7`).
+pub const GENERATED_NAME_LEN: usize = 10;
+/// How often a generated name is drawn again when it is taken.
+const NAME_ATTEMPTS: usize = 5;
+
+/// A platform deployment as the API shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlatformDeployment {
+    /// The usecase behind it (the PhariaOS API's id for the same thing).
+    pub usecase_id: Uuid,
+    /// Its unique name.
+    pub name: String,
+    /// The template it was created from; `None` for a raw image or a PhariaOS usecase.
+    pub template: Option<String>,
+    /// Who may reach it.
+    pub visibility: Visibility,
+    /// Its status and what may be done with it.
+    pub report: StatusReport,
+    /// Where it is reached: the Ingresses of the serving config (else the newest).
+    pub ingresses: Vec<IngressEndpoint>,
+    /// The image of its newest deployment.
+    pub image: Option<String>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// Who created it.
+    pub created_by: String,
+}
+
+/// What `POST /api/deployments` asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FromTemplate {
+    /// The template's name.
+    pub template: String,
+    /// Variables over the template's defaults.
+    pub env_vars: BTreeMap<String, String>,
+    /// Who may reach it (default public).
+    pub visibility: Visibility,
+}
+
+/// What `POST /api/deployments/deploy-image` asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FromImage {
+    /// The image, in Docker's reference syntax.
+    pub image: String,
+    /// A name of the client's choosing; generated when `None`.
+    pub name: Option<String>,
+    /// The port the container listens on (default 8080).
+    pub container_port: Option<u16>,
+    /// Its environment.
+    pub env_vars: BTreeMap<String, String>,
+    /// Who may reach it (default public).
+    pub visibility: Visibility,
+}
+
+/// The environment a deployment runs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlatformConfig {
+    /// The deployment it is taken from: the serving one, else the newest.
+    pub deployment_id: Uuid,
+    /// The main service's variables with their values.
+    pub env: BTreeMap<String, String>,
+    /// Variables shiplog generated and keeps in the cluster only (values never shown).
+    pub generated: Vec<String>,
+}
+
+/// Named deployments from templates and images, over the usecases of the ledger.
+pub struct Platform {
+    bus: Arc<dyn CommandBus>,
+    read: Arc<dyn ReadModel>,
+    operations: Arc<Operations>,
+    catalog: Catalog,
+    ingress: IngressSettings,
+}
+
+/// A fresh deployment name: a letter, then letters and digits (`abc123xyz7`).
+fn generated_name() -> String {
+    const LETTERS: &[u8] = b"abcdefghijklmnopqrstuvwxyz";
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::thread_rng();
+    let mut name = String::with_capacity(GENERATED_NAME_LEN);
+    name.push(char::from(LETTERS[rng.gen_range(0..LETTERS.len())]));
+    for _ in 1..GENERATED_NAME_LEN {
+        name.push(char::from(ALPHABET[rng.gen_range(0..ALPHABET.len())]));
+    }
+    name
+}
+
+fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(0)
+}
+
+impl Platform {
+    /// Wires the platform to its ports, the catalog and the ingress settings.
+    pub fn new(
+        bus: Arc<dyn CommandBus>,
+        read: Arc<dyn ReadModel>,
+        operations: Arc<Operations>,
+        catalog: Catalog,
+        ingress: IngressSettings,
+    ) -> Self {
+        Self {
+            bus,
+            read,
+            operations,
+            catalog,
+            ingress,
+        }
+    }
+
+    /// The templates deployments can be created from.
+    pub fn templates(&self) -> &[Template] {
+        self.catalog.templates()
+    }
+
+    /// The deployment as the API shows it.
+    fn present(&self, view: PlatformView) -> PlatformDeployment {
+        let report = status_of(&view);
+        let visibility = view.usecase.visibility.unwrap_or(Visibility::Internal);
+        let shown: Option<&DeploymentView> = view.serving.as_ref().or(view.latest.as_ref());
+        let ingresses = shown
+            .map(|d| {
+                self.ingress
+                    .endpoints(&view.usecase.name, visibility, &d.config)
+            })
+            .unwrap_or_default();
+        PlatformDeployment {
+            usecase_id: view.usecase.id,
+            image: view.latest.as_ref().map(|d| d.config.image.to_string()),
+            name: view.usecase.name,
+            template: view.usecase.template,
+            visibility,
+            report,
+            ingresses,
+            created_at: view.usecase.created_at,
+            created_by: view.usecase.created_by,
+        }
+    }
+
+    /// The live usecase named `name`; unknown names are `NotFound`.
+    async fn view(&self, name: &str) -> Result<PlatformView, AppError> {
+        self.read
+            .platform_by_name(name)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("deployment {name:?} not found")))
+    }
+
+    /// Every deployment, oldest first.
+    pub async fn list(&self) -> Result<Vec<PlatformDeployment>, AppError> {
+        let views = self.read.platform_list().await?;
+        Ok(views.into_iter().map(|v| self.present(v)).collect())
+    }
+
+    /// One deployment by name.
+    pub async fn get(&self, name: &str) -> Result<PlatformDeployment, AppError> {
+        Ok(self.present(self.view(name).await?))
+    }
+
+    /// Runs a command on the usecase and waits until the read models show it.
+    async fn execute(
+        &self,
+        ctx: &CommandContext,
+        usecase_id: Uuid,
+        command: UsecaseCommand,
+    ) -> Result<(), AppError> {
+        let cursor = self.bus.execute(usecase_id, command, ctx).await?;
+        self.read.wait_for(cursor).await;
+        Ok(())
+    }
+
+    /// Registers a usecase under `name` (or under fresh generated names until one is
+    /// free) with its first deployment, in one commit; answers as the read model shows it.
+    async fn launch(
+        &self,
+        ctx: &CommandContext,
+        name: Option<String>,
+        template: Option<String>,
+        visibility: Visibility,
+        config: DeploymentConfig,
+    ) -> Result<PlatformDeployment, AppError> {
+        let attempts = if name.is_some() { 1 } else { NAME_ATTEMPTS };
+        for attempt in 1..=attempts {
+            let chosen = name.clone().unwrap_or_else(generated_name);
+            let usecase_id = Uuid::new_v4();
+            let command = UsecaseCommand::Create {
+                usecase_id,
+                name: UsecaseName::parse(&chosen)?,
+                description: String::new(),
+                template: template.clone(),
+                visibility,
+                deployment_id: Uuid::new_v4(),
+                config: config.clone(),
+                at: now(),
+            };
+            match self.execute(ctx, usecase_id, command).await {
+                Ok(()) => return self.get(&chosen).await,
+                // A fresh id cannot exist yet: a conflict is the name.
+                Err(AppError::Conflict(_)) if name.is_some() => {
+                    return Err(AppError::Conflict(format!(
+                        "a deployment named {chosen:?} already exists"
+                    )))
+                }
+                Err(AppError::Conflict(_)) if attempt < attempts => {
+                    warn!(%chosen, "a generated name was taken; drawing another");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(AppError::Unavailable(
+            "no free deployment name was found; retry".to_owned(),
+        ))
+    }
+
+    /// Creates a deployment from a catalog template under a generated name.
+    #[instrument(skip(self, ctx, request), fields(actor = %ctx.actor, template = %request.template))]
+    pub async fn create(
+        &self,
+        ctx: &CommandContext,
+        request: FromTemplate,
+    ) -> Result<PlatformDeployment, AppError> {
+        let template = self.catalog.get(&request.template).ok_or_else(|| {
+            InvalidField::new(
+                "template",
+                format!(
+                    "there is no template {:?}; the catalog has {}",
+                    request.template,
+                    self.catalog.names().join(", ")
+                ),
+            )
+        })?;
+        // A template that does not build is the operator's fault, checked at start-up.
+        let config = template.config("template", request.env_vars)?;
+        self.launch(
+            ctx,
+            None,
+            Some(template.name.clone()),
+            request.visibility,
+            config,
+        )
+        .await
+    }
+
+    /// Deploys a raw image under the client's name or a generated one.
+    #[instrument(skip(self, ctx, request), fields(actor = %ctx.actor, image = %request.image))]
+    pub async fn deploy_image(
+        &self,
+        ctx: &CommandContext,
+        request: FromImage,
+    ) -> Result<PlatformDeployment, AppError> {
+        let image = ImageRef::parse("image", &request.image)?;
+        if let Some(name) = &request.name {
+            check_platform_name("name", name)?;
+        }
+        check_env(&request.env_vars, "envVars")?;
+        let port = request.container_port.unwrap_or(8080);
+        if port == 0 {
+            return Err(InvalidField::new("containerPort", "must be between 1 and 65535").into());
+        }
+        let config = DeploymentConfig::new(image, None, Some(port), request.env_vars, None, None)?;
+        self.launch(ctx, request.name, None, request.visibility, config)
+            .await
+    }
+
+    /// Deletes a deployment: what runs is undeployed, then the usecase is deleted
+    /// and every Kubernetes object of it (Deployment, Service, Ingress, Secrets) removed.
+    #[instrument(skip(self, ctx), fields(actor = %ctx.actor))]
+    pub async fn delete(&self, ctx: &CommandContext, name: &str) -> Result<(), AppError> {
+        let view = self.view(name).await?;
+        self.execute(
+            ctx,
+            view.usecase.id,
+            UsecaseCommand::RequestDeletion { at: now() },
+        )
+        .await
+    }
+
+    /// Rolls the pods of the deployment.
+    pub async fn restart(&self, ctx: &CommandContext, name: &str) -> Result<Accepted, AppError> {
+        let view = self.view(name).await?;
+        self.operations.restart(ctx, view.usecase.id).await
+    }
+
+    /// The environment it runs with: the serving deployment's, else the newest one's.
+    pub async fn config(&self, name: &str) -> Result<PlatformConfig, AppError> {
+        let view = self.view(name).await?;
+        let shown = view.serving.or(view.latest).ok_or_else(|| {
+            AppError::NotFound(format!("deployment {name:?} has never been deployed"))
+        })?;
+        Ok(PlatformConfig {
+            deployment_id: shown.id,
+            env: shown.config.env.clone(),
+            generated: shown
+                .config
+                .generated_secrets
+                .iter()
+                .filter(|g| !shown.config.env.contains_key(*g))
+                .cloned()
+                .collect(),
+        })
+    }
+
+    /// Replaces the environment (of the serving config, else of the newest, which
+    /// mends a failed deployment) and rolls it out as a new deployment; returns its id.
+    #[instrument(skip(self, ctx, env), fields(actor = %ctx.actor))]
+    pub async fn change_config(
+        &self,
+        ctx: &CommandContext,
+        name: &str,
+        env: BTreeMap<String, String>,
+    ) -> Result<Uuid, AppError> {
+        check_env(&env, "configData")?;
+        let view = self.view(name).await?;
+        let deployment_id = Uuid::new_v4();
+        let command = UsecaseCommand::ChangeConfig {
+            deployment_id,
+            env,
+            at: now(),
+        };
+        self.execute(ctx, view.usecase.id, command).await?;
+        Ok(deployment_id)
+    }
+
+    /// The auto-update settings.
+    pub async fn auto_update(&self, name: &str) -> Result<AutoUpdate, AppError> {
+        Ok(self.view(name).await?.usecase.auto_update)
+    }
+
+    /// Changes the auto-update settings; no `strategy` keeps the current one.
+    #[instrument(skip(self, ctx), fields(actor = %ctx.actor))]
+    pub async fn set_auto_update(
+        &self,
+        ctx: &CommandContext,
+        name: &str,
+        enabled: bool,
+        strategy: Option<UpdateStrategy>,
+    ) -> Result<AutoUpdate, AppError> {
+        let view = self.view(name).await?;
+        let settings = AutoUpdate {
+            enabled,
+            strategy: strategy.unwrap_or(view.usecase.auto_update.strategy),
+        };
+        let command = UsecaseCommand::ConfigureAutoUpdate {
+            settings,
+            at: now(),
+        };
+        self.execute(ctx, view.usecase.id, command).await?;
+        Ok(settings)
+    }
+
+    /// The last `tail` lines of a service of the serving deployment (default: the first).
+    pub async fn logs(
+        &self,
+        name: &str,
+        service: Option<&str>,
+        tail: Option<u32>,
+    ) -> Result<Logs, AppError> {
+        let view = self.view(name).await?;
+        self.operations
+            .logs(view.usecase.id, None, service, tail)
+            .await
+    }
+
+    /// As [`Platform::logs`], then new lines as they come.
+    pub async fn follow_logs(
+        &self,
+        name: &str,
+        service: Option<&str>,
+        tail: Option<u32>,
+    ) -> Result<(Uuid, BoxStream<'static, Result<LogLine, ClusterError>>), AppError> {
+        let view = self.view(name).await?;
+        self.operations
+            .follow_logs(view.usecase.id, None, service, tail)
+            .await
+    }
+
+    /// CPU and memory of a service of the serving deployment (default: the first).
+    pub async fn metrics(&self, name: &str, service: Option<&str>) -> Result<Usage, AppError> {
+        let view = self.view(name).await?;
+        let first = view
+            .serving
+            .as_ref()
+            .and_then(|d| d.config.services().first().map(|s| s.name.to_owned()));
+        let service = service.map(str::to_owned).or(first);
+        self.operations
+            .usage(view.usecase.id, service.as_deref())
+            .await
+    }
+
+    /// Kubernetes events of the deployment's objects, oldest first.
+    pub async fn kube_events(&self, name: &str) -> Result<Vec<KubeEvent>, AppError> {
+        let view = self.view(name).await?;
+        self.operations.kube_events(view.usecase.id).await
+    }
+
+    /// A page of the deployment's changes, oldest first, after revision `after`.
+    pub async fn history(
+        &self,
+        name: &str,
+        after: Option<i64>,
+        limit: Option<u32>,
+    ) -> Result<Page<Revision>, AppError> {
+        let view = self.view(name).await?;
+        let limit = page_size(limit)?;
+        let mut items = self
+            .read
+            .revisions(view.usecase.id, after, limit + 1)
+            .await?;
+        let next = if items.len() > limit as usize {
+            items.truncate(limit as usize);
+            items.last().map(|r| r.revision.to_string())
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_names_look_like_the_seeds() {
+        for _ in 0..200 {
+            let name = generated_name();
+            assert_eq!(name.len(), GENERATED_NAME_LEN);
+            assert!(name.starts_with(|c: char| c.is_ascii_lowercase()), "{name}");
+            assert!(
+                name.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()),
+                "{name}"
+            );
+            assert!(check_platform_name("name", &name).is_ok());
+        }
+    }
+}
