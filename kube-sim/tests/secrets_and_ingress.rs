@@ -6,7 +6,6 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use common::{rolled_out, start, start_with, within};
 use futures::StreamExt;
@@ -413,19 +412,22 @@ async fn a_pod_waits_in_create_container_config_error_until_its_secret_and_key_e
         "{failed:?}"
     );
     // The kubelet keeps trying: the same event is counted again.
-    let retried = within(5, "a retry", async {
-        loop {
-            let events = warnings(&client, &pod_name).await;
-            if events
-                .iter()
-                .any(|(r, _, count)| r == "Failed" && *count > 1)
-            {
-                return events;
+    let events: Api<Event> = Api::namespaced(client.clone(), NS);
+    let selector = format!("involvedObject.name={pod_name},type=Warning");
+    let mut watched = watcher(events, watcher::Config::default().fields(&selector))
+        .applied_objects()
+        .boxed();
+    within(5, "a retry", async {
+        while let Some(event) = watched.next().await {
+            let event = event.unwrap_or_else(|e| panic!("watching events: {e}"));
+            if event.count.is_some_and(|c| c > 1) {
+                return;
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        panic!("the event watch ended before a retry")
     })
     .await;
+    let retried = warnings(&client, &pod_name).await;
     assert_eq!(retried.len(), 1, "one event, counted: {retried:?}");
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), NS);
     let dep = deployments
