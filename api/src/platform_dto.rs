@@ -124,6 +124,9 @@ pub struct PlatformDeploymentBody {
     /// The image of its newest deployment.
     #[schema(example = "docker.io/library/nginx:stable")]
     pub image: Option<String>,
+    /// Its newest deployment (after a create: the first one), to follow with
+    /// `GET /api/usecases/{id}/deployments/{deploymentId}` or the usecase's event stream.
+    pub deployment_id: Option<Uuid>,
     /// One sentence on where it is.
     pub status_message: String,
     /// When it was created.
@@ -144,6 +147,7 @@ impl From<PlatformDeployment> for PlatformDeploymentBody {
             can_delete: d.report.allow_delete,
             id: d.usecase_id,
             image: d.image,
+            deployment_id: d.deployment_id,
             status_message: d.report.message,
             created_at: d.created_at,
             created_by: d.created_by,

@@ -45,6 +45,8 @@ pub struct PlatformDeployment {
     pub ingresses: Vec<IngressEndpoint>,
     /// The image of its newest deployment.
     pub image: Option<String>,
+    /// Its newest deployment (the first one, right after creation).
+    pub deployment_id: Option<Uuid>,
     /// When it was created.
     pub created_at: DateTime<Utc>,
     /// Who created it.
@@ -151,6 +153,7 @@ impl Platform {
         PlatformDeployment {
             usecase_id: view.usecase.id,
             image: view.latest.as_ref().map(|d| d.config.image.to_string()),
+            deployment_id: view.latest.as_ref().map(|d| d.id),
             name: view.usecase.name,
             template: view.usecase.template,
             visibility,
