@@ -76,6 +76,16 @@ impl TestApp {
         Self::start(db, &url, Some(kube), |_| {}).await
     }
 
+    /// The app driving the cluster behind `kube`, with settings changed by `configure`.
+    pub async fn spawn_with_cluster_configured(
+        db: Arc<TestDb>,
+        kube: kube::Config,
+        configure: impl FnOnce(&mut Settings),
+    ) -> Self {
+        let url = db.url.clone();
+        Self::start(db, &url, Some(kube), configure).await
+    }
+
     async fn start(
         db: Arc<TestDb>,
         database_url: &str,

@@ -15,6 +15,7 @@ mod ledger;
 mod metrics;
 mod operations;
 mod outage;
+mod platform;
 mod projections;
 mod seed_walkthrough;
 mod sse;
