@@ -68,6 +68,16 @@ async fn wait_until_gone(app: &TestApp, name: &str) {
     }
 }
 
+/// One row of an error table: what is sent (method, path, body), with which
+/// token, and the status and field expected.
+type Case<'a> = (
+    &'a str,
+    (Method, String, Option<Value>),
+    Option<&'a str>,
+    u16,
+    Option<&'a str>,
+);
+
 async fn put(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
     app.send(Method::PUT, path, Some(ADMIN_TOKEN), Some(body))
         .await
@@ -576,13 +586,7 @@ async fn every_error_the_seed_names_is_answered_with_its_code_and_an_error_sente
     let post = |path: &str, body: Value| (Method::POST, path.to_owned(), Some(body));
     let get = |path: String| (Method::GET, path, None);
     // (description, request, token, status, field)
-    let cases: Vec<(
-        &str,
-        (Method, String, Option<Value>),
-        Option<&str>,
-        u16,
-        Option<&str>,
-    )> = vec![
+    let cases: Vec<Case> = vec![
         (
             "create without a template",
             post("/api/deployments", json!({"envVars": {}})),
