@@ -64,6 +64,10 @@ struct SimArgs {
     /// Seconds until the pods of a new rollout become ready.
     #[arg(long, default_value_t = 1.0)]
     ready_delay: f64,
+    /// Where its ingress controller listens: Ingress hosts are served there by Host header
+    /// (give `serve --cluster kube` the same port as `--ingress-port`).
+    #[arg(long, env = "SHIPLOG_INGRESS_LISTEN", default_value = "127.0.0.1:8082")]
+    ingress_listen: SocketAddr,
 }
 
 #[derive(clap::Args)]
@@ -287,6 +291,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 async fn sim(args: SimArgs) -> anyhow::Result<()> {
     let config = SimConfig {
         ready_delay: Duration::from_secs_f64(args.ready_delay.max(0.0)),
+        ingress_listen: Some(args.ingress_listen),
         ..SimConfig::default()
     };
     let sim = KubeSim::start_on(args.listen, config)
@@ -297,7 +302,7 @@ async fn sim(args: SimArgs) -> anyhow::Result<()> {
             .with_context(|| format!("writing {}", path.display()))?;
         info!(path = %path.display(), "kubeconfig written; use KUBECONFIG={}", path.display());
     }
-    info!(url = %sim.url(), "Kubernetes API simulator listening");
+    info!(url = %sim.url(), ingress = ?sim.ingress_addr(), "Kubernetes API simulator listening");
     shutdown_signal().await;
     sim.shutdown().await;
     Ok(())

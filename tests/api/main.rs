@@ -16,6 +16,7 @@ mod metrics;
 mod operations;
 mod outage;
 mod platform;
+mod platform_seed;
 mod projections;
 mod seed_walkthrough;
 mod sse;
