@@ -6,6 +6,7 @@ use crate::cluster::ClusterError;
 use crate::error::AppError;
 use crate::ports::{CommandBus, CommandContext, ReadModel};
 use crate::process_manager::UsecaseLoader;
+use crate::usecases::execute_visible;
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
 use futures_core::stream::BoxStream;
@@ -194,9 +195,7 @@ impl Operations {
         command: UsecaseCommand,
     ) -> Result<(), AppError> {
         // An unknown or deleted usecase is the aggregate's NotFound; no need to load it first.
-        let cursor = self.bus.execute(usecase_id, command, ctx).await?;
-        self.read.wait_for(cursor).await;
-        Ok(())
+        execute_visible(&*self.bus, &*self.read, usecase_id, command, ctx).await
     }
 
     /// The serving deployment: an explicit one is checked to belong to the usecase.

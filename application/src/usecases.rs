@@ -34,9 +34,7 @@ impl Usecases {
         command: UsecaseCommand,
         ctx: &CommandContext,
     ) -> Result<(), AppError> {
-        let cursor = self.bus.execute(usecase_id, command, ctx).await?;
-        self.read.wait_for(cursor).await;
-        Ok(())
+        execute_visible(&*self.bus, &*self.read, usecase_id, command, ctx).await
     }
 
     /// Registers a usecase under a unique name; a taken name is a `Conflict`.
@@ -173,6 +171,20 @@ impl Usecases {
             ))),
         }
     }
+}
+
+/// Runs a command and waits until the read models show its events
+/// (read-your-writes: the client's next read agrees with what it was told).
+pub(crate) async fn execute_visible(
+    bus: &dyn CommandBus,
+    read: &dyn ReadModel,
+    usecase_id: Uuid,
+    command: UsecaseCommand,
+    ctx: &CommandContext,
+) -> Result<(), AppError> {
+    let cursor = bus.execute(usecase_id, command, ctx).await?;
+    read.wait_for(cursor).await;
+    Ok(())
 }
 
 /// Checks a requested page size against the bounds.

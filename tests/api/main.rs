@@ -5,6 +5,7 @@
 mod audit;
 mod auth;
 mod bad_input;
+mod binary;
 mod cli;
 mod cluster;
 mod deployments;

@@ -3,10 +3,11 @@
 //! `localhost`). Only the host, the key and the deployment name are replaced
 //! (`abc123xyz7` becomes the name this run generated).
 
+use crate::binary::{curl, free_port, wait_until_healthy, Shiplog};
 use crate::helpers::{TestDb, ADMIN_TOKEN};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const SEED_HOST: &str = "https://your-domain.com";
@@ -87,16 +88,6 @@ const AUTO_UPDATE: &str = r#"curl -X PUT "https://your-domain.com/api/deployment
 const EVENTS: &str = r#"curl -X GET "https://your-domain.com/api/deployments/abc123xyz7/events" \
   -H "Authorization: Bearer YOUR_API_KEY""#;
 
-/// The built binary, killed when the test ends.
-struct Shiplog(Child);
-
-impl Drop for Shiplog {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 struct Seed {
     host: String,
     name: String,
@@ -113,27 +104,7 @@ impl Seed {
 
     /// Runs one seed command; returns (status, body as JSON or as a string).
     fn run(&self, command: &str) -> (u16, Value) {
-        // The harness only adds how it reads the answer: quiet, and the status on a last line.
-        let script = format!(
-            "{} --silent --show-error --write-out '\\n%{{http_code}}'",
-            self.command(command)
-        );
-        let output = Command::new("bash")
-            .arg("-c")
-            .arg(&script)
-            .output()
-            .unwrap_or_else(|e| panic!("bash: {e}"));
-        assert!(
-            output.status.success(),
-            "curl failed: {}\n{script}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let text = String::from_utf8_lossy(&output.stdout).to_string();
-        let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
-        (
-            status.trim().parse().unwrap_or(0),
-            serde_json::from_str(body).unwrap_or_else(|_| Value::String(body.to_owned())),
-        )
+        curl(&self.command(command))
     }
 
     /// Runs an endless streaming seed command until it printed `lines` lines.
@@ -169,30 +140,6 @@ impl Seed {
             assert!(Instant::now() < deadline, "never {status}: {code} {body}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
-async fn wait_until_healthy(host: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let client = reqwest::Client::new();
-    loop {
-        let healthy = client
-            .get(format!("{host}/healthz"))
-            .send()
-            .await
-            .map(|r| r.status().is_success());
-        if healthy.unwrap_or(false) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "shiplog serve did not come up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -255,7 +202,7 @@ async fn the_platform_seed_curl_examples_work_against_the_binary() {
     assert_eq!(ready["ingresses"][0]["host"], format!("{name}.localhost"));
     // The URL answers through the simulator's ingress controller, as curl resolves *.localhost.
     let url = ready["ingresses"][0]["url"].as_str().unwrap_or_default();
-    let (status, page) = seed.run(&format!("curl {url}/"));
+    let (status, page) = curl(&format!("curl {url}/"));
     assert_eq!(status, 200, "{url}: {page}");
     assert_eq!(page["env"]["PORT"], "8080", "envVars reach the container");
 

@@ -4,8 +4,9 @@
 //! (a missing `\` after the first Authorization header, and unclosed quotes
 //! around two URLs); they are mended here as the README explains.
 
+use crate::binary::{curl, free_port, wait_until_healthy, Shiplog};
 use crate::helpers::{uuid, TestDb, ADMIN_TOKEN};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const SEED_HOST: &str = "https://pharia-os-manager.<your.pharia-ai.domain.com>";
@@ -47,16 +48,6 @@ const DELETE: &str = r#"curl --request DELETE \
 --url 'https://pharia-os-manager.<your.pharia-ai.domain.com>/api/usecases/ee7ab86f-bfde-450f-bb0e-1433e91a8d90' \
 --header 'Authorization: Bearer <token>'"#;
 
-/// The built binary, killed when the test ends.
-struct Shiplog(Child);
-
-impl Drop for Shiplog {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 struct Seed {
     host: String,
     usecase: String,
@@ -66,53 +57,22 @@ struct Seed {
 impl Seed {
     /// Runs one seed command with host, token and ids substituted; returns (status, body).
     fn run(&self, command: &str) -> (u16, serde_json::Value) {
-        let command = command
-            .replace(SEED_HOST, &self.host)
-            .replace("<token>", ADMIN_TOKEN)
-            .replace(SEED_USECASE, &self.usecase)
-            .replace(SEED_DEPLOYMENT, &self.deployment);
-        // The harness only adds how it reads the answer: quiet, and the status on a last line.
-        let script = format!("{command} --silent --show-error --write-out '\\n%{{http_code}}'");
-        let output = Command::new("bash")
-            .arg("-c")
-            .arg(&script)
-            .output()
-            .unwrap_or_else(|e| panic!("bash: {e}"));
-        assert!(
-            output.status.success(),
-            "curl failed: {}\n{script}",
-            String::from_utf8_lossy(&output.stderr)
+        let (status, body) = curl(
+            &command
+                .replace(SEED_HOST, &self.host)
+                .replace("<token>", ADMIN_TOKEN)
+                .replace(SEED_USECASE, &self.usecase)
+                .replace(SEED_DEPLOYMENT, &self.deployment),
         );
-        let text = String::from_utf8_lossy(&output.stdout).to_string();
-        let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
+        // The PhariaOS answers are JSON or empty.
         (
-            status.trim().parse().unwrap_or(0),
-            serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+            status,
+            if body.is_string() {
+                serde_json::Value::Null
+            } else {
+                body
+            },
         )
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
-async fn wait_until_healthy(host: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let client = reqwest::Client::new();
-    loop {
-        let healthy = client
-            .get(format!("{host}/healthz"))
-            .send()
-            .await
-            .map(|r| r.status().is_success());
-        if healthy.unwrap_or(false) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "shiplog serve did not come up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

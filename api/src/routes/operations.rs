@@ -17,8 +17,9 @@ use axum::http::{header, HeaderName, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use futures::stream::BoxStream;
 use futures::StreamExt;
-use shiplog_application::{LogLine, Scope};
+use shiplog_application::{ClusterError, LogLine, Scope};
 use std::convert::Infallible;
 use uuid::Uuid;
 
@@ -185,19 +186,36 @@ pub async fn logs(
         .operations
         .follow_logs(id, query.deployment_id, None, query.tail)
         .await?;
-    let stopping = state.stopping.clone();
+    Ok(followed_lines(
+        &state,
+        deployment_id,
+        lines,
+        "application/x-ndjson",
+        |line| {
+            let mut json = serde_json::to_vec(&LogLineBody::from(line)).unwrap_or_default();
+            json.push(b'\n');
+            json
+        },
+    ))
+}
+
+/// A followed log as an endless body of `content_type`, one `render`ed chunk per
+/// line, ending at shutdown or at the first error (the client can reconnect).
+pub(crate) fn followed_lines(
+    state: &AppState,
+    deployment_id: Uuid,
+    lines: BoxStream<'static, Result<LogLine, ClusterError>>,
+    content_type: &str,
+    render: fn(LogLine) -> Vec<u8>,
+) -> Response {
     let body = lines
         .take_while(|line| std::future::ready(line.is_ok()))
         .filter_map(|line| std::future::ready(line.ok()))
-        .map(|line| {
-            let mut json = serde_json::to_vec(&LogLineBody::from(line)).unwrap_or_default();
-            json.push(b'\n');
-            Ok::<_, Infallible>(json)
-        })
-        .take_until(stopping.cancelled_owned());
-    Ok((
+        .map(move |line| Ok::<_, Infallible>(render(line)))
+        .take_until(state.stopping.clone().cancelled_owned());
+    (
         [
-            (header::CONTENT_TYPE, "application/x-ndjson".to_owned()),
+            (header::CONTENT_TYPE, content_type.to_owned()),
             (
                 HeaderName::from_static("x-accel-buffering"),
                 "no".to_owned(),
@@ -209,7 +227,7 @@ pub async fn logs(
         ],
         Body::from_stream(body),
     )
-        .into_response())
+        .into_response()
 }
 
 /// Container logs as Server-Sent Events: the last `tail` lines per pod, then new
@@ -239,6 +257,15 @@ pub async fn stream_logs(
         .operations
         .follow_logs(id, query.deployment_id, None, query.tail)
         .await?;
+    Ok(log_events(&state, lines))
+}
+
+/// A followed log as Server-Sent Events: `event: log` per line, `event: error` when
+/// the cluster fails, `event: end` once no pod is left; it ends at shutdown.
+pub(crate) fn log_events(
+    state: &AppState,
+    lines: BoxStream<'static, Result<LogLine, ClusterError>>,
+) -> impl IntoResponse {
     let messages = lines
         .map(|line| match line {
             Ok(line) => log_event(line),
@@ -254,14 +281,14 @@ pub async fn stream_logs(
         .map(Ok::<_, Infallible>)
         .take_until(state.stopping.clone().cancelled_owned());
     let no_buffering = [(HeaderName::from_static("x-accel-buffering"), "no")];
-    Ok((
+    (
         no_buffering,
         Sse::new(messages).keep_alive(
             KeepAlive::new()
                 .interval(state.keep_alive)
                 .text("keep-alive"),
         ),
-    ))
+    )
 }
 
 fn log_event(line: LogLine) -> Event {

@@ -6,22 +6,17 @@ use crate::error::{PlatformError, Problem};
 use crate::extract::{
     command_context, ApiPath, ApiQuery, Auth, PlatformJson, RequestId, StreamAuth,
 };
-use crate::ops_dto::LogLineBody;
 use crate::platform_dto::{
     AutoUpdateBody, AutoUpdateUpdate, ChangeAccepted, ConfigDataBody, ConfigUpdateBody,
     DeploymentNameBody, HistoryBody, HistoryPageQuery, MetricsBody, NameQuery, PlatformEventsBody,
     PlatformLogStreamQuery, PlatformLogsBody, PlatformLogsQuery, ServiceQuery,
 };
+use crate::routes::operations::{followed_lines, log_events};
 use crate::state::AppState;
-use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderName};
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use futures::StreamExt;
 use shiplog_application::Scope;
-use std::convert::Infallible;
 
 /// Roll all pods of a deployment (same config, fresh pods), as a restart annotation does.
 #[utoipa::path(post, path = "/api/deployments/restart", tag = "platform", request_body = DeploymentNameBody,
@@ -149,26 +144,13 @@ pub async fn logs(
         .platform
         .follow_logs(&name, service, query.tail)
         .await?;
-    let body = lines
-        .take_while(|line| std::future::ready(line.is_ok()))
-        .filter_map(|line| std::future::ready(line.ok()))
-        .map(|line| Ok::<_, Infallible>(format!("{}\n", line.line)))
-        .take_until(state.stopping.clone().cancelled_owned());
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/plain; charset=utf-8".to_owned()),
-            (
-                HeaderName::from_static("x-accel-buffering"),
-                "no".to_owned(),
-            ),
-            (
-                HeaderName::from_static("x-shiplog-deployment"),
-                deployment_id.to_string(),
-            ),
-        ],
-        Body::from_stream(body),
-    )
-        .into_response())
+    Ok(followed_lines(
+        &state,
+        deployment_id,
+        lines,
+        "text/plain; charset=utf-8",
+        |line| format!("{}\n", line.line).into_bytes(),
+    ))
 }
 
 /// Container logs of a service as Server-Sent Events: the last `tail` lines per pod,
@@ -196,31 +178,7 @@ pub async fn stream_logs(
         .platform
         .follow_logs(&name, query.service.as_deref(), query.tail)
         .await?;
-    let messages = lines
-        .map(|line| match line {
-            Ok(line) => {
-                let data = serde_json::to_string(&LogLineBody::from(line)).unwrap_or_default();
-                Event::default().event("log").data(data)
-            }
-            Err(e) => Event::default()
-                .event("error")
-                .data(serde_json::json!({"detail": e.to_string()}).to_string()),
-        })
-        .chain(futures::stream::once(async {
-            Event::default()
-                .event("end")
-                .data(r#"{"detail":"the deployment has no pod left"}"#)
-        }))
-        .map(Ok::<_, Infallible>)
-        .take_until(state.stopping.clone().cancelled_owned());
-    Ok((
-        [(HeaderName::from_static("x-accel-buffering"), "no")],
-        Sse::new(messages).keep_alive(
-            KeepAlive::new()
-                .interval(state.keep_alive)
-                .text("keep-alive"),
-        ),
-    ))
+    Ok(log_events(&state, lines))
 }
 
 /// CPU and memory of a service (default: the first) over all pods, from metrics.k8s.io.

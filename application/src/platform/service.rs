@@ -10,7 +10,7 @@ use crate::operations::{Accepted, KubeEvent, LogLine, Logs, Operations, Usage};
 use crate::ports::{
     CommandBus, CommandContext, DeploymentView, Page, PlatformView, ReadModel, Revision,
 };
-use crate::usecases::page_size;
+use crate::usecases::{execute_visible, page_size};
 use chrono::{DateTime, SubsecRound, Utc};
 use futures_core::stream::BoxStream;
 use rand::Rng;
@@ -190,9 +190,7 @@ impl Platform {
         usecase_id: Uuid,
         command: UsecaseCommand,
     ) -> Result<(), AppError> {
-        let cursor = self.bus.execute(usecase_id, command, ctx).await?;
-        self.read.wait_for(cursor).await;
-        Ok(())
+        execute_visible(&*self.bus, &*self.read, usecase_id, command, ctx).await
     }
 
     /// Registers a usecase under `name` (or under fresh generated names until one is
