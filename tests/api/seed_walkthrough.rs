@@ -97,6 +97,8 @@ async fn the_seed_curl_walkthrough_works_against_the_binary() {
         Command::new(env!("CARGO_BIN_EXE_shiplog"))
             .arg("serve")
             .env("SHIPLOG_PROXY_LISTEN", "127.0.0.1:0")
+            // The simulator's ingress controller on a port of its own, not the default 8082.
+            .env("SHIPLOG_INGRESS_LISTEN", "127.0.0.1:0")
             .env("DATABASE_URL", &db.url)
             .env("SHIPLOG_LISTEN", format!("127.0.0.1:{port}"))
             .env("SHIPLOG_ADMIN_TOKEN", ADMIN_TOKEN)
