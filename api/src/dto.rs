@@ -153,6 +153,11 @@ pub struct ImageBody {
     /// Image tag.
     #[schema(example = "1.0.0")]
     pub tag: String,
+    /// Pins the image to this manifest digest: it is pulled by digest, whatever the tag
+    /// points to by then. Absent when the image is not pinned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")]
+    pub digest: Option<String>,
 }
 
 /// Prometheus scraping settings.
@@ -199,11 +204,14 @@ impl ResourceListBody {
 impl DeploymentConfigBody {
     /// Validates the configuration through the domain's constructors.
     pub fn parse(self) -> Result<DeploymentConfig, InvalidField> {
-        let image = ImageRef::new(
+        let mut image = ImageRef::new(
             &self.image.registry,
             &self.image.repository,
             &self.image.tag,
         )?;
+        if let Some(digest) = &self.image.digest {
+            image = image.pinned(digest)?;
+        }
         let service_monitor = self
             .service_monitor
             .map(|m| ServiceMonitor::new(m.enabled, m.scraping_interval.as_deref()))
@@ -245,6 +253,7 @@ impl From<DeploymentConfig> for DeploymentConfigBody {
                 registry: c.image.registry,
                 repository: c.image.repository,
                 tag: c.image.tag,
+                digest: c.image.digest,
             },
             service_monitor: c.service_monitor.map(|m| ServiceMonitorBody {
                 enabled: m.enabled,

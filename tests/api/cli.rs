@@ -82,6 +82,9 @@ async fn run(env: &[(&str, &str)], args: &[&str]) -> Run {
 /// code, and a part of what stderr must say.
 type ErrorCase<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<&'a str>, i32, &'a str);
 
+/// A manifest digest, for images pinned to one.
+const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
 /// A port nothing listens on.
 fn closed_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -446,6 +449,7 @@ async fn errors_give_one_line_and_their_documented_exit_code() {
         .unwrap_or_else(|| panic!("{token}"))
         .to_owned();
     let unreachable = format!("http://127.0.0.1:{}", closed_port());
+    let digest_only = format!("nginx@{DIGEST}");
 
     // (description, environment, arguments, exit code, a part of stderr)
     let cases: Vec<ErrorCase> = vec![
@@ -485,16 +489,23 @@ async fn errors_give_one_line_and_their_documented_exit_code() {
             "--bogus",
         ),
         (
-            "an image without a tag",
+            "an image that is no Docker reference",
             vec![],
             vec![
                 "deploy",
                 "taken",
                 "--image",
-                "registry.example.com/team/app",
+                "registry.example.com/Team/App:1",
             ],
             2,
-            "has no tag",
+            "\"registry.example.com/Team/App:1\" is not an image reference",
+        ),
+        (
+            "a digest without a tag, which only deploy-image takes",
+            vec![],
+            vec!["deploy", "taken", "--image", &digest_only],
+            2,
+            "shiplog deploy-image",
         ),
         (
             "a wrong token",
@@ -531,10 +542,12 @@ async fn errors_give_one_line_and_their_documented_exit_code() {
                 "deploy",
                 "taken",
                 "--image",
-                "registry.example.com/Team/App:1",
+                "registry.example.com/team/app:1",
+                "--replicas",
+                "1000",
             ],
             1,
-            "(field: config.image.repository)",
+            "(field: config.replicas)",
         ),
     ];
     for (description, env, args, code, message) in cases {
@@ -626,5 +639,56 @@ async fn completions_print_a_shell_script() {
     assert!(
         run.stdout.contains("deploy"),
         "the script knows the subcommands"
+    );
+}
+
+#[tokio::test]
+async fn deploy_takes_images_in_dockers_syntax() {
+    let sim = sim().await;
+    let app = app_on(&sim).await;
+    shiplog(&app, &["usecase", "create", "hub"]).await.expect(0);
+
+    // (description, --image, the stored image)
+    let cases = [
+        (
+            "Docker Hub's short form",
+            "nginx:latest".to_owned(),
+            serde_json::json!({"registry": "docker.io", "repository": "library/nginx", "tag": "latest"}),
+        ),
+        (
+            "a tag pinned to a digest",
+            format!("registry.example.com/team/app:1.0@{DIGEST}"),
+            serde_json::json!({"registry": "registry.example.com", "repository": "team/app", "tag": "1.0", "digest": DIGEST}),
+        ),
+    ];
+    for (description, image, stored) in cases {
+        let deployment = shiplog(
+            &app,
+            &["deploy", "hub", "--image", &image, "--wait", "-o", "json"],
+        )
+        .await
+        .expect(0)
+        .json();
+        assert_eq!(
+            deployment["status"], "deployed",
+            "{description}: {deployment}"
+        );
+        assert_eq!(deployment["config"]["image"], stored, "{description}");
+    }
+    let status = shiplog(&app, &["status", "hub"]).await.expect(0);
+    assert!(
+        status
+            .stdout
+            .contains(&format!("registry.example.com/team/app:1.0@{DIGEST}")),
+        "status shows the pinned image: {}",
+        status.stdout
+    );
+    let history = shiplog(&app, &["history", "hub"]).await.expect(0);
+    assert!(
+        history
+            .stdout
+            .contains("requested: docker.io/library/nginx:latest"),
+        "{}",
+        history.stdout
     );
 }

@@ -2,6 +2,7 @@
 //! (`--image`, `K=V`, `--url`), so that malformed input is a usage error (exit 2).
 
 use clap::{Args, Subcommand, ValueEnum};
+use shiplog_domain::ImageRef;
 use uuid::Uuid;
 
 /// Where the client looks for shiplog when neither --url nor SHIPLOG_URL is given.
@@ -136,9 +137,10 @@ pub enum UsecaseCommand {
 pub struct DeployArgs {
     /// The usecase: its id or its exact name.
     pub usecase: String,
-    /// The image as registry/repository:tag, e.g. registry.example.com/team/app:1.0.0.
-    #[arg(long, value_parser = parse_image)]
-    pub image: ImageArg,
+    /// The image in Docker's syntax: nginx:latest, registry.example.com/team/app:1.0.0,
+    /// optionally @sha256:…; no registry means Docker Hub, no tag latest.
+    #[arg(long, value_name = "IMAGE", value_parser = parse_image)]
+    pub image: ImageRef,
     /// The port the application listens on (shiplog's default: 8080).
     #[arg(long, value_name = "N")]
     pub port: Option<u16>,
@@ -296,52 +298,22 @@ pub enum TokenCommand {
     },
 }
 
-/// An image reference split the way the API takes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImageArg {
-    /// Registry host, optionally with :port.
-    pub registry: String,
-    /// Repository path.
-    pub repository: String,
-    /// Tag.
-    pub tag: String,
-}
-
-impl std::fmt::Display for ImageArg {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}:{}", self.registry, self.repository, self.tag)
-    }
-}
-
-/// Splits `registry/repository:tag`: the registry is everything before the first '/',
-/// the tag follows the last ':' of the last path segment (so a registry port is no tag).
-pub fn parse_image(value: &str) -> Result<ImageArg, String> {
-    let value = value.trim();
-    let (registry, rest) = value.split_once('/').ok_or_else(|| {
-        format!("{value:?} has no registry: write registry/repository:tag, e.g. registry.example.com/team/app:1.0.0")
-    })?;
-    let last_segment_start = rest.rfind('/').map_or(0, |i| i + 1);
-    let (repository, tag) = match rest[last_segment_start..].rfind(':') {
-        Some(colon) => {
-            let colon = last_segment_start + colon;
-            (&rest[..colon], &rest[colon + 1..])
-        }
-        None => {
-            return Err(format!(
-                "{value:?} has no tag: write registry/repository:tag, e.g. {value}:1.0.0"
-            ))
-        }
-    };
-    if registry.is_empty() || repository.is_empty() || tag.is_empty() {
+/// Parses `--image` with the domain's parser of Docker's reference syntax, normalised as
+/// Docker does (`nginx:latest` is `docker.io/library/nginx:latest`). The usecase API needs
+/// a tag, so a digest alone (`nginx@sha256:…`) is refused here, pointing to `deploy-image`.
+pub fn parse_image(value: &str) -> Result<ImageRef, String> {
+    let image = ImageRef::parse("--image", value).map_err(|e| e.reason)?;
+    if image.tag.is_empty() {
         return Err(format!(
-            "{value:?} is not registry/repository:tag (e.g. registry.example.com/team/app:1.0.0)"
+            "{:?} names a digest but no tag: `deploy` needs both (e.g. {}/{}:1.0@{}), \
+             or use `shiplog deploy-image`, which takes a digest alone",
+            value.trim(),
+            image.registry,
+            image.repository,
+            image.digest.as_deref().unwrap_or("sha256:…"),
         ));
     }
-    Ok(ImageArg {
-        registry: registry.to_owned(),
-        repository: repository.to_owned(),
-        tag: tag.to_owned(),
-    })
+    Ok(image)
 }
 
 /// Splits `NAME=VALUE` at the first '='; the value may be empty or contain '='.
@@ -367,49 +339,71 @@ pub fn parse_url(value: &str) -> Result<String, String> {
 mod tests {
     use super::*;
 
-    fn image(registry: &str, repository: &str, tag: &str) -> ImageArg {
-        ImageArg {
-            registry: registry.into(),
-            repository: repository.into(),
-            tag: tag.into(),
-        }
-    }
-
     #[test]
-    fn images_split_into_registry_repository_and_tag() {
+    fn images_are_read_in_dockers_syntax() {
+        let digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
         let cases = [
             (
                 "a plain reference",
-                "registry.example.com/team/app:1.0.0",
-                image("registry.example.com", "team/app", "1.0.0"),
+                "registry.example.com/team/app:1.0.0".to_owned(),
+                "registry.example.com/team/app:1.0.0".to_owned(),
             ),
             (
                 "a registry with a port",
-                "localhost:5000/app:v2",
-                image("localhost:5000", "app", "v2"),
+                "localhost:5000/app:v2".to_owned(),
+                "localhost:5000/app:v2".to_owned(),
             ),
             (
-                "a deep repository",
-                "ghcr.io/org/group/app:1.0-broken",
-                image("ghcr.io", "org/group/app", "1.0-broken"),
+                "Docker Hub, as docker writes it",
+                "nginx:latest".to_owned(),
+                "docker.io/library/nginx:latest".to_owned(),
+            ),
+            (
+                "no tag means latest",
+                "ghcr.io/org/app".to_owned(),
+                "ghcr.io/org/app:latest".to_owned(),
+            ),
+            (
+                "a tag pinned to a digest",
+                format!("ghcr.io/org/app:1.0@{digest}"),
+                format!("ghcr.io/org/app:1.0@{digest}"),
             ),
         ];
         for (description, input, expected) in cases {
-            assert_eq!(parse_image(input), Ok(expected), "{description}");
+            let parsed = parse_image(&input).map(|i| i.to_string());
+            assert_eq!(parsed, Ok(expected), "{description}");
         }
     }
 
     #[test]
-    fn images_without_registry_or_tag_are_refused() {
+    fn malformed_images_and_digests_without_tag_are_refused() {
+        let digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
         let cases = [
-            ("no tag", "registry.example.com/team/app"),
-            ("a port but no tag", "localhost:5000/app"),
-            ("no registry", "app:1.0"),
-            ("an empty tag", "registry.example.com/app:"),
-            ("an empty repository", "registry.example.com/:1.0"),
+            (
+                "upper case",
+                "Registry.example.com/Team/App:1".to_owned(),
+                "is not an image reference",
+            ),
+            (
+                "an empty tag",
+                "registry.example.com/app:".to_owned(),
+                "is not an image reference",
+            ),
+            (
+                "a scheme",
+                "https://registry.example.com/app:1".to_owned(),
+                "is not an image reference",
+            ),
+            ("a digest alone", format!("nginx@{digest}"), "deploy-image"),
         ];
-        for (description, input) in cases {
-            assert!(parse_image(input).is_err(), "{description}: {input}");
+        for (description, input, message) in cases {
+            match parse_image(&input) {
+                Ok(image) => panic!("{description}: {input} was taken as {image}"),
+                Err(e) => assert!(
+                    e.contains(message) && e.contains(input.trim()),
+                    "{description}: {e}"
+                ),
+            }
         }
     }
 

@@ -4,6 +4,7 @@
 use super::args::Connection;
 use super::error::CliError;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde::Serialize;
 use serde_json::Value;
 use std::time::Duration;
 use uuid::Uuid;
@@ -92,6 +93,11 @@ impl Api {
             None => request,
         })
         .await
+    }
+
+    /// `POST path` with a typed body (serialised as JSON).
+    pub async fn post_body<B: Serialize>(&self, path: &str, body: &B) -> Result<Value, CliError> {
+        self.json(self.request(Method::POST, path).json(body)).await
     }
 
     /// `PUT path` with a JSON body.

@@ -141,15 +141,27 @@ pub fn short(id: &str) -> String {
     }
 }
 
-/// `{"registry","repository","tag"}` as `registry/repository:tag`.
+/// `{"registry","repository","tag","digest"?}` as `registry/repository:tag[@digest]`
+/// (a digest alone, with an empty tag, as `registry/repository@digest`).
 pub fn image_text(image: &Value) -> String {
-    let part = |name: &str| image.get(name).and_then(Value::as_str).unwrap_or("?");
-    format!(
-        "{}/{}:{}",
-        part("registry"),
-        part("repository"),
-        part("tag")
-    )
+    let part = |name: &str| image.get(name).and_then(Value::as_str);
+    let mut text = format!(
+        "{}/{}",
+        part("registry").unwrap_or("?"),
+        part("repository").unwrap_or("?")
+    );
+    match (part("tag"), part("digest")) {
+        (Some(""), Some(_)) => {}
+        (tag, _) => {
+            text.push(':');
+            text.push_str(tag.unwrap_or("?"));
+        }
+    }
+    if let Some(digest) = part("digest") {
+        text.push('@');
+        text.push_str(digest);
+    }
+    text
 }
 
 #[cfg(test)]
@@ -223,6 +235,30 @@ mod tests {
         ];
         for (event, expected) in cases {
             assert_eq!(event.summary(), expected, "{}", event.kind);
+        }
+    }
+
+    #[test]
+    fn images_show_their_digest_when_pinned() {
+        let cases = [
+            (
+                "a tag",
+                json!({"registry": "r.example", "repository": "app", "tag": "1"}),
+                "r.example/app:1",
+            ),
+            (
+                "a tag and a digest",
+                json!({"registry": "r.example", "repository": "app", "tag": "1", "digest": "sha256:ab"}),
+                "r.example/app:1@sha256:ab",
+            ),
+            (
+                "a digest alone",
+                json!({"registry": "r.example", "repository": "app", "tag": "", "digest": "sha256:ab"}),
+                "r.example/app@sha256:ab",
+            ),
+        ];
+        for (description, image, expected) in cases {
+            assert_eq!(image_text(&image), expected, "{description}");
         }
     }
 

@@ -9,48 +9,48 @@ use crate::cli::events::{display_time, short};
 use crate::cli::feed::EventFeed;
 use crate::cli::output::{text, Output};
 use crate::cli::wait::{self, Progress, Waiting};
+use crate::dto::{DeploymentConfigBody, ImageBody, ServiceMonitorBody};
 use comfy_table::Cell;
 use reqwest::Method;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use uuid::Uuid;
 
 /// `shiplog deploy`: requests a deployment; with --wait, follows it to its outcome.
 pub async fn deploy(api: &Api, out: &Output, args: DeployArgs) -> Result<(), CliError> {
     let usecase = api.resolve_usecase(&args.usecase).await?;
-    let mut config = json!({
-        "image": {
-            "registry": args.image.registry,
-            "repository": args.image.repository,
-            "tag": args.image.tag,
-        }
-    });
-    if let Some(port) = args.port {
-        config["containerPort"] = json!(port);
-    }
-    if !args.env.is_empty() {
-        let env: Map<String, Value> = args
-            .env
-            .into_iter()
-            .map(|(k, v)| (k, Value::String(v)))
-            .collect();
-        config["env"] = Value::Object(env);
-    }
-    if let Some(replicas) = args.replicas {
-        config["replicas"] = json!(replicas);
-    }
-    if let Some(interval) = args.service_monitor {
-        config["serviceMonitor"] = json!({"enabled": true, "scrapingInterval": interval});
-    }
+    let label_image = args.image.to_string();
+    let body = DeployRequest {
+        config: DeploymentConfigBody {
+            image: ImageBody {
+                registry: args.image.registry,
+                repository: args.image.repository,
+                tag: args.image.tag,
+                digest: args.image.digest,
+            },
+            service_monitor: args.service_monitor.map(|interval| ServiceMonitorBody {
+                enabled: true,
+                scraping_interval: Some(interval),
+            }),
+            container_port: args.port,
+            env: (!args.env.is_empty()).then(|| args.env.into_iter().collect()),
+            replicas: args.replicas,
+            resources: None,
+        },
+    };
     let feed = subscribe_if(api, usecase, &args.wait, Waiting::Deployment).await?;
     let accepted = api
-        .post(
-            &format!("/api/usecases/{usecase}/deployments"),
-            Some(&json!({ "config": config })),
-        )
+        .post_body(&format!("/api/usecases/{usecase}/deployments"), &body)
         .await?;
     let id = uuid_field(&accepted, "id")?;
-    let label = format!("deployment {id} of {}", args.image);
+    let label = format!("deployment {id} of {label_image}");
     follow_deployment(api, out, usecase, id, feed, &args.wait, &accepted, &label).await
+}
+
+/// Body of `POST /api/usecases/{id}/deployments` (the server reads it as `CreateDeployment`),
+/// built from the server's own config DTO.
+#[derive(Debug, serde::Serialize)]
+struct DeployRequest {
+    config: DeploymentConfigBody,
 }
 
 /// The end of every command that starts a deployment (deploy, rollback, config changes):
@@ -231,4 +231,43 @@ pub async fn rollback(api: &Api, out: &Output, args: RollbackArgs) -> Result<(),
         text(&accepted, "rollbackOf")
     );
     follow_deployment(api, out, usecase, id, feed, &args.wait, &accepted, &label).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::args::parse_image;
+    use crate::dto::CreateDeployment;
+    use serde::Deserialize;
+
+    /// The server refuses unknown fields: a body the CLI spells differently fails here.
+    #[test]
+    fn a_deploy_body_is_what_the_server_reads() {
+        let digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let image = parse_image(&format!("nginx:1.27@{digest}")).unwrap_or_else(|e| panic!("{e}"));
+        let body = DeployRequest {
+            config: DeploymentConfigBody {
+                image: ImageBody {
+                    registry: image.registry,
+                    repository: image.repository,
+                    tag: image.tag,
+                    digest: image.digest,
+                },
+                service_monitor: None,
+                container_port: Some(80),
+                env: None,
+                replicas: None,
+                resources: None,
+            },
+        };
+        let read = serde_json::to_value(&body)
+            .map(CreateDeployment::deserialize)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let config = read.config.parse().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            config.image.to_string(),
+            format!("docker.io/library/nginx:1.27@{digest}")
+        );
+    }
 }
