@@ -19,6 +19,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::json::str_at;
+use crate::managed_fields::Writer;
 use crate::resources::{self, ResourceDef, PODS};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::ApiError;
@@ -273,7 +274,9 @@ async fn resource_route(
                     reject_dry_run(q)?;
                     let value = parse_body(&body)?;
                     let ns = ns.unwrap_or_default();
-                    let created = shared.with(|s| s.api_create(def, &ns, value))?;
+                    let manager = field_manager(q, headers);
+                    let writer = Writer::Update { manager: &manager };
+                    let created = shared.with(|s| s.api_create(def, &ns, value, writer))?;
                     Ok(json_response(StatusCode::CREATED, &created))
                 }
                 Method::DELETE => {
@@ -323,7 +326,10 @@ async fn resource_route(
                 Method::PUT => {
                     reject_dry_run(q)?;
                     let value = parse_body(&body)?;
-                    let updated = shared.with(|s| s.api_update(def, &ns, &name, value, false))?;
+                    let manager = field_manager(q, headers);
+                    let writer = Writer::Update { manager: &manager };
+                    let updated =
+                        shared.with(|s| s.api_update(def, &ns, &name, value, false, writer))?;
                     Ok(json_response(StatusCode::OK, &updated))
                 }
                 Method::PATCH => patch(shared, def, &ns, &name, q, headers, &body, false),
@@ -356,7 +362,10 @@ async fn resource_route(
                 Method::PUT => {
                     reject_dry_run(q)?;
                     let value = parse_body(&body)?;
-                    let updated = shared.with(|s| s.api_update(def, &ns, &name, value, true))?;
+                    let manager = field_manager(q, headers);
+                    let writer = Writer::Update { manager: &manager };
+                    let updated =
+                        shared.with(|s| s.api_update(def, &ns, &name, value, true, writer))?;
                     Ok(json_response(StatusCode::OK, &updated))
                 }
                 Method::PATCH => patch(shared, def, &ns, &name, q, headers, &body, true),
@@ -380,6 +389,15 @@ async fn resource_route(
         }
         _ => Err(ApiError::no_route()),
     }
+}
+
+/// Who a write is by, for field ownership: the `fieldManager` parameter, else the client's
+/// User-Agent (see [`crate::managed_fields::manager_name`]).
+fn field_manager(q: &Params, headers: &HeaderMap) -> String {
+    let agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    crate::managed_fields::manager_name(q.get("fieldManager"), agent)
 }
 
 fn reject_dry_run(q: &Params) -> Result<(), ApiError> {
@@ -443,7 +461,9 @@ fn patch(
         }
     }
     let value = parse_body(body)?;
-    let (obj, created) = shared.with(|s| s.api_patch(def, ns, name, value, apply, status_only))?;
+    let manager = field_manager(q, headers);
+    let (obj, created) =
+        shared.with(|s| s.api_patch(def, ns, name, value, apply, status_only, &manager))?;
     let code = if created {
         StatusCode::CREATED
     } else {
@@ -543,7 +563,9 @@ fn scale(
     crate::json::obj_mut(&mut update, "spec").insert("replicas".into(), json!(replicas));
     let rv = str_at(&wanted, "/metadata/resourceVersion");
     crate::json::obj_mut(&mut update, "metadata").insert("resourceVersion".into(), json!(rv));
-    let updated = shared.with(|s| s.api_update(def, ns, name, update, false))?;
+    let manager = field_manager(q, headers);
+    let writer = Writer::Update { manager: &manager };
+    let updated = shared.with(|s| s.api_update(def, ns, name, update, false, writer))?;
     Ok(json_response(StatusCode::OK, &scale_doc(&updated)))
 }
 

@@ -23,8 +23,9 @@ pub(crate) fn merge_patch(target: &mut Value, patch: &Value) {
     }
 }
 
-/// Server-side apply as the simulator does it: the applied fields are merged into the live
-/// object (maps recursively, lists and scalars replace). Field ownership is not tracked.
+/// The merge step of server-side apply: the applied fields are merged into the live object
+/// (maps recursively, lists and scalars replace); `managed_fields::prune` then removes what the
+/// manager stopped applying.
 pub(crate) fn apply_merge(target: &mut Value, applied: &Value) {
     merge_patch(target, applied)
 }

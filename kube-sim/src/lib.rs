@@ -13,6 +13,22 @@
 //! (Scheduled, Pulling, Pulled, Created, Started, Failed, BackOff and Killing for pods,
 //! ScalingReplicaSet for deployments).
 //!
+//! Server-side apply tracks field ownership as kube-apiserver does, in each object's
+//! `metadata.managedFields` (`manager`, `operation` `Apply` or `Update`, `apiVersion`, `time`,
+//! `fieldsType: FieldsV1` and `fieldsV1` in the `f:` notation). An apply by a field manager
+//! makes its `Apply` entry exactly the fields it applied; a create, replace, merge patch or
+//! scale makes the fields it added or changed (server defaults included) its manager's
+//! (`fieldManager`, else the User-Agent up to its `/`, else `unknown`), and every write takes
+//! what it changed away from the other managers. An apply removes the fields its manager's
+//! previous apply set and the new one leaves out, unless another entry owns them; a map it
+//! owned goes too once it is empty. So a label a manager stops applying is removed, a label a
+//! merge patch or another manager's apply set stays, and shiplog's switch from
+//! `{"type": "RollingUpdate", "rollingUpdate": {...}}` to `{"type": "Recreate"}` drops the
+//! `rollingUpdate` it applied. A `rollingUpdate` the server defaulted is nobody's and stays: a
+//! Deployment applied without a strategy, then with `{"type": "Recreate"}`, gets a 422, as on
+//! a real cluster (here an applied `"rollingUpdate": null` removes it). A write that changes
+//! nothing keeps the entries and the resourceVersion as they were.
+//!
 //! Secrets are stored as kube-apiserver stores them: `stringData` is base64-encoded into
 //! `data` (over a `data` entry of the same key) and never stored, `type` defaults to
 //! `Opaque`, a `data` value that is not base64 is a 400 (the server's decoding error), and a
@@ -103,10 +119,18 @@
 //!
 //! # What real Kubernetes does that the simulator does not
 //!
-//! - Server-side apply merges the applied fields (maps recursively, lists replaced) but keeps
-//!   no `managedFields`: no field ownership, no conflicts (`force` is accepted and moot), and
-//!   fields a manager stops applying are not removed. Strategic merge patch is a plain JSON
-//!   merge patch (lists replaced, not merged by key); JSON patch (RFC 6902) answers 415.
+//! - Server-side apply has no conflicts: an apply always takes the fields it sets from their
+//!   other owners (`force` is accepted and moot). Lists are atomic: replaced whole and owned as
+//!   one field (no ownership of list items by key, such as one container or env entry), and
+//!   every owned map is marked `.` (Kubernetes tells structs from maps by schema). Status
+//!   writes and the controllers' own writes (status, the revision annotation, pods) record
+//!   nothing, a `scale` write counts as an `Update` of the object (no `subresource: scale`
+//!   entry), and the `managedFields` a client sends are ignored (no reset with `[{}]`).
+//!   `kubectl apply --server-side` over a client-side applied object tries to migrate its
+//!   managers with a JSON patch, which is refused; kubectl warns and carries on.
+//! - Strategic merge patch is a plain JSON merge patch (lists replaced, not merged by key; no
+//!   `retainKeys`, so a patch switching a Deployment to Recreate must say
+//!   `"rollingUpdate": null`); JSON patch (RFC 6902) answers 415.
 //! - No ReplicaSets: pods are owned by the Deployment directly, and the pods of one template
 //!   (one `pod-template-hash`) stand for its ReplicaSet, their number for its replica count.
 //!   So a deleted pod of an old template is not replaced during a rolling update (a real old
@@ -116,9 +140,6 @@
 //!   ignored: a pod is available as soon as it is Ready. Pods are deleted immediately (no
 //!   Terminating phase, grace period or finalizers); no restarts, probes, resources,
 //!   scheduling constraints or nodes beyond one fixed `kube-sim-node`.
-//! - Strategic merge patch has no `retainKeys`: switching a Deployment to `Recreate` by patch
-//!   needs `"rollingUpdate": null` (as a JSON merge patch or server-side apply does on a real
-//!   cluster).
 //! - Validation covers names, labels, annotation keys, deployment selector/template/containers/
 //!   strategy, container env, ports, Secret keys and types and Ingress specs, not the full
 //!   schema; unknown fields are kept, not pruned. No admission webhooks, RBAC,
@@ -161,6 +182,7 @@ mod http;
 mod ingress;
 mod json;
 mod kubelet;
+mod managed_fields;
 mod metrics;
 mod pod_env;
 mod proxy;

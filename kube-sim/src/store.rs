@@ -17,6 +17,7 @@ use crate::json::{
     check_qualified_name, obj_mut, random_suffix, str_at, string_map,
 };
 use crate::kubelet::{PodLogs, StartedContainers};
+use crate::managed_fields::Writer;
 use crate::resources::{ResourceDef, DEPLOYMENTS, INGRESSES, NAMESPACES, PODS, SECRETS};
 use crate::rollout::{default_strategy, validate_strategy};
 use crate::selector::{FieldSelector, LabelSelector};
@@ -328,12 +329,13 @@ impl Store {
 
     // ---------------------------------------------------------------- API verbs
 
-    /// POST on a collection.
+    /// POST on a collection (or an apply that creates), by `writer`.
     pub fn api_create(
         &mut self,
         def: &'static ResourceDef,
         ns: &str,
         body: Value,
+        writer: Writer<'_>,
     ) -> Result<Arc<Value>, ApiError> {
         let mut obj = normalize(def, ns, body)?;
         let meta = meta_mut(&mut obj);
@@ -387,10 +389,12 @@ impl Store {
         }
         self.apply_defaults(def, &mut obj, None);
         validate(def, &obj, None)?;
+        crate::managed_fields::record(def, None, &mut obj, writer);
         Ok(self.insert_new(def, obj))
     }
 
-    /// PUT on an object (or its status), and the common end of every patch.
+    /// PUT on an object (or its status), and the common end of every patch, by `writer` (whom
+    /// a status write does not make an owner of anything).
     pub fn api_update(
         &mut self,
         def: &'static ResourceDef,
@@ -398,6 +402,7 @@ impl Store {
         name: &str,
         body: Value,
         status_only: bool,
+        writer: Writer<'_>,
     ) -> Result<Arc<Value>, ApiError> {
         let old = self
             .get(def, ns, name)
@@ -468,6 +473,9 @@ impl Store {
                 .cloned()
                 .unwrap_or(Value::Null),
         );
+        if !status_only {
+            crate::managed_fields::record(def, Some(&old), &mut new, writer);
+        }
         if new == *old {
             return Ok(old);
         }
@@ -489,7 +497,9 @@ impl Store {
         Ok(stored)
     }
 
-    /// PATCH: merge patch (and strategic merge treated as merge) or server-side apply.
+    /// PATCH by `manager`: merge patch (and strategic merge treated as merge) or server-side
+    /// apply.
+    #[allow(clippy::too_many_arguments)]
     pub fn api_patch(
         &mut self,
         def: &'static ResourceDef,
@@ -498,15 +508,24 @@ impl Store {
         patch: Value,
         apply: bool,
         status_only: bool,
+        manager: &str,
     ) -> Result<(Arc<Value>, bool), ApiError> {
         if !patch.is_object() {
             return Err(ApiError::bad_request(
                 "the patch body must be a JSON object",
             ));
         }
+        let writer = if apply {
+            Writer::Apply {
+                manager,
+                applied: &patch,
+            }
+        } else {
+            Writer::Update { manager }
+        };
         let Some(old) = self.get(def, ns, name) else {
             if apply && !status_only {
-                let mut body = patch;
+                let mut body = patch.clone();
                 let body_name = str_at(&body, "/metadata/name").to_string();
                 if !body_name.is_empty() && body_name != name {
                     return Err(ApiError::bad_request(format!(
@@ -514,7 +533,7 @@ impl Store {
                     )));
                 }
                 meta_mut(&mut body).insert("name".into(), json!(name));
-                return self.api_create(def, ns, body).map(|o| (o, true));
+                return self.api_create(def, ns, body, writer).map(|o| (o, true));
             }
             return Err(ApiError::not_found(def, name));
         };
@@ -528,7 +547,10 @@ impl Store {
         }
         let mut merged = (*old).clone();
         crate::json::apply_merge(&mut merged, &patch);
-        self.api_update(def, ns, name, merged, status_only)
+        if apply && !status_only {
+            crate::managed_fields::prune(def, &old, &mut merged, &patch, manager);
+        }
+        self.api_update(def, ns, name, merged, status_only, writer)
             .map(|o| (o, false))
     }
 
