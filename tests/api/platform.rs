@@ -78,6 +78,31 @@ type Case<'a> = (
     Option<&'a str>,
 );
 
+/// Polls the deployment's history until its restart succeeded (failing at once if
+/// it failed, after 10 s if it never ends); returns the revisions then.
+async fn restarted(app: &TestApp, name: &str) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, history) = app.get(&format!("/api/deployments/{name}/history")).await;
+        assert_eq!(status, 200, "{history}");
+        let revisions = history["revisions"].as_array().cloned().unwrap_or_default();
+        let restart = revisions
+            .iter()
+            .find(|r| r["kind"] == "restart")
+            .cloned()
+            .unwrap_or_default();
+        if restart["status"] == "succeeded" {
+            return revisions;
+        }
+        assert_ne!(restart["status"], "failed", "{history}");
+        assert!(
+            Instant::now() < deadline,
+            "the restart never ended: {history}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn put(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
     app.send(Method::PUT, path, Some(ADMIN_TOKEN), Some(body))
         .await
@@ -518,23 +543,7 @@ async fn history_records_each_change_with_who_and_how_it_ended() {
     )
     .await;
     assert_eq!(status, 200);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let revisions = loop {
-        let (status, history) = app.get(&format!("/api/deployments/{name}/history")).await;
-        assert_eq!(status, 200, "{history}");
-        let revisions = history["revisions"].as_array().cloned().unwrap_or_default();
-        if revisions
-            .iter()
-            .any(|r| r["kind"] == "restart" && r["status"] == "succeeded")
-        {
-            break revisions;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the restart never ended: {history}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let revisions = restarted(&app, &name).await;
     let kinds: Vec<&str> = revisions
         .iter()
         .filter_map(|r| r["kind"].as_str())
@@ -870,4 +879,54 @@ async fn without_a_cluster_the_cluster_reads_answer_503_with_retry_after() {
             "{path}: {problem}"
         );
     }
+}
+
+#[tokio::test]
+async fn the_update_strategy_becomes_the_deployments_strategy_on_its_next_rollout() {
+    let sim = sim().await;
+    let app = platform_app(&sim, |_| {}).await;
+    let (_, created) = app
+        .post("/api/deployments", json!({"template": "nginx"}))
+        .await;
+    let name = created["name"].as_str().unwrap_or_default().to_owned();
+    let deployment = format!(
+        "sl-{}",
+        created["deploymentId"]
+            .as_str()
+            .unwrap_or_default()
+            .replace('-', "")
+    );
+    wait_for(&app, &name, "Ready").await;
+    let strategy = |sim: &KubeSim| {
+        object(sim, "deployments", &deployment)
+            .map(|d| d["spec"]["strategy"].clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        strategy(&sim),
+        json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}),
+        "rolling by default, never a missing pod"
+    );
+
+    let (status, settings) = put(
+        &app,
+        "/api/deployments/auto-update",
+        json!({"deployment_name": name, "enabled": false, "strategy": "recreate"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{settings}");
+    let (_, shown) = app
+        .get(&format!("/api/deployments/auto-update?name={name}"))
+        .await;
+    assert_eq!(shown["strategy"], "recreate");
+    let (status, accepted) = app
+        .post("/api/deployments/restart", json!({"deployment_name": name}))
+        .await;
+    assert_eq!(status, 200, "{accepted}");
+    restarted(&app, &name).await;
+    assert_eq!(
+        strategy(&sim),
+        json!({"type": "Recreate"}),
+        "the restart rolled with the new strategy; rollingUpdate is gone"
+    );
 }
