@@ -1,5 +1,6 @@
 //! The JSON shapes of the platform API (seed 002), spelled as the seed spells
-//! them (`envVars`, `deployment_name`, `configData`), and their conversions.
+//! them (`envVars`, `deployment_name`, `configData`), and their conversions. The
+//! answers the CLI reads derive `Deserialize` too, so that it reads them typed.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -70,7 +71,7 @@ impl From<UpdateStrategy> for StrategyBody {
 }
 
 /// One way into a public deployment: the Ingress of one exposed service.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct IngressBody {
     /// The service's name.
     #[schema(example = "nginx")]
@@ -97,7 +98,7 @@ impl From<IngressEndpoint> for IngressBody {
 }
 
 /// A deployment: seed 002's fields, then shiplog's.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PlatformDeploymentBody {
     /// Its unique name.
@@ -211,7 +212,7 @@ pub struct NameQuery {
 }
 
 /// `GET /api/deployments/status`.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StatusBody {
     /// `Pending`, `Provisioning`, `Ready`, `Error`, `Deleting` or `Stopped`.
@@ -261,7 +262,7 @@ pub struct DeploymentNameBody {
 }
 
 /// The answer to an accepted change.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ChangeAccepted {
     /// Always true: the change is recorded in the ledger and carried out.
     pub success: bool,
@@ -554,7 +555,7 @@ pub struct PlatformEventsBody {
 }
 
 /// A service of a template.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TemplateServiceBody {
     /// Its name.
@@ -572,7 +573,7 @@ pub struct TemplateServiceBody {
 }
 
 /// A template of the catalog.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TemplateBody {
     /// Its name.

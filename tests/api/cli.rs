@@ -508,6 +508,34 @@ async fn errors_give_one_line_and_their_documented_exit_code() {
             "shiplog deploy-image",
         ),
         (
+            "deploy-image of no Docker reference",
+            vec![],
+            vec!["deploy-image", "Nginx:latest"],
+            2,
+            "\"Nginx:latest\" is not an image reference",
+        ),
+        (
+            "an unknown template",
+            vec![],
+            vec!["create", "no-such-template"],
+            1,
+            "(field: template)",
+        ),
+        (
+            "an unknown visibility",
+            vec![],
+            vec!["create", "nginx", "--visibility", "secret"],
+            2,
+            "--visibility",
+        ),
+        (
+            "removing a deployment that does not exist",
+            vec![],
+            vec!["remove", "no-such-deployment"],
+            3,
+            "error: deployment \"no-such-deployment\" not found",
+        ),
+        (
             "a wrong token",
             vec![("SHIPLOG_TOKEN", "not-a-token")],
             vec!["usecase", "list"],
@@ -636,10 +664,19 @@ async fn tokens_are_created_once_listed_and_revoked() {
 async fn completions_print_a_shell_script() {
     let run = run(&[], &["completions", "bash"]).await.expect(0);
     assert!(run.stdout.contains("_shiplog()"), "{}", run.stdout);
-    assert!(
-        run.stdout.contains("deploy"),
-        "the script knows the subcommands"
-    );
+    for subcommand in [
+        "deploy",
+        "templates",
+        "create",
+        "deploy-image",
+        "ls",
+        "remove",
+    ] {
+        assert!(
+            run.stdout.contains(subcommand),
+            "the script knows the subcommand {subcommand}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -691,4 +728,165 @@ async fn deploy_takes_images_in_dockers_syntax() {
         "{}",
         history.stdout
     );
+}
+
+#[tokio::test]
+async fn named_deployments_are_created_listed_and_removed() {
+    let sim = sim().await;
+    let app = app_on(&sim).await;
+
+    let templates = shiplog(&app, &["templates"]).await.expect(0);
+    for expected in [
+        "nginx:stable (port 80)",
+        "postgres:16 (port 5432, not exposed)",
+    ] {
+        assert!(
+            templates.stdout.contains(expected),
+            "templates lacks {expected:?}: {}",
+            templates.stdout
+        );
+    }
+    let catalog = shiplog(&app, &["templates", "-o", "json"])
+        .await
+        .expect(0)
+        .json();
+    assert_eq!(catalog[0]["name"], "nginx", "{catalog}");
+
+    // The name alone on the first line, then the URL.
+    let created = shiplog(&app, &["create", "nginx", "--env", "A=1", "--wait"])
+        .await
+        .expect(0);
+    let lines: Vec<&str> = created.stdout.lines().collect();
+    let name = lines.first().copied().unwrap_or_default().to_owned();
+    assert!(!name.is_empty(), "no name: {}", created.stdout);
+    assert_eq!(
+        lines.get(1).copied(),
+        Some(format!("http://{name}.localhost").as_str()),
+        "{}",
+        created.stdout
+    );
+    // A named deployment is a usecase: the usecase commands work on it.
+    let status = shiplog(&app, &["status", &name]).await.expect(0);
+    assert!(status.stdout.contains("deployed"), "{}", status.stdout);
+    assert!(
+        status.stdout.contains("docker.io/library/nginx:stable"),
+        "{}",
+        status.stdout
+    );
+
+    let web = shiplog(
+        &app,
+        &[
+            "deploy-image",
+            "nginx:latest",
+            "--name",
+            "web",
+            "--port",
+            "80",
+            "--wait",
+        ],
+    )
+    .await
+    .expect(0);
+    assert_eq!(
+        web.stdout.lines().collect::<Vec<_>>(),
+        ["web", "http://web.localhost"],
+        "{}",
+        web.stdout
+    );
+
+    let internal = shiplog(
+        &app,
+        &[
+            "create",
+            "postgres",
+            "--visibility",
+            "internal",
+            "--wait",
+            "-o",
+            "json",
+        ],
+    )
+    .await
+    .expect(0)
+    .json();
+    assert_eq!(internal["status"], "Ready", "{internal}");
+    assert_eq!(internal["visibility"], "internal", "{internal}");
+    assert_eq!(internal["ingresses"], serde_json::json!([]), "{internal}");
+
+    let taken = shiplog(&app, &["deploy-image", "nginx:1.27", "--name", "web"])
+        .await
+        .expect(4);
+    assert!(
+        taken
+            .stderr
+            .contains("error: a deployment named \"web\" already exists"),
+        "{}",
+        taken.stderr
+    );
+
+    let listed = shiplog(&app, &["ls"]).await.expect(0);
+    let row = listed
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("web "))
+        .unwrap_or_else(|| panic!("ls lacks web: {}", listed.stdout));
+    for expected in [
+        "Ready",
+        "docker.io/library/nginx:latest",
+        "public",
+        "http://web.localhost",
+    ] {
+        assert!(row.contains(expected), "ls row lacks {expected:?}: {row}");
+    }
+    let from_template = listed
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("ls lacks {name}: {}", listed.stdout));
+    assert!(from_template.contains("nginx"), "{from_template}");
+
+    // A token that may create but not follow usecases still learns the name.
+    let (code, token) = app
+        .post(
+            "/api/tokens",
+            serde_json::json!({"name": "platform-only", "scopes": ["deployments:read", "deployments:write"]}),
+        )
+        .await;
+    assert_eq!(code, 201, "{token}");
+    let secret = token["token"].as_str().unwrap_or_default();
+    let unfollowed = run(
+        &[("SHIPLOG_URL", &app.base), ("SHIPLOG_TOKEN", secret)],
+        &["create", "nginx", "--wait"],
+    )
+    .await
+    .expect(1);
+    assert!(
+        unfollowed.stderr.contains("usecases:read"),
+        "{}",
+        unfollowed.stderr
+    );
+    assert_eq!(
+        unfollowed.stdout.lines().count(),
+        2,
+        "the name and URL: {}",
+        unfollowed.stdout
+    );
+
+    let removed = shiplog(&app, &["remove", "web", "--wait"]).await.expect(0);
+    assert!(removed.stdout.contains("web removed"), "{}", removed.stdout);
+    let (code, _) = app.get("/api/deployments/status?name=web").await;
+    assert_eq!(code, 404, "web is gone");
+    let names: Vec<String> = shiplog(&app, &["ls", "-o", "json"])
+        .await
+        .expect(0)
+        .json()
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d["name"].as_str().map(str::to_owned))
+        .collect();
+    assert!(!names.contains(&"web".to_owned()), "{names:?}");
+    assert!(names.contains(&name), "{names:?}");
+    shiplog(&app, &["status", "web"]).await.expect(3);
 }

@@ -1,6 +1,7 @@
 //! The client subcommands as clap sees them, and the parsers of their values
 //! (`--image`, `K=V`, `--url`), so that malformed input is a usage error (exit 2).
 
+use crate::platform_dto::VisibilityBody;
 use clap::{Args, Subcommand, ValueEnum};
 use shiplog_domain::ImageRef;
 use uuid::Uuid;
@@ -46,6 +47,16 @@ pub struct WaitArgs {
 /// The client subcommands: each one calls shiplog's HTTP API.
 #[derive(Debug, Subcommand)]
 pub enum ClientCommand {
+    /// List the templates `shiplog create` can start from.
+    Templates(Listing),
+    /// Create a deployment from a template under a generated name; prints the name, then its URLs.
+    Create(CreateArgs),
+    /// Deploy a container image under a name (yours or a generated one); prints the name, then its URLs.
+    DeployImage(DeployImageArgs),
+    /// List the named deployments (every usecase): status, template or image, visibility, URL.
+    Ls(Listing),
+    /// Undeploy a named deployment and delete it, Kubernetes objects and all.
+    Remove(RemoveArgs),
     /// Register, list, show and delete usecases.
     Usecase(UsecaseArgs),
     /// Deploy an image to a usecase (`--wait` follows it until deployed or failed).
@@ -72,6 +83,85 @@ pub enum ClientCommand {
     Audit(AuditArgs),
     /// Create, list and revoke API tokens.
     Token(TokenArgs),
+}
+
+/// A command that takes nothing but the connection options.
+#[derive(Debug, Args)]
+pub struct Listing {
+    #[command(flatten)]
+    pub conn: Connection,
+}
+
+/// Who may reach a named deployment, as `--visibility` takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum VisibilityArg {
+    /// An ingress (and URL) per exposed service.
+    Public,
+    /// No ingress: reachable inside the cluster and through the applications proxy.
+    Internal,
+}
+
+impl From<VisibilityArg> for VisibilityBody {
+    fn from(v: VisibilityArg) -> Self {
+        match v {
+            VisibilityArg::Public => VisibilityBody::Public,
+            VisibilityArg::Internal => VisibilityBody::Internal,
+        }
+    }
+}
+
+/// `shiplog create`.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// The template's name (see `shiplog templates`).
+    pub template: String,
+    /// An environment variable over the template's defaults; repeat for more.
+    #[arg(long = "env", value_name = "K=V", value_parser = parse_env_var)]
+    pub env: Vec<(String, String)>,
+    /// Who may reach it (shiplog's default: public).
+    #[arg(long, value_enum)]
+    pub visibility: Option<VisibilityArg>,
+    #[command(flatten)]
+    pub wait: WaitArgs,
+    #[command(flatten)]
+    pub conn: Connection,
+}
+
+/// `shiplog deploy-image`.
+#[derive(Debug, Args)]
+pub struct DeployImageArgs {
+    /// The image in Docker's syntax: nginx:latest, registry.example.com/team/app:1.2.3,
+    /// optionally @sha256:…; no tag means latest.
+    #[arg(value_name = "IMAGE", value_parser = parse_reference)]
+    pub image: String,
+    /// Its name: a DNS label of up to 40 characters (shiplog's default: a generated one).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The port the container listens on (shiplog's default: 8080).
+    #[arg(long, value_name = "N")]
+    pub port: Option<u16>,
+    /// An environment variable; repeat for more.
+    #[arg(long = "env", value_name = "K=V", value_parser = parse_env_var)]
+    pub env: Vec<(String, String)>,
+    /// Who may reach it (shiplog's default: public).
+    #[arg(long, value_enum)]
+    pub visibility: Option<VisibilityArg>,
+    #[command(flatten)]
+    pub wait: WaitArgs,
+    #[command(flatten)]
+    pub conn: Connection,
+}
+
+/// `shiplog remove`.
+#[derive(Debug, Args)]
+pub struct RemoveArgs {
+    /// The deployment's name (as `shiplog ls` shows it).
+    pub name: String,
+    // --wait: until it is gone (undeployed, deleted, its name free again).
+    #[command(flatten)]
+    pub wait: WaitArgs,
+    #[command(flatten)]
+    pub conn: Connection,
 }
 
 /// A command about one usecase.
@@ -316,6 +406,13 @@ pub fn parse_image(value: &str) -> Result<ImageRef, String> {
     Ok(image)
 }
 
+/// Checks an image in Docker's reference syntax (for `deploy-image`) with the domain's
+/// parser, so a typo is a usage error naming it; the text itself goes to the server.
+pub fn parse_reference(value: &str) -> Result<String, String> {
+    ImageRef::parse("IMAGE", value).map_err(|e| e.reason)?;
+    Ok(value.trim().to_owned())
+}
+
 /// Splits `NAME=VALUE` at the first '='; the value may be empty or contain '='.
 pub fn parse_env_var(value: &str) -> Result<(String, String), String> {
     match value.split_once('=') {
@@ -405,6 +502,11 @@ mod tests {
                 ),
             }
         }
+        assert!(
+            parse_reference(&format!("nginx@{digest}")).is_ok(),
+            "deploy-image takes a digest alone"
+        );
+        assert!(parse_reference("Nginx").is_err());
     }
 
     #[test]

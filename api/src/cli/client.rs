@@ -4,6 +4,7 @@
 use super::args::Connection;
 use super::error::CliError;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 use std::time::Duration;
@@ -182,6 +183,13 @@ impl Api {
             reason,
         }
     }
+}
+
+/// Reads an answer into the server's own DTO, so that a field renamed on one side fails
+/// to compile (or here, loudly) instead of printing an empty cell. `what` names it in errors.
+pub fn typed<T: DeserializeOwned>(value: &Value, what: &str) -> Result<T, CliError> {
+    T::deserialize(value)
+        .map_err(|e| CliError::Unexpected(format!("{what} this client cannot read ({e})")))
 }
 
 /// The id field of an API object.

@@ -80,6 +80,7 @@ impl LedgerEvent {
             ),
             "UndeployRequested" => format!("undeploy of deployment {deployment} requested"),
             "DeploymentUndeployed" => format!("deployment {deployment} undeployed"),
+            "DeletionRequested" => "deletion requested: undeploy, then delete".to_owned(),
             "UsecaseDeleted" => "usecase deleted".to_owned(),
             "RestartRequested" => format!(
                 "restart {} of deployment {deployment} requested",

@@ -83,8 +83,13 @@ pub fn print_completions(args: &CompletionsArgs, mut command: clap::Command) -> 
 }
 
 async fn dispatch(api: &Api, out: &Output, command: ClientCommand) -> Result<(), CliError> {
-    use commands::{config, deploy, ledger, logs, tokens, usecase};
+    use commands::{config, deploy, ledger, logs, platform, tokens, usecase};
     match command {
+        ClientCommand::Templates(_) => platform::templates(api, out).await,
+        ClientCommand::Create(args) => platform::create(api, out, args).await,
+        ClientCommand::DeployImage(args) => platform::deploy_image(api, out, args).await,
+        ClientCommand::Ls(_) => platform::list(api, out).await,
+        ClientCommand::Remove(args) => platform::remove(api, out, args).await,
         ClientCommand::Usecase(args) => usecase::run(api, out, args.command).await,
         ClientCommand::Deploy(args) => deploy::deploy(api, out, args).await,
         ClientCommand::Status(target) => usecase::show(api, out, &target.usecase).await,
@@ -107,6 +112,10 @@ async fn dispatch(api: &Api, out: &Output, command: ClientCommand) -> Result<(),
 /// The connection options of whichever command it is.
 fn connection(command: &ClientCommand) -> &Connection {
     match command {
+        ClientCommand::Templates(a) | ClientCommand::Ls(a) => &a.conn,
+        ClientCommand::Create(a) => &a.conn,
+        ClientCommand::DeployImage(a) => &a.conn,
+        ClientCommand::Remove(a) => &a.conn,
         ClientCommand::Usecase(a) => &a.conn,
         ClientCommand::Deploy(a) => &a.conn,
         ClientCommand::Status(a) | ClientCommand::Deployments(a) | ClientCommand::History(a) => {

@@ -125,12 +125,13 @@ pub fn colours_allowed() -> bool {
     std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
+/// The colour of a status: a deployment's (`deployed`) or a named deployment's (`Ready`).
 fn status_colour(status: &str) -> Option<Color> {
     match status {
-        "deployed" => Some(Color::Green),
-        "error" => Some(Color::Red),
-        "pending" | "deploying" => Some(Color::Yellow),
-        "superseded" | "undeployed" => Some(Color::DarkGrey),
+        "deployed" | "Ready" => Some(Color::Green),
+        "error" | "Error" => Some(Color::Red),
+        "pending" | "deploying" | "Pending" | "Provisioning" | "Deleting" => Some(Color::Yellow),
+        "superseded" | "undeployed" | "Stopped" => Some(Color::DarkGrey),
         _ => None,
     }
 }

@@ -2,16 +2,20 @@
 //! (a deployment, an undeploy, a restart), with a spinner, within `--timeout`.
 
 use super::args::WaitArgs;
-use super::client::Api;
+use super::client::{typed, Api};
 use super::error::CliError;
 use super::events::short;
 use super::feed::{EventFeed, FROM_THE_START};
+use crate::platform_dto::StatusBody;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 use std::collections::HashSet;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
+
+/// How long a finished wait reads the read models until they show its outcome.
+const SETTLE_FOR: Duration = Duration::from_secs(5);
 
 /// The events that move a deployment through its lifecycle.
 const DEPLOYMENT_EVENTS: &str = "DeploymentRequested,DeploymentStarted,DeploymentSucceeded,DeploymentFailed,DeploymentSuperseded,DeploymentUndeployed";
@@ -20,6 +24,8 @@ const UNDEPLOY_EVENTS: &str =
     "UndeployRequested,DeploymentUndeployed,DeploymentFailed,DeploymentSuperseded";
 /// The outcomes of a restart.
 const RESTART_EVENTS: &str = "RestartSucceeded,RestartFailed";
+/// The steps of a deletion: asked for, what ran taken down, deleted.
+const DELETION_EVENTS: &str = "DeletionRequested,DeploymentUndeployed,UsecaseDeleted";
 
 /// What the wait is for; it picks the events the stream carries.
 #[derive(Debug, Clone, Copy)]
@@ -30,22 +36,47 @@ pub enum Waiting {
     Undeploy,
     /// A restart.
     Restart,
+    /// A deletion (`remove`): undeploy, then delete.
+    Deletion,
+}
+
+impl Waiting {
+    /// The event types the stream is asked for.
+    fn types(self) -> &'static str {
+        match self {
+            Waiting::Deployment => DEPLOYMENT_EVENTS,
+            Waiting::Undeploy => UNDEPLOY_EVENTS,
+            Waiting::Restart => RESTART_EVENTS,
+            Waiting::Deletion => DELETION_EVENTS,
+        }
+    }
 }
 
 /// Opens the usecase's event stream *before* the request is sent, so that every event
 /// the request causes is seen. Should the stream drop before any event arrived, it
 /// resumes from the usecase's beginning (the waits below pick out their own ids).
 pub async fn subscribe(api: &Api, usecase: Uuid, waiting: Waiting) -> Result<EventFeed, CliError> {
-    let types = match waiting {
-        Waiting::Deployment => DEPLOYMENT_EVENTS,
-        Waiting::Undeploy => UNDEPLOY_EVENTS,
-        Waiting::Restart => RESTART_EVENTS,
-    };
+    open(api, usecase, waiting, None).await
+}
+
+/// Opens the stream of a usecase the request itself created (`create`, `deploy-image`):
+/// it could not be subscribed to before, so it is read from the usecase's first event on,
+/// which replays everything the request caused before going live; nothing is missed.
+pub async fn replay(api: &Api, usecase: Uuid, waiting: Waiting) -> Result<EventFeed, CliError> {
+    open(api, usecase, waiting, Some(FROM_THE_START.to_owned())).await
+}
+
+async fn open(
+    api: &Api,
+    usecase: Uuid,
+    waiting: Waiting,
+    after: Option<String>,
+) -> Result<EventFeed, CliError> {
     EventFeed::open(
         api,
         format!("/api/usecases/{usecase}/events/stream"),
-        Some(types.to_owned()),
-        None,
+        Some(waiting.types().to_owned()),
+        after,
         Some(FROM_THE_START.to_owned()),
     )
     .await
@@ -219,6 +250,22 @@ pub async fn restart(feed: &mut EventFeed, restart_id: Uuid) -> Result<(), CliEr
     }
 }
 
+/// Follows a requested deletion until the usecase is deleted (its `UsecaseDeleted`).
+pub async fn deletion(feed: &mut EventFeed, progress: &mut Progress) -> Result<(), CliError> {
+    loop {
+        let event = feed.next().await?;
+        match event.kind.as_str() {
+            "DeletionRequested" => progress.set("deleting: undeploying what runs".to_owned()),
+            "DeploymentUndeployed" => progress.set(format!(
+                "deleting: deployment {} undeployed",
+                short(event.text("deploymentId"))
+            )),
+            "UsecaseDeleted" => return Ok(()),
+            _ => {}
+        }
+    }
+}
+
 /// The deployment as the API shows it once its status has caught up with the outcome
 /// the stream reported (read models follow the ledger a moment later); after a few
 /// seconds, whatever it shows.
@@ -247,7 +294,7 @@ pub async fn settle(
     id: Uuid,
     expected: &[&str],
 ) -> Result<Value, CliError> {
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + SETTLE_FOR;
     loop {
         let deployment = api
             .get(&format!("/api/usecases/{usecase}/deployments/{id}"), &[])
@@ -258,5 +305,35 @@ pub async fn settle(
             return Ok(deployment);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Reads a named deployment's status until it is `expected` (`Ready`), for at most a few
+/// seconds, so that an `ls` right after a wait shows what the wait saw.
+pub async fn settle_named(api: &Api, name: &str, expected: &str) -> Result<(), CliError> {
+    let deadline = Instant::now() + SETTLE_FOR;
+    loop {
+        let answer = api
+            .get("/api/deployments/status", &[("name", name)])
+            .await?;
+        let status: StatusBody = typed(&answer, "a deployment status")?;
+        if status.status == expected || Instant::now() >= deadline {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Reads a named deployment's status until it answers 404, for at most a few seconds:
+/// the ledger says it is deleted a moment before the read models do.
+pub async fn settle_gone(api: &Api, name: &str) -> Result<(), CliError> {
+    let deadline = Instant::now() + SETTLE_FOR;
+    loop {
+        match api.get("/api/deployments/status", &[("name", name)]).await {
+            Err(CliError::Api { status: 404, .. }) => return Ok(()),
+            Err(e) => return Err(e),
+            Ok(_) if Instant::now() >= deadline => return Ok(()),
+            Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
     }
 }

@@ -5,5 +5,6 @@ pub mod config;
 pub mod deploy;
 pub mod ledger;
 pub mod logs;
+pub mod platform;
 pub mod tokens;
 pub mod usecase;

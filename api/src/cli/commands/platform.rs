@@ -1,0 +1,342 @@
+//! `shiplog templates`, `create`, `deploy-image`, `ls` and `remove`: the platform API
+//! (seed 002). Its named deployments are usecases under their names, so every usecase
+//! command (`status`, `logs`, `history`, `undeploy`, …) works on them as well.
+
+use crate::cli::args::{CreateArgs, DeployImageArgs, RemoveArgs, WaitArgs};
+use crate::cli::client::{typed, Api};
+use crate::cli::error::CliError;
+use crate::cli::events::short;
+use crate::cli::output::Output;
+use crate::cli::wait::{self, Progress, Waiting};
+use crate::platform_dto::{
+    ChangeAccepted, PlatformDeploymentBody, TemplateBody, TemplateServiceBody, VisibilityBody,
+};
+use comfy_table::Cell;
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// Body of `POST /api/deployments` (the server reads it as `CreateFromTemplateBody`).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateRequest<'a> {
+    template: &'a str,
+    env_vars: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    visibility: Option<VisibilityBody>,
+}
+
+/// Body of `POST /api/deployments/deploy-image` (the server's `DeployImageBody`).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DeployImageRequest<'a> {
+    image: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    container_port: Option<u16>,
+    env_vars: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    visibility: Option<VisibilityBody>,
+}
+
+/// Body of `POST /api/deployments/delete` (the server's `DeploymentNameBody`).
+#[derive(Debug, Serialize)]
+struct NameRequest<'a> {
+    deployment_name: &'a str,
+}
+
+/// `shiplog templates`: the catalog `create` starts from.
+pub async fn templates(api: &Api, out: &Output) -> Result<(), CliError> {
+    let answer = api.get("/api/templates", &[]).await?;
+    if out.is_json() {
+        return out.json(&answer);
+    }
+    let templates: Vec<TemplateBody> = typed(&answer, "a template list")?;
+    let mut table = out.table(&["NAME", "SERVICES", "DESCRIPTION"]);
+    for template in &templates {
+        let services: Vec<String> = template.services.iter().map(service_text).collect();
+        table.add_row(vec![
+            Cell::new(&template.name),
+            Cell::new(services.join("\n")),
+            Cell::new(&template.description),
+        ]);
+    }
+    out.print_table(table)
+}
+
+/// A template's service in a cell: `nginx:stable (port 80)`, and whether it stays
+/// unexposed (no ingress even when the deployment is public).
+fn service_text(service: &TemplateServiceBody) -> String {
+    let exposed = if service.exposed { "" } else { ", not exposed" };
+    format!("{} (port {}{exposed})", service.image, service.port)
+}
+
+/// `shiplog create`: a deployment of a template under a generated name.
+pub async fn create(api: &Api, out: &Output, args: CreateArgs) -> Result<(), CliError> {
+    let body = CreateRequest {
+        template: &args.template,
+        env_vars: args.env.into_iter().collect(),
+        visibility: args.visibility.map(Into::into),
+    };
+    let answer = api.post_body("/api/deployments", &body).await?;
+    launched(api, out, &answer, &args.wait).await
+}
+
+/// `shiplog deploy-image`: a deployment of a raw image, under `--name` or a generated name.
+pub async fn deploy_image(api: &Api, out: &Output, args: DeployImageArgs) -> Result<(), CliError> {
+    let body = DeployImageRequest {
+        image: &args.image,
+        name: args.name.as_deref(),
+        container_port: args.port,
+        env_vars: args.env.into_iter().collect(),
+        visibility: args.visibility.map(Into::into),
+    };
+    let answer = api
+        .post_body("/api/deployments/deploy-image", &body)
+        .await?;
+    launched(api, out, &answer, &args.wait).await
+}
+
+/// The end of `create` and `deploy-image`: with --wait, follows the first deployment to
+/// its outcome (exit 1 unless deployed). Then prints the name on the first line and each
+/// URL on a line of its own (`NAME=$(shiplog create nginx | head -n1)`), also when the
+/// wait failed, so that a script knows what to remove; or with -o json the deployment
+/// (as created, or as it ended).
+async fn launched(
+    api: &Api,
+    out: &Output,
+    answer: &Value,
+    wait: &WaitArgs,
+) -> Result<(), CliError> {
+    let created: PlatformDeploymentBody = typed(answer, "the created deployment")?;
+    if !wait.wait {
+        if out.is_json() {
+            return out.json(answer);
+        }
+        eprintln!(
+            "{} created ({}); follow it with: shiplog status {}   (or add --wait)",
+            created.name,
+            origin(&created),
+            created.name
+        );
+        return print_name_and_urls(out, &created);
+    }
+    let deployment = created.deployment_id.ok_or_else(|| {
+        CliError::Unexpected(format!("{} was created without a deployment", created.name))
+    })?;
+    // Its name at once, above the spinner: the result on stdout comes at the end.
+    eprintln!("{} created ({})", created.name, origin(&created));
+    let mut feed = match wait::replay(api, created.id, Waiting::Deployment).await {
+        Ok(feed) => feed,
+        Err(e) => {
+            // It exists all the same (a token without usecases:read cannot follow it).
+            if out.is_json() {
+                out.json(answer)?;
+            } else {
+                print_name_and_urls(out, &created)?;
+            }
+            return Err(e);
+        }
+    };
+    let mut progress = Progress::start(format!(
+        "deployment {} pending",
+        short(&deployment.to_string())
+    ));
+    let outcome = tokio::time::timeout(
+        wait::limit(wait),
+        wait::deployment(&mut feed, deployment, &mut progress),
+    )
+    .await;
+    let outcome = wait::timed(outcome, wait, &progress);
+    drop(progress);
+    // So that an `ls` right after shows what the wait saw; a token that may create but
+    // not read cannot, and the outcome alone decides then.
+    let settled = match &outcome {
+        Ok(()) => Some("Ready"),
+        Err(CliError::DeploymentFailed { .. }) => Some("Error"),
+        Err(_) => None,
+    };
+    if let Some(status) = settled {
+        let _ = wait::settle_named(api, &created.name, status).await;
+    }
+    if out.is_json() {
+        match (named(api, &created.name).await, &outcome) {
+            (Ok(ended), _) => out.json(&ended)?,
+            (Err(e), Ok(())) => return Err(e),
+            (Err(_), Err(_)) => {}
+        }
+        return outcome;
+    }
+    if outcome.is_ok() {
+        eprintln!("{} deployed", created.name);
+    }
+    print_name_and_urls(out, &created)?;
+    outcome
+}
+
+/// Where a deployment comes from, for sentences: `template nginx` or its image.
+fn origin(deployment: &PlatformDeploymentBody) -> String {
+    match (&deployment.template, &deployment.image) {
+        (Some(template), _) => format!("template {template}"),
+        (None, Some(image)) => image.clone(),
+        (None, None) => "no image yet".to_owned(),
+    }
+}
+
+/// The name alone on the first line, then one line per URL.
+fn print_name_and_urls(out: &Output, deployment: &PlatformDeploymentBody) -> Result<(), CliError> {
+    out.line(&deployment.name)?;
+    for ingress in &deployment.ingresses {
+        out.line(&ingress.url)?;
+    }
+    Ok(())
+}
+
+/// The named deployment as `GET /api/deployments` shows it (the API has no read by name
+/// in this shape); exit 3 when there is none.
+async fn named(api: &Api, name: &str) -> Result<Value, CliError> {
+    let answer = api.get("/api/deployments", &[]).await?;
+    let items: Vec<Value> = typed(&answer, "a deployment list")?;
+    for item in items {
+        let deployment: PlatformDeploymentBody = typed(&item, "a deployment")?;
+        if deployment.name == name {
+            return Ok(item);
+        }
+    }
+    Err(CliError::NoSuchUsecase(name.to_owned()))
+}
+
+/// `shiplog ls`: every named deployment, oldest first.
+pub async fn list(api: &Api, out: &Output) -> Result<(), CliError> {
+    let answer = api.get("/api/deployments", &[]).await?;
+    if out.is_json() {
+        return out.json(&answer);
+    }
+    let deployments: Vec<PlatformDeploymentBody> = typed(&answer, "a deployment list")?;
+    let mut table = out.table(&["NAME", "STATUS", "TEMPLATE/IMAGE", "VISIBILITY", "URL"]);
+    for d in &deployments {
+        let from = d.template.as_deref().or(d.image.as_deref()).unwrap_or("-");
+        let urls: Vec<&str> = d.ingresses.iter().map(|i| i.url.as_str()).collect();
+        table.add_row(vec![
+            Cell::new(&d.name),
+            out.status_cell(&d.status),
+            Cell::new(from),
+            Cell::new(visibility_text(d.visibility)),
+            Cell::new(if urls.is_empty() {
+                "-".to_owned()
+            } else {
+                urls.join("\n")
+            }),
+        ]);
+    }
+    out.print_table(table)
+}
+
+/// A visibility as `--visibility` spells it.
+fn visibility_text(visibility: VisibilityBody) -> &'static str {
+    match visibility {
+        VisibilityBody::Public => "public",
+        VisibilityBody::Internal => "internal",
+    }
+}
+
+/// `shiplog remove`: undeploys and deletes a named deployment; with --wait, until it is
+/// gone. The stream is opened before the request, as for `undeploy --wait`.
+pub async fn remove(api: &Api, out: &Output, args: RemoveArgs) -> Result<(), CliError> {
+    let mut feed = if args.wait.wait {
+        // By exact name: a platform name that happens to read as a UUID is still a name.
+        let usecase = api.usecase_named(&args.name).await?;
+        let id = crate::cli::client::id_of(&usecase)?;
+        Some(wait::subscribe(api, id, Waiting::Deletion).await?)
+    } else {
+        None
+    };
+    let answer = api
+        .post_body(
+            "/api/deployments/delete",
+            &NameRequest {
+                deployment_name: &args.name,
+            },
+        )
+        .await?;
+    let accepted: ChangeAccepted = typed(&answer, "the answer to a deletion")?;
+    if let Some(feed) = feed.as_mut() {
+        let mut progress = Progress::start(format!("deleting {}", args.name));
+        let outcome =
+            tokio::time::timeout(wait::limit(&args.wait), wait::deletion(feed, &mut progress))
+                .await;
+        wait::timed(outcome, &args.wait, &progress)?;
+        drop(progress);
+        let _ = wait::settle_gone(api, &args.name).await;
+    }
+    if out.is_json() {
+        return out.json(&answer);
+    }
+    if args.wait.wait {
+        out.line(&format!("{} removed", accepted.deployment_name))
+    } else {
+        out.line(&accepted.message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platform_dto::{CreateFromTemplateBody, DeployImageBody, DeploymentNameBody};
+    use serde::Deserialize;
+
+    /// The server's request DTOs refuse unknown fields: a body the CLI spells differently
+    /// fails here rather than against a server.
+    #[test]
+    fn request_bodies_are_what_the_server_reads() {
+        let env: BTreeMap<String, String> = [("A".to_owned(), "1".to_owned())].into();
+        let create = serde_json::to_value(CreateRequest {
+            template: "nginx",
+            env_vars: env.clone(),
+            visibility: Some(VisibilityBody::Internal),
+        })
+        .map(CreateFromTemplateBody::deserialize);
+        assert!(
+            matches!(&create, Ok(Ok(b)) if b.template == "nginx" && b.env_vars == env && b.visibility == VisibilityBody::Internal),
+            "{create:?}"
+        );
+        let image = serde_json::to_value(DeployImageRequest {
+            image: "nginx:latest",
+            name: Some("web"),
+            container_port: Some(80),
+            env_vars: env.clone(),
+            visibility: None,
+        })
+        .map(DeployImageBody::deserialize);
+        assert!(
+            matches!(&image, Ok(Ok(b)) if b.image == "nginx:latest" && b.name.as_deref() == Some("web") && b.container_port == Some(80) && b.visibility == VisibilityBody::Public),
+            "{image:?}"
+        );
+        let delete = serde_json::to_value(NameRequest {
+            deployment_name: "web",
+        })
+        .map(DeploymentNameBody::deserialize);
+        assert!(
+            matches!(&delete, Ok(Ok(b)) if b.deployment_name == "web"),
+            "{delete:?}"
+        );
+    }
+
+    #[test]
+    fn a_service_shows_its_image_port_and_exposure() {
+        let service = |exposed| TemplateServiceBody {
+            name: "db".to_owned(),
+            image: "postgres:16".to_owned(),
+            port: 5432,
+            exposed,
+            env: BTreeMap::new(),
+            generated_secrets: Vec::new(),
+        };
+        assert_eq!(service_text(&service(true)), "postgres:16 (port 5432)");
+        assert_eq!(
+            service_text(&service(false)),
+            "postgres:16 (port 5432, not exposed)"
+        );
+    }
+}
