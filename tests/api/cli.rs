@@ -846,7 +846,7 @@ async fn named_deployments_are_created_listed_and_removed() {
         .unwrap_or_else(|| panic!("ls lacks {name}: {}", listed.stdout));
     assert!(from_template.contains("nginx"), "{from_template}");
 
-    // A token that may create but not follow usecases still learns the name.
+    // A pipeline's token (deployments only) creates and follows its deployment to the end.
     let (code, token) = app
         .post(
             "/api/tokens",
@@ -855,22 +855,17 @@ async fn named_deployments_are_created_listed_and_removed() {
         .await;
     assert_eq!(code, 201, "{token}");
     let secret = token["token"].as_str().unwrap_or_default();
-    let unfollowed = run(
+    let followed = run(
         &[("SHIPLOG_URL", &app.base), ("SHIPLOG_TOKEN", secret)],
         &["create", "nginx", "--wait"],
     )
     .await
-    .expect(1);
-    assert!(
-        unfollowed.stderr.contains("usecases:read"),
-        "{}",
-        unfollowed.stderr
-    );
+    .expect(0);
     assert_eq!(
-        unfollowed.stdout.lines().count(),
+        followed.stdout.lines().count(),
         2,
         "the name and URL: {}",
-        unfollowed.stdout
+        followed.stdout
     );
 
     let removed = shiplog(&app, &["remove", "web", "--wait"]).await.expect(0);

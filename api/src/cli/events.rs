@@ -81,6 +81,17 @@ impl LedgerEvent {
             "UndeployRequested" => format!("undeploy of deployment {deployment} requested"),
             "DeploymentUndeployed" => format!("deployment {deployment} undeployed"),
             "DeletionRequested" => "deletion requested: undeploy, then delete".to_owned(),
+            "AutoUpdateConfigured" => {
+                let enabled = self
+                    .field("enabled")
+                    .and_then(serde_json::Value::as_bool)
+                    .unwrap_or(false);
+                format!(
+                    "auto-update {}, strategy {}",
+                    if enabled { "on" } else { "off" },
+                    self.text("strategy")
+                )
+            }
             "UsecaseDeleted" => "usecase deleted".to_owned(),
             "RestartRequested" => format!(
                 "restart {} of deployment {deployment} requested",

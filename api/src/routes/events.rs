@@ -109,12 +109,12 @@ pub async fn stream_events(
 /// Follow one usecase's events live as Server-Sent Events (same format and resumption as `/api/events/stream`).
 #[utoipa::path(get, path = "/api/usecases/{id}/events/stream", tag = "audit",
     params(("id" = Uuid, Path, description = "The usecase id"), StreamQuery),
-    security(("bearer" = ["usecases:read"]), ("bearer" = ["audit:read"])),
+    security(("bearer" = ["usecases:read"]), ("bearer" = ["audit:read"]), ("bearer" = ["deployments:read"])),
     responses(
         (status = 200, description = "An endless text/event-stream of the usecase's events; without a cursor it opens with an `id:`-only message (where it starts) to resume from", body = String, content_type = "text/event-stream"),
         (status = 400, description = "A query parameter is malformed", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token (header or access_token)", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks usecases:read and audit:read", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks usecases:read, audit:read and deployments:read", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No event of this usecase was ever recorded", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Unknown event type, or a cursor shiplog did not produce", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
@@ -126,7 +126,12 @@ pub async fn stream_usecase_events(
     ApiPath(id): ApiPath<Uuid>,
     ApiQuery(query): ApiQuery<StreamQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    auth.require_any(&[Scope::UsecasesRead, Scope::AuditRead])?;
+    // A deploying pipeline (deployments:read) may follow the outcome of what it asked for.
+    auth.require_any(&[
+        Scope::UsecasesRead,
+        Scope::AuditRead,
+        Scope::DeploymentsRead,
+    ])?;
     follow(&state, Some(id), last_event_id, query).await
 }
 
