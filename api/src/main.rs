@@ -204,7 +204,9 @@ async fn main() -> anyhow::Result<ExitCode> {
                 .rebuild()
                 .await
                 .context("rebuilding the read models")?;
-            println!("rebuilt usecase_view and deployment_view from {replayed} events");
+            println!(
+                "rebuilt the read models (usecase_view, deployment_view, revision_view) from {replayed} events"
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Sim(args) => sim(args).await.map(|()| ExitCode::SUCCESS),

@@ -354,12 +354,16 @@ impl ReadModel for PgReadModel {
         after: Option<i64>,
         limit: u32,
     ) -> Result<Vec<Revision>, AppError> {
+        // A deployment's outcome is deployment_view's; a restart's is kept on its row.
         let rows = sqlx::query(
-            "SELECT revision, kind, at, actor, request_id, deployment_id, restart_id, image, status,
-                    message, based_on, rollback_of, variables, auto_update
-               FROM revision_view
-              WHERE usecase_id = $1 AND ($2::bigint IS NULL OR revision > $2)
-              ORDER BY revision LIMIT $3",
+            "SELECT r.revision, r.kind, r.at, r.actor, r.request_id, r.deployment_id, r.restart_id,
+                    r.image, COALESCE(r.status, d.status) AS status,
+                    CASE WHEN r.restart_id IS NULL THEN COALESCE(d.message, '') ELSE r.message END AS message,
+                    r.based_on, r.rollback_of, r.variables, r.auto_update
+               FROM revision_view r
+               LEFT JOIN deployment_view d ON d.id = r.deployment_id AND r.restart_id IS NULL
+              WHERE r.usecase_id = $1 AND ($2::bigint IS NULL OR r.revision > $2)
+              ORDER BY r.revision LIMIT $3",
         )
         .bind(usecase_id)
         .bind(after)

@@ -5,16 +5,17 @@ use serde_json::Value;
 use shiplog_domain::UsecaseCommand;
 use shiplog_infrastructure::Projector;
 
-async fn snapshot(app: &TestApp) -> (Vec<Value>, Vec<Value>) {
-    let usecases = sqlx::query_scalar("SELECT to_jsonb(v) FROM usecase_view v ORDER BY id")
-        .fetch_all(&app.db.pool)
-        .await;
-    let deployments = sqlx::query_scalar("SELECT to_jsonb(v) FROM deployment_view v ORDER BY id")
-        .fetch_all(&app.db.pool)
-        .await;
+async fn snapshot(app: &TestApp) -> (Vec<Value>, Vec<Value>, Vec<Value>) {
+    let rows = |sql: &'static str| async move {
+        sqlx::query_scalar(sql)
+            .fetch_all(&app.db.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    };
     (
-        usecases.unwrap_or_else(|e| panic!("{e}")),
-        deployments.unwrap_or_else(|e| panic!("{e}")),
+        rows("SELECT to_jsonb(v) FROM usecase_view v ORDER BY id").await,
+        rows("SELECT to_jsonb(v) FROM deployment_view v ORDER BY id").await,
+        rows("SELECT to_jsonb(v) FROM revision_view v ORDER BY usecase_id, revision").await,
     )
 }
 
@@ -26,6 +27,19 @@ async fn rebuild_replays_the_log_into_identical_rows() {
     let gone = app.create_usecase("gone").await;
     let a1 = app.deploy(a, "1").await;
     app.mark_deployed(a, a1).await;
+    let (status, _) = app
+        .post(&format!("/api/usecases/{a}/restart"), serde_json::json!({}))
+        .await;
+    assert_eq!(status, 202);
+    let (status, _) = app
+        .send(
+            reqwest::Method::PUT,
+            "/api/deployments/auto-update",
+            Some(crate::helpers::ADMIN_TOKEN),
+            Some(serde_json::json!({"deployment_name": "a", "enabled": true, "strategy": "recreate"})),
+        )
+        .await;
+    assert_eq!(status, 200);
     let a2 = app.deploy(a, "2").await;
     app.record(
         a,
@@ -45,9 +59,9 @@ async fn rebuild_replays_the_log_into_identical_rows() {
 
     let before = snapshot(&app).await;
     assert_eq!(
-        (before.0.len(), before.1.len()),
-        (2, 4),
-        "two live usecases, four deployments"
+        (before.0.len(), before.1.len(), before.2.len()),
+        (2, 4, 6),
+        "two live usecases, four deployments, six changes (four deploys, a restart, an auto-update)"
     );
     // Damage the read model; the rebuild must not care.
     sqlx::query("UPDATE deployment_view SET status = 'bogus'")
@@ -59,7 +73,7 @@ async fn rebuild_replays_the_log_into_identical_rows() {
         .rebuild()
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(replayed, 12, "every event of the log is replayed");
+    assert_eq!(replayed, 14, "every event of the log is replayed");
     assert_eq!(snapshot(&app).await, before);
 
     // The running server keeps projecting from the rebuilt checkpoint.

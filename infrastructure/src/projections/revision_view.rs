@@ -1,9 +1,11 @@
 //! `revision_view`: one row per change of a usecase, with how it ended so far
-//! (seed 002's deployment history).
+//! (seed 002's deployment history). How a deployment it started is doing is not
+//! copied here on every outcome event: the query joins `deployment_view`, which
+//! has it, so most events (outcomes) cost this projection nothing.
 
 use super::{ProjectedEvent, Projection};
 use async_trait::async_trait;
-use shiplog_domain::{DeploymentStatus, UsecaseEvent};
+use shiplog_domain::UsecaseEvent;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -47,25 +49,6 @@ async fn insert(
     Ok(())
 }
 
-/// The change that started `deployment_id` now shows `status` (and why, when it failed).
-async fn deployment_outcome(
-    conn: &mut PgConnection,
-    deployment_id: &Uuid,
-    status: DeploymentStatus,
-    message: Option<&str>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE revision_view SET status = $2, message = COALESCE($3, message)
-          WHERE deployment_id = $1 AND restart_id IS NULL",
-    )
-    .bind(deployment_id)
-    .bind(status.as_str())
-    .bind(message)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
 /// The restart `restart_id` ended as `status`.
 async fn restart_outcome(
     conn: &mut PgConnection,
@@ -99,7 +82,6 @@ impl Projection for RevisionViewProjection {
         conn: &mut PgConnection,
         e: &ProjectedEvent<'_>,
     ) -> Result<(), sqlx::Error> {
-        use DeploymentStatus as S;
         let change = |kind| NewRevision {
             kind,
             deployment_id: None,
@@ -117,7 +99,6 @@ impl Projection for RevisionViewProjection {
                 let row = NewRevision {
                     deployment_id: Some(deployment_id),
                     image: Some(config.image.to_string()),
-                    status: Some(S::Pending.as_str()),
                     ..change("deploy")
                 };
                 insert(conn, e, row).await?
@@ -178,23 +159,6 @@ impl Projection for RevisionViewProjection {
                 insert(conn, e, row).await?
             }
             UsecaseEvent::DeletionRequested { .. } => insert(conn, e, change("delete")).await?,
-            UsecaseEvent::DeploymentStarted { deployment_id, .. } => {
-                deployment_outcome(conn, deployment_id, S::Deploying, None).await?
-            }
-            UsecaseEvent::DeploymentSucceeded { deployment_id, .. } => {
-                deployment_outcome(conn, deployment_id, S::Deployed, None).await?
-            }
-            UsecaseEvent::DeploymentFailed {
-                deployment_id,
-                message,
-                ..
-            } => deployment_outcome(conn, deployment_id, S::Error, Some(message)).await?,
-            UsecaseEvent::DeploymentSuperseded { deployment_id, .. } => {
-                deployment_outcome(conn, deployment_id, S::Superseded, None).await?
-            }
-            UsecaseEvent::DeploymentUndeployed { deployment_id, .. } => {
-                deployment_outcome(conn, deployment_id, S::Undeployed, None).await?
-            }
             UsecaseEvent::RestartSucceeded { restart_id, .. } => {
                 restart_outcome(conn, restart_id, "succeeded", None).await?
             }
@@ -209,7 +173,14 @@ impl Projection for RevisionViewProjection {
                     .execute(conn)
                     .await?;
             }
-            UsecaseEvent::UsecaseRegistered { .. } | UsecaseEvent::UndeployRequested { .. } => {}
+            // A deployment's outcomes are read from deployment_view when the history is.
+            UsecaseEvent::UsecaseRegistered { .. }
+            | UsecaseEvent::UndeployRequested { .. }
+            | UsecaseEvent::DeploymentStarted { .. }
+            | UsecaseEvent::DeploymentSucceeded { .. }
+            | UsecaseEvent::DeploymentFailed { .. }
+            | UsecaseEvent::DeploymentSuperseded { .. }
+            | UsecaseEvent::DeploymentUndeployed { .. } => {}
         }
         Ok(())
     }
