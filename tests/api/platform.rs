@@ -378,16 +378,8 @@ async fn a_generated_password_stays_in_the_cluster_and_survives_a_config_change(
 #[tokio::test]
 async fn a_multi_service_template_gets_an_ingress_per_exposed_service_and_logs_per_service() {
     let sim = sim().await;
-    let dir = std::env::temp_dir().join(format!("shiplog-templates-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
-    let file = dir.join("templates.yaml");
-    std::fs::write(
-        &file,
-        "templates:\n  - name: shop\n    description: a shop and its admin\n    services:\n      - {name: web, image: 'shop:1', port: 8080}\n      - {name: admin, image: 'shop-admin:1', port: 9090}\n      - {name: cache, image: 'redis:7', port: 6379, exposed: false}\n",
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let text = std::fs::read_to_string(&file).unwrap_or_default();
-    let catalog = shiplog_application::Catalog::with_file(&text).unwrap_or_else(|e| panic!("{e}"));
+    let text = "templates:\n  - name: shop\n    description: a shop and its admin\n    services:\n      - {name: web, image: 'shop:1', port: 8080}\n      - {name: admin, image: 'shop-admin:1', port: 9090}\n      - {name: cache, image: 'redis:7', port: 6379, exposed: false}\n";
+    let catalog = shiplog_application::Catalog::with_file(text).unwrap_or_else(|e| panic!("{e}"));
     let app = platform_app(&sim, |s| s.catalog = catalog).await;
 
     let (_, templates) = app.get("/api/templates").await;
@@ -460,7 +452,33 @@ async fn a_multi_service_template_gets_an_ingress_per_exposed_service_and_logs_p
     assert!(problem["error"]
         .as_str()
         .is_some_and(|e| e.contains("web, admin, cache")));
+}
+
+#[test]
+fn shiplog_refuses_to_start_with_a_templates_file_it_cannot_use() {
+    let dir = std::env::temp_dir().join(format!("shiplog-templates-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let file = dir.join("templates.yaml");
+    std::fs::write(
+        &file,
+        "templates:\n  - name: shop\n    services:\n      - {name: web, image: 'Not An Image', port: 80}\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    // It stops before it touches the database or binds anything.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_shiplog"))
+        .arg("serve")
+        .env("SHIPLOG_TEMPLATES", &file)
+        .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
+        .env("SHIPLOG_LISTEN", "127.0.0.1:0")
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
     let _ = std::fs::remove_dir_all(&dir);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("templates.yaml") && stderr.contains("templates[0].services[0].image"),
+        "names the file and the field: {stderr}"
+    );
 }
 
 #[tokio::test]
