@@ -90,10 +90,14 @@ async fn shiplog_projections_rebuild_works_from_the_command_line() {
     let u = app.create_usecase("cli").await;
     app.deploy(u, "1").await;
     let before = snapshot(&app).await;
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_shiplog"))
+    // Awaited, not blocking: the server under test runs on this runtime, and a
+    // projector frozen inside its transaction would hold the locks the rebuild needs
+    // (until PostgreSQL ends the idle transaction a minute later).
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_shiplog"))
         .args(["projections", "rebuild"])
         .env("DATABASE_URL", &app.db.url)
         .output()
+        .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(
         output.status.success(),
