@@ -2,7 +2,7 @@
 //! served from a vendored bundle so it renders without internet access.
 
 use crate::routes::{
-    audit, deployments, events, health, metrics, operations, platform, platform_ops, tokens,
+    audit, deployments, events, health, metrics, operations, platform, platform_ops, teams, tokens,
     usecases,
 };
 use crate::state::AppState;
@@ -29,7 +29,8 @@ use utoipa_redoc::{Redoc, Servable};
         (name = "usecases", description = "Register, list and delete usecases"),
         (name = "deployments", description = "Deploy and undeploy usecases, follow their status"),
         (name = "audit", description = "The ledger: every event, filtered and paged, a usecase's history, live streams (SSE), and the hash chain"),
-        (name = "tokens", description = "API tokens and their scopes (admin)"),
+        (name = "tokens", description = "API tokens: their scopes, their subject (who owns what they create) and teams (admin)"),
+        (name = "teams", description = "Teams own deployments together; their tier bounds how many with billing on. Team changes are ledger events"),
         (name = "health", description = "Liveness and readiness probes"),
         (name = "operations", description = "Operate a deployed usecase (restart, config, rollback, logs, Kubernetes events, resource usage) and scrape shiplog's own metrics"),
         (name = "platform", description = "The platform API (seed 002) on the same usecases and ledger: named deployments of templates and raw images, their status, ingresses, config, logs, metrics, history, auto-update and Kubernetes events. Invalid input is a 400 here; every problem carries `error`."),
@@ -95,6 +96,9 @@ pub fn api_router() -> OpenApiRouter<AppState> {
             platform_ops::put_auto_update
         ))
         .routes(routes!(platform_ops::events))
+        .routes(routes!(teams::create_team, teams::list_teams))
+        .routes(routes!(teams::get_team, teams::update_team))
+        .routes(routes!(teams::team_usage))
 }
 
 /// The OpenAPI document as the code defines it (checked in as `openapi/openapi.json`).

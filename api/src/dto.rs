@@ -85,11 +85,23 @@ impl From<Page<UsecaseView>> for UsecasePage {
     }
 }
 
+/// The team a creation acts for (`?team_id=`): the caller must be a member; without
+/// it, the caller's only team, else none (personal).
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TeamQuery {
+    /// The owning team's id.
+    pub team_id: Option<Uuid>,
+}
+
 /// Query of `GET /api/usecases`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct UsecaseQuery {
+    /// Only the usecases of this team (the caller must be a member).
+    pub team_id: Option<Uuid>,
     /// Only usecases whose name contains this text (case-insensitive).
     pub name: Option<String>,
     /// Page size, 1 to 200 (default 50).
@@ -378,6 +390,13 @@ pub struct CreateToken {
     /// Any of usecases:read, usecases:write, deployments:read, deployments:write, audit:read, admin.
     #[schema(example = json!(["usecases:read", "deployments:write"]))]
     pub scopes: Vec<String>,
+    /// Who the token speaks for: the owner of what it creates, whose usecases it may
+    /// read and change (default: its name). Several tokens may share a subject.
+    pub subject: Option<String>,
+    /// The ids of the teams its subject belongs to: their deployments are its to read
+    /// and change too, and with exactly one, what it creates belongs to that team.
+    #[serde(default)]
+    pub teams: Vec<Uuid>,
 }
 
 /// A token as listed (never with its secret).
@@ -390,6 +409,10 @@ pub struct TokenResponse {
     pub name: String,
     /// What it may do.
     pub scopes: Vec<String>,
+    /// Who it speaks for.
+    pub subject: String,
+    /// The teams its subject belongs to.
+    pub teams: Vec<Uuid>,
     /// When it was created.
     pub created_at: DateTime<Utc>,
     /// Who created it.
@@ -402,6 +425,8 @@ impl From<TokenInfo> for TokenResponse {
             id: t.id,
             name: t.name,
             scopes: t.scopes.iter().map(|s| s.to_string()).collect(),
+            subject: t.subject,
+            teams: t.teams,
             created_at: t.created_at,
             created_by: t.created_by,
         }

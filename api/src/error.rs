@@ -51,6 +51,9 @@ pub enum ApiError {
     /// 403: the token lacks the scope the route needs.
     #[error("this token lacks the scope {0}")]
     Forbidden(String),
+    /// 403: not the owner (or a member of its team), or the deployment limit is reached.
+    #[error("{0}")]
+    Denied(String),
     /// 404: no such usecase, deployment, token or route.
     #[error("{0}")]
     NotFound(String),
@@ -81,6 +84,7 @@ impl From<AppError> for ApiError {
             AppError::NotFound(m) => Self::NotFound(m),
             AppError::Conflict(m) => Self::Conflict(m),
             AppError::Forbidden(scope) => Self::Forbidden(scope),
+            AppError::Denied(m) => Self::Denied(m),
             AppError::Unavailable(m) => Self::Unavailable(m),
             AppError::ClusterUnavailable(m) => Self::ClusterUnavailable(m),
             AppError::Internal(m) => Self::Internal(m),
@@ -101,7 +105,7 @@ impl ApiError {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::Denied(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Unavailable(_) | Self::ClusterUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

@@ -11,6 +11,7 @@ use axum::http::HeaderMap;
 use serde::de::DeserializeOwned;
 use shiplog_application::{Authenticator, CommandContext, Principal, Scope};
 use shiplog_domain::InvalidField;
+use uuid::Uuid;
 
 /// A JSON body: a syntax error is a 400, a missing, unknown or mistyped field a 422 naming the field.
 /// A missing Content-Type is accepted as JSON; any other declared type is a 415.
@@ -186,6 +187,38 @@ impl Auth {
     pub fn require(&self, scope: Scope) -> Result<&Principal, ApiError> {
         self.0.require(scope)?;
         Ok(&self.0)
+    }
+}
+
+impl Auth {
+    /// 403 unless the caller holds `scope` and may act on usecase `id`: its owner, a
+    /// member of its team, or an admin ("ownership verification failed"); 404 when
+    /// there is no such usecase.
+    pub async fn require_owner(
+        &self,
+        state: &AppState,
+        scope: Scope,
+        id: Uuid,
+    ) -> Result<&Principal, ApiError> {
+        let principal = self.require(scope)?;
+        state.usecases.authorize(principal, id).await?;
+        Ok(principal)
+    }
+
+    /// As [`Auth::require_owner`] with any of `scopes`, except that an auditor
+    /// (`audit:read`) reads every usecase's trail, also a deleted one's.
+    pub async fn require_owner_or_auditor(
+        &self,
+        state: &AppState,
+        scopes: &[Scope],
+        id: Uuid,
+    ) -> Result<&Principal, ApiError> {
+        if self.0.require(Scope::AuditRead).is_ok() {
+            return Ok(&self.0);
+        }
+        let principal = self.require_any(scopes)?;
+        state.usecases.authorize(principal, id).await?;
+        Ok(principal)
     }
 }
 

@@ -13,4 +13,5 @@ pub mod proxy;
 pub mod routes;
 pub mod server;
 pub mod state;
+pub mod team_dto;
 pub mod telemetry;

@@ -8,7 +8,8 @@ use rand::RngCore;
 use shiplog_api::cli::{self, ClientCommand, CompletionsArgs};
 use shiplog_api::docs::spec;
 use shiplog_api::server::{ClusterMode, Server, Settings, StreamSettings};
-use shiplog_application::{Catalog, IngressSettings};
+use shiplog_application::{BillingSettings, Catalog, IngressSettings};
+use shiplog_domain::Tier;
 use shiplog_infrastructure::db::connect_and_migrate;
 use shiplog_infrastructure::kube_cluster::KubeSettings;
 use shiplog_infrastructure::Projector;
@@ -154,6 +155,37 @@ struct ServeArgs {
     /// Where a form post to POST /api/deployments/delete is redirected (303).
     #[arg(long, env = "SHIPLOG_DEPLOYMENTS_PAGE", default_value = "/deployments")]
     deployments_page: String,
+    /// Bound the number of deployments of each team (and each subject's personal ones)
+    /// by its tier; beyond it, creating answers 403.
+    #[arg(long, env = "SHIPLOG_BILLING")]
+    billing: bool,
+    /// A tier's limit, `TIER=N` or `TIER=unlimited` (defaults: free=1, business=10,
+    /// enterprise=unlimited); repeat or comma-separate.
+    #[arg(long = "tier-limit", env = "SHIPLOG_TIER_LIMITS", value_delimiter = ',', value_parser = parse_tier_limit)]
+    tier_limits: Vec<(Tier, Option<u32>)>,
+    /// The tier whose limit each subject's personal deployments (no team) share.
+    #[arg(long, env = "SHIPLOG_PERSONAL_TIER", default_value = "free", value_parser = parse_tier)]
+    personal_tier: Tier,
+}
+
+/// A tier name.
+fn parse_tier(raw: &str) -> Result<Tier, String> {
+    Tier::parse("tier", raw.trim()).map_err(|e| e.reason)
+}
+
+/// `TIER=N` or `TIER=unlimited`.
+fn parse_tier_limit(raw: &str) -> Result<(Tier, Option<u32>), String> {
+    let (tier, limit) = raw
+        .split_once('=')
+        .ok_or_else(|| format!("{raw:?} is not TIER=N or TIER=unlimited"))?;
+    let limit = match limit.trim() {
+        "unlimited" => None,
+        n => Some(
+            n.parse::<u32>()
+                .map_err(|_| format!("{n:?} is not a number of deployments or unlimited"))?,
+        ),
+    };
+    Ok((parse_tier(tier)?, limit))
 }
 
 /// An ingress domain: lower-case DNS labels separated by dots.
@@ -252,6 +284,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             catalog
         }
     };
+    let mut billing = BillingSettings {
+        enabled: args.billing,
+        personal_tier: args.personal_tier,
+        ..BillingSettings::default()
+    };
+    for (tier, limit) in args.tier_limits {
+        match tier {
+            Tier::Free => billing.free = limit,
+            Tier::Business => billing.business = limit,
+            Tier::Enterprise => billing.enterprise = limit,
+        }
+    }
+    if billing.enabled {
+        warn!(free = ?billing.free, business = ?billing.business, enterprise = ?billing.enterprise, personal = %billing.personal_tier, "billing: deployments are bounded by tier (None: unlimited)");
+    }
     let settings = Settings {
         listen: args.listen,
         database_url: args.database.database_url,
@@ -280,6 +327,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         catalog,
         deployments_page: args.deployments_page,
         ingress_listen: args.ingress_listen,
+        billing,
     };
     let server = Server::start(&settings).await.context("starting shiplog")?;
     info!(database = %redact(&settings.database_url), "database ready");

@@ -134,6 +134,10 @@ pub struct PlatformDeploymentBody {
     pub created_at: DateTime<Utc>,
     /// Who created it.
     pub created_by: String,
+    /// The subject that owns it.
+    pub owner: String,
+    /// The team that owns it with its owner; null for a personal deployment.
+    pub team_id: Option<Uuid>,
 }
 
 impl From<PlatformDeployment> for PlatformDeploymentBody {
@@ -152,6 +156,8 @@ impl From<PlatformDeployment> for PlatformDeploymentBody {
             status_message: d.report.message,
             created_at: d.created_at,
             created_by: d.created_by,
+            owner: d.owner,
+            team_id: d.team,
         }
     }
 }
@@ -161,8 +167,8 @@ impl From<PlatformDeployment> for PlatformDeploymentBody {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
-    /// The team context (teams are not modelled yet: accepted and not applied).
-    pub team_id: Option<String>,
+    /// Only this team's deployments (the caller must be a member).
+    pub team_id: Option<Uuid>,
 }
 
 /// Body of `POST /api/deployments`.

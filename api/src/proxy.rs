@@ -15,7 +15,7 @@ use axum::response::IntoResponse;
 use axum::Router;
 use futures::StreamExt;
 use http_body_util::{BodyExt, Limited};
-use shiplog_application::{Authenticator, Scope, Usecases};
+use shiplog_application::{AppError, Authenticator, Scope, Usecases};
 use shiplog_infrastructure::kube_cluster::service_name;
 use shiplog_infrastructure::upstream::ApiServerHttp;
 use std::net::SocketAddr;
@@ -159,6 +159,16 @@ async fn proxy(
             request.uri().path()
         ))
     })?;
+    // Only its owner, its team and admins reach an application; an unknown usecase
+    // is no application at all (502, as the seed says).
+    match state.usecases.authorize(&principal, usecase_id).await {
+        Err(AppError::NotFound(_)) => {
+            return Err(ApiError::BadGateway(format!(
+                "usecase {usecase_id} has no deployed application"
+            )))
+        }
+        other => other?,
+    }
     if state.usecases.serving(usecase_id).await?.is_none() {
         return Err(ApiError::BadGateway(format!(
             "usecase {usecase_id} has no deployed application"

@@ -12,17 +12,18 @@ use kube::Client;
 use kube_sim::{KubeSim, SimConfig};
 use shiplog_application::ProcessManager;
 use shiplog_application::{
-    Audit, Authenticator, Catalog, ClusterInsight, Operations, Platform, Usecases,
+    Audit, Authenticator, BillingSettings, Catalog, ClusterInsight, Operations, Platform, Teams,
+    Usecases,
 };
 use shiplog_infrastructure::audit::ChainSealer;
-use shiplog_infrastructure::db::{connect_and_migrate, DbSetupError};
+use shiplog_infrastructure::db::{connect_and_migrate_with, DbSetupError};
 use shiplog_infrastructure::kube_cluster::{KubeCluster, KubeSettings};
 use shiplog_infrastructure::process_manager::ProcessManagerRunner;
 use shiplog_infrastructure::upstream::ApiServerHttp;
 use shiplog_infrastructure::usecase_loader::PgUsecaseLoader;
 use shiplog_infrastructure::{
     LiveFeed, MeteredCommandBus, PgLedger, PgReadModel, PgTokenStore, PostgresCommandBus,
-    Projector, Telemetry,
+    PostgresTeamBus, Projector, Telemetry,
 };
 use std::future::Future;
 use std::net::SocketAddr;
@@ -65,6 +66,8 @@ pub struct Settings {
     /// Where the simulated cluster's ingress controller listens (simulated mode only);
     /// the URLs of public deployments then carry its port.
     pub ingress_listen: SocketAddr,
+    /// Whether deployments are bounded by tier, and how far.
+    pub billing: BillingSettings,
 }
 
 /// How the Server-Sent Event streams behave.
@@ -273,10 +276,16 @@ pub fn router(
         cluster,
     );
     let operations = Arc::new(operations);
+    let teams = Arc::new(Teams::new(
+        Arc::new(PostgresTeamBus::new(pool.clone())),
+        read.clone(),
+        settings.billing.clone(),
+    ));
     let platform = Platform::new(
         bus.clone(),
         read.clone(),
         operations.clone(),
+        teams.clone(),
         settings.catalog.clone(),
         settings.kube.ingress.clone(),
     );
@@ -289,6 +298,7 @@ pub fn router(
         usecases: usecases.clone(),
         operations,
         platform: Arc::new(platform),
+        teams,
         deployments_page: settings.deployments_page.clone(),
         audit: Arc::new(Audit::new(Arc::new(PgLedger::new(
             pool.clone(),
@@ -381,7 +391,7 @@ impl Server {
             info!(%addr, domain = %settings.kube.ingress.domain, "ingress controller of the simulated cluster listening");
         }
         let settings = &settings;
-        let pool = connect_and_migrate(&settings.database_url).await?;
+        let pool = connect_and_migrate_with(&settings.database_url, &settings.billing).await?;
         let stopping = CancellationToken::new();
         let mut sim = None;
         let mut kube = None;

@@ -1,6 +1,6 @@
 //! What every handler can reach.
 
-use shiplog_application::{Audit, Authenticator, Operations, Platform, Usecases};
+use shiplog_application::{Audit, Authenticator, Operations, Platform, Teams, Usecases};
 use shiplog_infrastructure::Telemetry;
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -16,6 +16,8 @@ pub struct AppState {
     pub operations: Arc<Operations>,
     /// The platform API's use cases (seed 002): named deployments of templates and images.
     pub platform: Arc<Platform>,
+    /// Teams, the team a request acts for, and billing.
+    pub teams: Arc<Teams>,
     /// Where a form post to the platform API's delete is redirected.
     pub deployments_page: String,
     /// The audit trail and event streams.

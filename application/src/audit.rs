@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use futures_core::stream::BoxStream;
 use shiplog_domain::events::EVENT_TYPES;
 use shiplog_domain::InvalidField;
+use shiplog_domain::TEAM_EVENT_TYPES;
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -29,14 +30,15 @@ pub fn parse_types(raw: Option<&str>, field: &str) -> Result<Vec<String>, AppErr
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .map(|t| {
-            if EVENT_TYPES.contains(&t) {
+            if EVENT_TYPES.contains(&t) || TEAM_EVENT_TYPES.contains(&t) {
                 Ok(t.to_owned())
             } else {
                 Err(InvalidField::new(
                     field,
                     format!(
-                        "unknown event type {t:?}; known types: {}",
-                        EVENT_TYPES.join(", ")
+                        "unknown event type {t:?}; known types: {}, {}",
+                        EVENT_TYPES.join(", "),
+                        TEAM_EVENT_TYPES.join(", ")
                     ),
                 )
                 .into())

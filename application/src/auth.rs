@@ -1,7 +1,7 @@
 //! Bearer tokens: scopes, principals, and how a presented token becomes one.
 
 use crate::error::AppError;
-use crate::ports::TokenStore;
+use crate::ports::{TokenStore, Visible};
 use chrono::{DateTime, Utc};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -82,6 +82,60 @@ pub struct Principal {
     pub name: String,
     /// What it may do.
     pub scopes: Vec<Scope>,
+    /// Who it speaks for: the owner of what it creates (by default the token's name).
+    pub subject: String,
+    /// The teams its subject belongs to.
+    pub teams: Vec<Uuid>,
+}
+
+/// The answer every refused ownership check gives, in seed 002's words.
+pub const OWNERSHIP_REFUSED: &str = "ownership verification failed";
+
+impl Principal {
+    /// Admins may act on every usecase and team.
+    pub fn is_admin(&self) -> bool {
+        self.scopes.contains(&Scope::Admin)
+    }
+
+    /// Whether it may read and change a usecase owned by `owner` (and `team`): its
+    /// own, its teams', or any when it is an admin.
+    pub fn may_access(&self, owner: &str, team: Option<Uuid>) -> bool {
+        self.is_admin() || self.subject == owner || team.is_some_and(|t| self.teams.contains(&t))
+    }
+
+    /// Refuses (403 "ownership verification failed") what it may not access; `what`
+    /// names the thing in the refusal.
+    pub fn require_access(
+        &self,
+        owner: &str,
+        team: Option<Uuid>,
+        what: &str,
+    ) -> Result<(), AppError> {
+        if self.may_access(owner, team) {
+            Ok(())
+        } else {
+            Err(AppError::Denied(format!(
+                "{OWNERSHIP_REFUSED}: {what} belongs to another owner or team"
+            )))
+        }
+    }
+
+    /// Whether it belongs to `team` (admins act for every team).
+    pub fn in_team(&self, team: Uuid) -> bool {
+        self.is_admin() || self.teams.contains(&team)
+    }
+
+    /// What its listings show: everything for an admin, else its own and its teams'.
+    pub fn visible(&self) -> Visible {
+        if self.is_admin() {
+            Visible::All
+        } else {
+            Visible::Of {
+                subject: self.subject.clone(),
+                teams: self.teams.clone(),
+            }
+        }
+    }
 }
 
 impl Principal {
@@ -114,6 +168,10 @@ pub struct NewToken {
     pub name: String,
     /// What it may do.
     pub scopes: Vec<Scope>,
+    /// Who it speaks for; `None`: its name.
+    pub subject: Option<String>,
+    /// The teams its subject belongs to (they must exist).
+    pub teams: Vec<Uuid>,
     /// Who created it.
     pub created_by: String,
 }
@@ -127,6 +185,10 @@ pub struct TokenInfo {
     pub name: String,
     /// What it may do.
     pub scopes: Vec<Scope>,
+    /// Who it speaks for.
+    pub subject: String,
+    /// The teams its subject belongs to.
+    pub teams: Vec<Uuid>,
     /// When it was created.
     pub created_at: DateTime<Utc>,
     /// Who created it.
@@ -165,6 +227,8 @@ impl Authenticator {
             return Ok(Some(Principal {
                 name: BOOTSTRAP_ADMIN.to_owned(),
                 scopes: vec![Scope::Admin],
+                subject: BOOTSTRAP_ADMIN.to_owned(),
+                teams: Vec::new(),
             }));
         }
         self.store.find_by_hash(&hash).await
@@ -189,8 +253,31 @@ impl Authenticator {
         let mut bytes = [0u8; 32];
         rand::thread_rng().fill_bytes(&mut bytes);
         let secret = format!("shiplog_{}", hex::encode(bytes));
+        let subject = match token.subject.as_deref().map(str::trim) {
+            None => name.to_owned(),
+            Some("") => {
+                return Err(
+                    shiplog_domain::InvalidField::new("subject", "must not be empty").into(),
+                )
+            }
+            Some(subject)
+                if subject.chars().count() > 128 || subject.chars().any(char::is_control) =>
+            {
+                return Err(shiplog_domain::InvalidField::new(
+                    "subject",
+                    "must be at most 128 characters, without control characters",
+                )
+                .into())
+            }
+            Some(subject) => subject.to_owned(),
+        };
+        let mut teams = token.teams.clone();
+        teams.sort();
+        teams.dedup();
         let token = NewToken {
             name: name.to_owned(),
+            subject: Some(subject),
+            teams,
             ..token
         };
         let info = self.store.create(&token, &hash_secret(&secret)).await?;

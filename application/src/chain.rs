@@ -218,6 +218,7 @@ mod tests {
                 .single()
                 .unwrap_or_default()
                 + chrono::Duration::microseconds(123_456),
+            aggregate_type: "Usecase".to_owned(),
         }
     }
 

@@ -18,6 +18,10 @@ pub enum AppError {
     /// The caller lacks a scope (403).
     #[error("this token lacks the scope {0}")]
     Forbidden(String),
+    /// The caller may not do this for another reason: it does not own the thing, or
+    /// its deployment limit is reached (403); the message says which.
+    #[error("{0}")]
+    Denied(String),
     /// The database (or another dependency) cannot be reached; retry later (503).
     #[error("{0}")]
     Unavailable(String),
@@ -47,7 +51,9 @@ impl From<DomainError> for AppError {
             | DomainError::NoSuchRestart(_)
             | DomainError::NothingToRollBackTo
             | DomainError::DeletionInProgress
+            | DomainError::TeamAlreadyExists(_)
             | DomainError::InvalidRollbackTarget { .. } => Self::Conflict(err.to_string()),
+            DomainError::TeamNotFound => Self::NotFound(err.to_string()),
         }
     }
 }

@@ -15,7 +15,9 @@ use uuid::Uuid;
 pub struct RecordedEvent {
     /// Its place in the global order.
     pub cursor: Cursor,
-    /// The usecase (aggregate id) it belongs to.
+    /// The kind of thing it is about: `Usecase` or `Team`.
+    pub aggregate_type: String,
+    /// The usecase (or team) it belongs to: the aggregate id.
     pub aggregate_id: String,
     /// Its number within the usecase, from 1.
     pub sequence: i64,

@@ -12,11 +12,12 @@ pub mod operations;
 pub mod platform;
 pub mod ports;
 pub mod process_manager;
+pub mod teams;
 pub mod time_travel;
 pub mod usecases;
 
 pub use audit::{parse_types, Audit};
-pub use auth::{Authenticator, NewToken, Principal, Scope, TokenInfo};
+pub use auth::{Authenticator, NewToken, Principal, Scope, TokenInfo, OWNERSHIP_REFUSED};
 pub use cluster::{ClusterError, ClusterPort, RolloutOutcome, Workload};
 pub use cursor::Cursor;
 pub use error::AppError;
@@ -32,10 +33,11 @@ pub use platform::{
 };
 pub use ports::{
     CommandBus, CommandContext, DeploymentView, Page, PlatformView, ReadModel, Revision,
-    TokenStore, UsecaseFilter, UsecaseView,
+    TeamCommandBus, TeamView, TokenStore, UsageCounts, UsecaseFilter, UsecaseView, Visible,
 };
 pub use process_manager::{
     plan, ProcessManager, ReconcileError, Step, StepObserver, UsecaseLoader, PROCESS_MANAGER,
 };
+pub use teams::{BillingSettings, Ownership, TeamUsage, Teams};
 pub use time_travel::{state_at, StateAt};
 pub use usecases::Usecases;

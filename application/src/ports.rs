@@ -6,7 +6,9 @@ use crate::error::AppError;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use shiplog_domain::{AutoUpdate, DeploymentConfig, DeploymentStatus, UsecaseCommand, Visibility};
+use shiplog_domain::{
+    AutoUpdate, DeploymentConfig, DeploymentStatus, TeamCommand, Tier, UsecaseCommand, Visibility,
+};
 use uuid::Uuid;
 
 /// Who asked and why: recorded as metadata on every event the command produces.
@@ -18,6 +20,19 @@ pub struct CommandContext {
     pub request_id: String,
     /// For process-manager commands: the cursor of the event that made it act.
     pub causation: Option<Cursor>,
+}
+
+/// Runs commands against the event-sourced `Team` aggregate.
+#[async_trait]
+pub trait TeamCommandBus: Send + Sync {
+    /// Loads the team, lets it decide, appends the events with `ctx` as metadata, and
+    /// returns the cursor of the team's newest event. A taken name is a `Conflict`.
+    async fn execute(
+        &self,
+        team_id: Uuid,
+        command: TeamCommand,
+        ctx: &CommandContext,
+    ) -> Result<Cursor, AppError>;
 }
 
 /// Runs commands against the event-sourced `Usecase` aggregate.
@@ -57,6 +72,10 @@ pub struct UsecaseView {
     pub auto_update: AutoUpdate,
     /// A deletion was asked for and has not completed.
     pub deletion_requested: bool,
+    /// The subject that owns it.
+    pub owner: String,
+    /// The team that owns it with its owner, if any.
+    pub team: Option<Uuid>,
 }
 
 /// A deployment as the read model holds it.
@@ -133,9 +152,58 @@ pub struct Revision {
     pub auto_update: Option<AutoUpdate>,
 }
 
+/// Which usecases a caller may see in a listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Visible {
+    /// Every usecase (admins).
+    #[default]
+    All,
+    /// Those a subject owns and those of its teams.
+    Of {
+        /// The subject.
+        subject: String,
+        /// Its teams.
+        teams: Vec<Uuid>,
+    },
+}
+
+/// A team as the read model holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TeamView {
+    /// Its id.
+    pub id: Uuid,
+    /// Its unique name.
+    pub name: String,
+    /// Its tier.
+    pub tier: Tier,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// Who created it.
+    pub created_by: String,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+    /// Who changed it last.
+    pub updated_by: String,
+}
+
+/// A team's deployments over a time range, from the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UsageCounts {
+    /// Deployments created in the range.
+    pub created: u64,
+    /// Deployments deleted in the range.
+    pub deleted: u64,
+    /// Deployments that existed at the end of the range.
+    pub running: u64,
+}
+
 /// Which usecases to list and which page.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UsecaseFilter {
+    /// Only those the caller may see.
+    pub visible: Visible,
+    /// Only those of this team.
+    pub team: Option<Uuid>,
     /// Only names containing this text (case-insensitive).
     pub name: Option<String>,
     /// Page size.
@@ -177,8 +245,24 @@ pub trait ReadModel: Send + Sync {
     async fn serving(&self, usecase_id: Uuid) -> Result<Option<DeploymentView>, AppError>;
     /// The live usecase named exactly `name`, with its newest and serving deployments.
     async fn platform_by_name(&self, name: &str) -> Result<Option<PlatformView>, AppError>;
-    /// Every live usecase in registration order, with its newest and serving deployments.
-    async fn platform_list(&self) -> Result<Vec<PlatformView>, AppError>;
+    /// Every live usecase the caller may see (of `team` only, when given), in
+    /// registration order, with its newest and serving deployments.
+    async fn platform_list(
+        &self,
+        visible: &Visible,
+        team: Option<Uuid>,
+    ) -> Result<Vec<PlatformView>, AppError>;
+    /// One team.
+    async fn team(&self, id: Uuid) -> Result<Option<TeamView>, AppError>;
+    /// Teams, by name: all, or those with the ids in `only`.
+    async fn teams(&self, only: Option<&[Uuid]>) -> Result<Vec<TeamView>, AppError>;
+    /// The team's deployments created and deleted in `[from, to)`, and existing at `to`.
+    async fn team_usage(
+        &self,
+        team: Uuid,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<UsageCounts, AppError>;
     /// Up to `limit` changes of a live usecase after revision `after`, oldest first.
     async fn revisions(
         &self,

@@ -108,6 +108,8 @@ struct UsecaseRow {
     visibility: Option<Visibility>,
     auto_update: AutoUpdate,
     deletion_requested: bool,
+    owner: String,
+    team: Option<Uuid>,
 }
 
 /// A row of `deployment_view`: the view plus the ordinal that orders the listing.
@@ -153,6 +155,8 @@ impl Tables {
                 description,
                 template,
                 visibility,
+                owner,
+                team,
                 ..
             } => {
                 if self.usecases.iter().any(|u| u.id == *id) {
@@ -169,6 +173,9 @@ impl Tables {
                     visibility: *visibility,
                     auto_update: AutoUpdate::default(),
                     deletion_requested: false,
+                    // Usecases registered before owners existed belong to who registered them.
+                    owner: owner.clone().unwrap_or_else(|| raw.actor().to_owned()),
+                    team: *team,
                 });
             }
             UsecaseEvent::UsecaseDeleted { .. } => self.usecases.retain(|u| u.id != usecase_id),
@@ -355,6 +362,8 @@ impl Tables {
                 visibility: row.visibility,
                 auto_update: row.auto_update,
                 deletion_requested: row.deletion_requested,
+                owner: row.owner,
+                team: row.team,
             },
             deployments: self.deployments.into_iter().map(|d| d.view).collect(),
         })

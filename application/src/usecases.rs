@@ -1,9 +1,11 @@
 //! The usecase API's use cases: each one turns a request into one command (or one query).
 
+use crate::auth::Principal;
 use crate::error::AppError;
 use crate::ports::{
     CommandBus, CommandContext, DeploymentView, Page, ReadModel, UsecaseFilter, UsecaseView,
 };
+use crate::teams::Ownership;
 use chrono::{SubsecRound, Utc};
 use shiplog_domain::{DeploymentConfig, UsecaseCommand, UsecaseName};
 use std::sync::Arc;
@@ -37,11 +39,13 @@ impl Usecases {
         execute_visible(&*self.bus, &*self.read, usecase_id, command, ctx).await
     }
 
-    /// Registers a usecase under a unique name; a taken name is a `Conflict`.
+    /// Registers a usecase under a unique name, owned by `ownership`; a taken name is
+    /// a `Conflict`, a reached deployment limit `Denied`.
     #[instrument(skip(self, ctx, description), fields(actor = %ctx.actor))]
     pub async fn register(
         &self,
         ctx: &CommandContext,
+        ownership: Ownership,
         name: UsecaseName,
         description: String,
     ) -> Result<UsecaseView, AppError> {
@@ -52,6 +56,8 @@ impl Usecases {
             usecase_id,
             name: name.clone(),
             description: description.clone(),
+            owner: ownership.owner.clone(),
+            team: ownership.team,
             at,
         };
         self.execute(usecase_id, command, ctx).await?;
@@ -67,7 +73,16 @@ impl Usecases {
             visibility: None,
             auto_update: Default::default(),
             deletion_requested: false,
+            owner: ownership.owner,
+            team: ownership.team,
         }))
+    }
+
+    /// Refuses (403) a caller that may not act on the usecase: neither its owner, nor
+    /// a member of its team, nor an admin. Unknown and deleted usecases are `NotFound`.
+    pub async fn authorize(&self, principal: &Principal, id: Uuid) -> Result<(), AppError> {
+        let usecase = self.get(id).await?;
+        principal.require_access(&usecase.owner, usecase.team, &format!("usecase {id}"))
     }
 
     /// One usecase; unknown or deleted ids are `NotFound`.

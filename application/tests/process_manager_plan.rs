@@ -20,6 +20,8 @@ fn usecase(events: Vec<UsecaseEvent>) -> Usecase {
         at: Utc::now(),
         template: None,
         visibility: None,
+        owner: None,
+        team: None,
     });
     for e in events {
         u.apply(e);

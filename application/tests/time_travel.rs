@@ -35,6 +35,8 @@ fn registered(n: u32) -> UsecaseEvent {
         at: t(n),
         template: None,
         visibility: None,
+        owner: None,
+        team: None,
     }
 }
 
@@ -111,6 +113,7 @@ fn recorded(events: Vec<(&str, UsecaseEvent)>) -> Vec<RecordedEvent> {
             payload: serde_json::to_value(&event).unwrap_or_else(|e| panic!("{e}")),
             metadata: json!({ "actor": actor, "request_id": format!("req-{n}") }),
             recorded_at: event.at(),
+            aggregate_type: "Usecase".to_owned(),
         })
         .collect()
 }
@@ -411,6 +414,8 @@ fn times_keep_microseconds_as_timestamptz_does() {
             at,
             template: None,
             visibility: None,
+            owner: None,
+            team: None,
         },
     )]);
     // when / then

@@ -271,6 +271,7 @@ async fn serve(pool: PgPool) -> anyhow::Result<String> {
         catalog: shiplog_application::Catalog::builtin(),
         deployments_page: "/deployments".to_owned(),
         ingress_listen: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
+        billing: shiplog_application::BillingSettings::default(),
     };
     let (app, _background) = router(pool, &settings, CancellationToken::new(), None)?;
     let listener = tokio::net::TcpListener::bind(settings.listen).await?;

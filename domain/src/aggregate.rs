@@ -229,6 +229,8 @@ impl Usecase {
                 usecase_id,
                 name,
                 description,
+                owner,
+                team,
                 at,
             } => {
                 if self.name.is_some() {
@@ -241,6 +243,8 @@ impl Usecase {
                     at,
                     template: None,
                     visibility: None,
+                    owner: Some(owner),
+                    team,
                 }]);
             }
             UsecaseCommand::Create {
@@ -249,6 +253,8 @@ impl Usecase {
                 description,
                 template,
                 visibility,
+                owner,
+                team,
                 deployment_id,
                 config,
                 at,
@@ -264,6 +270,8 @@ impl Usecase {
                         at,
                         template,
                         visibility: Some(visibility),
+                        owner: Some(owner),
+                        team,
                     },
                     UsecaseEvent::DeploymentRequested {
                         deployment_id,
@@ -505,6 +513,7 @@ impl Aggregate for Usecase {
                 at,
                 template,
                 visibility,
+                ..
             } => {
                 self.id = usecase_id;
                 self.name = Some(name);

@@ -18,6 +18,10 @@ pub enum UsecaseCommand {
         name: UsecaseName,
         /// Free text.
         description: String,
+        /// The subject that owns it.
+        owner: String,
+        /// The team that owns it with its owner; `None` for a personal usecase.
+        team: Option<Uuid>,
         /// Now.
         at: DateTime<Utc>,
     },
@@ -35,6 +39,10 @@ pub enum UsecaseCommand {
         template: Option<String>,
         /// Who may reach it.
         visibility: Visibility,
+        /// The subject that owns it.
+        owner: String,
+        /// The team that owns it with its owner; `None` for a personal one.
+        team: Option<Uuid>,
         /// The first deployment's id.
         deployment_id: Uuid,
         /// What it runs.

@@ -47,6 +47,12 @@ pub enum DomainError {
     /// No restart with this id is waiting for its outcome (409).
     #[error("restart {0} is not in progress")]
     NoSuchRestart(Uuid),
+    /// No team with this id was created (404).
+    #[error("team not found")]
+    TeamNotFound,
+    /// A team with this id exists already (409).
+    #[error("team {0} already exists")]
+    TeamAlreadyExists(Uuid),
     /// The usecase is being deleted; it accepts no new request (409).
     #[error("the usecase is being deleted")]
     DeletionInProgress,

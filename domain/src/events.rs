@@ -33,6 +33,13 @@ pub enum UsecaseEvent {
         /// Who may reach it (seed 002); absent for PhariaOS usecases, which are internal.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         visibility: Option<Visibility>,
+        /// The subject that owns it; absent on usecases registered before owners
+        /// existed, whose owner is the actor that registered them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        owner: Option<String>,
+        /// The team that owns it with its owner; absent for personal ones.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        team: Option<Uuid>,
     },
     /// A client asked for a new deployment with this configuration.
     DeploymentRequested {

@@ -9,6 +9,7 @@ pub mod events;
 pub mod image;
 pub mod platform;
 pub mod status;
+pub mod team;
 
 pub use aggregate::{Deployment, Usecase};
 pub use commands::UsecaseCommand;
@@ -23,3 +24,4 @@ pub use platform::{
     check_platform_name, check_service_name, AutoUpdate, UpdateStrategy, Visibility,
 };
 pub use status::DeploymentStatus;
+pub use team::{Team, TeamCommand, TeamEvent, TeamName, Tier, TEAM_EVENT_TYPES};

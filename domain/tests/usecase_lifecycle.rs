@@ -41,6 +41,8 @@ fn registered() -> UsecaseEvent {
         at: at(),
         template: None,
         visibility: None,
+        owner: Some("alice".into()),
+        team: None,
     }
 }
 
@@ -109,6 +111,8 @@ fn register_records_the_usecase() {
             name: name(),
             description: "a chat app".into(),
             at: at(),
+            owner: "alice".into(),
+            team: None,
         })
         .then_expect_events(vec![registered()]);
 }
@@ -122,6 +126,8 @@ fn register_twice_is_refused() {
             name: name(),
             description: String::new(),
             at: at(),
+            owner: "alice".into(),
+            team: None,
         })
         .then_expect_error(DomainError::AlreadyRegistered(USECASE));
 }
@@ -695,6 +701,8 @@ fn create() -> UsecaseCommand {
         deployment_id: D1,
         config: config("1.0.0"),
         at: at(),
+        owner: "alice".into(),
+        team: None,
     }
 }
 
@@ -707,6 +715,8 @@ fn created() -> Vec<UsecaseEvent> {
             at: at(),
             template: Some("nginx".into()),
             visibility: Some(Visibility::Public),
+            owner: Some("alice".into()),
+            team: None,
         },
         requested(D1),
     ]

@@ -1,7 +1,8 @@
 //! Connecting to Postgres, creating the database on first start, migrations,
 //! and telling an outage (503) from a bug (500).
 
-use shiplog_application::AppError;
+use shiplog_application::{AppError, BillingSettings};
+use shiplog_domain::Tier;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgPool};
 use std::str::FromStr;
@@ -27,18 +28,60 @@ pub enum DbSetupError {
 
 /// Opens a pool on `url`, creating the database first when the server lacks it
 /// (so a fresh machine needs no manual `createdb`), and applies the migrations.
+/// Billing is off on its connections.
 pub async fn connect_and_migrate(url: &str) -> Result<PgPool, DbSetupError> {
+    connect_and_migrate_with(url, &BillingSettings::default()).await
+}
+
+/// The session settings the billing trigger reads (see `0009_owners_teams_billing.sql`).
+fn billing_settings(billing: &BillingSettings) -> Vec<(String, String)> {
+    let limit = |l: Option<u32>| l.map_or_else(|| "unlimited".to_owned(), |n| n.to_string());
+    let on = if billing.enabled { "on" } else { "off" };
+    vec![
+        ("shiplog.billing".to_owned(), on.to_owned()),
+        (format!("shiplog.limit_{}", Tier::Free), limit(billing.free)),
+        (
+            format!("shiplog.limit_{}", Tier::Business),
+            limit(billing.business),
+        ),
+        (
+            format!("shiplog.limit_{}", Tier::Enterprise),
+            limit(billing.enterprise),
+        ),
+        (
+            "shiplog.personal_tier".to_owned(),
+            billing.personal_tier.to_string(),
+        ),
+    ]
+}
+
+/// As [`connect_and_migrate`], with `billing` in force on every connection: the
+/// trigger that counts deployments per account reads it, so the limit holds in the
+/// database itself, whatever the concurrency.
+pub async fn connect_and_migrate_with(
+    url: &str,
+    billing: &BillingSettings,
+) -> Result<PgPool, DbSetupError> {
     let options = PgConnectOptions::from_str(url).map_err(DbSetupError::InvalidUrl)?;
     ensure_database(&options).await?;
+    let settings = billing_settings(billing);
     let pool = PgPoolOptions::new()
         .max_connections(16)
         .acquire_timeout(Duration::from_secs(5))
-        .after_connect(|conn, _meta| {
+        .after_connect(move |conn, _meta| {
+            let settings = settings.clone();
             Box::pin(async move {
                 // A forgotten open transaction would pause every subscriber (see README).
                 sqlx::query("SET idle_in_transaction_session_timeout = '60s'")
-                    .execute(conn)
+                    .execute(&mut *conn)
                     .await?;
+                for (name, value) in settings {
+                    sqlx::query("SELECT set_config($1, $2, false)")
+                        .bind(name)
+                        .bind(value)
+                        .execute(&mut *conn)
+                        .await?;
+                }
                 Ok(())
             })
         })

@@ -20,13 +20,14 @@ pub(crate) fn cursor_from(row: &PgRow) -> Result<Cursor, sqlx::Error> {
 
 /// The columns `recorded_from` reads, for a `SELECT` on `events`.
 pub(crate) const EVENT_COLUMNS: &str =
-    "transaction_id::text AS txid, position, aggregate_id, sequence, event_type,
+    "transaction_id::text AS txid, position, aggregate_type, aggregate_id, sequence, event_type,
     event_version, payload, metadata, recorded_at";
 
 /// Reads one event from a row selected with `EVENT_COLUMNS`.
 pub(crate) fn recorded_from(row: &PgRow) -> Result<RecordedEvent, sqlx::Error> {
     Ok(RecordedEvent {
         cursor: cursor_from(row)?,
+        aggregate_type: row.try_get("aggregate_type")?,
         aggregate_id: row.try_get("aggregate_id")?,
         sequence: row.try_get("sequence")?,
         event_type: row.try_get("event_type")?,

@@ -17,7 +17,7 @@ pub mod tokens;
 pub mod upstream;
 pub mod usecase_loader;
 
-pub use command_bus::PostgresCommandBus;
+pub use command_bus::{PostgresCommandBus, PostgresTeamBus};
 pub use event_log::{EventLog, RecordedEvent};
 pub use ledger::{LiveFeed, PgLedger};
 pub use projections::Projector;

@@ -4,8 +4,10 @@
 
 use crate::event_log::{EventLog, Wakeup};
 use crate::projections::{read_checkpoint, write_checkpoint, ProjectionError};
+use cqrs_es::Aggregate;
 use futures::FutureExt;
 use shiplog_application::{Cursor, ProcessManager};
+use shiplog_domain::Usecase;
 use sqlx::{Connection, PgConnection, PgPool};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -159,7 +161,8 @@ impl ProcessManagerRunner {
         let Some(last) = events.last().map(|e| e.cursor) else {
             return Ok(0);
         };
-        for event in &events {
+        // Only usecases have anything in the cluster; teams' events need no reconcile.
+        for event in events.iter().filter(|e| e.aggregate_type == Usecase::TYPE) {
             if let Ok(id) = event.aggregate_id.parse::<Uuid>() {
                 schedule(&self.pm, workers, tasks, id, event.cursor);
             }

@@ -3,9 +3,10 @@
 use crate::db::app_error;
 use crate::projections::Projector;
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use shiplog_application::{
-    AppError, Cursor, DeploymentView, Page, PlatformView, ReadModel, Revision, UsecaseFilter,
-    UsecaseView,
+    AppError, Cursor, DeploymentView, Page, PlatformView, ReadModel, Revision, TeamView,
+    UsageCounts, UsecaseFilter, UsecaseView, Visible,
 };
 use shiplog_domain::{AutoUpdate, DeploymentStatus, InvalidField};
 use sqlx::postgres::PgRow;
@@ -53,7 +54,25 @@ static DEPLOYMENT_COLUMNS: LazyLock<String> = LazyLock::new(|| deployment_column
 /// The usecase's own columns.
 const USECASE_COLUMNS: &str =
     "u.id, u.registered_at_position, u.name, u.description, u.created_at, u.created_by,
-    u.template, u.visibility, u.auto_update_enabled, u.auto_update_strategy, u.deletion_requested";
+    u.template, u.visibility, u.auto_update_enabled, u.auto_update_strategy, u.deletion_requested,
+    u.owner, u.team_id";
+
+/// The part of a `WHERE` that keeps what a caller may see: `$subject` is NULL for
+/// admins (everything), else its own and its teams' (`$teams`); `$team` narrows to one team.
+fn access_condition(subject: usize, teams: usize, team: usize) -> String {
+    format!(
+        "(${subject}::text IS NULL OR u.owner = ${subject} OR u.team_id = ANY(${teams}::uuid[]))
+         AND (${team}::uuid IS NULL OR u.team_id = ${team})"
+    )
+}
+
+/// The binds of [`access_condition`]: the subject (none for all) and its teams.
+fn access_binds(visible: &Visible) -> (Option<String>, Vec<Uuid>) {
+    match visible {
+        Visible::All => (None, Vec::new()),
+        Visible::Of { subject, teams } => (Some(subject.clone()), teams.clone()),
+    }
+}
 
 /// Once a deployment has succeeded, the usecase's latest deployment not in error
 /// (`d_`): the PhariaOS API's `deployment` field.
@@ -148,6 +167,21 @@ fn revision(row: &PgRow) -> Result<Revision, sqlx::Error> {
     })
 }
 
+const TEAM_SELECT: &str =
+    "SELECT id, name, tier, created_at, created_by, updated_at, updated_by FROM team_view";
+
+fn team(row: &PgRow) -> Result<TeamView, sqlx::Error> {
+    Ok(TeamView {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        tier: word(row.try_get("tier")?)?,
+        created_at: row.try_get("created_at")?,
+        created_by: row.try_get("created_by")?,
+        updated_at: row.try_get("updated_at")?,
+        updated_by: row.try_get("updated_by")?,
+    })
+}
+
 fn platform(row: &PgRow) -> Result<PlatformView, sqlx::Error> {
     Ok(PlatformView {
         usecase: usecase(row)?,
@@ -175,6 +209,8 @@ fn usecase(row: &PgRow) -> Result<UsecaseView, sqlx::Error> {
             strategy: word(row.try_get("auto_update_strategy")?)?,
         },
         deletion_requested: row.try_get("deletion_requested")?,
+        owner: row.try_get("owner")?,
+        team: row.try_get("team_id")?,
     })
 }
 
@@ -224,16 +260,22 @@ impl ReadModel for PgReadModel {
             .as_deref()
             .map(|t| t.parse().map_err(|_| invalid_page_token()))
             .transpose()?;
+        let (subject, teams) = access_binds(&filter.visible);
         let rows = sqlx::query(&format!(
             "{} WHERE ($1::text IS NULL OR u.name ILIKE $1)
                   AND ($2::bigint IS NULL OR u.registered_at_position > $2)
+                  AND {}
                 ORDER BY u.registered_at_position
                 LIMIT $3",
-            usecase_select()
+            usecase_select(),
+            access_condition(4, 5, 6)
         ))
         .bind(filter.name.as_deref().map(like_pattern))
         .bind(after)
         .bind(i64::from(filter.limit) + 1)
+        .bind(subject)
+        .bind(teams)
+        .bind(filter.team)
         .fetch_all(&self.pool)
         .await
         .map_err(app_error)?;
@@ -334,11 +376,20 @@ impl ReadModel for PgReadModel {
         row.as_ref().map(platform).transpose().map_err(app_error)
     }
 
-    async fn platform_list(&self) -> Result<Vec<PlatformView>, AppError> {
+    async fn platform_list(
+        &self,
+        visible: &Visible,
+        team: Option<Uuid>,
+    ) -> Result<Vec<PlatformView>, AppError> {
+        let (subject, teams) = access_binds(visible);
         let rows = sqlx::query(&format!(
-            "{} ORDER BY u.registered_at_position",
-            platform_select()
+            "{} WHERE {} ORDER BY u.registered_at_position",
+            platform_select(),
+            access_condition(1, 2, 3)
         ))
+        .bind(subject)
+        .bind(teams)
+        .bind(team)
         .fetch_all(&self.pool)
         .await
         .map_err(app_error)?;
@@ -375,6 +426,57 @@ impl ReadModel for PgReadModel {
             .map(revision)
             .collect::<Result<_, _>>()
             .map_err(app_error)
+    }
+
+    async fn team(&self, id: Uuid) -> Result<Option<TeamView>, AppError> {
+        let row = sqlx::query(&format!("{TEAM_SELECT} WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(app_error)?;
+        row.as_ref().map(team).transpose().map_err(app_error)
+    }
+
+    async fn teams(&self, only: Option<&[Uuid]>) -> Result<Vec<TeamView>, AppError> {
+        let rows = sqlx::query(&format!(
+            "{TEAM_SELECT} WHERE ($1::uuid[] IS NULL OR id = ANY($1)) ORDER BY name"
+        ))
+        .bind(only)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(app_error)?;
+        rows.iter()
+            .map(team)
+            .collect::<Result<_, _>>()
+            .map_err(app_error)
+    }
+
+    async fn team_usage(
+        &self,
+        team: Uuid,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<UsageCounts, AppError> {
+        // billing_usecases is written with the events that create and delete
+        // usecases, in their transactions: it is the ledger's own account of them.
+        let (created, deleted, running): (i64, i64, i64) = sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE created_at >= $2 AND created_at < $3),
+                    count(*) FILTER (WHERE deleted_at >= $2 AND deleted_at < $3),
+                    count(*) FILTER (WHERE created_at < $3 AND (deleted_at IS NULL OR deleted_at >= $3))
+               FROM billing_usecases WHERE account = $1",
+        )
+        .bind(format!("team:{team}"))
+        .bind(from)
+        .bind(to)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(app_error)?;
+        let count = |n: i64| u64::try_from(n).unwrap_or_default();
+        Ok(UsageCounts {
+            created: count(created),
+            deleted: count(deleted),
+            running: count(running),
+        })
     }
 
     async fn wait_for(&self, cursor: Cursor) {

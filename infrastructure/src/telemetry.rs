@@ -111,7 +111,8 @@ impl CommandOutcome {
                 AppError::Invalid(_)
                 | AppError::NotFound(_)
                 | AppError::Conflict(_)
-                | AppError::Forbidden(_),
+                | AppError::Forbidden(_)
+                | AppError::Denied(_),
             ) => Self::Rejected,
             Err(
                 AppError::Unavailable(_) | AppError::ClusterUnavailable(_) | AppError::Internal(_),

@@ -29,6 +29,8 @@ fn info(row: &PgRow) -> Result<TokenInfo, sqlx::Error> {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
         scopes: scopes(row.try_get("scopes")?),
+        subject: row.try_get("subject")?,
+        teams: row.try_get("teams")?,
         created_at: row.try_get("created_at")?,
         created_by: row.try_get("created_by")?,
     })
@@ -39,15 +41,17 @@ impl TokenStore for PgTokenStore {
     async fn create(&self, token: &NewToken, secret_hash: &[u8]) -> Result<TokenInfo, AppError> {
         let scope_names: Vec<&str> = token.scopes.iter().map(|s| s.as_str()).collect();
         let row = sqlx::query(
-            "INSERT INTO api_tokens (id, name, scopes, token_hash, created_by)
-             VALUES ($1, $2, $3, $4, $5)
-             RETURNING id, name, scopes, created_at, created_by",
+            "INSERT INTO api_tokens (id, name, scopes, token_hash, created_by, subject, teams)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             RETURNING id, name, scopes, subject, teams, created_at, created_by",
         )
         .bind(Uuid::new_v4())
         .bind(&token.name)
         .bind(&scope_names)
         .bind(secret_hash)
         .bind(&token.created_by)
+        .bind(token.subject.as_deref().unwrap_or(&token.name))
+        .bind(&token.teams)
         .fetch_one(&self.pool)
         .await;
         match row {
@@ -64,7 +68,7 @@ impl TokenStore for PgTokenStore {
 
     async fn find_by_hash(&self, secret_hash: &[u8]) -> Result<Option<Principal>, AppError> {
         let row = sqlx::query(
-            "SELECT name, scopes FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
+            "SELECT name, scopes, subject, teams FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
         )
         .bind(secret_hash)
         .fetch_optional(&self.pool)
@@ -74,6 +78,8 @@ impl TokenStore for PgTokenStore {
             Ok(Principal {
                 name: row.try_get("name")?,
                 scopes: scopes(row.try_get("scopes")?),
+                subject: row.try_get("subject")?,
+                teams: row.try_get("teams")?,
             })
         })
         .transpose()
@@ -82,7 +88,7 @@ impl TokenStore for PgTokenStore {
 
     async fn list(&self) -> Result<Vec<TokenInfo>, AppError> {
         let rows = sqlx::query(
-            "SELECT id, name, scopes, created_at, created_by FROM api_tokens
+            "SELECT id, name, scopes, subject, teams, created_at, created_by FROM api_tokens
               WHERE revoked_at IS NULL ORDER BY created_at, id",
         )
         .fetch_all(&self.pool)

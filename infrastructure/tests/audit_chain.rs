@@ -53,6 +53,8 @@ async fn write_usecase(bus: &PostgresCommandBus, name: &str, deployments: usize)
         name: UsecaseName::parse(name).unwrap_or_else(|e| panic!("{e}")),
         description: AWKWARD.to_owned(),
         at: Utc::now(),
+        owner: "test".to_owned(),
+        team: None,
     };
     bus.execute(usecase_id, register, &ctx(&actor))
         .await

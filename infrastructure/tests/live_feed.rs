@@ -22,6 +22,8 @@ async fn register(bus: &PostgresCommandBus, name: &str) -> Uuid {
         name: UsecaseName::parse(name).unwrap_or_else(|e| panic!("{e}")),
         description: String::new(),
         at: Utc::now(),
+        owner: "test".to_owned(),
+        team: None,
     };
     let ctx = CommandContext {
         actor: "test".to_owned(),

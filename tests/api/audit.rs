@@ -256,7 +256,15 @@ async fn ledger_queries_refuse_bad_input_naming_the_field() {
 async fn reading_the_audit_trail_needs_audit_read_or_usecases_read_for_a_usecase() {
     let app = TestApp::spawn().await;
     let usecase = app.create_usecase("guarded").await;
-    let reader = token_with(&app, "reader", &["usecases:read"]).await;
+    // The reader speaks for the usecase's owner (the admin that created it).
+    let (status, body) = app
+        .post(
+            "/api/tokens",
+            json!({"name": "reader", "scopes": ["usecases:read"], "subject": "admin"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let reader = body["token"].as_str().unwrap_or_default().to_owned();
     let auditor = token_with(&app, "auditor", &["audit:read"]).await;
     let deployer = token_with(&app, "deployer", &["deployments:write"]).await;
     let history = format!("/api/usecases/{usecase}/history");

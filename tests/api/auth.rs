@@ -73,8 +73,21 @@ async fn a_401_says_how_to_authenticate() {
 }
 
 async fn create_token(app: &TestApp, name: &str, scopes: &[&str]) -> (String, String) {
+    create_token_for(app, name, scopes, name).await
+}
+
+/// A token named `name` that speaks for `subject` (several tokens may share one).
+async fn create_token_for(
+    app: &TestApp,
+    name: &str,
+    scopes: &[&str],
+    subject: &str,
+) -> (String, String) {
     let (status, body) = app
-        .post("/api/tokens", json!({"name": name, "scopes": scopes}))
+        .post(
+            "/api/tokens",
+            json!({"name": name, "scopes": scopes, "subject": subject}),
+        )
         .await;
     assert_eq!(status, 201, "{body}");
     (
@@ -86,11 +99,19 @@ async fn create_token(app: &TestApp, name: &str, scopes: &[&str]) -> (String, St
 #[tokio::test]
 async fn scopes_decide_what_a_token_may_do_and_its_name_is_the_actor() {
     let app = TestApp::spawn().await;
-    let (_, reader) = create_token(&app, "dashboard", &["usecases:read", "deployments:read"]).await;
-    let (_, ci) = create_token(
+    // Two tokens of one subject: they share what it owns; each is its own actor.
+    let (_, reader) = create_token_for(
+        &app,
+        "dashboard",
+        &["usecases:read", "deployments:read"],
+        "platform",
+    )
+    .await;
+    let (_, ci) = create_token_for(
         &app,
         "ci-pipeline",
         &["usecases:write", "usecases:read", "deployments:write"],
+        "platform",
     )
     .await;
 

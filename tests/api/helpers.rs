@@ -119,6 +119,7 @@ impl TestApp {
             catalog: shiplog_application::Catalog::builtin(),
             deployments_page: "/deployments".to_owned(),
             ingress_listen: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
+            billing: shiplog_application::BillingSettings::default(),
         };
         configure(&mut settings);
         let server = match kube {

@@ -286,6 +286,8 @@ async fn register(bus: &PostgresCommandBus, name: &str) -> Cursor {
         name: UsecaseName::parse(name).unwrap_or_else(|e| panic!("{name}: {e}")),
         description: String::new(),
         at: Utc::now(),
+        owner: "test".to_owned(),
+        team: None,
     };
     let ctx = CommandContext {
         actor: "test".to_owned(),

@@ -22,7 +22,7 @@ use uuid::Uuid;
         (status = 202, description = "Accepted; follow it with GET .../deployments/{deploymentId}", body = DeploymentAccepted),
         (status = 400, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks deployments:write", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks deployments:write, or the usecase belongs to another owner or team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such usecase", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not declared as JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field is missing, unknown or invalid (for example the image reference)", body = Problem, content_type = "application/problem+json"),
@@ -35,7 +35,9 @@ pub async fn request_deployment(
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<CreateDeployment>,
 ) -> Result<(StatusCode, Json<DeploymentAccepted>), ApiError> {
-    let principal = auth.require(Scope::DeploymentsWrite)?;
+    let principal = auth
+        .require_owner(&state, Scope::DeploymentsWrite, id)
+        .await?;
     let config = body.config.parse()?;
     let deployment_id = state
         .usecases
@@ -55,7 +57,7 @@ pub async fn request_deployment(
         (status = 200, description = "One page of deployments", body = DeploymentPage),
         (status = 400, description = "A query parameter is malformed", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks deployments:read", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks deployments:read, or the usecase belongs to another owner or team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such usecase", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "limit or after out of range", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
@@ -66,7 +68,8 @@ pub async fn list_deployments(
     ApiPath(id): ApiPath<Uuid>,
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Json<DeploymentPage>, ApiError> {
-    auth.require(Scope::DeploymentsRead)?;
+    auth.require_owner(&state, Scope::DeploymentsRead, id)
+        .await?;
     Ok(Json(
         state
             .usecases
@@ -84,7 +87,7 @@ pub async fn list_deployments(
         (status = 200, description = "The deployment", body = DeploymentResponse),
         (status = 400, description = "at is not an RFC 3339 instant", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks deployments:read", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks deployments:read, or the usecase belongs to another owner or team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such usecase or deployment (at that instant, with at)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -94,7 +97,8 @@ pub async fn get_deployment(
     ApiPath((id, deployment_id)): ApiPath<(Uuid, Uuid)>,
     ApiQuery(query): ApiQuery<AtQuery>,
 ) -> Result<Json<DeploymentResponse>, ApiError> {
-    auth.require(Scope::DeploymentsRead)?;
+    auth.require_owner(&state, Scope::DeploymentsRead, id)
+        .await?;
     let deployment = match query.at {
         Some(at) => state.audit.deployment_at(id, deployment_id, at).await?,
         None => state.usecases.deployment(id, deployment_id).await?,
@@ -109,7 +113,7 @@ pub async fn get_deployment(
     responses(
         (status = 202, description = "Undeploy accepted"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks deployments:write", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks deployments:write, or the usecase belongs to another owner or team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such usecase", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Nothing is deployed, or an undeploy is already under way", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
@@ -120,7 +124,9 @@ pub async fn undeploy(
     request_id: RequestId,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<StatusCode, ApiError> {
-    let principal = auth.require(Scope::DeploymentsWrite)?;
+    let principal = auth
+        .require_owner(&state, Scope::DeploymentsWrite, id)
+        .await?;
     state
         .usecases
         .undeploy(&command_context(principal, request_id), id)

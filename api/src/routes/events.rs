@@ -61,7 +61,7 @@ pub async fn list_events(
         (status = 200, description = "One page of the usecase's events", body = EventPage),
         (status = 400, description = "A query parameter is malformed", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks usecases:read and audit:read", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks usecases:read and audit:read, or the usecase belongs to another owner or team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No event of this usecase was ever recorded", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Unknown event type, a cursor shiplog did not produce, or limit out of range", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
@@ -72,7 +72,8 @@ pub async fn usecase_history(
     ApiPath(id): ApiPath<Uuid>,
     ApiQuery(query): ApiQuery<HistoryQuery>,
 ) -> Result<Json<EventPage>, ApiError> {
-    auth.require_any(&[Scope::UsecasesRead, Scope::AuditRead])?;
+    auth.require_owner_or_auditor(&state, &[Scope::UsecasesRead], id)
+        .await?;
     let types = parse_types(query.types.as_deref(), "types")?;
     let after = parse_cursor(query.after.as_deref(), "after")?;
     let page = state.audit.history(id, types, after, query.limit).await?;
@@ -114,7 +115,7 @@ pub async fn stream_events(
         (status = 200, description = "An endless text/event-stream of the usecase's events; without a cursor it opens with an `id:`-only message (where it starts) to resume from", body = String, content_type = "text/event-stream"),
         (status = 400, description = "A query parameter is malformed", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token (header or access_token)", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks usecases:read, audit:read and deployments:read", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks usecases:read, audit:read and deployments:read, or the usecase belongs to another owner or team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No event of this usecase was ever recorded", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Unknown event type, or a cursor shiplog did not produce", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
@@ -127,11 +128,8 @@ pub async fn stream_usecase_events(
     ApiQuery(query): ApiQuery<StreamQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     // A deploying pipeline (deployments:read) may follow the outcome of what it asked for.
-    auth.require_any(&[
-        Scope::UsecasesRead,
-        Scope::AuditRead,
-        Scope::DeploymentsRead,
-    ])?;
+    auth.require_owner_or_auditor(&state, &[Scope::UsecasesRead, Scope::DeploymentsRead], id)
+        .await?;
     follow(&state, Some(id), last_event_id, query).await
 }
 

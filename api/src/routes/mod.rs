@@ -8,5 +8,6 @@ pub mod metrics;
 pub mod operations;
 pub mod platform;
 pub mod platform_ops;
+pub mod teams;
 pub mod tokens;
 pub mod usecases;

@@ -30,7 +30,7 @@ use uuid::Uuid;
     responses(
         (status = 202, description = "Accepted: a RestartRequested event; RestartSucceeded or RestartFailed follows when the pods rolled", body = RestartAccepted),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks deployments:write", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks deployments:write, or the usecase belongs to another owner or team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such usecase", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Nothing is deployed, or a restart is still in progress", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
@@ -41,7 +41,9 @@ pub async fn restart(
     request_id: RequestId,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<(StatusCode, Json<RestartAccepted>), ApiError> {
-    let principal = auth.require(Scope::DeploymentsWrite)?;
+    let principal = auth
+        .require_owner(&state, Scope::DeploymentsWrite, id)
+        .await?;
     let accepted = state
         .operations
         .restart(&command_context(principal, request_id), id)
@@ -62,7 +64,7 @@ pub async fn restart(
     responses(
         (status = 200, description = "The deployed deployment and its environment", body = ConfigResponse),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks deployments:read", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks deployments:read, or the usecase belongs to another owner or team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such usecase, or nothing of it is deployed", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -71,7 +73,8 @@ pub async fn get_config(
     auth: Auth,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<ConfigResponse>, ApiError> {
-    auth.require(Scope::DeploymentsRead)?;
+    auth.require_owner(&state, Scope::DeploymentsRead, id)
+        .await?;
     Ok(Json(state.operations.config(id).await?.into()))
 }
 
@@ -84,7 +87,7 @@ pub async fn get_config(
         (status = 202, description = "Accepted: ConfigChangeRequested and the new deployment's DeploymentRequested", body = ConfigAccepted),
         (status = 400, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks deployments:write", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks deployments:write, or the usecase belongs to another owner or team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such usecase", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Nothing is deployed to take the image from", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not declared as JSON", body = Problem, content_type = "application/problem+json"),
@@ -98,7 +101,9 @@ pub async fn put_config(
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<ConfigChange>,
 ) -> Result<(StatusCode, Json<ConfigAccepted>), ApiError> {
-    let principal = auth.require(Scope::DeploymentsWrite)?;
+    let principal = auth
+        .require_owner(&state, Scope::DeploymentsWrite, id)
+        .await?;
     let accepted = state
         .operations
         .change_config(&command_context(principal, request_id), id, body.env)
@@ -121,7 +126,7 @@ pub async fn put_config(
         (status = 202, description = "Accepted: the new deployment's DeploymentRequested and RollbackRequested", body = RollbackAccepted),
         (status = 400, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks deployments:write", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks deployments:write, or the usecase belongs to another owner or team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such usecase, or deploymentId is not one of its deployments", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Nothing deployed and no deploymentId, no earlier deployed deployment, or the target is not finished", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not declared as JSON", body = Problem, content_type = "application/problem+json"),
@@ -135,7 +140,9 @@ pub async fn rollback(
     ApiPath(id): ApiPath<Uuid>,
     OptionalJson(body): OptionalJson<RollbackRequest>,
 ) -> Result<(StatusCode, Json<RollbackAccepted>), ApiError> {
-    let principal = auth.require(Scope::DeploymentsWrite)?;
+    let principal = auth
+        .require_owner(&state, Scope::DeploymentsWrite, id)
+        .await?;
     let accepted = state
         .operations
         .rollback(
@@ -162,7 +169,7 @@ pub async fn rollback(
         (status = 200, description = "The lines (follow=false), or an endless application/x-ndjson stream of {pod, line} (follow=true)", body = LogsResponse),
         (status = 400, description = "A query parameter is malformed", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks deployments:read", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks deployments:read, or the usecase belongs to another owner or team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such usecase or deployment", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Nothing is deployed and no deploymentId was named", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "tail out of range", body = Problem, content_type = "application/problem+json"),
@@ -174,7 +181,8 @@ pub async fn logs(
     ApiPath(id): ApiPath<Uuid>,
     ApiQuery(query): ApiQuery<LogsQuery>,
 ) -> Result<Response, ApiError> {
-    auth.require(Scope::DeploymentsRead)?;
+    auth.require_owner(&state, Scope::DeploymentsRead, id)
+        .await?;
     if !query.follow.unwrap_or(false) {
         let logs = state
             .operations
@@ -240,7 +248,7 @@ pub(crate) fn followed_lines(
         (status = 200, description = "An endless text/event-stream of log lines, also of pods that start later (a restart); `event: end` once the deployment has no pod left", body = String, content_type = "text/event-stream"),
         (status = 400, description = "A query parameter is malformed", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token (header or access_token)", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks deployments:read", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks deployments:read, or the usecase belongs to another owner or team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such usecase or deployment", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Nothing is deployed and no deploymentId was named", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "tail out of range", body = Problem, content_type = "application/problem+json"),
@@ -252,7 +260,8 @@ pub async fn stream_logs(
     ApiPath(id): ApiPath<Uuid>,
     ApiQuery(query): ApiQuery<LogStreamQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    auth.require(Scope::DeploymentsRead)?;
+    auth.require_owner(&state, Scope::DeploymentsRead, id)
+        .await?;
     let (_, lines) = state
         .operations
         .follow_logs(id, query.deployment_id, None, query.tail)
@@ -303,7 +312,7 @@ fn log_event(line: LogLine) -> Event {
     responses(
         (status = 200, description = "The events the cluster still keeps (Kubernetes drops them after an hour by default)", body = KubeEventList),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks deployments:read", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks deployments:read, or the usecase belongs to another owner or team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such usecase", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The cluster or the database is unavailable; retry", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -312,7 +321,8 @@ pub async fn kube_events(
     auth: Auth,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<KubeEventList>, ApiError> {
-    auth.require(Scope::DeploymentsRead)?;
+    auth.require_owner(&state, Scope::DeploymentsRead, id)
+        .await?;
     let items = state.operations.kube_events(id).await?;
     Ok(Json(KubeEventList {
         items: items.into_iter().map(Into::into).collect(),
@@ -326,7 +336,7 @@ pub async fn kube_events(
     responses(
         (status = 200, description = "Usage per pod and in total", body = UsageResponse),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks deployments:read", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks deployments:read, or the usecase belongs to another owner or team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such usecase", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Nothing is deployed", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The cluster has no metrics API (metrics-server), or it or the database is unavailable", body = Problem, content_type = "application/problem+json"),
@@ -336,6 +346,7 @@ pub async fn usage(
     auth: Auth,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<UsageResponse>, ApiError> {
-    auth.require(Scope::DeploymentsRead)?;
+    auth.require_owner(&state, Scope::DeploymentsRead, id)
+        .await?;
     Ok(Json(state.operations.usage(id, None).await?.into()))
 }

@@ -1,6 +1,7 @@
 //! The platform API of seed 002: named deployments of templates and images, on
 //! the same usecases and ledger as the PhariaOS API. Invalid input is a 400 here.
 
+use crate::dto::TeamQuery;
 use crate::error::{PlatformError, Problem};
 use crate::extract::{command_context, ApiQuery, Auth, JsonOrForm, PlatformJson, RequestId};
 use crate::platform_dto::{
@@ -14,37 +15,40 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use shiplog_application::{FromImage, FromTemplate, Scope};
 
-/// Every deployment the caller may see, oldest first (teams and ownership come later:
-/// today every token with deployments:read sees all).
+/// The deployments the caller may see, oldest first: its own and its teams' (an
+/// admin sees all); with `team_id`, only that team's (the caller must be a member).
 #[utoipa::path(get, path = "/api/deployments", tag = "platform",
     params(ListQuery),
     security(("bearer" = ["deployments:read"])),
     responses(
         (status = 200, description = "The deployments", body = Vec<PlatformDeploymentBody>),
-        (status = 400, description = "A query parameter is malformed", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "A query parameter is malformed (team_id is a team's id)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks deployments:read", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks deployments:read, or its subject is not a member of team_id (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "team_id names no team", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list(
     State(state): State<AppState>,
     auth: Auth,
-    ApiQuery(_query): ApiQuery<ListQuery>,
+    ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<Vec<PlatformDeploymentBody>>, PlatformError> {
-    auth.require(Scope::DeploymentsRead)?;
-    let items = state.platform.list().await?;
+    let principal = auth.require(Scope::DeploymentsRead)?;
+    let items = state.platform.list(principal, query.team_id).await?;
     Ok(Json(items.into_iter().map(Into::into).collect()))
 }
 
 /// Create a deployment from a template under a generated name (`abc123xyz7`); the
 /// process manager rolls it out.
 #[utoipa::path(post, path = "/api/deployments", tag = "platform", request_body = CreateFromTemplateBody,
+    params(TeamQuery),
     security(("bearer" = ["deployments:write"])),
     responses(
         (status = 201, description = "Created: UsecaseRegistered and DeploymentRequested in one commit; status Pending", body = PlatformDeploymentBody),
         (status = 400, description = "Body is not JSON, or template, envVars or visibility is missing or invalid (the field names it)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks deployments:write", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks deployments:write, its subject is not a member of team_id, or the deployment limit is reached (billing on)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "team_id names no team", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not declared as JSON", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -52,6 +56,7 @@ pub async fn create(
     State(state): State<AppState>,
     auth: Auth,
     request_id: RequestId,
+    ApiQuery(team): ApiQuery<TeamQuery>,
     PlatformJson(body): PlatformJson<CreateFromTemplateBody>,
 ) -> Result<(StatusCode, Json<PlatformDeploymentBody>), PlatformError> {
     let principal = auth.require(Scope::DeploymentsWrite)?;
@@ -62,19 +67,26 @@ pub async fn create(
     };
     let created = state
         .platform
-        .create(&command_context(principal, request_id), request)
+        .create(
+            &command_context(principal, request_id),
+            principal,
+            team.team_id,
+            request,
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(created.into())))
 }
 
 /// Deploy a raw container image, under a name of your choosing or a generated one.
 #[utoipa::path(post, path = "/api/deployments/deploy-image", tag = "platform", request_body = DeployImageBody,
+    params(TeamQuery),
     security(("bearer" = ["deployments:write"])),
     responses(
         (status = 201, description = "Created: status Pending", body = PlatformDeploymentBody),
         (status = 400, description = "Body is not JSON, or image, name, containerPort, envVars or visibility is missing or invalid (the field names it)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks deployments:write", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks deployments:write, its subject is not a member of team_id, or the deployment limit is reached (billing on)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "team_id names no team", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A deployment (or usecase) with this name exists", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not declared as JSON", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
@@ -83,6 +95,7 @@ pub async fn deploy_image(
     State(state): State<AppState>,
     auth: Auth,
     request_id: RequestId,
+    ApiQuery(team): ApiQuery<TeamQuery>,
     PlatformJson(body): PlatformJson<DeployImageBody>,
 ) -> Result<(StatusCode, Json<PlatformDeploymentBody>), PlatformError> {
     let principal = auth.require(Scope::DeploymentsWrite)?;
@@ -95,7 +108,12 @@ pub async fn deploy_image(
     };
     let created = state
         .platform
-        .deploy_image(&command_context(principal, request_id), request)
+        .deploy_image(
+            &command_context(principal, request_id),
+            principal,
+            team.team_id,
+            request,
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(created.into())))
 }
@@ -108,7 +126,7 @@ pub async fn deploy_image(
         (status = 200, description = "The status", body = StatusBody),
         (status = 400, description = "name is missing", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks deployments:read", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks deployments:read, or the deployment belongs to another owner or team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No deployment of this name", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -117,8 +135,10 @@ pub async fn status(
     auth: Auth,
     ApiQuery(query): ApiQuery<NameQuery>,
 ) -> Result<Json<StatusBody>, PlatformError> {
-    auth.require(Scope::DeploymentsRead)?;
-    Ok(Json(state.platform.get(&query.name).await?.into()))
+    let principal = auth.require(Scope::DeploymentsRead)?;
+    Ok(Json(
+        state.platform.get(principal, &query.name).await?.into(),
+    ))
 }
 
 /// Delete a deployment: what runs is undeployed, then the usecase is deleted and
@@ -135,7 +155,7 @@ pub async fn status(
         (status = 303, description = "Form post: done as for JSON, then back to the deployments page (`--deployments-page`)"),
         (status = 400, description = "deployment_name is missing, or the body is malformed", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks deployments:write", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks deployments:write, or the deployment belongs to another owner or team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No deployment of this name", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "It is already being deleted", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is neither JSON nor a form", body = Problem, content_type = "application/problem+json"),
@@ -153,7 +173,10 @@ pub async fn delete(
         JsonOrForm::Form(body) => (body, true),
     };
     let ctx = command_context(principal, request_id);
-    state.platform.delete(&ctx, &body.deployment_name).await?;
+    state
+        .platform
+        .delete(&ctx, principal, &body.deployment_name)
+        .await?;
     if form {
         let page = state.deployments_page.as_str();
         return Ok((StatusCode::SEE_OTHER, [(header::LOCATION, page)]).into_response());

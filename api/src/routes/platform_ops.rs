@@ -25,7 +25,7 @@ use shiplog_application::Scope;
         (status = 200, description = "RestartRequested is recorded; RestartSucceeded or RestartFailed follows (see the history)", body = ChangeAccepted),
         (status = 400, description = "deployment_name is missing, or the body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks deployments:write", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks deployments:write, or the deployment belongs to another owner or team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No deployment of this name", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Nothing of it is ready, a restart is still rolling, or it is being deleted", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
@@ -38,7 +38,10 @@ pub async fn restart(
 ) -> Result<Json<ChangeAccepted>, PlatformError> {
     let principal = auth.require(Scope::DeploymentsWrite)?;
     let ctx = command_context(principal, request_id);
-    let accepted = state.platform.restart(&ctx, &body.deployment_name).await?;
+    let accepted = state
+        .platform
+        .restart(&ctx, principal, &body.deployment_name)
+        .await?;
     Ok(Json(ChangeAccepted {
         success: true,
         message: format!(
@@ -58,7 +61,7 @@ pub async fn restart(
         (status = 200, description = "The serving deployment's variables (else the newest's)", body = ConfigDataBody),
         (status = 400, description = "name is missing", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks deployments:read", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks deployments:read, or the deployment belongs to another owner or team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No deployment of this name", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -67,8 +70,10 @@ pub async fn get_config(
     auth: Auth,
     ApiQuery(query): ApiQuery<NameQuery>,
 ) -> Result<Json<ConfigDataBody>, PlatformError> {
-    auth.require(Scope::DeploymentsRead)?;
-    Ok(Json(state.platform.config(&query.name).await?.into()))
+    let principal = auth.require(Scope::DeploymentsRead)?;
+    Ok(Json(
+        state.platform.config(principal, &query.name).await?.into(),
+    ))
 }
 
 /// Replace the environment variables and roll them out: a new deployment of the same
@@ -79,7 +84,7 @@ pub async fn get_config(
         (status = 200, description = "ConfigChangeRequested and the new deployment's DeploymentRequested are recorded; `id` is the new deployment", body = ChangeAccepted),
         (status = 400, description = "deployment_name or configData is missing, or a variable name is invalid (configData.NAME)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks deployments:write", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks deployments:write, or the deployment belongs to another owner or team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No deployment of this name", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "It was never deployed, or it is being deleted", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not declared as JSON", body = Problem, content_type = "application/problem+json"),
@@ -95,7 +100,7 @@ pub async fn put_config(
     let ctx = command_context(principal, request_id);
     let deployment_id = state
         .platform
-        .change_config(&ctx, &body.deployment_name, body.config_data)
+        .change_config(&ctx, principal, &body.deployment_name, body.config_data)
         .await?;
     Ok(Json(ChangeAccepted {
         success: true,
@@ -114,7 +119,7 @@ pub async fn put_config(
         (status = 200, description = "The lines (follow=false), or an endless text/plain stream of lines (follow=true)", body = PlatformLogsBody),
         (status = 400, description = "A query parameter is malformed, tail is out of range, or service names no service of it", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks deployments:read", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks deployments:read, or the deployment belongs to another owner or team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No deployment of this name", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Nothing of it is ready", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The cluster or the database is unavailable; retry", body = Problem, content_type = "application/problem+json"),
@@ -125,10 +130,13 @@ pub async fn logs(
     ApiPath(name): ApiPath<String>,
     ApiQuery(query): ApiQuery<PlatformLogsQuery>,
 ) -> Result<Response, PlatformError> {
-    auth.require(Scope::DeploymentsRead)?;
+    let principal = auth.require(Scope::DeploymentsRead)?;
     let service = query.service.as_deref();
     if !query.follow.unwrap_or(false) {
-        let logs = state.platform.logs(&name, service, query.tail).await?;
+        let logs = state
+            .platform
+            .logs(principal, &name, service, query.tail)
+            .await?;
         let mut text = String::new();
         for line in &logs.lines {
             text.push_str(&line.line);
@@ -142,7 +150,7 @@ pub async fn logs(
     }
     let (deployment_id, lines) = state
         .platform
-        .follow_logs(&name, service, query.tail)
+        .follow_logs(principal, &name, service, query.tail)
         .await?;
     Ok(followed_lines(
         &state,
@@ -162,7 +170,7 @@ pub async fn logs(
         (status = 200, description = "An endless text/event-stream of log lines; `event: end` once no pod is left", body = String, content_type = "text/event-stream"),
         (status = 400, description = "A query parameter is malformed, tail is out of range, or service names no service of it", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token (header or access_token)", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks deployments:read", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks deployments:read, or the deployment belongs to another owner or team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No deployment of this name", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Nothing of it is ready", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The cluster or the database is unavailable; retry", body = Problem, content_type = "application/problem+json"),
@@ -173,10 +181,10 @@ pub async fn stream_logs(
     ApiPath(name): ApiPath<String>,
     ApiQuery(query): ApiQuery<PlatformLogStreamQuery>,
 ) -> Result<impl IntoResponse, PlatformError> {
-    auth.require(Scope::DeploymentsRead)?;
+    let principal = auth.require(Scope::DeploymentsRead)?;
     let (_, lines) = state
         .platform
-        .follow_logs(&name, query.service.as_deref(), query.tail)
+        .follow_logs(principal, &name, query.service.as_deref(), query.tail)
         .await?;
     Ok(log_events(&state, lines))
 }
@@ -189,7 +197,7 @@ pub async fn stream_logs(
         (status = 200, description = "Usage in Kubernetes quantities", body = MetricsBody),
         (status = 400, description = "service names no service of it", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks deployments:read", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks deployments:read, or the deployment belongs to another owner or team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No deployment of this name", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Nothing of it is ready", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The cluster has no metrics API (metrics-server), or it or the database is unavailable", body = Problem, content_type = "application/problem+json"),
@@ -200,10 +208,10 @@ pub async fn metrics(
     ApiPath(name): ApiPath<String>,
     ApiQuery(query): ApiQuery<ServiceQuery>,
 ) -> Result<Json<MetricsBody>, PlatformError> {
-    auth.require(Scope::DeploymentsRead)?;
+    let principal = auth.require(Scope::DeploymentsRead)?;
     let usage = state
         .platform
-        .metrics(&name, query.service.as_deref())
+        .metrics(principal, &name, query.service.as_deref())
         .await?;
     Ok(Json(usage.into()))
 }
@@ -217,7 +225,7 @@ pub async fn metrics(
         (status = 200, description = "A page of revisions", body = HistoryBody),
         (status = 400, description = "A query parameter is malformed or limit is out of range", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks deployments:read", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks deployments:read, or the deployment belongs to another owner or team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No deployment of this name", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -227,10 +235,10 @@ pub async fn history(
     ApiPath(name): ApiPath<String>,
     ApiQuery(query): ApiQuery<HistoryPageQuery>,
 ) -> Result<Json<HistoryBody>, PlatformError> {
-    auth.require(Scope::DeploymentsRead)?;
+    let principal = auth.require(Scope::DeploymentsRead)?;
     let page = state
         .platform
-        .history(&name, query.after, query.limit)
+        .history(principal, &name, query.after, query.limit)
         .await?;
     Ok(Json(HistoryBody {
         revisions: page.items.into_iter().map(Into::into).collect(),
@@ -246,7 +254,7 @@ pub async fn history(
         (status = 200, description = "The settings", body = AutoUpdateBody),
         (status = 400, description = "name is missing", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks deployments:read", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks deployments:read, or the deployment belongs to another owner or team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No deployment of this name", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -255,8 +263,8 @@ pub async fn get_auto_update(
     auth: Auth,
     ApiQuery(query): ApiQuery<NameQuery>,
 ) -> Result<Json<AutoUpdateBody>, PlatformError> {
-    auth.require(Scope::DeploymentsRead)?;
-    let settings = state.platform.auto_update(&query.name).await?;
+    let principal = auth.require(Scope::DeploymentsRead)?;
+    let settings = state.platform.auto_update(principal, &query.name).await?;
     Ok(Json(AutoUpdateBody {
         deployment_name: query.name,
         enabled: settings.enabled,
@@ -273,7 +281,7 @@ pub async fn get_auto_update(
         (status = 200, description = "AutoUpdateConfigured is recorded (unless nothing changed)", body = AutoUpdateBody),
         (status = 400, description = "deployment_name or enabled is missing, or strategy is not rolling or recreate", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks deployments:write", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks deployments:write, or the deployment belongs to another owner or team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No deployment of this name", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "It is being deleted", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not declared as JSON", body = Problem, content_type = "application/problem+json"),
@@ -291,6 +299,7 @@ pub async fn put_auto_update(
         .platform
         .set_auto_update(
             &ctx,
+            principal,
             &body.deployment_name,
             body.enabled,
             body.strategy.map(Into::into),
@@ -310,7 +319,7 @@ pub async fn put_auto_update(
     responses(
         (status = 200, description = "The events the cluster still keeps", body = PlatformEventsBody),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks deployments:read", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks deployments:read, or the deployment belongs to another owner or team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No deployment of this name", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The cluster or the database is unavailable; retry", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -319,8 +328,8 @@ pub async fn events(
     auth: Auth,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<PlatformEventsBody>, PlatformError> {
-    auth.require(Scope::DeploymentsRead)?;
-    let events = state.platform.kube_events(&name).await?;
+    let principal = auth.require(Scope::DeploymentsRead)?;
+    let events = state.platform.kube_events(principal, &name).await?;
     Ok(Json(PlatformEventsBody {
         events: events.into_iter().map(Into::into).collect(),
     }))

@@ -21,7 +21,7 @@ use uuid::Uuid;
         (status = 403, description = "Token lacks admin", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "An active token has this name", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not declared as JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Empty name, no scope or an unknown scope", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Empty name or subject, no scope, an unknown scope, or a team that does not exist (teams[i])", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create_token(
@@ -39,9 +39,12 @@ pub async fn create_token(
                 .map_err(|reason| InvalidField::new(format!("scopes[{i}]"), reason))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    state.teams.check_exist(&body.teams, "teams").await?;
     let new = NewToken {
         name: body.name,
         scopes,
+        subject: body.subject,
+        teams: body.teams,
         created_by: principal.name.clone(),
     };
     let (info, token) = state.auth.issue(new).await?;

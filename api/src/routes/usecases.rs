@@ -1,6 +1,6 @@
 //! `/api/usecases`: register, list, show and delete usecases.
 
-use crate::dto::{CreateUsecase, UsecasePage, UsecaseQuery, UsecaseResponse};
+use crate::dto::{CreateUsecase, TeamQuery, UsecasePage, UsecaseQuery, UsecaseResponse};
 use crate::error::{ApiError, Problem};
 use crate::extract::{command_context, ApiJson, ApiPath, ApiQuery, Auth, RequestId};
 use crate::ledger_dto::AtQuery;
@@ -13,12 +13,14 @@ use uuid::Uuid;
 
 /// Register a usecase. The name is unique across the installation.
 #[utoipa::path(post, path = "/api/usecases", tag = "usecases", request_body = CreateUsecase,
+    params(TeamQuery),
     security(("bearer" = ["usecases:write"])),
     responses(
-        (status = 201, description = "Registered", body = UsecaseResponse),
-        (status = 400, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 201, description = "Registered, owned by the token's subject and team", body = UsecaseResponse),
+        (status = 400, description = "Body is not JSON, or team_id is not a team id", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks usecases:write", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks usecases:write, its subject is not a member of team_id, or the deployment limit of the team (or of personal usecases) is reached with billing on", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "team_id names no team", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The name is taken", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not declared as JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field is missing, unknown or invalid", body = Problem, content_type = "application/problem+json"),
@@ -28,25 +30,34 @@ pub async fn create_usecase(
     State(state): State<AppState>,
     auth: Auth,
     request_id: RequestId,
+    ApiQuery(team): ApiQuery<TeamQuery>,
     ApiJson(body): ApiJson<CreateUsecase>,
 ) -> Result<(StatusCode, Json<UsecaseResponse>), ApiError> {
     let principal = auth.require(Scope::UsecasesWrite)?;
     let (name, description) = body.parse()?;
+    let ownership = state.teams.ownership(principal, team.team_id).await?;
     let view = state
         .usecases
-        .register(&command_context(principal, request_id), name, description)
+        .register(
+            &command_context(principal, request_id),
+            ownership,
+            name,
+            description,
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(view.into())))
 }
 
-/// List usecases in registration order, optionally filtered by name.
+/// List the usecases the caller may see (its own and its teams'; an admin all) in
+/// registration order, optionally filtered by name and team.
 #[utoipa::path(get, path = "/api/usecases", tag = "usecases", params(UsecaseQuery),
     security(("bearer" = ["usecases:read"])),
     responses(
         (status = 200, description = "One page of usecases", body = UsecasePage),
         (status = 400, description = "A query parameter is malformed", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks usecases:read", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks usecases:read, or its subject is not a member of team_id", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "team_id names no team", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "limit or after out of range", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -55,8 +66,13 @@ pub async fn list_usecases(
     auth: Auth,
     ApiQuery(query): ApiQuery<UsecaseQuery>,
 ) -> Result<Json<UsecasePage>, ApiError> {
-    auth.require(Scope::UsecasesRead)?;
+    let principal = auth.require(Scope::UsecasesRead)?;
+    if let Some(team) = query.team_id {
+        state.teams.get(principal, team).await?;
+    }
     let filter = UsecaseFilter {
+        visible: principal.visible(),
+        team: query.team_id,
         name: query.name,
         limit: query.limit.unwrap_or(0),
         after: query.after,
@@ -72,7 +88,7 @@ pub async fn list_usecases(
         (status = 200, description = "The usecase", body = UsecaseResponse),
         (status = 400, description = "at is not an RFC 3339 instant", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks usecases:read", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks usecases:read, or the usecase belongs to another owner or team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such usecase (at that instant, with at)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -82,7 +98,7 @@ pub async fn get_usecase(
     ApiPath(id): ApiPath<Uuid>,
     ApiQuery(query): ApiQuery<AtQuery>,
 ) -> Result<Json<UsecaseResponse>, ApiError> {
-    auth.require(Scope::UsecasesRead)?;
+    auth.require_owner(&state, Scope::UsecasesRead, id).await?;
     let usecase = match query.at {
         Some(at) => state.audit.usecase_at(id, at).await?,
         None => state.usecases.get(id).await?,
@@ -97,7 +113,7 @@ pub async fn get_usecase(
     responses(
         (status = 204, description = "Deleted; the name is free again"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks usecases:write", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks usecases:write, or the usecase belongs to another owner or team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such usecase", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Deployed or a deployment in flight", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
@@ -108,7 +124,7 @@ pub async fn delete_usecase(
     request_id: RequestId,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<StatusCode, ApiError> {
-    let principal = auth.require(Scope::UsecasesWrite)?;
+    let principal = auth.require_owner(&state, Scope::UsecasesWrite, id).await?;
     state
         .usecases
         .delete(&command_context(principal, request_id), id)

@@ -4,12 +4,14 @@
 use super::ingress::{IngressEndpoint, IngressSettings};
 use super::status::{status_of, StatusReport};
 use super::templates::{Catalog, Template};
+use crate::auth::Principal;
 use crate::cluster::ClusterError;
 use crate::error::AppError;
 use crate::operations::{Accepted, KubeEvent, LogLine, Logs, Operations, Usage};
 use crate::ports::{
     CommandBus, CommandContext, DeploymentView, Page, PlatformView, ReadModel, Revision,
 };
+use crate::teams::{Ownership, Teams};
 use crate::usecases::{execute_visible, page_size};
 use chrono::{DateTime, SubsecRound, Utc};
 use futures_core::stream::BoxStream;
@@ -51,6 +53,10 @@ pub struct PlatformDeployment {
     pub created_at: DateTime<Utc>,
     /// Who created it.
     pub created_by: String,
+    /// The subject that owns it.
+    pub owner: String,
+    /// The team that owns it with its owner, if any.
+    pub team: Option<Uuid>,
 }
 
 /// What `POST /api/deployments` asks for.
@@ -95,6 +101,7 @@ pub struct Platform {
     bus: Arc<dyn CommandBus>,
     read: Arc<dyn ReadModel>,
     operations: Arc<Operations>,
+    teams: Arc<Teams>,
     catalog: Catalog,
     ingress: IngressSettings,
 }
@@ -122,6 +129,7 @@ impl Platform {
         bus: Arc<dyn CommandBus>,
         read: Arc<dyn ReadModel>,
         operations: Arc<Operations>,
+        teams: Arc<Teams>,
         catalog: Catalog,
         ingress: IngressSettings,
     ) -> Self {
@@ -129,6 +137,7 @@ impl Platform {
             bus,
             read,
             operations,
+            teams,
             catalog,
             ingress,
         }
@@ -161,26 +170,58 @@ impl Platform {
             ingresses,
             created_at: view.usecase.created_at,
             created_by: view.usecase.created_by,
+            owner: view.usecase.owner,
+            team: view.usecase.team,
         }
     }
 
-    /// The live usecase named `name`; unknown names are `NotFound`.
-    async fn view(&self, name: &str) -> Result<PlatformView, AppError> {
-        self.read
+    /// The live usecase named `name`, if `principal` may act on it; unknown names
+    /// are `NotFound`, others' deployments `Denied` ("ownership verification failed").
+    async fn view(&self, principal: &Principal, name: &str) -> Result<PlatformView, AppError> {
+        let view = self
+            .read
             .platform_by_name(name)
             .await?
-            .ok_or_else(|| AppError::NotFound(format!("deployment {name:?} not found")))
+            .ok_or_else(|| AppError::NotFound(format!("deployment {name:?} not found")))?;
+        principal.require_access(
+            &view.usecase.owner,
+            view.usecase.team,
+            &format!("deployment {name:?}"),
+        )?;
+        Ok(view)
     }
 
-    /// Every deployment, oldest first.
-    pub async fn list(&self) -> Result<Vec<PlatformDeployment>, AppError> {
-        let views = self.read.platform_list().await?;
+    /// The deployments the caller may see (of `team` only, when it names one it
+    /// belongs to), oldest first.
+    pub async fn list(
+        &self,
+        principal: &Principal,
+        team: Option<Uuid>,
+    ) -> Result<Vec<PlatformDeployment>, AppError> {
+        if let Some(team) = team {
+            self.teams.get(principal, team).await?;
+        }
+        let views = self.read.platform_list(&principal.visible(), team).await?;
         Ok(views.into_iter().map(|v| self.present(v)).collect())
     }
 
     /// One deployment by name.
-    pub async fn get(&self, name: &str) -> Result<PlatformDeployment, AppError> {
-        Ok(self.present(self.view(name).await?))
+    pub async fn get(
+        &self,
+        principal: &Principal,
+        name: &str,
+    ) -> Result<PlatformDeployment, AppError> {
+        Ok(self.present(self.view(principal, name).await?))
+    }
+
+    /// The deployment as the read model shows it right after the caller created it.
+    async fn present_by_name(&self, name: &str) -> Result<PlatformDeployment, AppError> {
+        let view = self
+            .read
+            .platform_by_name(name)
+            .await?
+            .ok_or_else(|| AppError::Internal(format!("deployment {name:?} was not stored")))?;
+        Ok(self.present(view))
     }
 
     /// Runs a command on the usecase and waits until the read models show it.
@@ -198,6 +239,7 @@ impl Platform {
     async fn launch(
         &self,
         ctx: &CommandContext,
+        ownership: Ownership,
         name: Option<String>,
         template: Option<String>,
         visibility: Visibility,
@@ -213,12 +255,14 @@ impl Platform {
                 description: String::new(),
                 template: template.clone(),
                 visibility,
+                owner: ownership.owner.clone(),
+                team: ownership.team,
                 deployment_id: Uuid::new_v4(),
                 config: config.clone(),
                 at: now(),
             };
             match self.execute(ctx, usecase_id, command).await {
-                Ok(()) => return self.get(&chosen).await,
+                Ok(()) => return self.present_by_name(&chosen).await,
                 // A fresh id cannot exist yet: a conflict is the name.
                 Err(AppError::Conflict(_)) if name.is_some() => {
                     return Err(AppError::Conflict(format!(
@@ -236,11 +280,14 @@ impl Platform {
         ))
     }
 
-    /// Creates a deployment from a catalog template under a generated name.
-    #[instrument(skip(self, ctx, request), fields(actor = %ctx.actor, template = %request.template))]
+    /// Creates a deployment from a catalog template under a generated name, owned by
+    /// the caller and the team it names (or its only team); a reached tier limit is `Denied`.
+    #[instrument(skip(self, ctx, principal, request), fields(actor = %ctx.actor, template = %request.template))]
     pub async fn create(
         &self,
         ctx: &CommandContext,
+        principal: &Principal,
+        team: Option<Uuid>,
         request: FromTemplate,
     ) -> Result<PlatformDeployment, AppError> {
         let template = self.catalog.get(&request.template).ok_or_else(|| {
@@ -255,8 +302,10 @@ impl Platform {
         })?;
         // A template that does not build is the operator's fault, checked at start-up.
         let config = template.config("template", request.env_vars)?;
+        let ownership = self.teams.ownership(principal, team).await?;
         self.launch(
             ctx,
+            ownership,
             None,
             Some(template.name.clone()),
             request.visibility,
@@ -265,11 +314,13 @@ impl Platform {
         .await
     }
 
-    /// Deploys a raw image under the client's name or a generated one.
-    #[instrument(skip(self, ctx, request), fields(actor = %ctx.actor, image = %request.image))]
+    /// Deploys a raw image under the client's name or a generated one, owned as `create`'s.
+    #[instrument(skip(self, ctx, principal, request), fields(actor = %ctx.actor, image = %request.image))]
     pub async fn deploy_image(
         &self,
         ctx: &CommandContext,
+        principal: &Principal,
+        team: Option<Uuid>,
         request: FromImage,
     ) -> Result<PlatformDeployment, AppError> {
         let image = ImageRef::parse("image", &request.image)?;
@@ -282,15 +333,28 @@ impl Platform {
             return Err(InvalidField::new("containerPort", "must be between 1 and 65535").into());
         }
         let config = DeploymentConfig::new(image, None, Some(port), request.env_vars, None, None)?;
-        self.launch(ctx, request.name, None, request.visibility, config)
-            .await
+        let ownership = self.teams.ownership(principal, team).await?;
+        self.launch(
+            ctx,
+            ownership,
+            request.name,
+            None,
+            request.visibility,
+            config,
+        )
+        .await
     }
 
     /// Deletes a deployment: what runs is undeployed, then the usecase is deleted
     /// and every Kubernetes object of it (Deployment, Service, Ingress, Secrets) removed.
     #[instrument(skip(self, ctx), fields(actor = %ctx.actor))]
-    pub async fn delete(&self, ctx: &CommandContext, name: &str) -> Result<(), AppError> {
-        let view = self.view(name).await?;
+    pub async fn delete(
+        &self,
+        ctx: &CommandContext,
+        principal: &Principal,
+        name: &str,
+    ) -> Result<(), AppError> {
+        let view = self.view(principal, name).await?;
         self.execute(
             ctx,
             view.usecase.id,
@@ -300,14 +364,23 @@ impl Platform {
     }
 
     /// Rolls the pods of the deployment.
-    pub async fn restart(&self, ctx: &CommandContext, name: &str) -> Result<Accepted, AppError> {
-        let view = self.view(name).await?;
+    pub async fn restart(
+        &self,
+        ctx: &CommandContext,
+        principal: &Principal,
+        name: &str,
+    ) -> Result<Accepted, AppError> {
+        let view = self.view(principal, name).await?;
         self.operations.restart(ctx, view.usecase.id).await
     }
 
     /// The environment it runs with: the serving deployment's, else the newest one's.
-    pub async fn config(&self, name: &str) -> Result<PlatformConfig, AppError> {
-        let view = self.view(name).await?;
+    pub async fn config(
+        &self,
+        principal: &Principal,
+        name: &str,
+    ) -> Result<PlatformConfig, AppError> {
+        let view = self.view(principal, name).await?;
         let shown = view.serving.or(view.latest).ok_or_else(|| {
             AppError::NotFound(format!("deployment {name:?} has never been deployed"))
         })?;
@@ -330,11 +403,12 @@ impl Platform {
     pub async fn change_config(
         &self,
         ctx: &CommandContext,
+        principal: &Principal,
         name: &str,
         env: BTreeMap<String, String>,
     ) -> Result<Uuid, AppError> {
         check_env(&env, "configData")?;
-        let view = self.view(name).await?;
+        let view = self.view(principal, name).await?;
         let deployment_id = Uuid::new_v4();
         let command = UsecaseCommand::ChangeConfig {
             deployment_id,
@@ -346,8 +420,12 @@ impl Platform {
     }
 
     /// The auto-update settings.
-    pub async fn auto_update(&self, name: &str) -> Result<AutoUpdate, AppError> {
-        Ok(self.view(name).await?.usecase.auto_update)
+    pub async fn auto_update(
+        &self,
+        principal: &Principal,
+        name: &str,
+    ) -> Result<AutoUpdate, AppError> {
+        Ok(self.view(principal, name).await?.usecase.auto_update)
     }
 
     /// Changes the auto-update settings; no `strategy` keeps the current one.
@@ -355,11 +433,12 @@ impl Platform {
     pub async fn set_auto_update(
         &self,
         ctx: &CommandContext,
+        principal: &Principal,
         name: &str,
         enabled: bool,
         strategy: Option<UpdateStrategy>,
     ) -> Result<AutoUpdate, AppError> {
-        let view = self.view(name).await?;
+        let view = self.view(principal, name).await?;
         let settings = AutoUpdate {
             enabled,
             strategy: strategy.unwrap_or(view.usecase.auto_update.strategy),
@@ -375,11 +454,12 @@ impl Platform {
     /// The last `tail` lines of a service of the serving deployment (default: the first).
     pub async fn logs(
         &self,
+        principal: &Principal,
         name: &str,
         service: Option<&str>,
         tail: Option<u32>,
     ) -> Result<Logs, AppError> {
-        let view = self.view(name).await?;
+        let view = self.view(principal, name).await?;
         self.operations
             .logs(view.usecase.id, None, service, tail)
             .await
@@ -388,19 +468,25 @@ impl Platform {
     /// As [`Platform::logs`], then new lines as they come.
     pub async fn follow_logs(
         &self,
+        principal: &Principal,
         name: &str,
         service: Option<&str>,
         tail: Option<u32>,
     ) -> Result<(Uuid, BoxStream<'static, Result<LogLine, ClusterError>>), AppError> {
-        let view = self.view(name).await?;
+        let view = self.view(principal, name).await?;
         self.operations
             .follow_logs(view.usecase.id, None, service, tail)
             .await
     }
 
     /// CPU and memory of a service of the serving deployment (default: the first).
-    pub async fn metrics(&self, name: &str, service: Option<&str>) -> Result<Usage, AppError> {
-        let view = self.view(name).await?;
+    pub async fn metrics(
+        &self,
+        principal: &Principal,
+        name: &str,
+        service: Option<&str>,
+    ) -> Result<Usage, AppError> {
+        let view = self.view(principal, name).await?;
         let first = view
             .serving
             .as_ref()
@@ -412,19 +498,24 @@ impl Platform {
     }
 
     /// Kubernetes events of the deployment's objects, oldest first.
-    pub async fn kube_events(&self, name: &str) -> Result<Vec<KubeEvent>, AppError> {
-        let view = self.view(name).await?;
+    pub async fn kube_events(
+        &self,
+        principal: &Principal,
+        name: &str,
+    ) -> Result<Vec<KubeEvent>, AppError> {
+        let view = self.view(principal, name).await?;
         self.operations.kube_events(view.usecase.id).await
     }
 
     /// A page of the deployment's changes, oldest first, after revision `after`.
     pub async fn history(
         &self,
+        principal: &Principal,
         name: &str,
         after: Option<i64>,
         limit: Option<u32>,
     ) -> Result<Page<Revision>, AppError> {
-        let view = self.view(name).await?;
+        let view = self.view(principal, name).await?;
         let limit = page_size(limit)?;
         let mut items = self
             .read

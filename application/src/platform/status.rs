@@ -174,6 +174,8 @@ mod tests {
                 visibility: None,
                 auto_update: Default::default(),
                 deletion_requested: deleting,
+                owner: "alice".to_owned(),
+                team: None,
             },
             latest,
             serving,

@@ -71,6 +71,7 @@ async fn run(args: &Args, database_url: &str) -> anyhow::Result<()> {
         catalog: shiplog_application::Catalog::builtin(),
         deployments_page: "/deployments".to_owned(),
         ingress_listen: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
+        billing: shiplog_application::BillingSettings::default(),
     };
     let server = Server::start_with_kube(&settings, kube::Config::new(sim.url().parse()?)).await?;
     let api = format!("http://{}", server.local_addr()?);

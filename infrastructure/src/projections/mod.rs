@@ -8,16 +8,19 @@
 
 mod deployment_view;
 mod revision_view;
+mod team_view;
 mod usecase_view;
 
 pub use deployment_view::DeploymentViewProjection;
 pub use revision_view::RevisionViewProjection;
+pub use team_view::TeamViewProjection;
 pub use usecase_view::UsecaseViewProjection;
 
 use crate::event_log::{cursor_from, EventLog, RecordedEvent, Wakeup};
 use async_trait::async_trait;
+use cqrs_es::Aggregate;
 use shiplog_application::Cursor;
-use shiplog_domain::UsecaseEvent;
+use shiplog_domain::{Team, TeamEvent, UsecaseEvent};
 use sqlx::{PgConnection, PgPool};
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,6 +66,50 @@ pub struct ProjectedEvent<'a> {
     pub event: UsecaseEvent,
 }
 
+/// A stored event decoded as what it is about: a usecase or a team.
+// One lives at a time, for one event of a batch: boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
+enum Decoded<'a> {
+    /// A usecase's event, for the usecase projections.
+    Usecase(ProjectedEvent<'a>),
+    /// A team's event, for the team projection.
+    Team(Uuid, TeamEvent),
+}
+
+impl<'a> Decoded<'a> {
+    fn decode(raw: &'a RecordedEvent) -> Result<Self, ProjectionError> {
+        if raw.aggregate_type != Team::TYPE {
+            return ProjectedEvent::decode(raw).map(Self::Usecase);
+        }
+        let event = serde_json::from_value(raw.payload.clone()).map_err(|source| {
+            ProjectionError::Payload {
+                cursor: raw.cursor,
+                event_type: raw.event_type.clone(),
+                source,
+            }
+        })?;
+        let team_id = raw
+            .aggregate_id
+            .parse()
+            .map_err(|_| ProjectionError::AggregateId(raw.cursor))?;
+        Ok(Self::Team(team_id, event))
+    }
+
+    /// Applies it to `projection`: a usecase event to every projection, a team event
+    /// to those that keep teams.
+    async fn apply_to(
+        &self,
+        projection: &dyn Projection,
+        conn: &mut PgConnection,
+        raw: &RecordedEvent,
+    ) -> Result<(), sqlx::Error> {
+        match self {
+            Self::Usecase(event) => projection.apply(conn, event).await,
+            Self::Team(team_id, event) => projection.apply_team(conn, raw, *team_id, event).await,
+        }
+    }
+}
+
 impl<'a> ProjectedEvent<'a> {
     fn decode(raw: &'a RecordedEvent) -> Result<Self, ProjectionError> {
         let event = serde_json::from_value(raw.payload.clone()).map_err(|source| {
@@ -91,12 +138,22 @@ pub trait Projection: Send + Sync {
     fn name(&self) -> &'static str;
     /// The tables it owns, emptied by a rebuild.
     fn tables(&self) -> &'static [&'static str];
-    /// Applies one event inside the subscription's transaction.
+    /// Applies one usecase event inside the subscription's transaction.
     async fn apply(
         &self,
         conn: &mut PgConnection,
         event: &ProjectedEvent<'_>,
     ) -> Result<(), sqlx::Error>;
+    /// Applies one team event; projections of usecases ignore them.
+    async fn apply_team(
+        &self,
+        _conn: &mut PgConnection,
+        _raw: &RecordedEvent,
+        _team_id: Uuid,
+        _event: &TeamEvent,
+    ) -> Result<(), sqlx::Error> {
+        Ok(())
+    }
 }
 
 /// Runs the projections: follows the log, wakes on NOTIFY, and tells waiters how far it got.
@@ -108,12 +165,14 @@ pub struct Projector {
 }
 
 impl Projector {
-    /// The projector for shiplog's read models (`usecase_view`, `deployment_view`, `revision_view`).
+    /// The projector for shiplog's read models (`usecase_view`, `deployment_view`,
+    /// `revision_view`, `team_view`).
     pub fn new(pool: PgPool) -> Arc<Self> {
         let projections: Vec<Arc<dyn Projection>> = vec![
             Arc::new(UsecaseViewProjection),
             Arc::new(DeploymentViewProjection),
             Arc::new(RevisionViewProjection),
+            Arc::new(TeamViewProjection),
         ];
         Arc::new(Self {
             pool,
@@ -175,10 +234,10 @@ impl Projector {
             return Ok((lowest, 0));
         };
         for raw in &events {
-            let event = ProjectedEvent::decode(raw)?;
+            let event = Decoded::decode(raw)?;
             for (projection, checkpoint) in self.projections.iter().zip(&checkpoints) {
                 if raw.cursor > *checkpoint {
-                    projection.apply(&mut tx, &event).await?;
+                    event.apply_to(projection.as_ref(), &mut tx, raw).await?;
                 }
             }
         }
@@ -236,9 +295,9 @@ impl Projector {
                 break;
             };
             for raw in &events {
-                let event = ProjectedEvent::decode(raw)?;
+                let event = Decoded::decode(raw)?;
                 for projection in &self.projections {
-                    projection.apply(&mut tx, &event).await?;
+                    event.apply_to(projection.as_ref(), &mut tx, raw).await?;
                 }
             }
             replayed += events.len() as u64;

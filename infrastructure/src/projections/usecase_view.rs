@@ -32,12 +32,14 @@ impl Projection for UsecaseViewProjection {
                 at,
                 template,
                 visibility,
+                owner,
+                team,
             } => {
                 sqlx::query(
                     "INSERT INTO usecase_view
                        (id, registered_at_position, name, description, created_at, created_by, updated_at, updated_by,
-                        template, visibility)
-                     VALUES ($1, $6, $2, $3, $4, $5, $4, $5, $7, $8)",
+                        template, visibility, owner, team_id)
+                     VALUES ($1, $6, $2, $3, $4, $5, $4, $5, $7, $8, $9, $10)",
                 )
                 .bind(usecase_id)
                 .bind(name.as_str())
@@ -47,6 +49,9 @@ impl Projection for UsecaseViewProjection {
                 .bind(e.raw.cursor.position)
                 .bind(template)
                 .bind(visibility.map(|v| v.as_str()))
+                // Usecases registered before owners existed belong to who registered them.
+                .bind(owner.as_deref().unwrap_or(actor))
+                .bind(team)
                 .execute(conn)
                 .await?;
             }
