@@ -17,7 +17,10 @@ pub struct EventRecord {
     /// (or `Last-Event-ID`) to continue after this event.
     #[schema(example = "00000000000002f1000000000000002a")]
     pub cursor: String,
-    /// The usecase it belongs to.
+    /// What it is about: `Usecase`, or `Team` for a team's events.
+    #[schema(example = "Usecase")]
+    pub aggregate_type: String,
+    /// The usecase it belongs to (for a team's event: the team).
     pub usecase_id: String,
     /// Its number within the usecase, from 1.
     pub sequence: i64,
@@ -42,6 +45,7 @@ impl From<&RecordedEvent> for EventRecord {
     fn from(e: &RecordedEvent) -> Self {
         Self {
             cursor: e.cursor.to_string(),
+            aggregate_type: e.aggregate_type.clone(),
             usecase_id: e.aggregate_id.clone(),
             sequence: e.sequence,
             event_type: e.event_type.clone(),

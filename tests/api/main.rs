@@ -16,6 +16,7 @@ mod ledger;
 mod metrics;
 mod operations;
 mod outage;
+mod ownership;
 mod platform;
 mod platform_seed;
 mod projections;
