@@ -237,7 +237,7 @@ async fn main() -> anyhow::Result<ExitCode> {
                 .await
                 .context("rebuilding the read models")?;
             println!(
-                "rebuilt the read models (usecase_view, deployment_view, revision_view) from {replayed} events"
+                "rebuilt the read models (usecase_view, deployment_view, revision_view, team_view) from {replayed} events"
             );
             Ok(ExitCode::SUCCESS)
         }

@@ -714,7 +714,7 @@ async fn every_team_and_ownership_change_is_an_event_in_the_audit_trail() {
         trail[2].2["TeamTierChanged"],
         json!({"from": "free", "tier": "enterprise", "at": trail[2].2["TeamTierChanged"]["at"]})
     );
-    let (_, page) = app.get(&format!("/api/events?types=TeamTierChanged")).await;
+    let (_, page) = app.get("/api/events?types=TeamTierChanged").await;
     assert_eq!(page["items"][0]["aggregateType"], "Team");
 
     // Ownership is part of the usecase's first event, for both APIs.
