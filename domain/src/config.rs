@@ -39,26 +39,32 @@ pub const MAX_NAME_LEN: usize = 128;
 #[serde(transparent)]
 pub struct UsecaseName(String);
 
+/// A name as a client sent it (field `name`): trimmed, 1 to `max` characters, no
+/// control characters. Usecase and team names follow it.
+pub(crate) fn checked_name(raw: &str, max: usize) -> Result<String, InvalidField> {
+    let name = raw.trim();
+    if name.is_empty() {
+        return Err(InvalidField::new("name", "must not be empty"));
+    }
+    if name.chars().count() > max {
+        return Err(InvalidField::new(
+            "name",
+            format!("must be at most {max} characters"),
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(InvalidField::new(
+            "name",
+            "must not contain control characters",
+        ));
+    }
+    Ok(name.to_owned())
+}
+
 impl UsecaseName {
     /// Validates a name as a client sent it (field `name`).
     pub fn parse(raw: &str) -> Result<Self, InvalidField> {
-        let name = raw.trim();
-        if name.is_empty() {
-            return Err(InvalidField::new("name", "must not be empty"));
-        }
-        if name.chars().count() > MAX_NAME_LEN {
-            return Err(InvalidField::new(
-                "name",
-                format!("must be at most {MAX_NAME_LEN} characters"),
-            ));
-        }
-        if name.chars().any(char::is_control) {
-            return Err(InvalidField::new(
-                "name",
-                "must not contain control characters",
-            ));
-        }
-        Ok(Self(name.to_owned()))
+        checked_name(raw, MAX_NAME_LEN).map(Self)
     }
 
     /// The name as text.

@@ -70,23 +70,7 @@ pub struct TeamName(String);
 impl TeamName {
     /// Validates a name as a client sent it (field `name`).
     pub fn parse(raw: &str) -> Result<Self, InvalidField> {
-        let name = raw.trim();
-        if name.is_empty() {
-            return Err(InvalidField::new("name", "must not be empty"));
-        }
-        if name.chars().count() > MAX_TEAM_NAME_LEN {
-            return Err(InvalidField::new(
-                "name",
-                format!("must be at most {MAX_TEAM_NAME_LEN} characters"),
-            ));
-        }
-        if name.chars().any(char::is_control) {
-            return Err(InvalidField::new(
-                "name",
-                "must not contain control characters",
-            ));
-        }
-        Ok(Self(name.to_owned()))
+        crate::config::checked_name(raw, MAX_TEAM_NAME_LEN).map(Self)
     }
 
     /// The name as text.

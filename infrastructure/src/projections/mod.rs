@@ -81,18 +81,7 @@ impl<'a> Decoded<'a> {
         if raw.aggregate_type != Team::TYPE {
             return ProjectedEvent::decode(raw).map(Self::Usecase);
         }
-        let event = serde_json::from_value(raw.payload.clone()).map_err(|source| {
-            ProjectionError::Payload {
-                cursor: raw.cursor,
-                event_type: raw.event_type.clone(),
-                source,
-            }
-        })?;
-        let team_id = raw
-            .aggregate_id
-            .parse()
-            .map_err(|_| ProjectionError::AggregateId(raw.cursor))?;
-        Ok(Self::Team(team_id, event))
+        Ok(Self::Team(aggregate_uuid(raw)?, payload(raw)?))
     }
 
     /// Applies it to `projection`: a usecase event to every projection, a team event
@@ -110,23 +99,28 @@ impl<'a> Decoded<'a> {
     }
 }
 
+/// The typed payload of a stored event.
+fn payload<T: serde::de::DeserializeOwned>(raw: &RecordedEvent) -> Result<T, ProjectionError> {
+    serde_json::from_value(raw.payload.clone()).map_err(|source| ProjectionError::Payload {
+        cursor: raw.cursor,
+        event_type: raw.event_type.clone(),
+        source,
+    })
+}
+
+/// The aggregate id of a stored event, which must be a UUID.
+fn aggregate_uuid(raw: &RecordedEvent) -> Result<Uuid, ProjectionError> {
+    raw.aggregate_id
+        .parse()
+        .map_err(|_| ProjectionError::AggregateId(raw.cursor))
+}
+
 impl<'a> ProjectedEvent<'a> {
     fn decode(raw: &'a RecordedEvent) -> Result<Self, ProjectionError> {
-        let event = serde_json::from_value(raw.payload.clone()).map_err(|source| {
-            ProjectionError::Payload {
-                cursor: raw.cursor,
-                event_type: raw.event_type.clone(),
-                source,
-            }
-        })?;
-        let usecase_id = raw
-            .aggregate_id
-            .parse()
-            .map_err(|_| ProjectionError::AggregateId(raw.cursor))?;
         Ok(Self {
+            event: payload(raw)?,
+            usecase_id: aggregate_uuid(raw)?,
             raw,
-            usecase_id,
-            event,
         })
     }
 }
