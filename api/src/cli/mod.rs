@@ -8,12 +8,14 @@ mod commands;
 mod error;
 mod events;
 mod feed;
+mod hoist;
 mod output;
 mod sse;
 mod wait;
 
-pub use args::{hoist_connection_options, ClientCommand, Connection, OutputFormat, DEFAULT_URL};
+pub use args::{ClientCommand, Connection, OutputFormat, DEFAULT_URL};
 pub use error::{CliError, EXIT_CONFLICT, EXIT_ERROR, EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE};
+pub use hoist::hoist_connection_options;
 
 use args::{AuditArgs, AuditCommand};
 use client::Api;
