@@ -564,6 +564,55 @@ async fn errors_give_one_line_and_their_documented_exit_code() {
             "error: cannot reach shiplog at http://127.0.0.1:",
         ),
         (
+            "a team name nobody has, on create",
+            vec![],
+            vec!["create", "nginx", "--team", "no-such-team"],
+            3,
+            "error: no team named \"no-such-team\"",
+        ),
+        (
+            "a team name nobody has, on ls",
+            vec![],
+            vec!["ls", "--team", "no-such-team"],
+            3,
+            "error: no team named \"no-such-team\"",
+        ),
+        (
+            "a team name nobody has, on usecase create",
+            vec![],
+            vec!["usecase", "create", "orphan", "--team", "no-such-team"],
+            3,
+            "error: no team named \"no-such-team\"",
+        ),
+        (
+            "a team id nobody has",
+            vec![],
+            vec!["team", "show", "00000000-0000-0000-0000-000000000000"],
+            3,
+            "error: ",
+        ),
+        (
+            "a team update that changes nothing",
+            vec![],
+            vec!["team", "update", "some-team"],
+            2,
+            "--name",
+        ),
+        (
+            "a tier that does not exist",
+            vec![],
+            vec!["team", "create", "gilded", "--tier", "gold"],
+            2,
+            "--tier",
+        ),
+        (
+            "a usage range start that is no RFC 3339 instant",
+            vec![],
+            vec!["team", "usage", "some-team", "--from", "yesterday"],
+            2,
+            "\"yesterday\" is not an RFC 3339 instant",
+        ),
+        (
             "an invalid field",
             vec![],
             vec![
@@ -884,4 +933,156 @@ async fn named_deployments_are_created_listed_and_removed() {
     assert!(!names.contains(&"web".to_owned()), "{names:?}");
     assert!(names.contains(&name), "{names:?}");
     shiplog(&app, &["status", "web"]).await.expect(3);
+}
+
+#[tokio::test]
+async fn teams_are_created_listed_shown_updated_and_their_usage_read() {
+    let app = TestApp::spawn().await;
+
+    // The id alone on stdout, ready for TEAM=$(shiplog team create …).
+    let created = shiplog(&app, &["team", "create", "acme", "--tier", "business"])
+        .await
+        .expect(0);
+    let id = created.stdout.trim().to_owned();
+    assert!(
+        id.parse::<uuid::Uuid>().is_ok() && created.stdout.lines().count() == 1,
+        "{}",
+        created.stdout
+    );
+
+    let list = shiplog(&app, &["team", "list"]).await.expect(0);
+    let row = list
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&id))
+        .unwrap_or_else(|| panic!("team list lacks acme: {}", list.stdout));
+    assert!(
+        row.contains("acme") && row.contains("business"),
+        "{}",
+        list.stdout
+    );
+    let listed = shiplog(&app, &["team", "list", "-o", "json"])
+        .await
+        .expect(0)
+        .json();
+    assert_eq!(listed[0]["id"], id.as_str(), "{listed}");
+
+    // By name and by id alike.
+    for team in ["acme", id.as_str()] {
+        let shown = shiplog(&app, &["team", "show", team]).await.expect(0);
+        assert!(
+            shown.stdout.contains(&id) && shown.stdout.contains("business"),
+            "team show {team}: {}",
+            shown.stdout
+        );
+    }
+    let updated = shiplog(
+        &app,
+        &[
+            "team",
+            "update",
+            "acme",
+            "--name",
+            "acme corp",
+            "--tier",
+            "enterprise",
+            "-o",
+            "json",
+        ],
+    )
+    .await
+    .expect(0)
+    .json();
+    assert_eq!(
+        (&updated["name"], &updated["tier"]),
+        (&Value::from("acme corp"), &Value::from("enterprise")),
+        "{updated}"
+    );
+    shiplog(&app, &["team", "show", "acme"]).await.expect(3);
+    let taken = shiplog(&app, &["team", "create", "acme corp"])
+        .await
+        .expect(4);
+    assert!(taken.stderr.starts_with("error: "), "{}", taken.stderr);
+
+    // Usage counts what the team created: a usecase is a deployment.
+    shiplog(
+        &app,
+        &["usecase", "create", "in-acme", "--team", "acme corp"],
+    )
+    .await
+    .expect(0);
+    shiplog(&app, &["usecase", "create", "elsewhere"])
+        .await
+        .expect(0);
+    let usecases = shiplog(
+        &app,
+        &["usecase", "list", "--team", "acme corp", "-o", "json"],
+    )
+    .await
+    .expect(0)
+    .json();
+    let names: Vec<&str> = usecases["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|u| u["name"].as_str())
+        .collect();
+    assert_eq!(names, ["in-acme"], "usecase list --team keeps the team's");
+
+    let usage = shiplog(&app, &["team", "usage", "acme corp", "-o", "json"])
+        .await
+        .expect(0)
+        .json();
+    assert_eq!(
+        (
+            &usage["teamId"],
+            &usage["tier"],
+            &usage["limit"],
+            &usage["created"],
+            &usage["running"]
+        ),
+        (
+            &Value::from(id.as_str()),
+            &Value::from("enterprise"),
+            &Value::Null,
+            &Value::from(1),
+            &Value::from(1)
+        ),
+        "{usage}"
+    );
+    let table = shiplog(&app, &["team", "usage", &id]).await.expect(0);
+    for line in [
+        "tier     enterprise",
+        "limit    none",
+        "created  1",
+        "running  1",
+    ] {
+        assert!(
+            table.stdout.lines().any(|l| l == line),
+            "usage lacks {line:?}: {}",
+            table.stdout
+        );
+    }
+    let long_ago = shiplog(
+        &app,
+        &[
+            "team",
+            "usage",
+            "acme corp",
+            "--from",
+            "2000-01-01T00:00:00Z",
+            "--to",
+            "2000-01-02T00:00:00+01:00",
+            "-o",
+            "json",
+        ],
+    )
+    .await
+    .expect(0)
+    .json();
+    assert_eq!(
+        (&long_ago["created"], &long_ago["to"]),
+        (&Value::from(0), &Value::from("2000-01-01T23:00:00Z")),
+        "{long_ago}"
+    );
 }

@@ -2,7 +2,9 @@
 //! (`--image`, `K=V`, `--url`), so that malformed input is a usage error (exit 2).
 
 use crate::platform_dto::VisibilityBody;
-use clap::{Args, Subcommand, ValueEnum};
+use crate::team_dto::TierBody;
+use chrono::{DateTime, Utc};
+use clap::{ArgGroup, Args, Subcommand, ValueEnum};
 use shiplog_domain::ImageRef;
 use uuid::Uuid;
 
@@ -53,8 +55,9 @@ pub enum ClientCommand {
     Create(CreateArgs),
     /// Deploy a container image under a name (yours or a generated one); prints the name, then its URLs.
     DeployImage(DeployImageArgs),
-    /// List the named deployments (every usecase): status, template or image, visibility, URL.
-    Ls(Listing),
+    /// List the named deployments (every usecase): status, template or image, visibility,
+    /// owner, URL.
+    Ls(LsArgs),
     /// Undeploy a named deployment and delete it, Kubernetes objects and all.
     Remove(RemoveArgs),
     /// Register, list, show and delete usecases.
@@ -83,6 +86,8 @@ pub enum ClientCommand {
     Audit(AuditArgs),
     /// Create, list and revoke API tokens.
     Token(TokenArgs),
+    /// Create, list, show and change teams, and see what they use.
+    Team(TeamArgs),
 }
 
 /// A command that takes nothing but the connection options.
@@ -121,8 +126,21 @@ pub struct CreateArgs {
     /// Who may reach it (shiplog's default: public).
     #[arg(long, value_enum)]
     pub visibility: Option<VisibilityArg>,
+    /// The team it belongs to: its id or exact name (default: the token's only team).
+    #[arg(long, value_name = "TEAM")]
+    pub team: Option<String>,
     #[command(flatten)]
     pub wait: WaitArgs,
+    #[command(flatten)]
+    pub conn: Connection,
+}
+
+/// `shiplog ls`.
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Only this team's deployments: its id or exact name.
+    #[arg(long, value_name = "TEAM")]
+    pub team: Option<String>,
     #[command(flatten)]
     pub conn: Connection,
 }
@@ -146,6 +164,9 @@ pub struct DeployImageArgs {
     /// Who may reach it (shiplog's default: public).
     #[arg(long, value_enum)]
     pub visibility: Option<VisibilityArg>,
+    /// The team it belongs to: its id or exact name (default: the token's only team).
+    #[arg(long, value_name = "TEAM")]
+    pub team: Option<String>,
     #[command(flatten)]
     pub wait: WaitArgs,
     #[command(flatten)]
@@ -203,12 +224,18 @@ pub enum UsecaseCommand {
         /// Free text.
         #[arg(long)]
         description: Option<String>,
+        /// The team it belongs to: its id or exact name (default: the token's only team).
+        #[arg(long, value_name = "TEAM")]
+        team: Option<String>,
     },
     /// List usecases in registration order (every page).
     List {
         /// Only those whose name contains this text (case-insensitive).
         #[arg(long, value_name = "PART")]
         name: Option<String>,
+        /// Only this team's usecases: its id or exact name.
+        #[arg(long, value_name = "TEAM")]
+        team: Option<String>,
     },
     /// Show one usecase and its current deployment.
     Show {
@@ -388,6 +415,79 @@ pub enum TokenCommand {
     },
 }
 
+/// `shiplog team …`.
+#[derive(Debug, Args)]
+pub struct TeamArgs {
+    #[command(subcommand)]
+    pub command: TeamCommand,
+    #[command(flatten)]
+    pub conn: Connection,
+}
+
+/// A team's billing tier, as `--tier` takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TierArg {
+    /// 1 deployment by default (with billing on).
+    Free,
+    /// 10 deployments by default.
+    Business,
+    /// No limit by default.
+    Enterprise,
+}
+
+impl From<TierArg> for TierBody {
+    fn from(t: TierArg) -> Self {
+        match t {
+            TierArg::Free => TierBody::Free,
+            TierArg::Business => TierBody::Business,
+            TierArg::Enterprise => TierBody::Enterprise,
+        }
+    }
+}
+
+/// The team subcommands. TEAM is a team's id or its exact name.
+#[derive(Debug, Subcommand)]
+pub enum TeamCommand {
+    /// Create a team (needs admin); its id is printed alone on stdout.
+    Create {
+        /// Its name: unique, 1 to 64 characters.
+        name: String,
+        /// Its tier (shiplog's default: free).
+        #[arg(long, value_enum)]
+        tier: Option<TierArg>,
+    },
+    /// List the teams this token can see (all of them for an admin).
+    List,
+    /// Show one team.
+    Show {
+        /// Its id or exact name.
+        team: String,
+    },
+    /// Rename a team and/or change its tier (needs admin); a new tier's limit applies at once.
+    #[command(group(ArgGroup::new("change").required(true).multiple(true).args(["name", "tier"])))]
+    Update {
+        /// Its id or exact name.
+        team: String,
+        /// Its new name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Its new tier.
+        #[arg(long, value_enum)]
+        tier: Option<TierArg>,
+    },
+    /// What a team's deployments came to over a time range, from the ledger.
+    Usage {
+        /// Its id or exact name.
+        team: String,
+        /// The range's start, RFC 3339 (default: the beginning).
+        #[arg(long, value_name = "RFC3339", value_parser = parse_instant)]
+        from: Option<DateTime<Utc>>,
+        /// The range's end, exclusive, RFC 3339 (default: now).
+        #[arg(long, value_name = "RFC3339", value_parser = parse_instant)]
+        to: Option<DateTime<Utc>>,
+    },
+}
+
 /// Parses `--image` with the domain's parser of Docker's reference syntax, normalised as
 /// Docker does (`nginx:latest` is `docker.io/library/nginx:latest`). The usecase API needs
 /// a tag, so a digest alone (`nginx@sha256:…`) is refused here, pointing to `deploy-image`.
@@ -421,6 +521,16 @@ pub fn parse_env_var(value: &str) -> Result<(String, String), String> {
         }
         _ => Err(format!("{value:?} is not NAME=VALUE")),
     }
+}
+
+/// Reads an RFC 3339 instant (`2026-01-31T00:00:00Z`, any offset), so that a typo is a
+/// usage error here rather than the server's 400.
+pub fn parse_instant(value: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(value.trim())
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| {
+            format!("{value:?} is not an RFC 3339 instant like 2026-01-31T00:00:00Z ({e})")
+        })
 }
 
 /// Accepts an http(s) URL and drops trailing slashes, so paths can be appended.
@@ -518,6 +628,17 @@ mod tests {
         assert_eq!(parse_env_var("EMPTY="), Ok(("EMPTY".into(), String::new())));
         assert!(parse_env_var("NOVALUE").is_err());
         assert!(parse_env_var("=x").is_err());
+    }
+
+    #[test]
+    fn instants_are_rfc_3339_with_any_offset() {
+        assert_eq!(
+            parse_instant("2026-01-31T01:00:00+01:00").map(|t| t.to_rfc3339()),
+            Ok("2026-01-31T00:00:00+00:00".to_owned())
+        );
+        for bad in ["2026-01-31", "yesterday", "2026-01-31 00:00:00"] {
+            assert!(parse_instant(bad).is_err(), "{bad} was taken");
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use super::args::Connection;
 use super::error::CliError;
+use crate::team_dto::TeamBody;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -98,11 +99,23 @@ impl Api {
 
     /// `POST path` with a typed body (serialised as JSON).
     pub async fn post_body<B: Serialize>(&self, path: &str, body: &B) -> Result<Value, CliError> {
-        self.json(self.request(Method::POST, path).json(body)).await
+        self.post_query(path, &[], body).await
     }
 
-    /// `PUT path` with a JSON body.
-    pub async fn put(&self, path: &str, body: &Value) -> Result<Value, CliError> {
+    /// `POST path?query` with a typed body: for creations that name the team they act
+    /// for (`?team_id=`).
+    pub async fn post_query<B: Serialize>(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        body: &B,
+    ) -> Result<Value, CliError> {
+        self.json(self.request(Method::POST, path).query(query).json(body))
+            .await
+    }
+
+    /// `PUT path` with a typed body (serialised as JSON).
+    pub async fn put<B: Serialize>(&self, path: &str, body: &B) -> Result<Value, CliError> {
         self.json(self.request(Method::PUT, path).json(body)).await
     }
 
@@ -183,6 +196,70 @@ impl Api {
             reason,
         }
     }
+}
+
+/// Team names and ids as this token sees them (`GET /api/teams`: its own teams, every
+/// team for an admin), fetched at most once per command and only when a name is needed.
+pub struct TeamLookup<'a> {
+    api: &'a Api,
+    teams: Option<Vec<TeamBody>>,
+}
+
+impl<'a> TeamLookup<'a> {
+    /// A lookup that has not asked the server anything yet.
+    pub fn new(api: &'a Api) -> Self {
+        Self { api, teams: None }
+    }
+
+    /// The id of the team `id_or_name` names: a UUID is taken as an id as it is (the
+    /// server then checks it), anything else must be the exact name of a team this
+    /// token can see (exit 3 otherwise).
+    pub async fn resolve(&mut self, id_or_name: &str) -> Result<Uuid, CliError> {
+        let wanted = id_or_name.trim();
+        if let Ok(id) = wanted.parse::<Uuid>() {
+            return Ok(id);
+        }
+        self.teams()
+            .await?
+            .iter()
+            .find(|t| t.name == wanted)
+            .map(|t| t.id)
+            .ok_or_else(|| CliError::NoSuchTeam(wanted.to_owned()))
+    }
+
+    /// `resolve` for an optional `--team`, as the text `team_query` sends.
+    pub async fn resolve_opt(
+        &mut self,
+        id_or_name: Option<&str>,
+    ) -> Result<Option<String>, CliError> {
+        match id_or_name {
+            Some(team) => Ok(Some(self.resolve(team).await?.to_string())),
+            None => Ok(None),
+        }
+    }
+
+    /// How to show team `id` in a cell: its name, or when this token cannot see it
+    /// (a team its subject has left), the start of its id.
+    pub async fn display(&mut self, id: Uuid) -> Result<String, CliError> {
+        let name = self.teams().await?.iter().find(|t| t.id == id);
+        Ok(match name {
+            Some(team) => team.name.clone(),
+            None => super::events::short(&id.to_string()),
+        })
+    }
+
+    async fn teams(&mut self) -> Result<&[TeamBody], CliError> {
+        if self.teams.is_none() {
+            let answer = self.api.get("/api/teams", &[]).await?;
+            self.teams = Some(typed(&answer, "a team list")?);
+        }
+        Ok(self.teams.as_deref().unwrap_or_default())
+    }
+}
+
+/// The `?team_id=` of a creation or listing for `team` (an id as text), or no query.
+pub fn team_query(team: Option<&str>) -> Vec<(&'static str, &str)> {
+    team.map(|id| ("team_id", id)).into_iter().collect()
 }
 
 /// Reads an answer into the server's own DTO, so that a field renamed on one side fails

@@ -10,7 +10,8 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_ERROR: u8 = 1;
 /// Exit code of a command line clap (or the client) could not make sense of.
 pub const EXIT_USAGE: u8 = 2;
-/// Exit code when the usecase, deployment or token does not exist (404).
+/// Exit code when the usecase, deployment, team or token does not exist (404, or no
+/// usecase, team or token of the name given).
 pub const EXIT_NOT_FOUND: u8 = 3;
 /// Exit code when the request contradicts the current state (409: name taken, nothing deployed, …).
 pub const EXIT_CONFLICT: u8 = 4;
@@ -30,7 +31,8 @@ pub enum CliError {
     /// 1: the server answered 401.
     #[error("the token was refused: set --token or SHIPLOG_TOKEN")]
     Unauthorized,
-    /// The server answered with a problem document: 404 becomes 3, 409 becomes 4, the rest 1.
+    /// The server answered with a problem document: 404 becomes 3, 409 becomes 4, the rest
+    /// (a 403 for a missing scope, someone else's usecase or a tier's limit too) 1.
     #[error("{detail}{}", field.as_ref().map(|f| format!(" (field: {f})")).unwrap_or_default())]
     Api {
         /// The HTTP status.
@@ -43,6 +45,9 @@ pub enum CliError {
     /// 3: a name given in place of an id matches no usecase exactly.
     #[error("no usecase named {0:?}")]
     NoSuchUsecase(String),
+    /// 3: a name given in place of a team id matches no team this token can see.
+    #[error("no team named {0:?} among the teams this token can see")]
+    NoSuchTeam(String),
     /// 3: a name given in place of a token id matches no active token.
     #[error("no token named {0:?}")]
     NoSuchToken(String),
@@ -99,9 +104,10 @@ impl CliError {
     /// The process exit code for this error (documented in `--help` and the README).
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Api { status: 404, .. } | Self::NoSuchUsecase(_) | Self::NoSuchToken(_) => {
-                EXIT_NOT_FOUND
-            }
+            Self::Api { status: 404, .. }
+            | Self::NoSuchUsecase(_)
+            | Self::NoSuchTeam(_)
+            | Self::NoSuchToken(_) => EXIT_NOT_FOUND,
             Self::Api { status: 409, .. } => EXIT_CONFLICT,
             Self::Usage(_) => EXIT_USAGE,
             Self::Output(e) if e.kind() == io::ErrorKind::BrokenPipe => EXIT_OK,
@@ -129,10 +135,12 @@ mod tests {
         let cases = [
             ("a 404", api(404), 3),
             ("a 409", api(409), 4),
+            ("a 403: a scope, ownership or a tier's limit", api(403), 1),
             ("a 422", api(422), 1),
             ("a 503", api(503), 1),
             ("a 401", CliError::Unauthorized, 1),
             ("an unknown name", CliError::NoSuchUsecase("x".into()), 3),
+            ("an unknown team name", CliError::NoSuchTeam("x".into()), 3),
             ("a usage error", CliError::Usage("x".into()), 2),
             (
                 "a closed pipe",

@@ -145,6 +145,11 @@ pub fn display_time(value: &str) -> String {
         .unwrap_or_else(|_| value.to_owned())
 }
 
+/// A typed instant as `display_time` shows one: `2026-11-23 10:00:00` (UTC).
+pub fn display_instant(at: &chrono::DateTime<chrono::Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
 /// The first 8 characters of an id and an ellipsis: enough to tell deployments apart.
 pub fn short(id: &str) -> String {
     match id.char_indices().nth(8) {

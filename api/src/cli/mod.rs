@@ -27,10 +27,13 @@ use std::process::ExitCode;
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0  ok
-  1  error: refused by the server (401, 403, 5xx), network, a deployment that ended in
-     error or was superseded during --wait, a --wait that timed out
+  1  error: refused by the server (401; 403: a missing scope, someone else's usecase
+     (ownership verification failed), a tier's deployment limit reached; 5xx), network,
+     a deployment that ended in error or was superseded during --wait, a --wait that
+     timed out, a broken audit chain
   2  usage: the command line is wrong
-  3  not found: no such usecase, deployment or token (404)
+  3  not found: no such usecase, deployment, team or token (404, or no usecase, team or
+     token of that name)
   4  conflict: the request contradicts the current state (409: name taken, nothing deployed, …)
 
 Client commands read SHIPLOG_URL (default http://127.0.0.1:8080) and SHIPLOG_TOKEN.";
@@ -85,12 +88,12 @@ pub fn print_completions(args: &CompletionsArgs, mut command: clap::Command) -> 
 }
 
 async fn dispatch(api: &Api, out: &Output, command: ClientCommand) -> Result<(), CliError> {
-    use commands::{config, deploy, ledger, logs, platform, tokens, usecase};
+    use commands::{config, deploy, ledger, logs, platform, teams, tokens, usecase};
     match command {
         ClientCommand::Templates(_) => platform::templates(api, out).await,
         ClientCommand::Create(args) => platform::create(api, out, args).await,
         ClientCommand::DeployImage(args) => platform::deploy_image(api, out, args).await,
-        ClientCommand::Ls(_) => platform::list(api, out).await,
+        ClientCommand::Ls(args) => platform::list(api, out, args).await,
         ClientCommand::Remove(args) => platform::remove(api, out, args).await,
         ClientCommand::Usecase(args) => usecase::run(api, out, args.command).await,
         ClientCommand::Deploy(args) => deploy::deploy(api, out, args).await,
@@ -108,13 +111,15 @@ async fn dispatch(api: &Api, out: &Output, command: ClientCommand) -> Result<(),
             ..
         }) => ledger::verify(api, out).await,
         ClientCommand::Token(args) => tokens::run(api, out, args.command).await,
+        ClientCommand::Team(args) => teams::run(api, out, args.command).await,
     }
 }
 
 /// The connection options of whichever command it is.
 fn connection(command: &ClientCommand) -> &Connection {
     match command {
-        ClientCommand::Templates(a) | ClientCommand::Ls(a) => &a.conn,
+        ClientCommand::Templates(a) => &a.conn,
+        ClientCommand::Ls(a) => &a.conn,
         ClientCommand::Create(a) => &a.conn,
         ClientCommand::DeployImage(a) => &a.conn,
         ClientCommand::Remove(a) => &a.conn,
@@ -130,6 +135,7 @@ fn connection(command: &ClientCommand) -> &Connection {
         ClientCommand::Watch(a) => &a.conn,
         ClientCommand::Audit(a) => &a.conn,
         ClientCommand::Token(a) => &a.conn,
+        ClientCommand::Team(a) => &a.conn,
     }
 }
 

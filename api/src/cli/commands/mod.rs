@@ -6,5 +6,6 @@ pub mod deploy;
 pub mod ledger;
 pub mod logs;
 pub mod platform;
+pub mod teams;
 pub mod tokens;
 pub mod usecase;

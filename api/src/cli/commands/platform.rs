@@ -2,8 +2,8 @@
 //! (seed 002). Its named deployments are usecases under their names, so every usecase
 //! command (`status`, `logs`, `history`, `undeploy`, …) works on them as well.
 
-use crate::cli::args::{CreateArgs, DeployImageArgs, RemoveArgs, WaitArgs};
-use crate::cli::client::{typed, Api};
+use crate::cli::args::{CreateArgs, DeployImageArgs, LsArgs, RemoveArgs, WaitArgs};
+use crate::cli::client::{team_query, typed, Api, TeamLookup};
 use crate::cli::error::CliError;
 use crate::cli::events::short;
 use crate::cli::output::Output;
@@ -72,19 +72,29 @@ fn service_text(service: &TemplateServiceBody) -> String {
     format!("{} (port {}{exposed})", service.image, service.port)
 }
 
-/// `shiplog create`: a deployment of a template under a generated name.
+/// `shiplog create`: a deployment of a template under a generated name, owned by the
+/// token's subject and `--team` (default: the token's only team).
 pub async fn create(api: &Api, out: &Output, args: CreateArgs) -> Result<(), CliError> {
+    let team = TeamLookup::new(api)
+        .resolve_opt(args.team.as_deref())
+        .await?;
     let body = CreateRequest {
         template: &args.template,
         env_vars: args.env.into_iter().collect(),
         visibility: args.visibility.map(Into::into),
     };
-    let answer = api.post_body("/api/deployments", &body).await?;
+    let answer = api
+        .post_query("/api/deployments", &team_query(team.as_deref()), &body)
+        .await?;
     launched(api, out, &answer, &args.wait).await
 }
 
-/// `shiplog deploy-image`: a deployment of a raw image, under `--name` or a generated name.
+/// `shiplog deploy-image`: a deployment of a raw image, under `--name` or a generated
+/// name, owned as for `create`.
 pub async fn deploy_image(api: &Api, out: &Output, args: DeployImageArgs) -> Result<(), CliError> {
+    let team = TeamLookup::new(api)
+        .resolve_opt(args.team.as_deref())
+        .await?;
     let body = DeployImageRequest {
         image: &args.image,
         name: args.name.as_deref(),
@@ -93,7 +103,11 @@ pub async fn deploy_image(api: &Api, out: &Output, args: DeployImageArgs) -> Res
         visibility: args.visibility.map(Into::into),
     };
     let answer = api
-        .post_body("/api/deployments/deploy-image", &body)
+        .post_query(
+            "/api/deployments/deploy-image",
+            &team_query(team.as_deref()),
+            &body,
+        )
         .await?;
     launched(api, out, &answer, &args.wait).await
 }
@@ -207,22 +221,40 @@ async fn named(api: &Api, name: &str) -> Result<Value, CliError> {
     Err(CliError::NoSuchUsecase(name.to_owned()))
 }
 
-/// `shiplog ls`: every named deployment, oldest first.
-pub async fn list(api: &Api, out: &Output) -> Result<(), CliError> {
-    let answer = api.get("/api/deployments", &[]).await?;
+/// `shiplog ls`: every named deployment this token can see (or `--team`'s), oldest first.
+pub async fn list(api: &Api, out: &Output, args: LsArgs) -> Result<(), CliError> {
+    // One lookup for the whole command: `--team`'s name and every row's team name.
+    let mut teams = TeamLookup::new(api);
+    let team = teams.resolve_opt(args.team.as_deref()).await?;
+    let answer = api
+        .get("/api/deployments", &team_query(team.as_deref()))
+        .await?;
     if out.is_json() {
         return out.json(&answer);
     }
     let deployments: Vec<PlatformDeploymentBody> = typed(&answer, "a deployment list")?;
-    let mut table = out.table(&["NAME", "STATUS", "TEMPLATE/IMAGE", "VISIBILITY", "URL"]);
+    let mut table = out.table(&[
+        "NAME",
+        "STATUS",
+        "TEMPLATE/IMAGE",
+        "VISIBILITY",
+        "OWNER",
+        "URL",
+    ]);
     for d in &deployments {
         let from = d.template.as_deref().or(d.image.as_deref()).unwrap_or("-");
         let urls: Vec<&str> = d.ingresses.iter().map(|i| i.url.as_str()).collect();
+        // `alice (acme)`: the owner, and the team that shares it when there is one.
+        let owner = match d.team_id {
+            Some(team) => format!("{} ({})", d.owner, teams.display(team).await?),
+            None => d.owner.clone(),
+        };
         table.add_row(vec![
             Cell::new(&d.name),
             out.status_cell(&d.status),
             Cell::new(from),
             Cell::new(visibility_text(d.visibility)),
+            Cell::new(owner),
             Cell::new(if urls.is_empty() {
                 "-".to_owned()
             } else {

@@ -1,7 +1,7 @@
 //! `shiplog usecase create|list|show|delete` and `shiplog status`.
 
 use crate::cli::args::UsecaseCommand;
-use crate::cli::client::{id_of, Api};
+use crate::cli::client::{id_of, team_query, Api, TeamLookup};
 use crate::cli::error::CliError;
 use crate::cli::events::{display_time, image_text};
 use crate::cli::output::{text, Output};
@@ -10,12 +10,19 @@ use serde_json::{json, Value};
 /// Runs one `usecase` subcommand.
 pub async fn run(api: &Api, out: &Output, command: UsecaseCommand) -> Result<(), CliError> {
     match command {
-        UsecaseCommand::Create { name, description } => {
+        UsecaseCommand::Create {
+            name,
+            description,
+            team,
+        } => {
+            let team = TeamLookup::new(api).resolve_opt(team.as_deref()).await?;
             let mut body = json!({ "name": name });
             if let Some(description) = description {
                 body["description"] = Value::String(description);
             }
-            let usecase = api.post("/api/usecases", Some(&body)).await?;
+            let usecase = api
+                .post_query("/api/usecases", &team_query(team.as_deref()), &body)
+                .await?;
             if out.is_json() {
                 return out.json(&usecase);
             }
@@ -25,9 +32,10 @@ pub async fn run(api: &Api, out: &Output, command: UsecaseCommand) -> Result<(),
                 id_of(&usecase)?
             ))
         }
-        UsecaseCommand::List { name } => {
-            let query: Vec<(&str, &str)> =
-                name.as_deref().map(|n| ("name", n)).into_iter().collect();
+        UsecaseCommand::List { name, team } => {
+            let team = TeamLookup::new(api).resolve_opt(team.as_deref()).await?;
+            let mut query = team_query(team.as_deref());
+            query.extend(name.as_deref().map(|n| ("name", n)));
             let items = api.all_pages("/api/usecases", &query).await?;
             if out.is_json() {
                 return out.json(&json!({ "items": items, "nextCursor": null }));
