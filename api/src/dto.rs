@@ -400,7 +400,7 @@ pub struct CreateToken {
 }
 
 /// A token as listed (never with its secret).
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenResponse {
     /// Its id, for revocation.
@@ -434,7 +434,7 @@ impl From<TokenInfo> for TokenResponse {
 }
 
 /// A newly created token, with the secret shown this once.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenCreated {
     /// The stored token.

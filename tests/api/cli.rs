@@ -50,6 +50,29 @@ async fn shiplog(app: &TestApp, args: &[&str]) -> Run {
     .await
 }
 
+/// Runs `shiplog ARGS` against `app` with `token` instead of the admin's.
+async fn shiplog_as(app: &TestApp, token: &str, args: &[&str]) -> Run {
+    run(
+        &[("SHIPLOG_URL", &app.base), ("SHIPLOG_TOKEN", token)],
+        args,
+    )
+    .await
+}
+
+/// Creates a token with `shiplog token create` and returns its secret; `extra` adds
+/// `--subject` and `--team` options.
+async fn create_token(app: &TestApp, name: &str, extra: &[&str]) -> String {
+    let mut args = vec![
+        "token",
+        "create",
+        name,
+        "--scope",
+        "usecases:read,usecases:write,deployments:read,deployments:write",
+    ];
+    args.extend(extra);
+    shiplog(app, &args).await.expect(0).stdout.trim().to_owned()
+}
+
 /// Runs `shiplog ARGS` with these environment variables, off the async runtime (the
 /// binary blocks, the server under test runs on this runtime).
 async fn run(env: &[(&str, &str)], args: &[&str]) -> Run {
@@ -585,6 +608,21 @@ async fn errors_give_one_line_and_their_documented_exit_code() {
             "error: no team named \"no-such-team\"",
         ),
         (
+            "a team name nobody has, on token create",
+            vec![],
+            vec![
+                "token",
+                "create",
+                "ghost",
+                "--scope",
+                "usecases:read",
+                "--team",
+                "no-such-team",
+            ],
+            3,
+            "error: no team named \"no-such-team\"",
+        ),
+        (
             "a team id nobody has",
             vec![],
             vec!["team", "show", "00000000-0000-0000-0000-000000000000"],
@@ -1085,4 +1123,130 @@ async fn teams_are_created_listed_shown_updated_and_their_usage_read() {
         (&Value::from(0), &Value::from("2000-01-01T23:00:00Z")),
         "{long_ago}"
     );
+}
+
+#[tokio::test]
+async fn a_teams_token_creates_deployments_the_team_owns() {
+    let sim = sim().await;
+    let app = app_on(&sim).await;
+    let acme = shiplog(&app, &["team", "create", "acme"])
+        .await
+        .expect(0)
+        .stdout
+        .trim()
+        .to_owned();
+    let ci = create_token(&app, "ci", &["--subject", "pipeline", "--team", "acme"]).await;
+
+    let tokens = shiplog(&app, &["token", "list", "-o", "json"])
+        .await
+        .expect(0)
+        .json();
+    let listed = tokens
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|t| t["name"] == "ci")
+        .unwrap_or_else(|| panic!("token list lacks ci: {tokens}"));
+    assert_eq!(
+        (&listed["subject"], &listed["teams"]),
+        (&Value::from("pipeline"), &serde_json::json!([acme])),
+        "{listed}"
+    );
+    let table = shiplog(&app, &["token", "list"]).await.expect(0);
+    let row = table
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("ci "))
+        .unwrap_or_else(|| panic!("token list lacks ci: {}", table.stdout));
+    assert!(
+        row.contains("pipeline") && row.contains("acme"),
+        "SUBJECT and TEAMS: {row}"
+    );
+
+    let created = shiplog_as(&app, &ci, &["create", "nginx", "--team", "acme", "--wait"])
+        .await
+        .expect(0);
+    let name = created.stdout.lines().next().unwrap_or_default().to_owned();
+    let deployments = shiplog_as(&app, &ci, &["ls", "-o", "json"])
+        .await
+        .expect(0)
+        .json();
+    let mine = deployments
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|d| d["name"] == name.as_str())
+        .unwrap_or_else(|| panic!("ls lacks {name}: {deployments}"));
+    assert_eq!(
+        (&mine["owner"], &mine["teamId"]),
+        (&Value::from("pipeline"), &Value::from(acme.as_str())),
+        "{mine}"
+    );
+
+    // Another deployment, not the team's: the admin's own.
+    shiplog(&app, &["deploy-image", "nginx:latest", "--name", "solo"])
+        .await
+        .expect(0);
+    let listed = shiplog(&app, &["ls"]).await.expect(0);
+    let row = |name: &str| {
+        listed
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("ls lacks {name}: {}", listed.stdout))
+            .to_owned()
+    };
+    assert!(row(&name).contains("pipeline (acme)"), "{}", listed.stdout);
+    assert!(row("solo").contains(" admin "), "{}", listed.stdout);
+    for (who, token) in [("the team's token", ci.as_str()), ("an admin", ADMIN_TOKEN)] {
+        let names: Vec<String> = shiplog_as(&app, token, &["ls", "--team", "acme", "-o", "json"])
+            .await
+            .expect(0)
+            .json()
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|d| d["name"].as_str().map(str::to_owned))
+            .collect();
+        assert_eq!(names, [name.as_str()], "ls --team acme as {who}");
+    }
+}
+
+#[tokio::test]
+async fn with_billing_a_second_deployment_in_a_free_team_is_refused() {
+    let app = TestApp::spawn_configured(|s| s.billing.enabled = true).await;
+    // Free is the default tier.
+    shiplog(&app, &["team", "create", "small"]).await.expect(0);
+    let frank = create_token(&app, "frank", &["--team", "small"]).await;
+    shiplog_as(&app, &frank, &["create", "nginx"])
+        .await
+        .expect(0);
+
+    // (description, arguments): both APIs count against the same limit.
+    let cases = [
+        ("a second create", vec!["create", "nginx"]),
+        (
+            "a usecase, which is a deployment too",
+            vec!["usecase", "create", "one-too-many"],
+        ),
+    ];
+    for (description, args) in cases {
+        let refused = shiplog_as(&app, &frank, &args).await.expect(1);
+        assert!(
+            refused
+                .stderr
+                .starts_with("error: Deployment limit reached")
+                && refused.stderr.trim().lines().count() == 1,
+            "{description}: {}",
+            refused.stderr
+        );
+    }
+    let usage = shiplog(&app, &["team", "usage", "small"]).await.expect(0);
+    for line in ["tier     free", "limit    1", "running  1"] {
+        assert!(
+            usage.stdout.lines().any(|l| l == line),
+            "usage lacks {line:?}: {}",
+            usage.stdout
+        );
+    }
 }

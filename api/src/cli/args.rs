@@ -404,6 +404,14 @@ pub enum TokenCommand {
             value_delimiter = ','
         )]
         scopes: Vec<String>,
+        /// Who it speaks for: the owner of what it creates, whose usecases it may read and
+        /// change (shiplog's default: its name). Tokens may share a subject.
+        #[arg(long)]
+        subject: Option<String>,
+        /// A team its subject belongs to (its id or exact name); repeat for more. With
+        /// exactly one, what it creates belongs to that team.
+        #[arg(long = "team", value_name = "TEAM")]
+        teams: Vec<String>,
     },
     /// List the active tokens (never their secrets).
     List,
