@@ -1213,6 +1213,52 @@ async fn a_teams_token_creates_deployments_the_team_owns() {
 }
 
 #[tokio::test]
+async fn another_subjects_usecase_is_refused_by_name_and_by_id() {
+    let app = TestApp::spawn().await;
+    let alice = create_token(&app, "alice", &[]).await;
+    let bob = create_token(&app, "bob", &[]).await;
+    let created = shiplog_as(&app, &alice, &["create", "nginx", "-o", "json"])
+        .await
+        .expect(0)
+        .json();
+    let name = created["name"].as_str().unwrap_or_default().to_owned();
+    let id = created["id"].as_str().unwrap_or_default().to_owned();
+    shiplog_as(&app, &alice, &["status", &name]).await.expect(0);
+
+    // (description, arguments): each is bob's, on alice's deployment.
+    let cases: Vec<(&str, Vec<&str>)> = vec![
+        ("status by name", vec!["status", &name]),
+        ("status by id", vec!["status", &id]),
+        ("history by name", vec!["history", &name]),
+        (
+            "deploy by name",
+            vec!["deploy", &name, "--image", "nginx:1.27"],
+        ),
+        ("remove", vec!["remove", &name]),
+    ];
+    for (description, args) in cases {
+        let refused = shiplog_as(&app, &bob, &args).await;
+        assert_eq!(
+            refused.code, 1,
+            "{description}: `shiplog {}` exited {}; stderr: {}",
+            refused.args, refused.code, refused.stderr
+        );
+        assert!(
+            refused
+                .stderr
+                .starts_with("error: ownership verification failed")
+                && refused.stderr.trim().lines().count() == 1,
+            "{description}: one line, the API's words: {}",
+            refused.stderr
+        );
+    }
+    // A name nobody has is still not found.
+    shiplog_as(&app, &bob, &["status", "no-such-usecase"])
+        .await
+        .expect(3);
+}
+
+#[tokio::test]
 async fn with_billing_a_second_deployment_in_a_free_team_is_refused() {
     let app = TestApp::spawn_configured(|s| s.billing.enabled = true).await;
     // Free is the default tier.

@@ -8,6 +8,7 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
+use shiplog_application::OWNERSHIP_REFUSED;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -164,16 +165,37 @@ impl Api {
         id_of(&usecase)
     }
 
-    /// The usecase named exactly `name` (trimmed, as the server stores names).
+    /// The usecase named exactly `name` (trimmed, as the server stores names). When
+    /// none this token can see has it, the error says whether it is someone else's.
     pub async fn usecase_named(&self, name: &str) -> Result<Value, CliError> {
         let name = name.trim();
         let matches = self.all_pages("/api/usecases", &[("name", name)]).await?;
         let exact = matches
             .iter()
             .find(|u| u.get("name").and_then(Value::as_str) == Some(name));
-        exact
-            .cloned()
-            .ok_or_else(|| CliError::NoSuchUsecase(name.to_owned()))
+        match exact {
+            Some(usecase) => Ok(usecase.clone()),
+            None => Err(self.unseen_usecase(name).await),
+        }
+    }
+
+    /// Why no usecase this token can see is named `name`. Listings leave out other
+    /// owners' usecases, so "no usecase named …" would send the user looking for a typo;
+    /// the platform API's read by name tells that case apart (403 "ownership
+    /// verification failed", exit 1) from a name nobody has (exit 3).
+    async fn unseen_usecase(&self, name: &str) -> CliError {
+        match self.get("/api/deployments/status", &[("name", name)]).await {
+            Err(refused @ CliError::Api { status: 403, .. })
+                if refused.to_string().starts_with(OWNERSHIP_REFUSED) =>
+            {
+                refused
+            }
+            // The server or the network failed: that is the news, not the name.
+            Err(e @ CliError::Unreachable { .. }) => e,
+            Err(e @ CliError::Api { status: 500.., .. }) => e,
+            // 404; a token without deployments:read (it cannot ask); or created just now.
+            _ => CliError::NoSuchUsecase(name.to_owned()),
+        }
     }
 
     /// The usecase, by id or name, as `GET /api/usecases/{id}` answers it.
