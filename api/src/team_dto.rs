@@ -113,7 +113,9 @@ pub struct UsageBody {
     pub team_id: Uuid,
     /// Its tier now.
     pub tier: TierBody,
-    /// Its deployment limit now; null: unlimited, or billing off.
+    /// Whether tier limits apply on this installation (`--billing`).
+    pub billing: bool,
+    /// Its deployment limit now; null: unlimited (or billing off, see `billing`).
     pub limit: Option<u32>,
     /// The range's start.
     pub from: DateTime<Utc>,
@@ -132,6 +134,7 @@ impl From<TeamUsage> for UsageBody {
         Self {
             team_id: u.team.id,
             tier: u.team.tier.into(),
+            billing: u.billing,
             limit: u.limit,
             from: u.from,
             to: u.to,

@@ -69,6 +69,8 @@ impl BillingSettings {
 pub struct TeamUsage {
     /// The team.
     pub team: TeamView,
+    /// Whether tier limits apply (`--billing`).
+    pub billing: bool,
     /// Its limit now (`None`: unlimited, or billing off).
     pub limit: Option<u32>,
     /// The range's start.
@@ -196,6 +198,7 @@ impl Teams {
         }
         let counts = self.read.team_usage(id, from, to).await?;
         Ok(TeamUsage {
+            billing: self.billing.enabled,
             limit: self.billing.limit(team.tier),
             team,
             from,

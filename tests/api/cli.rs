@@ -1091,7 +1091,7 @@ async fn teams_are_created_listed_shown_updated_and_their_usage_read() {
     let table = shiplog(&app, &["team", "usage", &id]).await.expect(0);
     for line in [
         "tier     enterprise",
-        "limit    none",
+        "limit    none (billing is off)",
         "created  1",
         "running  1",
     ] {

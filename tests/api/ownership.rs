@@ -449,9 +449,10 @@ async fn with_billing_a_free_team_gets_one_deployment_and_twenty_parallel_create
         (
             usage["created"].as_u64(),
             usage["running"].as_u64(),
-            usage["limit"].as_u64()
+            usage["limit"].as_u64(),
+            usage["billing"].as_bool()
         ),
-        (Some(1), Some(1), Some(1)),
+        (Some(1), Some(1), Some(1), Some(true)),
         "{usage}"
     );
 

@@ -124,6 +124,21 @@ impl LedgerEvent {
                 "rollback of {} as deployment {deployment}",
                 short(self.text("rollbackOf"))
             ),
+            "TeamCreated" => format!(
+                "team {:?} created, tier {}",
+                self.text("name"),
+                self.text("tier")
+            ),
+            "TeamRenamed" => format!(
+                "team renamed from {:?} to {:?}",
+                self.text("from"),
+                self.text("name")
+            ),
+            "TeamTierChanged" => format!(
+                "tier changed from {} to {}",
+                self.text("from"),
+                self.text("tier")
+            ),
             _ => String::new(),
         }
     }
@@ -203,6 +218,20 @@ mod tests {
         let d = "1a2b3c4d-0000-0000-0000-000000000000";
         let e = "5e6f7a8b-0000-0000-0000-000000000000";
         let cases = [
+            (
+                event(
+                    "TeamTierChanged",
+                    json!({"from": "free", "tier": "business"}),
+                ),
+                "tier changed from free to business",
+            ),
+            (
+                event(
+                    "AutoUpdateConfigured",
+                    json!({"enabled": true, "strategy": "recreate"}),
+                ),
+                "auto-update on, strategy recreate",
+            ),
             (
                 event(
                     "DeploymentRequested",

@@ -96,12 +96,13 @@ pub async fn run(api: &Api, out: &Output, command: TeamCommand) -> Result<(), Cl
                 ("team", team.trim().to_owned()),
                 ("id", usage.team_id.to_string()),
                 ("tier", tier_text(usage.tier).to_owned()),
-                // Null: no limit applies (an unlimited tier, or billing is off).
                 (
                     "limit",
-                    usage
-                        .limit
-                        .map_or_else(|| "none".to_owned(), |l| l.to_string()),
+                    match (usage.billing, usage.limit) {
+                        (false, _) => "none (billing is off)".to_owned(),
+                        (true, None) => "unlimited".to_owned(),
+                        (true, Some(limit)) => limit.to_string(),
+                    },
                 ),
                 ("from", display_instant(&usage.from)),
                 ("to", display_instant(&usage.to)),
