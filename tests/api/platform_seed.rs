@@ -179,7 +179,14 @@ async fn the_platform_seed_curl_examples_work_against_the_binary() {
 
     let (status, created) = seed.run(CREATE);
     assert_eq!(status, 201, "create: {created}");
-    assert_eq!(created["status"], "Pending");
+    // "typically Pending": the built-in cluster may have begun the rollout by the time it answers.
+    assert!(
+        matches!(
+            created["status"].as_str(),
+            Some("Pending" | "Provisioning" | "Ready")
+        ),
+        "{created}"
+    );
     assert_eq!(created["template"], "nginx");
     assert_eq!(created["visibility"], "public");
     let name = created["name"].as_str().unwrap_or_default().to_owned();
