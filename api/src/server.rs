@@ -15,8 +15,10 @@ use shiplog_application::{
     Audit, Authenticator, BillingSettings, Catalog, ClusterInsight, Operations, Platform, Teams,
     Usecases,
 };
+use shiplog_domain::Usecase;
 use shiplog_infrastructure::audit::ChainSealer;
 use shiplog_infrastructure::db::{connect_and_migrate_with, DbSetupError};
+use shiplog_infrastructure::event_store::CachedEventStore;
 use shiplog_infrastructure::kube_cluster::{KubeCluster, KubeSettings};
 use shiplog_infrastructure::process_manager::ProcessManagerRunner;
 use shiplog_infrastructure::upstream::ApiServerHttp;
@@ -197,6 +199,8 @@ pub struct Background {
     pub usecases: Arc<Usecases>,
     /// The token checker, shared with the applications proxy.
     pub auth: Arc<Authenticator>,
+    /// The folded usecases, shared by the API's commands and the process manager.
+    pub store: Arc<CachedEventStore<Usecase>>,
 }
 
 /// Which origins `origins` allows (`*`: any; empty: none, so browsers on other origins are refused).
@@ -268,11 +272,12 @@ pub fn router(
     let feed = LiveFeed::new(pool.clone(), settings.streams.buffer);
     let read = Arc::new(PgReadModel::new(pool.clone(), projector.clone()));
     let telemetry = Telemetry::new(pool.clone(), feed.clone());
-    let bus = Arc::new(metered_bus(&pool, &telemetry));
+    let store = PostgresCommandBus::metered_store(pool.clone(), &telemetry);
+    let bus = Arc::new(metered_bus(&pool, &store, &telemetry));
     let operations = Operations::new(
         bus.clone(),
         read.clone(),
-        Arc::new(PgUsecaseLoader::new(pool.clone())),
+        Arc::new(PgUsecaseLoader::new(store.clone())),
         cluster,
     );
     let operations = Arc::new(operations);
@@ -345,17 +350,19 @@ pub fn router(
             telemetry,
             usecases,
             auth,
+            store,
         },
     ))
 }
 
-/// The command bus over `pool`, with its commands timed and its events counted in `telemetry`.
+/// The command bus over `store`, with its commands timed in `telemetry`.
 fn metered_bus(
     pool: &sqlx::PgPool,
+    store: &Arc<CachedEventStore<Usecase>>,
     telemetry: &Arc<Telemetry>,
 ) -> MeteredCommandBus<PostgresCommandBus> {
     MeteredCommandBus::new(
-        PostgresCommandBus::with_metrics(pool.clone(), telemetry.clone()),
+        PostgresCommandBus::over(store.clone(), pool.clone()),
         telemetry.clone(),
     )
 }
@@ -435,8 +442,8 @@ impl Server {
         ];
         if let Some((cluster, _)) = kube {
             let pm = ProcessManager::new(
-                Arc::new(metered_bus(&pool, &parts.telemetry)),
-                Arc::new(PgUsecaseLoader::new(pool.clone())),
+                Arc::new(metered_bus(&pool, &parts.store, &parts.telemetry)),
+                Arc::new(PgUsecaseLoader::new(parts.store.clone())),
                 cluster,
                 settings.rollout_timeout,
             )

@@ -77,7 +77,7 @@ pub fn plan(usecase: &Usecase) -> Vec<Step> {
     let workload = |d: &shiplog_domain::Deployment| Workload {
         usecase_id: usecase.id,
         deployment_id: d.id,
-        config: d.config.clone(),
+        config: (*d.config).clone(),
         restart: d.latest_restart,
         usecase_name: usecase
             .name

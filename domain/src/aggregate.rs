@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// One deployment of a usecase as the aggregate tracks it.
@@ -18,8 +19,8 @@ use uuid::Uuid;
 pub struct Deployment {
     /// Its id.
     pub id: Uuid,
-    /// What it runs.
-    pub config: DeploymentConfig,
+    /// What it runs; shared, so that copying a usecase with a long history is cheap.
+    pub config: Arc<DeploymentConfig>,
     /// Where it is in the lifecycle.
     pub status: DeploymentStatus,
     /// When it was requested.
@@ -443,7 +444,7 @@ impl Usecase {
                     .ok_or(DomainError::NothingDeployed)?;
                 let config = DeploymentConfig {
                     env: env.clone(),
-                    ..base.config.clone()
+                    ..(*base.config).clone()
                 };
                 // Right after the DeploymentRequested it explains, before any supersession.
                 let mut events = self.request(deployment_id, config, at)?;
@@ -464,7 +465,7 @@ impl Usecase {
                 at,
             } => {
                 let target = self.rollback_target(target)?;
-                let mut events = self.request(deployment_id, target.config.clone(), at)?;
+                let mut events = self.request(deployment_id, (*target.config).clone(), at)?;
                 events.insert(
                     1,
                     UsecaseEvent::RollbackRequested {
@@ -532,7 +533,7 @@ impl Aggregate for Usecase {
                 at,
             } => self.deployments.push(Deployment {
                 id: deployment_id,
-                config,
+                config: Arc::new(config),
                 status: DeploymentStatus::Pending,
                 created_at: at,
                 message: String::new(),

@@ -1,46 +1,47 @@
-//! Commands on the `Usecase` and `Team` aggregates through cqrs-es and
-//! postgres-es's plain event store (the snapshot and aggregate stores of 0.5.0 are
-//! broken).
+//! Commands on the `Usecase` and `Team` aggregates: decided on the state the
+//! [`CachedEventStore`] keeps folded, appended in one insert, and mapped to what a
+//! client is told (a taken name, a reached limit, an outage).
 
 use crate::db::{app_error, is_outage};
-use crate::event_log::EventLog;
+use crate::event_store::{CachedEventStore, StoreError};
 use crate::telemetry::Telemetry;
 use async_trait::async_trait;
-use cqrs_es::{Aggregate, AggregateError};
-use postgres_es::{postgres_cqrs, PostgresCqrs};
 use shiplog_application::{AppError, CommandBus, CommandContext, Cursor, TeamCommandBus};
-use shiplog_domain::{DomainError, Team, TeamCommand, Usecase, UsecaseCommand};
+use shiplog_domain::{Team, TeamCommand, Usecase, UsecaseCommand};
 use sqlx::PgPool;
-use std::collections::HashMap;
 use std::sync::Arc;
-use tracing::{instrument, warn};
+use tracing::instrument;
 use uuid::Uuid;
 
-/// How often a command is retried when another writer appended to the same
-/// usecase between our load and our commit (optimistic concurrency).
-const MAX_ATTEMPTS: usize = 8;
-
-/// Executes commands with metadata and reports where their events landed.
+/// Executes usecase commands with metadata and reports where their events landed.
 pub struct PostgresCommandBus {
-    cqrs: PostgresCqrs<Usecase>,
+    store: Arc<CachedEventStore<Usecase>>,
     pool: PgPool,
 }
 
 impl PostgresCommandBus {
-    /// A bus over the events table of `pool`.
+    /// A bus over the events table of `pool`, with a cache of its own.
     pub fn new(pool: PgPool) -> Self {
-        Self {
-            cqrs: postgres_cqrs(pool.clone(), Vec::new(), ()),
+        Self::over(
+            Arc::new(CachedEventStore::new(pool.clone(), Vec::new())),
             pool,
-        }
+        )
     }
 
-    /// A bus over the events table of `pool` that counts the events it appends in `telemetry`.
-    pub fn with_metrics(pool: PgPool, telemetry: Arc<Telemetry>) -> Self {
-        Self {
-            cqrs: postgres_cqrs(pool.clone(), vec![telemetry.appended_events_query()], ()),
+    /// A bus over `store` (shared with the process manager's loader, so one cache serves both).
+    pub fn over(store: Arc<CachedEventStore<Usecase>>, pool: PgPool) -> Self {
+        Self { store, pool }
+    }
+
+    /// A store over the events table of `pool` that counts the events it appends in `telemetry`.
+    pub fn metered_store(
+        pool: PgPool,
+        telemetry: &Arc<Telemetry>,
+    ) -> Arc<CachedEventStore<Usecase>> {
+        Arc::new(CachedEventStore::new(
             pool,
-        }
+            vec![telemetry.appended_events_query()],
+        ))
     }
 }
 
@@ -74,17 +75,6 @@ impl Reservation<'_> {
     }
 }
 
-fn metadata(ctx: &CommandContext) -> HashMap<String, String> {
-    let mut metadata = HashMap::from([
-        ("actor".to_owned(), ctx.actor.clone()),
-        ("request_id".to_owned(), ctx.request_id.clone()),
-    ]);
-    if let Some(causation) = ctx.causation {
-        metadata.insert("causation".to_owned(), causation.to_string());
-    }
-    metadata
-}
-
 /// What the database's triggers refused, by the constraint they name: a reached
 /// deployment limit (403) or a team that does not exist (404).
 fn refused_by_trigger(sql: &sqlx::Error) -> Option<AppError> {
@@ -105,79 +95,40 @@ fn refused_by_trigger(sql: &sqlx::Error) -> Option<AppError> {
     }
 }
 
-/// Maps the framework's error; `None` means "conflict, try again".
-fn map_error(err: AggregateError<DomainError>) -> Option<AppError> {
+/// What a failed command means to the client: the aggregate's refusal, a taken
+/// name (a unique violation of the name reservations), a trigger's refusal, an
+/// outage or a bug.
+async fn failure(
+    err: StoreError,
+    pool: &PgPool,
+    reservation: Option<&Reservation<'_>>,
+) -> AppError {
     match err {
-        AggregateError::UserError(e) => Some(e.into()),
-        AggregateError::AggregateConflict => None,
-        AggregateError::DatabaseConnectionError(e) => {
-            Some(AppError::Unavailable(format!("database unavailable: {e}")))
+        StoreError::Refused(e) => e.into(),
+        StoreError::Busy => AppError::Unavailable("the usecase is too busy; retry".to_owned()),
+        StoreError::Database(sql) if is_outage(&sql) => {
+            AppError::Unavailable(format!("database unavailable: {sql}"))
         }
-        AggregateError::DeserializationError(e) => Some(AppError::Internal(format!(
-            "stored event does not deserialize: {e}"
-        ))),
-        AggregateError::UnexpectedError(e) => Some(match e.downcast::<sqlx::Error>() {
-            Ok(sql) if is_outage(&sql) => {
-                AppError::Unavailable(format!("database unavailable: {sql}"))
+        StoreError::Database(sql) => {
+            if let Some(refusal) = refused_by_trigger(&sql) {
+                return refusal;
             }
-            Ok(sql) => refused_by_trigger(&sql)
-                .unwrap_or_else(|| AppError::Internal(format!("database error: {sql}"))),
-            Err(other) => AppError::Internal(other.to_string()),
-        }),
+            let unique =
+                matches!(&sql, sqlx::Error::Database(db) if db.code().as_deref() == Some("23505"));
+            if let (true, Some(reservation)) = (unique, reservation) {
+                if let Err(taken) = reservation.check(pool).await {
+                    return taken;
+                }
+            }
+            app_error(sql)
+        }
     }
 }
 
-/// Runs `command` on aggregate `id`: retries when another writer appended to it
-/// first (optimistic concurrency), and tells a taken name (postgres-es reports
-/// every unique violation as a conflict) by checking the reservation. Returns the
-/// cursor of the aggregate's newest event.
-async fn execute<A>(
-    cqrs: &PostgresCqrs<A>,
-    pool: &PgPool,
-    id: Uuid,
-    command: A::Command,
-    ctx: &CommandContext,
-    reservation: Option<Reservation<'_>>,
-) -> Result<Cursor, AppError>
-where
-    A: Aggregate<Error = DomainError>,
-    A::Command: Clone,
-{
-    if let Some(reservation) = &reservation {
-        // The early, friendly check; the trigger on the events table is the guarantee.
-        reservation.check(pool).await?;
-    }
-    let aggregate_id = id.to_string();
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        match cqrs
-            .execute_with_metadata(&aggregate_id, command.clone(), metadata(ctx))
-            .await
-        {
-            Ok(()) => break,
-            Err(err) => match map_error(err) {
-                Some(app) => return Err(app),
-                None => {
-                    if let Some(reservation) = &reservation {
-                        reservation.check(pool).await?;
-                    }
-                    if attempt >= MAX_ATTEMPTS {
-                        return Err(AppError::Unavailable(format!(
-                            "{} {id} is too busy; retry",
-                            A::TYPE.to_lowercase()
-                        )));
-                    }
-                    warn!(attempt, %id, "concurrent write to the same stream; retrying the command");
-                }
-            },
-        }
-    }
-    let mut conn = pool.acquire().await.map_err(app_error)?;
-    EventLog::last_of(&mut conn, A::TYPE, &aggregate_id)
-        .await
-        .map_err(app_error)?
-        .ok_or_else(|| AppError::Internal(format!("no events stored for {id} after a command")))
+/// The cursor a committed command reports: its last event's (or, for a command
+/// that changed nothing, the aggregate's newest).
+fn cursor_of(cursor: Option<Cursor>, id: Uuid) -> Result<Cursor, AppError> {
+    cursor.ok_or_else(|| AppError::Internal(format!("no events stored for {id} after a command")))
 }
 
 #[async_trait]
@@ -200,21 +151,24 @@ impl CommandBus for PostgresCommandBus {
             name,
             what: "usecase",
         });
-        execute(
-            &self.cqrs,
-            &self.pool,
-            usecase_id,
-            command,
-            ctx,
-            reservation,
-        )
-        .await
+        if let Some(reservation) = &reservation {
+            // The early, friendly check; the trigger on the events table is the guarantee.
+            reservation.check(&self.pool).await?;
+        }
+        match self
+            .store
+            .execute(&usecase_id.to_string(), command, ctx)
+            .await
+        {
+            Ok(committed) => cursor_of(committed.cursor, usecase_id),
+            Err(e) => Err(failure(e, &self.pool, reservation.as_ref()).await),
+        }
     }
 }
 
 /// Executes team commands with metadata.
 pub struct PostgresTeamBus {
-    cqrs: PostgresCqrs<Team>,
+    store: CachedEventStore<Team>,
     pool: PgPool,
 }
 
@@ -222,7 +176,7 @@ impl PostgresTeamBus {
     /// A bus over the events table of `pool`.
     pub fn new(pool: PgPool) -> Self {
         Self {
-            cqrs: postgres_cqrs(pool.clone(), Vec::new(), ()),
+            store: CachedEventStore::new(pool.clone(), Vec::new()),
             pool,
         }
     }
@@ -246,6 +200,12 @@ impl TeamCommandBus for PostgresTeamBus {
             name,
             what: "team",
         });
-        execute(&self.cqrs, &self.pool, team_id, command, ctx, reservation).await
+        if let Some(reservation) = &reservation {
+            reservation.check(&self.pool).await?;
+        }
+        match self.store.execute(&team_id.to_string(), command, ctx).await {
+            Ok(committed) => cursor_of(committed.cursor, team_id),
+            Err(e) => Err(failure(e, &self.pool, reservation.as_ref()).await),
+        }
     }
 }

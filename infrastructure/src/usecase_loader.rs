@@ -1,46 +1,30 @@
-//! Loads a usecase's current state by folding its events: what the process manager decides on.
+//! Loads a usecase's current state: what the process manager decides on. It reads
+//! the same cached, folded aggregates as the command bus, so a reconcile costs the
+//! events appended since, not the whole history.
 
-use crate::db::app_error;
+use crate::event_store::CachedEventStore;
 use async_trait::async_trait;
-use cqrs_es::Aggregate;
 use shiplog_application::process_manager::UsecaseLoader;
 use shiplog_application::AppError;
-use shiplog_domain::{Usecase, UsecaseEvent};
-use sqlx::PgPool;
+use shiplog_domain::Usecase;
+use std::sync::Arc;
 use uuid::Uuid;
 
-/// Reads the events table directly (the read models may lag; the log never does).
+/// Reads the ledger (the read models may lag; the log never does).
 pub struct PgUsecaseLoader {
-    pool: PgPool,
+    store: Arc<CachedEventStore<Usecase>>,
 }
 
 impl PgUsecaseLoader {
-    /// A loader on `pool`.
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    /// A loader over `store`, the command bus's own.
+    pub fn new(store: Arc<CachedEventStore<Usecase>>) -> Self {
+        Self { store }
     }
 }
 
 #[async_trait]
 impl UsecaseLoader for PgUsecaseLoader {
     async fn load(&self, usecase_id: Uuid) -> Result<Usecase, AppError> {
-        let payloads: Vec<serde_json::Value> = sqlx::query_scalar(
-            "SELECT payload FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence",
-        )
-        .bind(Usecase::TYPE)
-        .bind(usecase_id.to_string())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(app_error)?;
-        let mut usecase = Usecase::default();
-        for payload in payloads {
-            let event: UsecaseEvent = serde_json::from_value(payload).map_err(|e| {
-                AppError::Internal(format!(
-                    "stored event of usecase {usecase_id} does not deserialize: {e}"
-                ))
-            })?;
-            usecase.apply(event);
-        }
-        Ok(usecase)
+        self.store.load(&usecase_id.to_string()).await
     }
 }
