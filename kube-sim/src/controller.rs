@@ -174,11 +174,18 @@ impl Store {
         let (ns, name) = object_key(involved);
         let uid = str_at(involved, "/metadata/uid").to_string();
         let now = now_time();
-        let repeat = self.list(&EVENTS, Some(&ns)).into_iter().find(|e| {
+        let is_repeat = |e: &Arc<Value>| {
             str_at(e, "/involvedObject/uid") == uid
                 && str_at(e, "/reason") == reason
                 && str_at(e, "/message") == message
-        });
+        };
+        // The index of involved objects has no entry for an object without a uid.
+        let candidates = if uid.is_empty() {
+            self.list(&EVENTS, Some(&ns))
+        } else {
+            self.referring(&EVENTS, &ns, &uid)
+        };
+        let repeat = candidates.into_iter().find(is_repeat);
         if let Some(prev) = repeat {
             let mut ev = (*prev).clone();
             let count = ev.get("count").and_then(Value::as_i64).unwrap_or(1) + 1;

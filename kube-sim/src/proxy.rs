@@ -19,6 +19,7 @@ use crate::controller::{owner_deployment_ref, pod_ready};
 use crate::echo::POD_HEADER;
 use crate::json::{str_at, string_map};
 use crate::resources::{PODS, SERVICES};
+use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::ApiError;
 use crate::Shared;
 
@@ -297,18 +298,17 @@ pub(crate) fn service_endpoint(shared: &Shared, ns: &str, id: &str) -> Result<En
             // No selector: no endpoints are managed for the Service.
             Vec::new()
         } else {
-            s.list(&PODS, Some(ns))
+            // A selector value that is not a string selects nothing.
+            let labels: Option<Vec<(&str, &str)>> = selector
+                .iter()
+                .map(|(k, v)| v.as_deref().map(|v| (k.as_str(), v)))
+                .collect();
+            let labels = labels.map(LabelSelector::equal_to);
+            labels
+                .map(|l| s.select(&PODS, Some(ns), &l, &FieldSelector::default()))
+                .unwrap_or_default()
                 .into_iter()
-                .filter(|p| {
-                    selector.iter().all(|(k, v)| {
-                        v.as_deref().is_some_and(|v| {
-                            p.pointer("/metadata/labels")
-                                .and_then(|l| l.get(k))
-                                .and_then(Value::as_str)
-                                == Some(v)
-                        })
-                    }) && pod_ready(p)
-                })
+                .filter(|p| pod_ready(p))
                 .map(|p| {
                     let owner = owner_deployment_ref(&p).map(|(_, uid)| uid);
                     (str_at(&p, "/metadata/name").to_string(), owner)

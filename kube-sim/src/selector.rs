@@ -115,6 +115,32 @@ impl LabelSelector {
             .map(Self)
     }
 
+    /// A selector of objects carrying every one of `labels` (a Service's selector, a
+    /// `matchLabels`).
+    pub fn equal_to<'a>(labels: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        Self(
+            labels
+                .into_iter()
+                .map(|(k, v)| Requirement::Equals(k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    /// The requirements a matching object's label must meet by value (`=`, `==`, `in`): the
+    /// label key and the values it may have, for a label index to look up.
+    pub fn required_values(&self) -> Vec<(&str, Vec<&str>)> {
+        self.0
+            .iter()
+            .filter_map(|r| match r {
+                Requirement::Equals(k, v) => Some((k.as_str(), vec![v.as_str()])),
+                Requirement::In(k, vs) => {
+                    Some((k.as_str(), vs.iter().map(String::as_str).collect()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Whether an object's `metadata.labels` satisfy every requirement.
     pub fn matches(&self, object: &Value) -> bool {
         let labels = object.pointer("/metadata/labels");
@@ -167,6 +193,16 @@ impl FieldSelector {
             name.to_string(),
         ));
         self
+    }
+
+    /// The name a `metadata.name=` term asks for, so a selection can look the object up.
+    pub fn name(&self) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(path, equal, _)| {
+                *equal && path.len() == 2 && path[0] == "metadata" && path[1] == "name"
+            })
+            .map(|(_, _, name)| name.as_str())
     }
 
     pub fn matches(&self, object: &Value) -> bool {

@@ -68,14 +68,7 @@ pub(super) fn list(
             }
         }
     };
-    let (matching, current_rv) = shared.read(|s| {
-        let items: Vec<Arc<Value>> = s
-            .list(def, ns)
-            .into_iter()
-            .filter(|o| labels.matches(o) && fields.matches(o))
-            .collect();
-        (items, s.rv)
-    });
+    let (matching, current_rv) = shared.read(|s| (s.select(def, ns, labels, fields), s.rv));
     let rv = cont.as_ref().map_or(current_rv, |(rv, _, _)| *rv);
     let after: Vec<Arc<Value>> = match &cont {
         None => matching,

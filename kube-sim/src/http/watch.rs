@@ -201,10 +201,12 @@ pub(super) fn watch(
     };
     if from.is_none() || initial_events {
         // Start with the current state as ADDED events, then follow the history from there.
-        let (objects, rv) = shared.read(|s| (s.list(def, state.ns.as_deref()), s.rv));
+        let (objects, rv) = shared.read(|s| {
+            let objects = s.select(def, state.ns.as_deref(), &state.labels, &state.fields);
+            (objects, s.rv)
+        });
         let lines: Vec<Bytes> = objects
             .iter()
-            .filter(|o| state.matches(o))
             .map(|o| event_line("ADDED", &state.render(o)))
             .collect();
         state.pending.extend(lines);

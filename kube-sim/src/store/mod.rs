@@ -3,7 +3,7 @@
 //! ([`verbs`]) with the defaulting ([`defaults`]) and validation ([`validate`]) real
 //! Kubernetes applies.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,11 +16,15 @@ use crate::ingress::routes::IngressRoutes;
 use crate::json::{obj_mut, str_at};
 use crate::kubelet::{PodLogs, StartedContainers};
 use crate::resources::{ResourceDef, DEPLOYMENTS, INGRESSES, NAMESPACES, PODS};
+use crate::selector::{FieldSelector, LabelSelector};
 use crate::SimConfig;
 
 mod defaults;
+mod index;
 mod validate;
 mod verbs;
+
+use index::{Key, Objects};
 
 /// What happened to an object, as a watch event type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,8 +56,6 @@ pub(crate) struct Change {
     pub old: Option<Arc<Value>>,
 }
 
-type Key = (String, String);
-
 /// How long the echo app of a deleted Deployment keeps answering before it stops.
 pub(crate) const ECHO_DRAIN: Duration = Duration::from_millis(500);
 
@@ -61,7 +63,8 @@ pub(crate) const ECHO_DRAIN: Duration = Duration::from_millis(500);
 pub(crate) struct Store {
     pub config: SimConfig,
     pub rv: u64,
-    objects: HashMap<&'static str, BTreeMap<Key, Arc<Value>>>,
+    /// The objects of each resource type (by plural), indexed.
+    objects: HashMap<&'static str, Objects>,
     pub history: Vec<Change>,
     pub logs: HashMap<String, PodLogs>,
     /// The containers the kubelet started, by pod uid (what their processes were given).
@@ -142,25 +145,34 @@ impl Store {
     }
 
     pub fn get(&self, def: &ResourceDef, ns: &str, name: &str) -> Option<Arc<Value>> {
+        let ns = if def.namespaced { ns } else { "" };
         self.objects
             .get(def.plural)
-            .and_then(|m| m.get(&key_of(def, ns, name)))
+            .and_then(|m| m.get(ns, name))
             .cloned()
     }
 
     /// Objects of one type, in one namespace or all, sorted by namespace and name.
     pub fn list(&self, def: &ResourceDef, ns: Option<&str>) -> Vec<Arc<Value>> {
-        let Some(map) = self.objects.get(def.plural) else {
-            return Vec::new();
-        };
-        match ns.filter(|_| def.namespaced) {
-            Some(ns) => map
-                .range((ns.to_string(), String::new())..)
-                .take_while(|((n, _), _)| n == ns)
-                .map(|(_, v)| v.clone())
-                .collect(),
-            None => map.values().cloned().collect(),
-        }
+        self.objects
+            .get(def.plural)
+            .map(|m| m.list(ns.filter(|_| def.namespaced)))
+            .unwrap_or_default()
+    }
+
+    /// Objects of one type, in one namespace or all, that both selectors match, sorted by
+    /// namespace and name; through the indexes, so only candidates are read.
+    pub fn select(
+        &self,
+        def: &ResourceDef,
+        ns: Option<&str>,
+        labels: &LabelSelector,
+        fields: &FieldSelector,
+    ) -> Vec<Arc<Value>> {
+        self.objects
+            .get(def.plural)
+            .map(|m| m.select(ns.filter(|_| def.namespaced), labels, fields))
+            .unwrap_or_default()
     }
 
     /// Records a change: stamps a fresh resourceVersion, updates the map, appends to history.
@@ -298,9 +310,18 @@ impl Store {
         Some(deleted)
     }
 
+    /// Objects of one type in `ns` that refer to `uid` as an owner or, for Events, as the
+    /// involved object (the caller checks which), sorted by name.
+    pub fn referring(&self, def: &ResourceDef, ns: &str, uid: &str) -> Vec<Arc<Value>> {
+        self.objects
+            .get(def.plural)
+            .map(|m| m.referring(Some(ns).filter(|_| def.namespaced), uid))
+            .unwrap_or_default()
+    }
+
     /// Pods whose ownerReferences name the given owner uid.
     pub fn owned_pods(&self, ns: &str, owner_uid: &str) -> Vec<Arc<Value>> {
-        self.list(&PODS, Some(ns))
+        self.referring(&PODS, ns, owner_uid)
             .into_iter()
             .filter(|p| {
                 p.pointer("/metadata/ownerReferences")

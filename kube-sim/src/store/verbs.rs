@@ -278,9 +278,9 @@ impl Store {
         fields: &FieldSelector,
     ) -> Vec<Arc<Value>> {
         let victims: Vec<Arc<Value>> = self
-            .list(def, ns)
+            .select(def, ns, labels, fields)
             .into_iter()
-            .filter(|o| in_scope(o, ns) && labels.matches(o) && fields.matches(o))
+            .filter(|o| in_scope(o, ns))
             .collect();
         victims
             .into_iter()
