@@ -1,4 +1,4 @@
-//! `shiplog-bench`: fills a database of its own with a ledger of N events and
+//! `shiplog-bench [audit]`: fills a database of its own with a ledger of N events and
 //! prints how long the audit trail takes to answer at that size: pages of
 //! `GET /api/events` under each filter (first page and deep pages), sealing the
 //! hash chain, verifying it and exporting it. Numbers, not assertions: run it on
@@ -7,7 +7,6 @@
 //! `cargo run --release -p shiplog-bench -- --events 1000000`
 
 use anyhow::{bail, Context};
-use clap::Parser;
 use shiplog_api::server::{router, ClusterMode, Settings, StreamSettings};
 use shiplog_domain::events::EVENT_TYPES;
 use shiplog_infrastructure::audit::{verify, ChainSealer};
@@ -17,8 +16,9 @@ use sqlx::{Connection, PgConnection, PgPool};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-#[derive(Parser)]
-struct Args {
+/// Options of the audit-trail benchmark (also accepted without the `audit` subcommand).
+#[derive(clap::Args, Debug)]
+pub struct Args {
     /// How many events the ledger holds.
     #[arg(long, default_value_t = 1_000_000)]
     events: i64,
@@ -37,9 +37,8 @@ const TOKEN: &str = "bench-admin-token-0123456789";
 /// Events per usecase in the generated ledger.
 const PER_USECASE: i64 = 20;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+/// Fills (or reuses) the bench ledger, then times the audit queries, verify and export.
+pub async fn main(args: Args) -> anyhow::Result<()> {
     let name = format!("shiplog_bench_{}", args.events);
     let url = format!("{}/{}", args.server, name);
     let pool = connect_and_migrate(&url).await.context("bench database")?;
