@@ -72,4 +72,7 @@ pub trait ClusterPort: Send + Sync {
     async fn forget(&self, usecase_id: Uuid) -> Result<(), ClusterError>;
     /// Every (usecase, deployment) that has objects in the cluster, for the start-up sweep.
     async fn managed(&self) -> Result<Vec<(Uuid, Uuid)>, ClusterError>;
+    /// The deployments of one usecase that have objects in the cluster (a Deployment
+    /// or a Secret): what a reconcile cleans up, whatever the length of the history.
+    async fn present(&self, usecase_id: Uuid) -> Result<Vec<Uuid>, ClusterError>;
 }

@@ -36,7 +36,8 @@ pub use ports::{
     TeamCommandBus, TeamView, TokenStore, UsageCounts, UsecaseFilter, UsecaseView, Visible,
 };
 pub use process_manager::{
-    plan, ProcessManager, ReconcileError, Step, StepObserver, UsecaseLoader, PROCESS_MANAGER,
+    at_rest, plan, ProcessManager, ReconcileError, Step, StepObserver, UsecaseLoader,
+    PROCESS_MANAGER,
 };
 pub use teams::{BillingSettings, Ownership, TeamUsage, Teams};
 pub use time_travel::{state_at, StateAt};

@@ -72,8 +72,12 @@ impl Step {
     }
 }
 
-/// The steps that bring the cluster in line with `usecase`, in the order to take them.
-pub fn plan(usecase: &Usecase) -> Vec<Step> {
+/// The steps that bring the cluster in line with `usecase`, in the order to take
+/// them. `present` lists the deployments that have objects in the cluster (sorted):
+/// only those are cleaned up, so a reconcile costs the same with one finished
+/// deployment or a thousand; objects of deployments the usecase does not know are
+/// cleaned up too.
+pub fn plan(usecase: &Usecase, present: &[Uuid]) -> Vec<Step> {
     let workload = |d: &shiplog_domain::Deployment| Workload {
         usecase_id: usecase.id,
         deployment_id: d.id,
@@ -114,7 +118,11 @@ pub fn plan(usecase: &Usecase) -> Vec<Step> {
             };
             steps.push(step);
         }
-        let step = if d.status.is_terminal() {
+        // Nothing of a deleted usecase may remain, whatever state its deployments were left in.
+        let step = if d.status.is_terminal() || usecase.deleted {
+            if present.binary_search(&d.id).is_err() {
+                continue;
+            }
             Step::CleanUp(d.id)
         } else if d.undeploy_requested {
             Step::Undeploy(d.id)
@@ -127,6 +135,12 @@ pub fn plan(usecase: &Usecase) -> Vec<Step> {
         };
         steps.push(step);
     }
+    steps.extend(
+        present
+            .iter()
+            .filter(|id| usecase.deployment(**id).is_none())
+            .map(|id| Step::CleanUp(*id)),
+    );
     // Routing first, so a replacement serves before the old pods go; removals
     // next, so a superseded rollout stops at once; rollouts, which wait, last.
     steps.sort_by_key(|s| match s {
@@ -138,6 +152,18 @@ pub fn plan(usecase: &Usecase) -> Vec<Step> {
         Step::Restart { .. } | Step::Start(_) | Step::Watch(_) => 2,
     });
     steps
+}
+
+/// Whether a usecase whose plan is `steps` is at rest once they are taken: nothing
+/// rolls out, nothing waits to be undeployed, restarted or deleted. Its worker
+/// can then end; the next event about it starts one again.
+pub fn at_rest(steps: &[Step]) -> bool {
+    steps.iter().all(|s| {
+        matches!(
+            s,
+            Step::Route(_) | Step::RemoveRoute | Step::Forget | Step::CleanUp(_)
+        )
+    })
 }
 
 /// Told about every cluster step the process manager takes (for metrics); the
@@ -216,29 +242,33 @@ impl ProcessManager {
     /// Brings the cluster in line with the usecase's current state. `causation` is
     /// the cursor of the event that made the process manager look; it is recorded
     /// on every outcome event. Safe to cancel and to run again at any point.
+    /// Returns whether the usecase is at rest afterwards (see [`at_rest`]).
     #[instrument(skip(self), fields(%usecase_id, %causation))]
     pub async fn reconcile(
         &self,
         usecase_id: Uuid,
         causation: Cursor,
-    ) -> Result<(), ReconcileError> {
+    ) -> Result<bool, ReconcileError> {
         let usecase = self.loader.load(usecase_id).await?;
         if usecase.name.is_none() {
-            return Ok(());
+            return Ok(true);
         }
+        let present = self.cluster.present(usecase_id).await?;
+        let steps = plan(&usecase, &present);
+        let settled = at_rest(&steps);
         if usecase.deleted {
             // Nothing of a deleted usecase may remain; only clean-ups are left to do.
-            for step in plan(&usecase) {
+            for step in steps {
                 if matches!(step, Step::CleanUp(_) | Step::Forget) {
                     self.take(usecase_id, step, causation).await?;
                 }
             }
-            return Ok(());
+            return Ok(true);
         }
-        for step in plan(&usecase) {
+        for step in steps {
             self.take(usecase_id, step, causation).await?;
         }
-        Ok(())
+        Ok(settled)
     }
 
     /// Carries out one step and tells the observer how it went.

@@ -2,7 +2,7 @@
 
 use chrono::Utc;
 use cqrs_es::Aggregate;
-use shiplog_application::{plan, Step};
+use shiplog_application::{at_rest, plan, Step};
 use shiplog_domain::{DeploymentConfig, ImageRef, Usecase, UsecaseEvent, UsecaseName};
 use std::collections::BTreeMap;
 use uuid::Uuid;
@@ -10,6 +10,8 @@ use uuid::Uuid;
 const U: Uuid = Uuid::from_u128(1);
 const D1: Uuid = Uuid::from_u128(11);
 const D2: Uuid = Uuid::from_u128(12);
+/// What a cluster holds when neither deployment's objects were removed yet.
+const BOTH: &[Uuid] = &[D1, D2];
 
 fn usecase(events: Vec<UsecaseEvent>) -> Usecase {
     let mut u = Usecase::default();
@@ -79,7 +81,7 @@ fn names(steps: &[Step]) -> Vec<String> {
 #[test]
 fn a_pending_deployment_is_started() {
     assert_eq!(
-        names(&plan(&usecase(vec![requested(D1)]))),
+        names(&plan(&usecase(vec![requested(D1)]), &[])),
         ["remove-route", "start 11"]
     );
 }
@@ -93,7 +95,7 @@ fn a_deploying_deployment_is_reapplied_and_watched() {
             at: Utc::now(),
         },
     ]);
-    assert_eq!(names(&plan(&u)), ["remove-route", "watch 11"]);
+    assert_eq!(names(&plan(&u, &[D1])), ["remove-route", "watch 11"]);
 }
 
 #[test]
@@ -111,7 +113,7 @@ fn the_deployed_one_is_routed_before_a_newer_one_rolls_out() {
         },
         requested(D2),
     ]);
-    assert_eq!(names(&plan(&u)), ["route 11", "start 12"]);
+    assert_eq!(names(&plan(&u, BOTH)), ["route 11", "start 12"]);
 }
 
 #[test]
@@ -142,7 +144,7 @@ fn after_a_handover_the_new_one_is_routed_before_the_old_one_is_removed() {
             at: now,
         },
     ]);
-    assert_eq!(names(&plan(&u)), ["route 12", "cleanup 11"]);
+    assert_eq!(names(&plan(&u, BOTH)), ["route 12", "cleanup 11"]);
 }
 
 #[test]
@@ -161,7 +163,10 @@ fn a_superseded_rollout_is_removed_before_the_new_one_is_watched() {
             at: now,
         },
     ]);
-    assert_eq!(names(&plan(&u)), ["remove-route", "cleanup 11", "start 12"]);
+    assert_eq!(
+        names(&plan(&u, BOTH)),
+        ["remove-route", "cleanup 11", "start 12"]
+    );
 }
 
 #[test]
@@ -182,7 +187,7 @@ fn undeploy_removes_everything_and_confirms() {
             at: now,
         },
     ]);
-    assert_eq!(names(&plan(&u)), ["remove-route", "undeploy 11"]);
+    assert_eq!(names(&plan(&u, &[D1])), ["remove-route", "undeploy 11"]);
 }
 
 #[test]
@@ -197,7 +202,7 @@ fn failed_and_deleted_usecases_are_cleaned_up() {
         },
         UsecaseEvent::UsecaseDeleted { at: now },
     ]);
-    assert_eq!(names(&plan(&u)), ["forget", "cleanup 11"]);
+    assert_eq!(names(&plan(&u, &[D1])), ["forget", "cleanup 11"]);
 }
 
 fn deployed(id: Uuid) -> Vec<UsecaseEvent> {
@@ -226,7 +231,7 @@ fn a_pending_restart_rolls_the_serving_deployment_with_its_id_stamped() {
         at: Utc::now(),
     });
     assert_eq!(
-        names(&plan(&usecase(events.clone()))),
+        names(&plan(&usecase(events.clone()), &[D1])),
         ["route 11", "restart 11 (21, stamped Some(21))"]
     );
     // Once it succeeded, nothing is left to do, but the stamp stays on every later apply.
@@ -236,7 +241,7 @@ fn a_pending_restart_rolls_the_serving_deployment_with_its_id_stamped() {
         at: Utc::now(),
     });
     let u = usecase(events);
-    let steps = plan(&u);
+    let steps = plan(&u, &[D1]);
     assert_eq!(names(&steps), ["route 11"]);
     match &steps[0] {
         Step::Route(w) => assert_eq!(w.restart, Some(R1)),
@@ -257,7 +262,74 @@ fn a_restart_of_a_deployment_that_stopped_serving_is_abandoned() {
         at: Utc::now(),
     });
     assert_eq!(
-        names(&plan(&usecase(events))),
+        names(&plan(&usecase(events), &[D1])),
         ["remove-route", "abandon restart 21 of 11", "undeploy 11"]
     );
+}
+
+#[test]
+fn finished_deployments_without_objects_in_the_cluster_cost_nothing() {
+    // A long history: a thousand deployments, each superseded by the next.
+    let now = Utc::now();
+    let ids: Vec<Uuid> = (100..1100).map(Uuid::from_u128).collect();
+    let mut events = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        events.extend(deployed(*id));
+        if i > 0 {
+            events.push(UsecaseEvent::DeploymentSuperseded {
+                deployment_id: ids[i - 1],
+                superseded_by: *id,
+                at: now,
+            });
+        }
+    }
+    let u = usecase(events);
+    let serving = ids[ids.len() - 1];
+    // Only the serving deployment is left in the cluster: routing it is all there is to do.
+    let steps = plan(&u, &[serving]);
+    assert_eq!(names(&steps), ["route 1099"]);
+    assert!(at_rest(&steps));
+    // One superseded deployment whose removal did not happen yet is removed, and only it.
+    let mut present = vec![ids[500], serving];
+    present.sort();
+    assert_eq!(names(&plan(&u, &present)), ["route 1099", "cleanup 600"]);
+}
+
+#[test]
+fn objects_of_deployments_the_usecase_does_not_know_are_removed() {
+    let stray = Uuid::from_u128(99);
+    let steps = plan(&usecase(deployed(D1)), &[D1, stray]);
+    assert_eq!(names(&steps), ["route 11", "cleanup 99"]);
+    assert!(at_rest(&steps));
+}
+
+#[test]
+fn a_usecase_is_at_rest_only_when_nothing_rolls_out_or_waits() {
+    assert!(!at_rest(&plan(&usecase(vec![requested(D1)]), &[])));
+    let mut events = deployed(D1);
+    assert!(at_rest(&plan(&usecase(events.clone()), &[D1])));
+    events.push(UsecaseEvent::UndeployRequested {
+        deployment_id: D1,
+        at: Utc::now(),
+    });
+    assert!(!at_rest(&plan(&usecase(events), &[D1])));
+}
+
+#[test]
+fn a_deleted_usecase_loses_every_object_whatever_its_deployments_state() {
+    let u = usecase(vec![
+        requested(D1),
+        UsecaseEvent::DeploymentStarted {
+            deployment_id: D1,
+            at: Utc::now(),
+        },
+        UsecaseEvent::UsecaseDeleted { at: Utc::now() },
+    ]);
+    let steps = plan(&u, &[D1]);
+    assert!(
+        names(&steps).contains(&"cleanup 11".to_owned()),
+        "{:?}",
+        names(&steps)
+    );
+    assert!(names(&steps).contains(&"forget".to_owned()));
 }

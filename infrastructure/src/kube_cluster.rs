@@ -427,6 +427,36 @@ impl ClusterPort for KubeCluster {
         Self::delete_quietly(&self.secrets(), &generated).await
     }
 
+    #[instrument(skip(self))]
+    async fn present(&self, usecase_id: Uuid) -> Result<Vec<Uuid>, ClusterError> {
+        let params = ListParams::default().labels(&format!("{USECASE_LABEL}={usecase_id}"));
+        let deployment_of = |labels: Option<&BTreeMap<String, String>>| {
+            labels?.get(DEPLOYMENT_LABEL)?.parse::<Uuid>().ok()
+        };
+        let mut ids: Vec<Uuid> = self
+            .deployments()
+            .list(&params)
+            .await
+            .map_err(error)?
+            .items
+            .iter()
+            .filter_map(|d| deployment_of(d.metadata.labels.as_ref()))
+            .collect();
+        // A Secret is applied before its Deployment: one may be left without it.
+        ids.extend(
+            self.secrets()
+                .list(&params)
+                .await
+                .map_err(error)?
+                .items
+                .iter()
+                .filter_map(|s| deployment_of(s.metadata.labels.as_ref())),
+        );
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
+    }
+
     async fn managed(&self) -> Result<Vec<(Uuid, Uuid)>, ClusterError> {
         let params = ListParams::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1));
         let list = self.deployments().list(&params).await.map_err(error)?;

@@ -103,9 +103,23 @@ impl ProcessManagerRunner {
                     }
                 }
             }
-            // Reap finished workers' results (they only end by panicking).
-            while let Some(Some(Err(e))) = tasks.join_next().now_or_never() {
-                warn!(error = %e, "process manager: a reconcile loop ended");
+            // A worker ends when its usecase is at rest; one that was sent a newer
+            // event while it was ending starts again, so no event is left unhandled.
+            while let Some(Some(joined)) = tasks.join_next().now_or_never() {
+                match joined {
+                    Ok((usecase_id, handled)) => {
+                        // A sender still open belongs to a worker started since; leave it.
+                        let Some(tx) = workers.get(&usecase_id).filter(|tx| tx.is_closed()) else {
+                            continue;
+                        };
+                        let latest = *tx.borrow();
+                        workers.remove(&usecase_id);
+                        if latest > handled {
+                            schedule(&self.pm, &mut workers, &mut tasks, usecase_id, latest);
+                        }
+                    }
+                    Err(e) => warn!(error = %e, "process manager: a reconcile loop ended"),
+                }
             }
             wakeup.wait(Duration::from_millis(500)).await;
         }
@@ -153,7 +167,7 @@ impl ProcessManagerRunner {
     async fn step(
         &self,
         workers: &mut HashMap<Uuid, watch::Sender<Cursor>>,
-        tasks: &mut JoinSet<()>,
+        tasks: &mut JoinSet<(Uuid, Cursor)>,
     ) -> Result<usize, ProjectionError> {
         let mut tx = self.pool.begin().await?;
         let checkpoint = read_checkpoint(&mut tx, CHECKPOINT).await?;
@@ -188,11 +202,11 @@ async fn hold(mut lock: PgConnection) {
 fn schedule(
     pm: &Arc<ProcessManager>,
     workers: &mut HashMap<Uuid, watch::Sender<Cursor>>,
-    tasks: &mut JoinSet<()>,
+    tasks: &mut JoinSet<(Uuid, Cursor)>,
     usecase_id: Uuid,
     cause: Cursor,
 ) {
-    // A loop that ended (it only does by panicking) is started afresh.
+    // A loop that ended (at rest, or by panicking) is started afresh.
     if let Some(tx) = workers.get(&usecase_id).filter(|tx| !tx.is_closed()) {
         tx.send_replace(cause);
         return;
@@ -204,12 +218,13 @@ fn schedule(
 
 /// Reconciles one usecase whenever it changes. A change during a reconcile
 /// cancels it and starts over on the new state (every step is idempotent);
-/// a failure is retried with back-off.
+/// a failure is retried with back-off. Ends once the usecase is at rest and no
+/// change is waiting, returning the last cause it handled.
 async fn reconcile_loop(
     pm: Arc<ProcessManager>,
     usecase_id: Uuid,
     mut changes: watch::Receiver<Cursor>,
-) {
+) -> (Uuid, Cursor) {
     let mut backoff = Duration::from_millis(500);
     loop {
         let cause = *changes.borrow_and_update();
@@ -219,10 +234,13 @@ async fn reconcile_loop(
         };
         match result {
             None => continue,
-            Some(Ok(())) => {
+            Some(Ok(settled)) => {
                 backoff = Duration::from_millis(500);
+                if settled && !changes.has_changed().unwrap_or(false) {
+                    return (usecase_id, cause);
+                }
                 if changes.changed().await.is_err() {
-                    return;
+                    return (usecase_id, cause);
                 }
             }
             Some(Err(e)) => {

@@ -1,0 +1,247 @@
+//! A reconcile's cost in cluster calls does not grow with the usecase's history:
+//! the process manager asks the cluster what it holds and touches only that.
+
+use async_trait::async_trait;
+use chrono::Utc;
+use cqrs_es::Aggregate;
+use shiplog_application::{
+    AppError, ClusterError, ClusterPort, CommandBus, CommandContext, Cursor, ProcessManager,
+    RolloutOutcome, UsecaseLoader, Workload,
+};
+use shiplog_domain::{
+    DeploymentConfig, ImageRef, Usecase, UsecaseCommand, UsecaseEvent, UsecaseName,
+};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use uuid::Uuid;
+
+const U: Uuid = Uuid::from_u128(1);
+
+/// A cluster that holds the given deployments' objects and records every call.
+struct Cluster {
+    present: Vec<Uuid>,
+    calls: Mutex<Vec<String>>,
+}
+
+impl Cluster {
+    fn new(present: Vec<Uuid>) -> Arc<Self> {
+        Arc::new(Self {
+            present,
+            calls: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn calls(&self) -> Vec<String> {
+        self.calls.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    fn record(&self, call: String) {
+        if let Ok(mut calls) = self.calls.lock() {
+            calls.push(call);
+        }
+    }
+}
+
+#[async_trait]
+impl ClusterPort for Cluster {
+    async fn apply(&self, w: &Workload) -> Result<(), ClusterError> {
+        self.record(format!("apply {}", w.deployment_id.as_u128()));
+        Ok(())
+    }
+    async fn await_rollout(
+        &self,
+        w: &Workload,
+        _timeout: Duration,
+    ) -> Result<RolloutOutcome, ClusterError> {
+        self.record(format!("await {}", w.deployment_id.as_u128()));
+        Ok(RolloutOutcome::Ready)
+    }
+    async fn route(&self, w: &Workload) -> Result<(), ClusterError> {
+        self.record(format!("route {}", w.deployment_id.as_u128()));
+        Ok(())
+    }
+    async fn remove(&self, _usecase_id: Uuid, deployment_id: Uuid) -> Result<(), ClusterError> {
+        self.record(format!("remove {}", deployment_id.as_u128()));
+        Ok(())
+    }
+    async fn remove_route(&self, _usecase_id: Uuid) -> Result<(), ClusterError> {
+        self.record("remove-route".to_owned());
+        Ok(())
+    }
+    async fn forget(&self, _usecase_id: Uuid) -> Result<(), ClusterError> {
+        self.record("forget".to_owned());
+        Ok(())
+    }
+    async fn managed(&self) -> Result<Vec<(Uuid, Uuid)>, ClusterError> {
+        self.record("managed".to_owned());
+        Ok(self.present.iter().map(|d| (U, *d)).collect())
+    }
+    async fn present(&self, _usecase_id: Uuid) -> Result<Vec<Uuid>, ClusterError> {
+        self.record("present".to_owned());
+        Ok(self.present.clone())
+    }
+}
+
+/// Serves one usecase's state.
+struct Loader(Usecase);
+
+#[async_trait]
+impl UsecaseLoader for Loader {
+    async fn load(&self, _usecase_id: Uuid) -> Result<Usecase, AppError> {
+        Ok(self.0.clone())
+    }
+}
+
+/// Accepts every outcome the process manager records, and remembers them.
+#[derive(Default)]
+struct Bus(Mutex<Vec<String>>);
+
+#[async_trait]
+impl CommandBus for Bus {
+    async fn execute(
+        &self,
+        _usecase_id: Uuid,
+        command: UsecaseCommand,
+        _ctx: &CommandContext,
+    ) -> Result<Cursor, AppError> {
+        if let Ok(mut commands) = self.0.lock() {
+            commands.push(format!("{command:?}"));
+        }
+        Ok(Cursor::START)
+    }
+}
+
+fn config() -> DeploymentConfig {
+    let image = ImageRef::new("r.example.com", "app", "1").unwrap_or_else(|e| panic!("{e}"));
+    DeploymentConfig::new(image, None, None, BTreeMap::new(), None, None)
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A usecase that deployed `n` times, each deployment superseding the one before;
+/// returns it with the ids, oldest first.
+fn history(n: u128) -> (Usecase, Vec<Uuid>) {
+    let mut u = Usecase::default();
+    let at = Utc::now();
+    u.apply(UsecaseEvent::UsecaseRegistered {
+        usecase_id: U,
+        name: UsecaseName::parse("long-history").unwrap_or_else(|e| panic!("{e}")),
+        description: String::new(),
+        at,
+        template: None,
+        visibility: None,
+        owner: None,
+        team: None,
+    });
+    let ids: Vec<Uuid> = (0..n).map(|i| Uuid::from_u128(1000 + i)).collect();
+    for (i, id) in ids.iter().enumerate() {
+        let deployment_id = *id;
+        u.apply(UsecaseEvent::DeploymentRequested {
+            deployment_id,
+            config: config(),
+            at,
+        });
+        u.apply(UsecaseEvent::DeploymentStarted { deployment_id, at });
+        u.apply(UsecaseEvent::DeploymentSucceeded { deployment_id, at });
+        if i > 0 {
+            u.apply(UsecaseEvent::DeploymentSuperseded {
+                deployment_id: ids[i - 1],
+                superseded_by: deployment_id,
+                at,
+            });
+        }
+    }
+    (u, ids)
+}
+
+/// The cluster calls one reconcile of a usecase with `n` finished deployments makes,
+/// the cluster holding only the serving one; and whether it reported the usecase at rest.
+async fn reconcile_calls(n: u128) -> (Vec<String>, bool) {
+    let (usecase, ids) = history(n);
+    let serving = ids[ids.len() - 1];
+    let cluster = Cluster::new(vec![serving]);
+    let bus = Arc::new(Bus::default());
+    let pm = ProcessManager::new(
+        bus.clone(),
+        Arc::new(Loader(usecase)),
+        cluster.clone(),
+        Duration::from_secs(5),
+    );
+    let settled = pm
+        .reconcile(U, Cursor::START)
+        .await
+        .unwrap_or_else(|e| panic!("reconcile: {e}"));
+    let recorded = bus.0.lock().map(|c| c.len()).unwrap_or(usize::MAX);
+    assert_eq!(recorded, 0, "nothing to record for a usecase at rest");
+    let calls = cluster
+        .calls()
+        .into_iter()
+        // The serving deployment's id differs with n; its call does not.
+        .map(|c| c.replace(&serving.as_u128().to_string(), "serving"))
+        .collect();
+    (calls, settled)
+}
+
+#[tokio::test]
+async fn a_thousand_finished_deployments_cost_no_more_cluster_calls_than_one() {
+    let (one, one_settled) = reconcile_calls(1).await;
+    let (thousand, thousand_settled) = reconcile_calls(1000).await;
+    assert_eq!(one, ["present", "route serving"]);
+    assert_eq!(thousand, one);
+    assert!(
+        one_settled && thousand_settled,
+        "a routed usecase is at rest"
+    );
+}
+
+#[tokio::test]
+async fn a_leftover_is_removed_once_and_a_rollout_is_not_at_rest() {
+    let (mut usecase, ids) = history(3);
+    let leftover = ids[0];
+    let cluster = Cluster::new(vec![leftover, ids[2]]);
+    let pm = ProcessManager::new(
+        Arc::new(Bus::default()),
+        Arc::new(Loader(usecase.clone())),
+        cluster.clone(),
+        Duration::from_secs(5),
+    );
+    let settled = pm
+        .reconcile(U, Cursor::START)
+        .await
+        .unwrap_or_else(|e| panic!("reconcile: {e}"));
+    assert_eq!(cluster.calls(), ["present", "route 1002", "remove 1000"]);
+    assert!(settled);
+
+    // A new deployment requested: the reconcile rolls it out and the usecase is not at rest
+    // (its worker waits for the outcome event it recorded).
+    usecase.apply(UsecaseEvent::DeploymentRequested {
+        deployment_id: Uuid::from_u128(2000),
+        config: config(),
+        at: Utc::now(),
+    });
+    let cluster = Cluster::new(vec![ids[2]]);
+    let bus = Arc::new(Bus::default());
+    let pm = ProcessManager::new(
+        bus.clone(),
+        Arc::new(Loader(usecase)),
+        cluster.clone(),
+        Duration::from_secs(5),
+    );
+    let settled = pm
+        .reconcile(U, Cursor::START)
+        .await
+        .unwrap_or_else(|e| panic!("reconcile: {e}"));
+    assert!(!settled);
+    assert_eq!(
+        cluster.calls(),
+        [
+            "present",
+            "route 1002",
+            "apply 2000",
+            "await 2000",
+            "route 2000"
+        ]
+    );
+    let recorded = bus.0.lock().map(|c| c.clone()).unwrap_or_default();
+    assert_eq!(recorded.len(), 2, "started and succeeded: {recorded:?}");
+}
