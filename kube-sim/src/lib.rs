@@ -202,6 +202,7 @@ use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -457,6 +458,14 @@ async fn run(
     let ingress = ingress.map(|l| tokio::spawn(ingress::listener::serve(l, shared.clone())));
     let cancel = shared.cancel.clone();
     let app = http::router(shared.clone());
+    // Without TCP_NODELAY a watch event written after a small chunk waits for the client's
+    // delayed ACK (40 ms on Linux); Go's net package, which kube-apiserver uses, sets it on
+    // every connection.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "kube-sim could not set TCP_NODELAY");
+        }
+    });
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             tokio::select! {
