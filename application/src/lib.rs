@@ -12,6 +12,7 @@ pub mod operations;
 pub mod platform;
 pub mod ports;
 pub mod process_manager;
+pub mod read_models;
 pub mod teams;
 pub mod time_travel;
 pub mod usecases;

@@ -2,18 +2,19 @@
 //! memory from the events recorded up to it.
 //!
 //! The live read models are SQL projections (`usecase_view`, `deployment_view`)
-//! queried by the read model. [`state_at`] folds the same events through an
-//! in-memory copy of those two tables, statement for statement, so that the past
-//! looks exactly as the live API would have shown it: the same ordinals, the same
+//! queried by the read model. [`state_at`] folds the same events through the
+//! same fold the projector uses ([`crate::read_models`]), from empty tables, and
+//! decodes the rows as the read model's queries do, so that the past looks
+//! exactly as the live API would have shown it: the same ordinals, the same
 //! `updated_by`, the same "latest deployment that is not in error", and
 //! timestamps cut to the microseconds that `timestamptz` keeps.
 
 use crate::error::AppError;
 use crate::ledger::RecordedEvent;
 use crate::ports::{DeploymentView, UsecaseView};
-use chrono::{DateTime, Utc};
+use crate::read_models::{DeploymentRow, Fact, ReadModels, Views};
 use serde::Deserialize;
-use shiplog_domain::{AutoUpdate, DeploymentStatus, UsecaseEvent, Visibility};
+use shiplog_domain::{AutoUpdate, DeploymentStatus, UsecaseEvent};
 use std::cmp::Reverse;
 use uuid::Uuid;
 
@@ -39,7 +40,7 @@ pub fn state_at(events: &[RecordedEvent]) -> Result<Option<StateAt>, AppError> {
     let mut ordered: Vec<&RecordedEvent> = events.iter().collect();
     // The projector follows the global order; a stable sort keeps the caller's order on ties.
     ordered.sort_by_key(|e| e.cursor);
-    let mut tables = Tables::default();
+    let mut tables = ReadModels::empty();
     let mut target: Option<Uuid> = None;
     for raw in ordered {
         // Decoded before the id is checked, as the projector does.
@@ -51,9 +52,22 @@ pub fn state_at(events: &[RecordedEvent]) -> Result<Option<StateAt>, AppError> {
                 raw.aggregate_id, raw.cursor
             )));
         }
-        tables.apply(usecase_id, raw, &event)?;
+        let fact = Fact {
+            cursor: raw.cursor,
+            usecase_id,
+            sequence: raw.sequence,
+            actor: raw.actor(),
+            request_id: raw.metadata["request_id"].as_str().unwrap_or_default(),
+            event: &event,
+        };
+        tables
+            .apply(&fact, Views::USECASES_AND_DEPLOYMENTS)
+            .map_err(|e| AppError::Internal(e.to_string()))?;
     }
-    Ok(target.and_then(|usecase_id| tables.into_state(usecase_id)))
+    match target {
+        Some(usecase_id) => state_of(&tables, usecase_id),
+        None => Ok(None),
+    }
 }
 
 /// The typed event, as the projector decodes it (no upcasting).
@@ -76,304 +90,65 @@ fn aggregate_id(raw: &RecordedEvent) -> Result<Uuid, AppError> {
     })
 }
 
-/// `at` as a `timestamptz` column gives it back: sqlx sends whole microseconds
-/// since 2000-01-01, truncated toward that epoch, so nanoseconds are lost.
-fn stored(at: DateTime<Utc>, raw: &RecordedEvent) -> Result<DateTime<Utc>, AppError> {
-    let out_of_range = || {
-        AppError::Internal(format!(
-            "event at {} ({}) has a time Postgres cannot store: {at}",
-            raw.cursor, raw.event_type
-        ))
+/// What the read model's queries return for `usecase_id` over these rows, decoded
+/// as they decode the columns.
+fn state_of(tables: &ReadModels, usecase_id: Uuid) -> Result<Option<StateAt>, AppError> {
+    let Some(row) = tables.usecases.get(&usecase_id) else {
+        return Ok(None);
     };
-    let epoch = DateTime::<Utc>::from_timestamp(POSTGRES_EPOCH, 0).ok_or_else(out_of_range)?;
-    let micros = (at - epoch).num_microseconds().ok_or_else(out_of_range)?;
-    epoch
-        .checked_add_signed(chrono::TimeDelta::microseconds(micros))
-        .ok_or_else(out_of_range)
-}
-
-/// 2000-01-01T00:00:00Z in Unix seconds: the origin of Postgres timestamps.
-const POSTGRES_EPOCH: i64 = 946_684_800;
-
-/// A row of `usecase_view`, with only the columns the read model shows
-/// (`updated_at`/`updated_by` are kept there but never read back).
-struct UsecaseRow {
-    id: Uuid,
-    name: String,
-    description: String,
-    created_at: DateTime<Utc>,
-    created_by: String,
-    has_succeeded: bool,
-    template: Option<String>,
-    visibility: Option<Visibility>,
-    auto_update: AutoUpdate,
-    deletion_requested: bool,
-    owner: String,
-    team: Option<Uuid>,
-}
-
-/// A row of `deployment_view`: the view plus the ordinal that orders the listing.
-struct DeploymentRow {
-    ordinal: i32,
-    view: DeploymentView,
-}
-
-/// The two projection tables, in memory.
-#[derive(Default)]
-struct Tables {
-    usecases: Vec<UsecaseRow>,
-    deployments: Vec<DeploymentRow>,
-}
-
-impl Tables {
-    /// One event through both projections, in the projector's order.
-    fn apply(
-        &mut self,
-        usecase_id: Uuid,
-        raw: &RecordedEvent,
-        event: &UsecaseEvent,
-    ) -> Result<(), AppError> {
-        // Every statement binds the event's time, so one the database refuses fails the event.
-        let at = stored(event.at(), raw)?;
-        self.apply_usecase_view(usecase_id, raw, event, at)?;
-        self.apply_deployment_view(usecase_id, raw, event, at)
-    }
-
-    /// Mirrors `UsecaseViewProjection::apply`.
-    fn apply_usecase_view(
-        &mut self,
-        usecase_id: Uuid,
-        raw: &RecordedEvent,
-        event: &UsecaseEvent,
-        at: DateTime<Utc>,
-    ) -> Result<(), AppError> {
-        match event {
-            // The row takes the payload's id, while later statements match the aggregate id.
-            UsecaseEvent::UsecaseRegistered {
-                usecase_id: id,
-                name,
-                description,
-                template,
-                visibility,
-                owner,
-                team,
-                ..
-            } => {
-                if self.usecases.iter().any(|u| u.id == *id) {
-                    return Err(refused(raw, "registers a usecase that already has a row"));
-                }
-                self.usecases.push(UsecaseRow {
-                    id: *id,
-                    name: name.as_str().to_owned(),
-                    description: description.clone(),
-                    created_at: at,
-                    created_by: raw.actor().to_owned(),
-                    has_succeeded: false,
-                    template: template.clone(),
-                    visibility: *visibility,
-                    auto_update: AutoUpdate::default(),
-                    deletion_requested: false,
-                    // Usecases registered before owners existed belong to who registered them.
-                    owner: owner.clone().unwrap_or_else(|| raw.actor().to_owned()),
-                    team: *team,
-                });
-            }
-            UsecaseEvent::UsecaseDeleted { .. } => self.usecases.retain(|u| u.id != usecase_id),
-            UsecaseEvent::AutoUpdateConfigured {
-                enabled, strategy, ..
-            } => {
-                for row in self.usecases.iter_mut().filter(|u| u.id == usecase_id) {
-                    row.auto_update = AutoUpdate {
-                        enabled: *enabled,
-                        strategy: *strategy,
-                    };
-                }
-            }
-            UsecaseEvent::DeletionRequested { .. } => {
-                for row in self.usecases.iter_mut().filter(|u| u.id == usecase_id) {
-                    row.deletion_requested = true;
-                }
-            }
-            other => {
-                // Once true it stays true, whatever happens to the deployment later.
-                let succeeded = matches!(other, UsecaseEvent::DeploymentSucceeded { .. });
-                for row in self.usecases.iter_mut().filter(|u| u.id == usecase_id) {
-                    row.has_succeeded |= succeeded;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Mirrors `DeploymentViewProjection::apply`.
-    fn apply_deployment_view(
-        &mut self,
-        usecase_id: Uuid,
-        raw: &RecordedEvent,
-        event: &UsecaseEvent,
-        at: DateTime<Utc>,
-    ) -> Result<(), AppError> {
-        use DeploymentStatus as S;
-        let actor = raw.actor();
-        match event {
-            UsecaseEvent::DeploymentRequested {
-                deployment_id,
-                config,
-                ..
-            } => {
-                if self.deployments.iter().any(|d| d.view.id == *deployment_id) {
-                    return Err(refused(
-                        raw,
-                        "requests a deployment id that already has a row",
-                    ));
-                }
-                // Ordinals count the rows present now, so they restart after a delete.
-                let ordinal = self
-                    .deployments
-                    .iter()
-                    .filter(|d| d.view.usecase_id == usecase_id)
-                    .map(|d| d.ordinal)
-                    .max()
-                    .unwrap_or(0)
-                    + 1;
-                self.deployments.push(DeploymentRow {
-                    ordinal,
-                    view: DeploymentView {
-                        id: *deployment_id,
-                        usecase_id,
-                        status: S::Pending,
-                        created_at: at,
-                        message: String::new(),
-                        config: config.clone(),
-                        requested_by: actor.to_owned(),
-                        updated_at: at,
-                        updated_by: actor.to_owned(),
-                        undeploy_requested: false,
-                        superseded_by: None,
-                    },
-                });
-            }
-            UsecaseEvent::DeploymentStarted { deployment_id, .. } => {
-                self.set_status(*deployment_id, S::Deploying, None, None, at, actor)
-            }
-            UsecaseEvent::DeploymentSucceeded { deployment_id, .. } => {
-                self.set_status(*deployment_id, S::Deployed, None, None, at, actor)
-            }
-            UsecaseEvent::DeploymentFailed {
-                deployment_id,
-                message,
-                ..
-            } => self.set_status(*deployment_id, S::Error, Some(message), None, at, actor),
-            UsecaseEvent::DeploymentSuperseded {
-                deployment_id,
-                superseded_by,
-                ..
-            } => self.set_status(
-                *deployment_id,
-                S::Superseded,
-                None,
-                Some(*superseded_by),
-                at,
-                actor,
-            ),
-            UsecaseEvent::DeploymentUndeployed { deployment_id, .. } => {
-                if let Some(row) = self.deployment_mut(*deployment_id) {
-                    row.undeploy_requested = false;
-                }
-                self.set_status(*deployment_id, S::Undeployed, None, None, at, actor)
-            }
-            UsecaseEvent::UndeployRequested { deployment_id, .. } => {
-                // Only the flag and who/when change; the status stays as it was.
-                if let Some(row) = self.deployment_mut(*deployment_id) {
-                    row.undeploy_requested = true;
-                    row.updated_at = at;
-                    row.updated_by = actor.to_owned();
-                }
-            }
-            UsecaseEvent::UsecaseDeleted { .. } => {
-                self.deployments.retain(|d| d.view.usecase_id != usecase_id)
-            }
-            // Restarts, config changes and rollbacks leave the row alone: the
-            // DeploymentRequested of a config change or rollback makes its own.
-            UsecaseEvent::UsecaseRegistered { .. }
-            | UsecaseEvent::RestartRequested { .. }
-            | UsecaseEvent::RestartSucceeded { .. }
-            | UsecaseEvent::RestartFailed { .. }
-            | UsecaseEvent::ConfigChangeRequested { .. }
-            | UsecaseEvent::RollbackRequested { .. }
-            | UsecaseEvent::AutoUpdateConfigured { .. }
-            | UsecaseEvent::DeletionRequested { .. } => {}
-        }
-        Ok(())
-    }
-
-    /// Mirrors the projection's `set_status`: a message or successor, once set, is kept
-    /// (`COALESCE`); an unknown deployment is left alone, as an `UPDATE` matching no row.
-    fn set_status(
-        &mut self,
-        deployment_id: Uuid,
-        status: DeploymentStatus,
-        message: Option<&str>,
-        superseded_by: Option<Uuid>,
-        at: DateTime<Utc>,
-        actor: &str,
-    ) {
-        let Some(row) = self.deployment_mut(deployment_id) else {
-            return;
-        };
-        row.status = status;
-        if let Some(message) = message {
-            message.clone_into(&mut row.message);
-        }
-        if superseded_by.is_some() {
-            row.superseded_by = superseded_by;
-        }
-        row.updated_at = at;
-        actor.clone_into(&mut row.updated_by);
-    }
-
-    fn deployment_mut(&mut self, id: Uuid) -> Option<&mut DeploymentView> {
-        self.deployments
-            .iter_mut()
-            .map(|d| &mut d.view)
-            .find(|d| d.id == id)
-    }
-
-    /// What the read model's queries return for `usecase_id` over these rows.
-    fn into_state(mut self, usecase_id: Uuid) -> Option<StateAt> {
-        let row = self.usecases.into_iter().find(|u| u.id == usecase_id)?;
-        self.deployments.retain(|d| d.view.usecase_id == usecase_id);
-        self.deployments.sort_by_key(|d| Reverse(d.ordinal));
-        // `usecase_select`: nothing until a deployment succeeded, then the newest row not in error.
-        let deployment = self
-            .deployments
-            .iter()
-            .find(|d| row.has_succeeded && d.view.status != DeploymentStatus::Error)
-            .map(|d| d.view.clone());
-        Some(StateAt {
-            usecase: UsecaseView {
-                id: row.id,
-                name: row.name,
-                description: row.description,
-                created_at: row.created_at,
-                created_by: row.created_by,
-                deployment,
-                template: row.template,
-                visibility: row.visibility,
-                auto_update: row.auto_update,
-                deletion_requested: row.deletion_requested,
-                owner: row.owner,
-                team: row.team,
+    let mut rows: Vec<&DeploymentRow> = tables.deployments.of_usecase(usecase_id).collect();
+    rows.sort_by_key(|d| Reverse(d.ordinal));
+    let deployments = rows
+        .into_iter()
+        .map(deployment_view)
+        .collect::<Result<Vec<_>, _>>()?;
+    // `usecase_select`: nothing until a deployment succeeded, then the newest row not in error.
+    let deployment = deployments
+        .iter()
+        .find(|d| row.has_succeeded && d.status != DeploymentStatus::Error)
+        .cloned();
+    Ok(Some(StateAt {
+        usecase: UsecaseView {
+            id: row.id,
+            name: row.name.clone(),
+            description: row.description.clone(),
+            created_at: row.created_at,
+            created_by: row.created_by.clone(),
+            deployment,
+            template: row.template.clone(),
+            visibility: row.visibility.as_deref().map(word).transpose()?,
+            auto_update: AutoUpdate {
+                enabled: row.auto_update_enabled,
+                strategy: word(&row.auto_update_strategy)?,
             },
-            deployments: self.deployments.into_iter().map(|d| d.view).collect(),
-        })
-    }
+            deletion_requested: row.deletion_requested,
+            owner: row.owner.clone(),
+            team: row.team_id,
+        },
+        deployments,
+    }))
 }
 
-/// An event the projection's SQL would reject (a constraint violation).
-fn refused(raw: &RecordedEvent, what: &str) -> AppError {
-    AppError::Internal(format!(
-        "event at {} ({}) {what}; the projections would refuse it",
-        raw.cursor, raw.event_type
-    ))
+/// A `deployment_view` row as the read model decodes it.
+fn deployment_view(row: &DeploymentRow) -> Result<DeploymentView, AppError> {
+    Ok(DeploymentView {
+        id: row.id,
+        usecase_id: row.usecase_id,
+        status: word(&row.status)?,
+        created_at: row.created_at,
+        message: row.message.clone(),
+        config: serde_json::from_str(&row.config)
+            .map_err(|e| AppError::Internal(format!("deployment {} config: {e}", row.id)))?,
+        requested_by: row.requested_by.clone(),
+        updated_at: row.updated_at,
+        updated_by: row.updated_by.clone(),
+        undeploy_requested: row.undeploy_requested,
+        superseded_by: row.superseded_by,
+    })
+}
+
+/// A word stored in a text column, read back through its serde spelling.
+fn word<T: serde::de::DeserializeOwned>(raw: &str) -> Result<T, AppError> {
+    T::deserialize(serde_json::Value::String(raw.to_owned()))
+        .map_err(|e| AppError::Internal(format!("read model word {raw:?}: {e}")))
 }

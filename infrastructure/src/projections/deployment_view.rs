@@ -1,37 +1,33 @@
-//! `deployment_view`: one row per deployment, with its status and config.
+//! `deployment_view`: one row per deployment, with its status and config. How
+//! events change it is the fold's (`shiplog_application::read_models`); here are
+//! the loads and writes.
 
-use super::{ProjectedEvent, Projection};
+use super::{chunks, Projection, ProjectionError};
 use async_trait::async_trait;
-use shiplog_domain::{DeploymentStatus, UsecaseEvent};
-use sqlx::PgConnection;
+use shiplog_application::read_models::{DeploymentRow, Needs, ReadModels, Views};
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Row};
+use std::collections::HashSet;
 use uuid::Uuid;
 
 /// Keeps `deployment_view` in step with the log.
 pub struct DeploymentViewProjection;
 
-async fn set_status(
-    conn: &mut PgConnection,
-    e: &ProjectedEvent<'_>,
-    deployment_id: &Uuid,
-    status: DeploymentStatus,
-    message: Option<&str>,
-    superseded_by: Option<&Uuid>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE deployment_view
-            SET status = $2, message = COALESCE($3, message), superseded_by = COALESCE($4, superseded_by),
-                updated_at = $5, updated_by = $6
-          WHERE id = $1",
-    )
-    .bind(deployment_id)
-    .bind(status.as_str())
-    .bind(message)
-    .bind(superseded_by)
-    .bind(e.event.at())
-    .bind(e.raw.actor())
-    .execute(conn)
-    .await?;
-    Ok(())
+fn row(row: &PgRow) -> Result<DeploymentRow, sqlx::Error> {
+    Ok(DeploymentRow {
+        id: row.try_get("id")?,
+        usecase_id: row.try_get("usecase_id")?,
+        ordinal: row.try_get("ordinal")?,
+        status: row.try_get("status")?,
+        created_at: row.try_get("created_at")?,
+        message: row.try_get("message")?,
+        config: row.try_get("config")?,
+        requested_by: row.try_get("requested_by")?,
+        updated_at: row.try_get("updated_at")?,
+        updated_by: row.try_get("updated_by")?,
+        undeploy_requested: row.try_get("undeploy_requested")?,
+        superseded_by: row.try_get("superseded_by")?,
+    })
 }
 
 #[async_trait]
@@ -44,92 +40,142 @@ impl Projection for DeploymentViewProjection {
         &["deployment_view"]
     }
 
-    async fn apply(
+    fn view(&self) -> Views {
+        Views {
+            usecases: false,
+            deployments: true,
+            revisions: false,
+            teams: false,
+        }
+    }
+
+    async fn load(
         &self,
         conn: &mut PgConnection,
-        e: &ProjectedEvent<'_>,
-    ) -> Result<(), sqlx::Error> {
-        use DeploymentStatus as S;
-        match &e.event {
-            UsecaseEvent::DeploymentRequested {
-                deployment_id,
-                config,
-                at,
-            } => {
-                let config = serde_json::to_value(config)
-                    .map_err(|err| sqlx::Error::Encode(Box::new(err)))?;
-                sqlx::query(
-                    "INSERT INTO deployment_view
-                       (id, usecase_id, ordinal, status, created_at, config, requested_by, updated_at, updated_by)
-                     VALUES ($1, $2,
-                       (SELECT COALESCE(MAX(ordinal), 0) + 1 FROM deployment_view WHERE usecase_id = $2),
-                       'pending', $3, $4, $5, $3, $5)",
-                )
-                .bind(deployment_id)
-                .bind(e.usecase_id)
-                .bind(at)
-                .bind(config)
-                .bind(e.raw.actor())
-                .execute(conn)
+        missing: &Needs,
+        models: &mut ReadModels,
+    ) -> Result<(), ProjectionError> {
+        if !missing.deployments.is_empty() {
+            let ids: Vec<Uuid> = missing.deployments.iter().copied().collect();
+            let rows = sqlx::query(
+                "SELECT id, usecase_id, ordinal, status, created_at, message, config::text AS config,
+                        requested_by, updated_at, updated_by, undeploy_requested, superseded_by
+                   FROM deployment_view WHERE id = ANY($1)",
+            )
+            .bind(&ids)
+            .fetch_all(&mut *conn)
+            .await?;
+            let mut found = HashSet::with_capacity(rows.len());
+            for r in &rows {
+                let r = row(r)?;
+                found.insert(r.id);
+                models.deployments.load(r.id, Some(r));
+            }
+            for id in ids.into_iter().filter(|id| !found.contains(id)) {
+                models.deployments.load(id, None);
+            }
+        }
+        if !missing.ordinals.is_empty() {
+            let usecases: Vec<Uuid> = missing.ordinals.iter().copied().collect();
+            // One step down the (usecase_id, ordinal) index per usecase.
+            let maxima: Vec<(Uuid, i32)> = sqlx::query_as(
+                "SELECT u.id, COALESCE((SELECT max(d.ordinal) FROM deployment_view d
+                                         WHERE d.usecase_id = u.id), 0)
+                   FROM UNNEST($1::uuid[]) AS u(id)",
+            )
+            .bind(&usecases)
+            .fetch_all(&mut *conn)
+            .await?;
+            for (usecase_id, max) in maxima {
+                models.deployments.load_max_ordinal(usecase_id, max);
+            }
+        }
+        Ok(())
+    }
+
+    async fn write(&self, conn: &mut PgConnection, models: &ReadModels) -> Result<(), sqlx::Error> {
+        let table = &models.deployments;
+        let changes = table.rows.changes();
+        let deleted_usecases: Vec<Uuid> = table.deleted_usecases().copied().collect();
+        if !changes.deleted.is_empty() || !deleted_usecases.is_empty() {
+            // A deleted usecase takes its rows along, also those the fold never held.
+            sqlx::query("DELETE FROM deployment_view WHERE id = ANY($1) OR usecase_id = ANY($2)")
+                .bind(&changes.deleted)
+                .bind(&deleted_usecases)
+                .execute(&mut *conn)
                 .await?;
-            }
-            UsecaseEvent::DeploymentStarted { deployment_id, .. } => {
-                set_status(conn, e, deployment_id, S::Deploying, None, None).await?
-            }
-            UsecaseEvent::DeploymentSucceeded { deployment_id, .. } => {
-                set_status(conn, e, deployment_id, S::Deployed, None, None).await?
-            }
-            UsecaseEvent::DeploymentFailed {
-                deployment_id,
-                message,
-                ..
-            } => set_status(conn, e, deployment_id, S::Error, Some(message), None).await?,
-            UsecaseEvent::DeploymentSuperseded {
-                deployment_id,
-                superseded_by,
-                ..
-            } => {
-                set_status(
-                    conn,
-                    e,
-                    deployment_id,
-                    S::Superseded,
-                    None,
-                    Some(superseded_by),
-                )
-                .await?
-            }
-            UsecaseEvent::DeploymentUndeployed { deployment_id, .. } => {
-                sqlx::query("UPDATE deployment_view SET undeploy_requested = false WHERE id = $1")
-                    .bind(deployment_id)
-                    .execute(&mut *conn)
-                    .await?;
-                set_status(conn, e, deployment_id, S::Undeployed, None, None).await?
-            }
-            UsecaseEvent::UndeployRequested { deployment_id, at } => {
-                sqlx::query("UPDATE deployment_view SET undeploy_requested = true, updated_at = $2, updated_by = $3 WHERE id = $1")
-                    .bind(deployment_id)
-                    .bind(at)
-                    .bind(e.raw.actor())
-                    .execute(conn)
-                    .await?;
-            }
-            UsecaseEvent::UsecaseDeleted { .. } => {
-                sqlx::query("DELETE FROM deployment_view WHERE usecase_id = $1")
-                    .bind(e.usecase_id)
-                    .execute(conn)
-                    .await?;
-            }
-            // Restarts, config changes and rollbacks leave the row alone: the
-            // DeploymentRequested of a config change or rollback makes its own.
-            UsecaseEvent::UsecaseRegistered { .. }
-            | UsecaseEvent::RestartRequested { .. }
-            | UsecaseEvent::RestartSucceeded { .. }
-            | UsecaseEvent::RestartFailed { .. }
-            | UsecaseEvent::ConfigChangeRequested { .. }
-            | UsecaseEvent::RollbackRequested { .. }
-            | UsecaseEvent::AutoUpdateConfigured { .. }
-            | UsecaseEvent::DeletionRequested { .. } => {}
+        }
+        for rows in chunks(&changes.updated) {
+            // Only what an event after the request can change.
+            sqlx::query(
+                "UPDATE deployment_view d
+                    SET status = v.status, message = v.message, updated_at = v.updated_at,
+                        updated_by = v.updated_by, undeploy_requested = v.undeploy_requested,
+                        superseded_by = v.superseded_by
+                   FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::text[],
+                               $6::bool[], $7::uuid[])
+                        AS v(id, status, message, updated_at, updated_by, undeploy_requested,
+                             superseded_by)
+                  WHERE d.id = v.id",
+            )
+            .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.message.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.updated_at).collect::<Vec<_>>())
+            .bind(
+                rows.iter()
+                    .map(|r| r.updated_by.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                rows.iter()
+                    .map(|r| r.undeploy_requested)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(rows.iter().map(|r| r.superseded_by).collect::<Vec<_>>())
+            .execute(&mut *conn)
+            .await?;
+        }
+        for rows in chunks(&changes.inserted) {
+            sqlx::query(
+                "INSERT INTO deployment_view
+                   (id, usecase_id, ordinal, status, created_at, message, config, requested_by,
+                    updated_at, updated_by, undeploy_requested, superseded_by)
+                 SELECT id, usecase_id, ordinal, status, created_at, message, config::jsonb,
+                        requested_by, updated_at, updated_by, undeploy_requested, superseded_by
+                   FROM UNNEST($1::uuid[], $2::uuid[], $3::int[], $4::text[], $5::timestamptz[],
+                               $6::text[], $7::text[], $8::text[], $9::timestamptz[], $10::text[],
+                               $11::bool[], $12::uuid[])
+                        AS v(id, usecase_id, ordinal, status, created_at, message, config,
+                             requested_by, updated_at, updated_by, undeploy_requested,
+                             superseded_by)",
+            )
+            .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.usecase_id).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.ordinal).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.message.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.config.as_str()).collect::<Vec<_>>())
+            .bind(
+                rows.iter()
+                    .map(|r| r.requested_by.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(rows.iter().map(|r| r.updated_at).collect::<Vec<_>>())
+            .bind(
+                rows.iter()
+                    .map(|r| r.updated_by.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                rows.iter()
+                    .map(|r| r.undeploy_requested)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(rows.iter().map(|r| r.superseded_by).collect::<Vec<_>>())
+            .execute(&mut *conn)
+            .await?;
         }
         Ok(())
     }

@@ -5,10 +5,22 @@
 //! update. Several shiplog processes may run the same projections: a
 //! transaction-scoped advisory lock per projection lets one apply a batch at a
 //! time, and the others then start from the checkpoint it committed.
+//!
+//! A batch is applied set-based: its events are decoded, the rows they touch are
+//! loaded (one query per table), the whole batch is folded in memory by the
+//! read-side fold that time travel uses too (`shiplog_application::read_models`),
+//! and only each row's final state is written back, with at most a delete, an
+//! update and an insert per table. The statements per batch do not grow with
+//! its size.
 
 mod deployment_view;
+mod log;
+#[cfg(test)]
+mod per_event;
 mod revision_view;
 mod team_view;
+#[cfg(test)]
+mod tests;
 mod usecase_view;
 
 pub use deployment_view::DeploymentViewProjection;
@@ -16,24 +28,23 @@ pub use revision_view::RevisionViewProjection;
 pub use team_view::TeamViewProjection;
 pub use usecase_view::UsecaseViewProjection;
 
-use crate::event_log::{cursor_from, EventLog, RecordedEvent, Wakeup};
+use crate::event_log::{cursor_from, Wakeup};
 use async_trait::async_trait;
-use cqrs_es::Aggregate;
+use log::{FactRef, LoggedEvent};
+use shiplog_application::read_models::{FoldError, Needs, ReadModels, Views};
 use shiplog_application::Cursor;
-use shiplog_domain::{Team, TeamEvent, UsecaseEvent};
-use sqlx::{PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool, Row};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
 use tracing::{debug, instrument, warn};
-use uuid::Uuid;
 
-/// How many events one projection transaction applies at most.
-const BATCH: i64 = 500;
 /// The channel the events table notifies on insert.
 pub const EVENTS_CHANNEL: &str = "shiplog_events";
 /// How long read-your-writes waits for the projections before answering anyway.
 const READ_YOUR_WRITES_TIMEOUT: Duration = Duration::from_secs(5);
+/// Rows per write statement: bounds the size of one message to the database.
+const ROWS_PER_STATEMENT: usize = 20_000;
 
 /// Why a stored event could not be projected.
 #[derive(Debug, thiserror::Error)]
@@ -54,106 +65,78 @@ pub enum ProjectionError {
     /// The aggregate id of a stored event is not a UUID.
     #[error("event at {0} has an aggregate id that is not a UUID")]
     AggregateId(Cursor),
+    /// The read models cannot take the event (a key that has a row already, a
+    /// time PostgreSQL cannot store): they stop at it, as its SQL would have.
+    #[error(transparent)]
+    Fold(#[from] FoldError),
 }
 
-/// An event decoded for projections: the typed payload plus where and by whom.
-pub struct ProjectedEvent<'a> {
-    /// The raw stored event.
-    pub raw: &'a RecordedEvent,
-    /// The usecase it belongs to.
-    pub usecase_id: Uuid,
-    /// The typed event.
-    pub event: UsecaseEvent,
-}
-
-/// A stored event decoded as what it is about: a usecase or a team.
-// One lives at a time, for one event of a batch: boxing would buy nothing.
-#[allow(clippy::large_enum_variant)]
-enum Decoded<'a> {
-    /// A usecase's event, for the usecase projections.
-    Usecase(ProjectedEvent<'a>),
-    /// A team's event, for the team projection.
-    Team(Uuid, TeamEvent),
-}
-
-impl<'a> Decoded<'a> {
-    fn decode(raw: &'a RecordedEvent) -> Result<Self, ProjectionError> {
-        if raw.aggregate_type != Team::TYPE {
-            return ProjectedEvent::decode(raw).map(Self::Usecase);
-        }
-        Ok(Self::Team(aggregate_uuid(raw)?, payload(raw)?))
-    }
-
-    /// Applies it to `projection`: a usecase event to every projection, a team event
-    /// to those that keep teams.
-    async fn apply_to(
-        &self,
-        projection: &dyn Projection,
-        conn: &mut PgConnection,
-        raw: &RecordedEvent,
-    ) -> Result<(), sqlx::Error> {
-        match self {
-            Self::Usecase(event) => projection.apply(conn, event).await,
-            Self::Team(team_id, event) => projection.apply_team(conn, raw, *team_id, event).await,
-        }
-    }
-}
-
-/// The typed payload of a stored event.
-fn payload<T: serde::de::DeserializeOwned>(raw: &RecordedEvent) -> Result<T, ProjectionError> {
-    serde_json::from_value(raw.payload.clone()).map_err(|source| ProjectionError::Payload {
-        cursor: raw.cursor,
-        event_type: raw.event_type.clone(),
-        source,
-    })
-}
-
-/// The aggregate id of a stored event, which must be a UUID.
-fn aggregate_uuid(raw: &RecordedEvent) -> Result<Uuid, ProjectionError> {
-    raw.aggregate_id
-        .parse()
-        .map_err(|_| ProjectionError::AggregateId(raw.cursor))
-}
-
-impl<'a> ProjectedEvent<'a> {
-    fn decode(raw: &'a RecordedEvent) -> Result<Self, ProjectionError> {
-        Ok(Self {
-            event: payload(raw)?,
-            usecase_id: aggregate_uuid(raw)?,
-            raw,
-        })
-    }
-}
-
-/// One read model: its name (the checkpoint key), its tables, and how an event changes them.
+/// One read model: its name (the checkpoint key), its tables, and how its rows
+/// are loaded and written around the fold.
 #[async_trait]
-pub trait Projection: Send + Sync {
+trait Projection: Send + Sync {
     /// The checkpoint name; never change it once deployed.
     fn name(&self) -> &'static str;
     /// The tables it owns, emptied by a rebuild.
     fn tables(&self) -> &'static [&'static str];
-    /// Applies one usecase event inside the subscription's transaction.
-    async fn apply(
+    /// Which part of the fold it is.
+    fn view(&self) -> Views;
+    /// Loads the rows of its tables that `missing` names into `models`.
+    async fn load(
         &self,
         conn: &mut PgConnection,
-        event: &ProjectedEvent<'_>,
-    ) -> Result<(), sqlx::Error>;
-    /// Applies one team event; projections of usecases ignore them.
-    async fn apply_team(
-        &self,
-        _conn: &mut PgConnection,
-        _raw: &RecordedEvent,
-        _team_id: Uuid,
-        _event: &TeamEvent,
-    ) -> Result<(), sqlx::Error> {
-        Ok(())
+        missing: &Needs,
+        models: &mut ReadModels,
+    ) -> Result<(), ProjectionError>;
+    /// Writes what changed in its tables since the last write.
+    async fn write(&self, conn: &mut PgConnection, models: &ReadModels) -> Result<(), sqlx::Error>;
+}
+
+/// `rows` in slices of at most [`ROWS_PER_STATEMENT`].
+fn chunks<'a, R>(rows: &'a [&'a R]) -> std::slice::Chunks<'a, &'a R> {
+    rows.chunks(ROWS_PER_STATEMENT)
+}
+
+/// How much the projector takes on at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProjectorLimits {
+    /// Events per transaction of the live projector: the latency of one round
+    /// against the statements it shares out.
+    pub batch: usize,
+    /// Events per page a rebuild reads.
+    pub rebuild_page: usize,
+    /// Rows a rebuild holds in memory before it writes them and forgets them:
+    /// bounds its memory on a large read model.
+    pub rebuild_rows: usize,
+}
+
+impl Default for ProjectorLimits {
+    fn default() -> Self {
+        Self {
+            batch: 1_000,
+            rebuild_page: 20_000,
+            rebuild_rows: 1_000_000,
+        }
+    }
+}
+
+impl ProjectorLimits {
+    /// Pages of `events` events for both the live projector and a rebuild (tests
+    /// use small ones to put page boundaries in the middle of a usecase's events).
+    pub fn pages_of(events: usize) -> Self {
+        Self {
+            batch: events.max(1),
+            rebuild_page: events.max(1),
+            ..Self::default()
+        }
     }
 }
 
 /// Runs the projections: follows the log, wakes on NOTIFY, and tells waiters how far it got.
 pub struct Projector {
     pool: PgPool,
-    projections: Vec<Arc<dyn Projection>>,
+    projections: Vec<Box<dyn Projection>>,
+    limits: ProjectorLimits,
     progress: watch::Sender<Cursor>,
     kick: Notify,
 }
@@ -162,15 +145,21 @@ impl Projector {
     /// The projector for shiplog's read models (`usecase_view`, `deployment_view`,
     /// `revision_view`, `team_view`).
     pub fn new(pool: PgPool) -> Arc<Self> {
-        let projections: Vec<Arc<dyn Projection>> = vec![
-            Arc::new(UsecaseViewProjection),
-            Arc::new(DeploymentViewProjection),
-            Arc::new(RevisionViewProjection),
-            Arc::new(TeamViewProjection),
+        Self::with_limits(pool, ProjectorLimits::default())
+    }
+
+    /// As [`Projector::new`], taking on at most `limits` at once.
+    pub fn with_limits(pool: PgPool, limits: ProjectorLimits) -> Arc<Self> {
+        let projections: Vec<Box<dyn Projection>> = vec![
+            Box::new(UsecaseViewProjection),
+            Box::new(DeploymentViewProjection),
+            Box::new(RevisionViewProjection),
+            Box::new(TeamViewProjection),
         ];
         Arc::new(Self {
             pool,
             projections,
+            limits,
             progress: watch::Sender::new(Cursor::START),
             kick: Notify::new(),
         })
@@ -203,45 +192,91 @@ impl Projector {
                 }
                 advanced
             });
-            if applied < BATCH as usize {
+            if applied < self.limits.batch {
                 return Ok(());
             }
         }
     }
 
+    fn names(&self) -> Vec<String> {
+        self.projections
+            .iter()
+            .map(|p| p.name().to_owned())
+            .collect()
+    }
+
     /// One batch in one transaction for all projections, so that the read models
     /// always agree with each other (a usecase and its deployments are never seen
     /// at different points of the log). Each projection still keeps its own
-    /// checkpoint and only applies events past it. Returns the lowest checkpoint
+    /// checkpoint and only takes events past it. Returns the lowest checkpoint
     /// afterwards and how many events were read.
     #[instrument(skip(self))]
     async fn step(&self) -> Result<(Cursor, usize), ProjectionError> {
         let mut tx = self.pool.begin().await?;
-        let mut checkpoints = Vec::with_capacity(self.projections.len());
-        for projection in &self.projections {
-            lock(&mut tx, projection.name()).await?;
-            checkpoints.push(read_checkpoint(&mut tx, projection.name()).await?);
-        }
+        let names = self.names();
+        lock(&mut tx, &names).await?;
+        let checkpoints = read_checkpoints(&mut tx, &names).await?;
         let lowest = checkpoints.iter().copied().min().unwrap_or(Cursor::START);
-        let events = EventLog::read_after(&mut tx, lowest, BATCH).await?;
+        let events = log::read_page(&mut tx, lowest, self.limits.batch).await?;
         let Some(last) = events.last().map(|e| e.cursor) else {
             return Ok((lowest, 0));
         };
-        for raw in &events {
-            let event = Decoded::decode(raw)?;
+        let views = |cursor: Cursor| {
+            let mut views = NO_VIEWS;
             for (projection, checkpoint) in self.projections.iter().zip(&checkpoints) {
-                if raw.cursor > *checkpoint {
-                    event.apply_to(projection.as_ref(), &mut tx, raw).await?;
+                if cursor > *checkpoint {
+                    views = union(views, projection.view());
                 }
             }
-        }
-        for (projection, checkpoint) in self.projections.iter().zip(&checkpoints) {
-            // Never move a checkpoint backwards: that would apply events twice.
-            write_checkpoint(&mut tx, projection.name(), last.max(*checkpoint)).await?;
-        }
+            views
+        };
+        let mut models = ReadModels::partial();
+        self.fold(&mut tx, &mut models, &events, views).await?;
+        self.write(&mut tx, &models).await?;
+        // Never move a checkpoint backwards: that would apply events twice.
+        let reached: Vec<Cursor> = checkpoints.iter().map(|c| last.max(*c)).collect();
+        write_checkpoints(&mut tx, &names, &reached).await?;
         tx.commit().await?;
         debug!(applied = events.len(), %last, "projected");
         Ok((last, events.len()))
+    }
+
+    /// Loads what `events` need and `models` do not hold yet, then folds them in.
+    async fn fold(
+        &self,
+        conn: &mut PgConnection,
+        models: &mut ReadModels,
+        events: &[LoggedEvent],
+        views: impl Fn(Cursor) -> Views,
+    ) -> Result<(), ProjectionError> {
+        let mut needs = Needs::default();
+        for event in events {
+            match event.fact() {
+                FactRef::Usecase(fact) => needs.add(&fact, views(event.cursor)),
+                FactRef::Team(fact) => needs.add_team(&fact, views(event.cursor)),
+            }
+        }
+        let missing = models.missing(&needs);
+        if !missing.is_empty() {
+            for projection in &self.projections {
+                projection.load(conn, &missing, models).await?;
+            }
+        }
+        for event in events {
+            match event.fact() {
+                FactRef::Usecase(fact) => models.apply(&fact, views(event.cursor))?,
+                FactRef::Team(fact) => models.apply_team(&fact, views(event.cursor))?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes every change of `models`, table by table.
+    async fn write(&self, conn: &mut PgConnection, models: &ReadModels) -> Result<(), sqlx::Error> {
+        for projection in &self.projections {
+            projection.write(conn, models).await?;
+        }
+        Ok(())
     }
 
     /// Waits until every projection has applied the event at `cursor` (read-your-writes),
@@ -267,81 +302,163 @@ impl Projector {
         }
     }
 
-    /// Empties every read model and replays the whole log into it in one
-    /// transaction: readers see the old rows until the new ones are complete.
-    /// Returns the number of events replayed.
+    /// Replays the whole log into every read model in one transaction: readers
+    /// see the old rows until the new ones are complete. The log is read in large
+    /// pages and folded in memory from empty tables while the old rows stay
+    /// readable; then the tables are truncated (readers wait from here to the
+    /// commit) and the new rows written once, in a few statements per table. A
+    /// read model of more than `rebuild_rows` rows is written in parts as the
+    /// fold grows, the held rows forgotten and loaded again when later events
+    /// need them. Returns the number of events replayed.
     #[instrument(skip(self))]
     pub async fn rebuild(&self) -> Result<u64, ProjectionError> {
         let mut tx = self.pool.begin().await?;
-        for projection in &self.projections {
-            lock(&mut tx, projection.name()).await?;
-            for table in projection.tables() {
-                sqlx::query(&format!("TRUNCATE {table}"))
-                    .execute(&mut *tx)
-                    .await?;
-            }
-        }
+        let names = self.names();
+        lock(&mut tx, &names).await?;
+        let mut models = ReadModels::empty();
+        let mut truncated = false;
         let mut cursor = Cursor::START;
         let mut replayed = 0u64;
         loop {
-            let events = EventLog::read_after(&mut tx, cursor, BATCH).await?;
+            let events = log::read_page(&mut tx, cursor, self.limits.rebuild_page).await?;
             let Some(last) = events.last().map(|e| e.cursor) else {
                 break;
             };
-            for raw in &events {
-                let event = Decoded::decode(raw)?;
-                for projection in &self.projections {
-                    event.apply_to(projection.as_ref(), &mut tx, raw).await?;
-                }
-            }
+            self.fold(&mut tx, &mut models, &events, |_| Views::ALL)
+                .await?;
             replayed += events.len() as u64;
             cursor = last;
+            if models.len() > self.limits.rebuild_rows {
+                self.truncate_once(&mut tx, &mut truncated).await?;
+                self.write(&mut tx, &models).await?;
+                models.written();
+                models.forget();
+            }
         }
-        for projection in &self.projections {
-            write_checkpoint(&mut tx, projection.name(), cursor).await?;
-        }
+        self.truncate_once(&mut tx, &mut truncated).await?;
+        self.write(&mut tx, &models).await?;
+        write_checkpoints(&mut tx, &names, &vec![cursor; names.len()]).await?;
         tx.commit().await?;
         Ok(replayed)
     }
+
+    /// Empties every read model, the first time only. Truncated tables take the new
+    /// rows without checking them against the old ones and leave no dead rows
+    /// behind; readers wait for the commit from here on.
+    async fn truncate_once(
+        &self,
+        conn: &mut PgConnection,
+        truncated: &mut bool,
+    ) -> Result<(), sqlx::Error> {
+        if *truncated {
+            return Ok(());
+        }
+        let tables: Vec<&str> = self
+            .projections
+            .iter()
+            .flat_map(|p| p.tables().iter().copied())
+            .collect();
+        sqlx::query(&format!("TRUNCATE {}", tables.join(", ")))
+            .execute(conn)
+            .await?;
+        *truncated = true;
+        Ok(())
+    }
 }
 
-async fn lock(conn: &mut PgConnection, name: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('shiplog.subscription'), hashtext($1))")
-        .bind(name)
-        .execute(conn)
-        .await?;
+/// No read model at all.
+const NO_VIEWS: Views = Views {
+    usecases: false,
+    deployments: false,
+    revisions: false,
+    teams: false,
+};
+
+/// The read models of `a` and those of `b`.
+fn union(a: Views, b: Views) -> Views {
+    Views {
+        usecases: a.usecases || b.usecases,
+        deployments: a.deployments || b.deployments,
+        revisions: a.revisions || b.revisions,
+        teams: a.teams || b.teams,
+    }
+}
+
+/// Takes the projections' advisory locks, in the order given (every projector
+/// takes them in the same order, so two never wait on each other).
+async fn lock(conn: &mut PgConnection, names: &[String]) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(hashtext('shiplog.subscription'), hashtext(n))
+           FROM UNNEST($1::text[]) WITH ORDINALITY AS t(n, i) ORDER BY i",
+    )
+    .bind(names)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
+/// The checkpoints of `names`, in that order (the start of the log for one never written).
+async fn read_checkpoints(
+    conn: &mut PgConnection,
+    names: &[String],
+) -> Result<Vec<Cursor>, ProjectionError> {
+    let rows = sqlx::query(
+        "SELECT name, transaction_id::text AS txid, position FROM subscription_checkpoints
+          WHERE name = ANY($1)",
+    )
+    .bind(names)
+    .fetch_all(conn)
+    .await?;
+    let mut cursors = vec![Cursor::START; names.len()];
+    for row in &rows {
+        let name: &str = row.try_get("name")?;
+        if let Some(i) = names.iter().position(|n| n == name) {
+            cursors[i] = cursor_from(row)?;
+        }
+    }
+    Ok(cursors)
+}
+
+/// Sets the checkpoints of `names` to `cursors`, in one statement.
+async fn write_checkpoints(
+    conn: &mut PgConnection,
+    names: &[String],
+    cursors: &[Cursor],
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO subscription_checkpoints (name, transaction_id, position, updated_at)
+         SELECT n, t::xid8, p, now() FROM UNNEST($1::text[], $2::text[], $3::bigint[]) AS c(n, t, p)
+         ON CONFLICT (name) DO UPDATE
+           SET transaction_id = EXCLUDED.transaction_id, position = EXCLUDED.position, updated_at = now()",
+    )
+    .bind(names)
+    .bind(
+        cursors
+            .iter()
+            .map(|c| c.transaction_id.to_string())
+            .collect::<Vec<_>>(),
+    )
+    .bind(cursors.iter().map(|c| c.position).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The checkpoint of the subscription `name` (the start of the log if it has none).
 pub(crate) async fn read_checkpoint(
     conn: &mut PgConnection,
     name: &str,
 ) -> Result<Cursor, ProjectionError> {
-    let row = sqlx::query("SELECT transaction_id::text AS txid, position FROM subscription_checkpoints WHERE name = $1")
-        .bind(name)
-        .fetch_optional(conn)
-        .await?;
-    let Some(row) = row else {
-        return Ok(Cursor::START);
-    };
-    Ok(cursor_from(&row)?)
+    let names = [name.to_owned()];
+    let cursors = read_checkpoints(conn, &names).await?;
+    Ok(cursors.first().copied().unwrap_or(Cursor::START))
 }
 
+/// Sets the checkpoint of the subscription `name`.
 pub(crate) async fn write_checkpoint(
     conn: &mut PgConnection,
     name: &str,
     cursor: Cursor,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO subscription_checkpoints (name, transaction_id, position, updated_at)
-         VALUES ($1, $2::text::xid8, $3, now())
-         ON CONFLICT (name) DO UPDATE
-           SET transaction_id = EXCLUDED.transaction_id, position = EXCLUDED.position, updated_at = now()",
-    )
-    .bind(name)
-    .bind(cursor.transaction_id.to_string())
-    .bind(cursor.position)
-    .execute(conn)
-    .await?;
-    Ok(())
+    write_checkpoints(conn, &[name.to_owned()], &[cursor]).await
 }

@@ -1,70 +1,49 @@
-//! `revision_view`: one row per change of a usecase, with how it ended so far
-//! (seed 002's deployment history). How a deployment it started is doing is not
-//! copied here on every outcome event: the query joins `deployment_view`, which
-//! has it, so most events (outcomes) cost this projection nothing.
+//! `revision_view`: one row per change of a usecase (seed 002's deployment
+//! history). How events change it is the fold's (`shiplog_application::read_models`);
+//! here are the loads and writes.
 
-use super::{ProjectedEvent, Projection};
+use super::{chunks, Projection, ProjectionError};
 use async_trait::async_trait;
-use shiplog_domain::UsecaseEvent;
-use sqlx::PgConnection;
+use shiplog_application::read_models::{Needs, ReadModels, RevisionRow, Views};
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 /// Keeps `revision_view` in step with the log; deleted usecases leave it.
 pub struct RevisionViewProjection;
 
-/// The columns a change row is created with; the rest start empty.
-struct NewRevision<'a> {
-    kind: &'a str,
-    deployment_id: Option<&'a Uuid>,
-    restart_id: Option<&'a Uuid>,
-    image: Option<String>,
-    status: Option<&'a str>,
-    auto_update: Option<serde_json::Value>,
+const COLUMNS: &str =
+    "usecase_id, revision, kind, at, actor, request_id, deployment_id, restart_id,
+    image, status, message, based_on, rollback_of, variables, auto_update::text AS auto_update";
+
+fn row(row: &PgRow) -> Result<RevisionRow, sqlx::Error> {
+    Ok(RevisionRow {
+        usecase_id: row.try_get("usecase_id")?,
+        revision: row.try_get("revision")?,
+        kind: row.try_get("kind")?,
+        at: row.try_get("at")?,
+        actor: row.try_get("actor")?,
+        request_id: row.try_get("request_id")?,
+        deployment_id: row.try_get("deployment_id")?,
+        restart_id: row.try_get("restart_id")?,
+        image: row.try_get("image")?,
+        status: row.try_get("status")?,
+        message: row.try_get("message")?,
+        based_on: row.try_get("based_on")?,
+        rollback_of: row.try_get("rollback_of")?,
+        variables: row.try_get("variables")?,
+        auto_update: row.try_get("auto_update")?,
+    })
 }
 
-async fn insert(
-    conn: &mut PgConnection,
-    e: &ProjectedEvent<'_>,
-    row: NewRevision<'_>,
-) -> Result<(), sqlx::Error> {
-    let request_id = e.raw.metadata["request_id"].as_str().unwrap_or_default();
-    sqlx::query(
-        "INSERT INTO revision_view
-           (usecase_id, revision, kind, at, actor, request_id, deployment_id, restart_id, image, status, auto_update)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-    )
-    .bind(e.usecase_id)
-    .bind(e.raw.sequence)
-    .bind(row.kind)
-    .bind(e.event.at())
-    .bind(e.raw.actor())
-    .bind(request_id)
-    .bind(row.deployment_id)
-    .bind(row.restart_id)
-    .bind(row.image)
-    .bind(row.status)
-    .bind(row.auto_update)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// The restart `restart_id` ended as `status`.
-async fn restart_outcome(
-    conn: &mut PgConnection,
-    restart_id: &Uuid,
-    status: &str,
-    message: Option<&str>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE revision_view SET status = $2, message = COALESCE($3, message) WHERE restart_id = $1",
-    )
-    .bind(restart_id)
-    .bind(status)
-    .bind(message)
-    .execute(conn)
-    .await?;
-    Ok(())
+/// `names` as a PostgreSQL array literal (`{"A","B"}`): one text per row, so that
+/// an `UNNEST` can carry a `text[]` column.
+fn array_literal(names: &[String]) -> String {
+    let quoted: Vec<String> = names
+        .iter()
+        .map(|n| format!("\"{}\"", n.replace('\\', "\\\\").replace('"', "\\\"")))
+        .collect();
+    format!("{{{}}}", quoted.join(","))
 }
 
 #[async_trait]
@@ -77,111 +56,141 @@ impl Projection for RevisionViewProjection {
         &["revision_view"]
     }
 
-    async fn apply(
+    fn view(&self) -> Views {
+        Views {
+            usecases: false,
+            deployments: false,
+            revisions: true,
+            teams: false,
+        }
+    }
+
+    async fn load(
         &self,
         conn: &mut PgConnection,
-        e: &ProjectedEvent<'_>,
-    ) -> Result<(), sqlx::Error> {
-        let change = |kind| NewRevision {
-            kind,
-            deployment_id: None,
-            restart_id: None,
-            image: None,
-            status: None,
-            auto_update: None,
-        };
-        match &e.event {
-            UsecaseEvent::DeploymentRequested {
-                deployment_id,
-                config,
-                ..
-            } => {
-                let row = NewRevision {
-                    deployment_id: Some(deployment_id),
-                    image: Some(config.image.to_string()),
-                    ..change("deploy")
-                };
-                insert(conn, e, row).await?
-            }
-            // Both follow their DeploymentRequested in the same commit: they say what it was.
-            UsecaseEvent::ConfigChangeRequested {
-                deployment_id,
-                based_on,
-                env,
-                ..
-            } => {
-                let names: Vec<&str> = env.keys().map(String::as_str).collect();
-                sqlx::query(
-                    "UPDATE revision_view SET kind = 'config', based_on = $2, variables = $3
-                      WHERE deployment_id = $1 AND restart_id IS NULL",
-                )
-                .bind(deployment_id)
-                .bind(based_on)
-                .bind(names)
-                .execute(conn)
-                .await?;
-            }
-            UsecaseEvent::RollbackRequested {
-                deployment_id,
-                rollback_of,
-                ..
-            } => {
-                sqlx::query(
-                    "UPDATE revision_view SET kind = 'rollback', rollback_of = $2
-                      WHERE deployment_id = $1 AND restart_id IS NULL",
-                )
-                .bind(deployment_id)
-                .bind(rollback_of)
-                .execute(conn)
-                .await?;
-            }
-            UsecaseEvent::RestartRequested {
-                restart_id,
-                deployment_id,
-                ..
-            } => {
-                let row = NewRevision {
-                    deployment_id: Some(deployment_id),
-                    restart_id: Some(restart_id),
-                    status: Some("pending"),
-                    ..change("restart")
-                };
-                insert(conn, e, row).await?
-            }
-            UsecaseEvent::AutoUpdateConfigured {
-                enabled, strategy, ..
-            } => {
-                let settings = serde_json::json!({"enabled": enabled, "strategy": strategy});
-                let row = NewRevision {
-                    auto_update: Some(settings),
-                    ..change("autoUpdate")
-                };
-                insert(conn, e, row).await?
-            }
-            UsecaseEvent::DeletionRequested { .. } => insert(conn, e, change("delete")).await?,
-            UsecaseEvent::RestartSucceeded { restart_id, .. } => {
-                restart_outcome(conn, restart_id, "succeeded", None).await?
-            }
-            UsecaseEvent::RestartFailed {
-                restart_id,
-                message,
-                ..
-            } => restart_outcome(conn, restart_id, "failed", Some(message)).await?,
-            UsecaseEvent::UsecaseDeleted { .. } => {
-                sqlx::query("DELETE FROM revision_view WHERE usecase_id = $1")
-                    .bind(e.usecase_id)
-                    .execute(conn)
-                    .await?;
-            }
-            // A deployment's outcomes are read from deployment_view when the history is.
-            UsecaseEvent::UsecaseRegistered { .. }
-            | UsecaseEvent::UndeployRequested { .. }
-            | UsecaseEvent::DeploymentStarted { .. }
-            | UsecaseEvent::DeploymentSucceeded { .. }
-            | UsecaseEvent::DeploymentFailed { .. }
-            | UsecaseEvent::DeploymentSuperseded { .. }
-            | UsecaseEvent::DeploymentUndeployed { .. } => {}
+        missing: &Needs,
+        models: &mut ReadModels,
+    ) -> Result<(), ProjectionError> {
+        if missing.revisions_of_deployments.is_empty() && missing.revisions_of_restarts.is_empty() {
+            return Ok(());
+        }
+        let deployments: Vec<Uuid> = missing.revisions_of_deployments.iter().copied().collect();
+        let restarts: Vec<Uuid> = missing.revisions_of_restarts.iter().copied().collect();
+        // Each half walks its own partial index.
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM revision_view WHERE deployment_id = ANY($1) AND restart_id IS NULL
+             UNION ALL
+             SELECT {COLUMNS} FROM revision_view WHERE restart_id = ANY($2) AND restart_id IS NOT NULL"
+        ))
+        .bind(&deployments)
+        .bind(&restarts)
+        .fetch_all(&mut *conn)
+        .await?;
+        let rows = rows.iter().map(row).collect::<Result<Vec<_>, _>>()?;
+        models.revisions.load(deployments, restarts, rows);
+        Ok(())
+    }
+
+    async fn write(&self, conn: &mut PgConnection, models: &ReadModels) -> Result<(), sqlx::Error> {
+        let table = &models.revisions;
+        let changes = table.rows.changes();
+        let deleted_usecases: Vec<Uuid> = table.deleted_usecases().copied().collect();
+        if !changes.deleted.is_empty() || !deleted_usecases.is_empty() {
+            let (usecases, revisions): (Vec<Uuid>, Vec<i64>) =
+                changes.deleted.iter().copied().unzip();
+            // A deleted usecase takes its rows along, also those the fold never held.
+            sqlx::query(
+                "DELETE FROM revision_view
+                  WHERE usecase_id = ANY($3)
+                     OR (usecase_id, revision) IN (SELECT * FROM UNNEST($1::uuid[], $2::bigint[]))",
+            )
+            .bind(&usecases)
+            .bind(&revisions)
+            .bind(&deleted_usecases)
+            .execute(&mut *conn)
+            .await?;
+        }
+        for rows in chunks(&changes.updated) {
+            // Only what an event after the change can change.
+            sqlx::query(
+                "UPDATE revision_view r
+                    SET kind = v.kind, status = v.status, message = v.message,
+                        based_on = v.based_on, rollback_of = v.rollback_of,
+                        variables = v.variables::text[]
+                   FROM UNNEST($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[],
+                               $6::uuid[], $7::uuid[], $8::text[])
+                        AS v(usecase_id, revision, kind, status, message, based_on, rollback_of,
+                             variables)
+                  WHERE r.usecase_id = v.usecase_id AND r.revision = v.revision",
+            )
+            .bind(rows.iter().map(|r| r.usecase_id).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.revision).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.status.as_deref()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.message.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.based_on).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.rollback_of).collect::<Vec<_>>())
+            .bind(
+                rows.iter()
+                    .map(|r| array_literal(&r.variables))
+                    .collect::<Vec<_>>(),
+            )
+            .execute(&mut *conn)
+            .await?;
+        }
+        for rows in chunks(&changes.inserted) {
+            sqlx::query(
+                "INSERT INTO revision_view
+                   (usecase_id, revision, kind, at, actor, request_id, deployment_id, restart_id,
+                    image, status, message, based_on, rollback_of, variables, auto_update)
+                 SELECT usecase_id, revision, kind, at, actor, request_id, deployment_id, restart_id,
+                        image, status, message, based_on, rollback_of, variables::text[],
+                        auto_update::jsonb
+                   FROM UNNEST($1::uuid[], $2::bigint[], $3::text[], $4::timestamptz[], $5::text[],
+                               $6::text[], $7::uuid[], $8::uuid[], $9::text[], $10::text[],
+                               $11::text[], $12::uuid[], $13::uuid[], $14::text[], $15::text[])
+                        AS v(usecase_id, revision, kind, at, actor, request_id, deployment_id,
+                             restart_id, image, status, message, based_on, rollback_of, variables,
+                             auto_update)",
+            )
+            .bind(rows.iter().map(|r| r.usecase_id).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.revision).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.at).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.actor.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.request_id.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.deployment_id).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.restart_id).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.image.as_deref()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.status.as_deref()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.message.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.based_on).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.rollback_of).collect::<Vec<_>>())
+            .bind(
+                rows.iter()
+                    .map(|r| array_literal(&r.variables))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(rows.iter().map(|r| r.auto_update.as_deref()).collect::<Vec<_>>())
+            .execute(&mut *conn)
+            .await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::array_literal;
+
+    #[test]
+    fn array_literals_quote_every_name() {
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(array_literal(&[]), "{}");
+        assert_eq!(array_literal(&names(&["A", "B_2"])), r#"{"A","B_2"}"#);
+        assert_eq!(
+            array_literal(&names(&[r#"a"b\c"#, "{x,y}"])),
+            r#"{"a\"b\\c","{x,y}"}"#
+        );
     }
 }

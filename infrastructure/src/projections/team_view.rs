@@ -1,14 +1,29 @@
-//! `team_view`: one row per team, with its name and tier.
+//! `team_view`: one row per team, with its name and tier. How events change it is
+//! the fold's (`shiplog_application::read_models`); here are the loads and writes.
 
-use super::{ProjectedEvent, Projection};
-use crate::event_log::RecordedEvent;
+use super::{chunks, Projection, ProjectionError};
 use async_trait::async_trait;
-use shiplog_domain::TeamEvent;
-use sqlx::PgConnection;
+use shiplog_application::read_models::{Needs, ReadModels, TeamRow, Views};
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 /// Keeps `team_view` in step with the log's team events.
 pub struct TeamViewProjection;
+
+const COLUMNS: &str = "id, name, tier, created_at, created_by, updated_at, updated_by";
+
+fn row(row: &PgRow) -> Result<TeamRow, sqlx::Error> {
+    Ok(TeamRow {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        tier: row.try_get("tier")?,
+        created_at: row.try_get("created_at")?,
+        created_by: row.try_get("created_by")?,
+        updated_at: row.try_get("updated_at")?,
+        updated_by: row.try_get("updated_by")?,
+    })
+}
 
 #[async_trait]
 impl Projection for TeamViewProjection {
@@ -20,58 +35,94 @@ impl Projection for TeamViewProjection {
         &["team_view"]
     }
 
-    async fn apply(
+    fn view(&self) -> Views {
+        Views {
+            usecases: false,
+            deployments: false,
+            revisions: false,
+            teams: true,
+        }
+    }
+
+    async fn load(
         &self,
-        _conn: &mut PgConnection,
-        _event: &ProjectedEvent<'_>,
-    ) -> Result<(), sqlx::Error> {
+        conn: &mut PgConnection,
+        missing: &Needs,
+        models: &mut ReadModels,
+    ) -> Result<(), ProjectionError> {
+        if missing.teams.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<Uuid> = missing.teams.iter().copied().collect();
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM team_view WHERE id = ANY($1)"
+        ))
+        .bind(&ids)
+        .fetch_all(&mut *conn)
+        .await?;
+        for r in &rows {
+            let r = row(r)?;
+            models.teams.load(r.id, Some(r));
+        }
+        // The rest have no row.
+        for id in ids {
+            models.teams.load(id, None);
+        }
         Ok(())
     }
 
-    async fn apply_team(
-        &self,
-        conn: &mut PgConnection,
-        raw: &RecordedEvent,
-        team_id: Uuid,
-        event: &TeamEvent,
-    ) -> Result<(), sqlx::Error> {
-        let actor = raw.actor();
-        match event {
-            TeamEvent::TeamCreated { name, tier, at, .. } => {
-                sqlx::query(
-                    "INSERT INTO team_view (id, name, tier, created_at, created_by, updated_at, updated_by)
-                     VALUES ($1, $2, $3, $4, $5, $4, $5)",
-                )
-                .bind(team_id)
-                .bind(name.as_str())
-                .bind(tier.as_str())
-                .bind(at)
-                .bind(actor)
-                .execute(conn)
+    async fn write(&self, conn: &mut PgConnection, models: &ReadModels) -> Result<(), sqlx::Error> {
+        let changes = models.teams.changes();
+        if !changes.deleted.is_empty() {
+            sqlx::query("DELETE FROM team_view WHERE id = ANY($1)")
+                .bind(&changes.deleted)
+                .execute(&mut *conn)
                 .await?;
-            }
-            TeamEvent::TeamRenamed { name, at, .. } => {
-                sqlx::query(
-                    "UPDATE team_view SET name = $2, updated_at = $3, updated_by = $4 WHERE id = $1",
-                )
-                .bind(team_id)
-                .bind(name.as_str())
-                .bind(at)
-                .bind(actor)
-                .execute(conn)
-                .await?;
-            }
-            TeamEvent::TeamTierChanged { tier, at, .. } => {
-                sqlx::query(
-                    "UPDATE team_view SET tier = $2, updated_at = $3, updated_by = $4 WHERE id = $1",
-                )
-                .bind(team_id)
-                .bind(tier.as_str())
-                .bind(at)
-                .bind(actor)
-                .execute(conn)
-                .await?;
-            }
+        }
+        for rows in chunks(&changes.updated) {
+            sqlx::query(
+                "UPDATE team_view t
+                    SET name = v.name, tier = v.tier, updated_at = v.updated_at,
+                        updated_by = v.updated_by
+                   FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::text[])
+                        AS v(id, name, tier, updated_at, updated_by)
+                  WHERE t.id = v.id",
+            )
+            .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.name.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.tier.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.updated_at).collect::<Vec<_>>())
+            .bind(
+                rows.iter()
+                    .map(|r| r.updated_by.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .execute(&mut *conn)
+            .await?;
+        }
+        for rows in chunks(&changes.inserted) {
+            sqlx::query(&format!(
+                "INSERT INTO team_view ({COLUMNS})
+                 SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::timestamptz[],
+                                      $5::text[], $6::timestamptz[], $7::text[])"
+            ))
+            .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.name.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.tier.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
+            .bind(
+                rows.iter()
+                    .map(|r| r.created_by.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(rows.iter().map(|r| r.updated_at).collect::<Vec<_>>())
+            .bind(
+                rows.iter()
+                    .map(|r| r.updated_by.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .execute(&mut *conn)
+            .await?;
         }
         Ok(())
     }

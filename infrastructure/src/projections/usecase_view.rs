@@ -1,12 +1,40 @@
-//! `usecase_view`: one row per live usecase.
+//! `usecase_view`: one row per live usecase. How events change it is the fold's
+//! (`shiplog_application::read_models`); here are the loads and writes.
 
-use super::{ProjectedEvent, Projection};
+use super::{chunks, Projection, ProjectionError};
 use async_trait::async_trait;
-use shiplog_domain::UsecaseEvent;
-use sqlx::PgConnection;
+use shiplog_application::read_models::{Needs, ReadModels, UsecaseRow, Views};
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Row};
+use uuid::Uuid;
 
 /// Keeps `usecase_view` in step with the log; deleted usecases leave it.
 pub struct UsecaseViewProjection;
+
+const COLUMNS: &str = "id, registered_at_position, name, description, created_at, created_by,
+    has_succeeded, updated_at, updated_by, template, visibility, auto_update_enabled,
+    auto_update_strategy, deletion_requested, owner, team_id";
+
+fn row(row: &PgRow) -> Result<UsecaseRow, sqlx::Error> {
+    Ok(UsecaseRow {
+        id: row.try_get("id")?,
+        registered_at_position: row.try_get("registered_at_position")?,
+        name: row.try_get("name")?,
+        description: row.try_get("description")?,
+        created_at: row.try_get("created_at")?,
+        created_by: row.try_get("created_by")?,
+        has_succeeded: row.try_get("has_succeeded")?,
+        updated_at: row.try_get("updated_at")?,
+        updated_by: row.try_get("updated_by")?,
+        template: row.try_get("template")?,
+        visibility: row.try_get("visibility")?,
+        auto_update_enabled: row.try_get("auto_update_enabled")?,
+        auto_update_strategy: row.try_get("auto_update_strategy")?,
+        deletion_requested: row.try_get("deletion_requested")?,
+        owner: row.try_get("owner")?,
+        team_id: row.try_get("team_id")?,
+    })
+}
 
 #[async_trait]
 impl Projection for UsecaseViewProjection {
@@ -18,91 +46,116 @@ impl Projection for UsecaseViewProjection {
         &["usecase_view"]
     }
 
-    async fn apply(
+    fn view(&self) -> Views {
+        Views {
+            usecases: true,
+            deployments: false,
+            revisions: false,
+            teams: false,
+        }
+    }
+
+    async fn load(
         &self,
         conn: &mut PgConnection,
-        e: &ProjectedEvent<'_>,
-    ) -> Result<(), sqlx::Error> {
-        let actor = e.raw.actor();
-        match &e.event {
-            UsecaseEvent::UsecaseRegistered {
-                usecase_id,
-                name,
-                description,
-                at,
-                template,
-                visibility,
-                owner,
-                team,
-            } => {
-                sqlx::query(
-                    "INSERT INTO usecase_view
-                       (id, registered_at_position, name, description, created_at, created_by, updated_at, updated_by,
-                        template, visibility, owner, team_id)
-                     VALUES ($1, $6, $2, $3, $4, $5, $4, $5, $7, $8, $9, $10)",
-                )
-                .bind(usecase_id)
-                .bind(name.as_str())
-                .bind(description)
-                .bind(at)
-                .bind(actor)
-                .bind(e.raw.cursor.position)
-                .bind(template)
-                .bind(visibility.map(|v| v.as_str()))
-                // Usecases registered before owners existed belong to who registered them.
-                .bind(owner.as_deref().unwrap_or(actor))
-                .bind(team)
-                .execute(conn)
+        missing: &Needs,
+        models: &mut ReadModels,
+    ) -> Result<(), ProjectionError> {
+        if missing.usecases.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<Uuid> = missing.usecases.iter().copied().collect();
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM usecase_view WHERE id = ANY($1)"
+        ))
+        .bind(&ids)
+        .fetch_all(&mut *conn)
+        .await?;
+        for r in &rows {
+            let r = row(r)?;
+            models.usecases.load(r.id, Some(r));
+        }
+        // The rest have no row.
+        for id in ids {
+            models.usecases.load(id, None);
+        }
+        Ok(())
+    }
+
+    async fn write(&self, conn: &mut PgConnection, models: &ReadModels) -> Result<(), sqlx::Error> {
+        let changes = models.usecases.changes();
+        if !changes.deleted.is_empty() {
+            sqlx::query("DELETE FROM usecase_view WHERE id = ANY($1)")
+                .bind(&changes.deleted)
+                .execute(&mut *conn)
                 .await?;
-            }
-            UsecaseEvent::AutoUpdateConfigured {
-                enabled,
-                strategy,
-                at,
-            } => {
-                sqlx::query(
-                    "UPDATE usecase_view
-                        SET auto_update_enabled = $2, auto_update_strategy = $3, updated_at = $4, updated_by = $5
-                      WHERE id = $1",
-                )
-                .bind(e.usecase_id)
-                .bind(enabled)
-                .bind(strategy.as_str())
-                .bind(at)
-                .bind(actor)
-                .execute(conn)
-                .await?;
-            }
-            UsecaseEvent::DeletionRequested { at } => {
-                sqlx::query(
-                    "UPDATE usecase_view SET deletion_requested = true, updated_at = $2, updated_by = $3 WHERE id = $1",
-                )
-                .bind(e.usecase_id)
-                .bind(at)
-                .bind(actor)
-                .execute(conn)
-                .await?;
-            }
-            UsecaseEvent::UsecaseDeleted { .. } => {
-                sqlx::query("DELETE FROM usecase_view WHERE id = $1")
-                    .bind(e.usecase_id)
-                    .execute(conn)
-                    .await?;
-            }
-            other => {
-                let succeeded = matches!(other, UsecaseEvent::DeploymentSucceeded { .. });
-                sqlx::query(
-                    "UPDATE usecase_view
-                        SET has_succeeded = has_succeeded OR $2, updated_at = $3, updated_by = $4
-                      WHERE id = $1",
-                )
-                .bind(e.usecase_id)
-                .bind(succeeded)
-                .bind(other.at())
-                .bind(actor)
-                .execute(conn)
-                .await?;
-            }
+        }
+        for rows in chunks(&changes.updated) {
+            // Only what an event after the registration can change.
+            sqlx::query(
+                "UPDATE usecase_view u
+                    SET has_succeeded = v.has_succeeded, updated_at = v.updated_at,
+                        updated_by = v.updated_by, auto_update_enabled = v.auto_update_enabled,
+                        auto_update_strategy = v.auto_update_strategy,
+                        deletion_requested = v.deletion_requested
+                   FROM UNNEST($1::uuid[], $2::bool[], $3::timestamptz[], $4::text[], $5::bool[],
+                               $6::text[], $7::bool[])
+                        AS v(id, has_succeeded, updated_at, updated_by, auto_update_enabled,
+                             auto_update_strategy, deletion_requested)
+                  WHERE u.id = v.id",
+            )
+            .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.has_succeeded).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.updated_at).collect::<Vec<_>>())
+            .bind(
+                rows.iter()
+                    .map(|r| r.updated_by.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                rows.iter()
+                    .map(|r| r.auto_update_enabled)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                rows.iter()
+                    .map(|r| r.auto_update_strategy.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                rows.iter()
+                    .map(|r| r.deletion_requested)
+                    .collect::<Vec<_>>(),
+            )
+            .execute(&mut *conn)
+            .await?;
+        }
+        for rows in chunks(&changes.inserted) {
+            sqlx::query(&format!(
+                "INSERT INTO usecase_view ({COLUMNS})
+                 SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::text[], $4::text[],
+                                      $5::timestamptz[], $6::text[], $7::bool[], $8::timestamptz[],
+                                      $9::text[], $10::text[], $11::text[], $12::bool[], $13::text[],
+                                      $14::bool[], $15::text[], $16::uuid[])"
+            ))
+            .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.registered_at_position).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.name.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.description.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.created_by.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.has_succeeded).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.updated_at).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.updated_by.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.template.as_deref()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.visibility.as_deref()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.auto_update_enabled).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.auto_update_strategy.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.deletion_requested).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.owner.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.team_id).collect::<Vec<_>>())
+            .execute(&mut *conn)
+            .await?;
         }
         Ok(())
     }
