@@ -5,7 +5,7 @@ use crate::cursor::Cursor;
 use crate::error::AppError;
 use crate::ledger::{ChainReport, EventFilter, FeedItem, Ledger, RecordedEvent, SealedEvent};
 use crate::ports::{DeploymentView, Page, UsecaseView};
-use crate::time_travel::state_at;
+use crate::time_travel::{self, DeploymentAt};
 use crate::usecases::page_size;
 use chrono::{DateTime, Utc};
 use futures_core::stream::BoxStream;
@@ -109,15 +109,14 @@ impl Audit {
         self.ledger.follow(after, filter).await
     }
 
-    /// The usecase as it was at `at`, rebuilt from the events recorded up to then.
+    /// The usecase as it was at `at`, rebuilt from the events that decide it.
     pub async fn usecase_at(
         &self,
         usecase_id: Uuid,
         at: DateTime<Utc>,
     ) -> Result<UsecaseView, AppError> {
-        let events = self.ledger.usecase_events_until(usecase_id, at).await?;
-        state_at(&events)?
-            .map(|state| state.usecase)
+        time_travel::usecase_at(&*self.ledger, usecase_id, at)
+            .await?
             .ok_or_else(|| {
                 AppError::NotFound(format!("usecase {usecase_id} did not exist at {at}"))
             })
@@ -130,17 +129,15 @@ impl Audit {
         deployment_id: Uuid,
         at: DateTime<Utc>,
     ) -> Result<DeploymentView, AppError> {
-        let events = self.ledger.usecase_events_until(usecase_id, at).await?;
-        let state = state_at(&events)?.ok_or_else(|| {
-            AppError::NotFound(format!("usecase {usecase_id} did not exist at {at}"))
-        })?;
-        state
-            .deployments
-            .into_iter()
-            .find(|d| d.id == deployment_id)
-            .ok_or_else(|| {
-                AppError::NotFound(format!("deployment {deployment_id} did not exist at {at}"))
-            })
+        match time_travel::deployment_at(&*self.ledger, usecase_id, deployment_id, at).await? {
+            DeploymentAt::Found(deployment) => Ok(*deployment),
+            DeploymentAt::NoUsecase => Err(AppError::NotFound(format!(
+                "usecase {usecase_id} did not exist at {at}"
+            ))),
+            DeploymentAt::NoDeployment => Err(AppError::NotFound(format!(
+                "deployment {deployment_id} did not exist at {at}"
+            ))),
+        }
     }
 
     /// Recomputes the hash chain over the whole ledger.

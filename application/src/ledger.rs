@@ -139,7 +139,7 @@ pub struct SealedEvent {
 
 /// Read access to the ledger itself (not the read models): the audit trail.
 #[async_trait]
-pub trait Ledger: Send + Sync {
+pub trait Ledger: HistoryIndex {
     /// Up to `limit` events after `after` that pass `filter`, in global order.
     /// Only events no reader can see out of order are returned.
     async fn events(
@@ -150,12 +150,6 @@ pub trait Ledger: Send + Sync {
     ) -> Result<Vec<RecordedEvent>, AppError>;
     /// Whether any event of this usecase was ever recorded (deleted usecases keep their history).
     async fn usecase_exists(&self, usecase_id: Uuid) -> Result<bool, AppError>;
-    /// The usecase's events recorded at or before `until`, in order.
-    async fn usecase_events_until(
-        &self,
-        usecase_id: Uuid,
-        until: DateTime<Utc>,
-    ) -> Result<Vec<RecordedEvent>, AppError>;
     /// Replays events after `after` passing `filter` (none: start at the newest event),
     /// then follows live ones, with no gap and no duplicate at the seam; ends with
     /// `Overflow` when the follower falls too far behind.
@@ -169,4 +163,44 @@ pub trait Ledger: Send + Sync {
     async fn verify(&self) -> Result<ChainReport, AppError>;
     /// Every sealed event with its hashes, in chain order; read page by page.
     fn export(&self) -> BoxStream<'static, Result<SealedEvent, AppError>>;
+}
+
+/// The few events of one usecase that decide what it looked like after a given
+/// event: time travel reads these (a handful of index lookups) instead of the
+/// whole history, so `?at=` costs the same on a usecase's tenth event and its
+/// forty-thousandth. Sequences are the usecase's own event numbers.
+#[async_trait]
+pub trait HistoryIndex: Send + Sync {
+    /// The sequence of the usecase's last event recorded at or before `at` (the
+    /// latest `recorded_at`, the highest sequence on a tie); `None` before its first.
+    async fn sequence_at(
+        &self,
+        usecase_id: Uuid,
+        at: DateTime<Utc>,
+    ) -> Result<Option<i64>, AppError>;
+    /// The usecase's event at `upto` and, for each of `types`, its latest event of
+    /// that type at or before `upto`, in sequence order, each once.
+    async fn latest_of_types(
+        &self,
+        usecase_id: Uuid,
+        upto: i64,
+        types: &[&str],
+    ) -> Result<Vec<RecordedEvent>, AppError>;
+    /// Up to `limit` of its `DeploymentRequested` events before sequence `before`, newest first.
+    async fn requests_before(
+        &self,
+        usecase_id: Uuid,
+        before: i64,
+        limit: u32,
+    ) -> Result<Vec<RecordedEvent>, AppError>;
+    /// How many `DeploymentRequested` events it has at or before `upto`.
+    async fn requests_up_to(&self, usecase_id: Uuid, upto: i64) -> Result<i64, AppError>;
+    /// Its events that name `deployment_id` (their `deploymentId`) at or before
+    /// `upto`, in sequence order.
+    async fn deployment_events(
+        &self,
+        usecase_id: Uuid,
+        deployment_id: Uuid,
+        upto: i64,
+    ) -> Result<Vec<RecordedEvent>, AppError>;
 }

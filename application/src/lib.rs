@@ -23,7 +23,8 @@ pub use cluster::{ClusterError, ClusterPort, RolloutOutcome, Workload};
 pub use cursor::Cursor;
 pub use error::AppError;
 pub use ledger::{
-    ChainBreak, ChainReport, EventFilter, FeedItem, Ledger, RecordedEvent, SealedEvent,
+    ChainBreak, ChainReport, EventFilter, FeedItem, HistoryIndex, Ledger, RecordedEvent,
+    SealedEvent,
 };
 pub use operations::{
     Accepted, ClusterInsight, Config, KubeEvent, LogLine, Logs, Operations, PodUsage, Usage,
@@ -41,5 +42,5 @@ pub use process_manager::{
     PROCESS_MANAGER,
 };
 pub use teams::{BillingSettings, Ownership, TeamUsage, Teams};
-pub use time_travel::{state_at, StateAt};
+pub use time_travel::{deployment_at, state_at, usecase_at, DeploymentAt, StateAt};
 pub use usecases::Usecases;

@@ -2,8 +2,13 @@
 //! rebuilt in memory, then it is what the live read models showed.
 
 use chrono::{DateTime, TimeZone, Utc};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use serde_json::json;
-use shiplog_application::{state_at, AppError, Cursor, RecordedEvent, StateAt};
+use shiplog_application::{
+    deployment_at, state_at, usecase_at, AppError, Cursor, DeploymentAt, HistoryIndex,
+    RecordedEvent, StateAt,
+};
 use shiplog_domain::{DeploymentConfig, DeploymentStatus, ImageRef, UsecaseEvent, UsecaseName};
 use std::collections::BTreeMap;
 use uuid::Uuid;
@@ -15,9 +20,10 @@ const D3: Uuid = Uuid::from_u128(13);
 
 /// The instant of the `n`th event: one minute apart, so each update is visible.
 fn t(n: u32) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 1, 2, 3, n, 0)
+    Utc.with_ymd_and_hms(2026, 1, 2, 3, 0, 0)
         .single()
         .unwrap_or_else(|| panic!("bad test time {n}"))
+        + chrono::Duration::minutes(i64::from(n))
 }
 
 fn config(tag: &str) -> DeploymentConfig {
@@ -471,4 +477,233 @@ fn an_aggregate_id_that_is_not_a_uuid_is_an_internal_error() {
     events[0].aggregate_id = "chat".to_owned();
     // when / then
     assert!(matches!(state_at(&events), Err(AppError::Internal(_))));
+}
+
+/// The ledger's `HistoryIndex` over events in memory: each lookup as the SQL
+/// states it, so the selective fold can be compared with the full one.
+struct InMemory(Vec<RecordedEvent>);
+
+impl InMemory {
+    fn of(&self, usecase_id: Uuid) -> impl Iterator<Item = &RecordedEvent> {
+        let id = usecase_id.to_string();
+        self.0.iter().filter(move |e| e.aggregate_id == id)
+    }
+}
+
+#[async_trait::async_trait]
+impl HistoryIndex for InMemory {
+    async fn sequence_at(
+        &self,
+        usecase_id: Uuid,
+        at: DateTime<Utc>,
+    ) -> Result<Option<i64>, AppError> {
+        Ok(self
+            .of(usecase_id)
+            .filter(|e| e.recorded_at <= at)
+            .max_by_key(|e| (e.recorded_at, e.sequence))
+            .map(|e| e.sequence))
+    }
+
+    async fn latest_of_types(
+        &self,
+        usecase_id: Uuid,
+        upto: i64,
+        types: &[&str],
+    ) -> Result<Vec<RecordedEvent>, AppError> {
+        let mut chosen: Vec<RecordedEvent> = self
+            .of(usecase_id)
+            .filter(|e| e.sequence == upto)
+            .cloned()
+            .collect();
+        for wanted in types {
+            chosen.extend(
+                self.of(usecase_id)
+                    .filter(|e| e.event_type == *wanted && e.sequence <= upto)
+                    .max_by_key(|e| e.sequence)
+                    .cloned(),
+            );
+        }
+        chosen.sort_by_key(|e| e.sequence);
+        chosen.dedup_by_key(|e| e.sequence);
+        Ok(chosen)
+    }
+
+    async fn requests_before(
+        &self,
+        usecase_id: Uuid,
+        before: i64,
+        limit: u32,
+    ) -> Result<Vec<RecordedEvent>, AppError> {
+        let mut requests: Vec<RecordedEvent> = self
+            .of(usecase_id)
+            .filter(|e| e.event_type == "DeploymentRequested" && e.sequence < before)
+            .cloned()
+            .collect();
+        requests.sort_by_key(|e| std::cmp::Reverse(e.sequence));
+        requests.truncate(limit as usize);
+        Ok(requests)
+    }
+
+    async fn requests_up_to(&self, usecase_id: Uuid, upto: i64) -> Result<i64, AppError> {
+        Ok(self
+            .of(usecase_id)
+            .filter(|e| e.event_type == "DeploymentRequested" && e.sequence <= upto)
+            .count() as i64)
+    }
+
+    async fn deployment_events(
+        &self,
+        usecase_id: Uuid,
+        deployment_id: Uuid,
+        upto: i64,
+    ) -> Result<Vec<RecordedEvent>, AppError> {
+        let id = deployment_id.to_string();
+        let mut events: Vec<RecordedEvent> = self
+            .of(usecase_id)
+            .filter(|e| {
+                e.sequence <= upto
+                    && e.payload[&e.event_type]["deploymentId"].as_str() == Some(id.as_str())
+            })
+            .cloned()
+            .collect();
+        events.sort_by_key(|e| e.sequence);
+        Ok(events)
+    }
+}
+
+/// A random but well-formed history: deployments requested, rolled out, failed,
+/// superseded, undeployed, restarted, reconfigured, auto-update and deletion
+/// requests, and sometimes the usecase's deletion at the end; one event a minute.
+fn random_history(rng: &mut StdRng, len: usize) -> Vec<(&'static str, UsecaseEvent)> {
+    let actors = ["alice", "bob", "process-manager"];
+    let mut events = vec![("alice", registered(0))];
+    let mut ids: Vec<Uuid> = Vec::new();
+    let mut serving: Option<Uuid> = None;
+    for n in 1..len as u32 {
+        let actor = actors[rng.gen_range(0..actors.len())];
+        let some =
+            |rng: &mut StdRng, ids: &[Uuid]| ids.get(rng.gen_range(0..ids.len().max(1))).copied();
+        let event = match rng.gen_range(0..12) {
+            0..=2 => {
+                let id = Uuid::from_u128(1000 + u128::from(n));
+                ids.push(id);
+                requested(id, n)
+            }
+            3 => match some(rng, &ids) {
+                Some(id) => started(id, n),
+                None => continue,
+            },
+            4 | 5 => match ids.last().copied() {
+                Some(id) => {
+                    if let Some(old) = serving.replace(id).filter(|old| *old != id) {
+                        events.push((actor, succeeded(id, n)));
+                        superseded(old, id, n)
+                    } else {
+                        succeeded(id, n)
+                    }
+                }
+                None => continue,
+            },
+            6 => match some(rng, &ids) {
+                Some(id) => failed(id, n),
+                None => continue,
+            },
+            7 => match some(rng, &ids) {
+                Some(id) => undeploy_requested(id, n),
+                None => continue,
+            },
+            8 => match some(rng, &ids) {
+                Some(id) => undeployed(id, n),
+                None => continue,
+            },
+            9 => UsecaseEvent::AutoUpdateConfigured {
+                enabled: rng.gen_bool(0.5),
+                strategy: if rng.gen_bool(0.5) {
+                    shiplog_domain::UpdateStrategy::Rolling
+                } else {
+                    shiplog_domain::UpdateStrategy::Recreate
+                },
+                at: t(n),
+            },
+            10 => UsecaseEvent::DeletionRequested { at: t(n) },
+            _ => match some(rng, &ids) {
+                Some(id) => UsecaseEvent::RestartRequested {
+                    restart_id: Uuid::from_u128(5000 + u128::from(n)),
+                    deployment_id: id,
+                    at: t(n),
+                },
+                None => continue,
+            },
+        };
+        events.push((actor, event));
+    }
+    if rng.gen_bool(0.2) {
+        events.push(("alice", deleted(len as u32)));
+    }
+    events
+}
+
+/// At every instant of many random histories, the selective fold answers exactly
+/// what the full fold does: the usecase, and each of its deployments.
+#[tokio::test]
+async fn the_selective_fold_agrees_with_the_full_one_at_every_instant() {
+    let mut rng = StdRng::seed_from_u64(13);
+    for round in 0..60 {
+        let history = recorded(random_history(&mut rng, 10 + round));
+        let index = InMemory(history.clone());
+        let deployments: Vec<Uuid> = history
+            .iter()
+            .filter_map(|e| e.payload["DeploymentRequested"]["deploymentId"].as_str())
+            .filter_map(|id| id.parse().ok())
+            .chain([Uuid::from_u128(999)])
+            .collect();
+        for upto in 0..history.len() {
+            // Events recorded at the same instant are all in.
+            let at = history[upto].recorded_at;
+            let until: Vec<RecordedEvent> = history
+                .iter()
+                .filter(|e| e.recorded_at <= at)
+                .cloned()
+                .collect();
+            let full = state(&until);
+            let selective = usecase_at(&index, U, at)
+                .await
+                .unwrap_or_else(|e| panic!("round {round} at {upto}: {e}"));
+            assert_eq!(
+                selective,
+                full.as_ref().map(|s| s.usecase.clone()),
+                "round {round}, after event {upto}"
+            );
+            for id in &deployments {
+                let expected = match &full {
+                    None => DeploymentAt::NoUsecase,
+                    Some(state) => state
+                        .deployments
+                        .iter()
+                        .find(|d| d.id == *id)
+                        .cloned()
+                        .map_or(DeploymentAt::NoDeployment, |d| {
+                            DeploymentAt::Found(Box::new(d))
+                        }),
+                };
+                let got = deployment_at(&index, U, *id, at)
+                    .await
+                    .unwrap_or_else(|e| panic!("round {round} at {upto}: {e}"));
+                assert_eq!(got, expected, "round {round}, after event {upto}, {id}");
+            }
+        }
+    }
+}
+
+/// Before the first event there is nothing to show.
+#[tokio::test]
+async fn the_selective_fold_before_the_registration_is_none() {
+    let history = recorded(deployed_d1());
+    let index = InMemory(history);
+    let before = t(0) - chrono::Duration::seconds(1);
+    assert_eq!(usecase_at(&index, U, before).await.ok(), Some(None));
+    assert_eq!(
+        deployment_at(&index, U, D1, before).await.ok(),
+        Some(DeploymentAt::NoUsecase)
+    );
 }

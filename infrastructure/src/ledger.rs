@@ -2,6 +2,8 @@
 //! events up to an instant, live following (one reader of the log per process,
 //! fanned out to every subscriber), and the hash chain's verification and export.
 
+mod history;
+
 use crate::audit;
 use crate::db::app_error;
 use crate::event_log::{cursor_from, recorded_from, Wakeup, EVENT_COLUMNS, VISIBLE};
@@ -281,27 +283,6 @@ impl Ledger for PgLedger {
             .bind(usecase_id.to_string())
             .fetch_one(&self.pool)
             .await
-            .map_err(app_error)
-    }
-
-    async fn usecase_events_until(
-        &self,
-        usecase_id: Uuid,
-        until: DateTime<Utc>,
-    ) -> Result<Vec<RecordedEvent>, AppError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {EVENT_COLUMNS} FROM events
-              WHERE aggregate_id = $1 AND recorded_at <= $2
-              ORDER BY sequence"
-        ))
-        .bind(usecase_id.to_string())
-        .bind(until)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(app_error)?;
-        rows.iter()
-            .map(recorded_from)
-            .collect::<Result<_, _>>()
             .map_err(app_error)
     }
 
