@@ -1,4 +1,4 @@
-//! Measurements 6 and 7, written as binaries of their own (`rebuild`, `sse`) next to
+//! Measurements 7 and 8, written as binaries of their own (`rebuild`, `sse`) next to
 //! this one: run as subprocesses when they exist, their JSON lines
 //! (`{"measure": "rebuild", …}`) folded into the table.
 
@@ -12,7 +12,7 @@ use tokio::process::Command;
 /// The sibling binaries `all` runs.
 pub const SIBLINGS: &[&str] = &["rebuild", "sse"];
 
-/// Measurement 6: `shiplog projections rebuild` throughput, from the `rebuild` binary.
+/// Measurement 7: `shiplog projections rebuild` throughput, from the `rebuild` binary.
 pub async fn rebuild(ctx: &Ctx) -> Vec<Row> {
     const WHAT: &str = "shiplog projections rebuild, events/s";
     const TARGET: &str = ">= 100 000 events/s";
@@ -24,7 +24,7 @@ pub async fn rebuild(ctx: &Ctx) -> Vec<Row> {
     for line in lines.iter().filter(|l| l["measure"] == "rebuild") {
         let rate = line["events_per_s"].as_f64();
         rows.push(Row {
-            id: "6".into(),
+            id: "7".into(),
             what: format!(
                 "{WHAT} ({})",
                 context_fields(line, &["measure", "events_per_s"])
@@ -50,7 +50,7 @@ pub async fn rebuild(ctx: &Ctx) -> Vec<Row> {
     rows
 }
 
-/// Measurement 7: SSE fan-out, from the `sse` binary; one row per line it prints, its
+/// Measurement 8: SSE fan-out, from the `sse` binary; one row per line it prints, its
 /// fields as they come (the binary names its own targets).
 pub async fn sse(ctx: &Ctx) -> Vec<Row> {
     const WHAT: &str = "SSE fan-out";
@@ -69,7 +69,7 @@ pub async fn sse(ctx: &Ctx) -> Vec<Row> {
             };
             let subscribers = line.get("subscribers").map(show);
             Row {
-                id: "7".into(),
+                id: "8".into(),
                 what: subscribers
                     .map_or_else(|| WHAT.to_owned(), |n| format!("{WHAT}, {n} subscribers")),
                 value: context_fields(

@@ -1,4 +1,4 @@
-//! Measurement 8: how many Kubernetes API requests the process manager makes for
+//! Measurement 5: how many Kubernetes API requests the process manager makes for
 //! one deployment, on a usecase with 1 and with 1 000 finished deployments.
 //!
 //! shiplog runs with `--cluster kube` against the simulator started in this
@@ -94,7 +94,7 @@ async fn forward(State(counter): State<Arc<Counter>>, request: Request) -> Respo
     }
 }
 
-/// Runs measurement 8 with a simulator and a shiplog of its own.
+/// Runs measurement 5 with a simulator and a shiplog of its own.
 pub async fn measure(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     let sim = KubeSim::start(SimConfig {
         ready_delay: Duration::from_millis(50),
@@ -162,7 +162,7 @@ async fn run(ctx: &Ctx, server: &Shiplog, counter: &Counter) -> anyhow::Result<V
     let watches = |c: &BTreeMap<String, u64>| c.get("WATCH").copied().unwrap_or(0);
     Ok(vec![
         Row {
-            id: "8".into(),
+            id: "5".into(),
             what: "Kubernetes API requests for one deploy (request -> deployed, then quiet), 1 finished deployment".into(),
             value: format!("{a} requests (+{} watches)", watches(&one)),
             baseline: "-".into(),
@@ -171,7 +171,7 @@ async fn run(ctx: &Ctx, server: &Shiplog, counter: &Counter) -> anyhow::Result<V
             met: Met::Info,
         },
         Row {
-            id: "8".into(),
+            id: "5".into(),
             what: format!("the same on a usecase with {n} finished deployments"),
             value: format!("{b} requests (+{} watches)", watches(&many)),
             baseline: format!("{a} requests (1 finished)"),

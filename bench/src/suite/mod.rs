@@ -37,7 +37,7 @@ pub struct Args {
     /// PostgreSQL server; every measurement creates and drops databases `shiplog_bench_*` on it.
     #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432")]
     server: String,
-    /// Seconds of each measured load run in 1 and 5 (default 20; quick 4).
+    /// Seconds of each measured load run in 1 and 6 (default 20; quick 4).
     #[arg(long)]
     duration: Option<u64>,
     /// Runs of each side in 1 and 3, alternating, reported as medians (default 3; quick 2).
@@ -55,7 +55,7 @@ pub struct Args {
     /// Deployments of the long usecase of 4 (default 10000; quick 300).
     #[arg(long)]
     long: Option<usize>,
-    /// Finished deployments of the usecase of 8 (default 1000; quick 30).
+    /// Finished deployments of the usecase of 5 (default 1000; quick 30).
     #[arg(long)]
     finished: Option<usize>,
     /// Only these measurements, comma-separated (1,2,3,4,5,6,7,8); default all.
@@ -213,9 +213,6 @@ pub async fn main(args: Args) -> anyhow::Result<()> {
     if want(1) {
         rows.extend(step(&ctx, "1", "deploy throughput", throughput::measure(&ctx)).await);
     }
-    if want(5) {
-        rows.extend(step(&ctx, "5", "commit to visible", visibility::measure(&ctx)).await);
-    }
     if want(2) {
         rows.extend(step(&ctx, "2", "simulated cluster", simulated::measure(&ctx)).await);
     }
@@ -225,13 +222,16 @@ pub async fn main(args: Args) -> anyhow::Result<()> {
     if want(4) {
         rows.extend(step(&ctx, "4", "long history", history::measure(&ctx)).await);
     }
-    if want(8) {
-        rows.extend(step(&ctx, "8", "Kubernetes calls", kube_calls::measure(&ctx)).await);
+    if want(5) {
+        rows.extend(step(&ctx, "5", "Kubernetes calls", kube_calls::measure(&ctx)).await);
     }
     if want(6) {
-        rows.extend(external::rebuild(&ctx).await);
+        rows.extend(step(&ctx, "6", "commit to visible", visibility::measure(&ctx)).await);
     }
     if want(7) {
+        rows.extend(external::rebuild(&ctx).await);
+    }
+    if want(8) {
         rows.extend(external::sse(&ctx).await);
     }
     let after = machine::Machine::read(&ctx.pg, &workspace).await;

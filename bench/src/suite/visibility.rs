@@ -1,4 +1,4 @@
-//! Measurement 5: how long after its commit a deployment is visible in
+//! Measurement 6: how long after its commit a deployment is visible in
 //! `GET /api/usecases/{id}/deployments/{d}` and delivered on the usecase's event
 //! stream, while the load of 1 runs.
 //!
@@ -31,7 +31,7 @@ struct Message {
     data: String,
 }
 
-/// Runs measurement 5 on a shiplog of its own.
+/// Runs measurement 6 on a shiplog of its own.
 pub async fn measure(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     let server = Shiplog::start(
         &ctx.shiplog,
@@ -46,7 +46,7 @@ pub async fn measure(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     let (visible, delivered, rate, probes) = result?;
     let p = |l: &Latencies, q: f64| l.pct(q).unwrap_or(f64::NAN);
     let row = |what: &str, l: &Latencies| Row {
-        id: "5".into(),
+        id: "6".into(),
         what: format!(
             "{what}, p99 under the load of 1 ({probes} probes, load {} cmd/s)",
             num(rate)
