@@ -4,8 +4,8 @@
 //! It serves discovery, pods, services, events, namespaces, secrets, apps/v1 deployments,
 //! networking.k8s.io/v1 ingresses and monitoring.coreos.com/v1 service monitors: list (label
 //! and field selectors, pagination), get, create, replace, merge patch, server-side apply,
-//! delete, delete collection, watch (from any resourceVersion: the whole change history is
-//! kept), the `status` subresource of pods, services, namespaces, deployments and ingresses,
+//! delete, delete collection, watch (resuming from any resourceVersion its bounded history
+//! still covers), the `status` subresource of pods, services, namespaces, deployments and ingresses,
 //! and pod logs (with follow). It plays the deployment controller, scheduler and kubelet, and
 //! optionally an ingress controller: deployments roll out pods that become ready after
 //! [`SimConfig::ready_delay`], images tagged `*-broken` or hosted on `*.invalid` never pull
@@ -115,6 +115,18 @@
 //! metrics-server does: PodMetrics for Running and Ready pods with usage made up from the pod
 //! uid (stable across reads), and NodeMetrics for the one node.
 //!
+//! Watches read a bounded history, as kube-apiserver's watch cache does: the last
+//! [`SimConfig::watch_history`] changes of each resource type ([`DEFAULT_WATCH_HISTORY`] by
+//! default). A watch from a resourceVersion the history still covers gets every change after
+//! it; from an older one (or a watch stream left unread while its type's window rolled past
+//! it) it gets what kube-apiserver answers: HTTP 200 and one `ERROR` event whose object is a
+//! `Status` with `reason: Expired`, `code: 410` and the message
+//! `too old resource version: X (Y)`, Y being the oldest version it could start from, then
+//! the end of the stream. kube-rs's `watcher` (and client-go's reflector) then list again.
+//! A watch without a resourceVersion, with `0`, or with `sendInitialEvents=true` starts from
+//! the current objects. So memory stays bounded however long the simulator runs, and a watch
+//! reads only its own type's changes after its version (a binary search, no scan).
+//!
 //! Objects are plain `serde_json::Value`s; the library has no k8s-openapi types.
 //!
 //! # What real Kubernetes does that the simulator does not
@@ -157,8 +169,12 @@
 //!   [`SimConfig::ingress_listen`] Ingresses are stored and never served.
 //! - Namespaces always exist (first use creates them); deleting one deletes its objects at once.
 //! - Lists and continue pages are read from the current state (not a snapshot at the first
-//!   page's resourceVersion); `resourceVersionMatch` is ignored. Watches never answer
-//!   410 Gone (the whole history is kept in memory); bookmarks come every 5 seconds. Field
+//!   page's resourceVersion), which is right for what kube-rs asks (no resourceVersion, or `0`
+//!   with `resourceVersionMatch=NotOlderThan`); `resourceVersionMatch=Exact` is not honoured
+//!   and an old continue token never expires. The watch window is a count per type (the real
+//!   watch cache sizes itself by time and etcd compacts every 5 minutes), a too-new
+//!   resourceVersion is not waited for, and a slow watcher is not closed (its events queue
+//!   up); bookmarks come every 5 seconds. Field
 //!   selectors accept any dotted path (the real server allows a fixed list per resource and
 //!   answers 400 for others).
 //! - No Endpoints or EndpointSlice objects, and no events for Services (a real ClusterIP
@@ -231,11 +247,16 @@ pub struct SimConfig {
     /// [`KubeSim::ingress_addr`]), as a cluster with ingress-nginx installed; `None` (the
     /// default): no ingress controller, Ingresses are stored and never served.
     pub ingress_listen: Option<SocketAddr>,
+    /// How many recent changes of each resource type are kept for watches (at least one), as
+    /// kube-apiserver's watch cache keeps a window: a watch from an older resourceVersion gets
+    /// a 410 `Expired` error event and the client lists again. Bounds the memory a long-running
+    /// simulator holds for history.
+    pub watch_history: usize,
 }
 
 impl Default for SimConfig {
     /// One-second start-up and heartbeat, a ten-second progress deadline, metrics served, no
-    /// ingress controller.
+    /// ingress controller, a watch history of [`DEFAULT_WATCH_HISTORY`] changes per type.
     fn default() -> Self {
         SimConfig {
             ready_delay: Duration::from_secs(1),
@@ -243,9 +264,14 @@ impl Default for SimConfig {
             log_interval: Duration::from_secs(1),
             metrics_api: true,
             ingress_listen: None,
+            watch_history: DEFAULT_WATCH_HISTORY,
         }
     }
 }
+
+/// The default [`SimConfig::watch_history`]: a few seconds to minutes of a busy cluster's
+/// changes per type, enough for a watcher that reconnects or resumes from a bookmark.
+pub const DEFAULT_WATCH_HISTORY: usize = 4096;
 
 /// State shared by the HTTP handlers, the watch and log streams, the scheduler and the echo
 /// apps.
@@ -593,6 +619,12 @@ preferences: {{}}
             .into_iter()
             .map(|o| (*o).clone())
             .collect()
+    }
+
+    /// How many changes the watch history holds now, over all resource types: at most
+    /// [`SimConfig::watch_history`] per type, so tests can check it stays bounded.
+    pub fn watch_history_len(&self) -> usize {
+        self.shared.read(|s| s.history.len())
     }
 
     /// The address of a Deployment's echo app (the stand-in for its containers, started when

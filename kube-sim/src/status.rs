@@ -79,6 +79,17 @@ impl ApiError {
         }
     }
 
+    /// 410 `Expired`: a watch from a resourceVersion older than the history kept, which the
+    /// client answers by listing again.
+    pub fn expired(message: impl Into<String>) -> Self {
+        Self {
+            code: 410,
+            reason: "Expired",
+            message: message.into(),
+            details: None,
+        }
+    }
+
     /// 503 `ServiceUnavailable`: a proxy with no endpoint, or one it could not reach.
     pub fn service_unavailable(message: impl Into<String>) -> Self {
         Self {

@@ -22,6 +22,7 @@ pub async fn sim_with(ready_delay: Duration, metrics_api: bool) -> KubeSim {
         metrics_api,
         // Its ingress controller on a port of its own, so public URLs can be tried.
         ingress_listen: Some(([127, 0, 0, 1], 0).into()),
+        ..SimConfig::default()
     };
     KubeSim::start(config)
         .await

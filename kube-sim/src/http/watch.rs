@@ -1,5 +1,7 @@
 //! Watches: newline-delimited JSON events read from the store's change history, with the
-//! initial state when asked for, bookmarks, and the client's timeout.
+//! initial state when asked for, bookmarks, and the client's timeout. A watch whose
+//! resourceVersion the bounded history no longer covers gets kube-apiserver's answer: a 200
+//! stream with one `ERROR` event (a 410 `Expired` Status), then the end; the client lists again.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -21,7 +23,7 @@ use crate::json::str_at;
 use crate::resources::ResourceDef;
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::ApiError;
-use crate::store::{Change, ChangeType, Store};
+use crate::store::{Change, ChangeType, Expired, Store};
 use crate::Shared;
 
 /// How often a watch that allows bookmarks gets one while nothing else happens.
@@ -50,6 +52,8 @@ struct WatchState {
     deadline: Instant,
     bookmarks: bool,
     next_bookmark: Instant,
+    /// Set once the history no longer covers the cursor: the stream ends after what is queued.
+    expired: bool,
 }
 
 impl WatchState {
@@ -93,9 +97,6 @@ impl WatchState {
 
     /// What a history entry looks like to this watch, if anything.
     fn translate(&self, change: &Change) -> Option<(&'static str, Value)> {
-        if change.def.plural != self.def.plural {
-            return None;
-        }
         let now = self.matches(&change.object);
         let kind = match change.kind {
             ChangeType::Added | ChangeType::Deleted => now.then_some(change.kind.as_str()),
@@ -112,20 +113,32 @@ impl WatchState {
         Some((kind, self.render(&change.object)))
     }
 
-    /// Queues every change after the cursor and moves the cursor to the store's version.
+    /// Queues every change of the watched type after the cursor and moves the cursor to the
+    /// store's version; queues the 410 error instead when the history has moved past the
+    /// cursor (a stream not read for a while, or a resume from an old version).
     fn fill(&mut self) {
         let shared = self.shared.clone();
         let (lines, rv) = shared.read(|s: &Store| {
-            let start = s.history.partition_point(|c| c.rv <= self.cursor);
-            let lines: Vec<Bytes> = s.history[start..]
-                .iter()
-                .filter_map(|c| self.translate(c))
-                .map(|(kind, obj)| event_line(kind, &obj))
-                .collect();
+            let lines: Result<Vec<Bytes>, Expired> =
+                s.history.since(self.def, self.cursor).map(|changes| {
+                    changes
+                        .filter_map(|c| self.translate(c))
+                        .map(|(kind, obj)| event_line(kind, &obj))
+                        .collect()
+                });
             (lines, s.rv)
         });
-        self.pending.extend(lines);
-        self.cursor = self.cursor.max(rv);
+        match lines {
+            Ok(lines) => {
+                self.pending.extend(lines);
+                self.cursor = self.cursor.max(rv);
+            }
+            Err(expired) => {
+                let status = ApiError::expired(expired.message()).to_value();
+                self.pending.push_back(event_line("ERROR", &status));
+                self.expired = true;
+            }
+        }
     }
 }
 
@@ -134,6 +147,9 @@ fn watch_stream(state: WatchState) -> impl Stream<Item = Result<Bytes, Infallibl
         loop {
             if let Some(line) = st.pending.pop_front() {
                 return Some((Ok(line), st));
+            }
+            if st.expired {
+                return None;
             }
             st.fill();
             if !st.pending.is_empty() {
@@ -198,6 +214,7 @@ pub(super) fn watch(
         deadline: crate::later(now, timeout),
         bookmarks,
         next_bookmark: now + BOOKMARK_INTERVAL,
+        expired: false,
     };
     if from.is_none() || initial_events {
         // Start with the current state as ADDED events, then follow the history from there.

@@ -1,5 +1,5 @@
-//! The object store: every object as JSON, one global resourceVersion counter, the full change
-//! history (so a watch from any old resourceVersion can be served), and the generic API verbs
+//! The object store: every object as JSON, one global resourceVersion counter, a bounded
+//! history of recent changes per type for watches ([`history`]), and the generic API verbs
 //! ([`verbs`]) with the defaulting ([`defaults`]) and validation ([`validate`]) real
 //! Kubernetes applies.
 
@@ -20,10 +20,12 @@ use crate::selector::{FieldSelector, LabelSelector};
 use crate::SimConfig;
 
 mod defaults;
+mod history;
 mod index;
 mod validate;
 mod verbs;
 
+pub(crate) use history::{Expired, History};
 use index::{Key, Objects};
 
 /// What happened to an object, as a watch event type.
@@ -65,7 +67,8 @@ pub(crate) struct Store {
     pub rv: u64,
     /// The objects of each resource type (by plural), indexed.
     objects: HashMap<&'static str, Objects>,
-    pub history: Vec<Change>,
+    /// Recent changes, for watches to resume from.
+    pub history: History,
     pub logs: HashMap<String, PodLogs>,
     /// The containers the kubelet started, by pod uid (what their processes were given).
     pub started: HashMap<String, StartedContainers>,
@@ -118,10 +121,10 @@ fn in_scope(obj: &Value, ns: Option<&str>) -> bool {
 impl Store {
     pub fn new(config: SimConfig) -> Self {
         let mut store = Store {
+            history: History::new(config.watch_history),
             config,
             rv: 0,
             objects: HashMap::new(),
-            history: Vec::new(),
             logs: HashMap::new(),
             started: HashMap::new(),
             log_version: 0,
@@ -197,7 +200,7 @@ impl Store {
             ChangeType::Deleted => map.remove(&key),
             _ => map.insert(key, obj.clone()),
         };
-        self.history.push(Change {
+        self.history.record(Change {
             rv,
             def,
             kind,

@@ -18,6 +18,7 @@ pub fn fast_config() -> SimConfig {
         log_interval: Duration::from_millis(100),
         metrics_api: true,
         ingress_listen: None,
+        ..SimConfig::default()
     }
 }
 
