@@ -1,12 +1,13 @@
 //! The ledger for readers: filtered pages of the global order, a usecase's
-//! events up to an instant, live following (one reader of the log per process,
-//! fanned out to every subscriber), and the hash chain's verification and export.
+//! events up to an instant, live following (catch-up from the log, then the
+//! process's shared live feed), and the hash chain's verification and export.
 
 mod history;
 
 use crate::audit;
 use crate::db::app_error;
-use crate::event_log::{cursor_from, recorded_from, Wakeup, EVENT_COLUMNS, VISIBLE};
+use crate::event_log::{cursor_from, recorded_from, EVENT_COLUMNS, VISIBLE};
+use crate::live_feed::LiveFeed;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
@@ -16,13 +17,8 @@ use shiplog_application::{
 };
 use sqlx::{PgPool, Postgres, QueryBuilder};
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::{broadcast, watch};
-use tracing::{debug, warn};
 use uuid::Uuid;
 
-/// How many events a follower's catch-up reads per query, and the live reader per round.
-const PAGE: u32 = 500;
 /// How many sealed events the export reads per query.
 const EXPORT_PAGE: i64 = 1000;
 
@@ -131,7 +127,7 @@ fn filtered_query(
 }
 
 /// Reads one page of the filtered global order.
-async fn page(
+pub(crate) async fn page(
     pool: &PgPool,
     filter: &EventFilter,
     after: Cursor,
@@ -149,7 +145,7 @@ async fn page(
 }
 
 /// The newest event every reader can see: where a follower that starts "now" begins.
-async fn tail(pool: &PgPool) -> Result<Cursor, sqlx::Error> {
+pub(crate) async fn tail(pool: &PgPool) -> Result<Cursor, sqlx::Error> {
     let row = sqlx::query(&format!(
         "SELECT transaction_id::text AS txid, position FROM events
           WHERE {VISIBLE}
@@ -162,107 +158,6 @@ async fn tail(pool: &PgPool) -> Result<Cursor, sqlx::Error> {
         .map(cursor_from)
         .transpose()?
         .unwrap_or(Cursor::START))
-}
-
-/// Reads the log once per process and hands each new event to every follower.
-/// The channel is bounded: a follower that falls `capacity` events behind is cut
-/// off (it resumes from its last cursor), so no follower makes the process buffer
-/// without bound.
-pub struct LiveFeed {
-    pool: PgPool,
-    sender: broadcast::Sender<Arc<RecordedEvent>>,
-    /// True once `run` fixed where it starts: a follower must not fix its own start
-    /// before that, or events between the two would be neither replayed nor sent.
-    ready: watch::Sender<bool>,
-}
-
-/// How long a new follower waits for the feed to start before it is told to retry.
-const FEED_START: Duration = Duration::from_secs(10);
-
-impl LiveFeed {
-    /// A feed over `pool` that keeps at most `capacity` events for slow followers.
-    pub fn new(pool: PgPool, capacity: usize) -> Arc<Self> {
-        let (sender, _) = broadcast::channel(capacity.max(1));
-        Arc::new(Self {
-            pool,
-            sender,
-            ready: watch::Sender::new(false),
-        })
-    }
-
-    /// Returns once `run` knows where it starts (at once, after the first time).
-    async fn started(&self) -> Result<(), AppError> {
-        let mut ready = self.ready.subscribe();
-        let started = tokio::time::timeout(FEED_START, ready.wait_for(|r| *r))
-            .await
-            .is_ok_and(|r| r.is_ok());
-        if started {
-            return Ok(());
-        }
-        Err(AppError::Unavailable(
-            "the live event feed has not started yet (is the database reachable?); retry"
-                .to_owned(),
-        ))
-    }
-
-    /// How many followers are connected now.
-    pub fn followers(&self) -> usize {
-        self.sender.receiver_count()
-    }
-
-    /// Follows the log until the task is dropped, woken by NOTIFY (so events written
-    /// through another process on the same database arrive too) or a short poll.
-    pub async fn run(self: Arc<Self>) {
-        let mut wakeup = Wakeup::connect(&self.pool).await;
-        let mut position = None;
-        loop {
-            match self.round(position).await {
-                Ok(reached) => {
-                    position = Some(reached);
-                    self.ready.send_replace(true);
-                }
-                Err(e) => warn!(error = %e, "live feed could not read the log; retrying"),
-            }
-            wakeup.wait(Duration::from_millis(250)).await;
-        }
-    }
-
-    /// Sends every event after `position` that is visible now; returns how far it got.
-    async fn round(&self, position: Option<Cursor>) -> Result<Cursor, sqlx::Error> {
-        let Some(mut position) = position else {
-            return tail(&self.pool).await;
-        };
-        // Nobody listens: skip ahead without reading payloads. The tail is read
-        // before the count is checked: a follower that subscribes after the check
-        // catches up from the log past that tail by itself, so nothing is skipped.
-        let tail = tail(&self.pool).await?;
-        if self.sender.receiver_count() == 0 {
-            return Ok(tail.max(position));
-        }
-        loop {
-            let events = page(&self.pool, &EventFilter::default(), position, PAGE).await?;
-            let Some(last) = events.last().map(|e| e.cursor) else {
-                return Ok(position);
-            };
-            for event in events.iter() {
-                // An error only means that nobody listens right now.
-                let _ = self.sender.send(Arc::new(event.clone()));
-            }
-            debug!(sent = events.len(), %last, "live feed");
-            position = last;
-            if events.len() < PAGE as usize {
-                return Ok(position);
-            }
-        }
-    }
-}
-
-/// Retries a read of the catch-up with a growing pause: a follower outlives a
-/// database restart instead of failing (its keep-alives go on meanwhile).
-async fn pause(attempt: &mut u32) {
-    let millis = 250u64.saturating_mul(1 << (*attempt).min(5));
-    *attempt += 1;
-    tokio::time::sleep(Duration::from_millis(millis)).await;
 }
 
 #[async_trait]
@@ -291,61 +186,7 @@ impl Ledger for PgLedger {
         after: Option<Cursor>,
         filter: EventFilter,
     ) -> Result<BoxStream<'static, FeedItem>, AppError> {
-        let pool = self.pool.clone();
-        // The feed sends everything after its own start; ours must not lie before it.
-        self.feed.started().await?;
-        // Subscribe and fix the starting point now, before the caller answers: every
-        // event committed after the answer's headers is then part of the stream.
-        let mut live = self.feed.sender.subscribe();
-        let (mut last, announce) = match after {
-            Some(cursor) => (cursor, false),
-            None => (tail(&pool).await.map_err(app_error)?, true),
-        };
-        Ok(async_stream::stream! {
-            if announce {
-                yield FeedItem::Start { at: last };
-            }
-            let mut attempt = 0;
-            // Catch up page by page. Each page re-subscribes first, so the live channel
-            // only holds what arrived during the last page, not the whole replay.
-            loop {
-                live = live.resubscribe();
-                let events = match page(&pool, &filter, last, PAGE).await {
-                    Ok(events) => events,
-                    Err(e) => {
-                        warn!(error = %e, "follower cannot read the log; retrying");
-                        pause(&mut attempt).await;
-                        continue;
-                    }
-                };
-                attempt = 0;
-                let full = events.len() == PAGE as usize;
-                for event in events {
-                    last = event.cursor;
-                    yield FeedItem::Event(Arc::new(event));
-                }
-                if !full {
-                    break;
-                }
-            }
-            // Live: anything at or before `last` was already sent by the catch-up.
-            loop {
-                match live.recv().await {
-                    Ok(event) => {
-                        if event.cursor > last && filter.matches(&event) {
-                            last = event.cursor;
-                            yield FeedItem::Event(event);
-                        }
-                    }
-                    Err(broadcast::error::RecvError::Lagged(_)) => {
-                        yield FeedItem::Overflow { last };
-                        break;
-                    }
-                    Err(broadcast::error::RecvError::Closed) => break,
-                }
-            }
-        }
-        .boxed())
+        self.feed.follow(after, filter).await
     }
 
     async fn verify(&self) -> Result<ChainReport, AppError> {

@@ -10,6 +10,7 @@ pub mod kube_cluster;
 pub mod kube_insight;
 pub mod kube_objects;
 pub mod ledger;
+pub mod live_feed;
 pub mod process_manager;
 pub mod projections;
 pub mod read_model;
@@ -20,7 +21,8 @@ pub mod usecase_loader;
 
 pub use command_bus::{PostgresCommandBus, PostgresTeamBus};
 pub use event_log::{EventLog, RecordedEvent};
-pub use ledger::{LiveFeed, PgLedger};
+pub use ledger::PgLedger;
+pub use live_feed::LiveFeed;
 pub use projections::Projector;
 pub use read_model::PgReadModel;
 pub use telemetry::{MeteredCommandBus, Telemetry};

@@ -3,7 +3,7 @@
 //! registry per server and encoded in the OpenMetrics text format on each scrape.
 
 use crate::event_log::VISIBLE;
-use crate::ledger::LiveFeed;
+use crate::live_feed::LiveFeed;
 use async_trait::async_trait;
 use cqrs_es::{EventEnvelope, Query};
 use prometheus_client::encoding::text::encode;
