@@ -72,9 +72,10 @@ async fn run(ctx: &Ctx, server: &Shiplog) -> anyhow::Result<Vec<Row>> {
         long_ms.push(timed_deploy(&api, long, (n + i) as u64).await?);
         fresh_ms.push(timed_deploy(&api, fresh, 0).await?);
     }
-    let at = chrono::Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
     let fresh = api.register("fresh-at").await?;
     api.deploy(fresh, 0).await?;
+    // After both exist: the instant shows each with its history so far.
+    let at = chrono::Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
     let mut at_long = Vec::new();
     let mut at_fresh = Vec::new();
     for _ in 0..samples {
