@@ -407,3 +407,94 @@ impl Reader {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(position: i64) -> Cursor {
+        Cursor {
+            transaction_id: 1,
+            position,
+        }
+    }
+
+    fn event(position: i64) -> RecordedEvent {
+        RecordedEvent {
+            cursor: at(position),
+            aggregate_type: "Usecase".to_owned(),
+            aggregate_id: "u".to_owned(),
+            sequence: position,
+            event_type: "UsecaseRegistered".to_owned(),
+            event_version: "1.0".to_owned(),
+            payload: serde_json::Value::Null,
+            metadata: serde_json::Value::Null,
+            recorded_at: chrono::Utc::now(),
+        }
+    }
+
+    fn ring() -> Ring {
+        Ring {
+            first: 0,
+            events: VecDeque::new(),
+            base: Cursor::START,
+            head: Cursor::START,
+        }
+    }
+
+    #[test]
+    fn a_full_ring_drops_its_oldest_and_no_longer_joins_before_it() {
+        let mut ring = ring();
+        for p in 1..=5 {
+            ring.push(event(p), 3);
+        }
+        assert_eq!((ring.first, ring.end(), ring.head), (2, 5, at(5)));
+        assert_eq!(ring.position_after(at(1)), None, "event 2 was dropped");
+        assert_eq!(ring.position_after(at(2)), Some(2), "joins at event 3");
+        assert_eq!(ring.position_after(at(5)), Some(5), "joins at the end");
+    }
+
+    #[test]
+    fn skipping_ahead_keeps_the_numbering_and_moves_the_base() {
+        let mut ring = ring();
+        ring.push(event(1), 8);
+        ring.skip_to(at(9));
+        assert_eq!(
+            (ring.first, ring.end(), ring.base, ring.head),
+            (1, 1, at(9), at(9))
+        );
+        assert_eq!(
+            ring.position_after(at(1)),
+            None,
+            "events 2..9 were never read"
+        );
+        assert_eq!(ring.position_after(at(9)), Some(1));
+    }
+
+    #[tokio::test]
+    async fn a_reader_gets_every_event_in_order_then_is_cut_off_once_it_falls_behind() {
+        let (sender, _) = watch::channel(ring());
+        let mut reader = Reader {
+            ring: sender.subscribe(),
+            position: 0,
+            batch: VecDeque::new(),
+        };
+        sender.send_modify(|r| (1..=3).for_each(|p| r.push(event(p), 4)));
+        for p in 1..=3 {
+            assert_eq!(reader.next().await.map(|e| e.cursor), Ok(at(p)));
+        }
+        // Waits for the next event rather than failing when there is none yet.
+        let waiting = tokio::spawn(async move {
+            let next = reader.next().await.map(|e| e.cursor);
+            (next, reader)
+        });
+        // Lets the reader run until it waits (the test runtime has one thread).
+        tokio::task::yield_now().await;
+        sender.send_modify(|r| r.push(event(4), 4));
+        let (next, mut reader) = waiting.await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(next, Ok(at(4)));
+        // Five more into a ring of four: event 5 is gone before the reader took it.
+        sender.send_modify(|r| (5..=9).for_each(|p| r.push(event(p), 4)));
+        assert_eq!(reader.next().await.map(|e| e.cursor), Err(Stop::Behind));
+    }
+}
