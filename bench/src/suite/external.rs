@@ -18,7 +18,7 @@ pub async fn rebuild(ctx: &Ctx) -> Vec<Row> {
     const TARGET: &str = ">= 100 000 events/s";
     let lines = match run(ctx, "rebuild").await {
         Ok(lines) => lines,
-        Err(why) => return vec![Row::not_measured("6", WHAT, TARGET, &why)],
+        Err(why) => return vec![Row::not_measured("7", WHAT, TARGET, &why)],
     };
     let mut rows = Vec::new();
     for line in lines.iter().filter(|l| l["measure"] == "rebuild") {
@@ -41,7 +41,7 @@ pub async fn rebuild(ctx: &Ctx) -> Vec<Row> {
     }
     if rows.is_empty() {
         rows.push(Row::not_measured(
-            "6",
+            "7",
             WHAT,
             TARGET,
             "no rebuild line in its output",
@@ -50,51 +50,138 @@ pub async fn rebuild(ctx: &Ctx) -> Vec<Row> {
     rows
 }
 
-/// Measurement 8: SSE fan-out, from the `sse` binary; one row per line it prints, its
-/// fields as they come (the binary names its own targets).
+/// Measurement 8: SSE fan-out, from the `sse` binary: one row per criterion of
+/// the target, judged from the lines it prints (`sse` per subscriber count,
+/// `sse_write` per count the write path was measured at, `sse_churn` per round of
+/// 1,000 subscribers coming and going).
 pub async fn sse(ctx: &Ctx) -> Vec<Row> {
     const WHAT: &str = "SSE fan-out";
-    const TARGET: &str = "see the sse binary's fields";
     let lines = match run(ctx, "sse").await {
         Ok(lines) => lines,
-        Err(why) => return vec![Row::not_measured("7", WHAT, TARGET, &why)],
+        Err(why) => return vec![Row::not_measured("8", WHAT, "target 8", &why)],
     };
-    let rows: Vec<Row> = lines
-        .iter()
-        .filter(|l| l["measure"] == "sse")
-        .map(|line| {
-            let met = match line.get("met").and_then(Value::as_bool) {
-                Some(ok) => Met::from(ok),
-                None => Met::Info,
-            };
-            let subscribers = line.get("subscribers").map(show);
-            Row {
-                id: "8".into(),
-                what: subscribers
-                    .map_or_else(|| WHAT.to_owned(), |n| format!("{WHAT}, {n} subscribers")),
-                value: context_fields(
-                    line,
-                    &[
-                        "measure",
-                        "subscribers",
-                        "target",
-                        "met",
-                        "baseline",
-                        "ratio",
-                    ],
-                ),
-                baseline: line.get("baseline").map_or_else(|| "-".to_owned(), show),
-                ratio: line.get("ratio").map_or_else(|| "-".to_owned(), show),
-                target: line.get("target").map_or_else(|| TARGET.to_owned(), show),
-                met,
-            }
-        })
-        .collect();
+    let of = |measure: &str| -> Vec<&Value> {
+        lines.iter().filter(|l| l["measure"] == measure).collect()
+    };
+    let f = |line: &Value, field: &str| line[field].as_f64();
+    let n = |line: &Value| line["subscribers"].as_u64().unwrap_or(0);
+    let mut rows = Vec::new();
+    let streams = of("sse");
+    let idle = streams.iter().find(|l| n(l) == 0).copied();
+    for line in streams.iter().filter(|l| n(l) > 0) {
+        let count = n(line);
+        let complete = line["subscribers_complete"].as_u64();
+        let per = f(line, "rss_per_subscriber_kb");
+        let p99 = f(line, "delivery_p99_ms");
+        rows.push(Row {
+            id: "8".into(),
+            what: format!(
+                "SSE, {count} subscribers: server memory per subscriber; every event delivered"
+            ),
+            value: format!(
+                "{} KB; {}/{count} got all {} events",
+                per.map_or_else(|| "-".into(), num),
+                complete.map_or_else(|| "-".into(), |c| c.to_string()),
+                line["events"].as_u64().unwrap_or(0)
+            ),
+            baseline: "-".into(),
+            ratio: "-".into(),
+            target: "<= 64 KB; all delivered".into(),
+            met: Met::from(per.is_some_and(|p| p <= 64.0) && complete == Some(count)),
+        });
+        let connect = f(line, "connect_cpu_s").map(|s| s * 1000.0 / count as f64);
+        let delivery_met = if count == 1000 {
+            Met::from(p99.is_some_and(|p| p < 50.0))
+        } else {
+            Met::Info
+        };
+        rows.push(Row {
+            id: "8".into(),
+            what: format!("SSE, {count} subscribers: delivery p50 / p99 (recordedAt -> read); CPU to connect, per 1,000"),
+            value: format!(
+                "{} / {} ms; {} s",
+                f(line, "delivery_p50_ms").map_or_else(|| "-".into(), num),
+                p99.map_or_else(|| "-".into(), num),
+                connect.map_or_else(|| "-".into(), num)
+            ),
+            baseline: "-".into(),
+            ratio: "-".into(),
+            target: if count == 1000 {
+                "p99 < 50 ms; connect < 0.5 s".into()
+            } else {
+                "connect < 0.5 s".into()
+            },
+            met: match delivery_met {
+                Met::Info => Met::from(connect.is_some_and(|c| c < 0.5)),
+                judged => {
+                    if connect.is_some_and(|c| c < 0.5) {
+                        judged
+                    } else {
+                        Met::No
+                    }
+                }
+            },
+        });
+    }
+    let writes = of("sse_write");
+    let quiet = writes.iter().find(|l| n(l) == 0).copied();
+    for line in writes.iter().filter(|l| n(l) > 0) {
+        let base = quiet.and_then(|q| f(q, "post_p99_ms"));
+        let p99 = f(line, "post_p99_ms");
+        let ratio = match (p99, base) {
+            (Some(p), Some(b)) if b > 0.0 => Some(p / b),
+            _ => None,
+        };
+        let unavailable = line["status_503"].as_u64().unwrap_or(0);
+        rows.push(Row {
+            id: "8".into(),
+            what: format!(
+                "SSE, {} subscribers: write path (POST deployments) p99; answers 503",
+                n(line)
+            ),
+            value: format!(
+                "{} ms; {unavailable} x 503",
+                p99.map_or_else(|| "-".into(), num)
+            ),
+            baseline: format!("{} ms with none", base.map_or_else(|| "-".into(), num)),
+            ratio: ratio.map_or_else(|| "-".into(), |r| format!("{r:.2}x")),
+            target: "<= 2x; no 503".into(),
+            met: Met::from(ratio.is_some_and(|r| r <= 2.0) && unavailable == 0),
+        });
+    }
+    let before = idle.and_then(|l| f(l, "rss_before_kb"));
+    for line in of("sse_churn") {
+        let (with, after) = (f(line, "rss_with_kb"), f(line, "rss_after_kb"));
+        // Returned: what stays after they left is at most 10 KB per departed subscriber.
+        let kept = match (after, before) {
+            (Some(a), Some(b)) => Some((a - b).max(0.0)),
+            _ => None,
+        };
+        rows.push(Row {
+            id: "8".into(),
+            what: format!(
+                "SSE, round {} of 1,000 subscribers leaving: server memory with them, after",
+                line["round"].as_u64().unwrap_or(0)
+            ),
+            value: format!(
+                "{} MB, {} MB",
+                with.map_or_else(|| "-".into(), |k| num(k / 1024.0)),
+                after.map_or_else(|| "-".into(), |k| num(k / 1024.0))
+            ),
+            baseline: format!(
+                "{} MB before any subscriber",
+                before.map_or_else(|| "-".into(), |k| num(k / 1024.0))
+            ),
+            ratio: "-".into(),
+            target: "returned (<= 10 MB kept)".into(),
+            met: Met::from(kept.is_some_and(|k| k <= 10.0 * 1024.0)),
+        });
+    }
     if rows.is_empty() {
         return vec![Row::not_measured(
-            "7",
+            "8",
             WHAT,
-            TARGET,
+            "target 8",
             "no sse line in its output",
         )];
     }
