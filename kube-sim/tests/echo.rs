@@ -2,6 +2,9 @@
 //! shiplog uses them: the cluster side through kube-rs, the traffic over plain HTTP (reqwest)
 //! and through `kube::Client::send`.
 
+// A test's unwrap is its assertion (clippy.toml allows it only inside #[test] functions).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::BTreeSet;

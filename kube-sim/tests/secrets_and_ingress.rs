@@ -2,6 +2,9 @@
 //! and resolved into pods' environments by the kubelet; Ingresses validated, and served by
 //! the simulator's ingress controller on a real port.
 
+// A test's unwrap is its assertion (clippy.toml allows it only inside #[test] functions).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::BTreeMap;

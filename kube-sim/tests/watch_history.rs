@@ -3,6 +3,9 @@
 //! by listing again, and the history holds no more than its configured window however many
 //! writes there are.
 
+// A test's unwrap is its assertion (clippy.toml allows it only inside #[test] functions).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::BTreeSet;

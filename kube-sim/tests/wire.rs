@@ -1,6 +1,9 @@
 //! The wire format itself, over a plain TCP socket: Status bodies for bad requests (never a
 //! dropped connection), newline-delimited watch events with bookmarks, kubectl's Table form.
 
+// A test's unwrap is its assertion (clippy.toml allows it only inside #[test] functions).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Duration;
 
 use kube_sim::{KubeSim, SimConfig};

@@ -1,4 +1,7 @@
 //! Shared helpers for the kube-sim tests: a fast simulator, a real kube client, manifests.
+
+// A test's unwrap is its assertion (clippy.toml allows it only inside #[test] functions).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 #![allow(dead_code)]
 
 use std::future::Future;
