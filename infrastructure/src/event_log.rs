@@ -18,6 +18,9 @@ pub(crate) fn cursor_from(row: &PgRow) -> Result<Cursor, sqlx::Error> {
     })
 }
 
+/// The channel the events table notifies on insert (migration 0001's trigger).
+pub const EVENTS_CHANNEL: &str = "shiplog_events";
+
 /// The columns `recorded_from` reads, for a `SELECT` on `events`.
 pub(crate) const EVENT_COLUMNS: &str =
     "transaction_id::text AS txid, position, aggregate_type, aggregate_id, sequence, event_type,
@@ -102,7 +105,7 @@ impl Wakeup {
     /// Listens on the events channel; without a listener it falls back to polling.
     pub async fn connect(pool: &sqlx::PgPool) -> Self {
         let listener = match sqlx::postgres::PgListener::connect_with(pool).await {
-            Ok(mut l) => match l.listen(crate::projections::EVENTS_CHANNEL).await {
+            Ok(mut l) => match l.listen(EVENTS_CHANNEL).await {
                 Ok(()) => Some(l),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot LISTEN for new events; polling instead");

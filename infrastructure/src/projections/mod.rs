@@ -39,8 +39,6 @@ use std::time::Duration;
 use tokio::sync::{watch, Notify};
 use tracing::{debug, instrument, warn};
 
-/// The channel the events table notifies on insert.
-pub const EVENTS_CHANNEL: &str = "shiplog_events";
 /// How long read-your-writes waits for the projections before answering anyway.
 const READ_YOUR_WRITES_TIMEOUT: Duration = Duration::from_secs(5);
 /// Rows per write statement: bounds the size of one message to the database.
