@@ -1,7 +1,8 @@
 //! Bearer tokens: scopes, principals, and how a presented token becomes one.
 
 use crate::error::AppError;
-use crate::ports::{TokenStore, Visible};
+use crate::ports::Visible;
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -202,6 +203,19 @@ pub const BOOTSTRAP_ADMIN: &str = "admin";
 /// plain SHA-256 is enough (no password stretching needed).
 pub fn hash_secret(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
+}
+
+/// Stores API tokens, hashed.
+#[async_trait]
+pub trait TokenStore: Send + Sync {
+    /// Stores a new token's hash; a name already in use by an active token is a `Conflict`.
+    async fn create(&self, token: &NewToken, secret_hash: &[u8]) -> Result<TokenInfo, AppError>;
+    /// The active token with this hash, if any.
+    async fn find_by_hash(&self, secret_hash: &[u8]) -> Result<Option<Principal>, AppError>;
+    /// Active tokens, oldest first.
+    async fn list(&self) -> Result<Vec<TokenInfo>, AppError>;
+    /// Revokes a token; `false` when no active token has this id.
+    async fn revoke(&self, id: Uuid) -> Result<bool, AppError>;
 }
 
 /// Turns a presented bearer token into a principal, and issues new tokens.

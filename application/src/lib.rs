@@ -18,7 +18,9 @@ pub mod time_travel;
 pub mod usecases;
 
 pub use audit::{parse_types, Audit};
-pub use auth::{Authenticator, NewToken, Principal, Scope, TokenInfo, OWNERSHIP_REFUSED};
+pub use auth::{
+    Authenticator, NewToken, Principal, Scope, TokenInfo, TokenStore, OWNERSHIP_REFUSED,
+};
 pub use cluster::{ClusterError, ClusterPort, RolloutOutcome, Workload};
 pub use cursor::Cursor;
 pub use error::AppError;
@@ -35,7 +37,7 @@ pub use platform::{
 };
 pub use ports::{
     CommandBus, CommandContext, DeploymentView, Page, PlatformView, ReadModel, Revision,
-    TeamCommandBus, TeamView, TokenStore, UsageCounts, UsecaseFilter, UsecaseView, Visible,
+    TeamCommandBus, TeamView, UsageCounts, UsecaseFilter, UsecaseView, Visible,
 };
 pub use process_manager::{
     at_rest, plan, ProcessManager, ReconcileError, Step, StepObserver, UsecaseLoader,

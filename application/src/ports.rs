@@ -1,6 +1,5 @@
 //! The traits the application needs from the outside world; `shiplog-infrastructure` implements them.
 
-use crate::auth::{NewToken, Principal, TokenInfo};
 use crate::cursor::Cursor;
 use crate::error::AppError;
 use async_trait::async_trait;
@@ -273,17 +272,4 @@ pub trait ReadModel: Send + Sync {
     /// Returns once every projection has applied the event at `cursor` (or a bounded
     /// time has passed: the write is durable either way, only the view may lag).
     async fn wait_for(&self, cursor: Cursor);
-}
-
-/// Stores API tokens, hashed.
-#[async_trait]
-pub trait TokenStore: Send + Sync {
-    /// Stores a new token's hash; a name already in use by an active token is a `Conflict`.
-    async fn create(&self, token: &NewToken, secret_hash: &[u8]) -> Result<TokenInfo, AppError>;
-    /// The active token with this hash, if any.
-    async fn find_by_hash(&self, secret_hash: &[u8]) -> Result<Option<Principal>, AppError>;
-    /// Active tokens, oldest first.
-    async fn list(&self) -> Result<Vec<TokenInfo>, AppError>;
-    /// Revokes a token; `false` when no active token has this id.
-    async fn revoke(&self, id: Uuid) -> Result<bool, AppError>;
 }
