@@ -12,6 +12,7 @@ pub mod platform_dto;
 pub mod proxy;
 pub mod routes;
 pub mod server;
+pub mod sse;
 pub mod state;
 pub mod team_dto;
 pub mod telemetry;

@@ -4,10 +4,12 @@
 use crate::cursor::Cursor;
 use crate::error::AppError;
 use async_trait::async_trait;
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures_core::stream::BoxStream;
 use serde::Serialize;
-use std::sync::Arc;
+use std::ops::Deref;
+use std::sync::{Arc, OnceLock};
 use uuid::Uuid;
 
 /// One stored event with its place in the global order.
@@ -61,9 +63,9 @@ pub struct EventFilter {
 impl EventFilter {
     /// Whether `event` passes the filter (for live events, which are not queried).
     pub fn matches(&self, event: &RecordedEvent) -> bool {
-        self.usecase
-            .is_none_or(|id| event.aggregate_id == id.to_string())
-            && (self.types.is_empty() || self.types.contains(&event.event_type))
+        self.usecase.is_none_or(|id| {
+            event.aggregate_id == *id.hyphenated().encode_lower(&mut Uuid::encode_buffer())
+        }) && (self.types.is_empty() || self.types.contains(&event.event_type))
             && self.actor.as_deref().is_none_or(|a| a == event.actor())
             && self.from.is_none_or(|from| event.recorded_at >= from)
             && self.to.is_none_or(|to| event.recorded_at < to)
@@ -81,13 +83,54 @@ pub enum FeedItem {
         at: Cursor,
     },
     /// The next event, in global order.
-    Event(Arc<RecordedEvent>),
+    Event(Arc<FollowedEvent>),
     /// The follower fell too far behind and is cut off; it resumes after `last`
     /// (the last event it was sent, or where it started).
     Overflow {
         /// Resume after this cursor.
         last: Cursor,
     },
+}
+
+/// An event as followers receive it: one value shared by every follower, with room
+/// for the bytes the presentation layer sends for it, so that they are encoded once
+/// however many follow.
+#[derive(Debug)]
+pub struct FollowedEvent {
+    event: RecordedEvent,
+    encoded: OnceLock<Bytes>,
+}
+
+impl FollowedEvent {
+    /// Wraps `event`, not encoded yet.
+    pub fn new(event: RecordedEvent) -> Self {
+        Self {
+            event,
+            encoded: OnceLock::new(),
+        }
+    }
+
+    /// The event's encoding: made by `encode` for the first follower that asks, then
+    /// shared (a reference count) with every other. Every caller must pass the same
+    /// encoding: the first one wins.
+    pub fn encoded(&self, encode: impl FnOnce(&RecordedEvent) -> Bytes) -> Bytes {
+        self.encoded.get_or_init(|| encode(&self.event)).clone()
+    }
+}
+
+impl Deref for FollowedEvent {
+    type Target = RecordedEvent;
+
+    fn deref(&self) -> &RecordedEvent {
+        &self.event
+    }
+}
+
+impl PartialEq for FollowedEvent {
+    /// The same event, whether encoded yet or not.
+    fn eq(&self, other: &Self) -> bool {
+        self.event == other.event
+    }
 }
 
 /// The outcome of recomputing the hash chain.

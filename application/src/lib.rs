@@ -25,8 +25,8 @@ pub use cluster::{ClusterError, ClusterPort, RolloutOutcome, Workload};
 pub use cursor::Cursor;
 pub use error::AppError;
 pub use ledger::{
-    ChainBreak, ChainReport, EventFilter, FeedItem, HistoryIndex, Ledger, RecordedEvent,
-    SealedEvent,
+    ChainBreak, ChainReport, EventFilter, FeedItem, FollowedEvent, HistoryIndex, Ledger,
+    RecordedEvent, SealedEvent,
 };
 pub use operations::{
     Accepted, ClusterInsight, Config, KubeEvent, LogLine, Logs, Operations, PodUsage, Usage,

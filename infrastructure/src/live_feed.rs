@@ -12,7 +12,7 @@ use crate::event_log::Wakeup;
 use crate::ledger::{page, tail};
 use futures::stream::BoxStream;
 use futures::StreamExt;
-use shiplog_application::{AppError, Cursor, EventFilter, FeedItem, RecordedEvent};
+use shiplog_application::{AppError, Cursor, EventFilter, FeedItem, FollowedEvent, RecordedEvent};
 use sqlx::PgPool;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -58,7 +58,7 @@ struct Ring {
     /// The number of `events[0]`.
     first: u64,
     /// At most `capacity` events, in the global order.
-    events: VecDeque<Arc<RecordedEvent>>,
+    events: VecDeque<Arc<FollowedEvent>>,
     /// Every event after this cursor is in `events` or not read yet.
     base: Cursor,
     /// The reader has read every visible event up to this cursor.
@@ -80,7 +80,7 @@ impl Ring {
             }
         }
         self.head = event.cursor;
-        self.events.push_back(Arc::new(event));
+        self.events.push_back(Arc::new(FollowedEvent::new(event)));
     }
 
     /// Empties the ring and continues after `tail` (nobody follows: nothing to keep).
@@ -260,7 +260,7 @@ impl LiveFeed {
                         let full = events.len() == PAGE as usize;
                         for event in events {
                             last = event.cursor;
-                            yield FeedItem::Event(Arc::new(event));
+                            yield FeedItem::Event(Arc::new(FollowedEvent::new(event)));
                         }
                         if full {
                             continue;
@@ -377,12 +377,12 @@ struct Reader {
     ring: watch::Receiver<Ring>,
     position: u64,
     /// Events taken from the ring and not handed out yet (at most `BATCH`).
-    batch: VecDeque<Arc<RecordedEvent>>,
+    batch: VecDeque<Arc<FollowedEvent>>,
 }
 
 impl Reader {
     /// The next event, waiting for one.
-    async fn next(&mut self) -> Result<Arc<RecordedEvent>, Stop> {
+    async fn next(&mut self) -> Result<Arc<FollowedEvent>, Stop> {
         loop {
             if let Some(event) = self.batch.pop_front() {
                 return Ok(event);

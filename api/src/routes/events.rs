@@ -6,17 +6,15 @@ use crate::extract::{ApiPath, ApiQuery, Auth, LastEventId, StreamAuth};
 use crate::ledger_dto::{
     parse_cursor, EventPage, EventRecord, EventsQuery, HistoryQuery, StreamQuery,
 };
+use crate::sse;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::HeaderName;
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::IntoResponse;
 use axum::Json;
-use futures::stream::BoxStream;
-use futures::{Stream, StreamExt};
+use bytes::Bytes;
+use futures::StreamExt;
 use shiplog_application::{parse_types, EventFilter, FeedItem, Scope};
-use std::convert::Infallible;
-use std::time::Duration;
 use uuid::Uuid;
 
 /// Read the global ledger, oldest first, filtered by usecase, event type, actor and time.
@@ -150,40 +148,40 @@ async fn follow(
         ..EventFilter::default()
     };
     let feed = state.audit.follow(filter, after).await?;
+    // A token of the stream's own: waiting on the shared one would lock the same
+    // mutex from every stream at every message.
+    let stopping = state.stopping.child_token().cancelled_owned();
+    let messages = feed.map(message).take_until(stopping).boxed();
     // Reverse proxies (nginx) must pass each message on at once instead of buffering.
     let no_buffering = [(HeaderName::from_static("x-accel-buffering"), "no")];
-    let feed = feed
-        .take_until(state.stopping.clone().cancelled_owned())
-        .boxed();
-    Ok((no_buffering, sse(feed, state.keep_alive)))
+    Ok((
+        no_buffering,
+        sse::response(messages, state.keep_alive, "keep-alive"),
+    ))
 }
 
-/// Turns the ledger feed into SSE messages.
-fn sse(
-    feed: BoxStream<'static, FeedItem>,
-    keep_alive: Duration,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let messages = feed.map(|item| {
-        Ok(match item {
-            FeedItem::Event(event) => {
-                let data = serde_json::to_string(&EventRecord::from(&*event))
-                    .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
-                Event::default()
-                    .id(event.cursor.to_string())
-                    .event(event.event_type.as_str())
-                    .data(data)
-            }
-            // An id without data: EventSource dispatches nothing but remembers the id,
-            // and sends it back as Last-Event-ID should the connection drop.
-            FeedItem::Start { at } => Event::default().id(at.to_string()),
-            FeedItem::Overflow { last } => Event::default().event("overflow").data(
-                serde_json::json!({
-                    "detail": "this subscriber fell too far behind and was disconnected; reconnect with Last-Event-ID (or ?after=) set to resumeAfter to continue without a gap",
-                    "resumeAfter": last.to_string(),
-                })
-                .to_string(),
-            ),
-        })
-    });
-    Sse::new(messages).keep_alive(KeepAlive::new().interval(keep_alive).text("keep-alive"))
+/// The SSE message for `item`. An event's is rendered by the first stream that sends
+/// it and shared by every other.
+fn message(item: FeedItem) -> Bytes {
+    match item {
+        FeedItem::Event(event) => event.encoded(|event| {
+            let data = serde_json::to_string(&EventRecord::from(event))
+                .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+            sse::message(
+                Some(&event.cursor.to_string()),
+                Some(&event.event_type),
+                Some(&data),
+            )
+        }),
+        // An id without data: EventSource dispatches nothing but remembers the id,
+        // and sends it back as Last-Event-ID should the connection drop.
+        FeedItem::Start { at } => sse::message(Some(&at.to_string()), None, None),
+        FeedItem::Overflow { last } => {
+            let data = serde_json::json!({
+                "detail": "this subscriber fell too far behind and was disconnected; reconnect with Last-Event-ID (or ?after=) set to resumeAfter to continue without a gap",
+                "resumeAfter": last.to_string(),
+            });
+            sse::message(None, Some("overflow"), Some(&data.to_string()))
+        }
+    }
 }
