@@ -7,6 +7,7 @@ pub mod dto;
 pub mod error;
 pub mod extract;
 pub mod ledger_dto;
+pub mod memory;
 pub mod ops_dto;
 pub mod platform_dto;
 pub mod proxy;

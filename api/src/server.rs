@@ -437,6 +437,7 @@ impl Server {
         }
         let mut background = vec![
             tokio::spawn(parts.projector.run()),
+            tokio::spawn(crate::memory::return_freed(parts.feed.clone())),
             tokio::spawn(parts.feed.run()),
             tokio::spawn(ChainSealer::new(pool.clone()).run()),
         ];

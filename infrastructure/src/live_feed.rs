@@ -49,6 +49,8 @@ pub struct LiveFeed {
     poke: Notify,
     /// Followers connected now.
     followers: AtomicUsize,
+    /// The most followers connected at once since `take_peak_followers` last looked.
+    peak_followers: AtomicUsize,
     /// Bounds the followers' catch-up queries.
     catch_up: Semaphore,
 }
@@ -127,6 +129,7 @@ impl LiveFeed {
             rounds_done: watch::Sender::new(0),
             poke: Notify::new(),
             followers: AtomicUsize::new(0),
+            peak_followers: AtomicUsize::new(0),
             catch_up: Semaphore::new(CATCH_UP_QUERIES),
         })
     }
@@ -136,11 +139,19 @@ impl LiveFeed {
         self.followers.load(Ordering::SeqCst)
     }
 
+    /// The most followers connected at once since the last call (at least those
+    /// connected now): a crowd that came and went between two looks is seen too.
+    pub fn take_peak_followers(&self) -> usize {
+        let now = self.followers();
+        self.peak_followers.swap(now, Ordering::SeqCst).max(now)
+    }
+
     /// Counts a follower until the returned guard is dropped. SeqCst, as is the
     /// reader's count of rounds: a round that sees no follower began before the
     /// follower's `tail_now` looked at the rounds, so it waits for a later one.
     fn follower(self: &Arc<Self>) -> FollowerGuard {
-        self.followers.fetch_add(1, Ordering::SeqCst);
+        let now = self.followers.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak_followers.fetch_max(now, Ordering::SeqCst);
         FollowerGuard(self.clone())
     }
 
