@@ -27,6 +27,9 @@ const PAGE: u32 = 500;
 const FEED_START: Duration = Duration::from_secs(10);
 /// How often the reader looks at the log when no notification woke it.
 const POLL: Duration = Duration::from_millis(250);
+/// The least time between the starts of two rounds of the reader: the most a
+/// round adds to an event's delivery.
+const ROUND_GAP: Duration = Duration::from_millis(20);
 /// How many events a follower takes from the ring per look (fewer lock round trips).
 const BATCH: usize = 32;
 /// Catch-up queries of followers running at once: the pool stays free for writers
@@ -311,6 +314,7 @@ impl LiveFeed {
         let mut wakeup = Wakeup::connect(&self.pool).await;
         let mut position = None;
         loop {
+            let began = tokio::time::Instant::now();
             let round = self.rounds_begun.fetch_add(1, Ordering::SeqCst) + 1;
             match self.round(position).await {
                 Ok(reached) => {
@@ -323,6 +327,11 @@ impl LiveFeed {
                 () = wakeup.wait(POLL) => {}
                 () = self.poke.notified() => {}
             }
+            // Every round that finds events wakes every follower, and each then writes
+            // to its socket: while writers commit many times a second, a round per
+            // commit would cost a write per commit and follower; one at most every
+            // ROUND_GAP carries the events of several commits in one.
+            tokio::time::sleep_until(began + ROUND_GAP).await;
         }
     }
 
