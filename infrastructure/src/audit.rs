@@ -83,6 +83,7 @@ impl ChainSealer {
     #[instrument(skip(self))]
     async fn seal_batch(&self) -> Result<u64, AuditError> {
         let mut tx = self.pool.begin().await?;
+        crate::db::derived_writes(&mut tx).await?;
         sqlx::query(LOCK).execute(&mut *tx).await?;
         let (mut index, mut prev, after, mut ledger_time) = match chain_head(&mut tx).await? {
             Some(head) => (

@@ -151,3 +151,24 @@ pub fn app_error(err: sqlx::Error) -> AppError {
         AppError::Internal(format!("database error: {err}"))
     }
 }
+
+/// Marks the current transaction as one that writes only what the event log can
+/// rebuild (read models, the hash chain, a subscription's checkpoint), in one round trip:
+///
+/// - it commits without waiting for its WAL flush. It is visible to every session
+///   at once, as any commit; a crash can lose only its last few milliseconds,
+///   which the writer then redoes from its durable checkpoint. The events
+///   themselves are always committed durably before a client hears of them.
+/// - each statement is planned for its actual arguments. A batch's arrays hold one
+///   row or thousands, and a generic plan cached while a table was small (a
+///   sequential scan and a hash join) would go on scanning it whole as it grew:
+///   seen as deploy commands slowing down with the size of `deployment_view`.
+pub(crate) async fn derived_writes(conn: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "SELECT set_config('synchronous_commit', 'off', true),
+                set_config('plan_cache_mode', 'force_custom_plan', true)",
+    )
+    .execute(conn)
+    .await
+    .map(|_| ())
+}

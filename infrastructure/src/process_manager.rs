@@ -170,6 +170,7 @@ impl ProcessManagerRunner {
         tasks: &mut JoinSet<(Uuid, Cursor)>,
     ) -> Result<usize, ProjectionError> {
         let mut tx = self.pool.begin().await?;
+        crate::db::derived_writes(&mut tx).await?;
         let checkpoint = read_checkpoint(&mut tx, CHECKPOINT).await?;
         let events = EventLog::read_after(&mut tx, checkpoint, BATCH).await?;
         let Some(last) = events.last().map(|e| e.cursor) else {

@@ -211,6 +211,7 @@ impl Projector {
     #[instrument(skip(self))]
     async fn step(&self) -> Result<(Cursor, usize), ProjectionError> {
         let mut tx = self.pool.begin().await?;
+        crate::db::derived_writes(&mut tx).await?;
         let names = self.names();
         lock(&mut tx, &names).await?;
         let checkpoints = read_checkpoints(&mut tx, &names).await?;
@@ -311,6 +312,7 @@ impl Projector {
     #[instrument(skip(self))]
     pub async fn rebuild(&self) -> Result<u64, ProjectionError> {
         let mut tx = self.pool.begin().await?;
+        crate::db::derived_writes(&mut tx).await?;
         let names = self.names();
         lock(&mut tx, &names).await?;
         let mut models = ReadModels::empty();
