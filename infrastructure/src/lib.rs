@@ -14,6 +14,7 @@ pub mod live_feed;
 pub mod process_manager;
 pub mod projections;
 pub mod read_model;
+mod retry;
 pub mod telemetry;
 pub mod tokens;
 pub mod upstream;

@@ -10,6 +10,7 @@
 
 use crate::event_log::Wakeup;
 use crate::ledger::{page, tail};
+use crate::retry;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use shiplog_application::{AppError, Cursor, EventFilter, FeedItem, FollowedEvent, RecordedEvent};
@@ -257,7 +258,7 @@ impl LiveFeed {
                     position
                 }
                 None => {
-                    let mut attempt = 0;
+                    let mut delays = retry::backoff(RETRY_MIN, RETRY_MAX);
                     loop {
                         // Every event up to the feed's head is visible to the query
                         // below: once a page is short, we have every match up to there.
@@ -266,11 +267,13 @@ impl LiveFeed {
                             Ok(events) => events,
                             Err(e) => {
                                 warn!(error = %e, "follower cannot read the log; retrying");
-                                pause(&mut attempt).await;
+                                // A follower outlives a database restart instead of
+                                // failing (its keep-alives go on meanwhile).
+                                tokio::time::sleep(delays.next().unwrap_or(RETRY_MAX)).await;
                                 continue;
                             }
                         };
-                        attempt = 0;
+                        delays = retry::backoff(RETRY_MIN, RETRY_MAX);
                         let full = events.len() == PAGE as usize;
                         for event in events {
                             last = event.cursor;
@@ -375,13 +378,10 @@ impl LiveFeed {
     }
 }
 
-/// Retries a read of the catch-up with a growing pause: a follower outlives a
-/// database restart instead of failing (its keep-alives go on meanwhile).
-async fn pause(attempt: &mut u32) {
-    let millis = 250u64.saturating_mul(1 << (*attempt).min(5));
-    *attempt += 1;
-    tokio::time::sleep(Duration::from_millis(millis)).await;
-}
+/// The first pause before a follower reads the log again after a failure.
+const RETRY_MIN: Duration = Duration::from_millis(250);
+/// The longest pause between a failing follower's reads.
+const RETRY_MAX: Duration = Duration::from_secs(8);
 
 /// Keeps a follower counted while it lives.
 struct FollowerGuard(Arc<LiveFeed>);

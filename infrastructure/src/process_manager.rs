@@ -4,6 +4,7 @@
 
 use crate::event_log::{EventLog, Wakeup};
 use crate::projections::{read_checkpoint, write_checkpoint, ProjectionError};
+use crate::retry;
 use cqrs_es::Aggregate;
 use futures::FutureExt;
 use shiplog_application::{Cursor, ProcessManager};
@@ -217,6 +218,11 @@ fn schedule(
     tasks.spawn(reconcile_loop(pm.clone(), usecase_id, rx));
 }
 
+/// The first pause after a failed reconcile; it doubles on each failure in a row.
+const RETRY_MIN: Duration = Duration::from_millis(500);
+/// The longest pause between two reconciles of a usecase that keeps failing.
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
 /// Reconciles one usecase whenever it changes. A change during a reconcile
 /// cancels it and starts over on the new state (every step is idempotent);
 /// a failure is retried with back-off. Ends once the usecase is at rest and no
@@ -226,7 +232,7 @@ async fn reconcile_loop(
     usecase_id: Uuid,
     mut changes: watch::Receiver<Cursor>,
 ) -> (Uuid, Cursor) {
-    let mut backoff = Duration::from_millis(500);
+    let mut delays = retry::backoff(RETRY_MIN, RETRY_MAX);
     loop {
         let cause = *changes.borrow_and_update();
         let result = tokio::select! {
@@ -236,7 +242,7 @@ async fn reconcile_loop(
         match result {
             None => continue,
             Some(Ok(settled)) => {
-                backoff = Duration::from_millis(500);
+                delays = retry::backoff(RETRY_MIN, RETRY_MAX);
                 if settled && !changes.has_changed().unwrap_or(false) {
                     return (usecase_id, cause);
                 }
@@ -245,12 +251,12 @@ async fn reconcile_loop(
                 }
             }
             Some(Err(e)) => {
-                warn!(%usecase_id, error = %e, retry_in = ?backoff, "reconcile failed");
+                let delay = delays.next().unwrap_or(RETRY_MAX);
+                warn!(%usecase_id, error = %e, retry_in = ?delay, "reconcile failed");
                 tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(delay) => {}
                     _ = changes.changed() => {}
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(30));
             }
         }
     }
