@@ -194,22 +194,6 @@ const USECASE_ROW_TYPES: [&str; 5] = [
 /// Deployments read per round while looking for the newest one not in error.
 const CANDIDATES: u32 = 8;
 
-/// Only the usecase table of the read models.
-const USECASES: Views = Views {
-    usecases: true,
-    deployments: false,
-    revisions: false,
-    teams: false,
-};
-
-/// Only the deployment table of the read models.
-const DEPLOYMENTS: Views = Views {
-    usecases: false,
-    deployments: true,
-    revisions: false,
-    teams: false,
-};
-
 /// One deployment at an instant, or which of the two did not exist then.
 #[derive(Debug, Clone, PartialEq)]
 pub enum DeploymentAt {
@@ -286,7 +270,7 @@ async fn usecase_row(
         .await?;
     let mut tables = ReadModels::empty();
     for raw in &events {
-        if fold(&mut tables, raw, USECASES)? != usecase_id {
+        if fold(&mut tables, raw, Views::USECASES)? != usecase_id {
             return Err(AppError::Internal(format!(
                 "time travel for {usecase_id} got an event of {} at {}",
                 raw.aggregate_id, raw.cursor
@@ -346,7 +330,7 @@ fn deployment_row(
     let mut tables = ReadModels::empty();
     tables.deployments.load_max_ordinal(usecase_id, before);
     for raw in events {
-        fold(&mut tables, raw, DEPLOYMENTS)?;
+        fold(&mut tables, raw, Views::DEPLOYMENTS)?;
     }
     Ok(tables.deployments.rows.get(&deployment_id).cloned())
 }

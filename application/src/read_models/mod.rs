@@ -88,6 +88,20 @@ impl Views {
         revisions: false,
         teams: false,
     };
+    /// `usecase_view` alone: time travel folds a usecase row from its own events.
+    pub const USECASES: Views = Views {
+        usecases: true,
+        deployments: false,
+        revisions: false,
+        teams: false,
+    };
+    /// `deployment_view` alone: time travel folds a deployment row from the events naming it.
+    pub const DEPLOYMENTS: Views = Views {
+        usecases: false,
+        deployments: true,
+        revisions: false,
+        teams: false,
+    };
 }
 
 /// Why an event cannot be folded.
