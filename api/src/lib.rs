@@ -3,17 +3,12 @@
 
 pub mod cli;
 pub mod docs;
-pub mod dto;
 pub mod error;
 pub mod extract;
-pub mod ledger_dto;
 pub mod memory;
-pub mod ops_dto;
-pub mod platform_dto;
 pub mod proxy;
 pub mod routes;
 pub mod server;
 pub mod sse;
 pub mod state;
-pub mod team_dto;
 pub mod telemetry;

@@ -1,11 +1,11 @@
 //! The client subcommands as clap sees them, and the parsers of their values
 //! (`--image`, `K=V`, `--url`), so that malformed input is a usage error (exit 2).
 
-use crate::platform_dto::VisibilityBody;
-use crate::team_dto::TierBody;
 use chrono::{DateTime, Utc};
 use clap::{ArgGroup, Args, Subcommand, ValueEnum};
 use shiplog_domain::ImageRef;
+use shiplog_wire::platform::VisibilityBody;
+use shiplog_wire::teams::TierBody;
 use uuid::Uuid;
 
 /// Where the client looks for shiplog when neither --url nor SHIPLOG_URL is given.

@@ -3,12 +3,12 @@
 
 use super::args::Connection;
 use super::error::CliError;
-use crate::team_dto::TeamBody;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 use shiplog_application::OWNERSHIP_REFUSED;
+use shiplog_wire::teams::TeamBody;
 use std::time::Duration;
 use uuid::Uuid;
 

@@ -1,9 +1,8 @@
 //! `/api/audit`: recompute the hash chain, and export the sealed ledger for
 //! verification without shiplog.
 
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::extract::Auth;
-use crate::ledger_dto::VerifyReport;
 use crate::state::AppState;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -13,6 +12,8 @@ use axum::Json;
 use futures::StreamExt;
 use shiplog_application::chain::export_line;
 use shiplog_application::{Scope, SealedEvent};
+use shiplog_wire::ledger::VerifyReport;
+use shiplog_wire::Problem;
 
 /// Recompute the hash chain over the whole ledger and report the first break, if any.
 #[utoipa::path(get, path = "/api/audit/verify", tag = "audit",

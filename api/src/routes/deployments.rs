@@ -1,16 +1,17 @@
 //! `/api/usecases/{id}/deployments`: deploy, list, show and undeploy.
 
-use crate::dto::{
-    CreateDeployment, DeploymentAccepted, DeploymentPage, DeploymentResponse, PageQuery,
-};
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::extract::{command_context, ApiJson, ApiPath, ApiQuery, Auth, RequestId};
-use crate::ledger_dto::AtQuery;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use shiplog_application::Scope;
+use shiplog_wire::ledger::AtQuery;
+use shiplog_wire::usecases::{
+    CreateDeployment, DeploymentAccepted, DeploymentPage, DeploymentResponse, PageQuery,
+};
+use shiplog_wire::Problem;
 use uuid::Uuid;
 
 /// Request a deployment. Older requests still in flight are superseded; the

@@ -1,11 +1,8 @@
 //! The ledger for readers: `/api/events` (paged and filtered, and as a live
 //! stream) and a usecase's own history and stream.
 
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::extract::{ApiPath, ApiQuery, Auth, LastEventId, StreamAuth};
-use crate::ledger_dto::{
-    parse_cursor, EventPage, EventRecord, EventsQuery, HistoryQuery, StreamQuery,
-};
 use crate::sse;
 use crate::state::AppState;
 use axum::extract::State;
@@ -14,7 +11,10 @@ use axum::response::IntoResponse;
 use axum::Json;
 use bytes::Bytes;
 use futures::StreamExt;
-use shiplog_application::{parse_types, EventFilter, FeedItem, Scope};
+use shiplog_application::{parse_types, Cursor, EventFilter, FeedItem, Scope};
+use shiplog_domain::InvalidField;
+use shiplog_wire::ledger::{EventPage, EventRecord, EventsQuery, HistoryQuery, StreamQuery};
+use shiplog_wire::Problem;
 use uuid::Uuid;
 
 /// Read the global ledger, oldest first, filtered by usecase, event type, actor and time.
@@ -184,4 +184,17 @@ fn message(item: FeedItem) -> Bytes {
             sse::message(None, Some("overflow"), Some(&data.to_string()))
         }
     }
+}
+
+/// Reads an optional cursor parameter; a string shiplog did not produce is a 422 naming `field`.
+fn parse_cursor(raw: Option<&str>, field: &str) -> Result<Option<Cursor>, ApiError> {
+    raw.map(|s| {
+        s.trim().parse::<Cursor>().map_err(|e| {
+            ApiError::Invalid(InvalidField::new(
+                field,
+                format!("{e}; use the cursor of an event shiplog returned"),
+            ))
+        })
+    })
+    .transpose()
 }

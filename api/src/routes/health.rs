@@ -1,10 +1,11 @@
 //! Probes for orchestrators: liveness and readiness.
 
-use crate::dto::Health;
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::Json;
+use shiplog_wire::usecases::Health;
+use shiplog_wire::Problem;
 use std::time::Duration;
 
 /// Liveness: the process is up and serving HTTP.

@@ -1,11 +1,12 @@
 //! `GET /metrics`: shiplog's own metrics for Prometheus.
 
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use shiplog_infrastructure::telemetry::CONTENT_TYPE;
+use shiplog_wire::Problem;
 
 /// Prometheus metrics of this process in the OpenMetrics text format. Unauthenticated,
 /// as scrapers rarely hold API tokens: it reveals counts and timings, never ledger data.

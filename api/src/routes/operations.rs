@@ -2,13 +2,9 @@
 //! process manager carries out) and logs, Kubernetes events and resource usage
 //! (read from the cluster).
 
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::extract::{
     command_context, ApiJson, ApiPath, ApiQuery, Auth, OptionalJson, RequestId, StreamAuth,
-};
-use crate::ops_dto::{
-    ConfigAccepted, ConfigChange, ConfigResponse, KubeEventList, LogLineBody, LogStreamQuery,
-    LogsQuery, LogsResponse, RestartAccepted, RollbackAccepted, RollbackRequest, UsageResponse,
 };
 use crate::state::AppState;
 use axum::body::Body;
@@ -20,6 +16,11 @@ use axum::Json;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use shiplog_application::{ClusterError, LogLine, Scope};
+use shiplog_wire::operations::{
+    ConfigAccepted, ConfigChange, ConfigResponse, KubeEventList, LogLineBody, LogStreamQuery,
+    LogsQuery, LogsResponse, RestartAccepted, RollbackAccepted, RollbackRequest, UsageResponse,
+};
+use shiplog_wire::Problem;
 use std::convert::Infallible;
 use uuid::Uuid;
 

@@ -1,19 +1,20 @@
 //! The platform API of seed 002: named deployments of templates and images, on
 //! the same usecases and ledger as the PhariaOS API. Invalid input is a 400 here.
 
-use crate::dto::TeamQuery;
-use crate::error::{PlatformError, Problem};
+use crate::error::PlatformError;
 use crate::extract::{command_context, ApiQuery, Auth, JsonOrForm, PlatformJson, RequestId};
-use crate::platform_dto::{
-    ChangeAccepted, CreateFromTemplateBody, DeployImageBody, DeploymentNameBody, ListQuery,
-    NameQuery, PlatformDeploymentBody, StatusBody, TemplateBody,
-};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use shiplog_application::{FromImage, FromTemplate, Scope};
+use shiplog_wire::platform::{
+    ChangeAccepted, CreateFromTemplateBody, DeployImageBody, DeploymentNameBody, ListQuery,
+    NameQuery, PlatformDeploymentBody, StatusBody, TemplateBody,
+};
+use shiplog_wire::usecases::TeamQuery;
+use shiplog_wire::Problem;
 
 /// The deployments the caller may see, oldest first: its own and its teams' (an
 /// admin sees all); with `team_id`, only that team's (the caller must be a member).

@@ -2,14 +2,9 @@
 //! config, auto-update and history are ledger commands and reads; logs, metrics
 //! and Kubernetes events are read from the cluster.
 
-use crate::error::{PlatformError, Problem};
+use crate::error::PlatformError;
 use crate::extract::{
     command_context, ApiPath, ApiQuery, Auth, PlatformJson, RequestId, StreamAuth,
-};
-use crate::platform_dto::{
-    AutoUpdateBody, AutoUpdateUpdate, ChangeAccepted, ConfigDataBody, ConfigUpdateBody,
-    DeploymentNameBody, HistoryBody, HistoryPageQuery, MetricsBody, NameQuery, PlatformEventsBody,
-    PlatformLogStreamQuery, PlatformLogsBody, PlatformLogsQuery, ServiceQuery,
 };
 use crate::routes::operations::{followed_lines, log_events};
 use crate::state::AppState;
@@ -17,6 +12,12 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use shiplog_application::Scope;
+use shiplog_wire::platform::{
+    AutoUpdateBody, AutoUpdateUpdate, ChangeAccepted, ConfigDataBody, ConfigUpdateBody,
+    DeploymentNameBody, HistoryBody, HistoryPageQuery, MetricsBody, NameQuery, PlatformEventsBody,
+    PlatformLogStreamQuery, PlatformLogsBody, PlatformLogsQuery, ServiceQuery,
+};
+use shiplog_wire::Problem;
 
 /// Roll all pods of a deployment (same config, fresh pods), as a restart annotation does.
 #[utoipa::path(post, path = "/api/deployments/restart", tag = "platform", request_body = DeploymentNameBody,

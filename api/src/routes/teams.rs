@@ -1,14 +1,15 @@
 //! `/api/teams`: teams (changed by admins, as ledger events) and their usage.
 
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::extract::{command_context, ApiJson, ApiPath, ApiQuery, Auth, RequestId};
 use crate::state::AppState;
-use crate::team_dto::{CreateTeam, TeamBody, UpdateTeam, UsageBody, UsageQuery};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use shiplog_application::Scope;
 use shiplog_domain::{TeamName, Tier};
+use shiplog_wire::teams::{CreateTeam, TeamBody, UpdateTeam, UsageBody, UsageQuery};
+use shiplog_wire::Problem;
 use uuid::Uuid;
 
 /// The scopes that may read teams (an admin's implies both).

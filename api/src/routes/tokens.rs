@@ -1,7 +1,6 @@
 //! `/api/tokens`: create (secret shown once), list and revoke API tokens. Needs `admin`.
 
-use crate::dto::{CreateToken, TokenCreated, TokenResponse};
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, Auth};
 use crate::state::AppState;
 use axum::extract::State;
@@ -9,6 +8,8 @@ use axum::http::StatusCode;
 use axum::Json;
 use shiplog_application::{NewToken, Scope};
 use shiplog_domain::InvalidField;
+use shiplog_wire::usecases::{CreateToken, TokenCreated, TokenResponse};
+use shiplog_wire::Problem;
 use uuid::Uuid;
 
 /// Create a token. The secret is in this response only; shiplog stores its hash.

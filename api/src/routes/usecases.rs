@@ -1,14 +1,17 @@
 //! `/api/usecases`: register, list, show and delete usecases.
 
-use crate::dto::{CreateUsecase, TeamQuery, UsecasePage, UsecaseQuery, UsecaseResponse};
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::extract::{command_context, ApiJson, ApiPath, ApiQuery, Auth, RequestId};
-use crate::ledger_dto::AtQuery;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use shiplog_application::{Scope, UsecaseFilter};
+use shiplog_wire::ledger::AtQuery;
+use shiplog_wire::usecases::{
+    CreateUsecase, TeamQuery, UsecasePage, UsecaseQuery, UsecaseResponse,
+};
+use shiplog_wire::Problem;
 use uuid::Uuid;
 
 /// Register a usecase. The name is unique across the installation.

@@ -9,10 +9,10 @@ use crate::cli::events::{display_time, short};
 use crate::cli::feed::EventFeed;
 use crate::cli::output::{text, Output};
 use crate::cli::wait::{self, Progress, Waiting};
-use crate::dto::{DeploymentConfigBody, ImageBody, ServiceMonitorBody};
 use comfy_table::Cell;
 use reqwest::Method;
 use serde_json::{json, Value};
+use shiplog_wire::usecases::{DeploymentConfigBody, ImageBody, ServiceMonitorBody};
 use uuid::Uuid;
 
 /// `shiplog deploy`: requests a deployment; with --wait, follows it to its outcome.
@@ -237,8 +237,8 @@ pub async fn rollback(api: &Api, out: &Output, args: RollbackArgs) -> Result<(),
 mod tests {
     use super::*;
     use crate::cli::args::parse_image;
-    use crate::dto::CreateDeployment;
     use serde::Deserialize;
+    use shiplog_wire::usecases::CreateDeployment;
 
     /// The server refuses unknown fields: a body the CLI spells differently fails here.
     #[test]

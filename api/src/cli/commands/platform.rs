@@ -8,12 +8,12 @@ use crate::cli::error::CliError;
 use crate::cli::events::short;
 use crate::cli::output::Output;
 use crate::cli::wait::{self, Progress, Waiting};
-use crate::platform_dto::{
-    ChangeAccepted, PlatformDeploymentBody, TemplateBody, TemplateServiceBody, VisibilityBody,
-};
 use comfy_table::Cell;
 use serde::Serialize;
 use serde_json::Value;
+use shiplog_wire::platform::{
+    ChangeAccepted, PlatformDeploymentBody, TemplateBody, TemplateServiceBody, VisibilityBody,
+};
 use std::collections::BTreeMap;
 
 /// Body of `POST /api/deployments` (the server reads it as `CreateFromTemplateBody`).
@@ -315,8 +315,8 @@ pub async fn remove(api: &Api, out: &Output, args: RemoveArgs) -> Result<(), Cli
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::platform_dto::{CreateFromTemplateBody, DeployImageBody, DeploymentNameBody};
     use serde::Deserialize;
+    use shiplog_wire::platform::{CreateFromTemplateBody, DeployImageBody, DeploymentNameBody};
 
     /// The server's request DTOs refuse unknown fields: a body the CLI spells differently
     /// fails here rather than against a server.

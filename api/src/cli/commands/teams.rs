@@ -6,10 +6,10 @@ use crate::cli::client::{typed, Api, TeamLookup};
 use crate::cli::error::CliError;
 use crate::cli::events::display_instant;
 use crate::cli::output::Output;
-use crate::team_dto::{TeamBody, TierBody, UsageBody};
 use chrono::{DateTime, SecondsFormat, Utc};
 use comfy_table::Cell;
 use serde::Serialize;
+use shiplog_wire::teams::{TeamBody, TierBody, UsageBody};
 
 /// Body of `POST /api/teams` (the server reads it as `CreateTeam`).
 #[derive(Debug, Serialize)]
@@ -160,8 +160,8 @@ fn instant_text(at: &DateTime<Utc>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::team_dto::{CreateTeam, UpdateTeam};
     use serde::Deserialize;
+    use shiplog_wire::teams::{CreateTeam, UpdateTeam};
 
     /// The server's request DTOs refuse unknown fields: a body the CLI spells differently
     /// fails here rather than against a server.

@@ -6,9 +6,9 @@ use crate::cli::client::{typed, Api, TeamLookup};
 use crate::cli::error::CliError;
 use crate::cli::events::display_instant;
 use crate::cli::output::Output;
-use crate::dto::{TokenCreated, TokenResponse};
 use comfy_table::Cell;
 use serde::Serialize;
+use shiplog_wire::usecases::{TokenCreated, TokenResponse};
 use uuid::Uuid;
 
 /// Body of `POST /api/tokens` (the server reads it as `CreateToken`).
@@ -126,8 +126,8 @@ async fn team_names(lookup: &mut TeamLookup<'_>, teams: &[Uuid]) -> Result<Strin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dto::CreateToken;
     use serde::Deserialize;
+    use shiplog_wire::usecases::CreateToken;
 
     /// The server's request DTO refuses unknown fields: a body the CLI spells differently
     /// fails here rather than against a server.

@@ -4,10 +4,13 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+#[cfg(feature = "server")]
 use shiplog_application::operations::Usage;
+#[cfg(feature = "server")]
 use shiplog_application::{
     IngressEndpoint, PlatformConfig, PlatformDeployment, Revision, Template,
 };
+#[cfg(feature = "server")]
 use shiplog_domain::{AutoUpdate, UpdateStrategy, Visibility};
 use std::collections::BTreeMap;
 use utoipa::{IntoParams, ToSchema};
@@ -24,6 +27,7 @@ pub enum VisibilityBody {
     Internal,
 }
 
+#[cfg(feature = "server")]
 impl From<VisibilityBody> for Visibility {
     fn from(v: VisibilityBody) -> Self {
         match v {
@@ -33,6 +37,7 @@ impl From<VisibilityBody> for Visibility {
     }
 }
 
+#[cfg(feature = "server")]
 impl From<Visibility> for VisibilityBody {
     fn from(v: Visibility) -> Self {
         match v {
@@ -52,6 +57,7 @@ pub enum StrategyBody {
     Recreate,
 }
 
+#[cfg(feature = "server")]
 impl From<StrategyBody> for UpdateStrategy {
     fn from(s: StrategyBody) -> Self {
         match s {
@@ -61,6 +67,7 @@ impl From<StrategyBody> for UpdateStrategy {
     }
 }
 
+#[cfg(feature = "server")]
 impl From<UpdateStrategy> for StrategyBody {
     fn from(s: UpdateStrategy) -> Self {
         match s {
@@ -86,6 +93,7 @@ pub struct IngressBody {
     pub url: String,
 }
 
+#[cfg(feature = "server")]
 impl From<IngressEndpoint> for IngressBody {
     fn from(e: IngressEndpoint) -> Self {
         Self {
@@ -140,6 +148,7 @@ pub struct PlatformDeploymentBody {
     pub team_id: Option<Uuid>,
 }
 
+#[cfg(feature = "server")]
 impl From<PlatformDeployment> for PlatformDeploymentBody {
     fn from(d: PlatformDeployment) -> Self {
         Self {
@@ -163,7 +172,7 @@ impl From<PlatformDeployment> for PlatformDeploymentBody {
 }
 
 /// Query of `GET /api/deployments`.
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Debug, Serialize, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
@@ -172,7 +181,7 @@ pub struct ListQuery {
 }
 
 /// Body of `POST /api/deployments`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateFromTemplateBody {
     /// The template's name (see `GET /api/templates`).
@@ -188,7 +197,7 @@ pub struct CreateFromTemplateBody {
 }
 
 /// Body of `POST /api/deployments/deploy-image`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DeployImageBody {
     /// The image in Docker's reference syntax: `nginx:latest`, `myapp:v1.0.0`,
@@ -209,7 +218,7 @@ pub struct DeployImageBody {
 }
 
 /// A query naming one deployment.
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Debug, Serialize, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct NameQuery {
@@ -239,6 +248,7 @@ pub struct StatusBody {
     pub last_error: Option<String>,
 }
 
+#[cfg(feature = "server")]
 impl From<PlatformDeployment> for StatusBody {
     fn from(d: PlatformDeployment) -> Self {
         let ready = d.report.ready;
@@ -259,7 +269,7 @@ impl From<PlatformDeployment> for StatusBody {
 }
 
 /// A body naming one deployment (delete, restart).
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeploymentNameBody {
     /// The deployment's name.
@@ -282,7 +292,7 @@ pub struct ChangeAccepted {
 }
 
 /// `GET /api/deployments/config`.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConfigDataBody {
     /// The environment variables of the deployment's main service.
@@ -295,6 +305,7 @@ pub struct ConfigDataBody {
     pub deployment_id: Uuid,
 }
 
+#[cfg(feature = "server")]
 impl From<PlatformConfig> for ConfigDataBody {
     fn from(c: PlatformConfig) -> Self {
         Self {
@@ -306,7 +317,7 @@ impl From<PlatformConfig> for ConfigDataBody {
 }
 
 /// Body of `PUT /api/deployments/config`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConfigUpdateBody {
     /// The deployment's name.
@@ -318,7 +329,7 @@ pub struct ConfigUpdateBody {
 }
 
 /// Query of the log routes.
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Debug, Serialize, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct PlatformLogsQuery {
@@ -331,7 +342,7 @@ pub struct PlatformLogsQuery {
 }
 
 /// Query of the log stream.
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Debug, Serialize, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct PlatformLogStreamQuery {
@@ -344,7 +355,7 @@ pub struct PlatformLogStreamQuery {
 }
 
 /// `GET /api/deployments/{name}/logs`.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PlatformLogsBody {
     /// The lines, pod by pod, one per line.
@@ -354,7 +365,7 @@ pub struct PlatformLogsBody {
 }
 
 /// Query of the metrics route.
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Debug, Serialize, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ServiceQuery {
@@ -363,7 +374,7 @@ pub struct ServiceQuery {
 }
 
 /// One pod's usage in Kubernetes quantities.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PodQuantities {
     /// The pod.
@@ -375,7 +386,7 @@ pub struct PodQuantities {
 }
 
 /// `GET /api/deployments/{name}/metrics`: usage of the service's container over all pods.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MetricsBody {
     /// CPU in millicores (`150m`).
@@ -405,6 +416,7 @@ pub fn mebibytes(bytes: u64) -> String {
     }
 }
 
+#[cfg(feature = "server")]
 impl From<Usage> for MetricsBody {
     fn from(u: Usage) -> Self {
         let cpu: f64 = u.pods.iter().map(|p| p.cpu_cores).sum();
@@ -433,7 +445,7 @@ impl From<Usage> for MetricsBody {
 }
 
 /// Query of the history route.
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Debug, Serialize, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct HistoryPageQuery {
@@ -453,7 +465,7 @@ pub struct AutoUpdateSettings {
 }
 
 /// One change of a deployment.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RevisionBody {
     /// The change's event sequence: increasing, never reused.
@@ -495,6 +507,7 @@ pub struct RevisionBody {
     pub auto_update: Option<AutoUpdateSettings>,
 }
 
+#[cfg(feature = "server")]
 impl From<Revision> for RevisionBody {
     fn from(r: Revision) -> Self {
         Self {
@@ -520,7 +533,7 @@ impl From<Revision> for RevisionBody {
 }
 
 /// `GET /api/deployments/{name}/history`.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HistoryBody {
     /// The changes, oldest first.
@@ -530,7 +543,7 @@ pub struct HistoryBody {
 }
 
 /// `GET /api/deployments/auto-update`.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AutoUpdateBody {
     /// The deployment.
     pub deployment_name: String,
@@ -542,7 +555,7 @@ pub struct AutoUpdateBody {
 }
 
 /// Body of `PUT /api/deployments/auto-update`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AutoUpdateUpdate {
     /// The deployment's name.
@@ -554,10 +567,10 @@ pub struct AutoUpdateUpdate {
 }
 
 /// `GET /api/deployments/{name}/events`.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct PlatformEventsBody {
     /// Kubernetes events of its objects, oldest first.
-    pub events: Vec<crate::ops_dto::KubeEventBody>,
+    pub events: Vec<crate::operations::KubeEventBody>,
 }
 
 /// A service of a template.
@@ -595,6 +608,7 @@ pub struct TemplateBody {
     pub default_env: BTreeMap<String, String>,
 }
 
+#[cfg(feature = "server")]
 impl From<&Template> for TemplateBody {
     fn from(t: &Template) -> Self {
         Self {

@@ -2,7 +2,9 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+#[cfg(feature = "server")]
 use shiplog_application::{TeamUsage, TeamView};
+#[cfg(feature = "server")]
 use shiplog_domain::Tier;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -19,6 +21,7 @@ pub enum TierBody {
     Enterprise,
 }
 
+#[cfg(feature = "server")]
 impl From<TierBody> for Tier {
     fn from(t: TierBody) -> Self {
         match t {
@@ -29,6 +32,7 @@ impl From<TierBody> for Tier {
     }
 }
 
+#[cfg(feature = "server")]
 impl From<Tier> for TierBody {
     fn from(t: Tier) -> Self {
         match t {
@@ -40,7 +44,7 @@ impl From<Tier> for TierBody {
 }
 
 /// Body of `POST /api/teams`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTeam {
     /// Unique across the installation; 1 to 64 characters, trimmed.
@@ -51,7 +55,7 @@ pub struct CreateTeam {
 }
 
 /// Body of `PUT /api/teams/{id}`: what changes.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateTeam {
     /// A new name.
@@ -80,6 +84,7 @@ pub struct TeamBody {
     pub updated_by: String,
 }
 
+#[cfg(feature = "server")]
 impl From<TeamView> for TeamBody {
     fn from(t: TeamView) -> Self {
         Self {
@@ -95,7 +100,7 @@ impl From<TeamView> for TeamBody {
 }
 
 /// Query of `GET /api/teams/{id}/usage`.
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Debug, Serialize, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct UsageQuery {
@@ -129,6 +134,7 @@ pub struct UsageBody {
     pub running: u64,
 }
 
+#[cfg(feature = "server")]
 impl From<TeamUsage> for UsageBody {
     fn from(u: TeamUsage) -> Self {
         Self {

@@ -3,14 +3,16 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+#[cfg(feature = "server")]
 use shiplog_application::operations::{Config, Logs, Usage};
+#[cfg(feature = "server")]
 use shiplog_application::{KubeEvent, LogLine, PodUsage};
 use std::collections::BTreeMap;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 /// Answer to an accepted restart.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RestartAccepted {
     /// The restart; its outcome is a `RestartSucceeded` or `RestartFailed` event with this id.
@@ -20,7 +22,7 @@ pub struct RestartAccepted {
 }
 
 /// The environment variables of a usecase's deployed deployment.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConfigResponse {
     /// The deployment serving now.
@@ -29,6 +31,7 @@ pub struct ConfigResponse {
     pub env: BTreeMap<String, String>,
 }
 
+#[cfg(feature = "server")]
 impl From<Config> for ConfigResponse {
     fn from(c: Config) -> Self {
         Self {
@@ -39,7 +42,7 @@ impl From<Config> for ConfigResponse {
 }
 
 /// New environment variables: the complete set (names not listed are removed).
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigChange {
     /// Name to value; names consist of letters, digits, `_`, `-` and `.`, not starting with a digit.
@@ -47,7 +50,7 @@ pub struct ConfigChange {
 }
 
 /// Answer to an accepted config change: the new deployment rolling it out.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConfigAccepted {
     /// The new deployment; follow it with `GET /api/usecases/{id}/deployments/{deploymentId}`.
@@ -57,7 +60,7 @@ pub struct ConfigAccepted {
 }
 
 /// Which earlier deployment to restore; an empty body means the one deployed before the current.
-#[derive(Debug, Default, Deserialize, ToSchema)]
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RollbackRequest {
     /// A finished deployment of this usecase (superseded, undeployed or error).
@@ -65,7 +68,7 @@ pub struct RollbackRequest {
 }
 
 /// Answer to an accepted rollback: the new deployment running the earlier config.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RollbackAccepted {
     /// The new deployment; follow it with `GET /api/usecases/{id}/deployments/{deploymentId}`.
@@ -75,7 +78,7 @@ pub struct RollbackAccepted {
 }
 
 /// Which logs, and how many.
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Debug, Serialize, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct LogsQuery {
@@ -88,7 +91,7 @@ pub struct LogsQuery {
 }
 
 /// Which logs to stream, and from where.
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Debug, Serialize, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct LogStreamQuery {
@@ -103,7 +106,7 @@ pub struct LogStreamQuery {
 }
 
 /// One log line and the pod that wrote it.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct LogLineBody {
     /// The pod.
     pub pod: String,
@@ -111,6 +114,7 @@ pub struct LogLineBody {
     pub line: String,
 }
 
+#[cfg(feature = "server")]
 impl From<LogLine> for LogLineBody {
     fn from(l: LogLine) -> Self {
         Self {
@@ -121,7 +125,7 @@ impl From<LogLine> for LogLineBody {
 }
 
 /// The last lines of a deployment's pods.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LogsResponse {
     /// The deployment they come from.
@@ -130,6 +134,7 @@ pub struct LogsResponse {
     pub lines: Vec<LogLineBody>,
 }
 
+#[cfg(feature = "server")]
 impl From<Logs> for LogsResponse {
     fn from(l: Logs) -> Self {
         Self {
@@ -140,7 +145,7 @@ impl From<Logs> for LogsResponse {
 }
 
 /// A Kubernetes event about one of the usecase's objects.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct KubeEventBody {
     /// `Normal` or `Warning`.
@@ -162,6 +167,7 @@ pub struct KubeEventBody {
     pub last_seen: Option<DateTime<Utc>>,
 }
 
+#[cfg(feature = "server")]
 impl From<KubeEvent> for KubeEventBody {
     fn from(e: KubeEvent) -> Self {
         Self {
@@ -178,14 +184,14 @@ impl From<KubeEvent> for KubeEventBody {
 }
 
 /// The Kubernetes events of a usecase, oldest first.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct KubeEventList {
     /// The events.
     pub items: Vec<KubeEventBody>,
 }
 
 /// CPU and memory of one pod.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PodUsageBody {
     /// The pod.
@@ -200,6 +206,7 @@ pub struct PodUsageBody {
     pub window: String,
 }
 
+#[cfg(feature = "server")]
 impl From<PodUsage> for PodUsageBody {
     fn from(p: PodUsage) -> Self {
         Self {
@@ -213,7 +220,7 @@ impl From<PodUsage> for PodUsageBody {
 }
 
 /// Resource usage of the deployed deployment, per pod and in total.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UsageResponse {
     /// The deployment measured.
@@ -226,6 +233,7 @@ pub struct UsageResponse {
     pub pods: Vec<PodUsageBody>,
 }
 
+#[cfg(feature = "server")]
 impl From<Usage> for UsageResponse {
     fn from(u: Usage) -> Self {
         Self {

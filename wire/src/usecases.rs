@@ -3,7 +3,9 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+#[cfg(feature = "server")]
 use shiplog_application::{DeploymentView, Page, TokenInfo, UsecaseView};
+#[cfg(feature = "server")]
 use shiplog_domain::{
     DeploymentConfig, DeploymentStatus, ImageRef, InvalidField, ResourceList, Resources,
     ServiceMonitor, UsecaseName,
@@ -13,7 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 /// Body of `POST /api/usecases`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateUsecase {
     /// Unique across the installation; 1 to 128 characters, trimmed.
@@ -24,6 +26,7 @@ pub struct CreateUsecase {
     pub description: Option<String>,
 }
 
+#[cfg(feature = "server")]
 impl CreateUsecase {
     /// The validated name and the description.
     pub fn parse(self) -> Result<(UsecaseName, String), InvalidField> {
@@ -39,7 +42,7 @@ impl CreateUsecase {
 }
 
 /// A usecase: the PhariaOS shape.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UsecaseResponse {
     /// The usecase's id.
@@ -54,6 +57,7 @@ pub struct UsecaseResponse {
     pub deployment: Option<DeploymentResponse>,
 }
 
+#[cfg(feature = "server")]
 impl From<UsecaseView> for UsecaseResponse {
     fn from(v: UsecaseView) -> Self {
         Self {
@@ -67,7 +71,7 @@ impl From<UsecaseView> for UsecaseResponse {
 }
 
 /// A page of usecases.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UsecasePage {
     /// The usecases, in registration order.
@@ -76,6 +80,7 @@ pub struct UsecasePage {
     pub next_cursor: Option<String>,
 }
 
+#[cfg(feature = "server")]
 impl From<Page<UsecaseView>> for UsecasePage {
     fn from(p: Page<UsecaseView>) -> Self {
         Self {
@@ -87,7 +92,7 @@ impl From<Page<UsecaseView>> for UsecasePage {
 
 /// The team a creation acts for (`?team_id=`): the caller must be a member; without
 /// it, the caller's only team, else none (personal).
-#[derive(Debug, Default, Deserialize, IntoParams)]
+#[derive(Debug, Default, Serialize, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct TeamQuery {
@@ -96,7 +101,7 @@ pub struct TeamQuery {
 }
 
 /// Query of `GET /api/usecases`.
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Debug, Serialize, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct UsecaseQuery {
@@ -111,7 +116,7 @@ pub struct UsecaseQuery {
 }
 
 /// Query of `GET /api/usecases/{id}/deployments`.
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Debug, Serialize, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
@@ -122,7 +127,7 @@ pub struct PageQuery {
 }
 
 /// Body of `POST /api/usecases/{id}/deployments`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateDeployment {
     /// What to deploy.
@@ -207,12 +212,14 @@ pub struct ResourceListBody {
     pub memory: Option<String>,
 }
 
+#[cfg(feature = "server")]
 impl ResourceListBody {
     fn parse(self, field: &str) -> Result<ResourceList, InvalidField> {
         ResourceList::new(field, self.cpu.as_deref(), self.memory.as_deref())
     }
 }
 
+#[cfg(feature = "server")]
 impl DeploymentConfigBody {
     /// Validates the configuration through the domain's constructors.
     pub fn parse(self) -> Result<DeploymentConfig, InvalidField> {
@@ -254,6 +261,7 @@ impl DeploymentConfigBody {
     }
 }
 
+#[cfg(feature = "server")]
 impl From<DeploymentConfig> for DeploymentConfigBody {
     fn from(c: DeploymentConfig) -> Self {
         let list = |l: ResourceList| ResourceListBody {
@@ -283,14 +291,14 @@ impl From<DeploymentConfig> for DeploymentConfigBody {
 }
 
 /// Answer to an accepted deployment request.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct DeploymentAccepted {
     /// The new deployment's id.
     pub id: Uuid,
 }
 
 /// The lifecycle status of a deployment.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum StatusBody {
     /// Requested; nothing applied yet.
@@ -307,6 +315,7 @@ pub enum StatusBody {
     Error,
 }
 
+#[cfg(feature = "server")]
 impl From<DeploymentStatus> for StatusBody {
     fn from(s: DeploymentStatus) -> Self {
         match s {
@@ -321,7 +330,7 @@ impl From<DeploymentStatus> for StatusBody {
 }
 
 /// A deployment: the PhariaOS fields (id, status, createdAt, message) and what shiplog knows besides.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeploymentResponse {
     /// The deployment's id.
@@ -345,6 +354,7 @@ pub struct DeploymentResponse {
     pub superseded_by: Option<Uuid>,
 }
 
+#[cfg(feature = "server")]
 impl From<DeploymentView> for DeploymentResponse {
     fn from(d: DeploymentView) -> Self {
         Self {
@@ -362,7 +372,7 @@ impl From<DeploymentView> for DeploymentResponse {
 }
 
 /// A page of deployments.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeploymentPage {
     /// The deployments, newest first.
@@ -371,6 +381,7 @@ pub struct DeploymentPage {
     pub next_cursor: Option<String>,
 }
 
+#[cfg(feature = "server")]
 impl From<Page<DeploymentView>> for DeploymentPage {
     fn from(p: Page<DeploymentView>) -> Self {
         Self {
@@ -381,7 +392,7 @@ impl From<Page<DeploymentView>> for DeploymentPage {
 }
 
 /// Body of `POST /api/tokens`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateToken {
     /// Unique among active tokens; recorded as the actor of every event the token causes.
@@ -419,6 +430,7 @@ pub struct TokenResponse {
     pub created_by: String,
 }
 
+#[cfg(feature = "server")]
 impl From<TokenInfo> for TokenResponse {
     fn from(t: TokenInfo) -> Self {
         Self {
@@ -445,7 +457,7 @@ pub struct TokenCreated {
 }
 
 /// Answer of the health probes.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Health {
     /// "ok" or "ready".
     pub status: String,

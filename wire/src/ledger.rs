@@ -1,16 +1,15 @@
 //! The JSON shapes of the audit trail and event streams: one event as clients
 //! see it, pages of them, query parameters, and the hash chain's report.
 
-use crate::error::ApiError;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use shiplog_application::{ChainBreak, ChainReport, Cursor, Page, RecordedEvent};
-use shiplog_domain::InvalidField;
+#[cfg(feature = "server")]
+use shiplog_application::{ChainBreak, ChainReport, Page, RecordedEvent};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 /// One event of the ledger: what happened, to which usecase, when, caused by whom.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EventRecord {
     /// Its place in the global order: an opaque, sortable string. Pass it as `after`
@@ -41,6 +40,7 @@ pub struct EventRecord {
     pub metadata: serde_json::Value,
 }
 
+#[cfg(feature = "server")]
 impl From<&RecordedEvent> for EventRecord {
     fn from(e: &RecordedEvent) -> Self {
         Self {
@@ -50,7 +50,9 @@ impl From<&RecordedEvent> for EventRecord {
             sequence: e.sequence,
             event_type: e.event_type.clone(),
             version: e.event_version.clone(),
-            recorded_at: e.recorded_at.to_rfc3339_opts(SecondsFormat::Micros, true),
+            recorded_at: e
+                .recorded_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
             actor: e.actor().to_owned(),
             payload: e.payload.clone(),
             metadata: e.metadata.clone(),
@@ -59,7 +61,7 @@ impl From<&RecordedEvent> for EventRecord {
 }
 
 /// One page of events in the global order.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EventPage {
     /// The events, oldest first.
@@ -69,6 +71,7 @@ pub struct EventPage {
     pub next_cursor: Option<String>,
 }
 
+#[cfg(feature = "server")]
 impl From<Page<RecordedEvent>> for EventPage {
     fn from(page: Page<RecordedEvent>) -> Self {
         Self {
@@ -78,21 +81,8 @@ impl From<Page<RecordedEvent>> for EventPage {
     }
 }
 
-/// Reads an optional cursor parameter; a string shiplog did not produce is a 422 naming `field`.
-pub fn parse_cursor(raw: Option<&str>, field: &str) -> Result<Option<Cursor>, ApiError> {
-    raw.map(|s| {
-        s.trim().parse::<Cursor>().map_err(|e| {
-            ApiError::Invalid(InvalidField::new(
-                field,
-                format!("{e}; use the cursor of an event shiplog returned"),
-            ))
-        })
-    })
-    .transpose()
-}
-
 /// Filters and paging of `GET /api/events`.
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Debug, Serialize, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct EventsQuery {
@@ -113,7 +103,7 @@ pub struct EventsQuery {
 }
 
 /// Filter and paging of a usecase's history.
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Debug, Serialize, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
@@ -126,7 +116,7 @@ pub struct HistoryQuery {
 }
 
 /// Where a stream starts and what it carries.
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Debug, Serialize, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct StreamQuery {
@@ -142,7 +132,7 @@ pub struct StreamQuery {
 }
 
 /// Ask for the state at an earlier instant.
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Debug, Serialize, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct AtQuery {
@@ -152,7 +142,7 @@ pub struct AtQuery {
 }
 
 /// The result of recomputing the hash chain.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VerifyReport {
     /// True when every sealed event matches its hash and links to its predecessor.
@@ -168,7 +158,7 @@ pub struct VerifyReport {
 }
 
 /// Where and why the chain breaks.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ChainBreakBody {
     /// The 1-based index of the event in the chain.
@@ -183,6 +173,7 @@ pub struct ChainBreakBody {
     pub reason: String,
 }
 
+#[cfg(feature = "server")]
 impl From<ChainReport> for VerifyReport {
     fn from(r: ChainReport) -> Self {
         Self {
@@ -195,6 +186,7 @@ impl From<ChainReport> for VerifyReport {
     }
 }
 
+#[cfg(feature = "server")]
 impl From<ChainBreak> for ChainBreakBody {
     fn from(b: ChainBreak) -> Self {
         Self {
