@@ -1,7 +1,6 @@
 //! shiplog's HTTP layer: the PhariaOS usecase API and the platform API on axum, its OpenAPI
-//! document and Redoc, the server the `shiplog` binary runs, and its command line client.
+//! document and Redoc, and the server the `shiplog` binary runs.
 
-pub mod cli;
 pub mod docs;
 pub mod error;
 pub mod extract;

@@ -1,14 +1,14 @@
 //! The `shiplog` binary: `serve` runs the server; `projections`, `openapi` and `sim`
-//! are operator tools; every other subcommand is a client of the HTTP API (`shiplog_api::cli`).
+//! are operator tools; every other subcommand is a client of the HTTP API (`shiplog_cli`).
 
 use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand};
 use kube_sim::{KubeSim, SimConfig};
 use rand::RngCore;
-use shiplog_api::cli::{self, ClientCommand, CompletionsArgs};
 use shiplog_api::docs::spec;
 use shiplog_api::server::{ClusterMode, Server, Settings, StreamSettings};
 use shiplog_application::{BillingSettings, Catalog, IngressSettings};
+use shiplog_cli::{self as cli, ClientCommand, CompletionsArgs};
 use shiplog_domain::Tier;
 use shiplog_infrastructure::db::connect_and_migrate;
 use shiplog_infrastructure::kube_cluster::KubeSettings;

@@ -23,3 +23,18 @@ pub struct Problem {
     /// The same sentence as `detail`: the member seed 002's clients read.
     pub error: String,
 }
+
+/// How every refusal for someone else's usecase or team begins ("ownership verification
+/// failed: ..."): clients tell it apart from a name nobody has by this prefix.
+pub const OWNERSHIP_REFUSED: &str = "ownership verification failed";
+
+#[cfg(all(test, feature = "server"))]
+mod tests {
+    #[test]
+    fn the_ownership_refusal_is_spelled_as_the_application_spells_it() {
+        assert_eq!(
+            super::OWNERSHIP_REFUSED,
+            shiplog_application::OWNERSHIP_REFUSED
+        );
+    }
+}

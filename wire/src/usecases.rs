@@ -298,7 +298,7 @@ pub struct DeploymentAccepted {
 }
 
 /// The lifecycle status of a deployment.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum StatusBody {
     /// Requested; nothing applied yet.
@@ -313,6 +313,20 @@ pub enum StatusBody {
     Undeployed,
     /// Failed; see `message`.
     Error,
+}
+
+impl StatusBody {
+    /// The status as the JSON spells it (`deployed`), for tables and sentences.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Deploying => "deploying",
+            Self::Deployed => "deployed",
+            Self::Superseded => "superseded",
+            Self::Undeployed => "undeployed",
+            Self::Error => "error",
+        }
+    }
 }
 
 #[cfg(feature = "server")]
@@ -461,4 +475,20 @@ pub struct TokenCreated {
 pub struct Health {
     /// "ok" or "ready".
     pub status: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StatusBody;
+
+    #[test]
+    fn a_status_is_named_as_the_json_spells_it() {
+        use StatusBody::*;
+        for status in [Pending, Deploying, Deployed, Superseded, Undeployed, Error] {
+            assert_eq!(
+                serde_json::to_value(status).ok(),
+                Some(serde_json::Value::String(status.as_str().to_owned()))
+            );
+        }
+    }
 }

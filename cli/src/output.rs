@@ -4,7 +4,7 @@
 use super::args::OutputFormat;
 use super::error::CliError;
 use comfy_table::{presets, Cell, Color, ContentArrangement, Table};
-use serde_json::Value;
+use serde::Serialize;
 use std::io::{IsTerminal, Write};
 
 /// Where a command's results go (stdout), and in which form.
@@ -30,15 +30,16 @@ impl Output {
     }
 
     /// Prints a JSON document, pretty.
-    pub fn json(&self, value: &Value) -> Result<(), CliError> {
+    pub fn json<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), CliError> {
         let text =
             serde_json::to_string_pretty(value).map_err(|e| CliError::Unexpected(e.to_string()))?;
         self.line(&text)
     }
 
     /// Prints a JSON document on one line (for streams: one event or log line per line).
-    pub fn json_line(&self, value: &Value) -> Result<(), CliError> {
-        self.line(&value.to_string())
+    pub fn json_line<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), CliError> {
+        let text = serde_json::to_string(value).map_err(|e| CliError::Unexpected(e.to_string()))?;
+        self.line(&text)
     }
 
     /// Prints one line.
@@ -134,9 +135,4 @@ fn status_colour(status: &str) -> Option<Color> {
         "superseded" | "undeployed" | "Stopped" => Some(Color::DarkGrey),
         _ => None,
     }
-}
-
-/// A string field of an API object, or "" when it is missing.
-pub fn text<'a>(value: &'a Value, field: &str) -> &'a str {
-    value.get(field).and_then(Value::as_str).unwrap_or("")
 }

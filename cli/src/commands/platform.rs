@@ -2,57 +2,25 @@
 //! (seed 002). Its named deployments are usecases under their names, so every usecase
 //! command (`status`, `logs`, `history`, `undeploy`, …) works on them as well.
 
-use crate::cli::args::{CreateArgs, DeployImageArgs, LsArgs, RemoveArgs, WaitArgs};
-use crate::cli::client::{team_query, typed, Api, TeamLookup};
-use crate::cli::error::CliError;
-use crate::cli::events::short;
-use crate::cli::output::Output;
-use crate::cli::wait::{self, Progress, Waiting};
+use crate::args::{CreateArgs, DeployImageArgs, LsArgs, RemoveArgs, WaitArgs};
+use crate::client::TeamLookup;
+use crate::error::CliError;
+use crate::events::short;
+use crate::output::Output;
+use crate::wait::{self, Progress, Waiting};
 use comfy_table::Cell;
-use serde::Serialize;
-use serde_json::Value;
+use shiplog_client::Client;
 use shiplog_wire::platform::{
-    ChangeAccepted, PlatformDeploymentBody, TemplateBody, TemplateServiceBody, VisibilityBody,
+    CreateFromTemplateBody, DeployImageBody, PlatformDeploymentBody, TemplateServiceBody,
+    VisibilityBody,
 };
-use std::collections::BTreeMap;
-
-/// Body of `POST /api/deployments` (the server reads it as `CreateFromTemplateBody`).
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct CreateRequest<'a> {
-    template: &'a str,
-    env_vars: BTreeMap<String, String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    visibility: Option<VisibilityBody>,
-}
-
-/// Body of `POST /api/deployments/deploy-image` (the server's `DeployImageBody`).
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct DeployImageRequest<'a> {
-    image: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    name: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    container_port: Option<u16>,
-    env_vars: BTreeMap<String, String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    visibility: Option<VisibilityBody>,
-}
-
-/// Body of `POST /api/deployments/delete` (the server's `DeploymentNameBody`).
-#[derive(Debug, Serialize)]
-struct NameRequest<'a> {
-    deployment_name: &'a str,
-}
 
 /// `shiplog templates`: the catalog `create` starts from.
-pub async fn templates(api: &Api, out: &Output) -> Result<(), CliError> {
-    let answer = api.get("/api/templates", &[]).await?;
+pub async fn templates(api: &Client, out: &Output) -> Result<(), CliError> {
+    let templates = api.templates().await?;
     if out.is_json() {
-        return out.json(&answer);
+        return out.json(&templates);
     }
-    let templates: Vec<TemplateBody> = typed(&answer, "a template list")?;
     let mut table = out.table(&["NAME", "SERVICES", "DESCRIPTION"]);
     for template in &templates {
         let services: Vec<String> = template.services.iter().map(service_text).collect();
@@ -74,42 +42,38 @@ fn service_text(service: &TemplateServiceBody) -> String {
 
 /// `shiplog create`: a deployment of a template under a generated name, owned by the
 /// token's subject and `--team` (default: the token's only team).
-pub async fn create(api: &Api, out: &Output, args: CreateArgs) -> Result<(), CliError> {
+pub async fn create(api: &Client, out: &Output, args: CreateArgs) -> Result<(), CliError> {
     let team = TeamLookup::new(api)
         .resolve_opt(args.team.as_deref())
         .await?;
-    let body = CreateRequest {
-        template: &args.template,
+    let body = CreateFromTemplateBody {
+        template: args.template,
         env_vars: args.env.into_iter().collect(),
-        visibility: args.visibility.map(Into::into),
+        visibility: args.visibility.map(Into::into).unwrap_or_default(),
     };
-    let answer = api
-        .post_query("/api/deployments", &team_query(team.as_deref()), &body)
-        .await?;
-    launched(api, out, &answer, &args.wait).await
+    let created = api.create_deployment(&body, team).await?;
+    launched(api, out, created, &args.wait).await
 }
 
 /// `shiplog deploy-image`: a deployment of a raw image, under `--name` or a generated
 /// name, owned as for `create`.
-pub async fn deploy_image(api: &Api, out: &Output, args: DeployImageArgs) -> Result<(), CliError> {
+pub async fn deploy_image(
+    api: &Client,
+    out: &Output,
+    args: DeployImageArgs,
+) -> Result<(), CliError> {
     let team = TeamLookup::new(api)
         .resolve_opt(args.team.as_deref())
         .await?;
-    let body = DeployImageRequest {
-        image: &args.image,
-        name: args.name.as_deref(),
+    let body = DeployImageBody {
+        image: args.image,
+        name: args.name,
         container_port: args.port,
         env_vars: args.env.into_iter().collect(),
-        visibility: args.visibility.map(Into::into),
+        visibility: args.visibility.map(Into::into).unwrap_or_default(),
     };
-    let answer = api
-        .post_query(
-            "/api/deployments/deploy-image",
-            &team_query(team.as_deref()),
-            &body,
-        )
-        .await?;
-    launched(api, out, &answer, &args.wait).await
+    let created = api.deploy_image(&body, team).await?;
+    launched(api, out, created, &args.wait).await
 }
 
 /// The end of `create` and `deploy-image`: with --wait, follows the first deployment to
@@ -118,15 +82,14 @@ pub async fn deploy_image(api: &Api, out: &Output, args: DeployImageArgs) -> Res
 /// wait failed, so that a script knows what to remove; or with -o json the deployment
 /// (as created, or as it ended).
 async fn launched(
-    api: &Api,
+    api: &Client,
     out: &Output,
-    answer: &Value,
+    created: PlatformDeploymentBody,
     wait: &WaitArgs,
 ) -> Result<(), CliError> {
-    let created: PlatformDeploymentBody = typed(answer, "the created deployment")?;
     if !wait.wait {
         if out.is_json() {
-            return out.json(answer);
+            return out.json(&created);
         }
         eprintln!(
             "{} created ({}); follow it with: shiplog status {}   (or add --wait)",
@@ -146,7 +109,7 @@ async fn launched(
         Err(e) => {
             // It exists all the same (a token without usecases:read cannot follow it).
             if out.is_json() {
-                out.json(answer)?;
+                out.json(&created)?;
             } else {
                 print_name_and_urls(out, &created)?;
             }
@@ -175,9 +138,9 @@ async fn launched(
         let _ = wait::settle_named(api, &created.name, status).await;
     }
     if out.is_json() {
-        match (named(api, &created.name).await, &outcome) {
+        match (api.platform_deployment(&created.name).await, &outcome) {
             (Ok(ended), _) => out.json(&ended)?,
-            (Err(e), Ok(())) => return Err(e),
+            (Err(e), Ok(())) => return Err(e.into()),
             (Err(_), Err(_)) => {}
         }
         return outcome;
@@ -207,32 +170,15 @@ fn print_name_and_urls(out: &Output, deployment: &PlatformDeploymentBody) -> Res
     Ok(())
 }
 
-/// The named deployment as `GET /api/deployments` shows it (the API has no read by name
-/// in this shape); exit 3 when there is none.
-async fn named(api: &Api, name: &str) -> Result<Value, CliError> {
-    let answer = api.get("/api/deployments", &[]).await?;
-    let items: Vec<Value> = typed(&answer, "a deployment list")?;
-    for item in items {
-        let deployment: PlatformDeploymentBody = typed(&item, "a deployment")?;
-        if deployment.name == name {
-            return Ok(item);
-        }
-    }
-    Err(CliError::NoSuchUsecase(name.to_owned()))
-}
-
 /// `shiplog ls`: every named deployment this token can see (or `--team`'s), oldest first.
-pub async fn list(api: &Api, out: &Output, args: LsArgs) -> Result<(), CliError> {
+pub async fn list(api: &Client, out: &Output, args: LsArgs) -> Result<(), CliError> {
     // One lookup for the whole command: `--team`'s name and every row's team name.
     let mut teams = TeamLookup::new(api);
     let team = teams.resolve_opt(args.team.as_deref()).await?;
-    let answer = api
-        .get("/api/deployments", &team_query(team.as_deref()))
-        .await?;
+    let deployments = api.platform_deployments(team).await?;
     if out.is_json() {
-        return out.json(&answer);
+        return out.json(&deployments);
     }
-    let deployments: Vec<PlatformDeploymentBody> = typed(&answer, "a deployment list")?;
     let mut table = out.table(&[
         "NAME",
         "STATUS",
@@ -275,24 +221,15 @@ fn visibility_text(visibility: VisibilityBody) -> &'static str {
 
 /// `shiplog remove`: undeploys and deletes a named deployment; with --wait, until it is
 /// gone. The stream is opened before the request, as for `undeploy --wait`.
-pub async fn remove(api: &Api, out: &Output, args: RemoveArgs) -> Result<(), CliError> {
+pub async fn remove(api: &Client, out: &Output, args: RemoveArgs) -> Result<(), CliError> {
     let mut feed = if args.wait.wait {
         // By exact name: a platform name that happens to read as a UUID is still a name.
         let usecase = api.usecase_named(&args.name).await?;
-        let id = crate::cli::client::id_of(&usecase)?;
-        Some(wait::subscribe(api, id, Waiting::Deletion).await?)
+        Some(wait::subscribe(api, usecase.id, Waiting::Deletion).await?)
     } else {
         None
     };
-    let answer = api
-        .post_body(
-            "/api/deployments/delete",
-            &NameRequest {
-                deployment_name: &args.name,
-            },
-        )
-        .await?;
-    let accepted: ChangeAccepted = typed(&answer, "the answer to a deletion")?;
+    let accepted = api.delete_deployment(&args.name).await?;
     if let Some(feed) = feed.as_mut() {
         let mut progress = Progress::start(format!("deleting {}", args.name));
         let outcome =
@@ -303,7 +240,7 @@ pub async fn remove(api: &Api, out: &Output, args: RemoveArgs) -> Result<(), Cli
         let _ = wait::settle_gone(api, &args.name).await;
     }
     if out.is_json() {
-        return out.json(&answer);
+        return out.json(&accepted);
     }
     if args.wait.wait {
         out.line(&format!("{} removed", accepted.deployment_name))
@@ -315,45 +252,7 @@ pub async fn remove(api: &Api, out: &Output, args: RemoveArgs) -> Result<(), Cli
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde::Deserialize;
-    use shiplog_wire::platform::{CreateFromTemplateBody, DeployImageBody, DeploymentNameBody};
-
-    /// The server's request DTOs refuse unknown fields: a body the CLI spells differently
-    /// fails here rather than against a server.
-    #[test]
-    fn request_bodies_are_what_the_server_reads() {
-        let env: BTreeMap<String, String> = [("A".to_owned(), "1".to_owned())].into();
-        let create = serde_json::to_value(CreateRequest {
-            template: "nginx",
-            env_vars: env.clone(),
-            visibility: Some(VisibilityBody::Internal),
-        })
-        .map(CreateFromTemplateBody::deserialize);
-        assert!(
-            matches!(&create, Ok(Ok(b)) if b.template == "nginx" && b.env_vars == env && b.visibility == VisibilityBody::Internal),
-            "{create:?}"
-        );
-        let image = serde_json::to_value(DeployImageRequest {
-            image: "nginx:latest",
-            name: Some("web"),
-            container_port: Some(80),
-            env_vars: env.clone(),
-            visibility: None,
-        })
-        .map(DeployImageBody::deserialize);
-        assert!(
-            matches!(&image, Ok(Ok(b)) if b.image == "nginx:latest" && b.name.as_deref() == Some("web") && b.container_port == Some(80) && b.visibility == VisibilityBody::Public),
-            "{image:?}"
-        );
-        let delete = serde_json::to_value(NameRequest {
-            deployment_name: "web",
-        })
-        .map(DeploymentNameBody::deserialize);
-        assert!(
-            matches!(&delete, Ok(Ok(b)) if b.deployment_name == "web"),
-            "{delete:?}"
-        );
-    }
+    use std::collections::BTreeMap;
 
     #[test]
     fn a_service_shows_its_image_port_and_exposure() {

@@ -1,45 +1,50 @@
 //! Ledger events as the client reads them (history pages and stream messages share one
 //! shape), and the one-line human summary of each event type.
 
-use super::error::CliError;
 use serde::Deserialize;
 use serde_json::Value;
+use shiplog_wire::ledger::EventRecord;
+use shiplog_wire::usecases::ImageBody;
 
-/// One event of the ledger, as `GET …/history` and the event streams deliver it.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// One event of the ledger, as `GET …/history` and the event streams deliver it, with
+/// what the command line reads of it.
+#[derive(Debug)]
 pub struct LedgerEvent {
-    /// Its place in the global order; resume after it with `after` / `Last-Event-ID`.
-    pub cursor: String,
-    /// The usecase it belongs to.
-    pub usecase_id: String,
-    /// The event type (`DeploymentSucceeded`).
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// When the ledger recorded it.
-    pub recorded_at: String,
-    /// Who caused it.
-    pub actor: String,
-    /// `{"<type>": {...fields}}`.
-    pub payload: Value,
-    /// What the API sent, for `--output json`.
-    #[serde(skip)]
-    pub raw: Value,
+    /// The event as the API sent it (what `--output json` prints).
+    pub record: EventRecord,
 }
 
 impl LedgerEvent {
-    /// Reads an event from the API's JSON.
-    pub fn from_json(raw: Value) -> Result<Self, CliError> {
-        let mut event: Self = serde_json::from_value(raw.clone())
-            .map_err(|e| CliError::Unexpected(format!("an event this client cannot read ({e})")))?;
-        event.raw = raw;
-        Ok(event)
+    /// Wraps an event the client read.
+    pub fn new(record: EventRecord) -> Self {
+        Self { record }
+    }
+
+    /// Its place in the global order; resume after it with `after` / `Last-Event-ID`.
+    pub fn cursor(&self) -> &str {
+        &self.record.cursor
+    }
+
+    /// The event type (`DeploymentSucceeded`).
+    pub fn kind(&self) -> &str {
+        &self.record.event_type
+    }
+
+    /// Who caused it.
+    pub fn actor(&self) -> &str {
+        &self.record.actor
+    }
+
+    /// The usecase it belongs to.
+    pub fn usecase_id(&self) -> &str {
+        &self.record.usecase_id
     }
 
     /// A field of the payload (`deploymentId`, `message`, …).
     pub fn field(&self, name: &str) -> Option<&Value> {
-        self.payload
-            .get(&self.kind)
+        self.record
+            .payload
+            .get(&self.record.event_type)
             .and_then(|fields| fields.get(name))
     }
 
@@ -50,16 +55,16 @@ impl LedgerEvent {
 
     /// The request id recorded with the event (what the client sent as `x-request-id`).
     pub fn request_id(&self) -> Option<&str> {
-        self.raw
-            .get("metadata")
-            .and_then(|m| m.get("request_id"))
+        self.record
+            .metadata
+            .get("request_id")
             .and_then(Value::as_str)
     }
 
     /// A short human summary of what happened.
     pub fn summary(&self) -> String {
         let deployment = short(self.text("deploymentId"));
-        match self.kind.as_str() {
+        match self.kind() {
             "UsecaseRegistered" => format!("registered as {:?}", self.text("name")),
             "DeploymentRequested" => {
                 let image = self
@@ -145,7 +150,7 @@ impl LedgerEvent {
 
     /// `recordedAt` for a table: seconds precision, UTC.
     pub fn time(&self) -> String {
-        display_time(&self.recorded_at)
+        display_time(&self.record.recorded_at)
     }
 }
 
@@ -173,27 +178,27 @@ pub fn short(id: &str) -> String {
     }
 }
 
-/// `{"registry","repository","tag","digest"?}` as `registry/repository:tag[@digest]`
-/// (a digest alone, with an empty tag, as `registry/repository@digest`).
-pub fn image_text(image: &Value) -> String {
-    let part = |name: &str| image.get(name).and_then(Value::as_str);
-    let mut text = format!(
-        "{}/{}",
-        part("registry").unwrap_or("?"),
-        part("repository").unwrap_or("?")
-    );
-    match (part("tag"), part("digest")) {
-        (Some(""), Some(_)) => {}
-        (tag, _) => {
-            text.push(':');
-            text.push_str(tag.unwrap_or("?"));
-        }
+/// An image as `registry/repository:tag[@digest]` (a digest alone, with an empty tag,
+/// as `registry/repository@digest`).
+pub fn image_body_text(image: &ImageBody) -> String {
+    let mut text = format!("{}/{}", image.registry, image.repository);
+    if !(image.tag.is_empty() && image.digest.is_some()) {
+        text.push(':');
+        text.push_str(&image.tag);
     }
-    if let Some(digest) = part("digest") {
+    if let Some(digest) = &image.digest {
         text.push('@');
         text.push_str(digest);
     }
     text
+}
+
+/// An image in an event's payload (`{"registry","repository","tag","digest"?}`), as
+/// `image_body_text` writes it; `?` when the payload holds no image of that shape.
+pub fn image_text(image: &Value) -> String {
+    ImageBody::deserialize(image)
+        .map(|image| image_body_text(&image))
+        .unwrap_or_else(|_| "?".to_owned())
 }
 
 #[cfg(test)]
@@ -202,14 +207,16 @@ mod tests {
     use serde_json::json;
 
     fn event(kind: &str, fields: Value) -> LedgerEvent {
-        LedgerEvent::from_json(json!({
+        serde_json::from_value(json!({
             "cursor": "00000000000002f1000000000000002a",
+            "aggregateType": "Usecase",
             "usecaseId": "0f8fad5b-d9cb-469f-a165-70867728950e",
             "sequence": 2, "type": kind, "version": "1.0",
             "recordedAt": "2026-11-23T10:00:00.123456Z", "actor": "ci",
             "payload": {kind: fields},
             "metadata": {"actor": "ci", "request_id": "req-1"},
         }))
+        .map(LedgerEvent::new)
         .unwrap_or_else(|e| panic!("{e}"))
     }
 
@@ -280,7 +287,7 @@ mod tests {
             ),
         ];
         for (event, expected) in cases {
-            assert_eq!(event.summary(), expected, "{}", event.kind);
+            assert_eq!(event.summary(), expected, "{}", event.kind());
         }
     }
 

@@ -1,32 +1,29 @@
 //! `shiplog deploy`, `deployments`, `undeploy`, `restart` and `rollback`: the commands
 //! that start or list deployments, with `--wait` following them to their outcome.
 
-use crate::cli::args::{DeployArgs, RollbackArgs, WaitArgs, WaitingTarget};
-use crate::cli::client::{uuid_field, Api};
-use crate::cli::commands::usecase::image_of;
-use crate::cli::error::CliError;
-use crate::cli::events::{display_time, short};
-use crate::cli::feed::EventFeed;
-use crate::cli::output::{text, Output};
-use crate::cli::wait::{self, Progress, Waiting};
+use crate::args::{DeployArgs, RollbackArgs, WaitArgs, WaitingTarget};
+use crate::commands::usecase::image_of;
+use crate::error::CliError;
+use crate::events::{display_instant, short};
+use crate::output::Output;
+use crate::wait::{self, Progress, Waiting};
 use comfy_table::Cell;
-use reqwest::Method;
-use serde_json::{json, Value};
-use shiplog_wire::usecases::{DeploymentConfigBody, ImageBody, ServiceMonitorBody};
+use serde::Serialize;
+use shiplog_client::{Client, EventFeed};
+use shiplog_domain::ImageRef;
+use shiplog_wire::operations::RollbackRequest;
+use shiplog_wire::usecases::{
+    CreateDeployment, DeploymentConfigBody, DeploymentPage, ImageBody, ServiceMonitorBody,
+};
 use uuid::Uuid;
 
 /// `shiplog deploy`: requests a deployment; with --wait, follows it to its outcome.
-pub async fn deploy(api: &Api, out: &Output, args: DeployArgs) -> Result<(), CliError> {
+pub async fn deploy(api: &Client, out: &Output, args: DeployArgs) -> Result<(), CliError> {
     let usecase = api.resolve_usecase(&args.usecase).await?;
     let label_image = args.image.to_string();
-    let body = DeployRequest {
+    let body = CreateDeployment {
         config: DeploymentConfigBody {
-            image: ImageBody {
-                registry: args.image.registry,
-                repository: args.image.repository,
-                tag: args.image.tag,
-                digest: args.image.digest,
-            },
+            image: image_body(args.image),
             service_monitor: args.service_monitor.map(|interval| ServiceMonitorBody {
                 enabled: true,
                 scraping_interval: Some(interval),
@@ -38,35 +35,44 @@ pub async fn deploy(api: &Api, out: &Output, args: DeployArgs) -> Result<(), Cli
         },
     };
     let feed = subscribe_if(api, usecase, &args.wait, Waiting::Deployment).await?;
-    let accepted = api
-        .post_body(&format!("/api/usecases/{usecase}/deployments"), &body)
-        .await?;
-    let id = uuid_field(&accepted, "id")?;
-    let label = format!("deployment {id} of {label_image}");
-    follow_deployment(api, out, usecase, id, feed, &args.wait, &accepted, &label).await
+    let accepted = api.deploy(usecase, &body).await?;
+    let started = Started {
+        usecase,
+        id: accepted.id,
+        feed,
+        label: format!("deployment {} of {label_image}", accepted.id),
+    };
+    follow_deployment(api, out, &args.wait, started, &accepted).await
 }
 
-/// Body of `POST /api/usecases/{id}/deployments` (the server reads it as `CreateDeployment`),
-/// built from the server's own config DTO.
-#[derive(Debug, serde::Serialize)]
-struct DeployRequest {
-    config: DeploymentConfigBody,
+/// A deployment a command just requested, and how to follow it.
+pub struct Started {
+    /// Its usecase.
+    pub usecase: Uuid,
+    /// The deployment.
+    pub id: Uuid,
+    /// The usecase's stream, opened before the request when --wait asked for it.
+    pub feed: Option<EventFeed>,
+    /// How sentences name it.
+    pub label: String,
 }
 
 /// The end of every command that starts a deployment (deploy, rollback, config changes):
 /// without --wait, print the 202 answer; with it, follow the deployment to its end
 /// (exit 1 unless deployed). `label` names the deployment in sentences.
-#[allow(clippy::too_many_arguments)]
-pub async fn follow_deployment(
-    api: &Api,
+pub async fn follow_deployment<A: Serialize>(
+    api: &Client,
     out: &Output,
-    usecase: Uuid,
-    id: Uuid,
-    feed: Option<EventFeed>,
     wait: &WaitArgs,
-    accepted: &Value,
-    label: &str,
+    started: Started,
+    accepted: &A,
 ) -> Result<(), CliError> {
+    let Started {
+        usecase,
+        id,
+        feed,
+        label,
+    } = started;
     let Some(mut feed) = feed else {
         if out.is_json() {
             return out.json(accepted);
@@ -106,7 +112,7 @@ pub async fn follow_deployment(
 
 /// Opens the usecase's event stream when --wait asks for it (before the request is sent).
 async fn subscribe_if(
-    api: &Api,
+    api: &Client,
     usecase: Uuid,
     wait: &WaitArgs,
     waiting: Waiting,
@@ -119,13 +125,14 @@ async fn subscribe_if(
 }
 
 /// `shiplog deployments`: every deployment of the usecase, newest first.
-pub async fn list(api: &Api, out: &Output, usecase: &str) -> Result<(), CliError> {
+pub async fn list(api: &Client, out: &Output, usecase: &str) -> Result<(), CliError> {
     let usecase = api.resolve_usecase(usecase).await?;
-    let items = api
-        .all_pages(&format!("/api/usecases/{usecase}/deployments"), &[])
-        .await?;
+    let items = api.deployments(usecase).await?;
     if out.is_json() {
-        return out.json(&json!({ "items": items, "nextCursor": null }));
+        return out.json(&DeploymentPage {
+            items,
+            next_cursor: None,
+        });
     }
     let mut table = out.table(&[
         "ID",
@@ -137,32 +144,25 @@ pub async fn list(api: &Api, out: &Output, usecase: &str) -> Result<(), CliError
     ]);
     for d in &items {
         table.add_row(vec![
-            Cell::new(text(d, "id")),
-            out.status_cell(text(d, "status")),
+            Cell::new(d.id),
+            out.status_cell(d.status.as_str()),
             Cell::new(image_of(d)),
-            Cell::new(text(d, "requestedBy")),
-            Cell::new(display_time(text(d, "createdAt"))),
-            Cell::new(text(d, "message")),
+            Cell::new(&d.requested_by),
+            Cell::new(display_instant(&d.created_at)),
+            Cell::new(&d.message),
         ]);
     }
     out.print_table(table)
 }
 
 /// `shiplog undeploy`: takes down what is deployed or in flight; with --wait, until all of it is down.
-pub async fn undeploy(api: &Api, out: &Output, args: WaitingTarget) -> Result<(), CliError> {
+pub async fn undeploy(api: &Client, out: &Output, args: WaitingTarget) -> Result<(), CliError> {
     let usecase = api.resolve_usecase(&args.usecase).await?;
     let mut feed = subscribe_if(api, usecase, &args.wait, Waiting::Undeploy).await?;
     // Our own request id comes back on the UndeployRequested events this request causes,
     // which is how --wait knows which deployments it took down.
     let request_id = Uuid::new_v4().to_string();
-    api.json(
-        api.request(
-            Method::DELETE,
-            &format!("/api/usecases/{usecase}/deployments"),
-        )
-        .header("x-request-id", &request_id),
-    )
-    .await?;
+    api.undeploy(usecase, &request_id).await?;
     let Some(feed) = feed.as_mut() else {
         if !out.is_json() {
             out.line(&format!("undeploy of {} requested", args.usecase))?;
@@ -190,14 +190,12 @@ pub async fn undeploy(api: &Api, out: &Output, args: WaitingTarget) -> Result<()
 }
 
 /// `shiplog restart`: rolls the pods of the deployed deployment; with --wait, until they serve again.
-pub async fn restart(api: &Api, out: &Output, args: WaitingTarget) -> Result<(), CliError> {
+pub async fn restart(api: &Client, out: &Output, args: WaitingTarget) -> Result<(), CliError> {
     let usecase = api.resolve_usecase(&args.usecase).await?;
     let mut feed = subscribe_if(api, usecase, &args.wait, Waiting::Restart).await?;
-    let accepted = api
-        .post(&format!("/api/usecases/{usecase}/restart"), None)
-        .await?;
-    let restart_id = uuid_field(&accepted, "restartId")?;
-    let deployment = text(&accepted, "deploymentId").to_owned();
+    let accepted = api.restart(usecase).await?;
+    let restart_id = accepted.restart_id;
+    let deployment = accepted.deployment_id.to_string();
     if let Some(feed) = feed.as_mut() {
         let progress = Progress::start(format!("restarting deployment {}", short(&deployment)));
         let outcome =
@@ -219,54 +217,48 @@ pub async fn restart(api: &Api, out: &Output, args: WaitingTarget) -> Result<(),
 }
 
 /// `shiplog rollback`: deploys an earlier config again as a new deployment.
-pub async fn rollback(api: &Api, out: &Output, args: RollbackArgs) -> Result<(), CliError> {
+pub async fn rollback(api: &Client, out: &Output, args: RollbackArgs) -> Result<(), CliError> {
     let usecase = api.resolve_usecase(&args.usecase).await?;
     let feed = subscribe_if(api, usecase, &args.wait, Waiting::Deployment).await?;
-    let path = format!("/api/usecases/{usecase}/rollback");
-    let body = args.to.map(|to| json!({ "deploymentId": to }));
-    let accepted = api.post(&path, body.as_ref()).await?;
-    let id = uuid_field(&accepted, "id")?;
-    let label = format!(
-        "deployment {id} (rollback to the config of {})",
-        text(&accepted, "rollbackOf")
-    );
-    follow_deployment(api, out, usecase, id, feed, &args.wait, &accepted, &label).await
+    let body = RollbackRequest {
+        deployment_id: args.to,
+    };
+    let accepted = api.rollback(usecase, &body).await?;
+    let started = Started {
+        usecase,
+        id: accepted.id,
+        feed,
+        label: format!(
+            "deployment {} (rollback to the config of {})",
+            accepted.id, accepted.rollback_of
+        ),
+    };
+    follow_deployment(api, out, &args.wait, started, &accepted).await
+}
+
+/// The image as the deploy body carries it, parsed and normalised by the domain.
+fn image_body(image: ImageRef) -> ImageBody {
+    ImageBody {
+        registry: image.registry,
+        repository: image.repository,
+        tag: image.tag,
+        digest: image.digest,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::args::parse_image;
-    use serde::Deserialize;
-    use shiplog_wire::usecases::CreateDeployment;
+    use crate::args::parse_image;
+    use crate::events::image_body_text;
 
-    /// The server refuses unknown fields: a body the CLI spells differently fails here.
+    /// `--image` in Docker's syntax reaches the body normalised, digest and all.
     #[test]
-    fn a_deploy_body_is_what_the_server_reads() {
+    fn a_deploy_body_carries_the_normalised_image() {
         let digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
         let image = parse_image(&format!("nginx:1.27@{digest}")).unwrap_or_else(|e| panic!("{e}"));
-        let body = DeployRequest {
-            config: DeploymentConfigBody {
-                image: ImageBody {
-                    registry: image.registry,
-                    repository: image.repository,
-                    tag: image.tag,
-                    digest: image.digest,
-                },
-                service_monitor: None,
-                container_port: Some(80),
-                env: None,
-                replicas: None,
-                resources: None,
-            },
-        };
-        let read = serde_json::to_value(&body)
-            .map(CreateDeployment::deserialize)
-            .unwrap_or_else(|e| panic!("{e}"))
-            .unwrap_or_else(|e| panic!("{e}"));
-        let config = read.config.parse().unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
-            config.image.to_string(),
+            image_body_text(&image_body(image)),
             format!("docker.io/library/nginx:1.27@{digest}")
         );
     }

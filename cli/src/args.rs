@@ -543,7 +543,7 @@ pub fn parse_instant(value: &str) -> Result<DateTime<Utc>, String> {
 
 /// Accepts an http(s) URL and drops trailing slashes, so paths can be appended.
 pub fn parse_url(value: &str) -> Result<String, String> {
-    let url = reqwest::Url::parse(value.trim()).map_err(|e| format!("{value:?}: {e}"))?;
+    let url = shiplog_client::Url::parse(value.trim()).map_err(|e| format!("{value:?}: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!("{value:?}: shiplog is reached over http or https"));
     }

@@ -2,13 +2,11 @@
 //! (a deployment, an undeploy, a restart), with a spinner, within `--timeout`.
 
 use super::args::WaitArgs;
-use super::client::{typed, Api};
 use super::error::CliError;
-use super::events::short;
-use super::feed::{EventFeed, FROM_THE_START};
+use super::events::{short, LedgerEvent};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::Value;
-use shiplog_wire::platform::StatusBody;
+use shiplog_client::{Client, EventFeed, StreamStart, FROM_THE_START};
+use shiplog_wire::usecases::DeploymentResponse;
 use std::collections::HashSet;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
@@ -55,31 +53,33 @@ impl Waiting {
 /// Opens the usecase's event stream *before* the request is sent, so that every event
 /// the request causes is seen. Should the stream drop before any event arrived, it
 /// resumes from the usecase's beginning (the waits below pick out their own ids).
-pub async fn subscribe(api: &Api, usecase: Uuid, waiting: Waiting) -> Result<EventFeed, CliError> {
+pub async fn subscribe(
+    api: &Client,
+    usecase: Uuid,
+    waiting: Waiting,
+) -> Result<EventFeed, CliError> {
     open(api, usecase, waiting, None).await
 }
 
 /// Opens the stream of a usecase the request itself created (`create`, `deploy-image`):
 /// it could not be subscribed to before, so it is read from the usecase's first event on,
 /// which replays everything the request caused before going live; nothing is missed.
-pub async fn replay(api: &Api, usecase: Uuid, waiting: Waiting) -> Result<EventFeed, CliError> {
+pub async fn replay(api: &Client, usecase: Uuid, waiting: Waiting) -> Result<EventFeed, CliError> {
     open(api, usecase, waiting, Some(FROM_THE_START.to_owned())).await
 }
 
 async fn open(
-    api: &Api,
+    api: &Client,
     usecase: Uuid,
     waiting: Waiting,
     after: Option<String>,
 ) -> Result<EventFeed, CliError> {
-    EventFeed::open(
-        api,
-        format!("/api/usecases/{usecase}/events/stream"),
-        Some(waiting.types().to_owned()),
+    let start = StreamStart {
+        types: Some(waiting.types().to_owned()),
         after,
-        Some(FROM_THE_START.to_owned()),
-    )
-    .await
+        fallback: Some(FROM_THE_START.to_owned()),
+    };
+    Ok(api.follow(Some(usecase), start).await?)
 }
 
 /// Shows where a wait stands: a spinner when stderr is a terminal, otherwise one line on
@@ -164,11 +164,11 @@ pub async fn deployment(
 ) -> Result<(), CliError> {
     let target = id.to_string();
     loop {
-        let event = feed.next().await?;
+        let event = LedgerEvent::new(feed.next().await?);
         if event.text("deploymentId") != target {
             continue;
         }
-        match event.kind.as_str() {
+        match event.kind() {
             "DeploymentRequested" => progress.set(format!("deployment {} pending", short(&target))),
             "DeploymentStarted" => progress.set(format!("deployment {} deploying", short(&target))),
             "DeploymentSucceeded" => return Ok(()),
@@ -201,11 +201,11 @@ pub async fn undeploy(
     let mut taken_down: Vec<Uuid> = Vec::new();
     let mut down: HashSet<Uuid> = HashSet::new();
     loop {
-        let event = feed.next().await?;
+        let event = LedgerEvent::new(feed.next().await?);
         let Ok(deployment) = event.text("deploymentId").parse::<Uuid>() else {
             continue;
         };
-        match event.kind.as_str() {
+        match event.kind() {
             "UndeployRequested" if event.request_id() == Some(request_id) => {
                 // More may follow in the same commit: count them before saying how many.
                 taken_down.push(deployment);
@@ -233,11 +233,11 @@ pub async fn undeploy(
 pub async fn restart(feed: &mut EventFeed, restart_id: Uuid) -> Result<(), CliError> {
     let target = restart_id.to_string();
     loop {
-        let event = feed.next().await?;
+        let event = LedgerEvent::new(feed.next().await?);
         if event.text("restartId") != target {
             continue;
         }
-        match event.kind.as_str() {
+        match event.kind() {
             "RestartSucceeded" => return Ok(()),
             "RestartFailed" => {
                 return Err(CliError::RestartFailed {
@@ -253,8 +253,8 @@ pub async fn restart(feed: &mut EventFeed, restart_id: Uuid) -> Result<(), CliEr
 /// Follows a requested deletion until the usecase is deleted (its `UsecaseDeleted`).
 pub async fn deletion(feed: &mut EventFeed, progress: &mut Progress) -> Result<(), CliError> {
     loop {
-        let event = feed.next().await?;
-        match event.kind.as_str() {
+        let event = LedgerEvent::new(feed.next().await?);
+        match event.kind() {
             "DeletionRequested" => progress.set("deleting: undeploying what runs".to_owned()),
             "DeploymentUndeployed" => progress.set(format!(
                 "deleting: deployment {} undeployed",
@@ -270,11 +270,11 @@ pub async fn deletion(feed: &mut EventFeed, progress: &mut Progress) -> Result<(
 /// the stream reported (read models follow the ledger a moment later); after a few
 /// seconds, whatever it shows.
 pub async fn settled_deployment(
-    api: &Api,
+    api: &Client,
     usecase: Uuid,
     id: Uuid,
     outcome: &Result<(), CliError>,
-) -> Result<Value, CliError> {
+) -> Result<DeploymentResponse, CliError> {
     let expected = match outcome {
         Ok(()) => "deployed",
         Err(CliError::DeploymentFailed { .. }) => "error",
@@ -289,18 +289,15 @@ pub async fn settled_deployment(
 /// seconds. A wait ends on the ledger's event; this makes the next command (`status`,
 /// `deployments`) see the same state, since those read the projections.
 pub async fn settle(
-    api: &Api,
+    api: &Client,
     usecase: Uuid,
     id: Uuid,
     expected: &[&str],
-) -> Result<Value, CliError> {
+) -> Result<DeploymentResponse, CliError> {
     let deadline = Instant::now() + SETTLE_FOR;
     loop {
-        let deployment = api
-            .get(&format!("/api/usecases/{usecase}/deployments/{id}"), &[])
-            .await?;
-        let status = deployment.get("status").and_then(Value::as_str);
-        let settled = status.is_some_and(|s| expected.contains(&s));
+        let deployment = api.deployment(usecase, id).await?;
+        let settled = expected.contains(&deployment.status.as_str());
         if expected.is_empty() || settled || Instant::now() >= deadline {
             return Ok(deployment);
         }
@@ -310,13 +307,10 @@ pub async fn settle(
 
 /// Reads a named deployment's status until it is `expected` (`Ready`), for at most a few
 /// seconds, so that an `ls` right after a wait shows what the wait saw.
-pub async fn settle_named(api: &Api, name: &str, expected: &str) -> Result<(), CliError> {
+pub async fn settle_named(api: &Client, name: &str, expected: &str) -> Result<(), CliError> {
     let deadline = Instant::now() + SETTLE_FOR;
     loop {
-        let answer = api
-            .get("/api/deployments/status", &[("name", name)])
-            .await?;
-        let status: StatusBody = typed(&answer, "a deployment status")?;
+        let status = api.deployment_status(name).await?;
         if status.status == expected || Instant::now() >= deadline {
             return Ok(());
         }
@@ -326,12 +320,12 @@ pub async fn settle_named(api: &Api, name: &str, expected: &str) -> Result<(), C
 
 /// Reads a named deployment's status until it answers 404, for at most a few seconds:
 /// the ledger says it is deleted a moment before the read models do.
-pub async fn settle_gone(api: &Api, name: &str) -> Result<(), CliError> {
+pub async fn settle_gone(api: &Client, name: &str) -> Result<(), CliError> {
     let deadline = Instant::now() + SETTLE_FOR;
     loop {
-        match api.get("/api/deployments/status", &[("name", name)]).await {
-            Err(CliError::Api { status: 404, .. }) => return Ok(()),
-            Err(e) => return Err(e),
+        match api.deployment_status(name).await {
+            Err(e) if e.status() == Some(404) => return Ok(()),
+            Err(e) => return Err(e.into()),
             Ok(_) if Instant::now() >= deadline => return Ok(()),
             Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }

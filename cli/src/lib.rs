@@ -7,10 +7,8 @@ mod client;
 mod commands;
 mod error;
 mod events;
-mod feed;
 mod hoist;
 mod output;
-mod sse;
 mod wait;
 
 pub use args::{ClientCommand, Connection, OutputFormat, DEFAULT_URL};
@@ -18,8 +16,8 @@ pub use error::{CliError, EXIT_CONFLICT, EXIT_ERROR, EXIT_NOT_FOUND, EXIT_OK, EX
 pub use hoist::hoist_connection_options;
 
 use args::{AuditArgs, AuditCommand};
-use client::Api;
 use output::{colours_allowed, Output};
+use shiplog_client::Client;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
@@ -50,9 +48,9 @@ pub struct CompletionsArgs {
 pub async fn run(command: ClientCommand) -> ExitCode {
     let conn = connection(&command).clone();
     let out = Output::new(conn.output);
-    let result = match Api::new(&conn) {
+    let result = match Client::new(&conn.url, conn.token.as_deref()) {
         Ok(api) => dispatch(&api, &out, command).await,
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     };
     match result {
         Ok(()) => ExitCode::from(EXIT_OK),
@@ -87,7 +85,7 @@ pub fn print_completions(args: &CompletionsArgs, mut command: clap::Command) -> 
     }
 }
 
-async fn dispatch(api: &Api, out: &Output, command: ClientCommand) -> Result<(), CliError> {
+async fn dispatch(api: &Client, out: &Output, command: ClientCommand) -> Result<(), CliError> {
     use commands::{config, deploy, ledger, logs, platform, teams, tokens, usecase};
     match command {
         ClientCommand::Templates(_) => platform::templates(api, out).await,

@@ -1,5 +1,6 @@
 //! Every way a client command can fail, and the exit code each one becomes.
 
+use shiplog_client::ClientError;
 use std::io;
 use uuid::Uuid;
 
@@ -98,6 +99,27 @@ pub enum CliError {
     /// 1: stdout could not be written (a closed pipe ends the command quietly with 0).
     #[error("cannot write the output: {0}")]
     Output(#[from] io::Error),
+}
+
+impl From<ClientError> for CliError {
+    fn from(error: ClientError) -> Self {
+        match error {
+            ClientError::Unreachable { url, reason } => Self::Unreachable { url, reason },
+            ClientError::Unauthorized => Self::Unauthorized,
+            ClientError::Api {
+                status,
+                detail,
+                field,
+                ..
+            } => Self::Api {
+                status,
+                detail,
+                field,
+            },
+            ClientError::NoSuchUsecase(name) => Self::NoSuchUsecase(name),
+            ClientError::Unexpected(what) => Self::Unexpected(what),
+        }
+    }
 }
 
 impl CliError {

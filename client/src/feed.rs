@@ -2,13 +2,13 @@
 //! last `id:` it saw and, when the stream drops (or the server cuts off a slow reader with
 //! `event: overflow`), reconnects with `Last-Event-ID`, so no event is lost or repeated.
 
-use super::client::Api;
-use super::error::CliError;
-use super::events::LedgerEvent;
-use super::sse::{Message, SseParser};
+use crate::error::ClientError;
+use crate::http::Client;
+use crate::sse::{Message, SseParser};
 use reqwest::header::ACCEPT;
 use reqwest::{Method, Response};
 use serde_json::Value;
+use shiplog_wire::ledger::EventRecord;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
@@ -24,7 +24,7 @@ const RECONNECT_FOR: Duration = Duration::from_secs(60);
 
 /// One followed event stream.
 pub struct EventFeed {
-    api: Api,
+    api: Client,
     path: String,
     types: Option<String>,
     /// The cursor to resume after: the last id seen, or where the feed was asked to start.
@@ -34,7 +34,8 @@ pub struct EventFeed {
     response: Option<Response>,
     parser: SseParser,
     queue: VecDeque<Message>,
-    /// Say on stderr when the stream is reconnected (for `watch`; a spinner has its own line).
+    /// Say on stderr when the stream is reconnected (for a person watching; a spinner
+    /// has its own line).
     pub notices: bool,
 }
 
@@ -44,12 +45,12 @@ impl EventFeed {
     /// `after` starts after that cursor instead of with the next new event; `fallback` is
     /// where a reconnect resumes if no event arrived before the stream dropped.
     pub async fn open(
-        api: &Api,
+        api: &Client,
         path: String,
         types: Option<String>,
         after: Option<String>,
         fallback: Option<String>,
-    ) -> Result<Self, CliError> {
+    ) -> Result<Self, ClientError> {
         let mut feed = Self {
             api: api.clone(),
             path,
@@ -77,7 +78,7 @@ impl EventFeed {
     }
 
     /// The next event; reconnects as often as needed on the way.
-    pub async fn next(&mut self) -> Result<LedgerEvent, CliError> {
+    pub async fn next(&mut self) -> Result<EventRecord, ClientError> {
         loop {
             while let Some(message) = self.queue.pop_front() {
                 if message.event.as_deref() == Some("overflow") {
@@ -99,10 +100,9 @@ impl EventFeed {
                     }
                     continue;
                 }
-                let raw: Value = serde_json::from_str(&message.data).map_err(|e| {
-                    CliError::Unexpected(format!("an event whose data is not JSON ({e})"))
+                let event: EventRecord = serde_json::from_str(&message.data).map_err(|e| {
+                    ClientError::Unexpected(format!("an event this client cannot read ({e})"))
                 })?;
-                let event = LedgerEvent::from_json(raw)?;
                 self.resume = Some(message.id.unwrap_or_else(|| event.cursor.clone()));
                 return Ok(event);
             }
@@ -137,7 +137,7 @@ impl EventFeed {
 
     /// Reconnects after the last event seen, retrying while the server is unreachable
     /// or unavailable, for up to a minute.
-    async fn reconnect(&mut self) -> Result<(), CliError> {
+    async fn reconnect(&mut self) -> Result<(), ClientError> {
         let started = Instant::now();
         let mut delay = Duration::from_millis(250);
         let from = self.resume.clone().or_else(|| self.fallback.clone());
@@ -153,7 +153,7 @@ impl EventFeed {
         }
     }
 
-    async fn connect(&mut self, after: Option<String>) -> Result<(), CliError> {
+    async fn connect(&mut self, after: Option<String>) -> Result<(), ClientError> {
         let mut request = self.stream_request();
         if let Some(after) = after {
             request = request.header("Last-Event-ID", after);
@@ -175,11 +175,11 @@ impl EventFeed {
 }
 
 /// Whether a failed reconnect is worth another try (the server restarting, say).
-fn retryable(error: &CliError) -> bool {
+fn retryable(error: &ClientError) -> bool {
     matches!(
         error,
-        CliError::Unreachable { .. }
-            | CliError::Api {
+        ClientError::Unreachable { .. }
+            | ClientError::Api {
                 status: 502..=504,
                 ..
             }
