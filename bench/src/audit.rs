@@ -7,7 +7,10 @@
 //! `cargo run --release -p shiplog-bench -- --events 1000000`
 
 use anyhow::{bail, Context};
+use reqwest::Method;
 use shiplog_api::server::{router, ClusterMode, Settings, StreamSettings};
+use shiplog_client::wire::ledger::EventPage;
+use shiplog_client::Client;
 use shiplog_domain::events::EVENT_TYPES;
 use shiplog_infrastructure::audit::{verify, ChainSealer};
 use shiplog_infrastructure::db::connect_and_migrate;
@@ -85,7 +88,9 @@ async fn run(args: &Args, pool: &PgPool) -> anyhow::Result<()> {
     sqlx::query("ANALYZE events").execute(pool).await?;
 
     let base = serve(pool.clone()).await?;
-    let client = reqwest::Client::new();
+    // Paths with their query strings as a client would send them: the queries measured
+    // are the URLs, so they are built here and sent through the client's transport.
+    let client = Client::new(&base, Some(TOKEN))?;
     let middle_cursor = cursor_at(pool, args.events / 2).await?;
     let usecase = uuid_of(pool, args.events / (2 * PER_USECASE)).await?;
     // The fill records one event per second from 2026-01-01.
@@ -150,18 +155,12 @@ async fn run(args: &Args, pool: &PgPool) -> anyhow::Result<()> {
         let mut items = 0;
         for _ in 0..args.repeat {
             let started = Instant::now();
-            let response = client
-                .get(format!("{base}{path}"))
-                .bearer_auth(TOKEN)
-                .send()
-                .await?;
-            let status = response.status();
-            let body: serde_json::Value = response.json().await?;
+            let page: EventPage = client
+                .fetch(client.request(Method::GET, &path))
+                .await
+                .with_context(|| path.clone())?;
             times.push(started.elapsed());
-            if !status.is_success() {
-                bail!("{path}: {status} {body}");
-            }
-            items = body["items"].as_array().map_or(0, Vec::len);
+            items = page.items.len();
         }
         times.sort();
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
@@ -186,9 +185,7 @@ async fn run(args: &Args, pool: &PgPool) -> anyhow::Result<()> {
     );
     let started = Instant::now();
     let export = client
-        .get(format!("{base}/api/audit/export"))
-        .bearer_auth(TOKEN)
-        .send()
+        .send(client.request(Method::GET, "/api/audit/export"))
         .await?
         .bytes()
         .await?;

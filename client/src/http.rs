@@ -54,6 +54,24 @@ impl Client {
         })
     }
 
+    /// A client that sends through `http`, for callers that tune the connection pool
+    /// (load generators); otherwise as [`Client::new`].
+    pub fn with_http(http: reqwest::Client, url: &str, token: Option<&str>) -> Self {
+        Self {
+            http,
+            base: url.trim_end_matches('/').to_owned(),
+            token: token
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned),
+        }
+    }
+
+    /// A client of the same shiplog over the same connections, speaking with `token`.
+    pub fn with_token(&self, token: &str) -> Self {
+        Self::with_http(self.http.clone(), &self.base, Some(token))
+    }
+
     /// The base URL this client calls.
     pub fn base_url(&self) -> &str {
         &self.base

@@ -3,7 +3,8 @@
 use crate::error::ClientError;
 use crate::feed::EventFeed;
 use crate::http::Client;
-use shiplog_wire::ledger::{EventRecord, VerifyReport};
+use shiplog_wire::ledger::{AtQuery, EventPage, EventRecord, EventsQuery, VerifyReport};
+use shiplog_wire::usecases::UsecaseResponse;
 use uuid::Uuid;
 
 /// Where an event stream starts and which events it carries.
@@ -22,6 +23,20 @@ impl Client {
     pub async fn history(&self, usecase: Uuid) -> Result<Vec<EventRecord>, ClientError> {
         self.all_pages(&format!("/api/usecases/{usecase}/history"), &[])
             .await
+    }
+
+    /// `GET /api/events`: one page of the global ledger, filtered.
+    pub async fn events(&self, query: &EventsQuery) -> Result<EventPage, ClientError> {
+        self.get("/api/events", query).await
+    }
+
+    /// `GET /api/usecases/{id}?at=`: the usecase as it stood at an instant (time travel).
+    pub async fn usecase_at(
+        &self,
+        usecase: Uuid,
+        at: &AtQuery,
+    ) -> Result<UsecaseResponse, ClientError> {
+        self.get(&format!("/api/usecases/{usecase}"), at).await
     }
 
     /// `GET /api/audit/verify`: the hash chain's report.

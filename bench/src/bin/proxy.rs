@@ -8,8 +8,12 @@
 use anyhow::{bail, Context};
 use clap::Parser;
 use kube_sim::{KubeSim, SimConfig};
-use serde_json::{json, Value};
+use serde_json::Value;
 use shiplog_api::server::{ClusterMode, Server, Settings, StreamSettings};
+use shiplog_client::wire::usecases::{
+    CreateDeployment, CreateUsecase, DeploymentConfigBody, ImageBody,
+};
+use shiplog_client::Client;
 use shiplog_infrastructure::kube_cluster::{deployment_name, KubeSettings};
 use sqlx::{Connection, PgConnection};
 use std::time::{Duration, Instant};
@@ -109,43 +113,44 @@ async fn run(args: &Args, database_url: &str) -> anyhow::Result<()> {
 
 /// Registers a usecase, deploys it and waits until it is deployed.
 async fn deploy(http: &reqwest::Client, api: &str) -> anyhow::Result<(Uuid, Uuid)> {
-    let usecase: Value = http
-        .post(format!("{api}/api/usecases"))
-        .bearer_auth(TOKEN)
-        .json(&json!({"name": "bench"}))
-        .send()
+    let client = Client::with_http(http.clone(), api, Some(TOKEN));
+    let usecase = client
+        .create_usecase(
+            &CreateUsecase {
+                name: "bench".to_owned(),
+                description: None,
+            },
+            None,
+        )
         .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    let usecase: Uuid = usecase["id"].as_str().unwrap_or_default().parse()?;
-    let body = json!({"config": {"image": {"registry": "r.example.com", "repository": "bench/echo", "tag": "1"}}});
-    let accepted: Value = http
-        .post(format!("{api}/api/usecases/{usecase}/deployments"))
-        .bearer_auth(TOKEN)
-        .json(&body)
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    let deployment: Uuid = accepted["id"].as_str().unwrap_or_default().parse()?;
+        .id;
+    let body = CreateDeployment {
+        config: DeploymentConfigBody {
+            image: ImageBody {
+                registry: "r.example.com".to_owned(),
+                repository: "bench/echo".to_owned(),
+                tag: "1".to_owned(),
+                digest: None,
+            },
+            service_monitor: None,
+            container_port: None,
+            env: None,
+            replicas: None,
+            resources: None,
+        },
+    };
+    let deployment = client.deploy(usecase, &body).await?.id;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let view: Value = http
-            .get(format!(
-                "{api}/api/usecases/{usecase}/deployments/{deployment}"
-            ))
-            .bearer_auth(TOKEN)
-            .send()
-            .await?
-            .json()
-            .await?;
-        if view["status"] == "deployed" {
+        let view = client.deployment(usecase, deployment).await?;
+        if view.status.as_str() == "deployed" {
             return Ok((usecase, deployment));
         }
         if Instant::now() > deadline {
-            bail!("the deployment never became deployed: {view}");
+            bail!(
+                "the deployment never became deployed: {}",
+                view.status.as_str()
+            );
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -26,7 +26,12 @@
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use serde_json::{json, Value};
+use serde_json::json;
+use shiplog_client::wire::ledger::{EventPage, EventsQuery};
+use shiplog_client::wire::usecases::{
+    CreateDeployment, CreateUsecase, DeploymentConfigBody, ImageBody,
+};
+use shiplog_client::Client;
 use sqlx::{Connection, PgConnection};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -472,49 +477,52 @@ fn disconnect(subscribers: Vec<Subscriber>) -> Vec<Arc<Mutex<Log>>> {
 }
 
 /// Parses a cursor as the API shows it (32 hex digits).
-fn cursor(value: &Value) -> anyhow::Result<u128> {
-    let text = value.as_str().context("cursor")?;
+fn cursor(text: &str) -> anyhow::Result<u128> {
     Ok(u128::from_str_radix(text, 16)?)
 }
 
-/// The API client of the bench (POSTs and reads), not the subscribers.
+/// The API client of the bench (POSTs and reads), not the subscribers: shiplog's typed
+/// client.
 struct Api {
-    client: reqwest::Client,
-    base: String,
+    client: Client,
 }
 
 impl Api {
-    async fn post(&self, path: &str, body: Value) -> anyhow::Result<(u16, Value)> {
-        let response = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(TOKEN)
-            .json(&body)
-            .send()
-            .await?;
-        let status = response.status().as_u16();
-        Ok((status, response.json().await.unwrap_or(Value::Null)))
-    }
-
     async fn create_usecase(&self, name: &str) -> anyhow::Result<String> {
-        let (status, body) = self
-            .post(
-                "/api/usecases",
-                json!({"name": name, "description": "bench"}),
-            )
-            .await?;
-        if status != 201 {
-            bail!("creating {name}: {status} {body}");
-        }
-        Ok(body["id"].as_str().context("id")?.to_owned())
+        let body = CreateUsecase {
+            name: name.to_owned(),
+            description: Some("bench".to_owned()),
+        };
+        let created = self
+            .client
+            .create_usecase(&body, None)
+            .await
+            .with_context(|| format!("creating {name}"))?;
+        Ok(created.id.to_string())
     }
 
+    /// Requests a deployment; the HTTP status it was answered with (0: no answer).
     async fn deploy(&self, usecase: &str, tag: &str) -> anyhow::Result<u16> {
-        let body = json!({"config": {"image": {"registry": "registry.example.com", "repository": "team/app", "tag": tag}}});
-        Ok(self
-            .post(&format!("/api/usecases/{usecase}/deployments"), body)
-            .await?
-            .0)
+        let usecase: Uuid = usecase.parse()?;
+        let body = CreateDeployment {
+            config: DeploymentConfigBody {
+                image: ImageBody {
+                    registry: "registry.example.com".to_owned(),
+                    repository: "team/app".to_owned(),
+                    tag: tag.to_owned(),
+                    digest: None,
+                },
+                service_monitor: None,
+                container_port: None,
+                env: None,
+                replicas: None,
+                resources: None,
+            },
+        };
+        Ok(match self.client.deploy(usecase, &body).await {
+            Ok(_) => 202,
+            Err(e) => e.status().unwrap_or(0),
+        })
     }
 
     /// The cursor of the newest event.
@@ -522,12 +530,12 @@ impl Api {
         let mut after: Option<String> = None;
         let mut newest = 0;
         loop {
-            let page = self.page(after.as_deref()).await?;
-            if let Some(last) = page["items"].as_array().and_then(|i| i.last()) {
-                newest = cursor(&last["cursor"])?;
+            let page = self.page(after.clone()).await?;
+            if let Some(last) = page.items.last() {
+                newest = cursor(&last.cursor)?;
             }
-            match page["nextCursor"].as_str() {
-                Some(next) => after = Some(next.to_owned()),
+            match page.next_cursor {
+                Some(next) => after = Some(next),
                 None => return Ok(newest),
             }
         }
@@ -538,32 +546,29 @@ impl Api {
         let mut after = format!("{after:032x}");
         let mut events = Vec::new();
         loop {
-            let page = self.page(Some(&after)).await?;
-            for item in page["items"].as_array().context("items")? {
-                let at = chrono::DateTime::parse_from_rfc3339(
-                    item["recordedAt"].as_str().context("recordedAt")?,
-                )?;
-                events.push((cursor(&item["cursor"])?, at.timestamp_micros()));
+            let page = self.page(Some(after)).await?;
+            for item in &page.items {
+                let at = chrono::DateTime::parse_from_rfc3339(&item.recorded_at)?;
+                events.push((cursor(&item.cursor)?, at.timestamp_micros()));
             }
-            match page["nextCursor"].as_str() {
-                Some(next) => after = next.to_owned(),
+            match page.next_cursor {
+                Some(next) => after = next,
                 None => return Ok(events),
             }
         }
     }
 
-    async fn page(&self, after: Option<&str>) -> anyhow::Result<Value> {
-        let mut url = format!("{}/api/events?limit=200", self.base);
-        if let Some(after) = after {
-            url.push_str(&format!("&after={after}"));
-        }
-        let response = self.client.get(url).bearer_auth(TOKEN).send().await?;
-        let status = response.status();
-        let body: Value = response.json().await?;
-        if !status.is_success() {
-            bail!("/api/events: {status} {body}");
-        }
-        Ok(body)
+    async fn page(&self, after: Option<String>) -> anyhow::Result<EventPage> {
+        let query = EventsQuery {
+            usecase: None,
+            types: None,
+            actor: None,
+            from: None,
+            to: None,
+            after,
+            limit: Some(200),
+        };
+        self.client.events(&query).await.context("/api/events")
     }
 }
 
@@ -678,8 +683,7 @@ async fn run(args: &Args, database_url: &str) -> anyhow::Result<()> {
     let server = ShiplogProcess::start(args, database_url)?;
     let client = reqwest::Client::new();
     let api = Arc::new(Api {
-        client: client.clone(),
-        base: server.base.clone(),
+        client: Client::with_http(client.clone(), &server.base, Some(TOKEN)),
     });
     let deadline = Instant::now() + Duration::from_secs(60);
     let first = loop {

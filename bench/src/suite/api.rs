@@ -1,20 +1,20 @@
-//! The few API calls the measurements make, over one pooled HTTP client.
+//! The few API calls the measurements make, through shiplog's typed client over one
+//! pooled HTTP client.
 
 use anyhow::{bail, Context};
-use reqwest::StatusCode;
-use serde_json::{json, Value};
+use shiplog_client::wire::ledger::AtQuery;
+use shiplog_client::wire::usecases::{
+    CreateDeployment, CreateToken, CreateUsecase, DeploymentConfigBody, ImageBody,
+};
+use shiplog_client::{Client, ClientError};
 use std::time::Duration;
 use uuid::Uuid;
 
 /// A client of one shiplog, speaking with one token.
 #[derive(Clone)]
 pub struct Api {
-    /// The pooled HTTP client (keep-alive connections reused across tasks).
-    pub http: reqwest::Client,
-    /// `http://127.0.0.1:PORT`.
-    pub base: String,
-    /// The bearer token.
-    pub token: String,
+    /// shiplog's typed client (keep-alive connections reused across tasks).
+    pub client: Client,
 }
 
 /// The pooled client all load goes through: keep-alive, no Nagle delay, enough idle
@@ -29,65 +29,70 @@ pub fn http_client() -> anyhow::Result<reqwest::Client> {
 }
 
 /// The body of a deploy command; `n` varies the tag so that commands differ.
-pub fn deploy_body(n: u64) -> Value {
-    json!({"config": {
-        "image": {"registry": "registry.example.com", "repository": "bench/app", "tag": format!("1.0.{n}")},
-        "containerPort": 8080,
-        "env": {"MODE": "bench"},
-        "replicas": 1
-    }})
+pub fn deploy_body(n: u64) -> CreateDeployment {
+    CreateDeployment {
+        config: DeploymentConfigBody {
+            image: ImageBody {
+                registry: "registry.example.com".to_owned(),
+                repository: "bench/app".to_owned(),
+                tag: format!("1.0.{n}"),
+                digest: None,
+            },
+            service_monitor: None,
+            container_port: Some(8080),
+            env: Some([("MODE".to_owned(), "bench".to_owned())].into()),
+            replicas: Some(1),
+            resources: None,
+        },
+    }
 }
 
 impl Api {
     /// A client of `base` with `token`.
     pub fn new(http: reqwest::Client, base: &str, token: &str) -> Self {
         Self {
-            http,
-            base: base.to_owned(),
-            token: token.to_owned(),
+            client: Client::with_http(http, base, Some(token)),
         }
     }
 
     /// As an admin: creates a pipeline-like token with every read and write scope and
     /// returns a client that speaks with it (it owns what it registers).
     pub async fn pipeline_token(&self, name: &str) -> anyhow::Result<Api> {
-        let body = json!({"name": name, "scopes": ["usecases:read", "usecases:write", "deployments:read", "deployments:write"]});
+        let body = CreateToken {
+            name: name.to_owned(),
+            scopes: [
+                "usecases:read",
+                "usecases:write",
+                "deployments:read",
+                "deployments:write",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+            subject: None,
+            teams: Vec::new(),
+        };
         let created = self
-            .post_json("/api/tokens", &body, StatusCode::CREATED)
-            .await?;
-        let token = created["token"]
-            .as_str()
-            .context("POST /api/tokens answered without a token")?;
-        Ok(Api::new(self.http.clone(), &self.base, token))
-    }
-
-    async fn post_json(&self, path: &str, body: &Value, want: StatusCode) -> anyhow::Result<Value> {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .json(body)
-            .send()
+            .client
+            .create_token(&body)
             .await
-            .with_context(|| format!("POST {path}"))?;
-        let status = response.status();
-        let text = response.text().await?;
-        if status != want {
-            bail!("POST {path}: {status} {text}");
-        }
-        serde_json::from_str(&text).with_context(|| format!("POST {path} answered {text}"))
+            .context("POST /api/tokens")?;
+        Ok(Api {
+            client: self.client.with_token(&created.token),
+        })
     }
 
     /// Registers a usecase named `name`.
     pub async fn register(&self, name: &str) -> anyhow::Result<Uuid> {
+        let body = CreateUsecase {
+            name: name.to_owned(),
+            description: Some("benchmark".to_owned()),
+        };
         let created = self
-            .post_json(
-                "/api/usecases",
-                &json!({"name": name, "description": "benchmark"}),
-                StatusCode::CREATED,
-            )
-            .await?;
-        parse_id(&created)
+            .client
+            .create_usecase(&body, None)
+            .await
+            .with_context(|| format!("registering {name}"))?;
+        Ok(created.id)
     }
 
     /// Registers `n` usecases `<prefix>-<i>`, 8 at a time.
@@ -110,30 +115,37 @@ impl Api {
     /// Requests a deployment; the new deployment's id.
     pub async fn deploy(&self, usecase: Uuid, n: u64) -> anyhow::Result<Uuid> {
         let accepted = self
-            .post_json(
-                &format!("/api/usecases/{usecase}/deployments"),
-                &deploy_body(n),
-                StatusCode::ACCEPTED,
-            )
-            .await?;
-        parse_id(&accepted)
+            .client
+            .deploy(usecase, &deploy_body(n))
+            .await
+            .with_context(|| format!("deploying to {usecase}"))?;
+        Ok(accepted.id)
     }
 
-    /// `GET path`: the status and the body as JSON (`Null` when it is not JSON).
-    pub async fn get(&self, path: &str) -> anyhow::Result<(StatusCode, Value)> {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .send()
+    /// Reads the usecase as it stood at `at` (time travel); an error unless it answered.
+    pub async fn usecase_at(
+        &self,
+        usecase: Uuid,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> anyhow::Result<()> {
+        self.client
+            .usecase_at(usecase, &AtQuery { at: Some(at) })
             .await
-            .with_context(|| format!("GET {path}"))?;
-        let status = response.status();
-        let bytes = response.bytes().await?;
-        Ok((
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        ))
+            .with_context(|| format!("GET /api/usecases/{usecase}?at={at:?}"))?;
+        Ok(())
+    }
+
+    /// Whether the deployment can be read yet (false while the read model lags: 404).
+    pub async fn deployment_visible(
+        &self,
+        usecase: Uuid,
+        deployment: Uuid,
+    ) -> anyhow::Result<bool> {
+        match self.client.deployment(usecase, deployment).await {
+            Ok(_) => Ok(true),
+            Err(ClientError::Api { status: 404, .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Waits until the deployment's status is `deployed` (error when it fails or `limit` passes).
@@ -145,30 +157,22 @@ impl Api {
     ) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            let (status, body) = self
-                .get(&format!("/api/usecases/{usecase}/deployments/{deployment}"))
-                .await?;
-            if status.is_success() {
-                match body["status"].as_str() {
-                    Some("deployed") => return Ok(()),
-                    Some("error") | Some("superseded") | Some("undeployed") => {
-                        bail!("deployment {deployment} ended {body}")
-                    }
-                    _ => {}
+            let status = match self.client.deployment(usecase, deployment).await {
+                Ok(read) => Some(read.status.as_str()),
+                Err(ClientError::Api { status: 404, .. }) => None,
+                Err(e) => return Err(e.into()),
+            };
+            match status {
+                Some("deployed") => return Ok(()),
+                Some(ended @ ("error" | "superseded" | "undeployed")) => {
+                    bail!("deployment {deployment} ended {ended}")
                 }
+                _ => {}
             }
             if tokio::time::Instant::now() > deadline {
-                bail!("deployment {deployment} not deployed after {limit:?}: {status} {body}");
+                bail!("deployment {deployment} not deployed after {limit:?}: {status:?}");
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-}
-
-fn parse_id(body: &Value) -> anyhow::Result<Uuid> {
-    body["id"]
-        .as_str()
-        .with_context(|| format!("no id in {body}"))?
-        .parse()
-        .with_context(|| format!("the id in {body} is not a UUID"))
 }

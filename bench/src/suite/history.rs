@@ -8,8 +8,6 @@ use super::server::{Cluster, Shiplog, ADMIN_TOKEN};
 use super::stats::{ratio, Latencies};
 use super::table::{num, times, Met, Row};
 use super::Ctx;
-use anyhow::bail;
-use chrono::SecondsFormat;
 use std::time::Instant;
 use uuid::Uuid;
 
@@ -75,12 +73,12 @@ async fn run(ctx: &Ctx, server: &Shiplog) -> anyhow::Result<Vec<Row>> {
     let fresh = api.register("fresh-at").await?;
     api.deploy(fresh, 0).await?;
     // After both exist: the instant shows each with its history so far.
-    let at = chrono::Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
+    let at = chrono::Utc::now();
     let mut at_long = Vec::new();
     let mut at_fresh = Vec::new();
     for _ in 0..samples {
-        at_long.push(timed_at(&api, long, &at).await?);
-        at_fresh.push(timed_at(&api, fresh, &at).await?);
+        at_long.push(timed_at(&api, long, at).await?);
+        at_fresh.push(timed_at(&api, fresh, at).await?);
     }
     let (long_ms, fresh_ms) = (Latencies::new(long_ms), Latencies::new(fresh_ms));
     let (at_long, at_fresh) = (Latencies::new(at_long), Latencies::new(at_fresh));
@@ -115,12 +113,12 @@ async fn timed_deploy(api: &Api, usecase: Uuid, n: u64) -> anyhow::Result<f64> {
     Ok(started.elapsed().as_secs_f64() * 1000.0)
 }
 
-async fn timed_at(api: &Api, usecase: Uuid, at: &str) -> anyhow::Result<f64> {
+async fn timed_at(
+    api: &Api,
+    usecase: Uuid,
+    at: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<f64> {
     let started = Instant::now();
-    let (status, body) = api.get(&format!("/api/usecases/{usecase}?at={at}")).await?;
-    let ms = started.elapsed().as_secs_f64() * 1000.0;
-    if !status.is_success() {
-        bail!("GET /api/usecases/{usecase}?at={at}: {status} {body}");
-    }
-    Ok(ms)
+    api.usecase_at(usecase, at).await?;
+    Ok(started.elapsed().as_secs_f64() * 1000.0)
 }

@@ -89,21 +89,8 @@ pub async fn deploy_load(
                 n += 1;
                 let body = deploy_body(n);
                 let sent = Instant::now();
-                let answer = api
-                    .http
-                    .post(format!("{}/api/usecases/{usecase}/deployments", api.base))
-                    .bearer_auth(&api.token)
-                    .json(&body)
-                    .send()
-                    .await;
-                let error = match answer {
-                    Ok(response) => {
-                        let status = response.status();
-                        let text = response.text().await.unwrap_or_default();
-                        (status.as_u16() != 202).then(|| format!("{status} {text}"))
-                    }
-                    Err(e) => Some(format!("transport: {e}")),
-                };
+                let answer = api.client.deploy(usecase, &body).await;
+                let error = answer.err().map(|e| e.to_string());
                 let done = Instant::now();
                 samples.push(Sample {
                     done,

@@ -158,16 +158,15 @@ impl Shiplog {
     }
 
     async fn wait_ready(&mut self) -> anyhow::Result<()> {
-        let http = reqwest::Client::new();
+        let client = shiplog_client::Client::new(&self.api, None)?;
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
             if let Some(status) = self.child.try_wait()? {
                 bail!("shiplog exited at start with {status}");
             }
-            if let Ok(response) = http.get(format!("{}/readyz", self.api)).send().await {
-                if response.status().is_success() {
-                    return Ok(());
-                }
+            let probe = client.request(reqwest::Method::GET, "/readyz");
+            if client.send(probe).await.is_ok() {
+                return Ok(());
             }
             if Instant::now() > deadline {
                 bail!("shiplog was not ready after 90 s");

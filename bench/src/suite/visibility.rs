@@ -15,6 +15,7 @@ use super::stats::Latencies;
 use super::table::{num, Met, Row};
 use super::Ctx;
 use anyhow::{bail, Context};
+use shiplog_client::sse::SseParser;
 use sqlx::{Connection, PgConnection};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -106,36 +107,30 @@ async fn run(ctx: &Ctx, server: &Shiplog) -> anyhow::Result<(Latencies, Latencie
 
 /// Opens the probe usecase's event stream; its messages arrive on the receiver.
 async fn subscribe(api: &Api, usecase: Uuid) -> anyhow::Result<mpsc::UnboundedReceiver<Message>> {
-    let mut response = api
-        .http
-        .get(format!("{}/api/usecases/{usecase}/events/stream", api.base))
-        .bearer_auth(&api.token)
+    let client = &api.client;
+    let request = client
+        .request(
+            reqwest::Method::GET,
+            &format!("/api/usecases/{usecase}/events/stream"),
+        )
         .header("accept", "text/event-stream")
-        .timeout(Duration::from_secs(24 * 3600))
-        .send()
+        .timeout(Duration::from_secs(24 * 3600));
+    let mut response = client
+        .send(request)
         .await
         .context("opening the event stream")?;
-    if !response.status().is_success() {
-        bail!("the event stream answered {}", response.status());
-    }
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
-        let mut buffer = String::new();
+        let mut parser = SseParser::default();
         while let Ok(Some(chunk)) = response.chunk().await {
             let at = Instant::now();
-            buffer.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = buffer.find("\n\n") {
-                let message: String = buffer.drain(..end + 2).collect();
-                let mut event = String::new();
-                let mut data = String::new();
-                for line in message.lines() {
-                    if let Some(v) = line.strip_prefix("event:") {
-                        event = v.trim().to_owned();
-                    } else if let Some(v) = line.strip_prefix("data:") {
-                        data.push_str(v.trim_start());
-                    }
-                }
-                if tx.send(Message { at, event, data }).is_err() {
+            for message in parser.feed(&chunk) {
+                let message = Message {
+                    at,
+                    event: message.event.unwrap_or_default(),
+                    data: message.data,
+                };
+                if tx.send(message).is_err() {
                     return;
                 }
             }
@@ -180,7 +175,7 @@ async fn probe_once(
             let id = payload["DeploymentRequested"]["deploymentId"]
                 .as_str()
                 .with_context(|| format!("no deploymentId in {payload}"))?
-                .to_owned();
+                .parse::<Uuid>()?;
             break (at, id);
         }
         if sent.elapsed() > PROBE_LIMIT {
@@ -188,14 +183,12 @@ async fn probe_once(
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     };
-    let path = format!("/api/usecases/{probe}/deployments/{deployment}");
     let visible = loop {
-        let (status, _) = api.get(&path).await?;
-        if status.is_success() {
+        if api.deployment_visible(probe, deployment).await? {
             break Instant::now();
         }
         if committed.elapsed() > PROBE_LIMIT {
-            bail!("GET {path} still answered {status} {PROBE_LIMIT:?} after the commit");
+            bail!("deployment {deployment} still not readable {PROBE_LIMIT:?} after the commit");
         }
     };
     let delivered = loop {
@@ -203,12 +196,13 @@ async fn probe_once(
             .await
             .context("no event on the stream within the limit")?
             .context("the event stream ended")?;
-        if message.event == "DeploymentRequested" && message.data.contains(&deployment) {
+        if message.event == "DeploymentRequested" && message.data.contains(&deployment.to_string())
+        {
             break message.at;
         }
     };
     let answered = command.await.context("the probe's command task")??;
-    if answered.to_string() != deployment {
+    if answered != deployment {
         bail!("the probe's command answered {answered}, the store holds {deployment}");
     }
     let ms = |t: Instant| t.saturating_duration_since(committed).as_secs_f64() * 1000.0;
