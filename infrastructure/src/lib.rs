@@ -11,6 +11,7 @@ pub mod kube_insight;
 pub mod kube_objects;
 pub mod ledger;
 pub mod live_feed;
+pub mod private_db;
 pub mod process_manager;
 pub mod projections;
 pub mod read_model;
