@@ -1,6 +1,7 @@
 //! shiplog's HTTP layer: the PhariaOS usecase API and the platform API on axum, its OpenAPI
 //! document and Redoc, and the server the `shiplog` binary runs.
 
+pub mod command_line;
 pub mod docs;
 pub mod error;
 pub mod extract;

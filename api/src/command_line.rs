@@ -1,0 +1,389 @@
+//! The `shiplog` command line: `serve` and the operator tools defined here, every client
+//! command flattened in from `shiplog-cli`. In the library, so that the configuration
+//! reference in the README can be checked against it.
+
+use crate::server::ClusterMode;
+use clap::{Parser, Subcommand};
+use shiplog_cli::{ClientCommand, CompletionsArgs, EXIT_CODES_HELP};
+use shiplog_domain::Tier;
+use std::net::SocketAddr;
+
+/// shiplog: deploy usecases to Kubernetes, keep every action as an auditable event.
+#[derive(Parser)]
+#[command(
+    name = "shiplog",
+    version,
+    about = "shiplog: deploy usecases to Kubernetes, keep every action as an auditable event",
+    after_help = EXIT_CODES_HELP
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+    /// How logs are written to stderr: `text` for people (colours on a terminal only),
+    /// `json` (one object per line) for log pipelines.
+    #[arg(long, env = "SHIPLOG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+/// The two ways logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The subcommands of `shiplog`.
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the API server.
+    Serve(ServeArgs),
+    /// Maintain the read models.
+    Projections {
+        /// Which maintenance.
+        #[command(subcommand)]
+        command: ProjectionsCommand,
+    },
+    /// Print the OpenAPI document (what openapi/openapi.json holds).
+    Openapi,
+    /// Run the Kubernetes API simulator on its own (for kubectl and `serve --cluster kube`).
+    Sim(SimArgs),
+    /// The client commands (everything that calls the API).
+    #[command(flatten)]
+    Client(ClientCommand),
+    /// Print a shell completion script to stdout (bash, zsh, fish).
+    Completions(CompletionsArgs),
+}
+
+/// `shiplog sim`.
+#[derive(clap::Args)]
+pub struct SimArgs {
+    /// Address of the simulated API server.
+    #[arg(long, env = "SHIPLOG_SIM_LISTEN", default_value = "127.0.0.1:6443")]
+    pub listen: SocketAddr,
+    /// Write a kubeconfig for the simulator to this file (use it with KUBECONFIG=FILE).
+    #[arg(long)]
+    pub write_kubeconfig: Option<std::path::PathBuf>,
+    /// Seconds until the pods of a new rollout become ready.
+    #[arg(long, default_value_t = 1.0)]
+    pub ready_delay: f64,
+    /// Where its ingress controller listens: Ingress hosts are served there by Host header
+    /// (give `serve --cluster kube` the same port as `--ingress-port`).
+    #[arg(long, env = "SHIPLOG_INGRESS_LISTEN", default_value = "127.0.0.1:8082")]
+    pub ingress_listen: SocketAddr,
+}
+
+/// Which database holds the ledger.
+#[derive(clap::Args)]
+pub struct DatabaseArgs {
+    /// PostgreSQL URL; the database is created if it does not exist. Unset: a private
+    /// PostgreSQL under --data-dir, started and stopped with shiplog.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Where the private PostgreSQL keeps its files (with no --database-url), and where a
+    /// generated admin token is written when stderr is not a terminal. Default:
+    /// `$XDG_DATA_HOME/shiplog` or `~/.local/share/shiplog`; `/var/lib/shiplog` for root.
+    #[arg(long, env = "SHIPLOG_DATA_DIR")]
+    pub data_dir: Option<std::path::PathBuf>,
+}
+
+/// `shiplog serve`.
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Address of the API listener.
+    #[arg(long, env = "SHIPLOG_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// The database.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Bootstrap admin token (at least 16 characters outside development). Unset: a random
+    /// one for this run, printed on a terminal, else written to `<data-dir>/admin-token`
+    /// (mode 0600); inside a Kubernetes pod it must be set (from a Secret).
+    #[arg(long, env = "SHIPLOG_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Where deployments go: `kube` (kubeconfig or in-cluster), `simulated` (built-in
+    /// simulator), `auto` (kube inside a pod, simulated elsewhere) or `none` (API only).
+    #[arg(long, env = "SHIPLOG_CLUSTER", value_enum, default_value = "auto")]
+    pub cluster: ClusterMode,
+    /// The namespace of every object shiplog creates.
+    #[arg(long, env = "SHIPLOG_NAMESPACE", default_value = "shiplog")]
+    pub namespace: String,
+    /// Image pull secrets (in that namespace) added to every pod; repeat or comma-separate.
+    #[arg(
+        long = "image-pull-secret",
+        env = "SHIPLOG_IMAGE_PULL_SECRETS",
+        value_delimiter = ','
+    )]
+    pub image_pull_secrets: Vec<String>,
+    /// Seconds a rollout may take before the deployment fails.
+    #[arg(long, env = "SHIPLOG_ROLLOUT_TIMEOUT", default_value_t = 600)]
+    pub rollout_timeout: u64,
+    /// Browser origins allowed to call the API (CORS), e.g. https://ops.example.com;
+    /// `*` allows any; repeat or comma-separate. Unset: no CORS headers.
+    #[arg(
+        long = "cors-origin",
+        env = "SHIPLOG_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<String>,
+    /// Seconds between keep-alive comments on an idle event stream.
+    #[arg(long, env = "SHIPLOG_SSE_KEEP_ALIVE", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub sse_keep_alive: u64,
+    /// How many events a stream subscriber may fall behind before it is cut off (it can resume).
+    /// At least 1000, so that one batch of new events never cuts off a subscriber that keeps up.
+    #[arg(long, env = "SHIPLOG_SSE_BUFFER", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1000..=1_000_000))]
+    pub sse_buffer: u64,
+    /// Address of the applications proxy (`/{usecaseId}/{path…}` reaches the usecase's application).
+    #[arg(long, env = "SHIPLOG_PROXY_LISTEN", default_value = "127.0.0.1:8081")]
+    pub proxy_listen: SocketAddr,
+    /// Browser origins allowed to call applications through the proxy (CORS); `*` allows any;
+    /// repeat or comma-separate. Unset: no CORS headers.
+    #[arg(
+        long = "proxy-cors-origin",
+        env = "SHIPLOG_PROXY_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub proxy_cors_origins: Vec<String>,
+    /// Public deployments get hosts `<name>.<domain>`; the default resolves to loopback
+    /// in curl and browsers, so the simulated cluster's ingresses answer at once.
+    #[arg(long, env = "SHIPLOG_INGRESS_DOMAIN", default_value = "localhost", value_parser = parse_domain)]
+    pub ingress_domain: String,
+    /// The IngressClass of public deployments' Ingresses (unset: the cluster's default class).
+    #[arg(long, env = "SHIPLOG_INGRESS_CLASS")]
+    pub ingress_class: Option<String>,
+    /// A TLS Secret (in --namespace) for every ingress host; URLs are then https.
+    #[arg(long, env = "SHIPLOG_INGRESS_TLS_SECRET")]
+    pub ingress_tls_secret: Option<String>,
+    /// The port in ingress URLs when the ingress controller does not listen on the
+    /// scheme's default; in simulated mode, the simulator's ingress port is used.
+    #[arg(long, env = "SHIPLOG_INGRESS_PORT")]
+    pub ingress_port: Option<u16>,
+    /// Where the simulated cluster's ingress controller listens (simulated mode only).
+    #[arg(long, env = "SHIPLOG_INGRESS_LISTEN", default_value = "127.0.0.1:8082")]
+    pub ingress_listen: SocketAddr,
+    /// A YAML (or JSON) file of templates (`templates: [...]`) added to the built-in
+    /// nginx and postgres; one with a built-in's name replaces it.
+    #[arg(long, env = "SHIPLOG_TEMPLATES")]
+    pub templates: Option<std::path::PathBuf>,
+    /// Where a form post to POST /api/deployments/delete is redirected (303).
+    #[arg(long, env = "SHIPLOG_DEPLOYMENTS_PAGE", default_value = "/deployments")]
+    pub deployments_page: String,
+    /// Bound the number of deployments of each team (and each subject's personal ones)
+    /// by its tier; beyond it, creating answers 403.
+    #[arg(long, env = "SHIPLOG_BILLING")]
+    pub billing: bool,
+    /// A tier's limit, `TIER=N` or `TIER=unlimited` (defaults: free=1, business=10,
+    /// enterprise=unlimited); repeat or comma-separate.
+    #[arg(long = "tier-limit", env = "SHIPLOG_TIER_LIMITS", value_delimiter = ',', value_parser = parse_tier_limit)]
+    pub tier_limits: Vec<(Tier, Option<u32>)>,
+    /// The tier whose limit each subject's personal deployments (no team) share.
+    #[arg(long, env = "SHIPLOG_PERSONAL_TIER", default_value = "free", value_parser = parse_tier)]
+    pub personal_tier: Tier,
+}
+
+/// A tier name.
+pub fn parse_tier(raw: &str) -> Result<Tier, String> {
+    Tier::parse("tier", raw.trim()).map_err(|e| e.reason)
+}
+
+/// `TIER=N` or `TIER=unlimited`.
+pub fn parse_tier_limit(raw: &str) -> Result<(Tier, Option<u32>), String> {
+    let (tier, limit) = raw
+        .split_once('=')
+        .ok_or_else(|| format!("{raw:?} is not TIER=N or TIER=unlimited"))?;
+    let limit = match limit.trim() {
+        "unlimited" => None,
+        n => Some(
+            n.parse::<u32>()
+                .map_err(|_| format!("{n:?} is not a number of deployments or unlimited"))?,
+        ),
+    };
+    Ok((parse_tier(tier)?, limit))
+}
+
+/// An ingress domain: lower-case DNS labels separated by dots.
+pub fn parse_domain(raw: &str) -> Result<String, String> {
+    let domain = raw.trim().trim_end_matches('.');
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if domain.is_empty() || domain.len() > 200 || !domain.split('.').all(label_ok) {
+        return Err(format!(
+            "{raw:?} is not a domain of lower-case DNS labels such as apps.example.com"
+        ));
+    }
+    Ok(domain.to_owned())
+}
+
+/// `shiplog projections …`.
+#[derive(Subcommand)]
+pub enum ProjectionsCommand {
+    /// Empty the read models and replay the whole event log into them.
+    Rebuild {
+        /// The database.
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+/// The configuration reference the README holds: every flag and environment variable
+/// of every subcommand, one row per option with the subcommands that take it, from
+/// the definitions above (so that a test can hold the README to them).
+pub fn reference() -> String {
+    use clap::CommandFactory;
+    let mut root = Cli::command();
+    root.build();
+    let mut rows: Vec<(String, String, String, String, Vec<String>)> = Vec::new();
+    collect(&root, "shiplog", &mut rows);
+    // Options every subcommand, or every client command, takes are said so, not listed.
+    let every: Vec<String> = runnable(&root, "");
+    let clients: Vec<String> = rows
+        .iter()
+        .find(|r| r.0 == "`--url`")
+        .map(|r| r.4.clone())
+        .unwrap_or_default();
+    for row in &mut rows {
+        if row.4 == every {
+            row.4 = vec!["all".to_owned()];
+        } else if row.4 == clients {
+            row.4 = vec!["every client command".to_owned()];
+        }
+    }
+    let mut out = String::from(
+        "| flag | environment | default | subcommands | meaning |\n|---|---|---|---|---|\n",
+    );
+    for (flag, env, default, help, commands) in rows {
+        out.push_str(&format!(
+            "| {flag} | {env} | {default} | {} | {help} |\n",
+            commands.join(", ")
+        ));
+    }
+    out
+}
+
+/// The names of the subcommands that run (have no subcommands of their own), in order.
+fn runnable(command: &clap::Command, path: &str) -> Vec<String> {
+    let subs: Vec<&clap::Command> = command
+        .get_subcommands()
+        .filter(|s| s.get_name() != "help")
+        .collect();
+    if subs.is_empty() {
+        return vec![path.trim_start().to_owned()];
+    }
+    subs.into_iter()
+        .flat_map(|s| runnable(s, &format!("{path} {}", s.get_name())))
+        .collect()
+}
+
+/// Adds the options of `command` (called `path`) and of its subcommands to `rows`,
+/// merging an option that several subcommands share into one row.
+fn collect(
+    command: &clap::Command,
+    path: &str,
+    rows: &mut Vec<(String, String, String, String, Vec<String>)>,
+) {
+    let runnable = command.get_subcommands().next().is_none();
+    if runnable {
+        for arg in command.get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            if matches!(long, "help" | "version") {
+                continue;
+            }
+            let cell = |text: String| {
+                if text.is_empty() {
+                    "-".to_owned()
+                } else {
+                    text
+                }
+            };
+            let flag = format!("`--{long}`");
+            let env = cell(
+                arg.get_env()
+                    .map(|e| format!("`{}`", e.to_string_lossy()))
+                    .unwrap_or_default(),
+            );
+            let defaults: Vec<String> = arg
+                .get_default_values()
+                .iter()
+                .map(|v| v.to_string_lossy().into_owned())
+                .collect();
+            let default = cell(if defaults.is_empty() {
+                String::new()
+            } else {
+                format!("`{}`", defaults.join(","))
+            });
+            let help = arg
+                .get_long_help()
+                .or(arg.get_help())
+                .map(|h| h.to_string().replace('\n', " ").replace('|', "\\|"))
+                .unwrap_or_default();
+            let name = path.trim_start_matches("shiplog ").to_owned();
+            match rows
+                .iter_mut()
+                .find(|r| r.0 == flag && r.1 == env && r.2 == default && r.3 == help)
+            {
+                Some(row) => row.4.push(name),
+                None => rows.push((flag, env, default, help, vec![name])),
+            }
+        }
+    }
+    for sub in command.get_subcommands() {
+        if sub.get_name() == "help" {
+            continue;
+        }
+        collect(sub, &format!("{path} {}", sub.get_name()), rows);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reference;
+
+    const START: &str = "<!-- config-reference:start -->\n";
+    const END: &str = "<!-- config-reference:end -->";
+
+    /// The README's configuration reference is what `--help` says: regenerate it with
+    /// `SHIPLOG_UPDATE_README=1 cargo nextest run -E 'test(configuration_reference)'`.
+    #[test]
+    fn the_readme_holds_the_configuration_reference_of_every_subcommand() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
+        let readme = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{e}"));
+        let (Some(start), Some(end)) = (readme.find(START), readme.find(END)) else {
+            panic!("README.md lacks the markers {START:?} and {END:?}");
+        };
+        let current = &readme[start + START.len()..end];
+        let wanted = reference();
+        if current != wanted {
+            if std::env::var_os("SHIPLOG_UPDATE_README").is_some() {
+                let updated = format!(
+                    "{}{wanted}{}",
+                    &readme[..start + START.len()],
+                    &readme[end..]
+                );
+                std::fs::write(path, updated).unwrap_or_else(|e| panic!("{e}"));
+                return;
+            }
+            panic!("README.md's configuration reference is stale; run SHIPLOG_UPDATE_README=1 cargo nextest run -E 'test(configuration_reference)'");
+        }
+        for (flag, env) in [
+            ("`--database-url`", "`DATABASE_URL`"),
+            ("`--data-dir`", "`SHIPLOG_DATA_DIR`"),
+            ("`--log-format`", "`SHIPLOG_LOG_FORMAT`"),
+            ("`--url`", "`SHIPLOG_URL`"),
+        ] {
+            assert!(
+                wanted
+                    .lines()
+                    .any(|l| l.starts_with(&format!("| {flag} | {env} |"))),
+                "{flag} ({env}) is in the reference"
+            );
+        }
+    }
+}
