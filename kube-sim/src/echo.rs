@@ -28,10 +28,10 @@ use futures::StreamExt;
 use serde_json::{json, Map, Value};
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::Shared;
 use crate::controller::owner_deployment_ref;
 use crate::json::str_at;
 use crate::resources::{DEPLOYMENTS, PODS};
-use crate::Shared;
 
 /// The request header naming the pod a proxied request was routed to.
 pub(crate) const POD_HEADER: &str = "x-kube-sim-pod";

@@ -153,6 +153,11 @@ pub(crate) static ALL: [&ResourceDef; 8] = [
     &SERVICEMONITORS,
 ];
 
+/// The API group metrics-server registers (served by `http::metrics` when enabled).
+pub(crate) const METRICS_GROUP: &str = "metrics.k8s.io";
+/// Its one version.
+pub(crate) const METRICS_VERSION: &str = "v1beta1";
+
 /// The served API groups other than core, with their one version each.
 const GROUPS: [(&str, &str); 3] = [
     ("apps", "v1"),
@@ -245,7 +250,7 @@ fn group_doc(group: &str, version: &str, host: &str) -> Value {
 
 /// The served groups: the stored ones, and metrics.k8s.io when `metrics` is on.
 fn served_groups(metrics: bool) -> impl Iterator<Item = (&'static str, &'static str)> {
-    let metrics_group = metrics.then_some((crate::metrics::GROUP, crate::metrics::VERSION));
+    let metrics_group = metrics.then_some((METRICS_GROUP, METRICS_VERSION));
     GROUPS.iter().copied().chain(metrics_group)
 }
 

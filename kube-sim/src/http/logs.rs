@@ -14,10 +14,10 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::{ApiResult, Params};
+use crate::cluster::Shared;
 use crate::json::str_at;
 use crate::resources::PODS;
 use crate::status::ApiError;
-use crate::Shared;
 
 struct LogState {
     shared: Arc<Shared>,

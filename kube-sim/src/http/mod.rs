@@ -1,6 +1,7 @@
 //! The HTTP side: routing of the Kubernetes REST paths to the verbs, with lists ([`list`]),
 //! watches ([`watch`]), pod logs ([`logs`]), writes that need more than the store's verbs
-//! ([`write`]: patch, scale) and the `Table` rendering kubectl asks for ([`table`]).
+//! ([`write`]: patch, scale), the `Table` rendering kubectl asks for ([`table`]), the `proxy`
+//! subresource of services and pods ([`proxy`]) and metrics.k8s.io ([`metrics`]).
 
 use std::sync::Arc;
 
@@ -11,14 +12,16 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use serde_json::{json, Value};
 
+use crate::cluster::Shared;
 use crate::managed_fields::Writer;
 use crate::resources::{self, ResourceDef, PODS};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::ApiError;
-use crate::Shared;
 
 mod list;
 mod logs;
+mod metrics;
+pub(crate) mod proxy;
 mod table;
 mod watch;
 mod write;
@@ -110,8 +113,8 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     // Proxied requests stream their bodies: they must not be read here.
-    if let Some(target) = crate::proxy::parse_path(&path) {
-        let response = crate::proxy::forward(&shared, target, req).await;
+    if let Some(target) = proxy::parse_path(&path) {
+        let response = proxy::forward(&shared, target, req).await;
         tracing::debug!(%method, %path, status = response.status().as_u16(), "kube-sim proxy request");
         return response;
     }
@@ -178,11 +181,11 @@ async fn route(
             Some(doc) => discovery(doc),
             None => Err(ApiError::no_route()),
         },
-        ["apis", crate::metrics::GROUP, crate::metrics::VERSION] if metrics => {
-            discovery(crate::metrics::resource_list())
+        ["apis", metrics::GROUP, metrics::VERSION] if metrics => {
+            discovery(metrics::resource_list())
         }
-        ["apis", crate::metrics::GROUP, crate::metrics::VERSION, rest @ ..] if metrics => {
-            crate::metrics::route(shared, rest, method, q)
+        ["apis", metrics::GROUP, metrics::VERSION, rest @ ..] if metrics => {
+            metrics::route(shared, rest, method, q)
         }
         ["apis", g, v] if resources::serves_group_version(g, v) => {
             discovery(resources::resource_list(g, v))

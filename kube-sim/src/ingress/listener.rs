@@ -2,7 +2,7 @@
 //! ([`crate::SimConfig::ingress_listen`]): each request is routed by its `Host` and path over
 //! the Ingresses of every namespace ([`super::routes`]) to a Ready pod of the backend Service,
 //! and forwarded to that pod's app exactly as the services proxy forwards
-//! ([`crate::proxy::send`]): any method, bodies streamed both ways, hop-by-hop headers dropped.
+//! ([`crate::http::proxy::send`]): any method, bodies streamed both ways, hop-by-hop headers dropped.
 //! The original `Host` is kept and ingress-nginx's `X-Forwarded-*`, `X-Real-IP` and
 //! `X-Request-ID` headers are added. No rule: 404 `404 page not found`; no Service or no
 //! Ready pod: 503; an app that cannot be reached: 502. Plain HTTP only.
@@ -21,11 +21,11 @@ use serde_json::json;
 use tokio::net::TcpListener;
 
 use super::routes::{host_of, Backend};
+use crate::cluster::Shared;
+use crate::http::proxy::{end_to_end, send, service_endpoint, SendError};
 use crate::json::obj_mut;
-use crate::proxy::{end_to_end, send, service_endpoint, SendError};
 use crate::resources::INGRESSES;
 use crate::store::Store;
-use crate::Shared;
 
 /// The body of ingress-nginx's default backend, for a request no Ingress rule matches.
 const NOT_FOUND: &str = "404 page not found";

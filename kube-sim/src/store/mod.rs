@@ -10,6 +10,7 @@ use std::time::Duration;
 use chrono::{SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
 
+use crate::config::SimConfig;
 use crate::controller::{Action, Rollout};
 use crate::echo::EchoOp;
 use crate::ingress::routes::IngressRoutes;
@@ -17,7 +18,6 @@ use crate::json::{obj_mut, str_at};
 use crate::kubelet::{PodLogs, StartedContainers};
 use crate::resources::{ResourceDef, DEPLOYMENTS, INGRESSES, NAMESPACES, PODS};
 use crate::selector::{FieldSelector, LabelSelector};
-use crate::SimConfig;
 
 mod defaults;
 mod history;

@@ -15,13 +15,13 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
+use crate::cluster::Shared;
 use crate::controller::{owner_deployment_ref, pod_ready};
 use crate::echo::POD_HEADER;
 use crate::json::{str_at, string_map};
 use crate::resources::{PODS, SERVICES};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::ApiError;
-use crate::Shared;
 
 /// Which object a proxy path goes through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
