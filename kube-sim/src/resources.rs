@@ -117,7 +117,7 @@ pub(crate) static SERVICEMONITORS: ResourceDef = ResourceDef {
     status_subresource: false,
 };
 
-/// Core group `v1` secrets (no status; values are base64 `data`, see [`crate::secrets`]).
+/// Core group `v1` secrets (no status; values are base64 `data`, see [`crate::store::secrets`]).
 pub(crate) static SECRETS: ResourceDef = ResourceDef {
     group: "",
     version: "v1",

@@ -13,10 +13,10 @@ use axum::Router;
 use serde_json::{json, Value};
 
 use crate::cluster::Shared;
-use crate::managed_fields::Writer;
 use crate::resources::{self, ResourceDef, PODS};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::ApiError;
+use crate::store::Writer;
 
 mod list;
 mod logs;
@@ -393,12 +393,12 @@ async fn resource_route(
 }
 
 /// Who a write is by, for field ownership: the `fieldManager` parameter, else the client's
-/// User-Agent (see [`crate::managed_fields::manager_name`]).
+/// User-Agent (see [`crate::store::manager_name`]).
 fn field_manager(q: &Params, headers: &HeaderMap) -> String {
     let agent = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok());
-    crate::managed_fields::manager_name(q.get("fieldManager"), agent)
+    crate::store::manager_name(q.get("fieldManager"), agent)
 }
 
 fn reject_dry_run(q: &Params) -> Result<(), ApiError> {

@@ -4,11 +4,16 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use super::partial;
 use crate::json::str_at;
 use crate::resources::ResourceDef;
+
+/// Longest `ADDRESS` cell of an Ingress before kubectl shortens it (`loadBalancerWidth`).
+const ADDRESS_WIDTH: usize = 16;
+/// Most hosts an Ingress's `HOSTS` cell lists before "+ N more...".
+const MAX_HOSTS_SHOWN: usize = 3;
 
 fn human_age(timestamp: &str) -> String {
     let Ok(t) = DateTime::parse_from_rfc3339(timestamp) else {
@@ -177,14 +182,108 @@ fn columns_and_cells(
                 json!(str_at(obj, "/message")),
             ],
         ),
-        "secrets" => crate::secrets::table_row(obj, name, age),
-        "ingresses" => crate::ingress::table_row(obj, name, age),
+        "secrets" => secret_row(obj, name, age),
+        "ingresses" => ingress_row(obj, name, age),
         "namespaces" => (
             vec![("Name", "string"), ("Status", "string"), ("Age", "string")],
             vec![name, json!(str_at(obj, "/status/phase")), age],
         ),
         _ => (vec![("Name", "string"), ("Age", "string")], vec![name, age]),
     }
+}
+
+/// The `kubectl get secrets` columns (NAME, TYPE, DATA, AGE) and one Secret's cells.
+fn secret_row(
+    obj: &Value,
+    name: Value,
+    age: Value,
+) -> (Vec<(&'static str, &'static str)>, Vec<Value>) {
+    let count = obj
+        .get("data")
+        .and_then(Value::as_object)
+        .map_or(0, Map::len);
+    (
+        vec![
+            ("Name", "string"),
+            ("Type", "string"),
+            ("Data", "string"),
+            ("Age", "string"),
+        ],
+        vec![name, json!(str_at(obj, "/type")), json!(count), age],
+    )
+}
+
+/// The `kubectl get ingress` columns (NAME, CLASS, HOSTS, ADDRESS, PORTS, AGE) and one
+/// Ingress's cells, as kubectl's `printIngress` writes them.
+fn ingress_row(
+    obj: &Value,
+    name: Value,
+    age: Value,
+) -> (Vec<(&'static str, &'static str)>, Vec<Value>) {
+    let class = obj
+        .pointer("/spec/ingressClassName")
+        .and_then(Value::as_str)
+        .unwrap_or("<none>");
+    let rules = obj
+        .pointer("/spec/rules")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    // kubectl's `formatHosts`, quirks included: "+ N more..." counts rules, not hosts.
+    let mut hosts: Vec<&str> = Vec::new();
+    let mut more = false;
+    for rule in rules {
+        more = more || hosts.len() == MAX_HOSTS_SHOWN;
+        let host = str_at(rule, "/host");
+        if !more && !host.is_empty() {
+            hosts.push(host);
+        }
+    }
+    let mut hosts_cell = if hosts.is_empty() {
+        "*".to_string()
+    } else {
+        hosts.join(",")
+    };
+    if more {
+        hosts_cell.push_str(&format!(" + {} more...", rules.len() - MAX_HOSTS_SHOWN));
+    }
+    let balancers = obj
+        .pointer("/status/loadBalancer/ingress")
+        .and_then(Value::as_array);
+    let addresses: Vec<&str> = balancers
+        .into_iter()
+        .flatten()
+        .flat_map(|b| [str_at(b, "/ip"), str_at(b, "/hostname")])
+        .filter(|a| !a.is_empty())
+        .collect();
+    let mut address = addresses.join(",");
+    if address.len() > ADDRESS_WIDTH {
+        address.truncate(ADDRESS_WIDTH - 3);
+        address.push_str("...");
+    }
+    let has_tls = obj
+        .pointer("/spec/tls")
+        .and_then(Value::as_array)
+        .is_some_and(|t| !t.is_empty());
+    let ports = if has_tls { "80, 443" } else { "80" };
+    (
+        vec![
+            ("Name", "string"),
+            ("Class", "string"),
+            ("Hosts", "string"),
+            ("Address", "string"),
+            ("Ports", "string"),
+            ("Age", "string"),
+        ],
+        vec![
+            name,
+            json!(class),
+            json!(hosts_cell),
+            json!(address),
+            json!(ports),
+            age,
+        ],
+    )
 }
 
 /// A `meta.k8s.io/v1` Table, what `kubectl get` prints.
@@ -225,4 +324,38 @@ pub(super) fn table(def: &ResourceDef, objects: &[Arc<Value>], rv: u64, include:
         "columnDefinitions": column_defs,
         "rows": rows,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ingress_row_is_kubectls() {
+        let obj = json!({
+            "spec": {
+                "ingressClassName": "nginx",
+                "rules": [{ "host": "a.localhost" }, { "host": "b.localhost" }, {}, { "host": "d.localhost" }, { "host": "e.localhost" }],
+                "tls": [{ "hosts": ["a.localhost"] }],
+            },
+            "status": { "loadBalancer": { "ingress": [{ "ip": "127.0.0.1" }] } },
+        });
+        let (_, cells) = ingress_row(&obj, json!("web"), json!("1s"));
+        assert_eq!(
+            cells,
+            [
+                json!("web"),
+                json!("nginx"),
+                json!("a.localhost,b.localhost,d.localhost + 2 more..."),
+                json!("127.0.0.1"),
+                json!("80, 443"),
+                json!("1s")
+            ]
+        );
+        let (_, cells) = ingress_row(&json!({ "spec": {} }), json!("x"), json!("1s"));
+        assert_eq!(
+            cells[1..5],
+            [json!("<none>"), json!("*"), json!(""), json!("80")]
+        );
+    }
 }

@@ -9,9 +9,9 @@ use serde_json::{json, Value};
 use super::{field_manager, json_response, parse_body, reject_dry_run, ApiResult, Params};
 use crate::cluster::Shared;
 use crate::json::str_at;
-use crate::managed_fields::Writer;
 use crate::resources::ResourceDef;
 use crate::status::ApiError;
+use crate::store::Writer;
 
 #[allow(clippy::too_many_arguments)]
 pub(super) fn patch(

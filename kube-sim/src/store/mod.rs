@@ -1,7 +1,8 @@
 //! The object store: every object as JSON, one global resourceVersion counter, a bounded
 //! history of recent changes per type for watches ([`history`]), and the generic API verbs
-//! ([`verbs`]) with the defaulting ([`defaults`]) and validation ([`validate`]) real
-//! Kubernetes applies.
+//! ([`verbs`]) with the defaulting ([`defaults`]), validation ([`validate`]) and field
+//! ownership ([`managed_fields`]) real Kubernetes applies, including what it does for
+//! particular kinds: Secrets' encoding ([`secrets`]) and Deployment strategies ([`strategy`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,11 +23,15 @@ use crate::selector::{FieldSelector, LabelSelector};
 mod defaults;
 mod history;
 mod index;
+mod managed_fields;
+pub(crate) mod secrets;
+pub(crate) mod strategy;
 mod validate;
 mod verbs;
 
 pub(crate) use history::{Expired, History};
 use index::{Key, Objects};
+pub(crate) use managed_fields::{manager_name, Writer};
 
 /// What happened to an object, as a watch event type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

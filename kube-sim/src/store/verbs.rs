@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use super::managed_fields::Writer;
 use super::validate::validate;
 use super::{in_scope, meta_mut, object_key, Store};
 use crate::controller::Action;
 use crate::json::{random_suffix, str_at};
-use crate::managed_fields::Writer;
 use crate::resources::{ResourceDef, DEPLOYMENTS, INGRESSES, SECRETS};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::ApiError;
@@ -76,7 +76,7 @@ impl Store {
         }
         self.apply_defaults(def, &mut obj, None);
         validate(def, &obj, None)?;
-        crate::managed_fields::record(def, None, &mut obj, writer);
+        super::managed_fields::record(def, None, &mut obj, writer);
         Ok(self.insert_new(def, obj))
     }
 
@@ -161,7 +161,7 @@ impl Store {
                 .unwrap_or(Value::Null),
         );
         if !status_only {
-            crate::managed_fields::record(def, Some(&old), &mut new, writer);
+            super::managed_fields::record(def, Some(&old), &mut new, writer);
         }
         if new == *old {
             return Ok(old);
@@ -235,7 +235,7 @@ impl Store {
         let mut merged = (*old).clone();
         crate::json::apply_merge(&mut merged, &patch);
         if apply && !status_only {
-            crate::managed_fields::prune(def, &old, &mut merged, &patch, manager);
+            super::managed_fields::prune(def, &old, &mut merged, &patch, manager);
         }
         self.api_update(def, ns, name, merged, status_only, writer)
             .map(|o| (o, false))
@@ -332,7 +332,7 @@ fn normalize(def: &ResourceDef, ns: &str, body: Value) -> Result<Value, ApiError
         meta.remove("namespace");
     }
     if def.plural == SECRETS.plural {
-        crate::secrets::decode_request(&mut obj)?;
+        super::secrets::decode_request(&mut obj)?;
     }
     Ok(obj)
 }
