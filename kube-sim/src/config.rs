@@ -18,8 +18,9 @@ pub struct SimConfig {
     /// both a cluster with and one without resource metrics can be simulated.
     pub metrics_api: bool,
     /// Where the ingress controller listens for plain HTTP (port 0 picks a free one, see
-    /// [`KubeSim::ingress_addr`]), as a cluster with ingress-nginx installed; `None` (the
-    /// default): no ingress controller, Ingresses are stored and never served.
+    /// [`KubeSim::ingress_addr`](crate::KubeSim::ingress_addr)), as a cluster with
+    /// ingress-nginx installed; `None` (the default): no ingress controller, Ingresses are
+    /// stored and never served.
     pub ingress_listen: Option<SocketAddr>,
     /// How many recent changes of each resource type are kept for watches (at least one), as
     /// kube-apiserver's watch cache keeps a window: a watch from an older resourceVersion gets

@@ -89,8 +89,8 @@
 //! With [`SimConfig::ingress_listen`] it also plays an ingress controller (ingress-nginx) on
 //! that address ([`KubeSim::ingress_addr`]; plain HTTP). Each request is routed by its `Host`
 //! (port stripped, case ignored) and path over the Ingresses of all namespaces, through an
-//! index by host the store keeps as Ingresses change: an exact host before a `*.` wildcard
-//! (one label) before the rules without a host; among that host's paths the longest match,
+//! index by host the ingress controller keeps as Ingresses change: an exact host before a
+//! `*.` wildcard (one label) before the rules without a host; among that host's paths the longest match,
 //! `Exact` before `Prefix` at equal length, then the oldest Ingress; `Prefix` (and
 //! `ImplementationSpecific`) match whole path elements. A request no path matches goes to the
 //! `defaultBackend` of the host's first Ingress (or, for an unknown host, of the first
@@ -194,15 +194,12 @@
 
 mod cluster;
 mod config;
-mod controller;
+mod controllers;
 mod echo;
 mod http;
-mod ingress;
+mod ingress_listener;
 mod json;
-mod kubelet;
-mod pod_env;
 mod resources;
-mod rollout;
 mod selector;
 mod status;
 mod store;
@@ -223,7 +220,7 @@ use tokio::time::Instant;
 pub use crate::config::{SimConfig, DEFAULT_WATCH_HISTORY};
 
 use crate::cluster::{reachable_ip, run_scheduler, Shared};
-use crate::controller::Action;
+use crate::controllers::Action;
 
 /// Binds the ingress controller's listener, if the configuration asks for one.
 async fn bind_ingress(config: &SimConfig) -> std::io::Result<Option<(TcpListener, SocketAddr)>> {
@@ -243,7 +240,7 @@ async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let scheduler = tokio::spawn(run_scheduler(shared.clone(), actions));
-    let ingress = ingress.map(|l| tokio::spawn(ingress::listener::serve(l, shared.clone())));
+    let ingress = ingress.map(|l| tokio::spawn(ingress_listener::serve(l, shared.clone())));
     let cancel = shared.cancel.clone();
     let app = http::router(shared.clone());
     // Without TCP_NODELAY a watch event written after a small chunk waits for the client's

@@ -129,7 +129,8 @@ pub(crate) static SECRETS: ResourceDef = ResourceDef {
     status_subresource: false,
 };
 
-/// `networking.k8s.io/v1` ingresses (see [`crate::ingress`]).
+/// `networking.k8s.io/v1` ingresses (validated by the store, served by
+/// [`crate::ingress_listener`]).
 pub(crate) static INGRESSES: ResourceDef = ResourceDef {
     group: "networking.k8s.io",
     version: "v1",

@@ -1,4 +1,5 @@
-//! The simulated cluster as its servers share it: the store behind one lock, the running
+//! The simulated cluster as its servers share it: the store and the controllers behind one
+//! lock (every write goes through the store with the controllers observing it), the running
 //! echo apps, the wake-ups of watch and log streams, and the queue of timed actions the
 //! scheduler ([`scheduler`]) runs.
 
@@ -9,13 +10,16 @@ use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
+use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::SimConfig;
-use crate::controller::Action;
-use crate::echo::Echoes;
+use crate::controllers::{owner_deployment_ref, Action, Controllers};
+use crate::echo::{App, Echoes, Host};
+use crate::json::str_at;
+use crate::resources::{DEPLOYMENTS, PODS};
 use crate::store::Store;
 
 pub(crate) use scheduler::run_scheduler;
@@ -23,8 +27,9 @@ pub(crate) use scheduler::run_scheduler;
 /// State shared by the HTTP handlers, the watch and log streams, the scheduler and the echo
 /// apps.
 pub(crate) struct Shared {
-    store: Mutex<Store>,
-    /// The running echo apps. Lock order: `echoes` before `store`, never the other way round
+    /// The store and the controllers, changed together.
+    state: Mutex<State>,
+    /// The running echo apps. Lock order: `echoes` before `state`, never the other way round
     /// (`with` holds it while it starts the apps a change asked for, so a reader that saw a
     /// Ready pod and then asks for its app waits for the app rather than missing it).
     echoes: Mutex<Echoes>,
@@ -45,6 +50,12 @@ pub(crate) struct Shared {
     pub(crate) cancel: CancellationToken,
 }
 
+/// What the lock guards: the API machinery and the controllers that act on it.
+struct State {
+    store: Store,
+    controllers: Controllers,
+}
+
 impl Shared {
     /// The shared state of a simulator whose ingress controller (if any) serves on `ingress`.
     pub(crate) fn new(
@@ -53,9 +64,10 @@ impl Shared {
     ) -> (Arc<Self>, mpsc::UnboundedReceiver<(Instant, Action)>) {
         let (actions, rx) = mpsc::unbounded_channel();
         let metrics_api = config.metrics_api;
-        let mut store = Store::new(config);
+        let store = Store::new(config.watch_history);
         // The address Ingresses report: the listener's, or loopback when it listens on all.
-        store.ingress_address = ingress.map(|addr| reachable_ip(addr.ip()).to_string());
+        let ingress_address = ingress.map(|addr| reachable_ip(addr.ip()).to_string());
+        let controllers = Controllers::new(config, ingress_address);
         // No proxy from the environment: the echo apps are on loopback. No redirects either:
         // the API server's proxy hands them to the client as they are.
         let proxy_client = reqwest::Client::builder()
@@ -66,7 +78,7 @@ impl Shared {
         let shared = Arc::new_cyclic(|me| Shared {
             changes: watch::Sender::new(store.rv),
             log_changes: watch::Sender::new(0),
-            store: Mutex::new(store),
+            state: Mutex::new(State { store, controllers }),
             echoes: Mutex::new(Echoes::default()),
             me: me.clone(),
             proxy_client,
@@ -78,10 +90,10 @@ impl Shared {
         (shared, rx)
     }
 
-    fn lock(&self) -> MutexGuard<'_, Store> {
+    fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave a half-written object (every write is
         // one map insert), so a poisoned lock is safe to keep using.
-        self.store
+        self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -110,23 +122,37 @@ impl Shared {
 
     /// Reads the store.
     pub(crate) fn read<R>(&self, f: impl FnOnce(&Store) -> R) -> R {
-        f(&self.lock())
+        f(&self.lock().store)
     }
 
-    /// Changes the store, starts or stops echo apps, then wakes watchers and hands new timers
-    /// to the scheduler.
-    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut Store) -> R) -> R {
+    /// Reads the store and what the controllers keep (logs, started containers, routes).
+    pub(crate) fn read_all<R>(&self, f: impl FnOnce(&Store, &Controllers) -> R) -> R {
+        let state = self.lock();
+        f(&state.store, &state.controllers)
+    }
+
+    /// Changes the store (with the controllers observing) or the controllers' state, starts
+    /// or stops echo apps, then wakes watchers and hands new timers to the scheduler.
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut Store, &mut Controllers) -> R) -> R {
         let mut echoes = self.lock_echoes();
         let (result, rv, log_version, pending, echo_ops) = {
-            let mut store = self.lock();
-            let result = f(&mut store);
-            let pending = std::mem::take(&mut store.pending);
-            let echo_ops = std::mem::take(&mut store.echo_ops);
-            (result, store.rv, store.log_version, pending, echo_ops)
+            let mut state = self.lock();
+            let State { store, controllers } = &mut *state;
+            let result = f(store, controllers);
+            let pending = controllers.take_pending();
+            let echo_ops = controllers.take_echo_ops();
+            (
+                result,
+                store.rv,
+                controllers.log_version(),
+                pending,
+                echo_ops,
+            )
         };
         // Sockets are bound here, after the store's lock is released.
         if !echo_ops.is_empty() {
-            echoes.apply(echo_ops, &self.me, &self.cancel);
+            let host: Weak<dyn Host> = self.me.clone();
+            echoes.apply(echo_ops, &host, &self.cancel);
         }
         drop(echoes);
         self.changes
@@ -139,6 +165,34 @@ impl Shared {
             let _ = self.actions.send((later(now, delay), action));
         }
         result
+    }
+}
+
+/// The echo apps read the cluster through the shared state.
+impl Host for Shared {
+    fn template_labels(&self, app: &App) -> Option<Value> {
+        self.read(|s| s.get(&DEPLOYMENTS, &app.ns, &app.name))
+            .filter(|d| str_at(d, "/metadata/uid") == app.uid)
+            .and_then(|d| d.pointer("/spec/template/metadata/labels").cloned())
+    }
+
+    fn pod_environment(&self, app: &App, pod: &str) -> (Value, Value) {
+        let started = self.read_all(|s, c| {
+            let pod = s.get(&PODS, &app.ns, pod)?;
+            owner_deployment_ref(&pod).filter(|(_, uid)| *uid == app.uid)?;
+            c.started(str_at(&pod, "/metadata/uid")).cloned()
+        });
+        let started = started.unwrap_or_default();
+        let env = started.get(&0).map_or_else(|| json!({}), |c| json!(c.env));
+        let containers: Vec<Value> = started
+            .values()
+            .map(|c| json!({ "name": c.name, "image": c.image, "env": c.env }))
+            .collect();
+        (env, json!(containers))
+    }
+
+    fn append_log(&self, app: &App, pod: &str, line: &str) {
+        self.with(|s, c| c.append_app_log(s, &app.ns, pod, &app.uid, line));
     }
 }
 

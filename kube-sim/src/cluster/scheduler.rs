@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::Shared;
-use crate::controller::Action;
+use crate::controllers::Action;
 
 /// An action due at `at`; `seq` keeps actions due at the same instant in the order they came.
 struct Timed {
@@ -58,7 +58,7 @@ pub(crate) async fn run_scheduler(
                 let now = Instant::now();
                 while queue.peek().is_some_and(|Reverse(t)| t.at <= now) {
                     if let Some(Reverse(timed)) = queue.pop() {
-                        shared.with(|store| store.run_action(timed.action));
+                        shared.with(|store, controllers| controllers.run_action(store, timed.action));
                     }
                 }
             }

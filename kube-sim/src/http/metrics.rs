@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::{json_response, ApiResult, Params};
 use crate::cluster::Shared;
-use crate::controller::{pod_ready, NODE_NAME};
+use crate::controllers::{pod_ready, NODE_NAME};
 use crate::json::str_at;
 use crate::resources::PODS;
 use crate::selector::{FieldSelector, LabelSelector};

@@ -1,6 +1,7 @@
 //! The validation the API server does before it stores an object (422 Invalid with causes):
-//! names, labels and annotations of every object, and each kind's spec (containers and their
-//! environment ([`env`]), Deployment strategies, Secrets, Ingresses ([`ingress`]), Services).
+//! names, labels and annotations of every object, and each kind's spec (containers and
+//! their environment ([`env`](mod@env)), Deployment strategies, Secrets, Ingresses
+//! ([`ingress`]), Services).
 
 mod env;
 mod ingress;

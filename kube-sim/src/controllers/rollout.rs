@@ -16,7 +16,8 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use crate::controller::pod_ready;
+use super::events::{Event, DEPLOYMENT_CONTROLLER};
+use super::{pod_ready, Controllers};
 use crate::json::str_at;
 use crate::resources::PODS;
 use crate::store::strategy::{scaled_value, DEFAULT_FENCEPOST, RECREATE};
@@ -27,7 +28,7 @@ const MAX_STEPS: usize = 64;
 
 /// A Deployment's strategy, resolved against its desired replica count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Strategy {
+pub(super) enum Strategy {
     /// Delete every old pod, then create the new ones.
     Recreate,
     /// Replace pods a few at a time.
@@ -103,7 +104,7 @@ impl PodSet {
 /// What one reconcile scales toward: the Deployment, its current template hash, its desired
 /// replicas and strategy, and the revision each template hash last had (to order the old
 /// ReplicaSets oldest first).
-pub(crate) struct Target<'a> {
+pub(super) struct Target<'a> {
     pub dep: &'a Value,
     pub uid: &'a str,
     pub hash: &'a str,
@@ -112,44 +113,44 @@ pub(crate) struct Target<'a> {
     pub revisions: &'a BTreeMap<String, u64>,
 }
 
-impl Store {
+/// The pods of the deployment as the new ReplicaSet and the old ones (oldest first).
+fn pod_sets(store: &Store, target: &Target<'_>) -> (PodSet, Vec<PodSet>) {
+    let (ns, _) = object_key(target.dep);
+    let mut new = PodSet {
+        hash: target.hash.to_string(),
+        pods: Vec::new(),
+    };
+    let mut old: BTreeMap<String, Vec<Arc<Value>>> = BTreeMap::new();
+    for pod in store.owned_pods(&ns, target.uid) {
+        let hash = str_at(&pod, "/metadata/labels/pod-template-hash");
+        if hash == target.hash {
+            new.pods.push(pod);
+        } else {
+            old.entry(hash.to_string()).or_default().push(pod);
+        }
+    }
+    let mut old: Vec<PodSet> = old
+        .into_iter()
+        .map(|(hash, pods)| PodSet { hash, pods })
+        .collect();
+    old.sort_by_key(|set| target.revisions.get(&set.hash).copied().unwrap_or(0));
+    (new, old)
+}
+
+impl Controllers {
     /// Scales a deployment's pods toward its template and replica count as far as its
     /// strategy allows right now, one controller step at a time.
-    pub(crate) fn roll(&mut self, target: &Target<'_>) {
+    pub(super) fn roll(&mut self, store: &mut Store, target: &Target<'_>) {
         for _ in 0..MAX_STEPS {
-            if !self.rollout_step(target) {
+            if !self.rollout_step(store, target) {
                 return;
             }
         }
     }
 
-    /// The pods of the deployment as the new ReplicaSet and the old ones (oldest first).
-    fn pod_sets(&self, target: &Target<'_>) -> (PodSet, Vec<PodSet>) {
-        let (ns, _) = object_key(target.dep);
-        let mut new = PodSet {
-            hash: target.hash.to_string(),
-            pods: Vec::new(),
-        };
-        let mut old: BTreeMap<String, Vec<Arc<Value>>> = BTreeMap::new();
-        for pod in self.owned_pods(&ns, target.uid) {
-            let hash = str_at(&pod, "/metadata/labels/pod-template-hash");
-            if hash == target.hash {
-                new.pods.push(pod);
-            } else {
-                old.entry(hash.to_string()).or_default().push(pod);
-            }
-        }
-        let mut old: Vec<PodSet> = old
-            .into_iter()
-            .map(|(hash, pods)| PodSet { hash, pods })
-            .collect();
-        old.sort_by_key(|set| target.revisions.get(&set.hash).copied().unwrap_or(0));
-        (new, old)
-    }
-
     /// One step of `rolloutRecreate` or `rolloutRolling`; whether it scaled anything.
-    fn rollout_step(&mut self, target: &Target<'_>) -> bool {
-        let (new, old) = self.pod_sets(target);
+    fn rollout_step(&mut self, store: &mut Store, target: &Target<'_>) -> bool {
+        let (new, old) = pod_sets(store, target);
         let old_count: i64 = old.iter().map(PodSet::count).sum();
         let desired = target.desired;
         let Strategy::RollingUpdate {
@@ -160,12 +161,12 @@ impl Store {
             // Recreate: every old pod goes before a new one is created.
             if old_count > 0 {
                 for set in &old {
-                    self.scale_set(target, set, 0);
+                    self.scale_set(store, target, set, 0);
                 }
                 return true;
             }
             if new.count() != desired {
-                self.scale_set(target, &new, desired);
+                self.scale_set(store, target, &new, desired);
                 return true;
             }
             return false;
@@ -174,13 +175,13 @@ impl Store {
         // The new ReplicaSet: down to `replicas` at most, up within the surge.
         let total = new.count() + old_count;
         if new.count() > desired {
-            self.scale_set(target, &new, desired);
+            self.scale_set(store, target, &new, desired);
             return true;
         }
         if new.count() < desired {
             let room = (desired + max_surge - total).min(desired - new.count());
             if room > 0 {
-                self.scale_set(target, &new, new.count() + room);
+                self.scale_set(store, target, &new, new.count() + room);
                 return true;
             }
         }
@@ -200,7 +201,7 @@ impl Store {
         for set in &old {
             let unready = (set.count() - set.ready()).min(budget);
             if unready > 0 {
-                self.scale_set(target, set, set.count() - unready);
+                self.scale_set(store, target, set, set.count() - unready);
                 budget -= unready;
                 scaled = true;
             }
@@ -219,7 +220,7 @@ impl Store {
             }
             let down = set.count().min(excess);
             if down > 0 {
-                self.scale_set(target, set, set.count() - down);
+                self.scale_set(store, target, set, set.count() - down);
                 excess -= down;
                 scaled = true;
             }
@@ -230,13 +231,13 @@ impl Store {
     /// Scales one ReplicaSet to `to` pods: creates pods of the current template, or deletes
     /// pods as the ReplicaSet controller picks them (unready first, then the newest); records
     /// the `ScalingReplicaSet` event.
-    fn scale_set(&mut self, target: &Target<'_>, set: &PodSet, to: i64) {
+    fn scale_set(&mut self, store: &mut Store, target: &Target<'_>, set: &PodSet, to: i64) {
         let from = set.count();
         let (_, dep_name) = object_key(target.dep);
         let direction = if to > from {
             // Only the current template's ReplicaSet ever scales up.
             for _ in from..to {
-                self.create_deployment_pod(target.dep, &set.hash);
+                self.create_deployment_pod(store, target.dep, &set.hash);
             }
             "up"
         } else if to < from {
@@ -252,22 +253,18 @@ impl Store {
                 .take(usize::try_from(from - to).unwrap_or(0))
             {
                 let (pns, pname) = object_key(&p);
-                self.remove(&PODS, &pns, &pname, true);
+                store.remove(&PODS, &pns, &pname, true, self);
             }
             "down"
         } else {
             return;
         };
-        self.emit_event(
-            target.dep,
-            false,
-            "ScalingReplicaSet",
-            &format!(
-                "Scaled {direction} replica set {dep_name}-{} from {from} to {to}",
-                set.hash
-            ),
-            "deployment-controller",
+        let message = format!(
+            "Scaled {direction} replica set {dep_name}-{} from {from} to {to}",
+            set.hash
         );
+        let event = Event::normal(DEPLOYMENT_CONTROLLER, "ScalingReplicaSet", &message);
+        self.emit_event(store, target.dep, event);
     }
 }
 

@@ -1,6 +1,6 @@
 //! A container's environment as the kubelet builds it when it starts the container (the API
-//! server's validation of it is `store::validate`'s): `envFrom` sources first (later ones override earlier ones), then
-//! `env` entries, each overriding what came before.
+//! server's validation of it is `store::validate`'s): `envFrom` sources first (later ones
+//! override earlier ones), then `env` entries, each overriding what came before.
 //!
 //! Secrets are read from the store at that moment: a running container keeps the values it
 //! started with. ConfigMaps are not served, so a `configMapRef` or `configMapKeyRef` is
@@ -75,7 +75,7 @@ fn field_value(pod: &Value, path: &str) -> Option<String> {
 /// The environment of `container` of `pod`, as the kubelet builds it at container start, or
 /// the message of its `CreateContainerConfigError` (`secret "db" not found`,
 /// `couldn't find key password in Secret shop/db`).
-pub(crate) fn resolve(store: &Store, pod: &Value, container: &Value) -> Result<Env, String> {
+pub(super) fn resolve(store: &Store, pod: &Value, container: &Value) -> Result<Env, String> {
     let ns = str_at(pod, "/metadata/namespace");
     let mut env = Env::new();
     let sources = container.get("envFrom").and_then(Value::as_array);
