@@ -69,119 +69,19 @@ fn pod_status_text(pod: &Value) -> String {
     }
 }
 
-fn columns_and_cells(
-    def: &ResourceDef,
-    obj: &Value,
-) -> (Vec<(&'static str, &'static str)>, Vec<Value>) {
+/// The columns kubectl shows for a type, with their types, and one object's cells.
+type Row = (Vec<(&'static str, &'static str)>, Vec<Value>);
+
+/// The `kubectl get` columns and one object's cells, per type (NAME and AGE for the types
+/// kubectl has no special printer for here).
+fn columns_and_cells(def: &ResourceDef, obj: &Value) -> Row {
     let name = json!(str_at(obj, "/metadata/name"));
     let age = json!(human_age(str_at(obj, "/metadata/creationTimestamp")));
     match def.plural {
-        "pods" => {
-            let statuses = obj
-                .pointer("/status/containerStatuses")
-                .and_then(Value::as_array);
-            let total = obj
-                .pointer("/spec/containers")
-                .and_then(Value::as_array)
-                .map_or(0, Vec::len);
-            let ready = statuses.map_or(0, |cs| {
-                cs.iter()
-                    .filter(|c| c.get("ready") == Some(&json!(true)))
-                    .count()
-            });
-            let restarts: i64 =
-                statuses.map_or(0, |cs| cs.iter().map(|c| int_at(c, "/restartCount")).sum());
-            (
-                vec![
-                    ("Name", "string"),
-                    ("Ready", "string"),
-                    ("Status", "string"),
-                    ("Restarts", "string"),
-                    ("Age", "string"),
-                ],
-                vec![
-                    name,
-                    json!(format!("{ready}/{total}")),
-                    json!(pod_status_text(obj)),
-                    json!(restarts.to_string()),
-                    age,
-                ],
-            )
-        }
-        "deployments" => (
-            vec![
-                ("Name", "string"),
-                ("Ready", "string"),
-                ("Up-to-date", "integer"),
-                ("Available", "integer"),
-                ("Age", "string"),
-            ],
-            vec![
-                name,
-                json!(format!(
-                    "{}/{}",
-                    int_at(obj, "/status/readyReplicas"),
-                    int_at(obj, "/spec/replicas")
-                )),
-                json!(int_at(obj, "/status/updatedReplicas")),
-                json!(int_at(obj, "/status/availableReplicas")),
-                age,
-            ],
-        ),
-        "services" => {
-            let ports: Vec<String> = obj
-                .pointer("/spec/ports")
-                .and_then(Value::as_array)
-                .map(|ps| {
-                    ps.iter()
-                        .map(|p| format!("{}/{}", int_at(p, "/port"), str_at(p, "/protocol")))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let ports = if ports.is_empty() {
-                "<none>".to_string()
-            } else {
-                ports.join(",")
-            };
-            (
-                vec![
-                    ("Name", "string"),
-                    ("Type", "string"),
-                    ("Cluster-IP", "string"),
-                    ("External-IP", "string"),
-                    ("Port(s)", "string"),
-                    ("Age", "string"),
-                ],
-                vec![
-                    name,
-                    json!(str_at(obj, "/spec/type")),
-                    json!(str_at(obj, "/spec/clusterIP")),
-                    json!("<none>"),
-                    json!(ports),
-                    age,
-                ],
-            )
-        }
-        "events" => (
-            vec![
-                ("Last Seen", "string"),
-                ("Type", "string"),
-                ("Reason", "string"),
-                ("Object", "string"),
-                ("Message", "string"),
-            ],
-            vec![
-                json!(human_age(str_at(obj, "/lastTimestamp"))),
-                json!(str_at(obj, "/type")),
-                json!(str_at(obj, "/reason")),
-                json!(format!(
-                    "{}/{}",
-                    str_at(obj, "/involvedObject/kind").to_lowercase(),
-                    str_at(obj, "/involvedObject/name")
-                )),
-                json!(str_at(obj, "/message")),
-            ],
-        ),
+        "pods" => pod_row(obj, name, age),
+        "deployments" => deployment_row(obj, name, age),
+        "services" => service_row(obj, name, age),
+        "events" => event_row(obj),
         "secrets" => secret_row(obj, name, age),
         "ingresses" => ingress_row(obj, name, age),
         "namespaces" => (
@@ -192,12 +92,126 @@ fn columns_and_cells(
     }
 }
 
+/// NAME, READY, STATUS, RESTARTS, AGE of a pod.
+fn pod_row(obj: &Value, name: Value, age: Value) -> Row {
+    let statuses = obj
+        .pointer("/status/containerStatuses")
+        .and_then(Value::as_array);
+    let total = obj
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    let ready = statuses.map_or(0, |cs| {
+        cs.iter()
+            .filter(|c| c.get("ready") == Some(&json!(true)))
+            .count()
+    });
+    let restarts: i64 =
+        statuses.map_or(0, |cs| cs.iter().map(|c| int_at(c, "/restartCount")).sum());
+    (
+        vec![
+            ("Name", "string"),
+            ("Ready", "string"),
+            ("Status", "string"),
+            ("Restarts", "string"),
+            ("Age", "string"),
+        ],
+        vec![
+            name,
+            json!(format!("{ready}/{total}")),
+            json!(pod_status_text(obj)),
+            json!(restarts.to_string()),
+            age,
+        ],
+    )
+}
+
+/// NAME, READY, UP-TO-DATE, AVAILABLE, AGE of a Deployment.
+fn deployment_row(obj: &Value, name: Value, age: Value) -> Row {
+    (
+        vec![
+            ("Name", "string"),
+            ("Ready", "string"),
+            ("Up-to-date", "integer"),
+            ("Available", "integer"),
+            ("Age", "string"),
+        ],
+        vec![
+            name,
+            json!(format!(
+                "{}/{}",
+                int_at(obj, "/status/readyReplicas"),
+                int_at(obj, "/spec/replicas")
+            )),
+            json!(int_at(obj, "/status/updatedReplicas")),
+            json!(int_at(obj, "/status/availableReplicas")),
+            age,
+        ],
+    )
+}
+
+/// NAME, TYPE, CLUSTER-IP, EXTERNAL-IP, PORT(S), AGE of a Service.
+fn service_row(obj: &Value, name: Value, age: Value) -> Row {
+    let ports: Vec<String> = obj
+        .pointer("/spec/ports")
+        .and_then(Value::as_array)
+        .map(|ps| {
+            ps.iter()
+                .map(|p| format!("{}/{}", int_at(p, "/port"), str_at(p, "/protocol")))
+                .collect()
+        })
+        .unwrap_or_default();
+    let ports = if ports.is_empty() {
+        "<none>".to_string()
+    } else {
+        ports.join(",")
+    };
+    (
+        vec![
+            ("Name", "string"),
+            ("Type", "string"),
+            ("Cluster-IP", "string"),
+            ("External-IP", "string"),
+            ("Port(s)", "string"),
+            ("Age", "string"),
+        ],
+        vec![
+            name,
+            json!(str_at(obj, "/spec/type")),
+            json!(str_at(obj, "/spec/clusterIP")),
+            json!("<none>"),
+            json!(ports),
+            age,
+        ],
+    )
+}
+
+/// LAST SEEN, TYPE, REASON, OBJECT, MESSAGE of an Event.
+fn event_row(obj: &Value) -> Row {
+    (
+        vec![
+            ("Last Seen", "string"),
+            ("Type", "string"),
+            ("Reason", "string"),
+            ("Object", "string"),
+            ("Message", "string"),
+        ],
+        vec![
+            json!(human_age(str_at(obj, "/lastTimestamp"))),
+            json!(str_at(obj, "/type")),
+            json!(str_at(obj, "/reason")),
+            json!(format!(
+                "{}/{}",
+                str_at(obj, "/involvedObject/kind").to_lowercase(),
+                str_at(obj, "/involvedObject/name")
+            )),
+            json!(str_at(obj, "/message")),
+        ],
+    )
+}
+
 /// The `kubectl get secrets` columns (NAME, TYPE, DATA, AGE) and one Secret's cells.
-fn secret_row(
-    obj: &Value,
-    name: Value,
-    age: Value,
-) -> (Vec<(&'static str, &'static str)>, Vec<Value>) {
+fn secret_row(obj: &Value, name: Value, age: Value) -> Row {
     let count = obj
         .get("data")
         .and_then(Value::as_object)
@@ -215,11 +229,7 @@ fn secret_row(
 
 /// The `kubectl get ingress` columns (NAME, CLASS, HOSTS, ADDRESS, PORTS, AGE) and one
 /// Ingress's cells, as kubectl's `printIngress` writes them.
-fn ingress_row(
-    obj: &Value,
-    name: Value,
-    age: Value,
-) -> (Vec<(&'static str, &'static str)>, Vec<Value>) {
+fn ingress_row(obj: &Value, name: Value, age: Value) -> Row {
     let class = obj
         .pointer("/spec/ingressClassName")
         .and_then(Value::as_str)
