@@ -129,6 +129,26 @@
 //!
 //! Objects are plain `serde_json::Value`s; the library has no k8s-openapi types.
 //!
+//! # Layout
+//!
+//! The modules are rooms that import only the rooms below them (`tests/rooms.rs` checks it):
+//!
+//! - `ingress_listener`: the ingress controller's listener (ingress-nginx's proxy).
+//! - `http/`: the API server's HTTP side: the router and the parsed request (`mod.rs`), list,
+//!   watch, logs, table, writes (patch, scale), the `proxy` subresource, metrics.k8s.io.
+//! - `cluster/`: the store and the controllers behind one lock, the scheduler running timed
+//!   actions, and the running echo apps.
+//! - `controllers/`: the deployment controller (`deployment`, `rollout`), the scheduler and
+//!   kubelet of the one node (`kubelet/`: admission, start-up, environment, logs), the
+//!   ingress controller's control loop (`ingress/`: status, routing table) and `events`. They
+//!   act on the store through its verbs and are told of its writes through
+//!   `store::Observer`; none of them is a method of the store.
+//! - `store/`: the API machinery: objects, their watch history and indexes, the verbs, and
+//!   what they apply (defaults, validation, field ownership, Secrets' encoding).
+//! - `echo`: the apps standing in for containers; they reach the cluster through a trait it
+//!   implements.
+//! - `config`, `json`, `resources`, `selector`, `status`: data and helpers for all.
+//!
 //! # What real Kubernetes does that the simulator does not
 //!
 //! - Server-side apply has no conflicts: an apply always takes the fields it sets from their
