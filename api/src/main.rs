@@ -1,8 +1,10 @@
-//! The `shiplog` binary: `serve` runs the server; `projections`, `openapi` and `sim`
-//! are operator tools; every other subcommand is a client of the HTTP API (`shiplog_api::cli`).
+//! The `shiplog` binary: `serve` runs the server; `projections`, `openapi` and `sim` (in a
+//! build with the `sim` feature, the default) are operator tools; every other subcommand is a
+//! client of the HTTP API (`shiplog_api::cli`).
 
 use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand};
+#[cfg(feature = "sim")]
 use kube_sim::{KubeSim, SimConfig};
 use rand::RngCore;
 use shiplog_api::cli::{self, ClientCommand, CompletionsArgs};
@@ -47,6 +49,7 @@ enum Command {
     /// Print the OpenAPI document (what openapi/openapi.json holds).
     Openapi,
     /// Run the Kubernetes API simulator on its own (for kubectl and `serve --cluster kube`).
+    #[cfg(feature = "sim")]
     Sim(SimArgs),
     #[command(flatten)]
     Client(ClientCommand),
@@ -54,6 +57,7 @@ enum Command {
     Completions(CompletionsArgs),
 }
 
+#[cfg(feature = "sim")]
 #[derive(clap::Args)]
 struct SimArgs {
     /// Address of the simulated API server.
@@ -241,6 +245,7 @@ async fn main() -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        #[cfg(feature = "sim")]
         Command::Sim(args) => sim(args).await.map(|()| ExitCode::SUCCESS),
         Command::Openapi => {
             println!(
@@ -258,6 +263,11 @@ async fn main() -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    // Before anything else is printed: the one line a build without the simulator has to say.
+    #[cfg(not(feature = "sim"))]
+    if args.cluster.resolve() == ClusterMode::Simulated {
+        anyhow::bail!(shiplog_api::server::NO_SIMULATOR);
+    }
     let admin_token = match args.admin_token.filter(|t| !t.trim().is_empty()) {
         Some(token) => {
             if token.len() < 16 {
@@ -338,6 +348,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[cfg(feature = "sim")]
 async fn sim(args: SimArgs) -> anyhow::Result<()> {
     let config = SimConfig {
         ready_delay: Duration::from_secs_f64(args.ready_delay.max(0.0)),
