@@ -1,12 +1,16 @@
-//! The `shiplog` binary: `serve` runs the server; `projections`, `openapi` and `sim`
-//! are operator tools; every other subcommand is a client of the HTTP API (`shiplog_cli`).
+//! The `shiplog` binary: `serve` runs the server; `projections`, `openapi` and `sim` (in a
+//! build with the `sim` feature, the default) are operator tools; every other subcommand is a
+//! client of the HTTP API (`shiplog_cli`).
 
 use anyhow::Context;
 use clap::{CommandFactory, Parser};
+#[cfg(feature = "sim")]
 use kube_sim::{KubeSim, SimConfig};
 use rand::RngCore;
+#[cfg(feature = "sim")]
+use shiplog_api::command_line::SimArgs;
 use shiplog_api::command_line::{
-    Cli, Command, DatabaseArgs, LogFormat, ProjectionsCommand, ServeArgs, SimArgs,
+    Cli, Command, DatabaseArgs, LogFormat, ProjectionsCommand, ServeArgs,
 };
 use shiplog_api::docs::spec;
 use shiplog_api::server::{Server, Settings, StreamSettings};
@@ -45,6 +49,7 @@ async fn main() -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        #[cfg(feature = "sim")]
         Command::Sim(args) => sim(args).await.map(|()| ExitCode::SUCCESS),
         Command::Openapi => {
             println!(
@@ -148,6 +153,11 @@ fn write_secret(path: &Path, secret: &str) -> std::io::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    // Before anything else is printed: the one line a build without the simulator has to say.
+    #[cfg(not(feature = "sim"))]
+    if args.cluster.resolve() == shiplog_api::server::ClusterMode::Simulated {
+        anyhow::bail!(shiplog_api::server::NO_SIMULATOR);
+    }
     let admin_token = admin_token(&args)?;
     let (database_url, private_database) = open_database(&args.database)?;
     let catalog = match &args.templates {
@@ -214,6 +224,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     served
 }
 
+#[cfg(feature = "sim")]
 async fn sim(args: SimArgs) -> anyhow::Result<()> {
     let config = SimConfig {
         ready_delay: Duration::from_secs_f64(args.ready_delay.max(0.0)),

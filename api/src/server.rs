@@ -9,6 +9,7 @@ use axum::http::{header, HeaderName, HeaderValue, Method, Request};
 use axum::middleware;
 use axum::Router;
 use kube::Client;
+#[cfg(feature = "sim")]
 use kube_sim::{KubeSim, SimConfig};
 use shiplog_application::ProcessManager;
 use shiplog_application::{
@@ -144,17 +145,42 @@ pub struct Server {
     proxy: Router,
     background: Vec<tokio::task::JoinHandle<()>>,
     /// The in-process simulator, kept alive as long as the server.
-    sim: Option<KubeSim>,
+    sim: Option<Simulator>,
     /// Fired at shutdown: ends the event streams.
     stopping: CancellationToken,
 }
+
+/// The simulator a server runs in-process and stops with it.
+#[cfg(feature = "sim")]
+type Simulator = KubeSim;
+
+/// The simulator a server runs in-process: none in a build without the `sim` feature, so this
+/// type has no values.
+#[cfg(not(feature = "sim"))]
+enum Simulator {}
+
+#[cfg(not(feature = "sim"))]
+impl Simulator {
+    fn ingress_addr(&self) -> Option<SocketAddr> {
+        match *self {}
+    }
+
+    async fn shutdown(self) {
+        match self {}
+    }
+}
+
+/// What `serve` says, in a build without the `sim` feature, when asked for the embedded
+/// cluster (`--cluster simulated`, or `auto` outside a pod).
+#[cfg(not(feature = "sim"))]
+pub const NO_SIMULATOR: &str = "this build of shiplog has no embedded Kubernetes simulator (built without the `sim` feature): name a cluster with --cluster kube (the cluster of KUBECONFIG or ~/.kube/config, or the in-cluster configuration), or serve the API alone with --cluster none";
 
 /// The kube configuration for `mode`, and the simulator when it runs in-process
 /// (with its ingress controller on `ingress_listen`).
 async fn cluster_config(
     mode: ClusterMode,
     ingress_listen: SocketAddr,
-) -> Result<Option<(kube::Config, Option<KubeSim>)>, StartError> {
+) -> Result<Option<(kube::Config, Option<Simulator>)>, StartError> {
     match mode.resolve() {
         ClusterMode::None => {
             warn!("cluster: none; this process does not run the process manager, deployments only move when another shiplog process on this database does");
@@ -167,24 +193,38 @@ async fn cluster_config(
             warn!("cluster: kube; deploying to the cluster of the kubeconfig or in-cluster configuration");
             Ok(Some((config, None)))
         }
-        ClusterMode::Simulated | ClusterMode::Auto => {
-            let config = SimConfig {
-                ingress_listen: Some(ingress_listen),
-                ..SimConfig::default()
-            };
-            let sim = KubeSim::start(config).await.map_err(|e| {
-                StartError::Cluster(format!(
-                    "starting the simulator (its ingress controller on {ingress_listen}): {e}"
-                ))
-            })?;
-            let url = sim
-                .url()
-                .parse()
-                .map_err(|e: axum::http::uri::InvalidUri| StartError::Cluster(e.to_string()))?;
-            warn!(url = %sim.url(), "cluster: simulated; deployments go to the built-in Kubernetes API simulator, not to a real cluster");
-            Ok(Some((kube::Config::new(url), Some(sim))))
-        }
+        ClusterMode::Simulated | ClusterMode::Auto => embedded_cluster(ingress_listen).await,
     }
+}
+
+/// Starts the embedded simulator, with its ingress controller on `ingress_listen`.
+#[cfg(feature = "sim")]
+async fn embedded_cluster(
+    ingress_listen: SocketAddr,
+) -> Result<Option<(kube::Config, Option<Simulator>)>, StartError> {
+    let config = SimConfig {
+        ingress_listen: Some(ingress_listen),
+        ..SimConfig::default()
+    };
+    let sim = KubeSim::start(config).await.map_err(|e| {
+        StartError::Cluster(format!(
+            "starting the simulator (its ingress controller on {ingress_listen}): {e}"
+        ))
+    })?;
+    let url = sim
+        .url()
+        .parse()
+        .map_err(|e: axum::http::uri::InvalidUri| StartError::Cluster(e.to_string()))?;
+    warn!(url = %sim.url(), "cluster: simulated; deployments go to the built-in Kubernetes API simulator, not to a real cluster");
+    Ok(Some((kube::Config::new(url), Some(sim))))
+}
+
+/// A build without the `sim` feature has no embedded cluster to start.
+#[cfg(not(feature = "sim"))]
+async fn embedded_cluster(
+    _ingress_listen: SocketAddr,
+) -> Result<Option<(kube::Config, Option<Simulator>)>, StartError> {
+    Err(StartError::Cluster(NO_SIMULATOR.to_string()))
 }
 
 /// The parts `router` starts that must run in the background.
@@ -385,13 +425,13 @@ impl Server {
 
     async fn start_with(
         settings: &Settings,
-        cluster: Option<(kube::Config, Option<KubeSim>)>,
+        cluster: Option<(kube::Config, Option<Simulator>)>,
     ) -> Result<Self, StartError> {
         let mut settings = settings.clone();
         if let Some(addr) = cluster
             .as_ref()
             .and_then(|(_, sim)| sim.as_ref())
-            .and_then(KubeSim::ingress_addr)
+            .and_then(Simulator::ingress_addr)
         {
             // Public URLs answer as written: through the simulator's ingress controller.
             settings.kube.ingress.port.get_or_insert(addr.port());

@@ -2,10 +2,12 @@
 //! standing in for the containers, so the services proxy has something to reach. An app
 //! belongs to its Deployment, not to a pod: every pod of the Deployment, of the old template
 //! or the new one during a rollout, is served by it, and it stops only once the Deployment is
-//! deleted and has drained (`ECHO_DRAIN` in the store).
+//! deleted and has drained (`ECHO_DRAIN` in the controllers).
 //!
-//! The store only records that an app should start or stop ([`EchoOp`]); [`Echoes::apply`]
-//! binds and spawns after the store's lock is released (see `Shared::with`). An app answers
+//! The kubelet only records that an app should start or stop ([`EchoOp`]); [`Echoes::apply`]
+//! binds and spawns after the store's lock is released (see `Shared::with`). An app reads
+//! the cluster through [`Host`], which the cluster implements, so the apps depend on nothing
+//! above them. An app answers
 //! any request with a JSON description of it, streams lines on `/stream`, answers a chosen
 //! status on `/status/<code>`, always adds its own (wrong) CORS headers, and writes one log
 //! line per request to the pod named in `X-Kube-Sim-Pod`. Its description of a request names
@@ -27,11 +29,6 @@ use axum::Router;
 use futures::StreamExt;
 use serde_json::{json, Map, Value};
 use tokio_util::sync::CancellationToken;
-
-use crate::controller::owner_deployment_ref;
-use crate::json::str_at;
-use crate::resources::{DEPLOYMENTS, PODS};
-use crate::Shared;
 
 /// The request header naming the pod a proxied request was routed to.
 pub(crate) const POD_HEADER: &str = "x-kube-sim-pod";
@@ -55,6 +52,32 @@ pub(crate) enum EchoOp {
     Stop { uid: String },
 }
 
+/// The Deployment an app stands in for.
+#[derive(Debug, Clone)]
+pub(crate) struct App {
+    /// The Deployment's uid: an app serves one Deployment, not a later one of the same name.
+    pub uid: String,
+    /// Its namespace.
+    pub ns: String,
+    /// Its name.
+    pub name: String,
+}
+
+/// What an echo app asks of the cluster it runs in.
+pub(crate) trait Host: Send + Sync {
+    /// The pod template labels of the app's Deployment, while it exists.
+    fn template_labels(&self, app: &App) -> Option<Value>;
+
+    /// What the kubelet started `pod` with, if it is a pod of the app's Deployment: the
+    /// environment of its first container, and each started container (`name`, `image`,
+    /// `env`); `{}` and `[]` otherwise.
+    fn pod_environment(&self, app: &App, pod: &str) -> (Value, Value);
+
+    /// Appends a line the app wrote to the log of `pod`, if it is one of the app's
+    /// Deployment's running pods.
+    fn append_log(&self, app: &App, pod: &str, line: &str);
+}
+
 /// One running echo app.
 struct EchoApp {
     addr: SocketAddr,
@@ -75,14 +98,19 @@ impl Echoes {
 
     /// Starts and stops apps as the store asked. Binding happens here, synchronously, so an
     /// app is reachable before anyone can see the Ready pod that asked for it.
-    pub fn apply(&mut self, ops: Vec<EchoOp>, shared: &Weak<Shared>, parent: &CancellationToken) {
+    pub fn apply(&mut self, ops: Vec<EchoOp>, host: &Weak<dyn Host>, parent: &CancellationToken) {
         for op in ops {
             match op {
                 EchoOp::Start { uid, ns, name } => {
                     if self.apps.contains_key(&uid) || parent.is_cancelled() {
                         continue;
                     }
-                    match start(shared.clone(), parent, &uid, &ns, &name) {
+                    let app = App {
+                        uid: uid.clone(),
+                        ns: ns.clone(),
+                        name: name.clone(),
+                    };
+                    match start(host.clone(), parent, app) {
                         Ok(app) => {
                             tracing::debug!(%ns, %name, addr = %app.addr, "kube-sim echo app started");
                             self.apps.insert(uid, app);
@@ -106,20 +134,13 @@ impl Echoes {
 #[derive(Clone)]
 struct EchoState {
     /// Weak, so a running app never keeps a dropped simulator alive.
-    shared: Weak<Shared>,
-    uid: String,
-    ns: String,
-    name: String,
+    host: Weak<dyn Host>,
+    app: App,
     cancel: CancellationToken,
 }
 
-fn start(
-    shared: Weak<Shared>,
-    parent: &CancellationToken,
-    uid: &str,
-    ns: &str,
-    name: &str,
-) -> std::io::Result<EchoApp> {
+/// Binds an app's listener and spawns its server.
+fn start(host: Weak<dyn Host>, parent: &CancellationToken, app: App) -> std::io::Result<EchoApp> {
     // A std listener binds without an await; tokio adopts it inside the spawned task.
     let listener = bind_loopback()?;
     listener.set_nonblocking(true)?;
@@ -127,10 +148,8 @@ fn start(
     let runtime = tokio::runtime::Handle::try_current().map_err(std::io::Error::other)?;
     let cancel = parent.child_token();
     let state = EchoState {
-        shared,
-        uid: uid.to_string(),
-        ns: ns.to_string(),
-        name: name.to_string(),
+        host,
+        app,
         cancel: cancel.clone(),
     };
     runtime.spawn(serve(listener, state));
@@ -249,8 +268,8 @@ async fn echo(State(state): State<EchoState>, req: Request) -> Response {
         path,
         response.status().as_u16()
     );
-    if let (Some(pod), Some(shared)) = (pod, state.shared.upgrade()) {
-        shared.with(|s| s.append_app_log(&state.ns, &pod, &state.uid, &line));
+    if let (Some(pod), Some(host)) = (pod, state.host.upgrade()) {
+        host.append_log(&state.app, &pod, &line);
     }
     with_cors(response)
 }
@@ -283,26 +302,6 @@ fn header_map(headers: &HeaderMap) -> Map<String, Value> {
     out
 }
 
-/// What the echo reports of the pod a request was routed to: the environment of its first
-/// container, and every started container with its image and environment. Empty when the
-/// request names no pod of this Deployment (a direct call to the app).
-fn pod_environment(shared: &Shared, state: &EchoState, pod: Option<&str>) -> (Value, Value) {
-    let started = pod.and_then(|pod| {
-        shared.read(|s| {
-            let pod = s.get(&PODS, &state.ns, pod)?;
-            owner_deployment_ref(&pod).filter(|(_, uid)| *uid == state.uid)?;
-            s.started.get(str_at(&pod, "/metadata/uid")).cloned()
-        })
-    });
-    let started = started.unwrap_or_default();
-    let env = started.get(&0).map_or_else(|| json!({}), |c| json!(c.env));
-    let containers: Vec<Value> = started
-        .values()
-        .map(|c| json!({ "name": c.name, "image": c.image, "env": c.env }))
-        .collect();
-    (env, json!(containers))
-}
-
 fn describe(
     state: &EchoState,
     pod: Option<&str>,
@@ -310,25 +309,25 @@ fn describe(
     count: u64,
     kept: Vec<u8>,
 ) -> Value {
-    let shared = state.shared.upgrade();
-    let labels = shared
+    let host = state.host.upgrade();
+    let labels = host
         .as_ref()
-        .and_then(|shared| shared.read(|s| s.get(&DEPLOYMENTS, &state.ns, &state.name)))
-        .filter(|d| str_at(d, "/metadata/uid") == state.uid)
-        .and_then(|d| d.pointer("/spec/template/metadata/labels").cloned())
+        .and_then(|host| host.template_labels(&state.app))
         .unwrap_or_else(|| json!({}));
-    let (env, containers) = shared.as_ref().map_or_else(
-        || (json!({}), json!([])),
-        |s| pod_environment(s, state, pod),
-    );
+    // A request that names no pod of this Deployment (a direct call to the app) has no
+    // environment to report.
+    let (env, containers) = match (&host, pod) {
+        (Some(host), Some(pod)) => host.pod_environment(&state.app, pod),
+        _ => (json!({}), json!([])),
+    };
     let body = if kept.len() > MAX_ECHOED_BODY {
         Value::Null
     } else {
         String::from_utf8(kept).map_or(Value::Null, Value::String)
     };
     json!({
-        "deployment": state.name,
-        "namespace": state.ns,
+        "deployment": state.app.name,
+        "namespace": state.app.ns,
         "pod": pod,
         "labels": labels,
         "method": parts.method.as_str(),
@@ -365,7 +364,7 @@ fn stream(state: &EchoState, query: &str) -> Response {
             format!("chunks must be at most {MAX_CHUNKS} and intervalMs at most {MAX_INTERVAL_MS}");
         return json_response(StatusCode::BAD_REQUEST, &json!({ "error": message }));
     }
-    let name: Arc<str> = Arc::from(state.name.as_str());
+    let name: Arc<str> = Arc::from(state.app.name.as_str());
     let cancel = state.cancel.clone();
     let interval = Duration::from_millis(interval);
     let lines = futures::stream::unfold(0u64, move |i| {

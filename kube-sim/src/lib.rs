@@ -89,8 +89,8 @@
 //! With [`SimConfig::ingress_listen`] it also plays an ingress controller (ingress-nginx) on
 //! that address ([`KubeSim::ingress_addr`]; plain HTTP). Each request is routed by its `Host`
 //! (port stripped, case ignored) and path over the Ingresses of all namespaces, through an
-//! index by host the store keeps as Ingresses change: an exact host before a `*.` wildcard
-//! (one label) before the rules without a host; among that host's paths the longest match,
+//! index by host the ingress controller keeps as Ingresses change: an exact host before a
+//! `*.` wildcard (one label) before the rules without a host; among that host's paths the longest match,
 //! `Exact` before `Prefix` at equal length, then the oldest Ingress; `Prefix` (and
 //! `ImplementationSpecific`) match whole path elements. A request no path matches goes to the
 //! `defaultBackend` of the host's first Ingress (or, for an unknown host, of the first
@@ -128,6 +128,26 @@
 //! reads only its own type's changes after its version (a binary search, no scan).
 //!
 //! Objects are plain `serde_json::Value`s; the library has no k8s-openapi types.
+//!
+//! # Layout
+//!
+//! The modules are rooms that import only the rooms below them (`tests/rooms.rs` checks it):
+//!
+//! - `ingress_listener`: the ingress controller's listener (ingress-nginx's proxy).
+//! - `http/`: the API server's HTTP side: the router and the parsed request (`mod.rs`), list,
+//!   watch, logs, table, writes (patch, scale), the `proxy` subresource, metrics.k8s.io.
+//! - `cluster/`: the store and the controllers behind one lock, the scheduler running timed
+//!   actions, and the running echo apps.
+//! - `controllers/`: the deployment controller (`deployment`, `rollout`), the scheduler and
+//!   kubelet of the one node (`kubelet/`: admission, start-up, environment, logs), the
+//!   ingress controller's control loop (`ingress/`: status, routing table) and `events`. They
+//!   act on the store through its verbs and are told of its writes through
+//!   `store::Observer`; none of them is a method of the store.
+//! - `store/`: the API machinery: objects, their watch history and indexes, the verbs, and
+//!   what they apply (defaults, validation, field ownership, Secrets' encoding).
+//! - `echo`: the apps standing in for containers; they reach the cluster through a trait it
+//!   implements.
+//! - `config`, `json`, `resources`, `selector`, `status`: data and helpers for all.
 //!
 //! # What real Kubernetes does that the simulator does not
 //!
@@ -192,276 +212,35 @@
 //!   refused, `kubectl apply` works); the OpenAPI document is empty; no aggregated discovery;
 //!   no `exec`, `attach`, `port-forward` or `previous` logs.
 
-mod controller;
+mod cluster;
+mod config;
+mod controllers;
 mod echo;
 mod http;
-mod ingress;
+mod ingress_listener;
 mod json;
-mod kubelet;
-mod managed_fields;
-mod metrics;
-mod pod_env;
-mod proxy;
 mod resources;
-mod rollout;
-mod secrets;
 mod selector;
 mod status;
 mod store;
 
-use std::cmp::{Ordering, Reverse};
-use std::collections::BinaryHeap;
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::serve::ListenerExt;
 use serde_json::Value;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
-use crate::controller::Action;
-use crate::echo::Echoes;
-use crate::store::Store;
+pub use crate::config::{SimConfig, DEFAULT_WATCH_HISTORY};
 
-/// Timing of the simulated cluster, so tests can run rollouts in milliseconds.
-#[derive(Debug, Clone)]
-pub struct SimConfig {
-    /// How long a new pod takes to pull its image and become Running and Ready.
-    pub ready_delay: Duration,
-    /// How long a rollout may go without progress before `ProgressDeadlineExceeded`
-    /// (a deployment's own `spec.progressDeadlineSeconds` wins when smaller).
-    pub progress_deadline: Duration,
-    /// How often a running container writes a `kube-sim: heartbeat <n>` log line.
-    pub log_interval: Duration,
-    /// Whether `metrics.k8s.io/v1beta1` is served (as when metrics-server is installed), so
-    /// both a cluster with and one without resource metrics can be simulated.
-    pub metrics_api: bool,
-    /// Where the ingress controller listens for plain HTTP (port 0 picks a free one, see
-    /// [`KubeSim::ingress_addr`]), as a cluster with ingress-nginx installed; `None` (the
-    /// default): no ingress controller, Ingresses are stored and never served.
-    pub ingress_listen: Option<SocketAddr>,
-    /// How many recent changes of each resource type are kept for watches (at least one), as
-    /// kube-apiserver's watch cache keeps a window: a watch from an older resourceVersion gets
-    /// a 410 `Expired` error event and the client lists again. Bounds the memory a long-running
-    /// simulator holds for history.
-    pub watch_history: usize,
-}
-
-impl Default for SimConfig {
-    /// One-second start-up and heartbeat, a ten-second progress deadline, metrics served, no
-    /// ingress controller, a watch history of [`DEFAULT_WATCH_HISTORY`] changes per type.
-    fn default() -> Self {
-        SimConfig {
-            ready_delay: Duration::from_secs(1),
-            progress_deadline: Duration::from_secs(10),
-            log_interval: Duration::from_secs(1),
-            metrics_api: true,
-            ingress_listen: None,
-            watch_history: DEFAULT_WATCH_HISTORY,
-        }
-    }
-}
-
-/// The default [`SimConfig::watch_history`]: a few seconds to minutes of a busy cluster's
-/// changes per type, enough for a watcher that reconnects or resumes from a bookmark.
-pub const DEFAULT_WATCH_HISTORY: usize = 4096;
-
-/// State shared by the HTTP handlers, the watch and log streams, the scheduler and the echo
-/// apps.
-pub(crate) struct Shared {
-    store: Mutex<Store>,
-    /// The running echo apps. Lock order: `echoes` before `store`, never the other way round
-    /// (`with` holds it while it starts the apps a change asked for, so a reader that saw a
-    /// Ready pod and then asks for its app waits for the app rather than missing it).
-    echoes: Mutex<Echoes>,
-    /// This value itself, for the echo apps it starts (weak: they must not keep it alive).
-    me: Weak<Shared>,
-    /// The HTTP client the services proxy forwards with (or why it could not be built).
-    proxy_client: Result<reqwest::Client, String>,
-    /// Round-robin counter for picking a proxy endpoint.
-    next_endpoint: AtomicUsize,
-    /// Whether metrics.k8s.io is served (fixed at start, so read without the store's lock).
-    pub(crate) metrics_api: bool,
-    /// The store's resourceVersion, for waking watch streams.
-    pub(crate) changes: watch::Sender<u64>,
-    /// A counter bumped on every log append, for waking following log streams.
-    pub(crate) log_changes: watch::Sender<u64>,
-    actions: mpsc::UnboundedSender<(Instant, Action)>,
-    /// Cancelled at shutdown: ends streams, timers and the server.
-    pub(crate) cancel: CancellationToken,
-}
-
-impl Shared {
-    /// The shared state of a simulator whose ingress controller (if any) serves on `ingress`.
-    fn new(
-        config: SimConfig,
-        ingress: Option<SocketAddr>,
-    ) -> (Arc<Self>, mpsc::UnboundedReceiver<(Instant, Action)>) {
-        let (actions, rx) = mpsc::unbounded_channel();
-        let metrics_api = config.metrics_api;
-        let mut store = Store::new(config);
-        // The address Ingresses report: the listener's, or loopback when it listens on all.
-        store.ingress_address = ingress.map(|addr| reachable_ip(addr.ip()).to_string());
-        // No proxy from the environment: the echo apps are on loopback. No redirects either:
-        // the API server's proxy hands them to the client as they are.
-        let proxy_client = reqwest::Client::builder()
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("kube-sim could not build its proxy HTTP client: {e}"));
-        let shared = Arc::new_cyclic(|me| Shared {
-            changes: watch::Sender::new(store.rv),
-            log_changes: watch::Sender::new(0),
-            store: Mutex::new(store),
-            echoes: Mutex::new(Echoes::default()),
-            me: me.clone(),
-            proxy_client,
-            next_endpoint: AtomicUsize::new(0),
-            metrics_api,
-            actions,
-            cancel: CancellationToken::new(),
-        });
-        (shared, rx)
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Store> {
-        // A panic while holding the lock cannot leave a half-written object (every write is
-        // one map insert), so a poisoned lock is safe to keep using.
-        self.store
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn lock_echoes(&self) -> MutexGuard<'_, Echoes> {
-        // The registry is one map insert or remove per change: poisoning leaves it whole.
-        self.echoes
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// The address of a Deployment's echo app (by Deployment uid), if it runs.
-    pub(crate) fn echo_addr(&self, deployment_uid: &str) -> Option<SocketAddr> {
-        self.lock_echoes().addr(deployment_uid)
-    }
-
-    /// The client the proxy forwards with.
-    pub(crate) fn proxy_client(&self) -> Result<&reqwest::Client, &str> {
-        self.proxy_client.as_ref().map_err(String::as_str)
-    }
-
-    /// The next value of the round-robin counter.
-    pub(crate) fn next_endpoint(&self) -> usize {
-        self.next_endpoint.fetch_add(1, AtomicOrdering::Relaxed)
-    }
-
-    /// Reads the store.
-    pub(crate) fn read<R>(&self, f: impl FnOnce(&Store) -> R) -> R {
-        f(&self.lock())
-    }
-
-    /// Changes the store, starts or stops echo apps, then wakes watchers and hands new timers
-    /// to the scheduler.
-    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut Store) -> R) -> R {
-        let mut echoes = self.lock_echoes();
-        let (result, rv, log_version, pending, echo_ops) = {
-            let mut store = self.lock();
-            let result = f(&mut store);
-            let pending = std::mem::take(&mut store.pending);
-            let echo_ops = std::mem::take(&mut store.echo_ops);
-            (result, store.rv, store.log_version, pending, echo_ops)
-        };
-        // Sockets are bound here, after the store's lock is released.
-        if !echo_ops.is_empty() {
-            echoes.apply(echo_ops, &self.me, &self.cancel);
-        }
-        drop(echoes);
-        self.changes
-            .send_if_modified(|v| std::mem::replace(v, rv) != rv);
-        self.log_changes
-            .send_if_modified(|v| std::mem::replace(v, log_version) != log_version);
-        let now = Instant::now();
-        for (delay, action) in pending {
-            // The receiver only goes away at shutdown, when dropping the action is right.
-            let _ = self.actions.send((later(now, delay), action));
-        }
-        result
-    }
-}
-
-/// Thirty years: tokio's own "far future", safe to add to any `Instant::now()`.
-const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
-
-/// `now + delay`, capped so that no configured or requested duration can overflow.
-pub(crate) fn later(now: Instant, delay: Duration) -> Instant {
-    now + delay.min(FAR_FUTURE)
-}
-
-struct Timed {
-    at: Instant,
-    seq: u64,
-    action: Action,
-}
-
-impl PartialEq for Timed {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-impl Eq for Timed {}
-impl PartialOrd for Timed {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Timed {
-    fn cmp(&self, other: &Self) -> Ordering {
-        (self.at, self.seq).cmp(&(other.at, other.seq))
-    }
-}
-
-/// Runs timed actions (pod start-up, heartbeats, deadlines, reconciles) in time order until
-/// shutdown: one task, one timer, no polling.
-async fn run_scheduler(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<(Instant, Action)>) {
-    let mut queue: BinaryHeap<Reverse<Timed>> = BinaryHeap::new();
-    let mut seq = 0u64;
-    loop {
-        let next = queue.peek().map(|Reverse(t)| t.at);
-        tokio::select! {
-            _ = shared.cancel.cancelled() => return,
-            received = rx.recv() => match received {
-                Some((at, action)) => {
-                    seq += 1;
-                    queue.push(Reverse(Timed { at, seq, action }));
-                }
-                None => return,
-            },
-            _ = tokio::time::sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {
-                let now = Instant::now();
-                while queue.peek().is_some_and(|Reverse(t)| t.at <= now) {
-                    if let Some(Reverse(timed)) = queue.pop() {
-                        shared.with(|store| store.run_action(timed.action));
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// A listening address as clients reach it: an unspecified one (all interfaces) as loopback.
-fn reachable_ip(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-        ip => ip,
-    }
-}
+use crate::cluster::{reachable_ip, run_scheduler, Shared};
+use crate::controllers::Action;
 
 /// Binds the ingress controller's listener, if the configuration asks for one.
 async fn bind_ingress(config: &SimConfig) -> std::io::Result<Option<(TcpListener, SocketAddr)>> {
@@ -481,7 +260,7 @@ async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let scheduler = tokio::spawn(run_scheduler(shared.clone(), actions));
-    let ingress = ingress.map(|l| tokio::spawn(ingress::listener::serve(l, shared.clone())));
+    let ingress = ingress.map(|l| tokio::spawn(ingress_listener::serve(l, shared.clone())));
     let cancel = shared.cancel.clone();
     let app = http::router(shared.clone());
     // Without TCP_NODELAY a watch event written after a small chunk waits for the client's

@@ -117,7 +117,7 @@ pub(crate) static SERVICEMONITORS: ResourceDef = ResourceDef {
     status_subresource: false,
 };
 
-/// Core group `v1` secrets (no status; values are base64 `data`, see [`crate::secrets`]).
+/// Core group `v1` secrets (no status; values are base64 `data`, see [`crate::store::secrets`]).
 pub(crate) static SECRETS: ResourceDef = ResourceDef {
     group: "",
     version: "v1",
@@ -129,7 +129,8 @@ pub(crate) static SECRETS: ResourceDef = ResourceDef {
     status_subresource: false,
 };
 
-/// `networking.k8s.io/v1` ingresses (see [`crate::ingress`]).
+/// `networking.k8s.io/v1` ingresses (validated by the store, served by
+/// [`crate::ingress_listener`]).
 pub(crate) static INGRESSES: ResourceDef = ResourceDef {
     group: "networking.k8s.io",
     version: "v1",
@@ -152,6 +153,11 @@ pub(crate) static ALL: [&ResourceDef; 8] = [
     &INGRESSES,
     &SERVICEMONITORS,
 ];
+
+/// The API group metrics-server registers (served by `http::metrics` when enabled).
+pub(crate) const METRICS_GROUP: &str = "metrics.k8s.io";
+/// Its one version.
+pub(crate) const METRICS_VERSION: &str = "v1beta1";
 
 /// The served API groups other than core, with their one version each.
 const GROUPS: [(&str, &str); 3] = [
@@ -245,7 +251,7 @@ fn group_doc(group: &str, version: &str, host: &str) -> Value {
 
 /// The served groups: the stored ones, and metrics.k8s.io when `metrics` is on.
 fn served_groups(metrics: bool) -> impl Iterator<Item = (&'static str, &'static str)> {
-    let metrics_group = metrics.then_some((crate::metrics::GROUP, crate::metrics::VERSION));
+    let metrics_group = metrics.then_some((METRICS_GROUP, METRICS_VERSION));
     GROUPS.iter().copied().chain(metrics_group)
 }
 

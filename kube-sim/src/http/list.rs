@@ -9,11 +9,11 @@ use serde_json::{json, Value};
 
 use super::table::table;
 use super::{json_response, partial, ApiResult, Form, Params};
+use crate::cluster::Shared;
 use crate::json::str_at;
 use crate::resources::ResourceDef;
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::ApiError;
-use crate::Shared;
 
 pub(super) fn list_doc(
     def: &ResourceDef,

@@ -14,10 +14,11 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::{ApiResult, Params};
+use crate::cluster::Shared;
+use crate::controllers::LogLine;
 use crate::json::str_at;
 use crate::resources::PODS;
 use crate::status::ApiError;
-use crate::Shared;
 
 struct LogState {
     shared: Arc<Shared>,
@@ -31,7 +32,7 @@ struct LogState {
     first: Option<Bytes>,
 }
 
-fn format_lines(lines: &[crate::kubelet::LogLine], timestamps: bool) -> String {
+fn format_lines(lines: &[LogLine], timestamps: bool) -> String {
     let mut out = String::new();
     for l in lines {
         if timestamps {
@@ -67,7 +68,7 @@ fn log_stream(state: LogState) -> impl Stream<Item = Result<Bytes, Infallible>> 
                 return None;
             }
             let shared = st.shared.clone();
-            let (text, ended, total) = shared.read(|s| match s.logs.get(&st.uid) {
+            let (text, ended, total) = shared.read_all(|_, c| match c.pod_logs(&st.uid) {
                 None => (String::new(), true, st.next),
                 Some(logs) => {
                     let lines = logs
@@ -103,10 +104,53 @@ fn log_stream(state: LogState) -> impl Stream<Item = Result<Bytes, Infallible>> 
     })
 }
 
-pub(super) fn logs(shared: &Arc<Shared>, ns: &str, name: &str, q: &Params) -> ApiResult {
-    let pod = shared
-        .read(|s| s.get(&PODS, ns, name))
-        .ok_or_else(|| ApiError::not_found(&PODS, name))?;
+/// What a log request asks for besides the container: `timestamps`, `tailLines`,
+/// `sinceSeconds`/`sinceTime` and `limitBytes`.
+struct LogOptions {
+    timestamps: bool,
+    tail: Option<i64>,
+    since: Option<DateTime<Utc>>,
+    limit_bytes: Option<u64>,
+}
+
+impl LogOptions {
+    /// Reads the options, with the API server's 400s for values it refuses.
+    fn parse(q: &Params) -> Result<Self, ApiError> {
+        let tail = q.number("tailLines")?;
+        let since = match (q.number("sinceSeconds")?, q.get("sinceTime")) {
+            (Some(secs), _) => Some(
+                chrono::Duration::try_seconds(secs)
+                    .and_then(|d| Utc::now().checked_sub_signed(d))
+                    .ok_or_else(|| ApiError::bad_request(format!("invalid sinceSeconds {secs}")))?,
+            ),
+            (None, Some(t)) if !t.is_empty() => Some(
+                DateTime::parse_from_rfc3339(t)
+                    .map_err(|e| ApiError::bad_request(format!("invalid sinceTime {t:?}: {e}")))?
+                    .with_timezone(&Utc),
+            ),
+            _ => None,
+        };
+        let limit_bytes = match q.number("limitBytes")? {
+            Some(n) if n <= 0 => {
+                return Err(ApiError::bad_request(
+                    "limitBytes must be greater than zero",
+                ))
+            }
+            n => n.map(i64::unsigned_abs),
+        };
+        Ok(LogOptions {
+            timestamps: q.flag("timestamps"),
+            tail,
+            since,
+            limit_bytes,
+        })
+    }
+}
+
+/// The container of `pod` whose logs are asked for: the `container` parameter, or the only
+/// one; refused as the API server refuses it when there is no such container, when it asks
+/// for a `previous` one, or when the container has not started.
+fn log_container(pod: &Value, name: &str, q: &Params) -> Result<String, ApiError> {
     let names: Vec<String> = pod
         .pointer("/spec/containers")
         .and_then(Value::as_array)
@@ -147,40 +191,32 @@ pub(super) fn logs(shared: &Arc<Shared>, ns: &str, name: &str, q: &Params) -> Ap
             "container \"{container}\" in pod \"{name}\" is waiting to start: {why}"
         )));
     }
+    Ok(container)
+}
+
+/// `GET .../pods/{name}/log`: the container's lines so far, then, with `follow`, the lines
+/// the kubelet appends until the pod is deleted.
+pub(super) fn logs(shared: &Arc<Shared>, ns: &str, name: &str, q: &Params) -> ApiResult {
+    let pod = shared
+        .read(|s| s.get(&PODS, ns, name))
+        .ok_or_else(|| ApiError::not_found(&PODS, name))?;
+    let container = log_container(&pod, name, q)?;
     let uid = str_at(&pod, "/metadata/uid").to_string();
-    let timestamps = q.flag("timestamps");
-    let tail = q.number("tailLines")?;
-    let since: Option<DateTime<Utc>> = match (q.number("sinceSeconds")?, q.get("sinceTime")) {
-        (Some(secs), _) => Some(
-            chrono::Duration::try_seconds(secs)
-                .and_then(|d| Utc::now().checked_sub_signed(d))
-                .ok_or_else(|| ApiError::bad_request(format!("invalid sinceSeconds {secs}")))?,
-        ),
-        (None, Some(t)) if !t.is_empty() => Some(
-            DateTime::parse_from_rfc3339(t)
-                .map_err(|e| ApiError::bad_request(format!("invalid sinceTime {t:?}: {e}")))?
-                .with_timezone(&Utc),
-        ),
-        _ => None,
-    };
-    let mut bytes_left = match q.number("limitBytes")? {
-        Some(n) if n <= 0 => {
-            return Err(ApiError::bad_request(
-                "limitBytes must be greater than zero",
-            ))
-        }
-        n => n.map(i64::unsigned_abs),
-    };
+    let LogOptions {
+        timestamps,
+        tail,
+        since,
+        limit_bytes: mut bytes_left,
+    } = LogOptions::parse(q)?;
     let mut rx = shared.log_changes.subscribe();
     rx.borrow_and_update();
-    let (text, next) = shared.read(|s| {
-        let lines = s
-            .logs
-            .get(&uid)
+    let (text, next) = shared.read_all(|_, c| {
+        let lines = c
+            .pod_logs(&uid)
             .and_then(|l| l.containers.get(&container))
             .map(Vec::as_slice)
             .unwrap_or(&[]);
-        let mut selected: Vec<crate::kubelet::LogLine> = lines
+        let mut selected: Vec<LogLine> = lines
             .iter()
             .filter(|l| since.is_none_or(|t| l.at >= t))
             .cloned()

@@ -1,24 +1,27 @@
-//! The HTTP side: routing of the Kubernetes REST paths to the verbs, with lists ([`list`]),
-//! watches ([`watch`]), pod logs ([`logs`]), writes that need more than the store's verbs
-//! ([`write`]: patch, scale) and the `Table` rendering kubectl asks for ([`table`]).
+//! The HTTP side of the API server: the router and the parsed request ([`ApiRequest`]),
+//! with lists ([`list`](mod@list)), watches ([`watch`](mod@watch)), pod logs
+//! ([`logs`](mod@logs)), writes that need more than the store's verbs
+//! ([`write`](mod@write): patch, scale), the `Table` rendering kubectl asks for ([`table`]),
+//! the `proxy` subresource of services and pods ([`proxy`]) and metrics.k8s.io ([`metrics`]).
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
 use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use serde_json::{json, Value};
 
-use crate::managed_fields::Writer;
+use crate::cluster::Shared;
 use crate::resources::{self, ResourceDef, PODS};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::ApiError;
-use crate::Shared;
+use crate::store::{ObjectRef, Writer};
 
 mod list;
 mod logs;
+mod metrics;
+pub(crate) mod proxy;
 mod table;
 mod watch;
 mod write;
@@ -106,12 +109,36 @@ fn partial(obj: &Value) -> Value {
     })
 }
 
+/// One API request as the router read it: what every handler needs of it.
+pub(crate) struct ApiRequest<'a> {
+    /// The cluster it is for.
+    pub shared: &'a Arc<Shared>,
+    /// Its method.
+    pub method: &'a Method,
+    /// Its path, without the query.
+    pub path: &'a str,
+    /// Its query parameters.
+    pub params: &'a Params,
+    /// Its headers.
+    pub headers: &'a HeaderMap,
+    /// Its whole body.
+    pub body: &'a [u8],
+}
+
+impl ApiRequest<'_> {
+    /// Who the request is by, for field ownership: the `fieldManager` parameter, else the
+    /// client's User-Agent (see [`crate::store::manager_name`]).
+    fn field_manager(&self) -> String {
+        field_manager(self.params, self.headers)
+    }
+}
+
 async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     // Proxied requests stream their bodies: they must not be read here.
-    if let Some(target) = crate::proxy::parse_path(&path) {
-        let response = crate::proxy::forward(&shared, target, req).await;
+    if let Some(target) = proxy::parse_path(&path) {
+        let response = proxy::forward(&shared, target, req).await;
         tracing::debug!(%method, %path, status = response.status().as_u16(), "kube-sim proxy request");
         return response;
     }
@@ -127,15 +154,14 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
                 message: format!("could not read the request body: {e}"),
                 details: None,
             })?;
-        route(
-            &shared,
-            &parts.method,
-            &path,
-            &Params(params.0),
-            &parts.headers,
-            body,
-        )
-        .await
+        route(&ApiRequest {
+            shared: &shared,
+            method: &parts.method,
+            path: &path,
+            params: &Params(params.0),
+            headers: &parts.headers,
+            body: &body,
+        })
     }
     .await;
     let response = result.unwrap_or_else(IntoResponse::into_response);
@@ -143,16 +169,12 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     response
 }
 
-async fn route(
-    shared: &Arc<Shared>,
-    method: &Method,
-    path: &str,
-    q: &Params,
-    headers: &HeaderMap,
-    body: Bytes,
-) -> ApiResult {
+/// Routes a request by its path: discovery, health, the metrics API, or a resource.
+fn route(req: &ApiRequest<'_>) -> ApiResult {
+    let (method, path) = (req.method, req.path);
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    let host = headers
+    let host = req
+        .headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("127.0.0.1")
@@ -165,12 +187,12 @@ async fn route(
         }
         Ok(json_response(StatusCode::OK, &doc))
     };
-    let metrics = shared.metrics_api;
+    let metrics = req.shared.metrics_api;
     match segs.as_slice() {
         [] => discovery(resources::root_paths(metrics)),
         ["version"] => discovery(resources::version_info()),
         ["healthz" | "livez" | "readyz"] => Ok((StatusCode::OK, "ok").into_response()),
-        ["openapi", "v2"] => openapi_v2(headers),
+        ["openapi", "v2"] => openapi_v2(req.headers),
         ["api"] => discovery(resources::core_versions(&host)),
         ["apis"] => discovery(resources::group_list(&host, metrics)),
         ["api", "v1"] => discovery(resources::resource_list("", "v1")),
@@ -178,21 +200,17 @@ async fn route(
             Some(doc) => discovery(doc),
             None => Err(ApiError::no_route()),
         },
-        ["apis", crate::metrics::GROUP, crate::metrics::VERSION] if metrics => {
-            discovery(crate::metrics::resource_list())
+        ["apis", metrics::GROUP, metrics::VERSION] if metrics => {
+            discovery(metrics::resource_list())
         }
-        ["apis", crate::metrics::GROUP, crate::metrics::VERSION, rest @ ..] if metrics => {
-            crate::metrics::route(shared, rest, method, q)
+        ["apis", metrics::GROUP, metrics::VERSION, rest @ ..] if metrics => {
+            metrics::route(req.shared, rest, method, req.params)
         }
         ["apis", g, v] if resources::serves_group_version(g, v) => {
             discovery(resources::resource_list(g, v))
         }
-        ["api", "v1", rest @ ..] => {
-            resource_route(shared, "", "v1", rest, method, q, headers, body).await
-        }
-        ["apis", g, v, rest @ ..] if resources::serves_group(g) => {
-            resource_route(shared, g, v, rest, method, q, headers, body).await
-        }
+        ["api", "v1", rest @ ..] => resource_route(req, "", "v1", rest),
+        ["apis", g, v, rest @ ..] if resources::serves_group(g) => resource_route(req, g, v, rest),
         _ => Err(ApiError::no_route()),
     }
 }
@@ -223,17 +241,43 @@ fn openapi_v2(headers: &HeaderMap) -> ApiResult {
     Ok(json_response(StatusCode::OK, &doc))
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn resource_route(
-    shared: &Arc<Shared>,
+/// The resources a path under a group version names: a type, in one namespace or all (or
+/// cluster-scoped), as the client wants it rendered.
+struct Resources {
+    /// The type.
+    def: &'static ResourceDef,
+    /// The namespace in the path; `None` for all namespaces or a cluster-scoped type.
+    ns: Option<String>,
+    /// Whether the path came through the legacy `watch/` prefix.
+    watch_prefix: bool,
+    /// How the client wants objects rendered.
+    form: Form,
+}
+
+impl Resources {
+    /// Whether the path names a namespaced type without a namespace (all of them).
+    fn all_namespaces(&self) -> bool {
+        self.def.namespaced && self.ns.is_none()
+    }
+
+    /// One object of the type, in the path's namespace.
+    fn object<'a>(&'a self, name: &'a str) -> ObjectRef<'a> {
+        ObjectRef {
+            def: self.def,
+            ns: self.ns.as_deref().unwrap_or_default(),
+            name,
+        }
+    }
+}
+
+/// Reads `[watch/][namespaces/{ns}/]{plural}/...` under `group`/`version`; what follows the
+/// plural is returned with it.
+fn parse_resources<'p>(
     group: &str,
     version: &str,
-    rest: &[&str],
-    method: &Method,
-    q: &Params,
+    rest: &'p [&'p str],
     headers: &HeaderMap,
-    body: Bytes,
-) -> ApiResult {
+) -> Result<(Resources, &'p [&'p str]), ApiError> {
     let (watch_prefix, rest) = match rest.split_first() {
         Some((&"watch", tail)) => (true, tail),
         _ => (false, rest),
@@ -252,150 +296,169 @@ async fn resource_route(
         [] => return Err(ApiError::no_route()),
     };
     let form = form_of(headers);
-    let all_namespaces = def.namespaced && ns.is_none();
+    let target = Resources {
+        def,
+        ns,
+        watch_prefix,
+        form,
+    };
+    Ok((target, tail))
+}
+
+/// Routes a request for a resource type: its collection, one object, or a subresource.
+fn resource_route(req: &ApiRequest<'_>, group: &str, version: &str, rest: &[&str]) -> ApiResult {
+    let (res, tail) = parse_resources(group, version, rest, req.headers)?;
+    let all_namespaces = res.all_namespaces();
     match tail {
-        [] => {
-            let labels = LabelSelector::parse(q.get("labelSelector").unwrap_or(""))
-                .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?;
-            let fields = FieldSelector::parse(q.get("fieldSelector").unwrap_or(""))
-                .map_err(ApiError::bad_request)?;
-            match *method {
-                Method::GET if watch_prefix || q.flag("watch") => {
-                    watch(shared, def, ns, labels, fields, q, form)
-                }
-                Method::GET => list(shared, def, ns.as_deref(), &labels, &fields, q, form),
-                Method::POST if all_namespaces => Err(ApiError::method_not_allowed(format!(
-                    "create of {} needs a namespace in the path",
-                    def.plural
-                ))),
-                Method::POST => {
-                    reject_dry_run(q)?;
-                    let value = parse_body(&body)?;
-                    let ns = ns.unwrap_or_default();
-                    let manager = field_manager(q, headers);
-                    let writer = Writer::Update { manager: &manager };
-                    let created = shared.with(|s| s.api_create(def, &ns, value, writer))?;
-                    Ok(json_response(StatusCode::CREATED, &created))
-                }
-                Method::DELETE => {
-                    reject_dry_run(q)?;
-                    let (deleted, rv) = shared.with(|s| {
-                        let deleted = s.api_delete_collection(def, ns.as_deref(), &labels, &fields);
-                        (deleted, s.rv)
-                    });
-                    let items: Vec<Value> = deleted.iter().map(|o| (**o).clone()).collect();
-                    Ok(json_response(
-                        StatusCode::OK,
-                        &list_doc(def, rv, items, None, None),
-                    ))
-                }
-                _ => Err(ApiError::method_not_allowed(format!(
-                    "{method} is not supported on a collection of {}",
-                    def.plural
-                ))),
-            }
+        [] => collection(req, &res),
+        [name] if !all_namespaces => object(req, &res, name),
+        [name, "status"] if !all_namespaces && res.def.status_subresource => {
+            status(req, &res, name)
         }
-        [name] if !all_namespaces => {
-            let ns = ns.unwrap_or_default();
-            let name = (*name).to_string();
-            match *method {
-                Method::GET if watch_prefix => {
-                    let labels = LabelSelector::default();
-                    let fields = FieldSelector::default().with_name(&name);
-                    watch(
-                        shared,
-                        def,
-                        Some(ns).filter(|_| def.namespaced),
-                        labels,
-                        fields,
-                        q,
-                        form,
-                    )
-                }
-                Method::GET => {
-                    let obj = shared
-                        .read(|s| s.get(def, &ns, &name))
-                        .or_else(|| {
-                            (def.plural == "namespaces").then(|| Arc::new(virtual_namespace(&name)))
-                        })
-                        .ok_or_else(|| ApiError::not_found(def, &name))?;
-                    Ok(render_one(def, &obj, form, q))
-                }
-                Method::PUT => {
-                    reject_dry_run(q)?;
-                    let value = parse_body(&body)?;
-                    let manager = field_manager(q, headers);
-                    let writer = Writer::Update { manager: &manager };
-                    let updated =
-                        shared.with(|s| s.api_update(def, &ns, &name, value, false, writer))?;
-                    Ok(json_response(StatusCode::OK, &updated))
-                }
-                Method::PATCH => patch(shared, def, &ns, &name, q, headers, &body, false),
-                Method::DELETE => {
-                    reject_dry_run(q)?;
-                    let options = if body.iter().all(u8::is_ascii_whitespace) {
-                        json!({})
-                    } else {
-                        parse_body(&body)?
-                    };
-                    let deleted = shared.with(|s| s.api_delete(def, &ns, &name, &options))?;
-                    Ok(json_response(StatusCode::OK, &deleted))
-                }
-                _ => Err(ApiError::method_not_allowed(format!(
-                    "{method} is not supported on a {}",
-                    def.singular
-                ))),
-            }
+        [name, "scale"] if !all_namespaces && res.def.plural == "deployments" => {
+            scale(req, res.object(name))
         }
-        [name, "status"] if !all_namespaces && def.status_subresource => {
-            let ns = ns.unwrap_or_default();
-            let name = (*name).to_string();
-            match *method {
-                Method::GET => {
-                    let obj = shared
-                        .read(|s| s.get(def, &ns, &name))
-                        .ok_or_else(|| ApiError::not_found(def, &name))?;
-                    Ok(json_response(StatusCode::OK, &obj))
-                }
-                Method::PUT => {
-                    reject_dry_run(q)?;
-                    let value = parse_body(&body)?;
-                    let manager = field_manager(q, headers);
-                    let writer = Writer::Update { manager: &manager };
-                    let updated =
-                        shared.with(|s| s.api_update(def, &ns, &name, value, true, writer))?;
-                    Ok(json_response(StatusCode::OK, &updated))
-                }
-                Method::PATCH => patch(shared, def, &ns, &name, q, headers, &body, true),
-                _ => Err(ApiError::method_not_allowed(format!(
-                    "{method} is not supported on {}/status",
-                    def.plural
-                ))),
-            }
-        }
-        [name, "scale"] if !all_namespaces && def.plural == "deployments" => {
-            let ns = ns.unwrap_or_default();
-            scale(shared, def, &ns, name, method, q, headers, &body)
-        }
-        [name, "log"] if !all_namespaces && def.plural == PODS.plural => {
-            if *method != Method::GET {
+        [name, "log"] if !all_namespaces && res.def.plural == PODS.plural => {
+            if *req.method != Method::GET {
                 return Err(ApiError::method_not_allowed(format!(
-                    "{method} is not supported on pods/log"
+                    "{} is not supported on pods/log",
+                    req.method
                 )));
             }
-            logs(shared, &ns.unwrap_or_default(), name, q)
+            logs(
+                req.shared,
+                res.ns.as_deref().unwrap_or_default(),
+                name,
+                req.params,
+            )
         }
         _ => Err(ApiError::no_route()),
     }
 }
 
+/// A collection: list or watch it, create in it, delete from it by selectors.
+fn collection(req: &ApiRequest<'_>, res: &Resources) -> ApiResult {
+    let (shared, method, q, def) = (req.shared, req.method, req.params, res.def);
+    let labels = LabelSelector::parse(q.get("labelSelector").unwrap_or(""))
+        .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?;
+    let fields = FieldSelector::parse(q.get("fieldSelector").unwrap_or(""))
+        .map_err(ApiError::bad_request)?;
+    let ns = res.ns.clone();
+    match *method {
+        Method::GET if res.watch_prefix || q.flag("watch") => {
+            watch(shared, def, ns, labels, fields, q, res.form)
+        }
+        Method::GET => list(shared, def, ns.as_deref(), &labels, &fields, q, res.form),
+        Method::POST if res.all_namespaces() => Err(ApiError::method_not_allowed(format!(
+            "create of {} needs a namespace in the path",
+            def.plural
+        ))),
+        Method::POST => {
+            reject_dry_run(q)?;
+            let value = parse_body(req.body)?;
+            let ns = ns.unwrap_or_default();
+            let manager = req.field_manager();
+            let writer = Writer::Update { manager: &manager };
+            let created = shared.with(|s, c| s.api_create(def, &ns, value, writer, c))?;
+            Ok(json_response(StatusCode::CREATED, &created))
+        }
+        Method::DELETE => {
+            reject_dry_run(q)?;
+            let (deleted, rv) = shared.with(|s, c| {
+                let deleted = s.api_delete_collection(def, ns.as_deref(), &labels, &fields, c);
+                (deleted, s.rv)
+            });
+            let items: Vec<Value> = deleted.iter().map(|o| (**o).clone()).collect();
+            Ok(json_response(
+                StatusCode::OK,
+                &list_doc(def, rv, items, None, None),
+            ))
+        }
+        _ => Err(ApiError::method_not_allowed(format!(
+            "{method} is not supported on a collection of {}",
+            def.plural
+        ))),
+    }
+}
+
+/// One object: watch, get, replace, patch or delete it.
+fn object(req: &ApiRequest<'_>, res: &Resources, name: &str) -> ApiResult {
+    let (shared, method, q, def) = (req.shared, req.method, req.params, res.def);
+    let at = res.object(name);
+    match *method {
+        Method::GET if res.watch_prefix => {
+            let labels = LabelSelector::default();
+            let fields = FieldSelector::default().with_name(name);
+            let ns = Some(at.ns.to_string()).filter(|_| def.namespaced);
+            watch(shared, def, ns, labels, fields, q, res.form)
+        }
+        Method::GET => {
+            let obj = shared
+                .read(|s| s.get(def, at.ns, name))
+                .or_else(|| (def.plural == "namespaces").then(|| Arc::new(virtual_namespace(name))))
+                .ok_or_else(|| ApiError::not_found(def, name))?;
+            Ok(render_one(def, &obj, res.form, q))
+        }
+        Method::PUT => {
+            reject_dry_run(q)?;
+            let value = parse_body(req.body)?;
+            let manager = req.field_manager();
+            let writer = Writer::Update { manager: &manager };
+            let updated = shared.with(|s, c| s.api_update(at, value, false, writer, c))?;
+            Ok(json_response(StatusCode::OK, &updated))
+        }
+        Method::PATCH => patch(req, at, false),
+        Method::DELETE => {
+            reject_dry_run(q)?;
+            let options = if req.body.iter().all(u8::is_ascii_whitespace) {
+                json!({})
+            } else {
+                parse_body(req.body)?
+            };
+            let deleted = shared.with(|s, c| s.api_delete(at, &options, c))?;
+            Ok(json_response(StatusCode::OK, &deleted))
+        }
+        _ => Err(ApiError::method_not_allowed(format!(
+            "{method} is not supported on a {}",
+            def.singular
+        ))),
+    }
+}
+
+/// The `status` subresource of one object: get, replace or patch it.
+fn status(req: &ApiRequest<'_>, res: &Resources, name: &str) -> ApiResult {
+    let (shared, method, q, def) = (req.shared, req.method, req.params, res.def);
+    let at = res.object(name);
+    match *method {
+        Method::GET => {
+            let obj = shared
+                .read(|s| s.get(def, at.ns, name))
+                .ok_or_else(|| ApiError::not_found(def, name))?;
+            Ok(json_response(StatusCode::OK, &obj))
+        }
+        Method::PUT => {
+            reject_dry_run(q)?;
+            let value = parse_body(req.body)?;
+            let manager = req.field_manager();
+            let writer = Writer::Update { manager: &manager };
+            let updated = shared.with(|s, c| s.api_update(at, value, true, writer, c))?;
+            Ok(json_response(StatusCode::OK, &updated))
+        }
+        Method::PATCH => patch(req, at, true),
+        _ => Err(ApiError::method_not_allowed(format!(
+            "{method} is not supported on {}/status",
+            def.plural
+        ))),
+    }
+}
+
 /// Who a write is by, for field ownership: the `fieldManager` parameter, else the client's
-/// User-Agent (see [`crate::managed_fields::manager_name`]).
+/// User-Agent (see [`crate::store::manager_name`]).
 fn field_manager(q: &Params, headers: &HeaderMap) -> String {
     let agent = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok());
-    crate::managed_fields::manager_name(q.get("fieldManager"), agent)
+    crate::store::manager_name(q.get("fieldManager"), agent)
 }
 
 fn reject_dry_run(q: &Params) -> Result<(), ApiError> {

@@ -19,12 +19,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::table::table;
 use super::{partial, ApiResult, Form, Params};
+use crate::cluster::Shared;
 use crate::json::str_at;
 use crate::resources::ResourceDef;
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::ApiError;
 use crate::store::{Change, ChangeType, Expired, Store};
-use crate::Shared;
 
 /// How often a watch that allows bookmarks gets one while nothing else happens.
 const BOOKMARK_INTERVAL: Duration = Duration::from_secs(5);
@@ -211,7 +211,7 @@ pub(super) fn watch(
         pending: VecDeque::new(),
         rx,
         cancel: shared.cancel.clone(),
-        deadline: crate::later(now, timeout),
+        deadline: crate::cluster::later(now, timeout),
         bookmarks,
         next_bookmark: now + BOOKMARK_INTERVAL,
         expired: false,

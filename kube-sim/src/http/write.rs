@@ -1,31 +1,21 @@
 //! Writes the router hands on with more to do than call a store verb: patches (merge, and
 //! server-side apply) and the `scale` subresource of Deployments.
 
-use std::sync::Arc;
-
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use serde_json::{json, Value};
 
-use super::{field_manager, json_response, parse_body, reject_dry_run, ApiResult, Params};
+use super::{json_response, parse_body, reject_dry_run, ApiRequest, ApiResult};
 use crate::json::str_at;
-use crate::managed_fields::Writer;
-use crate::resources::ResourceDef;
 use crate::status::ApiError;
-use crate::Shared;
+use crate::store::{ObjectRef, Patch, Writer};
 
-#[allow(clippy::too_many_arguments)]
-pub(super) fn patch(
-    shared: &Arc<Shared>,
-    def: &'static ResourceDef,
-    ns: &str,
-    name: &str,
-    q: &Params,
-    headers: &HeaderMap,
-    body: &[u8],
-    status_only: bool,
-) -> ApiResult {
+/// A PATCH of an object or its status: a JSON merge patch (strategic merge taken as one) or a
+/// server-side apply, by its content type.
+pub(super) fn patch(req: &ApiRequest<'_>, at: ObjectRef<'_>, status_only: bool) -> ApiResult {
+    let q = req.params;
     reject_dry_run(q)?;
-    let content_type = headers
+    let content_type = req
+        .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
@@ -47,10 +37,14 @@ pub(super) fn patch(
             )));
         }
     }
-    let value = parse_body(body)?;
-    let manager = field_manager(q, headers);
-    let (obj, created) =
-        shared.with(|s| s.api_patch(def, ns, name, value, apply, status_only, &manager))?;
+    let manager = req.field_manager();
+    let patch = Patch {
+        body: parse_body(req.body)?,
+        apply,
+        status_only,
+        manager: &manager,
+    };
+    let (obj, created) = req.shared.with(|s, c| s.api_patch(at, patch, c))?;
     let code = if created {
         StatusCode::CREATED
     } else {
@@ -90,48 +84,25 @@ fn scale_doc(dep: &Value) -> Value {
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-pub(super) fn scale(
-    shared: &Arc<Shared>,
-    def: &'static ResourceDef,
-    ns: &str,
-    name: &str,
-    method: &Method,
-    q: &Params,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> ApiResult {
-    let current = shared
+/// The `scale` subresource of a Deployment: its Scale view read, replaced or patched.
+pub(super) fn scale(req: &ApiRequest<'_>, at: ObjectRef<'_>) -> ApiResult {
+    let ObjectRef { def, ns, name } = at;
+    let current = req
+        .shared
         .read(|s| s.get(def, ns, name))
         .ok_or_else(|| ApiError::not_found(def, name))?;
-    let wanted = match *method {
+    let wanted = match *req.method {
         Method::GET => return Ok(json_response(StatusCode::OK, &scale_doc(&current))),
-        Method::PUT => parse_body(body)?,
-        Method::PATCH => {
-            let media = headers
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
-            let media = media.split(';').next().unwrap_or("").trim();
-            if !matches!(
-                media,
-                "application/merge-patch+json"
-                    | "application/strategic-merge-patch+json"
-                    | "application/apply-patch+yaml"
-            ) {
-                return Err(ApiError::unsupported_media_type(media));
-            }
-            let mut doc = scale_doc(&current);
-            crate::json::merge_patch(&mut doc, &parse_body(body)?);
-            doc
-        }
+        Method::PUT => parse_body(req.body)?,
+        Method::PATCH => patched_scale(req.headers, req.body, &current)?,
         _ => {
             return Err(ApiError::method_not_allowed(format!(
-                "{method} is not supported on deployments/scale"
+                "{} is not supported on deployments/scale",
+                req.method
             )))
         }
     };
-    reject_dry_run(q)?;
+    reject_dry_run(req.params)?;
     let replicas = wanted
         .pointer("/spec/replicas")
         .and_then(Value::as_i64)
@@ -150,8 +121,31 @@ pub(super) fn scale(
     crate::json::obj_mut(&mut update, "spec").insert("replicas".into(), json!(replicas));
     let rv = str_at(&wanted, "/metadata/resourceVersion");
     crate::json::obj_mut(&mut update, "metadata").insert("resourceVersion".into(), json!(rv));
-    let manager = field_manager(q, headers);
+    let manager = req.field_manager();
     let writer = Writer::Update { manager: &manager };
-    let updated = shared.with(|s| s.api_update(def, ns, name, update, false, writer))?;
+    let updated = req
+        .shared
+        .with(|s, c| s.api_update(at, update, false, writer, c))?;
     Ok(json_response(StatusCode::OK, &scale_doc(&updated)))
+}
+
+/// The Scale view of `current` with a PATCH's body merged in (any patch type is taken as a
+/// merge patch: a Scale has no lists to merge by key).
+fn patched_scale(headers: &HeaderMap, body: &[u8], current: &Value) -> Result<Value, ApiError> {
+    let media = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let media = media.split(';').next().unwrap_or("").trim();
+    if !matches!(
+        media,
+        "application/merge-patch+json"
+            | "application/strategic-merge-patch+json"
+            | "application/apply-patch+yaml"
+    ) {
+        return Err(ApiError::unsupported_media_type(media));
+    }
+    let mut doc = scale_doc(current);
+    crate::json::merge_patch(&mut doc, &parse_body(body)?);
+    Ok(doc)
 }

@@ -2,10 +2,10 @@
 
 use serde_json::{json, Map, Value};
 
+use super::strategy::default_strategy;
 use super::{meta_mut, Store};
 use crate::json::{obj_mut, str_at};
 use crate::resources::ResourceDef;
-use crate::rollout::default_strategy;
 
 impl Store {
     /// Fills in what the API server defaults for `def` (given the stored `old` on an update,
@@ -28,7 +28,7 @@ impl Store {
                 }
             }
             "pods" => pod_spec_defaults(obj_mut(obj, "spec")),
-            "secrets" => crate::secrets::defaults(obj),
+            "secrets" => super::secrets::defaults(obj),
             "services" => {
                 let old_ip = old.and_then(|o| o.pointer("/spec/clusterIP")).cloned();
                 let spec = obj_mut(obj, "spec");

@@ -1,32 +1,32 @@
 //! The object store: every object as JSON, one global resourceVersion counter, a bounded
 //! history of recent changes per type for watches ([`history`]), and the generic API verbs
-//! ([`verbs`]) with the defaulting ([`defaults`]) and validation ([`validate`]) real
-//! Kubernetes applies.
+//! ([`verbs`]) with the defaulting ([`defaults`]), validation ([`validate`]) and field
+//! ownership ([`managed_fields`]) real Kubernetes applies, including what it does for
+//! particular kinds: Secrets' encoding ([`secrets`]) and Deployment strategies ([`strategy`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
 
-use crate::controller::{Action, Rollout};
-use crate::echo::EchoOp;
-use crate::ingress::routes::IngressRoutes;
 use crate::json::{obj_mut, str_at};
-use crate::kubelet::{PodLogs, StartedContainers};
-use crate::resources::{ResourceDef, DEPLOYMENTS, INGRESSES, NAMESPACES, PODS};
+use crate::resources::{ResourceDef, DEPLOYMENTS, NAMESPACES, PODS};
 use crate::selector::{FieldSelector, LabelSelector};
-use crate::SimConfig;
 
 mod defaults;
 mod history;
 mod index;
+mod managed_fields;
+pub(crate) mod secrets;
+pub(crate) mod strategy;
 mod validate;
 mod verbs;
 
 pub(crate) use history::{Expired, History};
 use index::{Key, Objects};
+pub(crate) use managed_fields::{manager_name, Writer};
+pub(crate) use verbs::Patch;
 
 /// What happened to an object, as a watch event type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,34 +58,43 @@ pub(crate) struct Change {
     pub old: Option<Arc<Value>>,
 }
 
-/// How long the echo app of a deleted Deployment keeps answering before it stops.
-pub(crate) const ECHO_DRAIN: Duration = Duration::from_millis(500);
+/// Whoever acts on the store's writes: the controllers. The store tells it of a new object
+/// before storing it and of every change once committed, and never acts itself, so that the
+/// API machinery knows nothing of the kubelet or the deployment controller.
+pub(crate) trait Observer {
+    /// A new object of `def` (server fields set, defaulted and validated) is about to be
+    /// stored: the last moment to fill in what the node sets on admission.
+    fn admit(&mut self, _def: &ResourceDef, _obj: &mut Value) {}
 
-/// All state of one simulated cluster.
+    /// `change` has just been committed. The observer may write to `store` in turn; it is
+    /// told of those writes too, at once, so every reaction keeps the order of the writes.
+    fn changed(&mut self, _store: &mut Store, _change: &Change) {}
+}
+
+/// Nobody acting on the writes (the namespaces a new store starts with, unit tests).
+impl Observer for () {}
+
+/// One object of one type, as a request names it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ObjectRef<'a> {
+    /// Its type.
+    pub def: &'static ResourceDef,
+    /// Its namespace (ignored for a cluster-scoped type).
+    pub ns: &'a str,
+    /// Its name.
+    pub name: &'a str,
+}
+
+/// The API machinery's state of one simulated cluster: the objects and their history.
 pub(crate) struct Store {
-    pub config: SimConfig,
+    /// The resourceVersion of the last change.
     pub rv: u64,
     /// The objects of each resource type (by plural), indexed.
     objects: HashMap<&'static str, Objects>,
     /// Recent changes, for watches to resume from.
     pub history: History,
-    pub logs: HashMap<String, PodLogs>,
-    /// The containers the kubelet started, by pod uid (what their processes were given).
-    pub started: HashMap<String, StartedContainers>,
-    pub log_version: u64,
-    pub rollouts: HashMap<String, Rollout>,
-    /// Timed actions to hand to the scheduler once the lock is released.
-    pub pending: Vec<(Duration, Action)>,
-    /// Echo apps to start or stop once the lock is released.
-    pub echo_ops: Vec<EchoOp>,
-    next_pod_ip: u32,
+    /// The next Service cluster IP to hand out.
     next_cluster_ip: u32,
-    pub event_seq: u64,
-    /// Every Ingress rule by host, kept current on every Ingress change, for the ingress
-    /// controller to route a request without scanning the Ingresses.
-    pub ingress_routes: IngressRoutes,
-    /// The address the ingress controller serves on, when it runs (for Ingress statuses).
-    pub ingress_address: Option<String>,
 }
 
 /// An RFC 3339 timestamp with seconds precision, as Kubernetes `Time` is written.
@@ -119,34 +128,21 @@ fn in_scope(obj: &Value, ns: Option<&str>) -> bool {
 }
 
 impl Store {
-    pub fn new(config: SimConfig) -> Self {
+    /// A store with the namespaces every cluster has, keeping `watch_history` changes per type.
+    pub fn new(watch_history: usize) -> Self {
         let mut store = Store {
-            history: History::new(config.watch_history),
-            config,
+            history: History::new(watch_history),
             rv: 0,
             objects: HashMap::new(),
-            logs: HashMap::new(),
-            started: HashMap::new(),
-            log_version: 0,
-            rollouts: HashMap::new(),
-            pending: Vec::new(),
-            echo_ops: Vec::new(),
-            next_pod_ip: 2,
             next_cluster_ip: 1,
-            event_seq: 0,
-            ingress_routes: IngressRoutes::default(),
-            ingress_address: None,
         };
         for ns in ["default", "kube-system", "kube-public"] {
-            store.ensure_namespace(ns);
+            store.ensure_namespace(ns, &mut ());
         }
         store
     }
 
-    pub fn schedule(&mut self, delay: Duration, action: Action) {
-        self.pending.push((delay, action));
-    }
-
+    /// The object `def`/`ns`/`name`, if it exists (`ns` is ignored for cluster-scoped types).
     pub fn get(&self, def: &ResourceDef, ns: &str, name: &str) -> Option<Arc<Value>> {
         let ns = if def.namespaced { ns } else { "" };
         self.objects
@@ -178,12 +174,14 @@ impl Store {
             .unwrap_or_default()
     }
 
-    /// Records a change: stamps a fresh resourceVersion, updates the map, appends to history.
+    /// Records a change: stamps a fresh resourceVersion, updates the map, appends to history,
+    /// then tells `observer`.
     fn commit(
         &mut self,
         def: &'static ResourceDef,
         mut obj: Value,
         kind: ChangeType,
+        observer: &mut dyn Observer,
     ) -> Arc<Value> {
         self.rv += 1;
         let rv = self.rv;
@@ -191,16 +189,12 @@ impl Store {
         let (ns, name) = object_key(&obj);
         let key = key_of(def, &ns, &name);
         let obj = Arc::new(obj);
-        if def.plural == INGRESSES.plural {
-            let current = (kind != ChangeType::Deleted).then_some(&*obj);
-            self.ingress_routes.update(key.clone(), current);
-        }
         let map = self.objects.entry(def.plural).or_default();
         let old = match kind {
             ChangeType::Deleted => map.remove(&key),
             _ => map.insert(key, obj.clone()),
         };
-        self.history.record(Change {
+        let change = Change {
             rv,
             def,
             kind,
@@ -210,17 +204,25 @@ impl Store {
             } else {
                 None
             },
-        });
+        };
+        self.history.record(change.clone());
+        observer.changed(self, &change);
         obj
     }
 
-    /// Stores a changed version of an existing object (no validation, no generation logic).
-    pub fn put(&mut self, def: &'static ResourceDef, obj: Value) -> Arc<Value> {
-        self.commit(def, obj, ChangeType::Modified)
+    /// Stores a changed version of an existing object (no validation, no generation logic):
+    /// how the controllers write status.
+    pub fn put(
+        &mut self,
+        def: &'static ResourceDef,
+        obj: Value,
+        observer: &mut dyn Observer,
+    ) -> Arc<Value> {
+        self.commit(def, obj, ChangeType::Modified, observer)
     }
 
     /// Creates the Namespace object the first time a namespace is used.
-    pub fn ensure_namespace(&mut self, ns: &str) {
+    pub fn ensure_namespace(&mut self, ns: &str, observer: &mut dyn Observer) {
         if ns.is_empty() || self.get(&NAMESPACES, "", ns).is_some() {
             return;
         }
@@ -236,11 +238,17 @@ impl Store {
             "spec": { "finalizers": ["kubernetes"] },
             "status": { "phase": "Active" },
         });
-        self.commit(&NAMESPACES, obj, ChangeType::Added);
+        self.commit(&NAMESPACES, obj, ChangeType::Added, observer);
     }
 
-    /// Stores a new object (server fields filled in) and runs the controllers' reactions.
-    pub fn insert_new(&mut self, def: &'static ResourceDef, mut obj: Value) -> Arc<Value> {
+    /// Stores a new object (server fields filled in; no validation): how the API creates
+    /// objects once they are valid, and how the controllers create pods and events.
+    pub fn insert_new(
+        &mut self,
+        def: &'static ResourceDef,
+        mut obj: Value,
+        observer: &mut dyn Observer,
+    ) -> Arc<Value> {
         if let Some(map) = obj.as_object_mut() {
             map.insert("apiVersion".into(), json!(def.api_version()));
             map.insert("kind".into(), json!(def.kind));
@@ -251,50 +259,29 @@ impl Store {
         meta.insert("generation".into(), json!(1));
         let ns = str_at(&obj, "/metadata/namespace").to_string();
         if def.namespaced {
-            self.ensure_namespace(&ns);
+            self.ensure_namespace(&ns, observer);
         }
-        if def.plural == PODS.plural {
-            self.kubelet_admit(&mut obj);
-        }
-        let stored = self.commit(def, obj, ChangeType::Added);
-        self.after_create(def, &stored);
-        stored
+        observer.admit(def, &mut obj);
+        self.commit(def, obj, ChangeType::Added, observer)
     }
 
-    fn after_create(&mut self, def: &'static ResourceDef, obj: &Arc<Value>) {
-        let (ns, name) = object_key(obj);
-        if def.plural == DEPLOYMENTS.plural {
-            self.schedule(Duration::ZERO, Action::Reconcile { ns, name });
-        } else if def.plural == PODS.plural {
-            self.kubelet_started(obj);
-        } else if def.plural == INGRESSES.plural && self.ingress_address.is_some() {
-            self.schedule(Duration::ZERO, Action::IngressStatus { ns, name });
-        }
-    }
-
-    /// Removes an object (DELETED event) and cascades as the garbage collector would.
+    /// Removes an object (DELETED event) and cascades as the garbage collector would: a
+    /// Deployment's pods, a Namespace's objects.
     pub fn remove(
         &mut self,
         def: &'static ResourceDef,
         ns: &str,
         name: &str,
         cascade: bool,
+        observer: &mut dyn Observer,
     ) -> Option<Arc<Value>> {
         let old = self.get(def, ns, name)?;
-        let deleted = self.commit(def, (*old).clone(), ChangeType::Deleted);
+        let deleted = self.commit(def, (*old).clone(), ChangeType::Deleted, observer);
         let uid = str_at(&deleted, "/metadata/uid").to_string();
-        if def.plural == PODS.plural {
-            self.kubelet_stopped(&deleted);
-        } else if def.plural == DEPLOYMENTS.plural {
-            self.rollouts.remove(&uid);
-            // Its app drains first, as a terminating pod's container finishes what it was
-            // sent: a request routed just before the delete is still answered.
-            self.schedule(ECHO_DRAIN, Action::StopEcho { uid: uid.clone() });
-            if cascade {
-                for pod in self.owned_pods(ns, &uid) {
-                    let (pns, pname) = object_key(&pod);
-                    self.remove(&PODS, &pns, &pname, true);
-                }
+        if def.plural == DEPLOYMENTS.plural && cascade {
+            for pod in self.owned_pods(ns, &uid) {
+                let (pns, pname) = object_key(&pod);
+                self.remove(&PODS, &pns, &pname, true, observer);
             }
         } else if def.plural == NAMESPACES.plural && cascade {
             // Deployments first, so their pods go with them rather than being recreated.
@@ -306,7 +293,7 @@ impl Store {
             ) {
                 for obj in self.list(d, Some(name)) {
                     let (ons, oname) = object_key(&obj);
-                    self.remove(d, &ons, &oname, true);
+                    self.remove(d, &ons, &oname, true, observer);
                 }
             }
         }
@@ -334,12 +321,7 @@ impl Store {
             .collect()
     }
 
-    pub fn allocate_pod_ip(&mut self) -> String {
-        let n = self.next_pod_ip;
-        self.next_pod_ip = self.next_pod_ip.wrapping_add(1);
-        format!("10.244.{}.{}", (n / 250) % 256, n % 250 + 2)
-    }
-
+    /// The next free Service cluster IP.
     fn allocate_cluster_ip(&mut self) -> String {
         let n = self.next_cluster_ip;
         self.next_cluster_ip = self.next_cluster_ip.wrapping_add(1);

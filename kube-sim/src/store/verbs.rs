@@ -2,18 +2,29 @@
 //! server runs them: type checks, server-set fields, defaulting, validation, field ownership.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use super::managed_fields::Writer;
 use super::validate::validate;
-use super::{in_scope, meta_mut, object_key, Store};
-use crate::controller::Action;
+use super::{in_scope, meta_mut, object_key, ObjectRef, Observer, Store};
 use crate::json::{random_suffix, str_at};
-use crate::managed_fields::Writer;
-use crate::resources::{ResourceDef, DEPLOYMENTS, INGRESSES, SECRETS};
+use crate::resources::{ResourceDef, SECRETS};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::ApiError;
+
+/// A PATCH as the router read it.
+#[derive(Debug)]
+pub(crate) struct Patch<'a> {
+    /// The patch document: a JSON merge patch, or the applied configuration.
+    pub body: Value,
+    /// Whether it is a server-side apply (else a merge patch).
+    pub apply: bool,
+    /// Whether it goes to the `status` subresource.
+    pub status_only: bool,
+    /// The field manager it is by.
+    pub manager: &'a str,
+}
 
 impl Store {
     /// POST on a collection (or an apply that creates), by `writer`.
@@ -23,6 +34,7 @@ impl Store {
         ns: &str,
         body: Value,
         writer: Writer<'_>,
+        observer: &mut dyn Observer,
     ) -> Result<Arc<Value>, ApiError> {
         let mut obj = normalize(def, ns, body)?;
         let meta = meta_mut(&mut obj);
@@ -76,21 +88,21 @@ impl Store {
         }
         self.apply_defaults(def, &mut obj, None);
         validate(def, &obj, None)?;
-        crate::managed_fields::record(def, None, &mut obj, writer);
-        Ok(self.insert_new(def, obj))
+        super::managed_fields::record(def, None, &mut obj, writer);
+        Ok(self.insert_new(def, obj, observer))
     }
 
     /// PUT on an object (or its status), and the common end of every patch, by `writer` (whom
     /// a status write does not make an owner of anything).
     pub fn api_update(
         &mut self,
-        def: &'static ResourceDef,
-        ns: &str,
-        name: &str,
+        at: ObjectRef<'_>,
         body: Value,
         status_only: bool,
         writer: Writer<'_>,
+        observer: &mut dyn Observer,
     ) -> Result<Arc<Value>, ApiError> {
+        let ObjectRef { def, ns, name } = at;
         let old = self
             .get(def, ns, name)
             .ok_or_else(|| ApiError::not_found(def, name))?;
@@ -161,42 +173,29 @@ impl Store {
                 .unwrap_or(Value::Null),
         );
         if !status_only {
-            crate::managed_fields::record(def, Some(&old), &mut new, writer);
+            super::managed_fields::record(def, Some(&old), &mut new, writer);
         }
         if new == *old {
             return Ok(old);
         }
-        let spec_changed = new.get("spec") != old.get("spec");
-        let stored = self.put(def, new);
-        if def.plural == DEPLOYMENTS.plural && spec_changed {
-            self.schedule(
-                Duration::ZERO,
-                Action::Reconcile {
-                    ns: ns.to_string(),
-                    name: name.to_string(),
-                },
-            );
-        }
-        if def.plural == INGRESSES.plural && spec_changed && self.ingress_address.is_some() {
-            let (ns, name) = (ns.to_string(), name.to_string());
-            self.schedule(Duration::ZERO, Action::IngressStatus { ns, name });
-        }
-        Ok(stored)
+        Ok(self.put(def, new, observer))
     }
 
-    /// PATCH by `manager`: merge patch (and strategic merge treated as merge) or server-side
-    /// apply.
-    #[allow(clippy::too_many_arguments)]
+    /// PATCH by its manager: merge patch (and strategic merge treated as merge) or
+    /// server-side apply; whether it created the object.
     pub fn api_patch(
         &mut self,
-        def: &'static ResourceDef,
-        ns: &str,
-        name: &str,
-        patch: Value,
-        apply: bool,
-        status_only: bool,
-        manager: &str,
+        at: ObjectRef<'_>,
+        patch: Patch<'_>,
+        observer: &mut dyn Observer,
     ) -> Result<(Arc<Value>, bool), ApiError> {
+        let ObjectRef { def, ns, name } = at;
+        let Patch {
+            body: patch,
+            apply,
+            status_only,
+            manager,
+        } = patch;
         if !patch.is_object() {
             return Err(ApiError::bad_request(
                 "the patch body must be a JSON object",
@@ -220,7 +219,9 @@ impl Store {
                     )));
                 }
                 meta_mut(&mut body).insert("name".into(), json!(name));
-                return self.api_create(def, ns, body, writer).map(|o| (o, true));
+                return self
+                    .api_create(def, ns, body, writer, observer)
+                    .map(|o| (o, true));
             }
             return Err(ApiError::not_found(def, name));
         };
@@ -235,20 +236,20 @@ impl Store {
         let mut merged = (*old).clone();
         crate::json::apply_merge(&mut merged, &patch);
         if apply && !status_only {
-            crate::managed_fields::prune(def, &old, &mut merged, &patch, manager);
+            super::managed_fields::prune(def, &old, &mut merged, &patch, manager);
         }
-        self.api_update(def, ns, name, merged, status_only, writer)
+        self.api_update(at, merged, status_only, writer, observer)
             .map(|o| (o, false))
     }
 
     /// DELETE on an object.
     pub fn api_delete(
         &mut self,
-        def: &'static ResourceDef,
-        ns: &str,
-        name: &str,
+        at: ObjectRef<'_>,
         options: &Value,
+        observer: &mut dyn Observer,
     ) -> Result<Arc<Value>, ApiError> {
+        let ObjectRef { def, ns, name } = at;
         let old = self
             .get(def, ns, name)
             .ok_or_else(|| ApiError::not_found(def, name))?;
@@ -265,7 +266,7 @@ impl Store {
         }
         let cascade = str_at(options, "/propagationPolicy") != "Orphan"
             && options.get("orphanDependents") != Some(&json!(true));
-        self.remove(def, ns, name, cascade)
+        self.remove(def, ns, name, cascade, observer)
             .ok_or_else(|| ApiError::not_found(def, name))
     }
 
@@ -276,6 +277,7 @@ impl Store {
         ns: Option<&str>,
         labels: &LabelSelector,
         fields: &FieldSelector,
+        observer: &mut dyn Observer,
     ) -> Vec<Arc<Value>> {
         let victims: Vec<Arc<Value>> = self
             .select(def, ns, labels, fields)
@@ -286,7 +288,7 @@ impl Store {
             .into_iter()
             .filter_map(|o| {
                 let (ons, oname) = object_key(&o);
-                self.remove(def, &ons, &oname, true)
+                self.remove(def, &ons, &oname, true, observer)
             })
             .collect()
     }
@@ -332,7 +334,7 @@ fn normalize(def: &ResourceDef, ns: &str, body: Value) -> Result<Value, ApiError
         meta.remove("namespace");
     }
     if def.plural == SECRETS.plural {
-        crate::secrets::decode_request(&mut obj)?;
+        super::secrets::decode_request(&mut obj)?;
     }
     Ok(obj)
 }

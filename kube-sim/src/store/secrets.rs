@@ -1,6 +1,6 @@
 //! Core v1 Secrets as the API server stores them: `stringData` folded into base64 `data` when
 //! the request is decoded, `type` defaulted to `Opaque`, keys and per-type required keys
-//! validated, and the `kubectl get secrets` table row.
+//! validated (the `kubectl get secrets` table row is `http::table`'s).
 //!
 //! Secret values are never logged: the functions here report keys and lengths, not values.
 
@@ -310,27 +310,6 @@ pub(crate) fn validate(obj: &Value, old: Option<&Value>, causes: &mut Vec<(Strin
             ));
         }
     }
-}
-
-/// The `kubectl get secrets` columns (NAME, TYPE, DATA, AGE) and one Secret's cells.
-pub(crate) fn table_row(
-    obj: &Value,
-    name: Value,
-    age: Value,
-) -> (Vec<(&'static str, &'static str)>, Vec<Value>) {
-    let count = obj
-        .get("data")
-        .and_then(Value::as_object)
-        .map_or(0, Map::len);
-    (
-        vec![
-            ("Name", "string"),
-            ("Type", "string"),
-            ("Data", "string"),
-            ("Age", "string"),
-        ],
-        vec![name, json!(str_at(obj, "/type")), json!(count), age],
-    )
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The ingress controller's routing table: every Ingress rule of every namespace, indexed by
-//! host, so routing a request looks only at the rules of its host. The store keeps it current
-//! (`IngressRoutes::update` on every Ingress change); the listener asks it where a request
-//! goes.
+//! host, so routing a request looks only at the rules of its host. The controllers keep it
+//! current (`IngressRoutes::update` on every Ingress change the store reports); the listener
+//! asks them where a request goes.
 //!
 //! Matching follows the Ingress API and ingress-nginx: an exact host wins over a wildcard
 //! (`*.example.com` matches one label, not `example.com` or `a.b.example.com`), which wins

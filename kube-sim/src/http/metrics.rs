@@ -7,19 +7,17 @@
 use axum::http::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::controller::{pod_ready, NODE_NAME};
-use crate::http::{json_response, ApiResult, Params};
+use super::{json_response, ApiResult, Params};
+use crate::cluster::Shared;
+use crate::controllers::{pod_ready, NODE_NAME};
 use crate::json::str_at;
 use crate::resources::PODS;
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::ApiError;
 use crate::store::now_time;
-use crate::Shared;
 
-/// The API group metrics-server registers.
-pub(crate) const GROUP: &str = "metrics.k8s.io";
-/// Its one version.
-pub(crate) const VERSION: &str = "v1beta1";
+pub(crate) use crate::resources::{METRICS_GROUP as GROUP, METRICS_VERSION as VERSION};
+
 const API_VERSION: &str = "metrics.k8s.io/v1beta1";
 /// The window metrics-server reports usage over.
 const WINDOW: &str = "30s";

@@ -1,23 +1,14 @@
-//! `networking.k8s.io/v1` Ingresses: validated as the API server validates them (hosts, paths,
-//! path types, backends, TLS), rendered for `kubectl get ingress`, and served by the
-//! simulator's ingress controller ([`listener`]) through a host index ([`routes`]) kept up to
-//! date by the store as Ingresses change.
-
-pub(crate) mod listener;
-pub(crate) mod routes;
+//! `networking.k8s.io/v1` Ingresses, validated as the API server validates them: hosts, paths,
+//! path types, backends, TLS hosts and secret names, the class name.
 
 use std::net::IpAddr;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::json::{check_dns1035_label, check_dns1123_subdomain, str_at};
 
 /// The path types an Ingress path may have.
 const PATH_TYPES: [&str; 3] = ["Exact", "ImplementationSpecific", "Prefix"];
-/// Longest `ADDRESS` cell before kubectl shortens it (`loadBalancerWidth`).
-const ADDRESS_WIDTH: usize = 16;
-/// Most hosts the `HOSTS` cell lists before "+ N more...".
-const MAX_HOSTS_SHOWN: usize = 3;
 
 /// The causes of a refused object: `(field, message)` pairs.
 type Causes = Vec<(String, String)>;
@@ -259,82 +250,10 @@ pub(crate) fn validate(obj: &Value, causes: &mut Causes) {
     }
 }
 
-/// The `kubectl get ingress` columns (NAME, CLASS, HOSTS, ADDRESS, PORTS, AGE) and one
-/// Ingress's cells, as kubectl's `printIngress` writes them.
-pub(crate) fn table_row(
-    obj: &Value,
-    name: Value,
-    age: Value,
-) -> (Vec<(&'static str, &'static str)>, Vec<Value>) {
-    let class = obj
-        .pointer("/spec/ingressClassName")
-        .and_then(Value::as_str)
-        .unwrap_or("<none>");
-    let rules = obj
-        .pointer("/spec/rules")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default();
-    // kubectl's `formatHosts`, quirks included: "+ N more..." counts rules, not hosts.
-    let mut hosts: Vec<&str> = Vec::new();
-    let mut more = false;
-    for rule in rules {
-        more = more || hosts.len() == MAX_HOSTS_SHOWN;
-        let host = str_at(rule, "/host");
-        if !more && !host.is_empty() {
-            hosts.push(host);
-        }
-    }
-    let mut hosts_cell = if hosts.is_empty() {
-        "*".to_string()
-    } else {
-        hosts.join(",")
-    };
-    if more {
-        hosts_cell.push_str(&format!(" + {} more...", rules.len() - MAX_HOSTS_SHOWN));
-    }
-    let balancers = obj
-        .pointer("/status/loadBalancer/ingress")
-        .and_then(Value::as_array);
-    let addresses: Vec<&str> = balancers
-        .into_iter()
-        .flatten()
-        .flat_map(|b| [str_at(b, "/ip"), str_at(b, "/hostname")])
-        .filter(|a| !a.is_empty())
-        .collect();
-    let mut address = addresses.join(",");
-    if address.len() > ADDRESS_WIDTH {
-        address.truncate(ADDRESS_WIDTH - 3);
-        address.push_str("...");
-    }
-    let has_tls = obj
-        .pointer("/spec/tls")
-        .and_then(Value::as_array)
-        .is_some_and(|t| !t.is_empty());
-    let ports = if has_tls { "80, 443" } else { "80" };
-    (
-        vec![
-            ("Name", "string"),
-            ("Class", "string"),
-            ("Hosts", "string"),
-            ("Address", "string"),
-            ("Ports", "string"),
-            ("Age", "string"),
-        ],
-        vec![
-            name,
-            json!(class),
-            json!(hosts_cell),
-            json!(address),
-            json!(ports),
-            age,
-        ],
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn ingress(rules: Value) -> Value {
         json!({ "spec": { "rules": rules } })
@@ -437,34 +356,5 @@ mod tests {
             let fields: Vec<&str> = causes.iter().map(|(f, _)| f.as_str()).collect();
             assert_eq!(fields, want, "{what}: {causes:?}");
         }
-    }
-
-    #[test]
-    fn the_table_row_is_kubectls() {
-        let obj = json!({
-            "spec": {
-                "ingressClassName": "nginx",
-                "rules": [{ "host": "a.localhost" }, { "host": "b.localhost" }, {}, { "host": "d.localhost" }, { "host": "e.localhost" }],
-                "tls": [{ "hosts": ["a.localhost"] }],
-            },
-            "status": { "loadBalancer": { "ingress": [{ "ip": "127.0.0.1" }] } },
-        });
-        let (_, cells) = table_row(&obj, json!("web"), json!("1s"));
-        assert_eq!(
-            cells,
-            [
-                json!("web"),
-                json!("nginx"),
-                json!("a.localhost,b.localhost,d.localhost + 2 more..."),
-                json!("127.0.0.1"),
-                json!("80, 443"),
-                json!("1s")
-            ]
-        );
-        let (_, cells) = table_row(&json!({ "spec": {} }), json!("x"), json!("1s"));
-        assert_eq!(
-            cells[1..5],
-            [json!("<none>"), json!("*"), json!(""), json!("80")]
-        );
     }
 }

@@ -1,13 +1,19 @@
-//! The validation the API server does before it stores an object (422 Invalid with causes).
+//! The validation the API server does before it stores an object (422 Invalid with causes):
+//! names, labels and annotations of every object, and each kind's spec (containers and
+//! their environment ([`env`](mod@env)), Deployment strategies, Secrets, Ingresses
+//! ([`ingress`]), Services).
+
+mod env;
+mod ingress;
 
 use serde_json::{json, Value};
 
+use super::strategy::validate_strategy;
 use crate::json::{
     check_dns1035_label, check_dns1123_label, check_dns1123_subdomain, check_label_value,
     check_qualified_name, str_at, string_map,
 };
 use crate::resources::ResourceDef;
-use crate::rollout::validate_strategy;
 use crate::status::ApiError;
 
 /// The simulator's own cap on a deployment's replicas (a real cluster takes any int32).
@@ -42,8 +48,8 @@ pub(super) fn validate(
     match def.plural {
         "deployments" => validate_deployment(obj, old, &mut causes),
         "pods" => validate_pod_spec(obj.get("spec"), "spec", &mut causes),
-        "secrets" => crate::secrets::validate(obj, old, &mut causes),
-        "ingresses" => crate::ingress::validate(obj, &mut causes),
+        "secrets" => super::secrets::validate(obj, old, &mut causes),
+        "ingresses" => ingress::validate(obj, &mut causes),
         "services" => {
             if let Some(ports) = obj.pointer("/spec/ports").and_then(Value::as_array) {
                 for (i, p) in ports.iter().enumerate() {
@@ -137,7 +143,7 @@ fn validate_pod_spec(spec: Option<&Value>, field: &str, causes: &mut Vec<(String
                 "Required value".into(),
             ));
         }
-        crate::pod_env::validate(c, &format!("{field}.containers[{i}]"), causes);
+        env::validate(c, &format!("{field}.containers[{i}]"), causes);
         if let Some(ports) = c.get("ports").and_then(Value::as_array) {
             for (j, p) in ports.iter().enumerate() {
                 let port = p.get("containerPort").and_then(Value::as_i64).unwrap_or(0);

@@ -1,14 +1,15 @@
-//! The simulator's ingress controller, played as ingress-nginx plays it, on a real port
-//! ([`crate::SimConfig::ingress_listen`]): each request is routed by its `Host` and path over
-//! the Ingresses of every namespace ([`super::routes`]) to a Ready pod of the backend Service,
-//! and forwarded to that pod's app exactly as the services proxy forwards
-//! ([`crate::proxy::send`]): any method, bodies streamed both ways, hop-by-hop headers dropped.
+//! The simulator's ingress controller's listener, played as ingress-nginx plays it, on a real
+//! port ([`crate::SimConfig::ingress_listen`]): each request is routed by its `Host` and path
+//! over the Ingresses of every namespace (the controllers' routing table,
+//! `controllers::ingress::routes`) to a Ready pod of the backend Service, and forwarded to
+//! that pod's app exactly as the services proxy forwards ([`crate::http::proxy::send`]): any
+//! method, bodies streamed both ways, hop-by-hop headers dropped.
 //! The original `Host` is kept and ingress-nginx's `X-Forwarded-*`, `X-Real-IP` and
 //! `X-Request-ID` headers are added. No rule: 404 `404 page not found`; no Service or no
 //! Ready pod: 503; an app that cannot be reached: 502. Plain HTTP only.
 //!
 //! As a controller it also writes the address it serves on into the `status.loadBalancer` of
-//! every Ingress that is created or changed while it runs.
+//! every Ingress that is created or changed while it runs (`controllers::ingress`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,15 +18,11 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use serde_json::json;
 use tokio::net::TcpListener;
 
-use super::routes::{host_of, Backend};
-use crate::json::obj_mut;
-use crate::proxy::{end_to_end, send, service_endpoint, SendError};
-use crate::resources::INGRESSES;
-use crate::store::Store;
-use crate::Shared;
+use crate::cluster::Shared;
+use crate::controllers::{host_of, Backend};
+use crate::http::proxy::{end_to_end, send, service_endpoint, SendError};
 
 /// The body of ingress-nginx's default backend, for a request no Ingress rule matches.
 const NOT_FOUND: &str = "404 page not found";
@@ -70,7 +67,7 @@ async fn handle(
         .unwrap_or_default();
     let host = host_of(&host_header);
     let path = req.uri().path().to_string();
-    let backend = state.shared.read(|s| s.ingress_routes.route(&host, &path));
+    let backend = state.shared.read_all(|_, c| c.route(&host, &path));
     let response = match backend {
         None => (
             StatusCode::NOT_FOUND,
@@ -169,24 +166,4 @@ fn nginx_error(code: StatusCode) -> Response {
         "<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{title}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
     );
     (code, [(header::CONTENT_TYPE, "text/html")], page).into_response()
-}
-
-impl Store {
-    /// The controller's status sync: an Ingress served here shows the listener's address in
-    /// `status.loadBalancer` (written only when it differs, so a sync is idempotent).
-    pub(crate) fn sync_ingress_status(&mut self, ns: &str, name: &str) {
-        let Some(address) = self.ingress_address.clone() else {
-            return;
-        };
-        let Some(ingress) = self.get(&INGRESSES, ns, name) else {
-            return;
-        };
-        let wanted = json!({ "ingress": [{ "ip": address }] });
-        if ingress.pointer("/status/loadBalancer") == Some(&wanted) {
-            return;
-        }
-        let mut updated = (*ingress).clone();
-        obj_mut(&mut updated, "status").insert("loadBalancer".into(), wanted);
-        self.put(&INGRESSES, updated);
-    }
 }

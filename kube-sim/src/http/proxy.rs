@@ -3,7 +3,7 @@
 //!
 //! `/api/v1/namespaces/{ns}/services/{id}/proxy[/{path}]` and the same under `pods/`, where
 //! `id` is `name`, `name:port` or `scheme:name:port`. Bodies are streamed both ways, never
-//! buffered. The ingress controller ([`crate::ingress::listener`]) picks its endpoints and
+//! buffered. The ingress controller ([`crate::ingress_listener`]) picks its endpoints and
 //! forwards with the same functions ([`service_endpoint`], [`send`]).
 
 use std::sync::Arc;
@@ -15,13 +15,13 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
-use crate::controller::{owner_deployment_ref, pod_ready};
+use crate::cluster::Shared;
+use crate::controllers::{owner_deployment_ref, pod_ready};
 use crate::echo::POD_HEADER;
 use crate::json::{str_at, string_map};
 use crate::resources::{PODS, SERVICES};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::ApiError;
-use crate::Shared;
 
 /// Which object a proxy path goes through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
