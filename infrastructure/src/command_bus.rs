@@ -6,7 +6,9 @@ use crate::db::{app_error, is_outage};
 use crate::event_store::{CachedEventStore, StoreError};
 use crate::telemetry::Telemetry;
 use async_trait::async_trait;
-use shiplog_application::{AppError, CommandBus, CommandContext, Cursor, TeamCommandBus};
+use shiplog_application::{
+    AppError, CommandBus, CommandContext, Conflict, Cursor, Denial, Missing, TeamCommandBus,
+};
 use shiplog_domain::{Team, TeamCommand, Usecase, UsecaseCommand};
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -66,10 +68,10 @@ impl Reservation<'_> {
                 .await
                 .map_err(app_error)?;
         match taken {
-            Some(_) => Err(AppError::Conflict(format!(
-                "a {} named {:?} already exists",
-                self.what, self.name
-            ))),
+            Some(_) => Err(AppError::conflict(
+                Conflict::NameTaken,
+                format!("a {} named {:?} already exists", self.what, self.name),
+            )),
             None => Ok(()),
         }
     }
@@ -87,10 +89,11 @@ fn refused_by_trigger(sql: &sqlx::Error) -> Option<AppError> {
         .unwrap_or_default()
         .to_owned();
     match db.constraint() {
-        Some("tier_limit") => Some(AppError::Denied(format!(
-            "Deployment limit reached: {detail}"
-        ))),
-        Some("usecase_team") => Some(AppError::NotFound(db.message().to_owned())),
+        Some("tier_limit") => Some(AppError::denied(
+            Denial::LimitReached,
+            format!("Deployment limit reached: {detail}"),
+        )),
+        Some("usecase_team") => Some(AppError::not_found(Missing::Team, db.message())),
         _ => None,
     }
 }

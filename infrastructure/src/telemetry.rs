@@ -109,10 +109,10 @@ impl CommandOutcome {
             Ok(_) => Self::Ok,
             Err(
                 AppError::Invalid(_)
-                | AppError::NotFound(_)
-                | AppError::Conflict(_)
+                | AppError::NotFound { .. }
+                | AppError::Conflict { .. }
                 | AppError::Forbidden(_)
-                | AppError::Denied(_),
+                | AppError::Denied { .. },
             ) => Self::Rejected,
             Err(
                 AppError::Unavailable(_) | AppError::ClusterUnavailable(_) | AppError::Internal(_),
@@ -413,12 +413,18 @@ mod tests {
             ("success", Ok(()), CommandOutcome::Ok),
             (
                 "404",
-                Err(AppError::NotFound("x".into())),
+                Err(AppError::not_found(
+                    shiplog_application::Missing::Usecase,
+                    "x",
+                )),
                 CommandOutcome::Rejected,
             ),
             (
                 "409",
-                Err(AppError::Conflict("x".into())),
+                Err(AppError::conflict(
+                    shiplog_application::Conflict::NameTaken,
+                    "x",
+                )),
                 CommandOutcome::Rejected,
             ),
             (

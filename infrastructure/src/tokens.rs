@@ -2,7 +2,7 @@
 
 use crate::db::app_error;
 use async_trait::async_trait;
-use shiplog_application::{AppError, NewToken, Principal, Scope, TokenInfo, TokenStore};
+use shiplog_application::{AppError, Conflict, NewToken, Principal, Scope, TokenInfo, TokenStore};
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
@@ -57,10 +57,10 @@ impl TokenStore for PgTokenStore {
         match row {
             Ok(row) => info(&row).map_err(app_error),
             Err(sqlx::Error::Database(e)) if e.constraint() == Some("api_tokens_active_name") => {
-                Err(AppError::Conflict(format!(
-                    "an active token named {:?} exists already",
-                    token.name
-                )))
+                Err(AppError::conflict(
+                    Conflict::NameTaken,
+                    format!("an active token named {:?} exists already", token.name),
+                ))
             }
             Err(e) => Err(app_error(e)),
         }

@@ -19,6 +19,7 @@ mod outage;
 mod ownership;
 mod platform;
 mod platform_seed;
+mod problem_types;
 mod projections;
 mod seed_walkthrough;
 mod sse;
