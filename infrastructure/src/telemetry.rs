@@ -15,7 +15,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use shiplog_application::{AppError, CommandBus, CommandContext, Cursor, StepObserver};
 use shiplog_domain::{Usecase, UsecaseCommand};
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::warn;
@@ -342,7 +342,7 @@ fn method_label(method: &str) -> &'static str {
 /// are visible (by the rule the subscriptions themselves read with), counted up to `cap`.
 pub async fn subscription_lag(pool: &PgPool, cap: i64) -> Result<Vec<(String, i64)>, sqlx::Error> {
     // Inside the subquery an unqualified `transaction_id` (as in VISIBLE) is the event's.
-    let rows = sqlx::query(&format!(
+    sqlx::query_as(&format!(
         "SELECT c.name,
                 (SELECT count(*) FROM (
                     SELECT 1 FROM events
@@ -354,10 +354,7 @@ pub async fn subscription_lag(pool: &PgPool, cap: i64) -> Result<Vec<(String, i6
     ))
     .bind(cap)
     .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|row| Ok((row.try_get("name")?, row.try_get("lag")?)))
-        .collect()
+    .await
 }
 
 /// Counts the events of each committed command by type (cqrs-es dispatches them after the commit).
