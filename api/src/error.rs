@@ -2,12 +2,13 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use shiplog_application::AppError;
+use shiplog_application::{AppError, Conflict, Denial, Missing};
 use shiplog_domain::InvalidField;
-use shiplog_wire::Problem;
+use shiplog_wire::{Problem, ProblemType};
 use tracing::{error, warn};
 
-/// Every way a request can fail; each variant documents its status.
+/// Every way a request can fail; each variant documents its status, and
+/// [`ApiError::problem_type`] maps it (with its kind) to the problem `type`.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// 400: the body is not JSON at all, or a query/path value is malformed.
@@ -31,14 +32,32 @@ pub enum ApiError {
     #[error("this token lacks the scope {0}")]
     Forbidden(String),
     /// 403: not the owner (or a member of its team), or the deployment limit is reached.
+    #[error("{detail}")]
+    Denied {
+        /// Which of the two.
+        reason: Denial,
+        /// What the client is told.
+        detail: String,
+    },
+    /// 404: no such usecase, deployment, team or token.
+    #[error("{detail}")]
+    NotFound {
+        /// What is missing.
+        what: Missing,
+        /// What the client is told.
+        detail: String,
+    },
+    /// 404: no such route, or a path value (a malformed id) that can name nothing.
     #[error("{0}")]
-    Denied(String),
-    /// 404: no such usecase, deployment, token or route.
-    #[error("{0}")]
-    NotFound(String),
+    NoSuchResource(String),
     /// 409: the request contradicts the current state (name taken, nothing deployed, ...).
-    #[error("{0}")]
-    Conflict(String),
+    #[error("{detail}")]
+    Conflict {
+        /// Which state it contradicts.
+        kind: Conflict,
+        /// What the client is told.
+        detail: String,
+    },
     /// 503 with Retry-After: the database cannot be reached; nothing was changed.
     #[error("{0}")]
     Unavailable(String),
@@ -60,10 +79,10 @@ impl From<AppError> for ApiError {
     fn from(err: AppError) -> Self {
         match err {
             AppError::Invalid(field) => Self::Invalid(field),
-            AppError::NotFound(m) => Self::NotFound(m),
-            AppError::Conflict(m) => Self::Conflict(m),
+            AppError::NotFound { what, detail } => Self::NotFound { what, detail },
+            AppError::Conflict { kind, detail } => Self::Conflict { kind, detail },
             AppError::Forbidden(scope) => Self::Forbidden(scope),
-            AppError::Denied(m) => Self::Denied(m),
+            AppError::Denied { reason, detail } => Self::Denied { reason, detail },
             AppError::Unavailable(m) => Self::Unavailable(m),
             AppError::ClusterUnavailable(m) => Self::ClusterUnavailable(m),
             AppError::Internal(m) => Self::Internal(m),
@@ -84,12 +103,47 @@ impl ApiError {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) | Self::Denied(_) => StatusCode::FORBIDDEN,
-            Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Forbidden(_) | Self::Denied { .. } => StatusCode::FORBIDDEN,
+            Self::NotFound { .. } | Self::NoSuchResource(_) => StatusCode::NOT_FOUND,
+            Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::Unavailable(_) | Self::ClusterUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The problem `type` of this error: the one place kinds become URIs.
+    pub fn problem_type(&self) -> ProblemType {
+        match self {
+            Self::BadRequest { .. } | Self::Invalid(_) => ProblemType::InvalidInput,
+            Self::UnsupportedMediaType => ProblemType::UnsupportedMediaType,
+            Self::Unauthorized => ProblemType::Unauthorized,
+            Self::Forbidden(_) => ProblemType::MissingScope,
+            Self::Denied { reason, .. } => match reason {
+                Denial::NotOwner => ProblemType::NotOwner,
+                Denial::LimitReached => ProblemType::DeploymentLimitReached,
+            },
+            Self::NotFound { what, .. } => match what {
+                Missing::Usecase => ProblemType::UsecaseNotFound,
+                Missing::Deployment => ProblemType::DeploymentNotFound,
+                Missing::Team => ProblemType::TeamNotFound,
+                Missing::Token => ProblemType::TokenNotFound,
+                Missing::Deployed => ProblemType::NothingDeployed,
+            },
+            Self::NoSuchResource(_) => ProblemType::NotFound,
+            Self::Conflict { kind, .. } => match kind {
+                Conflict::NameTaken => ProblemType::NameTaken,
+                Conflict::NothingDeployed => ProblemType::NothingDeployed,
+                Conflict::AlreadyExists => ProblemType::AlreadyExists,
+                Conflict::InProgress => ProblemType::OperationInProgress,
+                Conflict::Busy => ProblemType::UsecaseBusy,
+                Conflict::InvalidTransition => ProblemType::InvalidTransition,
+                Conflict::InvalidRollbackTarget => ProblemType::InvalidRollbackTarget,
+            },
+            Self::Unavailable(_) => ProblemType::DatabaseUnavailable,
+            Self::ClusterUnavailable(_) => ProblemType::ClusterUnavailable,
+            Self::BadGateway(_) => ProblemType::BadGateway,
+            Self::Internal(_) => ProblemType::Internal,
         }
     }
 
@@ -107,7 +161,7 @@ impl ApiError {
             other => (other.to_string(), None),
         };
         Problem {
-            kind: "about:blank".to_owned(),
+            kind: self.problem_type(),
             title: status.canonical_reason().unwrap_or("Error").to_owned(),
             status: status.as_u16(),
             error: detail.clone(),

@@ -339,7 +339,7 @@ pub struct ApiPath<T>(pub T);
 
 impl From<PathRejection> for ApiError {
     fn from(rejection: PathRejection) -> Self {
-        ApiError::NotFound(format!("no such resource: {}", rejection.body_text()))
+        ApiError::NoSuchResource(format!("no such resource: {}", rejection.body_text()))
     }
 }
 

@@ -162,7 +162,7 @@ async fn proxy(
     // Only its owner, its team and admins reach an application; an unknown usecase
     // is no application at all (502, as the seed says).
     match state.usecases.authorize(&principal, usecase_id).await {
-        Err(AppError::NotFound(_)) => {
+        Err(AppError::NotFound { .. }) => {
             return Err(ApiError::BadGateway(format!(
                 "usecase {usecase_id} has no deployed application"
             )))

@@ -359,7 +359,7 @@ pub fn router(
     let x_request_id = HeaderName::from_static("x-request-id");
     let mut router = api
         .merge(docs_router(spec))
-        .fallback(|| async { ApiError::NotFound("no such route".to_owned()) })
+        .fallback(|| async { ApiError::NoSuchResource("no such route".to_owned()) })
         .with_state(state)
         // Applied to every route and the fallback, after routing: it sees the matched route.
         .layer(middleware::from_fn_with_state(

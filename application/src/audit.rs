@@ -2,7 +2,7 @@
 //! history, live following, the state at an earlier instant, and the hash chain.
 
 use crate::cursor::Cursor;
-use crate::error::AppError;
+use crate::error::{AppError, Missing};
 use crate::ledger::{ChainReport, EventFilter, FeedItem, Ledger, RecordedEvent, SealedEvent};
 use crate::ports::{DeploymentView, Page, UsecaseView};
 use crate::time_travel::{self, DeploymentAt};
@@ -118,7 +118,10 @@ impl Audit {
         time_travel::usecase_at(&*self.ledger, usecase_id, at)
             .await?
             .ok_or_else(|| {
-                AppError::NotFound(format!("usecase {usecase_id} did not exist at {at}"))
+                AppError::not_found(
+                    Missing::Usecase,
+                    format!("usecase {usecase_id} did not exist at {at}"),
+                )
             })
     }
 
@@ -131,12 +134,14 @@ impl Audit {
     ) -> Result<DeploymentView, AppError> {
         match time_travel::deployment_at(&*self.ledger, usecase_id, deployment_id, at).await? {
             DeploymentAt::Found(deployment) => Ok(*deployment),
-            DeploymentAt::NoUsecase => Err(AppError::NotFound(format!(
-                "usecase {usecase_id} did not exist at {at}"
-            ))),
-            DeploymentAt::NoDeployment => Err(AppError::NotFound(format!(
-                "deployment {deployment_id} did not exist at {at}"
-            ))),
+            DeploymentAt::NoUsecase => Err(AppError::not_found(
+                Missing::Usecase,
+                format!("usecase {usecase_id} did not exist at {at}"),
+            )),
+            DeploymentAt::NoDeployment => Err(AppError::not_found(
+                Missing::Deployment,
+                format!("deployment {deployment_id} did not exist at {at}"),
+            )),
         }
     }
 
@@ -154,9 +159,10 @@ impl Audit {
         if self.ledger.usecase_exists(usecase_id).await? {
             Ok(())
         } else {
-            Err(AppError::NotFound(format!(
-                "usecase {usecase_id} not found"
-            )))
+            Err(AppError::not_found(
+                Missing::Usecase,
+                format!("usecase {usecase_id} not found"),
+            ))
         }
     }
 }

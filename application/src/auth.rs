@@ -1,6 +1,6 @@
 //! Bearer tokens: scopes, principals, and how a presented token becomes one.
 
-use crate::error::AppError;
+use crate::error::{AppError, Conflict, Denial, Missing};
 use crate::ports::Visible;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -115,9 +115,10 @@ impl Principal {
         if self.may_access(owner, team) {
             Ok(())
         } else {
-            Err(AppError::Denied(format!(
-                "{OWNERSHIP_REFUSED}: {what} belongs to another owner or team"
-            )))
+            Err(AppError::denied(
+                Denial::NotOwner,
+                format!("{OWNERSHIP_REFUSED}: {what} belongs to another owner or team"),
+            ))
         }
     }
 
@@ -255,9 +256,10 @@ impl Authenticator {
             return Err(shiplog_domain::InvalidField::new("name", "must not be empty").into());
         }
         if name == BOOTSTRAP_ADMIN {
-            return Err(AppError::Conflict(format!(
-                "the name {BOOTSTRAP_ADMIN:?} is reserved for the bootstrap token"
-            )));
+            return Err(AppError::conflict(
+                Conflict::NameTaken,
+                format!("the name {BOOTSTRAP_ADMIN:?} is reserved for the bootstrap token"),
+            ));
         }
         if token.scopes.is_empty() {
             return Err(
@@ -308,7 +310,10 @@ impl Authenticator {
         if self.store.revoke(id).await? {
             Ok(())
         } else {
-            Err(AppError::NotFound(format!("token {id} not found")))
+            Err(AppError::not_found(
+                Missing::Token,
+                format!("token {id} not found"),
+            ))
         }
     }
 }

@@ -23,7 +23,7 @@ pub use auth::{
 };
 pub use cluster::{ClusterError, ClusterPort, RolloutOutcome, Workload};
 pub use cursor::Cursor;
-pub use error::AppError;
+pub use error::{AppError, Conflict, Denial, Missing};
 pub use ledger::{
     ChainBreak, ChainReport, EventFilter, FeedItem, FollowedEvent, HistoryIndex, Ledger,
     RecordedEvent, SealedEvent,

@@ -3,7 +3,7 @@
 //! cluster through the `ClusterInsight` port).
 
 use crate::cluster::ClusterError;
-use crate::error::AppError;
+use crate::error::{AppError, Conflict, Missing};
 use crate::ports::{CommandBus, CommandContext, ReadModel};
 use crate::process_manager::UsecaseLoader;
 use crate::usecases::execute_visible;
@@ -173,9 +173,10 @@ impl Operations {
     async fn usecase(&self, usecase_id: Uuid) -> Result<Usecase, AppError> {
         let usecase = self.ledger.load(usecase_id).await?;
         if usecase.name.is_none() || usecase.deleted {
-            return Err(AppError::NotFound(format!(
-                "usecase {usecase_id} not found"
-            )));
+            return Err(AppError::not_found(
+                Missing::Usecase,
+                format!("usecase {usecase_id} not found"),
+            ));
         }
         Ok(usecase)
     }
@@ -209,11 +210,16 @@ impl Operations {
             Some(id) => usecase
                 .deployment(id)
                 .cloned()
-                .ok_or_else(|| AppError::NotFound(format!("deployment {id} not found"))),
+                .ok_or_else(|| {
+                    AppError::not_found(Missing::Deployment, format!("deployment {id} not found"))
+                }),
             None => usecase.serving().cloned().ok_or_else(|| {
-                AppError::Conflict(format!(
-                    "usecase {usecase_id} has no deployed deployment; name one with deploymentId"
-                ))
+                AppError::conflict(
+                    Conflict::NothingDeployed,
+                    format!(
+                        "usecase {usecase_id} has no deployed deployment; name one with deploymentId"
+                    ),
+                )
             }),
         }
     }
@@ -256,7 +262,10 @@ impl Operations {
     /// The environment variables of the deployed deployment.
     pub async fn config(&self, usecase_id: Uuid) -> Result<Config, AppError> {
         self.serving_config(usecase_id).await?.ok_or_else(|| {
-            AppError::NotFound(format!("usecase {usecase_id} has no deployed deployment"))
+            AppError::not_found(
+                Missing::Deployed,
+                format!("usecase {usecase_id} has no deployed deployment"),
+            )
         })
     }
 
@@ -270,9 +279,13 @@ impl Operations {
     ) -> Result<Accepted, AppError> {
         check_env(&env, "env")?;
         let base = self.serving_config(usecase_id).await?.ok_or_else(|| {
-            AppError::Conflict(format!(
-                "usecase {usecase_id} has no deployed deployment; deploy it before changing its config"
-            ))
+            AppError::conflict(
+                Conflict::NothingDeployed,
+                format!(
+                    "usecase {usecase_id} has no deployed deployment; \
+                     deploy it before changing its config"
+                ),
+            )
         })?;
         let deployment_id = Uuid::new_v4();
         let command = UsecaseCommand::ChangeConfig {

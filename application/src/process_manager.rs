@@ -455,11 +455,11 @@ impl ProcessManager {
         };
         match self.bus.execute(usecase_id, command, &ctx).await {
             Ok(_) => Ok(()),
-            Err(AppError::Conflict(reason)) => {
+            Err(AppError::Conflict { detail: reason, .. }) => {
                 warn!(%usecase_id, %reason, "outcome no longer applies; the state moved on");
                 Ok(())
             }
-            Err(AppError::NotFound(_)) => Ok(()),
+            Err(AppError::NotFound { .. }) => Ok(()),
             Err(e) => Err(e),
         }
     }

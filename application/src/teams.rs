@@ -3,7 +3,7 @@
 //! `Team` aggregate, so they are events in the audit trail.
 
 use crate::auth::{Principal, OWNERSHIP_REFUSED};
-use crate::error::AppError;
+use crate::error::{AppError, Denial, Missing};
 use crate::ports::{CommandContext, ReadModel, TeamCommandBus, TeamView, UsageCounts};
 use chrono::{DateTime, SubsecRound, Utc};
 use shiplog_domain::{InvalidField, TeamCommand, TeamName, Tier};
@@ -120,7 +120,7 @@ impl Teams {
         self.read
             .team(id)
             .await?
-            .ok_or_else(|| AppError::NotFound(format!("team {id} not found")))
+            .ok_or_else(|| AppError::not_found(Missing::Team, format!("team {id} not found")))
     }
 
     /// Creates a team (admins only; the route checks the scope).
@@ -258,9 +258,10 @@ impl Teams {
 
 /// The refusal for a caller outside `team`.
 fn not_a_member(team: Uuid) -> AppError {
-    AppError::Denied(format!(
-        "{OWNERSHIP_REFUSED}: this token's subject is not a member of team {team}"
-    ))
+    AppError::denied(
+        Denial::NotOwner,
+        format!("{OWNERSHIP_REFUSED}: this token's subject is not a member of team {team}"),
+    )
 }
 
 #[cfg(test)]

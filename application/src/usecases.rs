@@ -1,7 +1,7 @@
 //! The usecase API's use cases: each one turns a request into one command (or one query).
 
 use crate::auth::Principal;
-use crate::error::AppError;
+use crate::error::{AppError, Missing};
 use crate::ports::{
     CommandBus, CommandContext, DeploymentView, Page, ReadModel, UsecaseFilter, UsecaseView,
 };
@@ -90,7 +90,7 @@ impl Usecases {
         self.read
             .usecase(id)
             .await?
-            .ok_or_else(|| AppError::NotFound(format!("usecase {id} not found")))
+            .ok_or_else(|| AppError::not_found(Missing::Usecase, format!("usecase {id} not found")))
     }
 
     /// A page of usecases, optionally filtered by name.
@@ -140,7 +140,12 @@ impl Usecases {
         self.read
             .deployment(usecase_id, deployment_id)
             .await?
-            .ok_or_else(|| AppError::NotFound(format!("deployment {deployment_id} not found")))
+            .ok_or_else(|| {
+                AppError::not_found(
+                    Missing::Deployment,
+                    format!("deployment {deployment_id} not found"),
+                )
+            })
     }
 
     /// The deployment serving the usecase's traffic, for the applications proxy;

@@ -2,6 +2,7 @@
 //! answer, a refused token, a problem document, or an answer this client cannot read.
 
 use reqwest::StatusCode;
+use shiplog_wire::problem::ProblemType;
 use shiplog_wire::Problem;
 
 /// What went wrong in a call to shiplog's API.
@@ -28,9 +29,9 @@ pub enum ClientError {
         detail: String,
         /// The request field at fault, when the server names one.
         field: Option<String>,
-        /// The problem's `type` URI (`about:blank` or a shiplog problem kind), when the
-        /// body was a problem document.
-        kind: Option<String>,
+        /// The problem's kind (its `type` URI), when the body was a problem document:
+        /// what a caller matches on, rather than the sentence.
+        kind: Option<ProblemType>,
     },
     /// A name given in place of an id matches no usecase this token can see.
     #[error("no usecase named {0:?}")]
@@ -41,6 +42,14 @@ pub enum ClientError {
 }
 
 impl ClientError {
+    /// The problem's kind, if the server answered with a problem document.
+    pub fn kind(&self) -> Option<ProblemType> {
+        match self {
+            Self::Api { kind, .. } => *kind,
+            _ => None,
+        }
+    }
+
     /// The HTTP status of a refusal, if the server answered with one.
     pub fn status(&self) -> Option<u16> {
         match self {
@@ -89,7 +98,14 @@ mod tests {
         );
         assert_eq!(error.to_string(), "bad tag (field: config.image.tag)");
         assert!(
-            matches!(&error, ClientError::Api { status: 422, kind: Some(k), .. } if k == "about:blank"),
+            matches!(
+                &error,
+                ClientError::Api {
+                    status: 422,
+                    kind: Some(ProblemType::Blank),
+                    ..
+                }
+            ),
             "{error:?}"
         );
     }

@@ -8,6 +8,7 @@ use shiplog_wire::operations::{
     ConfigAccepted, ConfigChange, ConfigResponse, LogLineBody, LogsResponse, RestartAccepted,
     RollbackAccepted, RollbackRequest,
 };
+use shiplog_wire::problem::ProblemType;
 use shiplog_wire::usecases::{
     CreateDeployment, CreateUsecase, DeploymentAccepted, DeploymentPage, DeploymentResponse,
     UsecaseResponse,
@@ -83,13 +84,7 @@ impl Client {
     /// verification failed) from a name nobody has.
     async fn unseen_usecase(&self, name: &str) -> ClientError {
         match self.deployment_status(name).await {
-            Err(refused @ ClientError::Api { status: 403, .. })
-                if refused
-                    .to_string()
-                    .starts_with(shiplog_wire::problem::OWNERSHIP_REFUSED) =>
-            {
-                refused
-            }
+            Err(refused) if refused.kind() == Some(ProblemType::NotOwner) => refused,
             // The server or the network failed: that is the news, not the name.
             Err(e @ ClientError::Unreachable { .. }) => e,
             Err(e @ ClientError::Api { status: 500.., .. }) => e,

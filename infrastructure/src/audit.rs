@@ -8,13 +8,13 @@
 //! events with their hashes so that an auditor can recompute the chain outside
 //! shiplog (`scripts/verify-export.py`).
 
-use crate::event_log::{cursor_from, recorded_from, EventLog, Wakeup};
+use crate::event_log::{cursor_from, recorded_from, CursorColumns, EventLog, Wakeup};
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use shiplog_application::chain::{chain_hash, GENESIS};
 use shiplog_application::{ChainBreak, ChainReport, Cursor, RecordedEvent, SealedEvent};
 use sqlx::postgres::PgRow;
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{FromRow, PgConnection, PgPool, Row};
 use std::time::Duration;
 use tracing::{debug, instrument, warn};
 
@@ -324,7 +324,14 @@ async fn aggregate_types(
     after: Cursor,
     last: Cursor,
 ) -> Result<Vec<(Cursor, String)>, AuditError> {
-    let rows = sqlx::query(
+    /// An event's place and aggregate type.
+    #[derive(FromRow)]
+    struct Typed {
+        #[sqlx(flatten)]
+        at: CursorColumns,
+        aggregate_type: String,
+    }
+    let rows: Vec<Typed> = sqlx::query_as(
         "SELECT transaction_id::text AS txid, position, aggregate_type FROM events
           WHERE (transaction_id, position) > ($1::text::xid8, $2)
             AND (transaction_id, position) <= ($3::text::xid8, $4)
@@ -336,8 +343,8 @@ async fn aggregate_types(
     .bind(last.position)
     .fetch_all(conn)
     .await?;
-    rows.iter()
-        .map(|row| Ok((cursor_from(row)?, row.try_get("aggregate_type")?)))
+    rows.into_iter()
+        .map(|row| Ok((row.at.cursor()?, row.aggregate_type)))
         .collect()
 }
 
@@ -349,7 +356,16 @@ async fn first_unsealed_behind(
     conn: &mut PgConnection,
     head: Cursor,
 ) -> Result<Option<ChainBreak>, AuditError> {
-    let row = sqlx::query(
+    /// The first unsealed event and the chain index it displaced.
+    #[derive(FromRow)]
+    struct Unsealed {
+        #[sqlx(flatten)]
+        at: CursorColumns,
+        aggregate_id: String,
+        sequence: i64,
+        displaced: Option<i64>,
+    }
+    let row: Option<Unsealed> = sqlx::query_as(
         "SELECT e.transaction_id::text AS txid, e.position, e.aggregate_id, e.sequence,
                 (SELECT min(c.chain_index) FROM event_chain c
                   WHERE (c.transaction_id, c.position) > (e.transaction_id, e.position)) AS displaced
@@ -367,13 +383,12 @@ async fn first_unsealed_behind(
     let Some(row) = row else {
         return Ok(None);
     };
-    let displaced: Option<i64> = row.try_get("displaced")?;
-    let chain_index = displaced.unwrap_or(i64::MAX);
+    let chain_index = row.displaced.unwrap_or(i64::MAX);
     Ok(Some(ChainBreak {
         chain_index,
-        cursor: Some(cursor_from(&row)?),
-        usecase_id: Some(row.try_get("aggregate_id")?),
-        sequence: Some(row.try_get("sequence")?),
+        cursor: Some(row.at.cursor()?),
+        usecase_id: Some(row.aggregate_id),
+        sequence: Some(row.sequence),
         reason: format!(
             "an event that sorts before chainIndex {chain_index} is not in the chain \
              (inserted after sealing)"

@@ -6,7 +6,9 @@ use crate::db::{app_error, is_outage};
 use crate::event_store::{CachedEventStore, StoreError};
 use crate::telemetry::Telemetry;
 use async_trait::async_trait;
-use shiplog_application::{AppError, CommandBus, CommandContext, Cursor, TeamCommandBus};
+use shiplog_application::{
+    AppError, CommandBus, CommandContext, Conflict, Cursor, Denial, Missing, TeamCommandBus,
+};
 use shiplog_domain::{Team, TeamCommand, Usecase, UsecaseCommand};
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -50,6 +52,9 @@ impl PostgresCommandBus {
 struct Reservation<'a> {
     /// The table.
     table: &'static str,
+    /// Its unique constraint on the name (named by migration 0011): a violation of
+    /// it, and only of it, means the name is taken.
+    constraint: &'static str,
     /// The name.
     name: &'a str,
     /// What is named, for the refusal ("usecase", "team").
@@ -57,6 +62,34 @@ struct Reservation<'a> {
 }
 
 impl Reservation<'_> {
+    /// The reservation of a usecase's name.
+    fn usecase(name: &str) -> Reservation<'_> {
+        Reservation {
+            table: "usecase_names",
+            constraint: "usecase_name_unique",
+            name,
+            what: "usecase",
+        }
+    }
+
+    /// The reservation of a team's name.
+    fn team(name: &str) -> Reservation<'_> {
+        Reservation {
+            table: "team_names",
+            constraint: "team_name_unique",
+            name,
+            what: "team",
+        }
+    }
+
+    /// The refusal of a taken name.
+    fn taken(&self) -> AppError {
+        AppError::conflict(
+            Conflict::NameTaken,
+            format!("a {} named {:?} already exists", self.what, self.name),
+        )
+    }
+
     /// `Conflict` when the name is taken (by another, committed reservation).
     async fn check(&self, pool: &PgPool) -> Result<(), AppError> {
         let taken: Option<i32> =
@@ -66,43 +99,47 @@ impl Reservation<'_> {
                 .await
                 .map_err(app_error)?;
         match taken {
-            Some(_) => Err(AppError::Conflict(format!(
-                "a {} named {:?} already exists",
-                self.what, self.name
-            ))),
+            Some(_) => Err(self.taken()),
             None => Ok(()),
         }
     }
 }
 
-/// What the database's triggers refused, by the constraint they name: a reached
-/// deployment limit (403) or a team that does not exist (404).
-fn refused_by_trigger(sql: &sqlx::Error) -> Option<AppError> {
+/// What the database refused, by the constraint it names: the name reservation's
+/// unique constraint (a name taken by a concurrent command, 409), or a trigger's
+/// refusal: a reached deployment limit (403) or a team that does not exist (404).
+fn refused_by_constraint(
+    sql: &sqlx::Error,
+    reservation: Option<&Reservation<'_>>,
+) -> Option<AppError> {
     let sqlx::Error::Database(db) = sql else {
         return None;
     };
-    let detail = db
-        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
-        .and_then(|pg| pg.detail())
-        .unwrap_or_default()
-        .to_owned();
-    match db.constraint() {
-        Some("tier_limit") => Some(AppError::Denied(format!(
-            "Deployment limit reached: {detail}"
-        ))),
-        Some("usecase_team") => Some(AppError::NotFound(db.message().to_owned())),
+    let constraint = db.constraint()?;
+    if let Some(reservation) = reservation.filter(|r| r.constraint == constraint) {
+        return Some(reservation.taken());
+    }
+    match constraint {
+        "tier_limit" => {
+            let detail = db
+                .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                .and_then(|pg| pg.detail())
+                .unwrap_or_default();
+            Some(AppError::denied(
+                Denial::LimitReached,
+                format!("Deployment limit reached: {detail}"),
+            ))
+        }
+        "usecase_team" => Some(AppError::not_found(Missing::Team, db.message())),
         _ => None,
     }
 }
 
 /// What a failed command means to the client: the aggregate's refusal, a taken
-/// name (a unique violation of the name reservations), a trigger's refusal, an
-/// outage or a bug.
-async fn failure(
-    err: StoreError,
-    pool: &PgPool,
-    reservation: Option<&Reservation<'_>>,
-) -> AppError {
+/// name or a trigger's refusal (told by the constraint that fired), an outage or a
+/// bug. Another writer on the same aggregate is not among them: the store decides
+/// again on its events, and answers `Busy` only when it keeps losing.
+fn failure(err: StoreError, reservation: Option<&Reservation<'_>>) -> AppError {
     match err {
         StoreError::Refused(e) => e.into(),
         StoreError::Busy => AppError::Unavailable("the usecase is too busy; retry".to_owned()),
@@ -110,17 +147,7 @@ async fn failure(
             AppError::Unavailable(format!("database unavailable: {sql}"))
         }
         StoreError::Database(sql) => {
-            if let Some(refusal) = refused_by_trigger(&sql) {
-                return refusal;
-            }
-            let unique =
-                matches!(&sql, sqlx::Error::Database(db) if db.code().as_deref() == Some("23505"));
-            if let (true, Some(reservation)) = (unique, reservation) {
-                if let Err(taken) = reservation.check(pool).await {
-                    return taken;
-                }
-            }
-            app_error(sql)
+            refused_by_constraint(&sql, reservation).unwrap_or_else(|| app_error(sql))
         }
     }
 }
@@ -146,11 +173,7 @@ impl CommandBus for PostgresCommandBus {
             }
             _ => None,
         };
-        let reservation = name.as_deref().map(|name| Reservation {
-            table: "usecase_names",
-            name,
-            what: "usecase",
-        });
+        let reservation = name.as_deref().map(Reservation::usecase);
         if let Some(reservation) = &reservation {
             // The early, friendly check; the trigger on the events table is the guarantee.
             reservation.check(&self.pool).await?;
@@ -161,7 +184,7 @@ impl CommandBus for PostgresCommandBus {
             .await
         {
             Ok(committed) => cursor_of(committed.cursor, usecase_id),
-            Err(e) => Err(failure(e, &self.pool, reservation.as_ref()).await),
+            Err(e) => Err(failure(e, reservation.as_ref())),
         }
     }
 }
@@ -195,17 +218,13 @@ impl TeamCommandBus for PostgresTeamBus {
             TeamCommand::Create { name, .. } => Some(name.to_string()),
             TeamCommand::Update { name, .. } => name.as_ref().map(ToString::to_string),
         };
-        let reservation = name.as_deref().map(|name| Reservation {
-            table: "team_names",
-            name,
-            what: "team",
-        });
+        let reservation = name.as_deref().map(Reservation::team);
         if let Some(reservation) = &reservation {
             reservation.check(&self.pool).await?;
         }
         match self.store.execute(&team_id.to_string(), command, ctx).await {
             Ok(committed) => cursor_of(committed.cursor, team_id),
-            Err(e) => Err(failure(e, &self.pool, reservation.as_ref()).await),
+            Err(e) => Err(failure(e, reservation.as_ref())),
         }
     }
 }

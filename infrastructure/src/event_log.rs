@@ -3,19 +3,33 @@
 use shiplog_application::Cursor;
 pub use shiplog_application::RecordedEvent;
 use sqlx::postgres::PgRow;
-use sqlx::{PgConnection, Row};
+use sqlx::{FromRow, PgConnection, Row};
 
-/// Reads a cursor from a row with columns `txid` (`transaction_id::text`, as sqlx
-/// has no xid8 codec) and `position`.
+/// The columns a cursor is stored in: `txid` (selected as `transaction_id::text`,
+/// as sqlx has no xid8 codec) and `position`. `#[sqlx(flatten)]` it into a row.
+#[derive(FromRow)]
+pub(crate) struct CursorColumns {
+    txid: String,
+    position: i64,
+}
+
+impl CursorColumns {
+    /// The cursor they hold; a decode error when `txid` is not a number.
+    pub(crate) fn cursor(&self) -> Result<Cursor, sqlx::Error> {
+        let transaction_id = self
+            .txid
+            .parse::<u64>()
+            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+        Ok(Cursor {
+            transaction_id,
+            position: self.position,
+        })
+    }
+}
+
+/// Reads a cursor from a row with the columns of [`CursorColumns`].
 pub(crate) fn cursor_from(row: &PgRow) -> Result<Cursor, sqlx::Error> {
-    let txid: String = row.try_get("txid")?;
-    let transaction_id = txid
-        .parse::<u64>()
-        .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-    Ok(Cursor {
-        transaction_id,
-        position: row.try_get("position")?,
-    })
+    CursorColumns::from_row(row)?.cursor()
 }
 
 /// The channel the events table notifies on insert (migration 0001's trigger).

@@ -14,14 +14,14 @@
 //! again. The table and its rows are exactly postgres-es's.
 
 use crate::db::app_error;
-use crate::event_log::cursor_from;
+use crate::event_log::{cursor_from, CursorColumns};
 use cqrs_es::{Aggregate, DomainEvent, EventEnvelope, Query};
 use lru::LruCache;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use shiplog_application::{AppError, CommandContext, Cursor};
 use shiplog_domain::{DomainError, Team, Usecase};
-use sqlx::{PgPool, Postgres, QueryBuilder, Row};
+use sqlx::{FromRow, PgPool, Postgres, QueryBuilder};
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
@@ -71,6 +71,15 @@ impl<A: Default> Entry<A> {
             last: None,
         }
     }
+}
+
+/// An event appended to an aggregate's stream, as a command catches up on it.
+#[derive(FromRow)]
+struct Appended {
+    sequence: i64,
+    payload: serde_json::Value,
+    #[sqlx(flatten)]
+    at: CursorColumns,
 }
 
 /// What a committed command produced.
@@ -139,7 +148,7 @@ where
 
     /// Folds the events appended to `id` after what `entry` holds.
     async fn catch_up(&self, id: &str, entry: &mut Entry<A>) -> Result<(), sqlx::Error> {
-        let rows = sqlx::query(
+        let rows: Vec<Appended> = sqlx::query_as(
             "SELECT sequence, payload, transaction_id::text AS txid, position FROM events
               WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3
               ORDER BY sequence",
@@ -149,13 +158,12 @@ where
         .bind(entry.version)
         .fetch_all(&self.pool)
         .await?;
-        for row in &rows {
-            let payload: serde_json::Value = row.try_get("payload")?;
-            let event: A::Event =
-                serde_json::from_value(payload).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+        for row in rows {
+            let event: A::Event = serde_json::from_value(row.payload)
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
             entry.aggregate.apply(event);
-            entry.version = row.try_get("sequence")?;
-            entry.last = Some(cursor_from(row)?);
+            entry.version = row.sequence;
+            entry.last = Some(row.at.cursor()?);
         }
         Ok(())
     }

@@ -4,6 +4,7 @@ use crate::db::app_error;
 use crate::projections::Projector;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use shiplog_application::read_models::TeamRow;
 use shiplog_application::{
     AppError, Cursor, DeploymentView, Page, PlatformView, ReadModel, Revision, TeamView,
     UsageCounts, UsecaseFilter, UsecaseView, Visible,
@@ -170,15 +171,16 @@ fn revision(row: &PgRow) -> Result<Revision, sqlx::Error> {
 const TEAM_SELECT: &str =
     "SELECT id, name, tier, created_at, created_by, updated_at, updated_by FROM team_view";
 
-fn team(row: &PgRow) -> Result<TeamView, sqlx::Error> {
+/// A `team_view` row as the API shows it (its tier read back from its word).
+fn team(row: TeamRow) -> Result<TeamView, sqlx::Error> {
     Ok(TeamView {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        tier: word(row.try_get("tier")?)?,
-        created_at: row.try_get("created_at")?,
-        created_by: row.try_get("created_by")?,
-        updated_at: row.try_get("updated_at")?,
-        updated_by: row.try_get("updated_by")?,
+        id: row.id,
+        name: row.name,
+        tier: word(&row.tier)?,
+        created_at: row.created_at,
+        created_by: row.created_by,
+        updated_at: row.updated_at,
+        updated_by: row.updated_by,
     })
 }
 
@@ -429,23 +431,23 @@ impl ReadModel for PgReadModel {
     }
 
     async fn team(&self, id: Uuid) -> Result<Option<TeamView>, AppError> {
-        let row = sqlx::query(&format!("{TEAM_SELECT} WHERE id = $1"))
+        let row: Option<TeamRow> = sqlx::query_as(&format!("{TEAM_SELECT} WHERE id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
             .await
             .map_err(app_error)?;
-        row.as_ref().map(team).transpose().map_err(app_error)
+        row.map(team).transpose().map_err(app_error)
     }
 
     async fn teams(&self, only: Option<&[Uuid]>) -> Result<Vec<TeamView>, AppError> {
-        let rows = sqlx::query(&format!(
+        let rows: Vec<TeamRow> = sqlx::query_as(&format!(
             "{TEAM_SELECT} WHERE ($1::uuid[] IS NULL OR id = ANY($1)) ORDER BY name"
         ))
         .bind(only)
         .fetch_all(&self.pool)
         .await
         .map_err(app_error)?;
-        rows.iter()
+        rows.into_iter()
             .map(team)
             .collect::<Result<_, _>>()
             .map_err(app_error)

@@ -15,7 +15,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use shiplog_application::{AppError, CommandBus, CommandContext, Cursor, StepObserver};
 use shiplog_domain::{Usecase, UsecaseCommand};
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::warn;
@@ -109,10 +109,10 @@ impl CommandOutcome {
             Ok(_) => Self::Ok,
             Err(
                 AppError::Invalid(_)
-                | AppError::NotFound(_)
-                | AppError::Conflict(_)
+                | AppError::NotFound { .. }
+                | AppError::Conflict { .. }
                 | AppError::Forbidden(_)
-                | AppError::Denied(_),
+                | AppError::Denied { .. },
             ) => Self::Rejected,
             Err(
                 AppError::Unavailable(_) | AppError::ClusterUnavailable(_) | AppError::Internal(_),
@@ -342,7 +342,7 @@ fn method_label(method: &str) -> &'static str {
 /// are visible (by the rule the subscriptions themselves read with), counted up to `cap`.
 pub async fn subscription_lag(pool: &PgPool, cap: i64) -> Result<Vec<(String, i64)>, sqlx::Error> {
     // Inside the subquery an unqualified `transaction_id` (as in VISIBLE) is the event's.
-    let rows = sqlx::query(&format!(
+    sqlx::query_as(&format!(
         "SELECT c.name,
                 (SELECT count(*) FROM (
                     SELECT 1 FROM events
@@ -354,10 +354,7 @@ pub async fn subscription_lag(pool: &PgPool, cap: i64) -> Result<Vec<(String, i6
     ))
     .bind(cap)
     .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|row| Ok((row.try_get("name")?, row.try_get("lag")?)))
-        .collect()
+    .await
 }
 
 /// Counts the events of each committed command by type (cqrs-es dispatches them after the commit).
@@ -413,12 +410,18 @@ mod tests {
             ("success", Ok(()), CommandOutcome::Ok),
             (
                 "404",
-                Err(AppError::NotFound("x".into())),
+                Err(AppError::not_found(
+                    shiplog_application::Missing::Usecase,
+                    "x",
+                )),
                 CommandOutcome::Rejected,
             ),
             (
                 "409",
-                Err(AppError::Conflict("x".into())),
+                Err(AppError::conflict(
+                    shiplog_application::Conflict::NameTaken,
+                    "x",
+                )),
                 CommandOutcome::Rejected,
             ),
             (

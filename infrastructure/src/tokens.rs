@@ -2,9 +2,9 @@
 
 use crate::db::app_error;
 use async_trait::async_trait;
-use shiplog_application::{AppError, NewToken, Principal, Scope, TokenInfo, TokenStore};
-use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Row};
+use chrono::{DateTime, Utc};
+use shiplog_application::{AppError, Conflict, NewToken, Principal, Scope, TokenInfo, TokenStore};
+use sqlx::{FromRow, PgPool};
 use uuid::Uuid;
 
 /// The `api_tokens` table.
@@ -24,23 +24,37 @@ fn scopes(raw: Vec<String>) -> Vec<Scope> {
     raw.iter().filter_map(|s| s.parse().ok()).collect()
 }
 
-fn info(row: &PgRow) -> Result<TokenInfo, sqlx::Error> {
-    Ok(TokenInfo {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        scopes: scopes(row.try_get("scopes")?),
-        subject: row.try_get("subject")?,
-        teams: row.try_get("teams")?,
-        created_at: row.try_get("created_at")?,
-        created_by: row.try_get("created_by")?,
-    })
+/// A token's row as listings show it (no hash, no revocation).
+#[derive(FromRow)]
+struct TokenRow {
+    id: Uuid,
+    name: String,
+    scopes: Vec<String>,
+    subject: String,
+    teams: Vec<Uuid>,
+    created_at: DateTime<Utc>,
+    created_by: String,
+}
+
+impl From<TokenRow> for TokenInfo {
+    fn from(row: TokenRow) -> Self {
+        Self {
+            id: row.id,
+            name: row.name,
+            scopes: scopes(row.scopes),
+            subject: row.subject,
+            teams: row.teams,
+            created_at: row.created_at,
+            created_by: row.created_by,
+        }
+    }
 }
 
 #[async_trait]
 impl TokenStore for PgTokenStore {
     async fn create(&self, token: &NewToken, secret_hash: &[u8]) -> Result<TokenInfo, AppError> {
         let scope_names: Vec<&str> = token.scopes.iter().map(|s| s.as_str()).collect();
-        let row = sqlx::query(
+        let row = sqlx::query_as::<_, TokenRow>(
             "INSERT INTO api_tokens (id, name, scopes, token_hash, created_by, subject, teams)
              VALUES ($1, $2, $3, $4, $5, $6, $7)
              RETURNING id, name, scopes, subject, teams, created_at, created_by",
@@ -55,49 +69,42 @@ impl TokenStore for PgTokenStore {
         .fetch_one(&self.pool)
         .await;
         match row {
-            Ok(row) => info(&row).map_err(app_error),
+            Ok(row) => Ok(row.into()),
             Err(sqlx::Error::Database(e)) if e.constraint() == Some("api_tokens_active_name") => {
-                Err(AppError::Conflict(format!(
-                    "an active token named {:?} exists already",
-                    token.name
-                )))
+                Err(AppError::conflict(
+                    Conflict::NameTaken,
+                    format!("an active token named {:?} exists already", token.name),
+                ))
             }
             Err(e) => Err(app_error(e)),
         }
     }
 
     async fn find_by_hash(&self, secret_hash: &[u8]) -> Result<Option<Principal>, AppError> {
-        let row = sqlx::query(
+        let row: Option<(String, Vec<String>, String, Vec<Uuid>)> = sqlx::query_as(
             "SELECT name, scopes, subject, teams FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
         )
         .bind(secret_hash)
         .fetch_optional(&self.pool)
         .await
         .map_err(app_error)?;
-        row.map(|row| -> Result<Principal, sqlx::Error> {
-            Ok(Principal {
-                name: row.try_get("name")?,
-                scopes: scopes(row.try_get("scopes")?),
-                subject: row.try_get("subject")?,
-                teams: row.try_get("teams")?,
-            })
-        })
-        .transpose()
-        .map_err(app_error)
+        Ok(row.map(|(name, granted, subject, teams)| Principal {
+            name,
+            scopes: scopes(granted),
+            subject,
+            teams,
+        }))
     }
 
     async fn list(&self) -> Result<Vec<TokenInfo>, AppError> {
-        let rows = sqlx::query(
+        let rows: Vec<TokenRow> = sqlx::query_as(
             "SELECT id, name, scopes, subject, teams, created_at, created_by FROM api_tokens
               WHERE revoked_at IS NULL ORDER BY created_at, id",
         )
         .fetch_all(&self.pool)
         .await
         .map_err(app_error)?;
-        rows.iter()
-            .map(info)
-            .collect::<Result<_, _>>()
-            .map_err(app_error)
+        Ok(rows.into_iter().map(TokenInfo::from).collect())
     }
 
     async fn revoke(&self, id: Uuid) -> Result<bool, AppError> {

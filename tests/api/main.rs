@@ -20,6 +20,7 @@ mod ownership;
 mod platform;
 mod platform_seed;
 mod private_database;
+mod problem_types;
 mod projections;
 mod seed_walkthrough;
 mod sse;

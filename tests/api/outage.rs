@@ -103,8 +103,13 @@ async fn a_database_outage_is_a_503_with_retry_after_and_recovers() {
             .and_then(|v| v.to_str().ok()),
         Some("application/problem+json")
     );
-    let (status, _) = app.get("/api/usecases").await;
+    let (status, problem) = app.get("/api/usecases").await;
     assert_eq!(status, 503, "a read during the outage");
+    assert_eq!(
+        problem["type"],
+        crate::problem_types::problem_type("database-unavailable"),
+        "{problem}"
+    );
     let (status, _) = app.send(reqwest::Method::GET, "/readyz", None, None).await;
     assert_eq!(status, 503, "not ready without a database");
     let (status, _) = app.send(reqwest::Method::GET, "/healthz", None, None).await;

@@ -11,4 +11,4 @@ pub mod problem;
 pub mod teams;
 pub mod usecases;
 
-pub use problem::Problem;
+pub use problem::{Problem, ProblemType};

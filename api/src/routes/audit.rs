@@ -3,6 +3,7 @@
 
 use crate::error::ApiError;
 use crate::extract::Auth;
+use crate::routes::problems::{AuditorOnly, DatabaseUnavailable, Unauthorized};
 use crate::state::AppState;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -13,16 +14,13 @@ use futures::StreamExt;
 use shiplog_application::chain::export_line;
 use shiplog_application::{Scope, SealedEvent};
 use shiplog_wire::ledger::VerifyReport;
-use shiplog_wire::Problem;
 
 /// Recompute the hash chain over the whole ledger and report the first break, if any.
 #[utoipa::path(get, path = "/api/audit/verify", tag = "audit",
     security(("bearer" = ["audit:read"])),
     responses(
         (status = 200, description = "The chain's state: verified, or the first event where it breaks", body = VerifyReport),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks audit:read", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+        Unauthorized, AuditorOnly, DatabaseUnavailable,
     ))]
 pub async fn verify(
     State(state): State<AppState>,
@@ -41,9 +39,7 @@ pub async fn verify(
     security(("bearer" = ["audit:read"])),
     responses(
         (status = 200, description = "The sealed ledger, one event per line", body = String, content_type = "application/x-ndjson"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks audit:read", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+        Unauthorized, AuditorOnly, DatabaseUnavailable,
     ))]
 pub async fn export(State(state): State<AppState>, auth: Auth) -> Result<Response, ApiError> {
     auth.require(Scope::AuditRead)?;

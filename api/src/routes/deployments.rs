@@ -2,6 +2,10 @@
 
 use crate::error::ApiError;
 use crate::extract::{command_context, ApiJson, ApiPath, ApiQuery, Auth, RequestId};
+use crate::routes::problems::{
+    DatabaseUnavailable, MalformedQuery, NoSuchUsecase, NotDeclaredJson, NotJson,
+    ReadUsecaseDenied, Unauthorized, WriteUsecaseDenied,
+};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -21,13 +25,8 @@ use uuid::Uuid;
     security(("bearer" = ["deployments:write"])),
     responses(
         (status = 202, description = "Accepted; follow it with GET .../deployments/{deploymentId}", body = DeploymentAccepted),
-        (status = 400, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks deployments:write, or the usecase belongs to another owner or team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such usecase", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body is not declared as JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field is missing, unknown or invalid (for example the image reference)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+        Unauthorized, WriteUsecaseDenied, NoSuchUsecase, NotJson, NotDeclaredJson, DatabaseUnavailable,
     ))]
 pub async fn request_deployment(
     State(state): State<AppState>,
@@ -56,12 +55,8 @@ pub async fn request_deployment(
     security(("bearer" = ["deployments:read"])),
     responses(
         (status = 200, description = "One page of deployments", body = DeploymentPage),
-        (status = 400, description = "A query parameter is malformed", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks deployments:read, or the usecase belongs to another owner or team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such usecase", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "limit or after out of range", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+        Unauthorized, ReadUsecaseDenied, NoSuchUsecase, MalformedQuery, DatabaseUnavailable,
     ))]
 pub async fn list_deployments(
     State(state): State<AppState>,
@@ -87,10 +82,8 @@ pub async fn list_deployments(
     responses(
         (status = 200, description = "The deployment", body = DeploymentResponse),
         (status = 400, description = "at is not an RFC 3339 instant", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks deployments:read, or the usecase belongs to another owner or team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such usecase or deployment (at that instant, with at)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+        Unauthorized, ReadUsecaseDenied, DatabaseUnavailable,
     ))]
 pub async fn get_deployment(
     State(state): State<AppState>,
@@ -113,11 +106,8 @@ pub async fn get_deployment(
     security(("bearer" = ["deployments:write"])),
     responses(
         (status = 202, description = "Undeploy accepted"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks deployments:write, or the usecase belongs to another owner or team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such usecase", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Nothing is deployed, or an undeploy is already under way", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+        Unauthorized, WriteUsecaseDenied, NoSuchUsecase, DatabaseUnavailable,
     ))]
 pub async fn undeploy(
     State(state): State<AppState>,

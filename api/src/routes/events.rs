@@ -3,6 +3,9 @@
 
 use crate::error::ApiError;
 use crate::extract::{ApiPath, ApiQuery, Auth, LastEventId, StreamAuth};
+use crate::routes::problems::{
+    AuditorOnly, DatabaseUnavailable, MalformedQuery, Unauthorized, UnauthorizedStream,
+};
 use crate::sse;
 use crate::state::AppState;
 use axum::extract::State;
@@ -22,11 +25,8 @@ use uuid::Uuid;
     security(("bearer" = ["audit:read"])),
     responses(
         (status = 200, description = "One page of the ledger in the global order", body = EventPage),
-        (status = 400, description = "A query parameter is malformed", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks audit:read", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Unknown event type, from not before to, a cursor shiplog did not produce, or limit out of range", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+        Unauthorized, AuditorOnly, MalformedQuery, DatabaseUnavailable,
     ))]
 pub async fn list_events(
     State(state): State<AppState>,
@@ -57,12 +57,10 @@ pub async fn list_events(
     security(("bearer" = ["usecases:read"]), ("bearer" = ["audit:read"])),
     responses(
         (status = 200, description = "One page of the usecase's events", body = EventPage),
-        (status = 400, description = "A query parameter is malformed", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Token lacks usecases:read and audit:read, or the usecase belongs to another owner or team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No event of this usecase was ever recorded", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Unknown event type, a cursor shiplog did not produce, or limit out of range", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+        Unauthorized, MalformedQuery, DatabaseUnavailable,
     ))]
 pub async fn usecase_history(
     State(state): State<AppState>,
@@ -89,11 +87,8 @@ pub async fn usecase_history(
     security(("bearer" = ["audit:read"])),
     responses(
         (status = 200, description = "An endless text/event-stream of ledger events; without a cursor it opens with an `id:`-only message (where it starts) to resume from", body = String, content_type = "text/event-stream"),
-        (status = 400, description = "A query parameter is malformed", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token (header or access_token)", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks audit:read", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Unknown event type, or a cursor shiplog did not produce", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+        UnauthorizedStream, AuditorOnly, MalformedQuery, DatabaseUnavailable,
     ))]
 pub async fn stream_events(
     State(state): State<AppState>,
@@ -111,12 +106,10 @@ pub async fn stream_events(
     security(("bearer" = ["usecases:read"]), ("bearer" = ["audit:read"]), ("bearer" = ["deployments:read"])),
     responses(
         (status = 200, description = "An endless text/event-stream of the usecase's events; without a cursor it opens with an `id:`-only message (where it starts) to resume from", body = String, content_type = "text/event-stream"),
-        (status = 400, description = "A query parameter is malformed", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token (header or access_token)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Token lacks usecases:read, audit:read and deployments:read, or the usecase belongs to another owner or team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No event of this usecase was ever recorded", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Unknown event type, or a cursor shiplog did not produce", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+        UnauthorizedStream, MalformedQuery, DatabaseUnavailable,
     ))]
 pub async fn stream_usecase_events(
     State(state): State<AppState>,

@@ -8,6 +8,7 @@ pub mod metrics;
 pub mod operations;
 pub mod platform;
 pub mod platform_ops;
+pub mod problems;
 pub mod teams;
 pub mod tokens;
 pub mod usecases;

@@ -6,6 +6,10 @@ use crate::error::ApiError;
 use crate::extract::{
     command_context, ApiJson, ApiPath, ApiQuery, Auth, OptionalJson, RequestId, StreamAuth,
 };
+use crate::routes::problems::{
+    ClusterUnavailable, DatabaseUnavailable, MalformedQuery, NoSuchUsecase, NotDeclaredJson,
+    NotJson, ReadUsecaseDenied, Unauthorized, UnauthorizedStream, WriteUsecaseDenied,
+};
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::State;
@@ -30,11 +34,8 @@ use uuid::Uuid;
     security(("bearer" = ["deployments:write"])),
     responses(
         (status = 202, description = "Accepted: a RestartRequested event; RestartSucceeded or RestartFailed follows when the pods rolled", body = RestartAccepted),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks deployments:write, or the usecase belongs to another owner or team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such usecase", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Nothing is deployed, or a restart is still in progress", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+        Unauthorized, WriteUsecaseDenied, NoSuchUsecase, DatabaseUnavailable,
     ))]
 pub async fn restart(
     State(state): State<AppState>,
@@ -64,10 +65,8 @@ pub async fn restart(
     security(("bearer" = ["deployments:read"])),
     responses(
         (status = 200, description = "The deployed deployment and its environment", body = ConfigResponse),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks deployments:read, or the usecase belongs to another owner or team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such usecase, or nothing of it is deployed", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+        Unauthorized, ReadUsecaseDenied, DatabaseUnavailable,
     ))]
 pub async fn get_config(
     State(state): State<AppState>,
@@ -86,14 +85,9 @@ pub async fn get_config(
     security(("bearer" = ["deployments:write"])),
     responses(
         (status = 202, description = "Accepted: ConfigChangeRequested and the new deployment's DeploymentRequested", body = ConfigAccepted),
-        (status = 400, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks deployments:write, or the usecase belongs to another owner or team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such usecase", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Nothing is deployed to take the image from", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body is not declared as JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "env is missing, or a variable name is invalid (the field names it: env.NAME)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+        Unauthorized, WriteUsecaseDenied, NoSuchUsecase, NotJson, NotDeclaredJson, DatabaseUnavailable,
     ))]
 pub async fn put_config(
     State(state): State<AppState>,
@@ -125,14 +119,10 @@ pub async fn put_config(
     security(("bearer" = ["deployments:write"])),
     responses(
         (status = 202, description = "Accepted: the new deployment's DeploymentRequested and RollbackRequested", body = RollbackAccepted),
-        (status = 400, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks deployments:write, or the usecase belongs to another owner or team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such usecase, or deploymentId is not one of its deployments", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Nothing deployed and no deploymentId, no earlier deployed deployment, or the target is not finished", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body is not declared as JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "An unknown or mistyped field", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+        Unauthorized, WriteUsecaseDenied, NotJson, NotDeclaredJson, DatabaseUnavailable,
     ))]
 pub async fn rollback(
     State(state): State<AppState>,
@@ -168,13 +158,10 @@ pub async fn rollback(
     security(("bearer" = ["deployments:read"])),
     responses(
         (status = 200, description = "The lines (follow=false), or an endless application/x-ndjson stream of {pod, line} (follow=true)", body = LogsResponse),
-        (status = 400, description = "A query parameter is malformed", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks deployments:read, or the usecase belongs to another owner or team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such usecase or deployment", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Nothing is deployed and no deploymentId was named", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "tail out of range", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The cluster or the database is unavailable; retry", body = Problem, content_type = "application/problem+json"),
+        Unauthorized, ReadUsecaseDenied, MalformedQuery, ClusterUnavailable,
     ))]
 pub async fn logs(
     State(state): State<AppState>,
@@ -247,13 +234,10 @@ pub(crate) fn followed_lines(
     security(("bearer" = ["deployments:read"])),
     responses(
         (status = 200, description = "An endless text/event-stream of log lines, also of pods that start later (a restart); `event: end` once the deployment has no pod left", body = String, content_type = "text/event-stream"),
-        (status = 400, description = "A query parameter is malformed", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token (header or access_token)", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks deployments:read, or the usecase belongs to another owner or team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such usecase or deployment", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Nothing is deployed and no deploymentId was named", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "tail out of range", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The cluster or the database is unavailable; retry", body = Problem, content_type = "application/problem+json"),
+        UnauthorizedStream, ReadUsecaseDenied, MalformedQuery, ClusterUnavailable,
     ))]
 pub async fn stream_logs(
     State(state): State<AppState>,
@@ -312,10 +296,7 @@ fn log_event(line: LogLine) -> Event {
     security(("bearer" = ["deployments:read"])),
     responses(
         (status = 200, description = "The events the cluster still keeps (Kubernetes drops them after an hour by default)", body = KubeEventList),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks deployments:read, or the usecase belongs to another owner or team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such usecase", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The cluster or the database is unavailable; retry", body = Problem, content_type = "application/problem+json"),
+        Unauthorized, ReadUsecaseDenied, NoSuchUsecase, ClusterUnavailable,
     ))]
 pub async fn kube_events(
     State(state): State<AppState>,
@@ -336,11 +317,9 @@ pub async fn kube_events(
     security(("bearer" = ["deployments:read"])),
     responses(
         (status = 200, description = "Usage per pod and in total", body = UsageResponse),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks deployments:read, or the usecase belongs to another owner or team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such usecase", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Nothing is deployed", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The cluster has no metrics API (metrics-server), or it or the database is unavailable", body = Problem, content_type = "application/problem+json"),
+        Unauthorized, ReadUsecaseDenied, NoSuchUsecase,
     ))]
 pub async fn usage(
     State(state): State<AppState>,

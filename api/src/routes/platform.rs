@@ -3,6 +3,10 @@
 
 use crate::error::PlatformError;
 use crate::extract::{command_context, ApiQuery, Auth, JsonOrForm, PlatformJson, RequestId};
+use crate::routes::problems::{
+    DatabaseUnavailable, NoSuchDeployment, NotDeclaredJson, ReadDeploymentDenied, Unauthorized,
+    UnknownTeamId, WriteDeploymentDenied,
+};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -24,10 +28,8 @@ use shiplog_wire::Problem;
     responses(
         (status = 200, description = "The deployments", body = Vec<PlatformDeploymentBody>),
         (status = 400, description = "A query parameter is malformed (team_id is a team's id)", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Token lacks deployments:read, or its subject is not a member of team_id (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "team_id names no team", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+        Unauthorized, UnknownTeamId, DatabaseUnavailable,
     ))]
 pub async fn list(
     State(state): State<AppState>,
@@ -47,11 +49,8 @@ pub async fn list(
     responses(
         (status = 201, description = "Created: UsecaseRegistered and DeploymentRequested in one commit; status Pending", body = PlatformDeploymentBody),
         (status = 400, description = "Body is not JSON, or template, envVars or visibility is missing or invalid (the field names it)", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Token lacks deployments:write, its subject is not a member of team_id, or the deployment limit is reached (billing on)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "team_id names no team", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body is not declared as JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+        Unauthorized, UnknownTeamId, NotDeclaredJson, DatabaseUnavailable,
     ))]
 pub async fn create(
     State(state): State<AppState>,
@@ -85,12 +84,9 @@ pub async fn create(
     responses(
         (status = 201, description = "Created: status Pending", body = PlatformDeploymentBody),
         (status = 400, description = "Body is not JSON, or image, name, containerPort, envVars or visibility is missing or invalid (the field names it)", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Token lacks deployments:write, its subject is not a member of team_id, or the deployment limit is reached (billing on)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "team_id names no team", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A deployment (or usecase) with this name exists", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body is not declared as JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+        Unauthorized, UnknownTeamId, NotDeclaredJson, DatabaseUnavailable,
     ))]
 pub async fn deploy_image(
     State(state): State<AppState>,
@@ -126,10 +122,7 @@ pub async fn deploy_image(
     responses(
         (status = 200, description = "The status", body = StatusBody),
         (status = 400, description = "name is missing", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks deployments:read, or the deployment belongs to another owner or team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No deployment of this name", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+        Unauthorized, ReadDeploymentDenied, NoSuchDeployment, DatabaseUnavailable,
     ))]
 pub async fn status(
     State(state): State<AppState>,
@@ -155,12 +148,9 @@ pub async fn status(
         (status = 200, description = "JSON: DeletionRequested is recorded; the status is Deleting until nothing is left", body = ChangeAccepted),
         (status = 303, description = "Form post: done as for JSON, then back to the deployments page (`--deployments-page`)"),
         (status = 400, description = "deployment_name is missing, or the body is malformed", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks deployments:write, or the deployment belongs to another owner or team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No deployment of this name", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "It is already being deleted", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is neither JSON nor a form", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+        Unauthorized, WriteDeploymentDenied, NoSuchDeployment, DatabaseUnavailable,
     ))]
 pub async fn delete(
     State(state): State<AppState>,
@@ -199,9 +189,9 @@ pub async fn delete(
     security(("bearer" = ["deployments:read"])),
     responses(
         (status = 200, description = "The templates", body = Vec<TemplateBody>),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Token lacks deployments:read", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable (checking the token); retry", body = Problem, content_type = "application/problem+json"),
+        Unauthorized,
     ))]
 pub async fn templates(
     State(state): State<AppState>,

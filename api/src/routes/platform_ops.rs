@@ -7,6 +7,10 @@ use crate::extract::{
     command_context, ApiPath, ApiQuery, Auth, PlatformJson, RequestId, StreamAuth,
 };
 use crate::routes::operations::{followed_lines, log_events};
+use crate::routes::problems::{
+    ClusterUnavailable, DatabaseUnavailable, NoSuchDeployment, NotDeclaredJson,
+    ReadDeploymentDenied, Unauthorized, UnauthorizedStream, WriteDeploymentDenied,
+};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -25,11 +29,8 @@ use shiplog_wire::Problem;
     responses(
         (status = 200, description = "RestartRequested is recorded; RestartSucceeded or RestartFailed follows (see the history)", body = ChangeAccepted),
         (status = 400, description = "deployment_name is missing, or the body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks deployments:write, or the deployment belongs to another owner or team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No deployment of this name", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Nothing of it is ready, a restart is still rolling, or it is being deleted", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+        Unauthorized, WriteDeploymentDenied, NoSuchDeployment, DatabaseUnavailable,
     ))]
 pub async fn restart(
     State(state): State<AppState>,
@@ -61,10 +62,7 @@ pub async fn restart(
     responses(
         (status = 200, description = "The serving deployment's variables (else the newest's)", body = ConfigDataBody),
         (status = 400, description = "name is missing", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks deployments:read, or the deployment belongs to another owner or team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No deployment of this name", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+        Unauthorized, ReadDeploymentDenied, NoSuchDeployment, DatabaseUnavailable,
     ))]
 pub async fn get_config(
     State(state): State<AppState>,
@@ -84,12 +82,8 @@ pub async fn get_config(
     responses(
         (status = 200, description = "ConfigChangeRequested and the new deployment's DeploymentRequested are recorded; `id` is the new deployment", body = ChangeAccepted),
         (status = 400, description = "deployment_name or configData is missing, or a variable name is invalid (configData.NAME)", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks deployments:write, or the deployment belongs to another owner or team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No deployment of this name", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "It was never deployed, or it is being deleted", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body is not declared as JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+        Unauthorized, WriteDeploymentDenied, NoSuchDeployment, NotDeclaredJson, DatabaseUnavailable,
     ))]
 pub async fn put_config(
     State(state): State<AppState>,
@@ -119,11 +113,8 @@ pub async fn put_config(
     responses(
         (status = 200, description = "The lines (follow=false), or an endless text/plain stream of lines (follow=true)", body = PlatformLogsBody),
         (status = 400, description = "A query parameter is malformed, tail is out of range, or service names no service of it", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks deployments:read, or the deployment belongs to another owner or team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No deployment of this name", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Nothing of it is ready", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The cluster or the database is unavailable; retry", body = Problem, content_type = "application/problem+json"),
+        Unauthorized, ReadDeploymentDenied, NoSuchDeployment, ClusterUnavailable,
     ))]
 pub async fn logs(
     State(state): State<AppState>,
@@ -170,11 +161,8 @@ pub async fn logs(
     responses(
         (status = 200, description = "An endless text/event-stream of log lines; `event: end` once no pod is left", body = String, content_type = "text/event-stream"),
         (status = 400, description = "A query parameter is malformed, tail is out of range, or service names no service of it", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token (header or access_token)", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks deployments:read, or the deployment belongs to another owner or team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No deployment of this name", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Nothing of it is ready", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The cluster or the database is unavailable; retry", body = Problem, content_type = "application/problem+json"),
+        UnauthorizedStream, ReadDeploymentDenied, NoSuchDeployment, ClusterUnavailable,
     ))]
 pub async fn stream_logs(
     State(state): State<AppState>,
@@ -197,11 +185,9 @@ pub async fn stream_logs(
     responses(
         (status = 200, description = "Usage in Kubernetes quantities", body = MetricsBody),
         (status = 400, description = "service names no service of it", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks deployments:read, or the deployment belongs to another owner or team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No deployment of this name", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Nothing of it is ready", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The cluster has no metrics API (metrics-server), or it or the database is unavailable", body = Problem, content_type = "application/problem+json"),
+        Unauthorized, ReadDeploymentDenied, NoSuchDeployment,
     ))]
 pub async fn metrics(
     State(state): State<AppState>,
@@ -225,10 +211,7 @@ pub async fn metrics(
     responses(
         (status = 200, description = "A page of revisions", body = HistoryBody),
         (status = 400, description = "A query parameter is malformed or limit is out of range", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks deployments:read, or the deployment belongs to another owner or team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No deployment of this name", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+        Unauthorized, ReadDeploymentDenied, NoSuchDeployment, DatabaseUnavailable,
     ))]
 pub async fn history(
     State(state): State<AppState>,
@@ -254,10 +237,7 @@ pub async fn history(
     responses(
         (status = 200, description = "The settings", body = AutoUpdateBody),
         (status = 400, description = "name is missing", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks deployments:read, or the deployment belongs to another owner or team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No deployment of this name", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+        Unauthorized, ReadDeploymentDenied, NoSuchDeployment, DatabaseUnavailable,
     ))]
 pub async fn get_auto_update(
     State(state): State<AppState>,
@@ -281,12 +261,8 @@ pub async fn get_auto_update(
     responses(
         (status = 200, description = "AutoUpdateConfigured is recorded (unless nothing changed)", body = AutoUpdateBody),
         (status = 400, description = "deployment_name or enabled is missing, or strategy is not rolling or recreate", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks deployments:write, or the deployment belongs to another owner or team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No deployment of this name", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "It is being deleted", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body is not declared as JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+        Unauthorized, WriteDeploymentDenied, NoSuchDeployment, NotDeclaredJson, DatabaseUnavailable,
     ))]
 pub async fn put_auto_update(
     State(state): State<AppState>,
@@ -319,10 +295,7 @@ pub async fn put_auto_update(
     security(("bearer" = ["deployments:read"])),
     responses(
         (status = 200, description = "The events the cluster still keeps", body = PlatformEventsBody),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks deployments:read, or the deployment belongs to another owner or team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No deployment of this name", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The cluster or the database is unavailable; retry", body = Problem, content_type = "application/problem+json"),
+        Unauthorized, ReadDeploymentDenied, NoSuchDeployment, ClusterUnavailable,
     ))]
 pub async fn events(
     State(state): State<AppState>,

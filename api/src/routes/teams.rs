@@ -2,6 +2,9 @@
 
 use crate::error::ApiError;
 use crate::extract::{command_context, ApiJson, ApiPath, ApiQuery, Auth, RequestId};
+use crate::routes::problems::{
+    AdminOnly, DatabaseUnavailable, NoSuchTeam, NotDeclaredJson, NotJson, Unauthorized,
+};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -20,13 +23,9 @@ const READ: &[Scope] = &[Scope::DeploymentsRead, Scope::UsecasesRead];
     security(("bearer" = ["admin"])),
     responses(
         (status = 201, description = "Created", body = TeamBody),
-        (status = 400, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks admin", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A team has this name", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body is not declared as JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "name is missing or invalid, or tier is not free, business or enterprise", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+        Unauthorized, AdminOnly, NotJson, NotDeclaredJson, DatabaseUnavailable,
     ))]
 pub async fn create_team(
     State(state): State<AppState>,
@@ -49,9 +48,8 @@ pub async fn create_team(
     security(("bearer" = ["deployments:read"]), ("bearer" = ["usecases:read"])),
     responses(
         (status = 200, description = "The teams, by name", body = Vec<TeamBody>),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Token lacks deployments:read and usecases:read", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+        Unauthorized, DatabaseUnavailable,
     ))]
 pub async fn list_teams(
     State(state): State<AppState>,
@@ -68,10 +66,8 @@ pub async fn list_teams(
     security(("bearer" = ["deployments:read"]), ("bearer" = ["usecases:read"])),
     responses(
         (status = 200, description = "The team", body = TeamBody),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Token lacks deployments:read and usecases:read, or is not a member of the team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such team", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+        Unauthorized, NoSuchTeam, DatabaseUnavailable,
     ))]
 pub async fn get_team(
     State(state): State<AppState>,
@@ -89,14 +85,9 @@ pub async fn get_team(
     security(("bearer" = ["admin"])),
     responses(
         (status = 200, description = "The team now", body = TeamBody),
-        (status = 400, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks admin", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such team", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Another team has this name", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body is not declared as JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "name is invalid, or tier is not free, business or enterprise", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+        Unauthorized, AdminOnly, NoSuchTeam, NotJson, NotDeclaredJson, DatabaseUnavailable,
     ))]
 pub async fn update_team(
     State(state): State<AppState>,
@@ -127,11 +118,9 @@ pub async fn update_team(
     responses(
         (status = 200, description = "The usage", body = UsageBody),
         (status = 400, description = "from or to is not an RFC 3339 instant", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Token lacks deployments:read and usecases:read, or is not a member of the team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such team", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "to is not later than from", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+        Unauthorized, NoSuchTeam, DatabaseUnavailable,
     ))]
 pub async fn team_usage(
     State(state): State<AppState>,

@@ -2,6 +2,9 @@
 
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, Auth};
+use crate::routes::problems::{
+    AdminOnly, DatabaseUnavailable, NotDeclaredJson, NotJson, Unauthorized,
+};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -17,13 +20,9 @@ use uuid::Uuid;
     security(("bearer" = ["admin"])),
     responses(
         (status = 201, description = "Created", body = TokenCreated),
-        (status = 400, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks admin", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "An active token has this name", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body is not declared as JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Empty name or subject, no scope, an unknown scope, or a team that does not exist (teams[i])", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+        Unauthorized, AdminOnly, NotJson, NotDeclaredJson, DatabaseUnavailable,
     ))]
 pub async fn create_token(
     State(state): State<AppState>,
@@ -63,9 +62,7 @@ pub async fn create_token(
     security(("bearer" = ["admin"])),
     responses(
         (status = 200, description = "Active tokens, oldest first", body = Vec<TokenResponse>),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks admin", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+        Unauthorized, AdminOnly, DatabaseUnavailable,
     ))]
 pub async fn list_tokens(
     State(state): State<AppState>,
@@ -89,10 +86,8 @@ pub async fn list_tokens(
     security(("bearer" = ["admin"])),
     responses(
         (status = 204, description = "Revoked"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks admin", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No active token with this id", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+        Unauthorized, AdminOnly, DatabaseUnavailable,
     ))]
 pub async fn revoke_token(
     State(state): State<AppState>,

@@ -2,6 +2,10 @@
 
 use crate::error::ApiError;
 use crate::extract::{command_context, ApiJson, ApiPath, ApiQuery, Auth, RequestId};
+use crate::routes::problems::{
+    DatabaseUnavailable, MalformedQuery, NoSuchUsecase, NotDeclaredJson, Unauthorized,
+    UnknownTeamId,
+};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -21,13 +25,10 @@ use uuid::Uuid;
     responses(
         (status = 201, description = "Registered, owned by the token's subject and team", body = UsecaseResponse),
         (status = 400, description = "Body is not JSON, or team_id is not a team id", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Token lacks usecases:write, its subject is not a member of team_id, or the deployment limit of the team (or of personal usecases) is reached with billing on", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "team_id names no team", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The name is taken", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body is not declared as JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field is missing, unknown or invalid", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+        Unauthorized, UnknownTeamId, NotDeclaredJson, DatabaseUnavailable,
     ))]
 pub async fn create_usecase(
     State(state): State<AppState>,
@@ -57,12 +58,9 @@ pub async fn create_usecase(
     security(("bearer" = ["usecases:read"])),
     responses(
         (status = 200, description = "One page of usecases", body = UsecasePage),
-        (status = 400, description = "A query parameter is malformed", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Token lacks usecases:read, or its subject is not a member of team_id", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "team_id names no team", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "limit or after out of range", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+        Unauthorized, UnknownTeamId, MalformedQuery, DatabaseUnavailable,
     ))]
 pub async fn list_usecases(
     State(state): State<AppState>,
@@ -90,10 +88,9 @@ pub async fn list_usecases(
     responses(
         (status = 200, description = "The usecase", body = UsecaseResponse),
         (status = 400, description = "at is not an RFC 3339 instant", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Token lacks usecases:read, or the usecase belongs to another owner or team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such usecase (at that instant, with at)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+        Unauthorized, DatabaseUnavailable,
     ))]
 pub async fn get_usecase(
     State(state): State<AppState>,
@@ -115,11 +112,9 @@ pub async fn get_usecase(
     security(("bearer" = ["usecases:write"])),
     responses(
         (status = 204, description = "Deleted; the name is free again"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Token lacks usecases:write, or the usecase belongs to another owner or team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such usecase", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Deployed or a deployment in flight", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+        Unauthorized, NoSuchUsecase, DatabaseUnavailable,
     ))]
 pub async fn delete_usecase(
     State(state): State<AppState>,

@@ -6,7 +6,7 @@ use super::status::{status_of, StatusReport};
 use super::templates::{Catalog, Template};
 use crate::auth::Principal;
 use crate::cluster::ClusterError;
-use crate::error::AppError;
+use crate::error::{AppError, Conflict, Missing};
 use crate::operations::{Accepted, KubeEvent, LogLine, Logs, Operations, Usage};
 use crate::ports::{
     CommandBus, CommandContext, DeploymentView, Page, PlatformView, ReadModel, Revision,
@@ -178,11 +178,12 @@ impl Platform {
     /// The live usecase named `name`, if `principal` may act on it; unknown names
     /// are `NotFound`, others' deployments `Denied` ("ownership verification failed").
     async fn view(&self, principal: &Principal, name: &str) -> Result<PlatformView, AppError> {
-        let view = self
-            .read
-            .platform_by_name(name)
-            .await?
-            .ok_or_else(|| AppError::NotFound(format!("deployment {name:?} not found")))?;
+        let view = self.read.platform_by_name(name).await?.ok_or_else(|| {
+            AppError::not_found(
+                Missing::Deployment,
+                format!("deployment {name:?} not found"),
+            )
+        })?;
         principal.require_access(
             &view.usecase.owner,
             view.usecase.team,
@@ -263,13 +264,19 @@ impl Platform {
             };
             match self.execute(ctx, usecase_id, command).await {
                 Ok(()) => return self.present_by_name(&chosen).await,
-                // A fresh id cannot exist yet: a conflict is the name.
-                Err(AppError::Conflict(_)) if name.is_some() => {
-                    return Err(AppError::Conflict(format!(
-                        "a deployment named {chosen:?} already exists"
-                    )))
+                Err(AppError::Conflict {
+                    kind: Conflict::NameTaken,
+                    ..
+                }) if name.is_some() => {
+                    return Err(AppError::conflict(
+                        Conflict::NameTaken,
+                        format!("a deployment named {chosen:?} already exists"),
+                    ))
                 }
-                Err(AppError::Conflict(_)) if attempt < attempts => {
+                Err(AppError::Conflict {
+                    kind: Conflict::NameTaken,
+                    ..
+                }) if attempt < attempts => {
                     warn!(%chosen, "a generated name was taken; drawing another");
                 }
                 Err(e) => return Err(e),
@@ -382,7 +389,10 @@ impl Platform {
     ) -> Result<PlatformConfig, AppError> {
         let view = self.view(principal, name).await?;
         let shown = view.serving.or(view.latest).ok_or_else(|| {
-            AppError::NotFound(format!("deployment {name:?} has never been deployed"))
+            AppError::not_found(
+                Missing::Deployed,
+                format!("deployment {name:?} has never been deployed"),
+            )
         })?;
         Ok(PlatformConfig {
             deployment_id: shown.id,

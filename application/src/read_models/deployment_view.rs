@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 /// A row of `deployment_view`, column for column.
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
 pub struct DeploymentRow {
     /// The deployment.
     pub id: Uuid,

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 /// A row of `revision_view`, column for column.
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
 pub struct RevisionRow {
     /// The usecase changed.
     pub usecase_id: Uuid,

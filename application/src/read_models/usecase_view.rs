@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 /// A row of `usecase_view`, column for column.
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
 pub struct UsecaseRow {
     /// The usecase.
     pub id: Uuid,

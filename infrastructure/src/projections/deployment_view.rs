@@ -5,30 +5,12 @@
 use super::{chunks, Projection, ProjectionError};
 use async_trait::async_trait;
 use shiplog_application::read_models::{DeploymentRow, Needs, ReadModels, Views};
-use sqlx::postgres::PgRow;
-use sqlx::{PgConnection, Row};
+use sqlx::PgConnection;
 use std::collections::HashSet;
 use uuid::Uuid;
 
 /// Keeps `deployment_view` in step with the log.
 pub struct DeploymentViewProjection;
-
-fn row(row: &PgRow) -> Result<DeploymentRow, sqlx::Error> {
-    Ok(DeploymentRow {
-        id: row.try_get("id")?,
-        usecase_id: row.try_get("usecase_id")?,
-        ordinal: row.try_get("ordinal")?,
-        status: row.try_get("status")?,
-        created_at: row.try_get("created_at")?,
-        message: row.try_get("message")?,
-        config: row.try_get("config")?,
-        requested_by: row.try_get("requested_by")?,
-        updated_at: row.try_get("updated_at")?,
-        updated_by: row.try_get("updated_by")?,
-        undeploy_requested: row.try_get("undeploy_requested")?,
-        superseded_by: row.try_get("superseded_by")?,
-    })
-}
 
 #[async_trait]
 impl Projection for DeploymentViewProjection {
@@ -57,7 +39,7 @@ impl Projection for DeploymentViewProjection {
     ) -> Result<(), ProjectionError> {
         if !missing.deployments.is_empty() {
             let ids: Vec<Uuid> = missing.deployments.iter().copied().collect();
-            let rows = sqlx::query(
+            let rows: Vec<DeploymentRow> = sqlx::query_as(
                 "SELECT id, usecase_id, ordinal, status, created_at, message, config::text AS config,
                         requested_by, updated_at, updated_by, undeploy_requested, superseded_by
                    FROM deployment_view WHERE id = ANY($1)",
@@ -66,8 +48,7 @@ impl Projection for DeploymentViewProjection {
             .fetch_all(&mut *conn)
             .await?;
             let mut found = HashSet::with_capacity(rows.len());
-            for r in &rows {
-                let r = row(r)?;
+            for r in rows {
                 found.insert(r.id);
                 models.deployments.load(r.id, Some(r));
             }

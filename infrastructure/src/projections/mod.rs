@@ -28,12 +28,12 @@ pub use revision_view::RevisionViewProjection;
 pub use team_view::TeamViewProjection;
 pub use usecase_view::UsecaseViewProjection;
 
-use crate::event_log::{cursor_from, Wakeup};
+use crate::event_log::{CursorColumns, Wakeup};
 use async_trait::async_trait;
 use log::{FactRef, LoggedEvent};
 use shiplog_application::read_models::{FoldError, Needs, ReadModels, Views};
 use shiplog_application::Cursor;
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{FromRow, PgConnection, PgPool};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
@@ -402,7 +402,14 @@ async fn read_checkpoints(
     conn: &mut PgConnection,
     names: &[String],
 ) -> Result<Vec<Cursor>, ProjectionError> {
-    let rows = sqlx::query(
+    /// A row of `subscription_checkpoints`.
+    #[derive(FromRow)]
+    struct Checkpoint {
+        name: String,
+        #[sqlx(flatten)]
+        at: CursorColumns,
+    }
+    let rows: Vec<Checkpoint> = sqlx::query_as(
         "SELECT name, transaction_id::text AS txid, position FROM subscription_checkpoints
           WHERE name = ANY($1)",
     )
@@ -411,9 +418,8 @@ async fn read_checkpoints(
     .await?;
     let mut cursors = vec![Cursor::START; names.len()];
     for row in &rows {
-        let name: &str = row.try_get("name")?;
-        if let Some(i) = names.iter().position(|n| n == name) {
-            cursors[i] = cursor_from(row)?;
+        if let Some(i) = names.iter().position(|n| *n == row.name) {
+            cursors[i] = row.at.cursor()?;
         }
     }
     Ok(cursors)

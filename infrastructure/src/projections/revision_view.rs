@@ -5,8 +5,7 @@
 use super::{chunks, Projection, ProjectionError};
 use async_trait::async_trait;
 use shiplog_application::read_models::{Needs, ReadModels, RevisionRow, Views};
-use sqlx::postgres::PgRow;
-use sqlx::{PgConnection, Row};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 /// Keeps `revision_view` in step with the log; deleted usecases leave it.
@@ -15,26 +14,6 @@ pub struct RevisionViewProjection;
 const COLUMNS: &str =
     "usecase_id, revision, kind, at, actor, request_id, deployment_id, restart_id,
     image, status, message, based_on, rollback_of, variables, auto_update::text AS auto_update";
-
-fn row(row: &PgRow) -> Result<RevisionRow, sqlx::Error> {
-    Ok(RevisionRow {
-        usecase_id: row.try_get("usecase_id")?,
-        revision: row.try_get("revision")?,
-        kind: row.try_get("kind")?,
-        at: row.try_get("at")?,
-        actor: row.try_get("actor")?,
-        request_id: row.try_get("request_id")?,
-        deployment_id: row.try_get("deployment_id")?,
-        restart_id: row.try_get("restart_id")?,
-        image: row.try_get("image")?,
-        status: row.try_get("status")?,
-        message: row.try_get("message")?,
-        based_on: row.try_get("based_on")?,
-        rollback_of: row.try_get("rollback_of")?,
-        variables: row.try_get("variables")?,
-        auto_update: row.try_get("auto_update")?,
-    })
-}
 
 /// `names` as a PostgreSQL array literal (`{"A","B"}`): one text per row, so that
 /// an `UNNEST` can carry a `text[]` column.
@@ -77,7 +56,7 @@ impl Projection for RevisionViewProjection {
         let deployments: Vec<Uuid> = missing.revisions_of_deployments.iter().copied().collect();
         let restarts: Vec<Uuid> = missing.revisions_of_restarts.iter().copied().collect();
         // Each half walks its own partial index.
-        let rows = sqlx::query(&format!(
+        let rows: Vec<RevisionRow> = sqlx::query_as(&format!(
             "SELECT {COLUMNS} FROM revision_view WHERE deployment_id = ANY($1) AND restart_id IS NULL
              UNION ALL
              SELECT {COLUMNS} FROM revision_view WHERE restart_id = ANY($2) AND restart_id IS NOT NULL"
@@ -86,7 +65,6 @@ impl Projection for RevisionViewProjection {
         .bind(&restarts)
         .fetch_all(&mut *conn)
         .await?;
-        let rows = rows.iter().map(row).collect::<Result<Vec<_>, _>>()?;
         models.revisions.load(deployments, restarts, rows);
         Ok(())
     }

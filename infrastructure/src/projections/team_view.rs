@@ -4,26 +4,13 @@
 use super::{chunks, Projection, ProjectionError};
 use async_trait::async_trait;
 use shiplog_application::read_models::{Needs, ReadModels, TeamRow, Views};
-use sqlx::postgres::PgRow;
-use sqlx::{PgConnection, Row};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 /// Keeps `team_view` in step with the log's team events.
 pub struct TeamViewProjection;
 
 const COLUMNS: &str = "id, name, tier, created_at, created_by, updated_at, updated_by";
-
-fn row(row: &PgRow) -> Result<TeamRow, sqlx::Error> {
-    Ok(TeamRow {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        tier: row.try_get("tier")?,
-        created_at: row.try_get("created_at")?,
-        created_by: row.try_get("created_by")?,
-        updated_at: row.try_get("updated_at")?,
-        updated_by: row.try_get("updated_by")?,
-    })
-}
 
 #[async_trait]
 impl Projection for TeamViewProjection {
@@ -54,14 +41,13 @@ impl Projection for TeamViewProjection {
             return Ok(());
         }
         let ids: Vec<Uuid> = missing.teams.iter().copied().collect();
-        let rows = sqlx::query(&format!(
+        let rows: Vec<TeamRow> = sqlx::query_as(&format!(
             "SELECT {COLUMNS} FROM team_view WHERE id = ANY($1)"
         ))
         .bind(&ids)
         .fetch_all(&mut *conn)
         .await?;
-        for r in &rows {
-            let r = row(r)?;
+        for r in rows {
             models.teams.load(r.id, Some(r));
         }
         // The rest have no row.

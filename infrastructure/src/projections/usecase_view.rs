@@ -4,8 +4,7 @@
 use super::{chunks, Projection, ProjectionError};
 use async_trait::async_trait;
 use shiplog_application::read_models::{Needs, ReadModels, UsecaseRow, Views};
-use sqlx::postgres::PgRow;
-use sqlx::{PgConnection, Row};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 /// Keeps `usecase_view` in step with the log; deleted usecases leave it.
@@ -14,27 +13,6 @@ pub struct UsecaseViewProjection;
 const COLUMNS: &str = "id, registered_at_position, name, description, created_at, created_by,
     has_succeeded, updated_at, updated_by, template, visibility, auto_update_enabled,
     auto_update_strategy, deletion_requested, owner, team_id";
-
-fn row(row: &PgRow) -> Result<UsecaseRow, sqlx::Error> {
-    Ok(UsecaseRow {
-        id: row.try_get("id")?,
-        registered_at_position: row.try_get("registered_at_position")?,
-        name: row.try_get("name")?,
-        description: row.try_get("description")?,
-        created_at: row.try_get("created_at")?,
-        created_by: row.try_get("created_by")?,
-        has_succeeded: row.try_get("has_succeeded")?,
-        updated_at: row.try_get("updated_at")?,
-        updated_by: row.try_get("updated_by")?,
-        template: row.try_get("template")?,
-        visibility: row.try_get("visibility")?,
-        auto_update_enabled: row.try_get("auto_update_enabled")?,
-        auto_update_strategy: row.try_get("auto_update_strategy")?,
-        deletion_requested: row.try_get("deletion_requested")?,
-        owner: row.try_get("owner")?,
-        team_id: row.try_get("team_id")?,
-    })
-}
 
 #[async_trait]
 impl Projection for UsecaseViewProjection {
@@ -65,14 +43,13 @@ impl Projection for UsecaseViewProjection {
             return Ok(());
         }
         let ids: Vec<Uuid> = missing.usecases.iter().copied().collect();
-        let rows = sqlx::query(&format!(
+        let rows: Vec<UsecaseRow> = sqlx::query_as(&format!(
             "SELECT {COLUMNS} FROM usecase_view WHERE id = ANY($1)"
         ))
         .bind(&ids)
         .fetch_all(&mut *conn)
         .await?;
-        for r in &rows {
-            let r = row(r)?;
+        for r in rows {
             models.usecases.load(r.id, Some(r));
         }
         // The rest have no row.
