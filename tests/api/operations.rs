@@ -7,6 +7,7 @@ use crate::sse::SseStream;
 use futures::StreamExt;
 use kube_sim::KubeSim;
 use serde_json::{json, Value};
+use shiplog_testkit::{eventually, eventually_within};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -44,24 +45,20 @@ fn through_proxy(app: &TestApp, method: reqwest::Method, path: &str) -> reqwest:
 
 /// Waits until the usecase's ledger holds an event of `event_type`; returns its payload.
 async fn event_of(app: &TestApp, usecase: Uuid, event_type: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let pages = app
-            .get_pages(&format!("/api/usecases/{usecase}/history?limit=200"))
-            .await;
-        let found = pages
-            .iter()
-            .flat_map(|p| p["items"].as_array().cloned().unwrap_or_default())
-            .find(|e| e["type"] == event_type);
-        if let Some(event) = found {
-            return event;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {event_type} event for usecase {usecase}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let path = format!("/api/usecases/{usecase}/history?limit=200");
+    eventually_within(
+        &format!("a {event_type} event of usecase {usecase}"),
+        Duration::from_secs(15),
+        || async {
+            let pages = app.get_pages(&path).await;
+            let found = pages
+                .iter()
+                .flat_map(|p| p["items"].as_array().cloned().unwrap_or_default())
+                .find(|e| e["type"] == event_type);
+            found.ok_or_else(|| event_types(&pages))
+        },
+    )
+    .await
 }
 
 fn event_types(pages: &[Value]) -> Vec<String> {
@@ -502,17 +499,20 @@ async fn a_restart_keeps_the_application_answering_through_the_proxy() {
     let d2 = uuid(&accepted["id"]);
     let handover = async {
         app.wait_for_status(usecase, d2, "deployed").await;
-        let deadline = Instant::now() + Duration::from_secs(10);
         let old_name = format!("sl-{}", d1.simple());
-        while sim
-            .objects("deployments", Some(NAMESPACE))
-            .iter()
-            .any(|d| d["metadata"]["name"] == old_name)
-            || !pod_names(&sim, d1).is_empty()
-        {
-            assert!(Instant::now() < deadline, "{old_name} was never removed");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        eventually(&format!("{old_name} and its pods are removed"), || async {
+            let deployment_left = sim
+                .objects("deployments", Some(NAMESPACE))
+                .iter()
+                .any(|d| d["metadata"]["name"] == old_name);
+            let pods_left = pod_names(&sim, d1);
+            if deployment_left || !pods_left.is_empty() {
+                Err((deployment_left, pods_left))
+            } else {
+                Ok(())
+            }
+        })
+        .await;
     };
     let ((), during) = answering_until(&app, usecase, "new tag", handover).await;
     assert!(
@@ -688,18 +688,17 @@ async fn logs_tail_and_follow_return_the_simulators_lines() {
     let (usecase, d1) = deployed(&app, "chatty", "1.0.0", json!({})).await;
 
     // Heartbeats come every 100 ms; wait until there are a few.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let logs = loop {
-        let (status, logs) = app
-            .get(&format!("/api/usecases/{usecase}/logs?tail=3"))
-            .await;
+    let path = format!("/api/usecases/{usecase}/logs?tail=3");
+    let logs = eventually("3 lines of logs", || async {
+        let (status, logs) = app.get(&path).await;
         assert_eq!(status, 200, "{logs}");
         if logs["lines"].as_array().is_some_and(|l| l.len() == 3) {
-            break logs;
+            Ok(logs)
+        } else {
+            Err(logs)
         }
-        assert!(Instant::now() < deadline, "never 3 lines: {logs}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    })
+    .await;
     assert_eq!(logs["deploymentId"], d1.to_string());
     let pods = pod_names(&sim, d1);
     for line in logs["lines"].as_array().cloned().unwrap_or_default() {
