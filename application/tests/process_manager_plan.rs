@@ -1,10 +1,9 @@
 //! The process manager's decisions, from usecase state alone (no I/O).
 
 use chrono::Utc;
-use cqrs_es::Aggregate;
 use shiplog_application::{at_rest, plan, Step};
-use shiplog_domain::{DeploymentConfig, ImageRef, Usecase, UsecaseEvent, UsecaseName};
-use std::collections::BTreeMap;
+use shiplog_domain::{Usecase, UsecaseEvent};
+use shiplog_testkit::events;
 use uuid::Uuid;
 
 const U: Uuid = Uuid::from_u128(1);
@@ -13,36 +12,14 @@ const D2: Uuid = Uuid::from_u128(12);
 /// What a cluster holds when neither deployment's objects were removed yet.
 const BOTH: &[Uuid] = &[D1, D2];
 
-fn usecase(events: Vec<UsecaseEvent>) -> Usecase {
-    let mut u = Usecase::default();
-    u.apply(UsecaseEvent::UsecaseRegistered {
-        usecase_id: U,
-        name: UsecaseName::parse("u").unwrap_or_else(|e| panic!("{e}")),
-        description: String::new(),
-        at: Utc::now(),
-        template: None,
-        visibility: None,
-        owner: None,
-        team: None,
-    });
-    for e in events {
-        u.apply(e);
-    }
-    u
-}
-
-fn config() -> DeploymentConfig {
-    let image = ImageRef::new("r.example.com", "app", "1").unwrap_or_else(|e| panic!("{e}"));
-    DeploymentConfig::new(image, None, None, BTreeMap::new(), None, None)
-        .unwrap_or_else(|e| panic!("{e}"))
+/// The usecase registered, then after `history`.
+fn usecase(history: Vec<UsecaseEvent>) -> Usecase {
+    let registered = events::registered(U, "u", Utc::now());
+    events::usecase(std::iter::once(registered).chain(history))
 }
 
 fn requested(id: Uuid) -> UsecaseEvent {
-    UsecaseEvent::DeploymentRequested {
-        deployment_id: id,
-        config: config(),
-        at: Utc::now(),
-    }
+    events::requested(id, events::config("1"), Utc::now())
 }
 
 fn names(steps: &[Step]) -> Vec<String> {
@@ -88,13 +65,7 @@ fn a_pending_deployment_is_started() {
 
 #[test]
 fn a_deploying_deployment_is_reapplied_and_watched() {
-    let u = usecase(vec![
-        requested(D1),
-        UsecaseEvent::DeploymentStarted {
-            deployment_id: D1,
-            at: Utc::now(),
-        },
-    ]);
+    let u = usecase(vec![requested(D1), events::started(D1, Utc::now())]);
     assert_eq!(names(&plan(&u, &[D1])), ["remove-route", "watch 11"]);
 }
 
@@ -103,14 +74,8 @@ fn the_deployed_one_is_routed_before_a_newer_one_rolls_out() {
     let now = Utc::now();
     let u = usecase(vec![
         requested(D1),
-        UsecaseEvent::DeploymentStarted {
-            deployment_id: D1,
-            at: now,
-        },
-        UsecaseEvent::DeploymentSucceeded {
-            deployment_id: D1,
-            at: now,
-        },
+        events::started(D1, now),
+        events::succeeded(D1, now),
         requested(D2),
     ]);
     assert_eq!(names(&plan(&u, BOTH)), ["route 11", "start 12"]);
@@ -121,28 +86,12 @@ fn after_a_handover_the_new_one_is_routed_before_the_old_one_is_removed() {
     let now = Utc::now();
     let u = usecase(vec![
         requested(D1),
-        UsecaseEvent::DeploymentStarted {
-            deployment_id: D1,
-            at: now,
-        },
-        UsecaseEvent::DeploymentSucceeded {
-            deployment_id: D1,
-            at: now,
-        },
+        events::started(D1, now),
+        events::succeeded(D1, now),
         requested(D2),
-        UsecaseEvent::DeploymentStarted {
-            deployment_id: D2,
-            at: now,
-        },
-        UsecaseEvent::DeploymentSucceeded {
-            deployment_id: D2,
-            at: now,
-        },
-        UsecaseEvent::DeploymentSuperseded {
-            deployment_id: D1,
-            superseded_by: D2,
-            at: now,
-        },
+        events::started(D2, now),
+        events::succeeded(D2, now),
+        events::superseded(D1, D2, now),
     ]);
     assert_eq!(names(&plan(&u, BOTH)), ["route 12", "cleanup 11"]);
 }
@@ -152,16 +101,9 @@ fn a_superseded_rollout_is_removed_before_the_new_one_is_watched() {
     let now = Utc::now();
     let u = usecase(vec![
         requested(D1),
-        UsecaseEvent::DeploymentStarted {
-            deployment_id: D1,
-            at: now,
-        },
+        events::started(D1, now),
         requested(D2),
-        UsecaseEvent::DeploymentSuperseded {
-            deployment_id: D1,
-            superseded_by: D2,
-            at: now,
-        },
+        events::superseded(D1, D2, now),
     ]);
     assert_eq!(
         names(&plan(&u, BOTH)),
@@ -174,18 +116,9 @@ fn undeploy_removes_everything_and_confirms() {
     let now = Utc::now();
     let u = usecase(vec![
         requested(D1),
-        UsecaseEvent::DeploymentStarted {
-            deployment_id: D1,
-            at: now,
-        },
-        UsecaseEvent::DeploymentSucceeded {
-            deployment_id: D1,
-            at: now,
-        },
-        UsecaseEvent::UndeployRequested {
-            deployment_id: D1,
-            at: now,
-        },
+        events::started(D1, now),
+        events::succeeded(D1, now),
+        events::undeploy_requested(D1, now),
     ]);
     assert_eq!(names(&plan(&u, &[D1])), ["remove-route", "undeploy 11"]);
 }
@@ -195,12 +128,8 @@ fn failed_and_deleted_usecases_are_cleaned_up() {
     let now = Utc::now();
     let u = usecase(vec![
         requested(D1),
-        UsecaseEvent::DeploymentFailed {
-            deployment_id: D1,
-            message: "x".into(),
-            at: now,
-        },
-        UsecaseEvent::UsecaseDeleted { at: now },
+        events::failed(D1, "x", now),
+        events::deleted(now),
     ]);
     assert_eq!(names(&plan(&u, &[D1])), ["forget", "cleanup 11"]);
 }
@@ -209,14 +138,8 @@ fn deployed(id: Uuid) -> Vec<UsecaseEvent> {
     let at = Utc::now();
     vec![
         requested(id),
-        UsecaseEvent::DeploymentStarted {
-            deployment_id: id,
-            at,
-        },
-        UsecaseEvent::DeploymentSucceeded {
-            deployment_id: id,
-            at,
-        },
+        events::started(id, at),
+        events::succeeded(id, at),
     ]
 }
 
@@ -225,21 +148,13 @@ const R1: Uuid = Uuid::from_u128(21);
 #[test]
 fn a_pending_restart_rolls_the_serving_deployment_with_its_id_stamped() {
     let mut events = deployed(D1);
-    events.push(UsecaseEvent::RestartRequested {
-        restart_id: R1,
-        deployment_id: D1,
-        at: Utc::now(),
-    });
+    events.push(events::restart_requested(R1, D1, Utc::now()));
     assert_eq!(
         names(&plan(&usecase(events.clone()), &[D1])),
         ["route 11", "restart 11 (21, stamped Some(21))"]
     );
     // Once it succeeded, nothing is left to do, but the stamp stays on every later apply.
-    events.push(UsecaseEvent::RestartSucceeded {
-        restart_id: R1,
-        deployment_id: D1,
-        at: Utc::now(),
-    });
+    events.push(events::restart_succeeded(R1, D1, Utc::now()));
     let u = usecase(events);
     let steps = plan(&u, &[D1]);
     assert_eq!(names(&steps), ["route 11"]);
@@ -252,15 +167,8 @@ fn a_pending_restart_rolls_the_serving_deployment_with_its_id_stamped() {
 #[test]
 fn a_restart_of_a_deployment_that_stopped_serving_is_abandoned() {
     let mut events = deployed(D1);
-    events.push(UsecaseEvent::RestartRequested {
-        restart_id: R1,
-        deployment_id: D1,
-        at: Utc::now(),
-    });
-    events.push(UsecaseEvent::UndeployRequested {
-        deployment_id: D1,
-        at: Utc::now(),
-    });
+    events.push(events::restart_requested(R1, D1, Utc::now()));
+    events.push(events::undeploy_requested(D1, Utc::now()));
     assert_eq!(
         names(&plan(&usecase(events), &[D1])),
         ["remove-route", "abandon restart 21 of 11", "undeploy 11"]
@@ -276,11 +184,7 @@ fn finished_deployments_without_objects_in_the_cluster_cost_nothing() {
     for (i, id) in ids.iter().enumerate() {
         events.extend(deployed(*id));
         if i > 0 {
-            events.push(UsecaseEvent::DeploymentSuperseded {
-                deployment_id: ids[i - 1],
-                superseded_by: *id,
-                at: now,
-            });
+            events.push(events::superseded(ids[i - 1], *id, now));
         }
     }
     let u = usecase(events);
@@ -308,10 +212,7 @@ fn a_usecase_is_at_rest_only_when_nothing_rolls_out_or_waits() {
     assert!(!at_rest(&plan(&usecase(vec![requested(D1)]), &[])));
     let mut events = deployed(D1);
     assert!(at_rest(&plan(&usecase(events.clone()), &[D1])));
-    events.push(UsecaseEvent::UndeployRequested {
-        deployment_id: D1,
-        at: Utc::now(),
-    });
+    events.push(events::undeploy_requested(D1, Utc::now()));
     assert!(!at_rest(&plan(&usecase(events), &[D1])));
 }
 
@@ -319,11 +220,8 @@ fn a_usecase_is_at_rest_only_when_nothing_rolls_out_or_waits() {
 fn a_deleted_usecase_loses_every_object_whatever_its_deployments_state() {
     let u = usecase(vec![
         requested(D1),
-        UsecaseEvent::DeploymentStarted {
-            deployment_id: D1,
-            at: Utc::now(),
-        },
-        UsecaseEvent::UsecaseDeleted { at: Utc::now() },
+        events::started(D1, Utc::now()),
+        events::deleted(Utc::now()),
     ]);
     let steps = plan(&u, &[D1]);
     assert!(

@@ -8,10 +8,8 @@ use shiplog_application::{
     AppError, ClusterError, ClusterPort, CommandBus, CommandContext, Cursor, ProcessManager,
     RolloutOutcome, UsecaseLoader, Workload,
 };
-use shiplog_domain::{
-    DeploymentConfig, ImageRef, Usecase, UsecaseCommand, UsecaseEvent, UsecaseName,
-};
-use std::collections::BTreeMap;
+use shiplog_domain::{Usecase, UsecaseCommand};
+use shiplog_testkit::events;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use uuid::Uuid;
@@ -112,43 +110,19 @@ impl CommandBus for Bus {
     }
 }
 
-fn config() -> DeploymentConfig {
-    let image = ImageRef::new("r.example.com", "app", "1").unwrap_or_else(|e| panic!("{e}"));
-    DeploymentConfig::new(image, None, None, BTreeMap::new(), None, None)
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
 /// A usecase that deployed `n` times, each deployment superseding the one before;
 /// returns it with the ids, oldest first.
 fn history(n: u128) -> (Usecase, Vec<Uuid>) {
-    let mut u = Usecase::default();
     let at = Utc::now();
-    u.apply(UsecaseEvent::UsecaseRegistered {
-        usecase_id: U,
-        name: UsecaseName::parse("long-history").unwrap_or_else(|e| panic!("{e}")),
-        description: String::new(),
-        at,
-        template: None,
-        visibility: None,
-        owner: None,
-        team: None,
-    });
+    let mut u = events::usecase([events::registered(U, "long-history", at)]);
     let ids: Vec<Uuid> = (0..n).map(|i| Uuid::from_u128(1000 + i)).collect();
     for (i, id) in ids.iter().enumerate() {
         let deployment_id = *id;
-        u.apply(UsecaseEvent::DeploymentRequested {
-            deployment_id,
-            config: config(),
-            at,
-        });
-        u.apply(UsecaseEvent::DeploymentStarted { deployment_id, at });
-        u.apply(UsecaseEvent::DeploymentSucceeded { deployment_id, at });
+        u.apply(events::requested(deployment_id, events::config("1"), at));
+        u.apply(events::started(deployment_id, at));
+        u.apply(events::succeeded(deployment_id, at));
         if i > 0 {
-            u.apply(UsecaseEvent::DeploymentSuperseded {
-                deployment_id: ids[i - 1],
-                superseded_by: deployment_id,
-                at,
-            });
+            u.apply(events::superseded(ids[i - 1], deployment_id, at));
         }
     }
     (u, ids)
@@ -214,11 +188,11 @@ async fn a_leftover_is_removed_once_and_a_rollout_is_not_at_rest() {
 
     // A new deployment requested: the reconcile rolls it out and the usecase is not at rest
     // (its worker waits for the outcome event it recorded).
-    usecase.apply(UsecaseEvent::DeploymentRequested {
-        deployment_id: Uuid::from_u128(2000),
-        config: config(),
-        at: Utc::now(),
-    });
+    usecase.apply(events::requested(
+        Uuid::from_u128(2000),
+        events::config("1"),
+        Utc::now(),
+    ));
     let cluster = Cluster::new(vec![ids[2]]);
     let bus = Arc::new(Bus::default());
     let pm = ProcessManager::new(

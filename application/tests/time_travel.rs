@@ -9,8 +9,8 @@ use shiplog_application::{
     deployment_at, state_at, usecase_at, AppError, Cursor, DeploymentAt, HistoryIndex,
     RecordedEvent, StateAt,
 };
-use shiplog_domain::{DeploymentConfig, DeploymentStatus, ImageRef, UsecaseEvent, UsecaseName};
-use std::collections::BTreeMap;
+use shiplog_domain::{DeploymentStatus, UsecaseEvent, UsecaseName};
+use shiplog_testkit::events;
 use uuid::Uuid;
 
 const U: Uuid = Uuid::from_u128(1);
@@ -24,82 +24,6 @@ fn t(n: u32) -> DateTime<Utc> {
         .single()
         .unwrap_or_else(|| panic!("bad test time {n}"))
         + chrono::Duration::minutes(i64::from(n))
-}
-
-fn config(tag: &str) -> DeploymentConfig {
-    let image =
-        ImageRef::new("registry.example", "team/chat", tag).unwrap_or_else(|e| panic!("{e}"));
-    DeploymentConfig::new(image, None, Some(8080), BTreeMap::new(), Some(1), None)
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn registered(n: u32) -> UsecaseEvent {
-    UsecaseEvent::UsecaseRegistered {
-        usecase_id: U,
-        name: UsecaseName::parse("chat").unwrap_or_else(|e| panic!("{e}")),
-        description: "a chat app".into(),
-        at: t(n),
-        template: None,
-        visibility: None,
-        owner: None,
-        team: None,
-    }
-}
-
-fn requested(id: Uuid, n: u32) -> UsecaseEvent {
-    UsecaseEvent::DeploymentRequested {
-        deployment_id: id,
-        config: config("1.0.0"),
-        at: t(n),
-    }
-}
-
-fn started(id: Uuid, n: u32) -> UsecaseEvent {
-    UsecaseEvent::DeploymentStarted {
-        deployment_id: id,
-        at: t(n),
-    }
-}
-
-fn succeeded(id: Uuid, n: u32) -> UsecaseEvent {
-    UsecaseEvent::DeploymentSucceeded {
-        deployment_id: id,
-        at: t(n),
-    }
-}
-
-fn failed(id: Uuid, n: u32) -> UsecaseEvent {
-    UsecaseEvent::DeploymentFailed {
-        deployment_id: id,
-        message: "image pull failed".into(),
-        at: t(n),
-    }
-}
-
-fn superseded(id: Uuid, by: Uuid, n: u32) -> UsecaseEvent {
-    UsecaseEvent::DeploymentSuperseded {
-        deployment_id: id,
-        superseded_by: by,
-        at: t(n),
-    }
-}
-
-fn undeploy_requested(id: Uuid, n: u32) -> UsecaseEvent {
-    UsecaseEvent::UndeployRequested {
-        deployment_id: id,
-        at: t(n),
-    }
-}
-
-fn undeployed(id: Uuid, n: u32) -> UsecaseEvent {
-    UsecaseEvent::DeploymentUndeployed {
-        deployment_id: id,
-        at: t(n),
-    }
-}
-
-fn deleted(n: u32) -> UsecaseEvent {
-    UsecaseEvent::UsecaseDeleted { at: t(n) }
 }
 
 /// Stores `events` as the event log would: sequence and position from 1, the actor in metadata.
@@ -135,17 +59,23 @@ fn existing(events: &[RecordedEvent]) -> StateAt {
 /// Registration, then D1 requested by alice and rolled out by the process manager.
 fn deployed_d1() -> Vec<(&'static str, UsecaseEvent)> {
     vec![
-        ("alice", registered(0)),
-        ("alice", requested(D1, 1)),
-        ("process-manager", started(D1, 2)),
-        ("process-manager", succeeded(D1, 3)),
+        ("alice", events::registered(U, "chat", t(0))),
+        (
+            "alice",
+            events::requested(D1, events::config("1.0.0"), t(1)),
+        ),
+        ("process-manager", events::started(D1, t(2))),
+        ("process-manager", events::succeeded(D1, t(3))),
     ]
 }
 
 #[test]
 fn nothing_registered_is_none() {
     // given no events at all, or only events before a registration
-    let orphan = recorded(vec![("alice", requested(D1, 1))]);
+    let orphan = recorded(vec![(
+        "alice",
+        events::requested(D1, events::config("1.0.0"), t(1)),
+    )]);
     // when / then
     assert!(state(&[]).is_none(), "no events");
     assert!(
@@ -157,13 +87,13 @@ fn nothing_registered_is_none() {
 #[test]
 fn a_registered_usecase_has_no_deployment() {
     // given
-    let events = recorded(vec![("alice", registered(0))]);
+    let events = recorded(vec![("alice", events::registered(U, "chat", t(0)))]);
     // when
     let s = existing(&events);
     // then
     assert_eq!(s.usecase.id, U);
     assert_eq!(s.usecase.name, "chat");
-    assert_eq!(s.usecase.description, "a chat app");
+    assert_eq!(s.usecase.description, "built by a test");
     assert_eq!(s.usecase.created_at, t(0));
     assert_eq!(s.usecase.created_by, "alice");
     assert_eq!(s.usecase.deployment, None);
@@ -186,7 +116,7 @@ fn a_succeeded_deployment_is_shown_deployed() {
     assert_eq!(d.updated_at, t(3), "the outcome event's time");
     assert_eq!(d.updated_by, "process-manager", "the outcome event's actor");
     assert_eq!(d.message, "");
-    assert_eq!(d.config, config("1.0.0"));
+    assert_eq!(d.config, events::config("1.0.0"));
     assert!(!d.undeploy_requested);
     assert_eq!(d.superseded_by, None);
     assert_eq!(s.deployments, vec![d.clone()]);
@@ -196,9 +126,12 @@ fn a_succeeded_deployment_is_shown_deployed() {
 fn a_pending_or_deploying_deployment_is_not_shown_before_any_success() {
     // given a deployment still rolling out
     let events = recorded(vec![
-        ("alice", registered(0)),
-        ("alice", requested(D1, 1)),
-        ("process-manager", started(D1, 2)),
+        ("alice", events::registered(U, "chat", t(0))),
+        (
+            "alice",
+            events::requested(D1, events::config("1.0.0"), t(1)),
+        ),
+        ("process-manager", events::started(D1, t(2))),
     ]);
     // when
     let s = existing(&events);
@@ -214,10 +147,10 @@ fn a_second_deployment_supersedes_the_first() {
     // given D2 rolled out over D1
     let mut events = deployed_d1();
     events.extend([
-        ("bob", requested(D2, 4)),
-        ("process-manager", started(D2, 5)),
-        ("process-manager", succeeded(D2, 6)),
-        ("process-manager", superseded(D1, D2, 6)),
+        ("bob", events::requested(D2, events::config("1.0.0"), t(4))),
+        ("process-manager", events::started(D2, t(5))),
+        ("process-manager", events::succeeded(D2, t(6))),
+        ("process-manager", events::superseded(D1, D2, t(6))),
     ]);
     let events = recorded(events);
     // when
@@ -241,9 +174,12 @@ fn a_failed_deployment_after_a_success_leaves_the_last_good_one_shown() {
     // given D2 fails after D1 was deployed
     let mut events = deployed_d1();
     events.extend([
-        ("bob", requested(D2, 4)),
-        ("process-manager", started(D2, 5)),
-        ("process-manager", failed(D2, 6)),
+        ("bob", events::requested(D2, events::config("1.0.0"), t(4))),
+        ("process-manager", events::started(D2, t(5))),
+        (
+            "process-manager",
+            events::failed(D2, "image pull failed", t(6)),
+        ),
     ]);
     let events = recorded(events);
     // when
@@ -263,7 +199,7 @@ fn a_failed_deployment_after_a_success_leaves_the_last_good_one_shown() {
 fn a_newer_request_is_shown_while_it_is_pending() {
     // given D1 deployed and D2 only requested (the read model's rule: latest not in error)
     let mut events = deployed_d1();
-    events.push(("bob", requested(D2, 4)));
+    events.push(("bob", events::requested(D2, events::config("1.0.0"), t(4))));
     let events = recorded(events);
     // when
     let s = existing(&events);
@@ -277,9 +213,9 @@ fn a_newer_request_is_shown_while_it_is_pending() {
 fn undeploy_requested_then_undeployed() {
     // given an undeploy asked by carol
     let mut events = deployed_d1();
-    events.push(("carol", undeploy_requested(D1, 4)));
+    events.push(("carol", events::undeploy_requested(D1, t(4))));
     let asked = recorded(events.clone());
-    events.push(("process-manager", undeployed(D1, 5)));
+    events.push(("process-manager", events::undeployed(D1, t(5))));
     let done = recorded(events);
 
     // when the undeploy is only requested
@@ -307,9 +243,9 @@ fn a_deleted_usecase_is_none() {
     // given
     let mut events = deployed_d1();
     events.extend([
-        ("carol", undeploy_requested(D1, 4)),
-        ("process-manager", undeployed(D1, 5)),
-        ("carol", deleted(6)),
+        ("carol", events::undeploy_requested(D1, t(4))),
+        ("process-manager", events::undeployed(D1, t(5))),
+        ("carol", events::deleted(t(6))),
     ]);
     let events = recorded(events);
     // when / then
@@ -345,10 +281,10 @@ fn a_cut_in_the_middle_of_a_lifecycle_gives_the_earlier_state() {
     // given a full lifecycle of D1 then D2, of which only a prefix is handed over
     let mut all = deployed_d1();
     all.extend([
-        ("bob", requested(D2, 4)),
-        ("process-manager", started(D2, 5)),
-        ("process-manager", succeeded(D2, 6)),
-        ("process-manager", superseded(D1, D2, 6)),
+        ("bob", events::requested(D2, events::config("1.0.0"), t(4))),
+        ("process-manager", events::started(D2, t(5))),
+        ("process-manager", events::succeeded(D2, t(6))),
+        ("process-manager", events::superseded(D1, D2, t(6))),
     ]);
     let all = recorded(all);
     let cases = [
@@ -401,7 +337,7 @@ fn events_are_applied_in_cursor_order() {
 #[test]
 fn a_missing_actor_is_system() {
     // given a registration without actor metadata
-    let mut events = recorded(vec![("alice", registered(0))]);
+    let mut events = recorded(vec![("alice", events::registered(U, "chat", t(0)))]);
     events[0].metadata = json!({});
     // when / then
     assert_eq!(existing(&events).usecase.created_by, "system");
@@ -436,9 +372,12 @@ fn the_listing_shows_every_deployment_newest_first() {
     // given three deployments, one of them failed
     let mut events = deployed_d1();
     events.extend([
-        ("bob", requested(D2, 4)),
-        ("process-manager", failed(D2, 5)),
-        ("bob", requested(D3, 6)),
+        ("bob", events::requested(D2, events::config("1.0.0"), t(4))),
+        (
+            "process-manager",
+            events::failed(D2, "image pull failed", t(5)),
+        ),
+        ("bob", events::requested(D3, events::config("1.0.0"), t(6))),
     ]);
     let events = recorded(events);
     // when
@@ -473,7 +412,7 @@ fn a_payload_that_does_not_deserialize_is_an_internal_error() {
 #[test]
 fn an_aggregate_id_that_is_not_a_uuid_is_an_internal_error() {
     // given
-    let mut events = recorded(vec![("alice", registered(0))]);
+    let mut events = recorded(vec![("alice", events::registered(U, "chat", t(0)))]);
     events[0].aggregate_id = "chat".to_owned();
     // when / then
     assert!(matches!(state_at(&events), Err(AppError::Internal(_))));
@@ -576,7 +515,7 @@ impl HistoryIndex for InMemory {
 /// requests, and sometimes the usecase's deletion at the end; one event a minute.
 fn random_history(rng: &mut StdRng, len: usize) -> Vec<(&'static str, UsecaseEvent)> {
     let actors = ["alice", "bob", "process-manager"];
-    let mut events = vec![("alice", registered(0))];
+    let mut events = vec![("alice", events::registered(U, "chat", t(0)))];
     let mut ids: Vec<Uuid> = Vec::new();
     let mut serving: Option<Uuid> = None;
     for n in 1..len as u32 {
@@ -587,33 +526,33 @@ fn random_history(rng: &mut StdRng, len: usize) -> Vec<(&'static str, UsecaseEve
             0..=2 => {
                 let id = Uuid::from_u128(1000 + u128::from(n));
                 ids.push(id);
-                requested(id, n)
+                events::requested(id, events::config("1.0.0"), t(n))
             }
             3 => match some(rng, &ids) {
-                Some(id) => started(id, n),
+                Some(id) => events::started(id, t(n)),
                 None => continue,
             },
             4 | 5 => match ids.last().copied() {
                 Some(id) => {
                     if let Some(old) = serving.replace(id).filter(|old| *old != id) {
-                        events.push((actor, succeeded(id, n)));
-                        superseded(old, id, n)
+                        events.push((actor, events::succeeded(id, t(n))));
+                        events::superseded(old, id, t(n))
                     } else {
-                        succeeded(id, n)
+                        events::succeeded(id, t(n))
                     }
                 }
                 None => continue,
             },
             6 => match some(rng, &ids) {
-                Some(id) => failed(id, n),
+                Some(id) => events::failed(id, "image pull failed", t(n)),
                 None => continue,
             },
             7 => match some(rng, &ids) {
-                Some(id) => undeploy_requested(id, n),
+                Some(id) => events::undeploy_requested(id, t(n)),
                 None => continue,
             },
             8 => match some(rng, &ids) {
-                Some(id) => undeployed(id, n),
+                Some(id) => events::undeployed(id, t(n)),
                 None => continue,
             },
             9 => UsecaseEvent::AutoUpdateConfigured {
@@ -638,7 +577,7 @@ fn random_history(rng: &mut StdRng, len: usize) -> Vec<(&'static str, UsecaseEve
         events.push((actor, event));
     }
     if rng.gen_bool(0.2) {
-        events.push(("alice", deleted(len as u32)));
+        events.push(("alice", events::deleted(t(len as u32))));
     }
     events
 }

@@ -13,7 +13,7 @@ use sqlx::PgPool;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use uuid::Uuid;
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/verify-export.py");
@@ -23,10 +23,7 @@ const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/verify-exp
 const AWKWARD: &str =
     "Café “quoted” \"x\"\n\\ tab\t bell\u{7} esc\u{1b} del\u{7f} 日本 😀 \u{2028} </>";
 
-#[path = "../../tests/support/test_db.rs"]
-#[allow(dead_code)] // the chain tests need the pool and name, not the URL
-mod test_db;
-use test_db::TestDb;
+use shiplog_testkit::{eventually_within, TestDb};
 
 fn ctx(actor: &str) -> CommandContext {
     CommandContext {
@@ -84,22 +81,19 @@ async fn event_count(pool: &PgPool) -> u64 {
 /// polls instead of expecting one call to be enough.
 async fn seal_everything(pool: &PgPool) -> ChainReport {
     let sealer = ChainSealer::new(pool.clone());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    eventually_within("every event is sealed", Duration::from_secs(20), || async {
         sealer
             .seal_pending()
             .await
             .unwrap_or_else(|e| panic!("seal: {e}"));
         let report = verify(pool).await.unwrap_or_else(|e| panic!("verify: {e}"));
         if report.unsealed == 0 {
-            return report;
+            Ok(report)
+        } else {
+            Err(report)
         }
-        assert!(
-            Instant::now() < deadline,
-            "events still unsealed after 20 s: {report:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
 /// Every sealed event, read page by page as the API does.

@@ -8,20 +8,15 @@
 //! command, waits until the command waits for that transaction's lock, and only
 //! then commits: the interleaving is forced, not hoped for.
 
-#[path = "../../tests/support/test_db.rs"]
-#[allow(dead_code)] // these tests need the pool and the name, not the URL
-mod test_db;
-
 use chrono::Utc;
 use cqrs_es::DomainEvent;
 use shiplog_application::{AppError, CommandBus, CommandContext, Conflict, TeamCommandBus};
 use shiplog_domain::{TeamCommand, TeamName, Tier, Usecase, UsecaseCommand, UsecaseName};
 use shiplog_infrastructure::{PostgresCommandBus, PostgresTeamBus};
+use shiplog_testkit::{eventually, TestDb};
 use sqlx::{PgPool, Postgres, Transaction};
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use test_db::TestDb;
 use uuid::Uuid;
 
 fn ctx() -> CommandContext {
@@ -44,26 +39,26 @@ fn register(usecase_id: Uuid, name: &str) -> UsecaseCommand {
 }
 
 /// Returns once a session of `db` waits for a lock (the command, on the open
-/// transaction's row); fails after 10 s.
+/// transaction's row).
 async fn until_a_command_waits_for_a_lock(db: &TestDb) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let waiting: i64 = sqlx::query_scalar(
+    eventually(
+        "the command to wait for the open transaction's lock",
+        || async {
+            let waiting: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock'",
         )
         .bind(&db.name)
         .fetch_one(&db.pool)
         .await
         .unwrap_or_else(|e| panic!("pg_stat_activity: {e}"));
-        if waiting > 0 {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the command never waited for the open transaction"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+            if waiting > 0 {
+                Ok(())
+            } else {
+                Err("no session waits for a lock")
+            }
+        },
+    )
+    .await
 }
 
 /// Starts `command`, waits until it waits for `open` (a competing write held in an

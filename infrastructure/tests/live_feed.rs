@@ -2,17 +2,13 @@
 //! after the position it announces, including one written while the feed was not
 //! yet running (the feed starts at the log's tail and never sends what lies before).
 
-#[path = "../../tests/support/test_db.rs"]
-#[allow(dead_code)] // these tests need the pool, not the URL or name
-mod test_db;
-
 use chrono::Utc;
 use futures::StreamExt;
 use shiplog_application::{CommandBus, CommandContext, Cursor, EventFilter, FeedItem, Ledger};
 use shiplog_domain::{UsecaseCommand, UsecaseName};
 use shiplog_infrastructure::{LiveFeed, PgLedger, PostgresCommandBus};
+use shiplog_testkit::TestDb;
 use std::time::Duration;
-use test_db::TestDb;
 use uuid::Uuid;
 
 async fn register(bus: &PostgresCommandBus, name: &str) -> Uuid {

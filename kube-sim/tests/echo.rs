@@ -20,6 +20,7 @@ use kube::runtime::wait::await_condition;
 use kube::Client;
 use kube_sim::KubeSim;
 use serde_json::{json, Value};
+use shiplog_testkit::eventually_within;
 
 const NS: &str = "shop";
 
@@ -362,14 +363,17 @@ async fn the_pod_proxy_reaches_one_pod() {
 
 /// Waits until nothing listens on `addr` any more.
 async fn wait_refused(addr: SocketAddr) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while tokio::net::TcpStream::connect(addr).await.is_ok() {
-        assert!(
-            Instant::now() < deadline,
-            "{addr} still accepts connections"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually_within(
+        &format!("{addr} refuses connections"),
+        Duration::from_secs(5),
+        || async {
+            match tokio::net::TcpStream::connect(addr).await {
+                Ok(_) => Err("it still accepts them"),
+                Err(_) => Ok(()),
+            }
+        },
+    )
+    .await;
 }
 
 #[tokio::test]

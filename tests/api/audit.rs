@@ -3,7 +3,7 @@
 
 use crate::helpers::{TestApp, ADMIN_TOKEN};
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
+use shiplog_testkit::eventually;
 use uuid::Uuid;
 
 fn types(page: &Value) -> Vec<String> {
@@ -397,16 +397,16 @@ async fn at_an_earlier_instant_the_usecase_shows_its_earlier_state() {
 
 /// Polls `/api/audit/verify` until every event is sealed.
 async fn sealed_report(app: &TestApp) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    eventually("every event is sealed", || async {
         let (status, report) = app.get("/api/audit/verify").await;
         assert_eq!(status, 200, "{report}");
         if report["unsealed"] == 0 {
-            return report;
+            Ok(report)
+        } else {
+            Err(report)
         }
-        assert!(Instant::now() < deadline, "events never sealed: {report}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
 #[tokio::test]

@@ -2,8 +2,9 @@
 //! walkthroughs do: the binary is killed when the test ends.
 
 use serde_json::Value;
+use shiplog_testkit::eventually_within;
 use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The built binary, killed when the test ends.
 pub struct Shiplog(pub Child);
@@ -23,22 +24,22 @@ pub fn free_port() -> u16 {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Waits until `host` answers `/healthz`; fails after 30 s.
+/// Waits until `host` answers `/healthz`; fails after 30 s (scaled).
 pub async fn wait_until_healthy(host: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
     let client = reqwest::Client::new();
-    loop {
-        let healthy = client
-            .get(format!("{host}/healthz"))
-            .send()
-            .await
-            .map(|r| r.status().is_success());
-        if healthy.unwrap_or(false) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "shiplog serve did not come up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let url = format!("{host}/healthz");
+    eventually_within(
+        "shiplog serve comes up",
+        Duration::from_secs(30),
+        || async {
+            match client.get(&url).send().await {
+                Ok(r) if r.status().is_success() => Ok(()),
+                Ok(r) => Err(r.status().to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        },
+    )
+    .await;
 }
 
 /// Runs a curl command line with bash; returns (status, body as JSON, or as a

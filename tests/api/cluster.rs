@@ -5,8 +5,9 @@
 use crate::helpers::{deploy_body, uuid, TestApp, TestDb, NAMESPACE};
 use kube_sim::{KubeSim, SimConfig};
 use serde_json::{json, Value};
+use shiplog_testkit::{eventually, eventually_within};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use uuid::Uuid;
 
 async fn sim(ready_delay_ms: u64) -> KubeSim {
@@ -77,15 +78,6 @@ pub fn object(sim: &KubeSim, resource: &str, name: &str) -> Option<Value> {
         .find(|o| o["metadata"]["name"] == name)
 }
 
-/// Waits until `check` holds for the simulator's objects (they change asynchronously).
-async fn eventually(description: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !check() {
-        assert!(Instant::now() < deadline, "never true: {description}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test]
 async fn a_deployment_reaches_deployed_with_its_objects_in_the_cluster() {
     let sim = sim(100).await;
@@ -139,9 +131,11 @@ async fn a_deployment_reaches_deployed_with_its_objects_in_the_cluster() {
 
     // The Service is routed by the reconcile that follows DeploymentSucceeded.
     let service_name = format!("sl-{}", usecase.simple());
-    eventually("the Service selects the deployed deployment", || {
-        object(&sim, "services", &service_name)
-            .is_some_and(|s| s["spec"]["selector"]["shiplog.io/deployment"] == d.to_string())
+    eventually("the Service selects the deployed deployment", || async {
+        match object(&sim, "services", &service_name) {
+            Some(s) if s["spec"]["selector"]["shiplog.io/deployment"] == d.to_string() => Ok(()),
+            other => Err(other),
+        }
     })
     .await;
     let service = object(&sim, "services", &service_name).unwrap_or_default();
@@ -188,8 +182,13 @@ async fn a_second_deployment_supersedes_the_first_and_its_objects_go() {
     app.wait_for_status(usecase, second, "deployed").await;
     let superseded = app.wait_for_status(usecase, first, "superseded").await;
     assert_eq!(superseded["supersededBy"], second.to_string());
-    eventually("only the second Deployment is left", || {
-        names(&sim, "deployments") == [deployment_name(second)]
+    eventually("only the second Deployment is left", || async {
+        let left = names(&sim, "deployments");
+        if left == [deployment_name(second)] {
+            Ok(())
+        } else {
+            Err(left)
+        }
     })
     .await;
     let service = object(&sim, "services", &format!("sl-{}", usecase.simple())).unwrap_or_default();
@@ -197,10 +196,18 @@ async fn a_second_deployment_supersedes_the_first_and_its_objects_go() {
         service["spec"]["selector"]["shiplog.io/deployment"],
         second.to_string()
     );
-    eventually("the first one's pods are gone", || {
-        sim.objects("pods", Some(NAMESPACE))
-            .iter()
-            .all(|p| p["metadata"]["labels"]["shiplog.io/deployment"] == second.to_string())
+    eventually("the first one's pods are gone", || async {
+        let others: Vec<Value> = sim
+            .objects("pods", Some(NAMESPACE))
+            .into_iter()
+            .filter(|p| p["metadata"]["labels"]["shiplog.io/deployment"] != second.to_string())
+            .map(|p| p["metadata"]["name"].clone())
+            .collect();
+        if others.is_empty() {
+            Ok(())
+        } else {
+            Err(others)
+        }
     })
     .await;
 }
@@ -219,8 +226,13 @@ async fn a_broken_image_ends_in_error_naming_the_cause_and_leaves_nothing() {
             && message.contains("registry.example.com/team/app:1.0-broken"),
         "{message}"
     );
-    eventually("the failed Deployment is deleted", || {
-        names(&sim, "deployments").is_empty()
+    eventually("the failed Deployment is deleted", || async {
+        let left = names(&sim, "deployments");
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(left)
+        }
     })
     .await;
     let (_, u) = app.get(&format!("/api/usecases/{usecase}")).await;
@@ -254,8 +266,13 @@ async fn undeploy_removes_the_objects() {
         .await;
     assert_eq!(status, 202);
     app.wait_for_status(usecase, d, "undeployed").await;
-    eventually("Deployment and Service are gone", || {
-        names(&sim, "deployments").is_empty() && names(&sim, "services").is_empty()
+    eventually("Deployment and Service are gone", || async {
+        let left = (names(&sim, "deployments"), names(&sim, "services"));
+        if left.0.is_empty() && left.1.is_empty() {
+            Ok(())
+        } else {
+            Err(left)
+        }
     })
     .await;
     let (status, _) = app.delete(&format!("/api/usecases/{usecase}")).await;
@@ -330,35 +347,36 @@ async fn killing_the_process_manager_at_random_points_loses_nothing_and_orphans_
     }
 
     // Let the last process manager finish: nothing may stay pending or deploying.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let views = loop {
-        let mut views = Vec::new();
-        for usecase in usecases {
-            let (_, page) = app
-                .get(&format!("/api/usecases/{usecase}/deployments?limit=200"))
-                .await;
-            views.extend(
-                page["items"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|d| (usecase, d)),
-            );
-        }
-        let busy = views.iter().any(|(_, d)| {
-            matches!(d["status"].as_str(), Some("pending" | "deploying"))
-                || d["undeployRequested"] == true
-        });
-        if !busy {
-            break views;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "deployments still in flight: {views:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let views = eventually_within(
+        "no deployment in flight",
+        Duration::from_secs(30),
+        || async {
+            let mut views = Vec::new();
+            for usecase in usecases {
+                let (_, page) = app
+                    .get(&format!("/api/usecases/{usecase}/deployments?limit=200"))
+                    .await;
+                views.extend(
+                    page["items"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|d| (usecase, d)),
+                );
+            }
+            let busy = views.iter().any(|(_, d)| {
+                matches!(d["status"].as_str(), Some("pending" | "deploying"))
+                    || d["undeployRequested"] == true
+            });
+            if busy {
+                Err(views)
+            } else {
+                Ok(views)
+            }
+        },
+    )
+    .await;
     assert_eq!(
         views.len(),
         requested,
@@ -378,8 +396,13 @@ async fn killing_the_process_manager_at_random_points_loses_nothing_and_orphans_
         .map(|(_, d)| deployment_name(uuid(&d["id"])))
         .collect();
     expected.sort();
-    eventually("the cluster matches the ledger", || {
-        names(&sim, "deployments") == expected
+    eventually("the cluster matches the ledger", || async {
+        let present = names(&sim, "deployments");
+        if present == expected {
+            Ok(())
+        } else {
+            Err(present)
+        }
     })
     .await;
     // Every stored event has a unique place in its stream and in the global order.

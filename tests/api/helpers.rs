@@ -1,4 +1,5 @@
-//! `TestDb` and `TestApp`: a fresh database per test and the server on a random port.
+//! `TestApp`: shiplog in-process on a random port over a database of its own
+//! (`TestDb`, from the test kit), with helpers named after the API.
 
 use serde_json::{json, Value};
 use shiplog_api::server::{ClusterMode, Server, Settings, StreamSettings};
@@ -7,13 +8,12 @@ use shiplog_domain::UsecaseCommand;
 use shiplog_infrastructure::kube_cluster::KubeSettings;
 use shiplog_infrastructure::PostgresCommandBus;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-#[path = "../support/test_db.rs"]
-mod test_db;
-pub use test_db::TestDb;
+use shiplog_testkit::eventually;
+pub use shiplog_testkit::TestDb;
 
 /// The namespace the process manager creates objects in during tests.
 pub const NAMESPACE: &str = "shiplog-test";
@@ -284,22 +284,19 @@ impl TestApp {
     }
 
     /// Polls the API until the deployment shows `status` (the projector is asynchronous
-    /// for writes that did not come through this API); fails after 10 s.
+    /// for writes that did not come through this API); fails after the default budget.
     pub async fn wait_for_status(&self, usecase: Uuid, deployment: Uuid, status: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let (code, body) = self
-                .get(&format!("/api/usecases/{usecase}/deployments/{deployment}"))
-                .await;
-            if code == 200 && body["status"] == status {
-                return body;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "deployment {deployment} never became {status}; last: {code} {body}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let path = format!("/api/usecases/{usecase}/deployments/{deployment}");
+        eventually(
+            &format!("deployment {deployment} becomes {status}"),
+            || async {
+                match self.get(&path).await {
+                    (200, body) if body["status"] == status => Ok(body),
+                    other => Err(other),
+                }
+            },
+        )
+        .await
     }
 }
 

@@ -4,6 +4,7 @@
 use crate::helpers::{deploy_body, uuid, TestDb, ADMIN_TOKEN, NAMESPACE};
 use kube_sim::{KubeSim, SimConfig};
 use serde_json::json;
+use shiplog_testkit::eventually_within;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -59,18 +60,6 @@ impl Serve {
     }
 }
 
-async fn until(description: &str, limit: Duration, mut check: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !check() {
-        assert!(
-            start.elapsed() < limit,
-            "not within {limit:?}: {description}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    start.elapsed()
-}
-
 /// Sends `request` as the admin and returns the JSON answer (null when it is not JSON).
 async fn answer(request: reqwest::RequestBuilder) -> serde_json::Value {
     request
@@ -91,15 +80,20 @@ async fn deploy_and_wait(client: &reqwest::Client, base: &str, usecase: &str, ta
     )
     .await;
     let id = uuid(&accepted["id"]);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let d = answer(client.get(format!("{base}/api/usecases/{usecase}/deployments/{id}"))).await;
-        if d["status"] == "deployed" {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{tag} never deployed: {d}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let url = format!("{base}/api/usecases/{usecase}/deployments/{id}");
+    eventually_within(
+        &format!("{tag} is deployed"),
+        Duration::from_secs(15),
+        || async {
+            let d = answer(client.get(&url)).await;
+            if d["status"] == "deployed" {
+                Ok(())
+            } else {
+                Err(d)
+            }
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -120,8 +114,12 @@ async fn exactly_one_process_leads_and_the_other_takes_over_when_it_dies() {
     let one = Serve::spawn(&db, &kubeconfig, &dir, 1);
     let two = Serve::spawn(&db, &kubeconfig, &dir, 2);
 
-    until("one process leads", Duration::from_secs(20), || {
-        one.leads() || two.leads()
+    eventually_within("one process leads", Duration::from_secs(20), || async {
+        if one.leads() || two.leads() {
+            Ok(())
+        } else {
+            Err("neither log says it leads")
+        }
     })
     .await;
     // Give the other every chance to (wrongly) lead as well.
@@ -153,10 +151,20 @@ async fn exactly_one_process_leads_and_the_other_takes_over_when_it_dies() {
     let survivor = servers.remove(0);
     leader.child.kill().unwrap_or_else(|e| panic!("{e}"));
     let _ = leader.child.wait();
-    let took = until("the survivor takes over", Duration::from_secs(10), || {
-        survivor.leads()
-    })
+    let killed_at = Instant::now();
+    eventually_within(
+        "the survivor takes over",
+        Duration::from_secs(10),
+        || async {
+            if survivor.leads() {
+                Ok(())
+            } else {
+                Err("its log does not say it leads")
+            }
+        },
+    )
     .await;
+    let took = killed_at.elapsed();
     eprintln!("takeover after {took:?}");
     deploy_and_wait(&client, &survivor.base, &usecase, "2").await;
     let _ = std::fs::remove_dir_all(&dir);
@@ -183,9 +191,17 @@ async fn shiplog_sim_runs_standalone_and_writes_a_working_kubeconfig() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("spawn shiplog sim: {e}"));
-    until("the kubeconfig is written", Duration::from_secs(20), || {
-        kubeconfig.exists()
-    })
+    eventually_within(
+        "the kubeconfig is written",
+        Duration::from_secs(20),
+        || async {
+            if kubeconfig.exists() {
+                Ok(())
+            } else {
+                Err("no file yet")
+            }
+        },
+    )
     .await;
     let yaml = std::fs::read_to_string(&kubeconfig).unwrap_or_default();
     let config =

@@ -4,6 +4,7 @@
 use crate::helpers::{TestApp, TestDb};
 use shiplog_application::Cursor;
 use shiplog_infrastructure::EventLog;
+use shiplog_testkit::scaled;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -74,7 +75,7 @@ async fn a_reader_sees_every_event_exactly_once_despite_late_commits() {
                 if batch.is_empty() {
                     if finished {
                         let deadline = *patience.get_or_insert_with(|| {
-                            std::time::Instant::now() + Duration::from_secs(30)
+                            std::time::Instant::now() + scaled(Duration::from_secs(30))
                         });
                         if seen.len() >= expected || std::time::Instant::now() > deadline {
                             return (seen, cursors);

@@ -12,8 +12,8 @@ use shiplog_application::{CommandBus, CommandContext, Cursor};
 use shiplog_domain::{UsecaseCommand, UsecaseName};
 use shiplog_infrastructure::telemetry::subscription_lag;
 use shiplog_infrastructure::PostgresCommandBus;
+use shiplog_testkit::eventually;
 use sqlx::PgPool;
-use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -84,19 +84,15 @@ async fn scrape(app: &TestApp) -> Scrape {
 
 /// Scrapes until `done` holds for a scrape, or fails after 10 s with the last one.
 async fn scrape_until(app: &TestApp, what: &str, done: impl Fn(&Scrape) -> bool) -> Scrape {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    eventually(what, || async {
         let scrape = scrape(app).await;
         if done(&scrape) {
-            return scrape;
+            Ok(scrape)
+        } else {
+            Err(scrape.text)
         }
-        assert!(
-            Instant::now() < deadline,
-            "{what} never happened; last scrape:\n{}",
-            scrape.text
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
 /// A description, a family, labels its sample has, and the value it must have.
@@ -326,18 +322,15 @@ fn rows(expected: &[(&str, i64)]) -> Vec<(String, i64)> {
 /// server-wide, so a transaction of another test's database can hold our events back.
 async fn lag_becomes(pool: &PgPool, cap: i64, expected: &[(&str, i64)], what: &str) {
     let expected = rows(expected);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    eventually(&format!("{what}: lag becomes {expected:?}"), || async {
         let now = lag(pool, cap).await;
         if now == expected {
-            return;
+            Ok(())
+        } else {
+            Err(now)
         }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: lag stayed {now:?}, expected {expected:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
 }
 
 /// The lag query alone, without a server (so no projector moves the checkpoints).

@@ -8,8 +8,9 @@ use kube_sim::KubeSim;
 use reqwest::Method;
 use serde_json::{json, Value};
 use shiplog_api::server::Settings;
+use shiplog_testkit::eventually;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// shiplog driving `sim`, its ingress URLs pointing at the simulator's ingress controller.
 pub async fn platform_app(sim: &KubeSim, configure: impl FnOnce(&mut Settings)) -> TestApp {
@@ -34,38 +35,26 @@ async fn sim() -> KubeSim {
 
 /// Polls `GET /api/deployments/status?name=` until it shows `status`; fails after 10 s.
 pub async fn wait_for(app: &TestApp, name: &str, status: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (code, body) = app
-            .get(&format!("/api/deployments/status?name={name}"))
-            .await;
-        if code == 200 && body["status"] == status {
-            return body;
+    let path = format!("/api/deployments/status?name={name}");
+    eventually(&format!("{name} becomes {status}"), || async {
+        match app.get(&path).await {
+            (200, body) if body["status"] == status => Ok(body),
+            other => Err(other),
         }
-        assert!(
-            Instant::now() < deadline,
-            "{name} never became {status}; last: {code} {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await
 }
 
 /// Polls until the deployment is gone (the status answers 404); fails after 10 s.
 async fn wait_until_gone(app: &TestApp, name: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (code, body) = app
-            .get(&format!("/api/deployments/status?name={name}"))
-            .await;
-        if code == 404 {
-            return;
+    let path = format!("/api/deployments/status?name={name}");
+    eventually(&format!("{name} is gone"), || async {
+        match app.get(&path).await {
+            (404, _) => Ok(()),
+            other => Err(other),
         }
-        assert!(
-            Instant::now() < deadline,
-            "{name} never went; last: {code} {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
 }
 
 /// One row of an error table: what is sent (method, path, body), with which
@@ -81,9 +70,9 @@ type Case<'a> = (
 /// Polls the deployment's history until its restart succeeded (failing at once if
 /// it failed, after 10 s if it never ends); returns the revisions then.
 async fn restarted(app: &TestApp, name: &str) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (status, history) = app.get(&format!("/api/deployments/{name}/history")).await;
+    let path = format!("/api/deployments/{name}/history");
+    eventually(&format!("the restart of {name} succeeds"), || async {
+        let (status, history) = app.get(&path).await;
         assert_eq!(status, 200, "{history}");
         let revisions = history["revisions"].as_array().cloned().unwrap_or_default();
         let restart = revisions
@@ -91,16 +80,14 @@ async fn restarted(app: &TestApp, name: &str) -> Vec<Value> {
             .find(|r| r["kind"] == "restart")
             .cloned()
             .unwrap_or_default();
-        if restart["status"] == "succeeded" {
-            return revisions;
-        }
         assert_ne!(restart["status"], "failed", "{history}");
-        assert!(
-            Instant::now() < deadline,
-            "the restart never ended: {history}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        if restart["status"] == "succeeded" {
+            Ok(revisions)
+        } else {
+            Err(history)
+        }
+    })
+    .await
 }
 
 async fn put(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
@@ -232,15 +219,18 @@ async fn deleting_removes_every_object_and_frees_the_name() {
     assert_eq!(deleted["success"], true);
     wait_until_gone(&app, "web").await;
     for resource in ["ingresses", "secrets", "deployments", "services", "pods"] {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !objects_of(&sim, resource, &id).is_empty() {
-            assert!(
-                Instant::now() < deadline,
-                "{resource} of the deleted deployment remain: {:?}",
-                objects_of(&sim, resource, &id)
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        eventually(
+            &format!("the {resource} of the deleted deployment are gone"),
+            || async {
+                let left = objects_of(&sim, resource, &id);
+                if left.is_empty() {
+                    Ok(())
+                } else {
+                    Err(left)
+                }
+            },
+        )
+        .await;
     }
     let events: Vec<String> = app
         .events_of(uuid(&Value::String(id.clone())))
@@ -339,24 +329,20 @@ async fn a_generated_password_stays_in_the_cluster_and_survives_a_config_change(
     .await;
     assert_eq!(status, 200, "{changed}");
     let new_deployment = changed["id"].as_str().unwrap_or_default().to_owned();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, status) = app
-            .get(&format!("/api/deployments/status?name={name}"))
-            .await;
-        if status["status"] == "Ready"
+    let path = format!("/api/deployments/status?name={name}");
+    eventually("the changed config serves", || async {
+        let (_, status) = app.get(&path).await;
+        let serves = status["status"] == "Ready"
             && status["statusMessage"]
                 .as_str()
-                .is_some_and(|m| m.contains(&new_deployment))
-        {
-            break;
+                .is_some_and(|m| m.contains(&new_deployment));
+        if serves {
+            Ok(())
+        } else {
+            Err(status)
         }
-        assert!(
-            Instant::now() < deadline,
-            "the change never served: {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
     let after = secret_values(&sim, &format!("sl-{}-generated", id.replace('-', "")));
     assert_eq!(
         after.get("postgres.POSTGRES_PASSWORD"),

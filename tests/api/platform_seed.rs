@@ -6,9 +6,10 @@
 use crate::binary::{curl, free_port, wait_until_healthy, Shiplog};
 use crate::helpers::{TestDb, ADMIN_TOKEN};
 use serde_json::Value;
+use shiplog_testkit::eventually_within;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const SEED_HOST: &str = "https://your-domain.com";
 const SEED_NAME: &str = "abc123xyz7";
@@ -131,15 +132,17 @@ impl Seed {
 
     /// Polls the seed's status command until it shows `status`.
     async fn wait_for(&self, status: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let (code, body) = self.run(STATUS);
-            if code == 200 && body["status"] == status {
-                return body;
-            }
-            assert!(Instant::now() < deadline, "never {status}: {code} {body}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually_within(
+            &format!("the seed's deployment is {status}"),
+            Duration::from_secs(15),
+            || async {
+                match self.run(STATUS) {
+                    (200, body) if body["status"] == status => Ok(body),
+                    other => Err(other),
+                }
+            },
+        )
+        .await
     }
 }
 
@@ -273,14 +276,17 @@ async fn the_platform_seed_curl_examples_work_against_the_binary() {
     let (status, deleted) = seed.run(DELETE);
     assert_eq!(status, 200, "delete: {deleted}");
     assert_eq!(deleted["success"], true);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let (code, body) = seed.run(STATUS);
-        if code == 404 {
-            break;
-        }
-        assert_eq!(body["status"], "Deleting", "{body}");
-        assert!(Instant::now() < deadline, "never deleted: {body}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually_within(
+        "the seed's deployment is deleted",
+        Duration::from_secs(15),
+        || async {
+            let (code, body) = seed.run(STATUS);
+            if code == 404 {
+                return Ok(());
+            }
+            assert_eq!(body["status"], "Deleting", "{body}");
+            Err(body)
+        },
+    )
+    .await;
 }

@@ -8,10 +8,11 @@ use shiplog_client::wire::usecases::{
     CreateDeployment, CreateUsecase, DeploymentConfigBody, ImageBody,
 };
 use shiplog_client::Client;
+use shiplog_testkit::{eventually, eventually_within};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use uuid::Uuid;
 
 /// A temporary data directory whose parent others may traverse (PostgreSQL runs as
@@ -92,25 +93,15 @@ impl Serve {
 
     async fn await_ready(&mut self, scratch: &Scratch, run: usize) {
         let client = Client::new(&self.base, None).unwrap_or_else(|e| panic!("{e}"));
-        let started = Instant::now();
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
+        let child = &mut self.child;
+        eventually_within("shiplog to answer /readyz", Duration::from_secs(90), || {
+            if let Ok(Some(status)) = child.try_wait() {
                 panic!("shiplog exited with {status}: {}", log_of(scratch, run));
             }
-            if client
-                .send(client.request(reqwest::Method::GET, "/readyz"))
-                .await
-                .is_ok()
-            {
-                return;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(90),
-                "shiplog not ready in 90 s: {}",
-                log_of(scratch, run)
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            let probe = client.send(client.request(reqwest::Method::GET, "/readyz"));
+            async move { probe.await.map(|_| ()).map_err(|e| e.to_string()) }
+        })
+        .await;
     }
 
     fn client(&self) -> Client {
@@ -152,14 +143,17 @@ fn alive(pid: i32) -> bool {
 }
 
 async fn gone(pid: i32, what: &str) {
-    let started = Instant::now();
-    while alive(pid) {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{what}: postmaster {pid} still runs"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        &format!("{what}: postmaster {pid} to exit"),
+        || async move {
+            if alive(pid) {
+                Err("still running")
+            } else {
+                Ok(())
+            }
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -205,18 +199,13 @@ async fn with_no_database_url_shiplog_runs_on_a_private_postgresql_that_survives
         .deploy(usecase.id, &body)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let started = Instant::now();
-    loop {
-        let read = api.deployment(usecase.id, deployment.id).await;
-        if read.as_ref().is_ok_and(|d| d.status.as_str() == "deployed") {
-            break;
+    eventually("the deployment to reach deployed", || async {
+        match api.deployment(usecase.id, deployment.id).await {
+            Ok(read) if read.status.as_str() == "deployed" => Ok(()),
+            other => Err(format!("{other:?}")),
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "not deployed: {read:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
     let first = postmaster(&scratch.data_dir()).unwrap_or_else(|| panic!("no postmaster.pid"));
     serve.terminate();
     gone(first, "after SIGTERM").await;

@@ -6,8 +6,8 @@
 
 use crate::binary::{curl, free_port, wait_until_healthy, Shiplog};
 use crate::helpers::{uuid, TestDb, ADMIN_TOKEN};
+use shiplog_testkit::eventually;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 const SEED_HOST: &str = "https://pharia-os-manager.<your.pharia-ai.domain.com>";
 const SEED_USECASE: &str = "ee7ab86f-bfde-450f-bb0e-1433e91a8d90";
@@ -77,15 +77,16 @@ impl Seed {
 }
 
 async fn wait_for_status(seed: &Seed, status: &str) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (code, body) = seed.run(GET_DEPLOYMENT);
-        if code == 200 && body["status"] == status {
-            return body;
-        }
-        assert!(Instant::now() < deadline, "never {status}: {code} {body}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        &format!("the seed's deployment becomes {status}"),
+        || async {
+            match seed.run(GET_DEPLOYMENT) {
+                (200, body) if body["status"] == status => Ok(body),
+                other => Err(other),
+            }
+        },
+    )
+    .await
 }
 
 #[tokio::test]
@@ -164,13 +165,14 @@ async fn the_seed_curl_walkthrough_works_against_the_binary() {
         .status()
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(killed.success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let exit = loop {
-        if let Some(status) = child.0.try_wait().unwrap_or_else(|e| panic!("{e}")) {
-            break status;
+    let exit = eventually("shiplog stops on SIGTERM", || {
+        let exited = child.0.try_wait();
+        async move {
+            exited
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| "still running".to_owned())
         }
-        assert!(Instant::now() < deadline, "shiplog did not stop on SIGTERM");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    })
+    .await;
     assert!(exit.success(), "graceful shutdown exits 0, got {exit}");
 }

@@ -4,10 +4,11 @@
 use crate::helpers::{TestApp, ADMIN_TOKEN, CORS_ORIGIN};
 use crate::sse::{Message, SseStream};
 use serde_json::{json, Value};
+use shiplog_testkit::eventually_within;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use uuid::Uuid;
 
 const FROM_THE_START: &str = "00000000000000000000000000000000";
@@ -416,21 +417,22 @@ async fn a_stream_on_one_process_sees_events_written_through_another() {
         .unwrap_or_else(|e| panic!("spawn shiplog: {e}"));
     let other = OtherProcess(child, format!("http://127.0.0.1:{port}"));
     let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let created = loop {
-        let response = client
-            .post(format!("{}/api/usecases", other.1))
-            .bearer_auth(ADMIN_TOKEN)
-            .json(&json!({"name": "written-elsewhere"}))
-            .send()
-            .await;
-        if let Ok(response) = response {
+    let created = eventually_within(
+        "the other process comes up and registers",
+        Duration::from_secs(30),
+        || async {
+            let response = client
+                .post(format!("{}/api/usecases", other.1))
+                .bearer_auth(ADMIN_TOKEN)
+                .json(&json!({"name": "written-elsewhere"}))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
             assert_eq!(response.status().as_u16(), 201);
-            break response.json::<Value>().await.unwrap_or_default();
-        }
-        assert!(Instant::now() < deadline, "the other process never came up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+            Ok::<_, String>(response.json::<Value>().await.unwrap_or_default())
+        },
+    )
+    .await;
     let seen = stream.take(1).await;
     assert_eq!(seen[0].event.as_deref(), Some("UsecaseRegistered"));
     assert_eq!(seen[0].json()["usecaseId"], created["id"]);

@@ -9,7 +9,6 @@
 
 use super::per_event::{self, ProjectedEvent};
 use super::{Projector, ProjectorLimits};
-use crate::db::connect_and_migrate;
 use crate::event_log::{EventLog, RecordedEvent};
 use chrono::{DateTime, TimeZone, Utc};
 use cqrs_es::Aggregate;
@@ -22,6 +21,7 @@ use shiplog_domain::{
     DeploymentConfig, ImageRef, Team, TeamEvent, TeamName, Tier, UpdateStrategy, UsecaseEvent,
     UsecaseName, Visibility,
 };
+use shiplog_testkit::{eventually, TestDb};
 use sqlx::{Connection, PgConnection, PgPool};
 use std::collections::BTreeMap;
 use uuid::Uuid;
@@ -33,55 +33,6 @@ const VIEWS: [(&str, &str); 4] = [
     ("revision_view", "usecase_id, revision"),
     ("team_view", "id"),
 ];
-
-/// A database of the test's own, dropped at the end (also when the test fails).
-struct Db {
-    url: String,
-    name: String,
-    pool: PgPool,
-}
-
-fn pg_base() -> String {
-    std::env::var("SHIPLOG_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
-}
-
-impl Db {
-    async fn create() -> Self {
-        let name = format!("shiplog_test_{}", Uuid::new_v4().simple());
-        let url = format!("{}/{}", pg_base(), name);
-        let pool = connect_and_migrate(&url)
-            .await
-            .unwrap_or_else(|e| panic!("test database {name}: {e}"));
-        Self { url, name, pool }
-    }
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        // Drop is not async: drop the database from a thread with its own runtime.
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                if let Ok(mut conn) =
-                    PgConnection::connect(&format!("{}/postgres", pg_base())).await
-                {
-                    let _ =
-                        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                            .execute(&mut conn)
-                            .await;
-                }
-            });
-        })
-        .join();
-    }
-}
 
 /// One event to append: aggregate type and id, the payload and metadata as stored.
 struct NewEvent {
@@ -470,20 +421,22 @@ async fn append(pool: &PgPool, rng: &mut StdRng, commands: Vec<Vec<NewEvent>>) {
 /// transaction of another test on the same server can hold them back for a moment,
 /// and the oracle and the projector must read the same log.
 async fn wait_visible(pool: &PgPool) {
-    for _ in 0..500 {
-        let hidden: i64 = sqlx::query_scalar(&format!(
-            "SELECT count(*) FROM events WHERE NOT ({})",
-            crate::event_log::VISIBLE
-        ))
-        .fetch_one(pool)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let hidden = format!(
+        "SELECT count(*) FROM events WHERE NOT ({})",
+        crate::event_log::VISIBLE
+    );
+    eventually("every appended event is visible", || async {
+        let hidden: i64 = sqlx::query_scalar(&hidden)
+            .fetch_one(pool)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         if hidden == 0 {
-            return;
+            Ok(())
+        } else {
+            Err(format!("{hidden} events hidden"))
         }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    panic!("appended events stayed invisible for 10 s");
+    })
+    .await;
 }
 
 /// The per-event SQL, on the `oracle` schema's copies of the tables.
@@ -493,7 +446,7 @@ struct Oracle {
 }
 
 impl Oracle {
-    async fn create(db: &Db) -> Self {
+    async fn create(db: &TestDb) -> Self {
         let mut conn = PgConnection::connect(&db.url)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
@@ -610,7 +563,7 @@ async fn reset(pool: &PgPool, view: &str) {
 async fn batches_and_rebuilds_give_the_rows_of_the_per_event_sql() {
     for seed in 0..8u64 {
         // A database per seed keeps each log short enough to replay every round.
-        let db = Db::create().await;
+        let db = TestDb::create().await;
         let mut oracle = Oracle::create(&db).await;
         let mut ledger = Ledger::new(seed);
         let mut rng = StdRng::seed_from_u64(seed + 1000);

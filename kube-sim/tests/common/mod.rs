@@ -41,11 +41,13 @@ pub fn client_for(sim: &KubeSim) -> Client {
     Client::try_from(config).expect("client builds")
 }
 
-/// Bounds a wait that should finish; panics with `what` if it does not.
+/// Bounds a wait that should finish (`secs`, stretched by the test kit's time
+/// scale on a slow machine); panics with `what` if it does not.
 pub async fn within<F: Future>(secs: u64, what: &str, f: F) -> F::Output {
-    tokio::time::timeout(Duration::from_secs(secs), f)
+    let budget = shiplog_testkit::scaled(Duration::from_secs(secs));
+    tokio::time::timeout(budget, f)
         .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+        .unwrap_or_else(|_| panic!("timed out after {budget:?} waiting for {what}"))
 }
 
 /// A Deployment manifest as shiplog would apply it.

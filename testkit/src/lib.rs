@@ -1,0 +1,21 @@
+//! What shiplog's tests share, so that each test says only what it is about:
+//!
+//! - [`TestDb`]: a PostgreSQL database of the test's own, created and migrated
+//!   as `shiplog serve` does on a fresh machine, dropped when the test ends (also
+//!   when it panics).
+//! - [`eventually`]: awaits a condition for a bounded time that one setting,
+//!   `SHIPLOG_TEST_TIME_SCALE`, stretches on a slow machine; a failure names what
+//!   was awaited and what was last seen.
+//! - [`events`]: the domain events tests build by hand, one builder each.
+//!
+//! A dev-dependency only (`publish = false`). It depends on no crate that uses
+//! it, so a test of `shiplog-infrastructure` or `shiplog-application` compiles
+//! their code once; the in-process server (`TestApp`) needs `shiplog-api` and
+//! stays with the API's tests (`tests/api/helpers.rs`).
+
+pub mod db;
+pub mod events;
+pub mod time;
+
+pub use db::{pg_base, TestDb};
+pub use time::{eventually, eventually_within, scaled, time_scale, DEFAULT_BUDGET};
