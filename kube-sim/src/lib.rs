@@ -13,6 +13,10 @@
 //! (Scheduled, Pulling, Pulled, Created, Started, Failed, BackOff and Killing for pods,
 //! ScalingReplicaSet for deployments).
 //!
+//! It also stores service accounts, `rbac.authorization.k8s.io/v1` roles and role bindings and
+//! `policy/v1` pod disruption budgets, with no behaviour behind them (what shiplog's own
+//! manifests in `deploy/` apply besides the kinds above).
+//!
 //! Server-side apply tracks field ownership as kube-apiserver does, in each object's
 //! `metadata.managedFields` (`manager`, `operation` `Apply` or `Update`, `apiVersion`, `time`,
 //! `fieldsType: FieldsV1` and `fieldsV1` in the `f:` notation). An apply by a field manager
@@ -202,12 +206,14 @@ mod managed_fields;
 mod metrics;
 mod pod_env;
 mod proxy;
+pub mod recorder;
 mod resources;
 mod rollout;
 mod secrets;
 mod selector;
 mod status;
 mod store;
+mod stored_kinds;
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
@@ -228,6 +234,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::controller::Action;
 use crate::echo::Echoes;
+pub use crate::recorder::{RecordedRequest, RecordingProxy};
 use crate::store::Store;
 
 /// Timing of the simulated cluster, so tests can run rollouts in milliseconds.

@@ -2,6 +2,8 @@
 
 use serde_json::{json, Value};
 
+use crate::stored_kinds;
+
 /// One served resource type: what discovery announces and what the router resolves.
 #[derive(Debug)]
 pub(crate) struct ResourceDef {
@@ -141,8 +143,8 @@ pub(crate) static INGRESSES: ResourceDef = ResourceDef {
     status_subresource: true,
 };
 
-/// Every served resource type.
-pub(crate) static ALL: [&ResourceDef; 8] = [
+/// Every served resource type (the last four only stored: [`crate::stored_kinds`]).
+pub(crate) static ALL: [&ResourceDef; 12] = [
     &PODS,
     &SERVICES,
     &EVENTS,
@@ -151,13 +153,19 @@ pub(crate) static ALL: [&ResourceDef; 8] = [
     &DEPLOYMENTS,
     &INGRESSES,
     &SERVICEMONITORS,
+    &stored_kinds::SERVICEACCOUNTS,
+    &stored_kinds::ROLES,
+    &stored_kinds::ROLEBINDINGS,
+    &stored_kinds::PODDISRUPTIONBUDGETS,
 ];
 
 /// The served API groups other than core, with their one version each.
-const GROUPS: [(&str, &str); 3] = [
+const GROUPS: [(&str, &str); 5] = [
     ("apps", "v1"),
     ("networking.k8s.io", "v1"),
     ("monitoring.coreos.com", "v1"),
+    (stored_kinds::RBAC_GROUP, "v1"),
+    (stored_kinds::POLICY_GROUP, "v1"),
 ];
 
 /// Finds a resource type by group, version and plural name.
