@@ -20,6 +20,7 @@ mod ownership;
 mod platform;
 mod platform_seed;
 mod projections;
+mod rbac_coverage;
 mod seed_walkthrough;
 mod sse;
 mod streams;
