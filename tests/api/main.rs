@@ -8,6 +8,7 @@ mod bad_input;
 mod binary;
 mod cli;
 mod cluster;
+mod container_image;
 mod deployments;
 mod docs;
 mod helpers;
