@@ -9,6 +9,7 @@ pub mod event_store;
 pub mod kube_cluster;
 pub mod kube_insight;
 pub mod kube_objects;
+pub mod kube_permissions;
 pub mod ledger;
 pub mod live_feed;
 pub mod private_db;

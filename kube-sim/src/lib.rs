@@ -13,6 +13,10 @@
 //! (Scheduled, Pulling, Pulled, Created, Started, Failed, BackOff and Killing for pods,
 //! ScalingReplicaSet for deployments).
 //!
+//! It also stores service accounts, `rbac.authorization.k8s.io/v1` roles and role bindings and
+//! `policy/v1` pod disruption budgets, with no behaviour behind them (what shiplog's own
+//! manifests in `deploy/` apply besides the kinds above).
+//!
 //! Server-side apply tracks field ownership as kube-apiserver does, in each object's
 //! `metadata.managedFields` (`manager`, `operation` `Apply` or `Update`, `apiVersion`, `time`,
 //! `fieldsType: FieldsV1` and `fieldsV1` in the `f:` notation). An apply by a field manager
@@ -219,6 +223,7 @@ mod echo;
 mod http;
 mod ingress_listener;
 mod json;
+pub mod recorder;
 mod resources;
 mod selector;
 mod status;
@@ -238,6 +243,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 pub use crate::config::{SimConfig, DEFAULT_WATCH_HISTORY};
+pub use crate::recorder::{RecordedRequest, RecordingProxy};
 
 use crate::cluster::{reachable_ip, run_scheduler, Shared};
 use crate::controllers::Action;

@@ -2,8 +2,8 @@
 //! one deployment, on a usecase with 1 and with 1 000 finished deployments.
 //!
 //! shiplog runs with `--cluster kube` against the simulator started in this
-//! process, through a counting proxy of the harness's own: every request on the
-//! wire is counted, by method, watches apart (a watch is one long request).
+//! process, through the simulator's recording proxy: every request on the wire
+//! is counted, by method, watches apart (a watch is one long request).
 
 use super::api::Api;
 use super::server::{Cluster, Shiplog, ADMIN_TOKEN};
@@ -11,87 +11,23 @@ use super::stats::ratio;
 use super::table::{times, Met, Row};
 use super::Ctx;
 use anyhow::Context;
-use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::http::{header, StatusCode};
-use axum::response::Response;
-use axum::Router;
-use kube_sim::{KubeSim, SimConfig};
+use kube_sim::{KubeSim, RecordingProxy, SimConfig};
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
-/// The requests seen since the last `take`, and when the last one came.
-struct Counter {
-    upstream: String,
-    http: reqwest::Client,
-    seen: Mutex<(BTreeMap<String, u64>, Instant)>,
-}
-
-impl Counter {
-    fn record(&self, kind: String) {
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        *seen.0.entry(kind).or_default() += 1;
-        seen.1 = Instant::now();
+/// The requests the proxy saw since the last call, counted by method, watches apart.
+fn take_counts(proxy: &RecordingProxy) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    for request in proxy.take() {
+        let kind = if request.is_watch() {
+            "WATCH".to_owned()
+        } else {
+            request.method
+        };
+        *counts.entry(kind).or_default() += 1;
     }
-
-    /// The counts so far, emptied.
-    fn take(&self) -> BTreeMap<String, u64> {
-        std::mem::take(&mut self.seen.lock().unwrap_or_else(|p| p.into_inner()).0)
-    }
-
-    fn idle_for(&self) -> Duration {
-        self.seen
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .1
-            .elapsed()
-    }
-}
-
-/// Forwards one request to the simulator, bodies streamed both ways (watches and
-/// log follows stay open), and counts it.
-async fn forward(State(counter): State<Arc<Counter>>, request: Request) -> Response {
-    let watch = request
-        .uri()
-        .query()
-        .is_some_and(|q| q.split('&').any(|p| p == "watch=true" || p == "watch=1"));
-    let kind = if watch {
-        "WATCH".to_owned()
-    } else {
-        request.method().as_str().to_owned()
-    };
-    counter.record(kind);
-    let url = format!(
-        "{}{}",
-        counter.upstream,
-        request.uri().path_and_query().map_or("/", |p| p.as_str())
-    );
-    let mut upstream = counter.http.request(request.method().clone(), url);
-    for (name, value) in request.headers() {
-        if name != header::HOST {
-            upstream = upstream.header(name, value);
-        }
-    }
-    let body = reqwest::Body::wrap_stream(request.into_body().into_data_stream());
-    match upstream.body(body).send().await {
-        Ok(answer) => {
-            let mut response = Response::builder().status(answer.status());
-            for (name, value) in answer.headers() {
-                if name != header::TRANSFER_ENCODING && name != header::CONNECTION {
-                    response = response.header(name, value);
-                }
-            }
-            response
-                .body(Body::from_stream(answer.bytes_stream()))
-                .unwrap_or_else(|_| Response::new(Body::empty()))
-        }
-        Err(e) => Response::builder()
-            .status(StatusCode::BAD_GATEWAY)
-            .body(Body::from(e.to_string()))
-            .unwrap_or_else(|_| Response::new(Body::empty())),
-    }
+    counts
 }
 
 /// Runs measurement 5 with a simulator and a shiplog of its own.
@@ -102,17 +38,11 @@ pub async fn measure(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     })
     .await
     .context("starting the simulator")?;
-    let counter = Arc::new(Counter {
-        upstream: sim.url().trim_end_matches('/').to_owned(),
-        http: reqwest::Client::builder().build()?,
-        seen: Mutex::new((BTreeMap::new(), Instant::now())),
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let app = Router::new().fallback(forward).with_state(counter.clone());
-    let proxy = tokio::spawn(async move { axum::serve(listener, app).await });
+    let proxy = RecordingProxy::start(&sim.url())
+        .await
+        .context("starting the counting proxy")?;
     let kubeconfig = ctx.scratch.join("kube-calls.kubeconfig");
-    std::fs::write(&kubeconfig, kubeconfig_yaml(&format!("http://{addr}")))?;
+    std::fs::write(&kubeconfig, kubeconfig_yaml(&proxy.url()))?;
     let server = Shiplog::start(
         &ctx.shiplog,
         &ctx.pg,
@@ -123,23 +53,23 @@ pub async fn measure(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     .await;
     let result = match server {
         Ok(server) => {
-            let result = run(ctx, &server, &counter).await;
+            let result = run(ctx, &server, &proxy).await;
             let stopped = server.stop().await;
             result.and_then(|rows| stopped.map(|()| rows))
         }
         Err(e) => Err(e),
     };
-    proxy.abort();
+    drop(proxy);
     sim.shutdown().await;
     result
 }
 
-async fn run(ctx: &Ctx, server: &Shiplog, counter: &Counter) -> anyhow::Result<Vec<Row>> {
+async fn run(ctx: &Ctx, server: &Shiplog, proxy: &RecordingProxy) -> anyhow::Result<Vec<Row>> {
     let admin = Api::new(ctx.http.clone(), &server.api, ADMIN_TOKEN);
     let api = admin.pipeline_token("bench-pipeline").await?;
     let n = ctx.plan.finished.max(2);
-    let one = count_one_deploy(&api, counter, 1).await?;
-    let many = count_one_deploy(&api, counter, n).await?;
+    let one = count_one_deploy(&api, proxy, 1).await?;
+    let many = count_one_deploy(&api, proxy, n).await?;
     let show = |c: &BTreeMap<String, u64>| {
         c.iter()
             .map(|(k, v)| format!("{k} {v}"))
@@ -182,7 +112,7 @@ async fn run(ctx: &Ctx, server: &Shiplog, counter: &Counter) -> anyhow::Result<V
 /// of one more deploy until it is deployed and quiet again.
 async fn count_one_deploy(
     api: &Api,
-    counter: &Counter,
+    proxy: &RecordingProxy,
     finished: usize,
 ) -> anyhow::Result<BTreeMap<String, u64>> {
     let usecase = api.register(&format!("calls-{finished}")).await?;
@@ -198,12 +128,12 @@ async fn count_one_deploy(
     // rollout is polled until ready): the median of a few deploys evens that out.
     let mut samples = Vec::with_capacity(MEASURED);
     for i in 0..MEASURED {
-        settle(counter).await;
-        counter.take();
+        settle(proxy).await;
+        proxy.take();
         let measured = api.deploy(usecase, (finished + 1 + i) as u64).await?;
         api.wait_deployed(usecase, measured, limit).await?;
-        settle(counter).await;
-        samples.push(counter.take());
+        settle(proxy).await;
+        samples.push(take_counts(proxy));
     }
     samples.sort_by_key(total);
     Ok(samples.swap_remove(MEASURED / 2))
@@ -222,9 +152,9 @@ fn total(counts: &BTreeMap<String, u64>) -> u64 {
 }
 
 /// Waits until no request came for a second (at most 20 s).
-async fn settle(counter: &Counter) {
+async fn settle(proxy: &RecordingProxy) {
     let deadline = Instant::now() + Duration::from_secs(20);
-    while counter.idle_for() < Duration::from_secs(1) && Instant::now() < deadline {
+    while proxy.idle_for() < Duration::from_secs(1) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -1,5 +1,7 @@
 //! The resource types the simulator serves, and the discovery documents that describe them.
 
+mod stored_kinds;
+
 use serde_json::{json, Value};
 
 /// One served resource type: what discovery announces and what the router resolves.
@@ -142,8 +144,8 @@ pub(crate) static INGRESSES: ResourceDef = ResourceDef {
     status_subresource: true,
 };
 
-/// Every served resource type.
-pub(crate) static ALL: [&ResourceDef; 8] = [
+/// Every served resource type (the last four only stored: [`stored_kinds`]).
+pub(crate) static ALL: [&ResourceDef; 12] = [
     &PODS,
     &SERVICES,
     &EVENTS,
@@ -152,6 +154,10 @@ pub(crate) static ALL: [&ResourceDef; 8] = [
     &DEPLOYMENTS,
     &INGRESSES,
     &SERVICEMONITORS,
+    &stored_kinds::SERVICEACCOUNTS,
+    &stored_kinds::ROLES,
+    &stored_kinds::ROLEBINDINGS,
+    &stored_kinds::PODDISRUPTIONBUDGETS,
 ];
 
 /// The API group metrics-server registers (served by `http::metrics` when enabled).
@@ -160,10 +166,12 @@ pub(crate) const METRICS_GROUP: &str = "metrics.k8s.io";
 pub(crate) const METRICS_VERSION: &str = "v1beta1";
 
 /// The served API groups other than core, with their one version each.
-const GROUPS: [(&str, &str); 3] = [
+const GROUPS: [(&str, &str); 5] = [
     ("apps", "v1"),
     ("networking.k8s.io", "v1"),
     ("monitoring.coreos.com", "v1"),
+    (stored_kinds::RBAC_GROUP, "v1"),
+    (stored_kinds::POLICY_GROUP, "v1"),
 ];
 
 /// Finds a resource type by group, version and plural name.
