@@ -95,7 +95,7 @@ async fn a_deployment_reaches_deployed_with_its_objects_in_the_cluster() {
     assert_eq!(status, 202);
     let d = uuid(&accepted["id"]);
     let deployed = app.wait_for_status(usecase, d, "deployed").await;
-    assert_eq!(deployed["message"], "");
+    assert_eq!(deployed.message, "");
 
     let k8s =
         object(&sim, "deployments", &deployment_name(d)).unwrap_or_else(|| panic!("no Deployment"));
@@ -181,7 +181,7 @@ async fn a_second_deployment_supersedes_the_first_and_its_objects_go() {
     let second = app.deploy(usecase, "2").await;
     app.wait_for_status(usecase, second, "deployed").await;
     let superseded = app.wait_for_status(usecase, first, "superseded").await;
-    assert_eq!(superseded["supersededBy"], second.to_string());
+    assert_eq!(superseded.superseded_by, Some(second));
     eventually("only the second Deployment is left", || async {
         let left = names(&sim, "deployments");
         if left == [deployment_name(second)] {
@@ -220,7 +220,7 @@ async fn a_broken_image_ends_in_error_naming_the_cause_and_leaves_nothing() {
     let usecase = app.create_usecase("chat").await;
     let broken = app.deploy(usecase, "1.0-broken").await;
     let failed = app.wait_for_status(usecase, broken, "error").await;
-    let message = failed["message"].as_str().unwrap_or_default();
+    let message = failed.message.as_str();
     assert!(
         message.contains("ImagePullBackOff")
             && message.contains("registry.example.com/team/app:1.0-broken"),
@@ -246,10 +246,8 @@ async fn a_broken_image_ends_in_error_naming_the_cause_and_leaves_nothing() {
         .wait_for_status(usecase, uuid(&body["id"]), "error")
         .await;
     assert!(
-        failed["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("nowhere.invalid/app:1")),
-        "{failed}"
+        failed.message.contains("nowhere.invalid/app:1"),
+        "{failed:?}"
     );
 }
 

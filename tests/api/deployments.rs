@@ -64,8 +64,8 @@ async fn the_usecase_shows_no_deployment_until_one_succeeded() {
     )
     .await;
     let failed = app.wait_for_status(usecase, failing, "error").await;
-    assert_eq!(failed["message"], "ImagePullBackOff: image not found");
-    assert!(failed["updatedAt"].is_string(), "{failed}");
+    assert_eq!(failed.message, "ImagePullBackOff: image not found");
+    assert!(failed.updated_at >= failed.created_at, "{failed:?}");
     let (_, u) = app.get(&format!("/api/usecases/{usecase}")).await;
     assert_eq!(
         u["deployment"]["id"],
@@ -146,10 +146,7 @@ async fn undeploy_needs_something_deployed_and_delete_needs_nothing_running() {
     )
     .await;
     let d = app.wait_for_status(usecase, d1, "undeployed").await;
-    assert_eq!(
-        d["undeployRequested"], false,
-        "the undeploy has finished: {d}"
-    );
+    assert!(!d.undeploy_requested, "the undeploy has finished: {d:?}");
     let (status, _) = app.delete(&format!("/api/usecases/{usecase}")).await;
     assert_eq!(status, 204);
 }

@@ -4,6 +4,10 @@
 use serde_json::{json, Value};
 use shiplog_api::server::{ClusterMode, Server, Settings, StreamSettings};
 use shiplog_application::{CommandBus, CommandContext};
+use shiplog_client::wire::usecases::{
+    CreateDeployment, CreateUsecase, DeploymentConfigBody, DeploymentResponse, ImageBody,
+};
+use shiplog_client::Client;
 use shiplog_domain::UsecaseCommand;
 use shiplog_infrastructure::kube_cluster::KubeSettings;
 use shiplog_infrastructure::PostgresCommandBus;
@@ -30,6 +34,9 @@ pub struct TestApp {
     /// The applications proxy's base URL.
     pub proxy_base: String,
     pub client: reqwest::Client,
+    /// shiplog's typed client, speaking with the admin token: what setup steps call,
+    /// so that a changed field breaks the tests' build, not their assertions.
+    pub api: Client,
     pub db: Arc<TestDb>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<Result<(), std::io::Error>>>,
@@ -133,8 +140,10 @@ impl TestApp {
         let handle = tokio::spawn(server.run(async move {
             let _ = rx.await;
         }));
+        let base = format!("http://{addr}");
         Self {
-            base: format!("http://{addr}"),
+            api: Client::new(&base, Some(ADMIN_TOKEN)).unwrap_or_else(|e| panic!("{e}")),
+            base,
             proxy_base: format!("http://{proxy_addr}"),
             client: reqwest::Client::new(),
             db,
@@ -217,26 +226,24 @@ impl TestApp {
 
     /// Registers a usecase and returns its id.
     pub async fn create_usecase(&self, name: &str) -> Uuid {
-        let (status, body) = self
-            .post(
-                "/api/usecases",
-                json!({"name": name, "description": "test"}),
-            )
-            .await;
-        assert_eq!(status, 201, "creating {name}: {body}");
-        uuid(&body["id"])
+        let body = CreateUsecase {
+            name: name.to_owned(),
+            description: Some("test".to_owned()),
+        };
+        self.api
+            .create_usecase(&body, None)
+            .await
+            .unwrap_or_else(|e| panic!("creating {name}: {e}"))
+            .id
     }
 
     /// Requests a deployment of `tag` and returns its id.
     pub async fn deploy(&self, usecase: Uuid, tag: &str) -> Uuid {
-        let (status, body) = self
-            .post(
-                &format!("/api/usecases/{usecase}/deployments"),
-                deploy_body(tag),
-            )
-            .await;
-        assert_eq!(status, 202, "deploying {tag}: {body}");
-        uuid(&body["id"])
+        self.api
+            .deploy(usecase, &deployment_of(tag))
+            .await
+            .unwrap_or_else(|e| panic!("deploying {tag}: {e}"))
+            .id
     }
 
     /// Plays the process manager: appends an outcome command directly to the ledger.
@@ -283,16 +290,20 @@ impl TestApp {
         self.wait_for_status(usecase, deployment, "deployed").await;
     }
 
-    /// Polls the API until the deployment shows `status` (the projector is asynchronous
-    /// for writes that did not come through this API); fails after the default budget.
-    pub async fn wait_for_status(&self, usecase: Uuid, deployment: Uuid, status: &str) -> Value {
-        let path = format!("/api/usecases/{usecase}/deployments/{deployment}");
+    /// Reads the deployment until it shows `status` (the projector is asynchronous for
+    /// writes that did not come through this API); fails after the default budget.
+    pub async fn wait_for_status(
+        &self,
+        usecase: Uuid,
+        deployment: Uuid,
+        status: &str,
+    ) -> DeploymentResponse {
         eventually(
             &format!("deployment {deployment} becomes {status}"),
             || async {
-                match self.get(&path).await {
-                    (200, body) if body["status"] == status => Ok(body),
-                    other => Err(other),
+                match self.api.deployment(usecase, deployment).await {
+                    Ok(read) if read.status.as_str() == status => Ok(read),
+                    other => Err(format!("{other:?}")),
                 }
             },
         )
@@ -300,7 +311,26 @@ impl TestApp {
     }
 }
 
-/// A valid deployment request body for `tag`.
+/// A valid deployment request for `tag`, typed.
+pub fn deployment_of(tag: &str) -> CreateDeployment {
+    CreateDeployment {
+        config: DeploymentConfigBody {
+            image: ImageBody {
+                registry: "registry.example.com".to_owned(),
+                repository: "team/app".to_owned(),
+                tag: tag.to_owned(),
+                digest: None,
+            },
+            service_monitor: None,
+            container_port: None,
+            env: None,
+            replicas: None,
+            resources: None,
+        },
+    }
+}
+
+/// A valid deployment request body for `tag`, as JSON (for tests of the wire itself).
 pub fn deploy_body(tag: &str) -> Value {
     json!({"config": {"image": {"registry": "registry.example.com", "repository": "team/app", "tag": tag}}})
 }

@@ -43,7 +43,7 @@ async fn a_config_change_rolls_out_a_new_deployment_and_a_rollback_restores_the_
     assert_eq!(accepted["basedOn"], d1.to_string());
     let d2 = uuid(&accepted["id"]);
     let view = app.wait_for_status(usecase, d2, "deployed").await;
-    assert_eq!(view["config"]["image"]["tag"], "1.0.0", "same image");
+    assert_eq!(view.config.image.tag, "1.0.0", "same image");
     app.wait_for_status(usecase, d1, "superseded").await;
     let (_, config) = app.get(&format!("/api/usecases/{usecase}/config")).await;
     assert_eq!(config["deploymentId"], d2.to_string());

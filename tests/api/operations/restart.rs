@@ -54,7 +54,7 @@ async fn a_restart_rolls_fresh_pods_and_records_its_outcome() {
         restart_id
     );
     let view = app.wait_for_status(usecase, d1, "deployed").await;
-    assert_eq!(view["status"], "deployed");
+    assert_eq!(view.status.as_str(), "deployed");
 
     // A second restart is accepted once the first finished; nothing deployed is a 409.
     let (status, _) = app
