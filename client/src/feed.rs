@@ -5,6 +5,7 @@
 use crate::error::ClientError;
 use crate::http::Client;
 use crate::sse::{Message, SseParser};
+use backon::{BackoffBuilder, ExponentialBuilder};
 use reqwest::header::ACCEPT;
 use reqwest::{Method, Response};
 use serde_json::Value;
@@ -136,17 +137,23 @@ impl EventFeed {
     }
 
     /// Reconnects after the last event seen, retrying while the server is unreachable
-    /// or unavailable, for up to a minute.
+    /// or unavailable, for up to a minute: 250 ms doubling to 5 s, with jitter so that
+    /// many followers of a restarting server do not reconnect in step.
     async fn reconnect(&mut self) -> Result<(), ClientError> {
         let started = Instant::now();
-        let mut delay = Duration::from_millis(250);
         let from = self.resume.clone().or_else(|| self.fallback.clone());
+        let mut delays = ExponentialBuilder::new()
+            .with_min_delay(Duration::from_millis(250))
+            .with_max_delay(Duration::from_secs(5))
+            .with_jitter()
+            .without_max_times()
+            .build();
         loop {
             match self.connect(from.clone()).await {
                 Ok(()) => return Ok(()),
                 Err(e) if retryable(&e) && started.elapsed() < RECONNECT_FOR => {
+                    let delay = delays.next().unwrap_or(Duration::from_secs(5));
                     tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
                 }
                 Err(e) => return Err(e),
             }
