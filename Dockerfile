@@ -23,8 +23,9 @@ COPY cli/Cargo.toml cli/
 COPY api/Cargo.toml api/
 COPY kube-sim/Cargo.toml kube-sim/
 COPY bench/Cargo.toml bench/
+COPY testkit/Cargo.toml testkit/
 RUN set -eux; \
-    for crate in domain application infrastructure wire client cli api kube-sim; do \
+    for crate in domain application infrastructure wire client cli api kube-sim testkit; do \
         mkdir -p "$crate/src"; \
         echo '//! placeholder' > "$crate/src/lib.rs"; \
     done; \
@@ -33,7 +34,7 @@ RUN set -eux; \
     printf '//! placeholder\nfn main() {}\n' > bench/src/main.rs; \
     printf '//! placeholder\nfn main() {}\n' > tests/api/main.rs; \
     cargo build --release --locked --bin shiplog; \
-    rm -rf domain application infrastructure wire client cli api kube-sim bench tests
+    rm -rf domain application infrastructure wire client cli api kube-sim bench testkit tests
 
 # Then shiplog itself. COPY keeps the files' times, which can be older than the placeholders'
 # build: touching the sources makes cargo rebuild the workspace's crates for certain.

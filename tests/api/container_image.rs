@@ -65,6 +65,27 @@ fn stages(instructions: &[Instruction]) -> Vec<&[Instruction]> {
 }
 
 /// The `[[bin]]` name api/Cargo.toml gives the binary.
+/// The workspace's members, from `members = [...]` in the root Cargo.toml.
+fn workspace_members() -> Vec<String> {
+    let manifest = repository_file("Cargo.toml");
+    let line = manifest
+        .lines()
+        .find(|l| l.trim_start().starts_with("members"))
+        .unwrap_or_else(|| panic!("no members line in Cargo.toml"));
+    let list = line
+        .split_once('[')
+        .and_then(|(_, rest)| rest.split_once(']'))
+        .map(|(list, _)| list)
+        .unwrap_or_else(|| panic!("members is not a one-line list: {line}"));
+    let members: Vec<String> = list
+        .split(',')
+        .map(|m| m.trim().trim_matches('"').to_owned())
+        .filter(|m| !m.is_empty())
+        .collect();
+    assert!(members.len() > 5, "{members:?}");
+    members
+}
+
 fn binary_name() -> String {
     let manifest = repository_file("api/Cargo.toml");
     let bin = manifest
@@ -166,6 +187,24 @@ fn the_dockerfile_pins_its_images_runs_shiplog_unprivileged_and_exposes_its_port
         matches!((first_build, copy_all), (Some(b), Some(c)) if b < c),
         "a `{build_command}` over the manifests before `COPY . .`"
     );
+    // That build loads the whole workspace: every member's manifest must be there, or
+    // cargo stops before compiling anything (as it would have when testkit/ was added).
+    let before_build = &build[..=first_build.unwrap_or(0)];
+    for member in workspace_members() {
+        let copy = format!("{member}/Cargo.toml {member}/");
+        assert!(
+            before_build
+                .iter()
+                .any(|i| i.keyword == "COPY" && i.args == copy),
+            "the dependency layer copies `{copy}` (a member of the workspace)"
+        );
+        assert!(
+            before_build
+                .iter()
+                .any(|i| i.keyword == "RUN" && i.args.contains(&format!(" {member}"))),
+            "the dependency layer gives {member} placeholder sources"
+        );
+    }
 
     // The runtime: not root, the binary as entrypoint, serve by default.
     let runtime = stages[stages.len() - 1];
