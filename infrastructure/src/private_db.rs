@@ -65,6 +65,30 @@ pub enum PrivateDbError {
         /// The log with PostgreSQL's own words.
         log: PathBuf,
     },
+    /// The cluster was made by a major version whose binaries are not installed.
+    #[error(
+        "the private database was created by PostgreSQL {major}, whose server binaries are not \
+         installed (found: {found:?}); install them (Debian: apt-get install postgresql-{major}) or \
+         upgrade the cluster with pg_upgrade"
+    )]
+    WrongMajor {
+        /// The cluster's major version.
+        major: u32,
+        /// The majors found.
+        found: Vec<u32>,
+    },
+    /// Another shiplog uses the data directory (one data directory, one shiplog).
+    #[error(
+        "the data directory {path} is in use by another shiplog{}; one data directory serves one \
+         shiplog (give another --data-dir, or --database-url to share a database)",
+        holder.map(|pid| format!(" (pid {pid})")).unwrap_or_default()
+    )]
+    InUse {
+        /// The directory.
+        path: PathBuf,
+        /// The holder's pid, as it wrote it.
+        holder: Option<u32>,
+    },
     /// Running as root with no unprivileged user to run PostgreSQL as.
     #[error("shiplog runs as root and PostgreSQL refuses to; no user `postgres` or `nobody` exists to run it as")]
     NoUnprivilegedUser,
@@ -100,6 +124,8 @@ pub struct PrivateDatabase {
     url: String,
     cluster: PathBuf,
     log: PathBuf,
+    /// The data directory's lock, held as long as this database runs.
+    _lock: fs::File,
 }
 
 /// The unprivileged account the cluster runs as when shiplog runs as root.
@@ -111,9 +137,10 @@ struct RunAs {
 
 impl PrivateDatabase {
     /// Starts (creating it on first use) the cluster under `options.data_dir` and waits
-    /// until it accepts connections on its socket.
+    /// until it accepts connections on its socket. Call it from a thread that lives as
+    /// long as the database should (the main thread): the postmaster is told to stop when
+    /// the thread that started it ends.
     pub fn start(options: &PrivateDbOptions) -> Result<Self, PrivateDbError> {
-        let bin = find_binaries().ok_or(PrivateDbError::NoBinaries)?;
         let run_as = run_as()?;
         let data_dir = absolute(&options.data_dir)?;
         let cluster = data_dir.join("postgres");
@@ -122,6 +149,8 @@ impl PrivateDatabase {
         for dir in [&data_dir, &socket_dir] {
             create_dir(dir)?;
         }
+        let lock = lock_data_dir(&data_dir)?;
+        let bin = find_binaries(&cluster)?;
         if let Some(user) = run_as {
             give_to(&data_dir, user)?;
             give_to(&socket_dir, user)?;
@@ -140,6 +169,7 @@ impl PrivateDatabase {
             url,
             cluster,
             log,
+            _lock: lock,
         };
         db.await_socket(&socket_dir)?;
         Ok(db)
@@ -169,8 +199,15 @@ impl PrivateDatabase {
                     );
                 }
             }
+            // The pid file and socket of an earlier postmaster killed outright stay behind:
+            // only this postmaster's own file, saying ready, counts.
+            let own = self.child.as_ref().map(Child::id);
             let ready = fs::read_to_string(&pid_file)
-                .map(|text| text.lines().nth(7).is_some_and(|l| l.trim() == "ready"))
+                .map(|text| {
+                    let mut lines = text.lines();
+                    lines.next().and_then(|l| l.trim().parse::<u32>().ok()) == own
+                        && lines.nth(6).is_some_and(|l| l.trim() == "ready")
+                })
                 .unwrap_or(false);
             if ready && socket_dir.join(".s.PGSQL.5432").exists() {
                 return Ok(());
@@ -218,52 +255,91 @@ impl Drop for PrivateDatabase {
     }
 }
 
-/// The directory holding `initdb` and `postgres`: PATH first, then the usual places
-/// (the newest major version there).
-fn find_binaries() -> Option<PathBuf> {
-    let has_both = |dir: &Path| dir.join("initdb").is_file() && dir.join("postgres").is_file();
-    if let Some(path) = std::env::var_os("PATH") {
-        if let Some(dir) = std::env::split_paths(&path).find(|d| has_both(d)) {
-            return Some(dir);
+/// The directory holding `initdb` and `postgres` to run `cluster` with: for an existing
+/// cluster the binaries of its own major version (a newer major cannot open its files),
+/// else the newest found; PATH first among equals, then the usual places.
+fn find_binaries(cluster: &Path) -> Result<PathBuf, PrivateDbError> {
+    let candidates = binary_candidates();
+    if candidates.is_empty() {
+        return Err(PrivateDbError::NoBinaries);
+    }
+    let wanted = fs::read_to_string(cluster.join("PG_VERSION"))
+        .ok()
+        .and_then(|v| v.trim().parse::<u32>().ok());
+    match wanted {
+        Some(major) => candidates
+            .iter()
+            .find(|(version, _)| *version == Some(major))
+            .map(|(_, dir)| dir.clone())
+            .ok_or(PrivateDbError::WrongMajor {
+                major,
+                found: candidates.iter().filter_map(|(v, _)| *v).collect(),
+            }),
+        None => {
+            let newest = candidates.iter().map(|(v, _)| *v).max().flatten();
+            Ok(candidates
+                .iter()
+                .find(|(v, _)| *v == newest)
+                .map_or_else(|| candidates[0].1.clone(), |(_, dir)| dir.clone()))
         }
     }
-    let mut found: Vec<(u32, PathBuf)> = Vec::new();
+}
+
+/// Every directory with both server binaries, with its major version (from
+/// `postgres --version`), PATH's first.
+fn binary_candidates() -> Vec<(Option<u32>, PathBuf)> {
+    let has_both = |dir: &Path| dir.join("initdb").is_file() && dir.join("postgres").is_file();
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|path| {
+            std::env::split_paths(&path)
+                .filter(|d| has_both(d))
+                .collect()
+        })
+        .unwrap_or_default();
     for root in BINARY_DIRS {
         let root = Path::new(root);
         if has_both(root) {
-            found.push((0, root.to_path_buf()));
+            dirs.push(root.to_path_buf());
             continue;
         }
         let Some(parent) = root.parent() else {
             continue;
         };
-        let prefix = root
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default();
         for base in [root, parent] {
             let Ok(entries) = fs::read_dir(base) else {
                 continue;
             };
-            for entry in entries.flatten() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                let version = name
-                    .trim_start_matches(prefix)
-                    .trim_start_matches(['-', '@'])
-                    .trim_start_matches("postgresql")
-                    .trim_start_matches(['-', '@'])
-                    .split('.')
-                    .next()
-                    .and_then(|v| v.parse::<u32>().ok());
-                let dir = entry.path().join("bin");
-                if let Some(version) = version.filter(|_| has_both(&dir)) {
-                    found.push((version, dir));
-                }
-            }
+            dirs.extend(
+                entries
+                    .flatten()
+                    .map(|e| e.path().join("bin"))
+                    .filter(|d| has_both(d)),
+            );
         }
     }
-    found.sort();
-    found.pop().map(|(_, dir)| dir)
+    let mut seen = Vec::new();
+    dirs.retain(|d| {
+        let key = fs::canonicalize(d).unwrap_or_else(|_| d.clone());
+        let new = !seen.contains(&key);
+        seen.push(key);
+        new
+    });
+    dirs.into_iter().map(|d| (major_of(&d), d)).collect()
+}
+
+/// The major version of the server in `dir` ("postgres (PostgreSQL) 15.19" -> 15).
+fn major_of(dir: &Path) -> Option<u32> {
+    let output = Command::new(dir.join("postgres"))
+        .arg("--version")
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.split_whitespace()
+        .last()?
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Who the cluster runs as: shiplog's own user, or under root an unprivileged one.
@@ -413,8 +489,10 @@ fn spawn_postmaster(
     })
 }
 
-/// Shuts down a postmaster an earlier run left (its pid file names a live process of
-/// that cluster), so that the new one can start.
+/// Shuts down a postmaster an earlier run of this data directory left (the caller
+/// holds the directory's lock, so no running shiplog owns it): its pid file names a
+/// live process whose working directory is this cluster, as a postmaster's is. A pid
+/// reused by anything else is left alone.
 fn stop_orphan(cluster: &Path) {
     let Ok(text) = fs::read_to_string(cluster.join("postmaster.pid")) else {
         return;
@@ -422,19 +500,52 @@ fn stop_orphan(cluster: &Path) {
     let Some(pid) = text
         .lines()
         .next()
-        .and_then(|l| l.trim().parse::<i32>().ok())
+        .and_then(|l| l.trim().parse::<u32>().ok())
     else {
         return;
     };
-    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    if !String::from_utf8_lossy(&cmdline).contains("postgres") {
+    let cwd = fs::read_link(format!("/proc/{pid}/cwd")).ok();
+    let own_cluster = fs::canonicalize(cluster).ok();
+    if cwd.is_none() || cwd != own_cluster {
         return; // gone (a stale file PostgreSQL handles itself), or the pid was reused
     }
-    signal(pid as u32, libc::SIGINT);
+    signal(pid, libc::SIGINT);
     let started = Instant::now();
-    while started.elapsed() < STOP_LIMIT && Path::new(&format!("/proc/{pid}")).exists() {
+    while started.elapsed() < STOP_LIMIT && Path::new(&format!("/proc/{pid}/cwd")).exists() {
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Takes the data directory's lock (`<data-dir>/lock`, holding the holder's pid), or
+/// says who holds it.
+fn lock_data_dir(data_dir: &Path) -> Result<fs::File, PrivateDbError> {
+    use std::io::{Read, Seek, Write};
+    use std::os::fd::AsRawFd;
+    let path = data_dir.join("lock");
+    let failed = |source: io::Error| PrivateDbError::DataDir {
+        path: path.clone(),
+        source,
+    };
+    let mut file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(failed)?;
+    // SAFETY: flock on a descriptor this function owns; no memory is involved.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let mut holder = String::new();
+        let _ = file.read_to_string(&mut holder);
+        return Err(PrivateDbError::InUse {
+            path: data_dir.to_path_buf(),
+            holder: holder.trim().parse().ok(),
+        });
+    }
+    file.set_len(0).map_err(failed)?;
+    file.rewind().map_err(failed)?;
+    writeln!(file, "{}", std::process::id()).map_err(failed)?;
+    Ok(file)
 }
 
 fn signal(pid: u32, signal: libc::c_int) {

@@ -3,7 +3,8 @@
 //! across a stop and a start, and no postmaster left running once it is stopped.
 
 use shiplog_infrastructure::db::connect_and_migrate;
-use shiplog_infrastructure::private_db::{PrivateDatabase, PrivateDbOptions};
+use shiplog_infrastructure::private_db::{PrivateDatabase, PrivateDbError, PrivateDbOptions};
+use shiplog_testkit::eventually;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
@@ -90,4 +91,64 @@ async fn a_private_database_keeps_its_data_across_a_stop_and_a_start() {
     .await
     .unwrap_or_else(|e| panic!("{e}"));
     assert!(migrated, "shiplog's schema is in the private database");
+}
+
+#[tokio::test]
+async fn a_second_start_on_a_data_directory_in_use_is_refused_and_harms_nothing() {
+    let dir = DataDir::new();
+    let options = PrivateDbOptions {
+        data_dir: dir.0.clone(),
+    };
+    let db = PrivateDatabase::start(&options).unwrap_or_else(|e| panic!("{e}"));
+    let refused = PrivateDatabase::start(&options);
+    assert!(
+        matches!(&refused, Err(PrivateDbError::InUse { holder: Some(pid), .. }) if *pid == std::process::id()),
+        "{refused:?}"
+    );
+    let pool = connect_and_migrate(db.url())
+        .await
+        .unwrap_or_else(|e| panic!("the first database still serves: {e}"));
+    let one: i32 = sqlx::query_scalar("SELECT 1")
+        .fetch_one(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(one, 1);
+}
+
+#[tokio::test]
+async fn a_postmaster_killed_outright_leaves_files_that_do_not_fool_the_next_start() {
+    let dir = DataDir::new();
+    let options = PrivateDbOptions {
+        data_dir: dir.0.clone(),
+    };
+    let mut db = PrivateDatabase::start(&options).unwrap_or_else(|e| panic!("{e}"));
+    let pid = postmaster_pid(&db);
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+    }
+    eventually("the killed postmaster to be gone", || async {
+        if std::path::Path::new(&format!("/proc/{pid}/cwd")).exists() {
+            Err("still there")
+        } else {
+            Ok(())
+        }
+    })
+    .await;
+    db.stop();
+    drop(db);
+    assert!(
+        dir.0.join("postgres/postmaster.pid").exists(),
+        "a postmaster killed outright leaves its pid file"
+    );
+
+    let db = PrivateDatabase::start(&options).unwrap_or_else(|e| panic!("{e}"));
+    let pool = connect_and_migrate(db.url())
+        .await
+        .unwrap_or_else(|e| panic!("the restarted database: {e}"));
+    let one: i32 = sqlx::query_scalar("SELECT 1")
+        .fetch_one(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(one, 1);
 }
