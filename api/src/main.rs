@@ -17,7 +17,7 @@ use shiplog_api::server::{Server, Settings, StreamSettings};
 use shiplog_application::{BillingSettings, Catalog, IngressSettings};
 use shiplog_cli as cli;
 use shiplog_domain::Tier;
-use shiplog_infrastructure::db::connect_and_migrate;
+use shiplog_infrastructure::db::{connect_and_migrate, redacted_url};
 use shiplog_infrastructure::kube_cluster::KubeSettings;
 use shiplog_infrastructure::private_db::{default_data_dir, PrivateDatabase, PrivateDbOptions};
 use shiplog_infrastructure::Projector;
@@ -87,7 +87,7 @@ fn open_database(args: &DatabaseArgs) -> anyhow::Result<(String, Option<PrivateD
         .as_deref()
         .filter(|u| !u.trim().is_empty())
     {
-        warn!(database = %redact(url), "DATABASE: the PostgreSQL at --database-url / DATABASE_URL");
+        warn!(database = %redacted_url(url), "DATABASE: the PostgreSQL at --database-url / DATABASE_URL");
         return Ok((url.to_owned(), None));
     }
     let data_dir = data_dir(args);
@@ -217,7 +217,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         billing,
     };
     let server = Server::start(&settings).await.context("starting shiplog")?;
-    info!(database = %redact(&settings.database_url), "database ready");
+    info!(database = %redacted_url(&settings.database_url), "database ready");
     let served = server.run(shutdown_signal()).await.context("serving HTTP");
     // The private database outlives every connection of the server, then stops.
     drop(private_database);
@@ -243,17 +243,6 @@ async fn sim(args: SimArgs) -> anyhow::Result<()> {
     shutdown_signal().await;
     sim.shutdown().await;
     Ok(())
-}
-
-/// The URL without its password, for logs.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => match url[scheme + 3..at].split_once(':') {
-            Some((user, _)) => format!("{}{}:***{}", &url[..scheme + 3], user, &url[at..]),
-            None => url.to_owned(),
-        },
-        _ => url.to_owned(),
-    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -5,6 +5,15 @@ use reqwest::StatusCode;
 use shiplog_wire::problem::ProblemType;
 use shiplog_wire::Problem;
 
+/// Any RFC 9457 document, every member optional.
+#[derive(serde::Deserialize)]
+struct AnyProblem {
+    #[serde(rename = "type")]
+    kind: Option<ProblemType>,
+    detail: Option<String>,
+    field: Option<String>,
+}
+
 /// What went wrong in a call to shiplog's API.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -69,6 +78,18 @@ impl ClientError {
                 kind: Some(problem.kind),
             };
         }
+        // A problem document from something other than shiplog (a proxy, an older
+        // shiplog): RFC 9457 asks for no member but lets `detail` say what went wrong.
+        if let Ok(problem) = serde_json::from_str::<AnyProblem>(text) {
+            if let Some(detail) = problem.detail {
+                return Self::Api {
+                    status: status.as_u16(),
+                    detail,
+                    field: problem.field,
+                    kind: problem.kind,
+                };
+            }
+        }
         // Not shiplog's problem document (a proxy in between, say): show what there is.
         let reason = status.canonical_reason().unwrap_or("error");
         let excerpt: String = text.trim().chars().take(200).collect();
@@ -108,6 +129,16 @@ mod tests {
             ),
             "{error:?}"
         );
+    }
+
+    #[test]
+    fn a_problem_document_of_someone_else_gives_its_detail() {
+        let error = ClientError::from_answer(
+            StatusCode::CONFLICT,
+            r#"{"type":"https://shiplog.dev/problems/name-taken","status":409,"detail":"taken"}"#,
+        );
+        assert_eq!(error.to_string(), "taken");
+        assert_eq!(error.kind(), Some(ProblemType::NameTaken));
     }
 
     #[test]

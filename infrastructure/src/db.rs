@@ -55,6 +55,36 @@ fn billing_settings(billing: &BillingSettings) -> Vec<(String, String)> {
     ]
 }
 
+/// A database URL fit for a log: the password of `user:password@` and any `password`
+/// (or `sslpassword`) query parameter replaced by `***`.
+pub fn redacted_url(url: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let mut out = match (base.find("://"), base.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => match base[scheme + 3..at].split_once(':') {
+            Some((user, _)) => format!("{}{}:***{}", &base[..scheme + 3], user, &base[at..]),
+            None => base.to_owned(),
+        },
+        _ => base.to_owned(),
+    };
+    if let Some(query) = query {
+        let params: Vec<String> = query
+            .split('&')
+            .map(|param| match param.split_once('=') {
+                Some((name, _)) if matches!(name, "password" | "sslpassword") => {
+                    format!("{name}=***")
+                }
+                _ => param.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
+    }
+    out
+}
+
 /// As [`connect_and_migrate`], with `billing` in force on every connection: the
 /// trigger that counts deployments per account reads it, so the limit holds in the
 /// database itself, whatever the concurrency.
@@ -171,4 +201,31 @@ pub(crate) async fn derived_writes(conn: &mut sqlx::PgConnection) -> Result<(), 
     .execute(conn)
     .await
     .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logged_urls_hold_no_password() {
+        let cases = [
+            (
+                "postgres://app:s3cret@db:5432/shiplog",
+                "postgres://app:***@db:5432/shiplog",
+            ),
+            (
+                "postgres://db/shiplog?user=app&password=s3cret&sslmode=require",
+                "postgres://db/shiplog?user=app&password=***&sslmode=require",
+            ),
+            (
+                "postgres:///shiplog?host=/run/x&user=shiplog",
+                "postgres:///shiplog?host=/run/x&user=shiplog",
+            ),
+            ("postgres://app@db/shiplog", "postgres://app@db/shiplog"),
+        ];
+        for (url, logged) in cases {
+            assert_eq!(redacted_url(url), logged);
+        }
+    }
 }

@@ -214,7 +214,7 @@ pub struct RevisionBody {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
     /// Why it failed, when it did.
-    #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
     /// For a config change: the deployment whose config was changed.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -223,7 +223,7 @@ pub struct RevisionBody {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rollback_of: Option<Uuid>,
     /// For a config change: the variables set (names only; values stay out of history).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub variables: Vec<String>,
     /// For an auto-update change: the new settings.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -362,6 +362,34 @@ impl From<&Template> for TemplateBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What the server leaves out when empty, a client reads back as empty.
+    #[test]
+    fn a_revision_without_message_or_variables_reads_back() {
+        let revision = RevisionBody {
+            revision: 3,
+            kind: "restart".to_owned(),
+            at: Utc::now(),
+            actor: "ci".to_owned(),
+            request_id: "r-1".to_owned(),
+            deployment_id: None,
+            restart_id: Some(Uuid::new_v4()),
+            image: None,
+            status: Some("succeeded".to_owned()),
+            message: String::new(),
+            based_on: None,
+            rollback_of: None,
+            variables: Vec::new(),
+            auto_update: None,
+        };
+        let json = serde_json::to_value(&revision).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            json.get("message").is_none() && json.get("variables").is_none(),
+            "{json}"
+        );
+        let read: RevisionBody = serde_json::from_value(json).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((read.message.as_str(), read.variables.len()), ("", 0));
+    }
 
     #[test]
     fn quantities_are_written_as_kubernetes_writes_them() {
