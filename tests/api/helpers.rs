@@ -314,19 +314,11 @@ impl TestApp {
 /// A valid deployment request for `tag`, typed.
 pub fn deployment_of(tag: &str) -> CreateDeployment {
     CreateDeployment {
-        config: DeploymentConfigBody {
-            image: ImageBody {
-                registry: "registry.example.com".to_owned(),
-                repository: "team/app".to_owned(),
-                tag: tag.to_owned(),
-                digest: None,
-            },
-            service_monitor: None,
-            container_port: None,
-            env: None,
-            replicas: None,
-            resources: None,
-        },
+        config: DeploymentConfigBody::image(ImageBody::tagged(
+            "registry.example.com",
+            "team/app",
+            tag,
+        )),
     }
 }
 

@@ -181,19 +181,11 @@ async fn with_no_database_url_shiplog_runs_on_a_private_postgresql_that_survives
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let body = CreateDeployment {
-        config: DeploymentConfigBody {
-            image: ImageBody {
-                registry: "registry.example.com".to_owned(),
-                repository: "team/app".to_owned(),
-                tag: "1.0.0".to_owned(),
-                digest: None,
-            },
-            service_monitor: None,
-            container_port: None,
-            env: None,
-            replicas: None,
-            resources: None,
-        },
+        config: DeploymentConfigBody::image(ImageBody::tagged(
+            "registry.example.com",
+            "team/app",
+            "1.0.0",
+        )),
     };
     let deployment = api
         .deploy(usecase.id, &body)

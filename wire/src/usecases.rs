@@ -261,6 +261,33 @@ impl DeploymentConfigBody {
     }
 }
 
+impl DeploymentConfigBody {
+    /// A config that names only its image; the server fills in every default (port
+    /// 8080, one replica, no env, no monitor, no resources).
+    pub fn image(image: ImageBody) -> Self {
+        Self {
+            image,
+            service_monitor: None,
+            container_port: None,
+            env: None,
+            replicas: None,
+            resources: None,
+        }
+    }
+}
+
+impl ImageBody {
+    /// An image by registry, repository and tag, not pinned to a digest.
+    pub fn tagged(registry: &str, repository: &str, tag: &str) -> Self {
+        Self {
+            registry: registry.to_owned(),
+            repository: repository.to_owned(),
+            tag: tag.to_owned(),
+            digest: None,
+        }
+    }
+}
+
 #[cfg(feature = "server")]
 impl From<DeploymentConfig> for DeploymentConfigBody {
     fn from(c: DeploymentConfig) -> Self {

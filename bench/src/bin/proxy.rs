@@ -125,19 +125,7 @@ async fn deploy(http: &reqwest::Client, api: &str) -> anyhow::Result<(Uuid, Uuid
         .await?
         .id;
     let body = CreateDeployment {
-        config: DeploymentConfigBody {
-            image: ImageBody {
-                registry: "r.example.com".to_owned(),
-                repository: "bench/echo".to_owned(),
-                tag: "1".to_owned(),
-                digest: None,
-            },
-            service_monitor: None,
-            container_port: None,
-            env: None,
-            replicas: None,
-            resources: None,
-        },
+        config: DeploymentConfigBody::image(ImageBody::tagged("r.example.com", "bench/echo", "1")),
     };
     let deployment = client.deploy(usecase, &body).await?.id;
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -37,19 +37,11 @@ impl Api {
     pub(crate) async fn deploy(&self, usecase: &str, tag: &str) -> anyhow::Result<u16> {
         let usecase: Uuid = usecase.parse()?;
         let body = CreateDeployment {
-            config: DeploymentConfigBody {
-                image: ImageBody {
-                    registry: "registry.example.com".to_owned(),
-                    repository: "team/app".to_owned(),
-                    tag: tag.to_owned(),
-                    digest: None,
-                },
-                service_monitor: None,
-                container_port: None,
-                env: None,
-                replicas: None,
-                resources: None,
-            },
+            config: DeploymentConfigBody::image(ImageBody::tagged(
+                "registry.example.com",
+                "team/app",
+                tag,
+            )),
         };
         Ok(match self.client.deploy(usecase, &body).await {
             Ok(_) => 202,
