@@ -21,31 +21,12 @@ pub const EXIT_CONFLICT: u8 = 4;
 /// which exit code it becomes.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
-    /// 1: no answer from the server (connection refused, DNS, timeout, connection lost).
-    #[error("cannot reach shiplog at {url}: {reason}")]
-    Unreachable {
-        /// The base URL the client used.
-        url: String,
-        /// The innermost cause, e.g. "Connection refused (os error 111)".
-        reason: String,
-    },
-    /// 1: the server answered 401.
-    #[error("the token was refused: set --token or SHIPLOG_TOKEN")]
-    Unauthorized,
-    /// The server answered with a problem document: 404 becomes 3, 409 becomes 4, the rest
-    /// (a 403 for a missing scope, someone else's usecase or a tier's limit too) 1.
-    #[error("{detail}{}", field.as_ref().map(|f| format!(" (field: {f})")).unwrap_or_default())]
-    Api {
-        /// The HTTP status.
-        status: u16,
-        /// The problem's detail.
-        detail: String,
-        /// The request field at fault, when the server names one.
-        field: Option<String>,
-    },
-    /// 3: a name given in place of an id matches no usecase exactly.
-    #[error("no usecase named {0:?}")]
-    NoSuchUsecase(String),
+    /// What the client says went wrong: no answer (1), 401 (1), a refusal whose 404
+    /// becomes 3 and 409 becomes 4 (the rest, a 403 for a missing scope, someone else's
+    /// usecase or a tier's limit too, 1), no usecase of the name given (3), or an answer
+    /// it cannot read (1).
+    #[error(transparent)]
+    Client(#[from] ClientError),
     /// 3: a name given in place of a team id matches no team this token can see.
     #[error("no team named {0:?} among the teams this token can see")]
     NoSuchTeam(String),
@@ -101,36 +82,20 @@ pub enum CliError {
     Output(#[from] io::Error),
 }
 
-impl From<ClientError> for CliError {
-    fn from(error: ClientError) -> Self {
-        match error {
-            ClientError::Unreachable { url, reason } => Self::Unreachable { url, reason },
-            ClientError::Unauthorized => Self::Unauthorized,
-            ClientError::Api {
-                status,
-                detail,
-                field,
-                ..
-            } => Self::Api {
-                status,
-                detail,
-                field,
-            },
-            ClientError::NoSuchUsecase(name) => Self::NoSuchUsecase(name),
-            ClientError::Unexpected(what) => Self::Unexpected(what),
-        }
-    }
-}
-
 impl CliError {
+    /// An answer (or a local encoding) this client cannot make sense of.
+    pub fn unexpected(what: impl Into<String>) -> Self {
+        Self::Client(ClientError::Unexpected(what.into()))
+    }
+
     /// The process exit code for this error (documented in `--help` and the README).
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Api { status: 404, .. }
-            | Self::NoSuchUsecase(_)
+            Self::Client(ClientError::Api { status: 404, .. })
+            | Self::Client(ClientError::NoSuchUsecase(_))
             | Self::NoSuchTeam(_)
             | Self::NoSuchToken(_) => EXIT_NOT_FOUND,
-            Self::Api { status: 409, .. } => EXIT_CONFLICT,
+            Self::Client(ClientError::Api { status: 409, .. }) => EXIT_CONFLICT,
             Self::Usage(_) => EXIT_USAGE,
             Self::Output(e) if e.kind() == io::ErrorKind::BrokenPipe => EXIT_OK,
             _ => EXIT_ERROR,
@@ -149,10 +114,13 @@ mod tests {
 
     #[test]
     fn each_kind_of_error_has_its_documented_exit_code() {
-        let api = |status| CliError::Api {
-            status,
-            detail: "x".to_owned(),
-            field: None,
+        let api = |status| {
+            CliError::from(ClientError::Api {
+                status,
+                detail: "x".to_owned(),
+                field: None,
+                kind: None,
+            })
         };
         let cases = [
             ("a 404", api(404), 3),
@@ -160,8 +128,12 @@ mod tests {
             ("a 403: a scope, ownership or a tier's limit", api(403), 1),
             ("a 422", api(422), 1),
             ("a 503", api(503), 1),
-            ("a 401", CliError::Unauthorized, 1),
-            ("an unknown name", CliError::NoSuchUsecase("x".into()), 3),
+            ("a 401", CliError::from(ClientError::Unauthorized), 1),
+            (
+                "an unknown name",
+                CliError::from(ClientError::NoSuchUsecase("x".into())),
+                3,
+            ),
             ("an unknown team name", CliError::NoSuchTeam("x".into()), 3),
             ("a usage error", CliError::Usage("x".into()), 2),
             (
@@ -177,11 +149,12 @@ mod tests {
 
     #[test]
     fn a_problem_names_its_field_when_there_is_one() {
-        let error = CliError::Api {
+        let error = CliError::from(ClientError::Api {
             status: 422,
             detail: "config.image.tag: bad".to_owned(),
             field: Some("config.image.tag".to_owned()),
-        };
+            kind: None,
+        });
         assert_eq!(
             error.to_string(),
             "config.image.tag: bad (field: config.image.tag)"

@@ -32,13 +32,13 @@ impl Output {
     /// Prints a JSON document, pretty.
     pub fn json<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), CliError> {
         let text =
-            serde_json::to_string_pretty(value).map_err(|e| CliError::Unexpected(e.to_string()))?;
+            serde_json::to_string_pretty(value).map_err(|e| CliError::unexpected(e.to_string()))?;
         self.line(&text)
     }
 
     /// Prints a JSON document on one line (for streams: one event or log line per line).
     pub fn json_line<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), CliError> {
-        let text = serde_json::to_string(value).map_err(|e| CliError::Unexpected(e.to_string()))?;
+        let text = serde_json::to_string(value).map_err(|e| CliError::unexpected(e.to_string()))?;
         self.line(&text)
     }
 

@@ -100,7 +100,7 @@ async fn launched(
         return print_name_and_urls(out, &created);
     }
     let deployment = created.deployment_id.ok_or_else(|| {
-        CliError::Unexpected(format!("{} was created without a deployment", created.name))
+        CliError::unexpected(format!("{} was created without a deployment", created.name))
     })?;
     // Its name at once, above the spinner: the result on stdout comes at the end.
     eprintln!("{} created ({})", created.name, origin(&created));
