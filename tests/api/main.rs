@@ -24,6 +24,7 @@ mod private_database;
 mod problem_types;
 mod projections;
 mod rbac_coverage;
+mod replicas;
 mod seed_walkthrough;
 mod sse;
 mod streams;
