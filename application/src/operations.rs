@@ -232,18 +232,21 @@ impl Operations {
         usecase_id: Uuid,
     ) -> Result<Accepted, AppError> {
         let restart_id = Uuid::new_v4();
+        // The deployment serving now; the aggregate refuses the restart if another one
+        // serves by the time it decides, so the answer names what the ledger records
+        // even when other replicas act on the usecase at the same time.
+        let deployment_id = self
+            .usecase(usecase_id)
+            .await?
+            .serving()
+            .map(|d| d.id)
+            .ok_or_else(|| AppError::from(shiplog_domain::DomainError::NothingDeployed))?;
         let command = UsecaseCommand::RequestRestart {
             restart_id,
+            expected: Some(deployment_id),
             at: Utc::now().trunc_subsecs(0),
         };
         self.execute(ctx, usecase_id, command).await?;
-        let usecase = self.usecase(usecase_id).await?;
-        let deployment_id = usecase
-            .deployments
-            .iter()
-            .find(|d| d.latest_restart == Some(restart_id))
-            .map(|d| d.id)
-            .ok_or_else(|| AppError::Internal(format!("restart {restart_id} was not stored")))?;
         Ok(Accepted {
             id: restart_id,
             deployment_id,

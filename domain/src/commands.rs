@@ -116,6 +116,10 @@ pub enum UsecaseCommand {
     RequestRestart {
         /// The new restart's id.
         restart_id: Uuid,
+        /// The deployment the caller saw serving, when it names one: refused if another
+        /// serves by the time the command is decided, so that the caller's answer names
+        /// the deployment the ledger records.
+        expected: Option<Uuid>,
         /// Now.
         at: DateTime<Utc>,
     },

@@ -482,6 +482,47 @@ fn two_releases() -> Vec<UsecaseEvent> {
     ]
 }
 
+/// A restart names the deployment its caller saw serving: recorded for it while it
+/// serves, refused once another one serves (a concurrent deploy won), so the caller's
+/// answer never names a deployment the ledger does not.
+#[test]
+fn a_restart_for_a_deployment_that_no_longer_serves_is_refused() {
+    let serving_d2 = vec![
+        registered(),
+        requested(D1),
+        started(D1),
+        succeeded(D1),
+        requested(D2),
+        started(D2),
+        succeeded(D2),
+        superseded(D1, D2),
+    ];
+    Fx::with(())
+        .given(serving_d2.clone())
+        .when(UsecaseCommand::RequestRestart {
+            expected: Some(D1),
+            restart_id: R1,
+            at: at(),
+        })
+        .then_expect_error(DomainError::InvalidTransition {
+            deployment_id: D1,
+            status: DeploymentStatus::Superseded,
+            action: "restarted (another deployment serves now)",
+        });
+    Fx::with(())
+        .given(serving_d2)
+        .when(UsecaseCommand::RequestRestart {
+            expected: Some(D2),
+            restart_id: R1,
+            at: at(),
+        })
+        .then_expect_events(vec![UsecaseEvent::RestartRequested {
+            restart_id: R1,
+            deployment_id: D2,
+            at: at(),
+        }]);
+}
+
 #[test]
 fn a_restart_of_the_serving_deployment_is_recorded_and_refused_while_one_runs() {
     Fx::with(())
@@ -492,6 +533,7 @@ fn a_restart_of_the_serving_deployment_is_recorded_and_refused_while_one_runs() 
             succeeded(D1),
         ])
         .when(UsecaseCommand::RequestRestart {
+            expected: None,
             restart_id: R1,
             at: at(),
         })
@@ -514,6 +556,7 @@ fn a_restart_of_the_serving_deployment_is_recorded_and_refused_while_one_runs() 
     Fx::with(())
         .given(restarting.clone())
         .when(UsecaseCommand::RequestRestart {
+            expected: None,
             restart_id: Uuid::from_u128(22),
             at: at(),
         })
@@ -536,6 +579,7 @@ fn restart_needs_something_deployed_and_outcomes_need_a_pending_restart() {
     Fx::with(())
         .given(vec![registered(), requested(D1)])
         .when(UsecaseCommand::RequestRestart {
+            expected: None,
             restart_id: R1,
             at: at(),
         })
@@ -823,6 +867,7 @@ fn a_usecase_being_deleted_takes_no_new_request() {
         (
             "restart",
             UsecaseCommand::RequestRestart {
+                expected: None,
                 restart_id: D3,
                 at: at(),
             },

@@ -515,6 +515,7 @@ impl World {
                     Step::Delete { .. } => UsecaseCommand::Delete { at },
                     Step::RequestDeletion { .. } => UsecaseCommand::RequestDeletion { at },
                     _ => UsecaseCommand::RequestRestart {
+                        expected: None,
                         restart_id: Uuid::new_v4(),
                         at,
                     },

@@ -191,8 +191,22 @@ impl Usecase {
                 }
                 Ok(vec![UsecaseEvent::UsecaseDeleted { at }])
             }
-            UsecaseCommand::RequestRestart { restart_id, at } => {
+            UsecaseCommand::RequestRestart {
+                restart_id,
+                expected,
+                at,
+            } => {
                 let serving = self.serving().ok_or(DomainError::NothingDeployed)?;
+                if let Some(expected) = expected.filter(|e| *e != serving.id) {
+                    let status = self
+                        .deployment(expected)
+                        .map_or(DeploymentStatus::Undeployed, |d| d.status);
+                    return Err(DomainError::InvalidTransition {
+                        deployment_id: expected,
+                        status,
+                        action: "restarted (another deployment serves now)",
+                    });
+                }
                 if serving.restart_pending {
                     return Err(DomainError::RestartInProgress);
                 }
