@@ -291,8 +291,11 @@ impl Operations {
             )
         })?;
         let deployment_id = Uuid::new_v4();
+        // The answer's basedOn is what the ledger records: the aggregate refuses the
+        // change if another deployment serves by the time it decides.
         let command = UsecaseCommand::ChangeConfig {
             deployment_id,
+            expected_base: Some(base.deployment_id),
             env,
             at: Utc::now().trunc_subsecs(0),
         };

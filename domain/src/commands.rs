@@ -143,6 +143,10 @@ pub enum UsecaseCommand {
     ChangeConfig {
         /// The new deployment's id.
         deployment_id: Uuid,
+        /// The base the caller saw (the serving deployment), when it names one: refused if
+        /// the base differs by the time the command is decided, so that the caller's
+        /// answer names the base the ledger records.
+        expected_base: Option<Uuid>,
         /// The complete new set of environment variables.
         env: BTreeMap<String, String>,
         /// Now.

@@ -482,6 +482,35 @@ fn two_releases() -> Vec<UsecaseEvent> {
     ]
 }
 
+/// A config change names the base its caller saw: refused once another deployment serves,
+/// so the caller's answer (`basedOn`) is what the ledger records.
+#[test]
+fn a_config_change_on_a_base_that_no_longer_serves_is_refused() {
+    let serving_d2 = vec![
+        registered(),
+        requested(D1),
+        started(D1),
+        succeeded(D1),
+        requested(D2),
+        started(D2),
+        succeeded(D2),
+        superseded(D1, D2),
+    ];
+    Fx::with(())
+        .given(serving_d2)
+        .when(UsecaseCommand::ChangeConfig {
+            expected_base: Some(D1),
+            deployment_id: D3,
+            env: BTreeMap::new(),
+            at: at(),
+        })
+        .then_expect_error(DomainError::InvalidTransition {
+            deployment_id: D1,
+            status: DeploymentStatus::Superseded,
+            action: "the base of a config change (another deployment serves now)",
+        });
+}
+
 /// A restart names the deployment its caller saw serving: recorded for it while it
 /// serves, refused once another one serves (a concurrent deploy won), so the caller's
 /// answer never names a deployment the ledger does not.
@@ -613,6 +642,7 @@ fn a_config_change_requests_a_new_deployment_of_the_same_image_with_the_new_env(
             requested(D2),
         ])
         .when(UsecaseCommand::ChangeConfig {
+            expected_base: None,
             deployment_id: D3,
             env: env.clone(),
             at: at(),
@@ -631,6 +661,7 @@ fn a_config_change_requests_a_new_deployment_of_the_same_image_with_the_new_env(
     Fx::with(())
         .given(vec![registered()])
         .when(UsecaseCommand::ChangeConfig {
+            expected_base: None,
             deployment_id: D3,
             env: BTreeMap::new(),
             at: at(),
@@ -654,6 +685,7 @@ fn a_config_change_without_a_deployed_deployment_mends_the_newest_one() {
             },
         ])
         .when(UsecaseCommand::ChangeConfig {
+            expected_base: None,
             deployment_id: D2,
             env: env.clone(),
             at: at(),

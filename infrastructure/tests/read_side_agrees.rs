@@ -563,6 +563,7 @@ impl World {
                     return Ok(());
                 };
                 let command = UsecaseCommand::ChangeConfig {
+                    expected_base: None,
                     deployment_id: Uuid::new_v4(),
                     env: env(*e),
                     at,

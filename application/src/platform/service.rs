@@ -422,6 +422,7 @@ impl Platform {
         let deployment_id = Uuid::new_v4();
         let command = UsecaseCommand::ChangeConfig {
             deployment_id,
+            expected_base: None,
             env,
             at: now(),
         };

@@ -239,6 +239,7 @@ impl Usecase {
             }
             UsecaseCommand::ChangeConfig {
                 deployment_id,
+                expected_base,
                 env,
                 at,
             } => {
@@ -248,6 +249,16 @@ impl Usecase {
                     .serving()
                     .or(self.deployments.last())
                     .ok_or(DomainError::NothingDeployed)?;
+                if let Some(expected) = expected_base.filter(|e| *e != base.id) {
+                    let status = self
+                        .deployment(expected)
+                        .map_or(DeploymentStatus::Undeployed, |d| d.status);
+                    return Err(DomainError::InvalidTransition {
+                        deployment_id: expected,
+                        status,
+                        action: "the base of a config change (another deployment serves now)",
+                    });
+                }
                 let config = DeploymentConfig {
                     env: env.clone(),
                     ..(*base.config).clone()
