@@ -34,7 +34,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     let command_line = Cli::parse_from(cli::hoist_connection_options(std::env::args_os()));
     init_logs(command_line.log_format);
     match command_line.command {
-        Command::Serve(args) => serve(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Serve(args) => serve(*args).await.map(|()| ExitCode::SUCCESS),
         Command::Projections {
             command: ProjectionsCommand::Rebuild { database },
         } => {
@@ -215,6 +215,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         deployments_page: args.deployments_page,
         ingress_listen: args.ingress_listen,
         billing,
+        resolve_digests: args.resolve_digests,
+        insecure_registries: args.insecure_registries,
     };
     let server = Server::start(&settings).await.context("starting shiplog")?;
     info!(database = %redact(&settings.database_url), "database ready");
