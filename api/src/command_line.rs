@@ -37,10 +37,11 @@ pub enum LogFormat {
 
 /// The subcommands of `shiplog`.
 #[derive(Subcommand)]
+// Parsed once per process: the size of the server's flags beside the others' costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Run the API server.
-    // Boxed: its flags outweigh every other subcommand's.
-    Serve(Box<ServeArgs>),
+    Serve(ServeArgs),
     /// Maintain the read models.
     Projections {
         /// Which maintenance.

@@ -34,7 +34,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     let command_line = Cli::parse_from(cli::hoist_connection_options(std::env::args_os()));
     init_logs(command_line.log_format);
     match command_line.command {
-        Command::Serve(args) => serve(*args).await.map(|()| ExitCode::SUCCESS),
+        Command::Serve(args) => serve(args).await.map(|()| ExitCode::SUCCESS),
         Command::Projections {
             command: ProjectionsCommand::Rebuild { database },
         } => {
