@@ -2,7 +2,7 @@
 //! command flattened in from `shiplog-cli`. In the library, so that the configuration
 //! reference in the README can be checked against it.
 
-use crate::server::ClusterMode;
+use crate::server::{ClusterMode, ResolveDigests};
 use clap::{Parser, Subcommand};
 use shiplog_cli::{ClientCommand, CompletionsArgs, EXIT_CODES_HELP};
 use shiplog_domain::Tier;
@@ -37,6 +37,8 @@ pub enum LogFormat {
 
 /// The subcommands of `shiplog`.
 #[derive(Subcommand)]
+// Parsed once per process: the size of the server's flags beside the others' costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Run the API server.
     Serve(ServeArgs),
@@ -119,6 +121,25 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub image_pull_secrets: Vec<String>,
+    /// Pin each deployment to the manifest digest its image tag names when it starts
+    /// (the pods run `repository@digest`; a rollback runs the recorded digest):
+    /// `always`, `never`, or `auto` (always against a real cluster; in simulated mode a
+    /// registry that cannot be reached is skipped and the image runs by its tag).
+    #[arg(
+        long,
+        env = "SHIPLOG_RESOLVE_DIGESTS",
+        value_enum,
+        default_value = "auto"
+    )]
+    pub resolve_digests: ResolveDigests,
+    /// Registries (`HOST[:PORT]`) spoken to over plain HTTP when resolving digests, besides
+    /// those on loopback addresses, which always are; repeat or comma-separate.
+    #[arg(
+        long = "insecure-registry",
+        env = "SHIPLOG_INSECURE_REGISTRIES",
+        value_delimiter = ','
+    )]
+    pub insecure_registries: Vec<String>,
     /// Seconds a rollout may take before the deployment fails.
     #[arg(long, env = "SHIPLOG_ROLLOUT_TIMEOUT", default_value_t = 600)]
     pub rollout_timeout: u64,

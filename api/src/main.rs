@@ -215,6 +215,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         deployments_page: args.deployments_page,
         ingress_listen: args.ingress_listen,
         billing,
+        resolve_digests: args.resolve_digests,
+        insecure_registries: args.insecure_registries,
     };
     let server = Server::start(&settings).await.context("starting shiplog")?;
     info!(database = %redacted_url(&settings.database_url), "database ready");

@@ -11,15 +11,16 @@ use axum::Router;
 use kube::Client;
 #[cfg(feature = "sim")]
 use kube_sim::{KubeSim, SimConfig};
-use shiplog_application::ProcessManager;
 use shiplog_application::{
     Audit, Authenticator, BillingSettings, Catalog, ClusterInsight, Operations, Platform, Teams,
     Usecases,
 };
+use shiplog_application::{ImageResolver, NoResolution, ProcessManager};
 use shiplog_domain::Usecase;
 use shiplog_infrastructure::audit::ChainSealer;
 use shiplog_infrastructure::db::{connect_and_migrate_with, DbSetupError};
 use shiplog_infrastructure::event_store::CachedEventStore;
+use shiplog_infrastructure::image_resolver::{PullSecrets, RegistryResolver, RegistrySettings};
 use shiplog_infrastructure::kube_cluster::{KubeCluster, KubeSettings};
 use shiplog_infrastructure::process_manager::ProcessManagerRunner;
 use shiplog_infrastructure::upstream::ApiServerHttp;
@@ -71,6 +72,44 @@ pub struct Settings {
     pub ingress_listen: SocketAddr,
     /// Whether deployments are bounded by tier, and how far.
     pub billing: BillingSettings,
+    /// Whether image tags are resolved to digests when a deployment starts.
+    pub resolve_digests: ResolveDigests,
+    /// Registries (`HOST[:PORT]`) spoken to over plain HTTP besides loopback ones.
+    pub insecure_registries: Vec<String>,
+}
+
+/// When the process manager pins a deployment's image tag to a manifest digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ResolveDigests {
+    /// `always` against a real cluster (`--cluster kube`, or `auto` inside a pod); in
+    /// simulated mode a registry that cannot be reached is skipped (the seeds' made-up
+    /// registries), while one that answers is resolved.
+    Auto,
+    /// Every tag is resolved; a registry that cannot answer fails the deployment.
+    Always,
+    /// No tag is resolved: pods run images by tag, as before digests.
+    Never,
+}
+
+impl ResolveDigests {
+    /// The resolver this setting means under `cluster`, reading pull secrets with `secrets`.
+    fn resolver(
+        self,
+        cluster: ClusterMode,
+        insecure: &[String],
+        secrets: PullSecrets,
+    ) -> Arc<dyn ImageResolver> {
+        let skip_unreachable = match self {
+            Self::Never => return Arc::new(NoResolution),
+            Self::Always => false,
+            Self::Auto => cluster.resolve() != ClusterMode::Kube,
+        };
+        let settings = RegistrySettings {
+            insecure: insecure.to_vec(),
+            skip_unreachable,
+        };
+        Arc::new(RegistryResolver::new(settings, Some(secrets)))
+    }
 }
 
 /// How the Server-Sent Event streams behave.
@@ -442,6 +481,7 @@ impl Server {
         let stopping = CancellationToken::new();
         let mut sim = None;
         let mut kube = None;
+        let mut images: Option<Arc<dyn ImageResolver>> = None;
         if let Some((config, simulator)) = cluster {
             sim = simulator;
             let client =
@@ -451,6 +491,16 @@ impl Server {
                     .map_err(|e| StartError::Cluster(e.to_string()))?,
                 namespace: settings.kube.namespace.clone(),
             };
+            let secrets = PullSecrets {
+                client: client.clone(),
+                namespace: settings.kube.namespace.clone(),
+                names: settings.kube.image_pull_secrets.clone(),
+            };
+            images = Some(settings.resolve_digests.resolver(
+                settings.cluster,
+                &settings.insecure_registries,
+                secrets,
+            ));
             kube = Some((
                 Arc::new(KubeCluster::new(client, settings.kube.clone())),
                 upstream,
@@ -489,6 +539,10 @@ impl Server {
                 settings.rollout_timeout,
             )
             .with_observer(parts.telemetry.clone());
+            let pm = match images {
+                Some(images) => pm.with_image_resolver(images),
+                None => pm,
+            };
             background.push(tokio::spawn(
                 ProcessManagerRunner::new(pool, Arc::new(pm)).run(),
             ));

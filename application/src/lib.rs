@@ -36,8 +36,9 @@ pub use platform::{
     PlatformConfig, PlatformDeployment, PlatformStatus, StatusReport, Template, TemplateService,
 };
 pub use ports::{
-    CommandBus, CommandContext, DeploymentView, Page, PlatformView, ReadModel, Revision,
-    TeamCommandBus, TeamView, UsageCounts, UsecaseFilter, UsecaseView, Visible,
+    CommandBus, CommandContext, DeploymentView, ImageResolver, NoResolution, Page, PlatformView,
+    ReadModel, ResolveError, Revision, TeamCommandBus, TeamView, UsageCounts, UsecaseFilter,
+    UsecaseView, Visible,
 };
 pub use process_manager::{
     at_rest, plan, ProcessManager, ReconcileError, Step, StepObserver, UsecaseLoader,

@@ -10,6 +10,9 @@ use shiplog_domain::{
 };
 use uuid::Uuid;
 
+mod image_resolver;
+pub use image_resolver::{ImageResolver, NoResolution, ResolveError};
+
 /// Who asked and why: recorded as metadata on every event the command produces.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandContext {

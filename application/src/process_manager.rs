@@ -6,7 +6,7 @@
 use crate::cluster::{ClusterError, ClusterPort, RolloutOutcome, Workload};
 use crate::cursor::Cursor;
 use crate::error::AppError;
-use crate::ports::{CommandBus, CommandContext};
+use crate::ports::{CommandBus, CommandContext, ImageResolver, NoResolution};
 use async_trait::async_trait;
 use chrono::{SubsecRound, Utc};
 use shiplog_domain::{DeploymentStatus, Usecase, UsecaseCommand};
@@ -81,7 +81,8 @@ pub fn plan(usecase: &Usecase, present: &[Uuid]) -> Vec<Step> {
     let workload = |d: &shiplog_domain::Deployment| Workload {
         usecase_id: usecase.id,
         deployment_id: d.id,
-        config: (*d.config).clone(),
+        // Pinned to the digest recorded when it started, so a re-apply keeps the same bytes.
+        config: d.running_config(),
         restart: d.latest_restart,
         usecase_name: usecase
             .name
@@ -209,6 +210,7 @@ pub struct ProcessManager {
     cluster: Arc<dyn ClusterPort>,
     rollout_timeout: Duration,
     observer: Arc<dyn StepObserver>,
+    images: Arc<dyn ImageResolver>,
 }
 
 impl ProcessManager {
@@ -225,7 +227,15 @@ impl ProcessManager {
             cluster,
             rollout_timeout,
             observer: Arc::new(Unobserved),
+            images: Arc::new(NoResolution),
         }
+    }
+
+    /// The same process manager, pinning each deployment's image to the digest
+    /// `images` resolves its tag to before applying it (by default, nothing is resolved).
+    pub fn with_image_resolver(mut self, images: Arc<dyn ImageResolver>) -> Self {
+        self.images = images;
+        self
     }
 
     /// The same process manager, reporting each step it takes to `observer`.
@@ -303,6 +313,9 @@ impl ProcessManager {
                     .await?;
             }
             Step::Start(w) => {
+                let Some(w) = self.pin(w, causation).await? else {
+                    return Ok(());
+                };
                 if !self.apply_or_fail(&w, causation).await? {
                     return Ok(());
                 }
@@ -311,6 +324,7 @@ impl ProcessManager {
                     usecase_id,
                     UsecaseCommand::StartDeployment {
                         deployment_id: w.deployment_id,
+                        digest: w.config.image.digest.clone(),
                         at,
                     },
                     causation,
@@ -356,6 +370,38 @@ impl ProcessManager {
             }
         }
         Ok(())
+    }
+
+    /// The workload with its image pinned to the digest its tag names now (a digest
+    /// the client or a rollback pinned stays as it is). When the tag cannot be
+    /// resolved, records the failure and returns `None`: nothing is applied.
+    async fn pin(
+        &self,
+        mut w: Workload,
+        causation: Cursor,
+    ) -> Result<Option<Workload>, ReconcileError> {
+        if w.config.image.digest.is_some() {
+            return Ok(Some(w));
+        }
+        match self.images.resolve(&w.config.image).await {
+            Ok(digest) => {
+                if let Some(digest) = &digest {
+                    info!(deployment_id = %w.deployment_id, image = %w.config.image, %digest, "image resolved");
+                }
+                w.config.image.digest = digest;
+                Ok(Some(w))
+            }
+            Err(e) => {
+                info!(deployment_id = %w.deployment_id, error = %e, "image not resolved");
+                let command = UsecaseCommand::FailDeployment {
+                    deployment_id: w.deployment_id,
+                    message: e.to_string(),
+                    at: Utc::now().trunc_subsecs(0),
+                };
+                self.record(w.usecase_id, command, causation).await?;
+                Ok(None)
+            }
+        }
     }
 
     /// Rolls the serving deployment's pods (the restart id on the pod template is

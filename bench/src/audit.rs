@@ -268,6 +268,9 @@ async fn serve(pool: PgPool) -> anyhow::Result<String> {
         deployments_page: "/deployments".to_owned(),
         ingress_listen: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
         billing: shiplog_application::BillingSettings::default(),
+        // Measured as before digests: no registry lookup per deployment.
+        resolve_digests: shiplog_api::server::ResolveDigests::Never,
+        insecure_registries: Vec::new(),
     };
     let (app, _background) = router(pool, &settings, CancellationToken::new(), None)?;
     let listener = tokio::net::TcpListener::bind(settings.listen).await?;

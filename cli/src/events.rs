@@ -74,7 +74,11 @@ impl LedgerEvent {
                     .unwrap_or_default();
                 format!("deployment {deployment} requested: {image}")
             }
-            "DeploymentStarted" => format!("deployment {deployment} deploying"),
+            "DeploymentStarted" => match self.field("digest").and_then(Value::as_str) {
+                // The bytes it runs, whatever its tag names later.
+                Some(digest) => format!("deployment {deployment} deploying {digest}"),
+                None => format!("deployment {deployment} deploying"),
+            },
             "DeploymentSucceeded" => format!("deployment {deployment} deployed"),
             "DeploymentFailed" => {
                 format!("deployment {deployment} failed: {}", self.text("message"))
@@ -245,6 +249,17 @@ mod tests {
                     json!({"deploymentId": d, "config": {"image": {"registry": "r.example", "repository": "team/app", "tag": "1.0"}}}),
                 ),
                 "deployment 1a2b3c4d… requested: r.example/team/app:1.0",
+            ),
+            (
+                event("DeploymentStarted", json!({"deploymentId": d})),
+                "deployment 1a2b3c4d… deploying",
+            ),
+            (
+                event(
+                    "DeploymentStarted",
+                    json!({"deploymentId": d, "digest": "sha256:ab"}),
+                ),
+                "deployment 1a2b3c4d… deploying sha256:ab",
             ),
             (
                 event("DeploymentSucceeded", json!({"deploymentId": d})),

@@ -76,6 +76,8 @@ pub enum UsecaseCommand {
     StartDeployment {
         /// The deployment.
         deployment_id: Uuid,
+        /// The manifest digest its image was pinned to before the apply, if any.
+        digest: Option<String>,
         /// Now.
         at: DateTime<Utc>,
     },

@@ -56,6 +56,13 @@ pub enum UsecaseEvent {
         deployment_id: Uuid,
         /// When the resources were applied.
         at: DateTime<Utc>,
+        /// The manifest digest the pods run (`sha256:…`): the one the image's tag
+        /// resolved to at the registry when the deployment started, or the one the
+        /// client pinned. Absent when it was not resolved (`--resolve-digests never`,
+        /// a registry the simulated mode skips), and on events recorded before
+        /// digests were (the same version 1.0 shape reads them).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        digest: Option<String>,
     },
     /// The rollout finished: the deployment serves traffic.
     DeploymentSucceeded {

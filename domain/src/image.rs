@@ -119,6 +119,18 @@ impl ImageRef {
     }
 }
 
+impl ImageRef {
+    /// What the pod's container names: `registry/repository@digest` when pinned, so
+    /// that the digest alone decides which bytes are pulled (the tag says nothing a
+    /// runtime would use), else `registry/repository:tag`.
+    pub fn pull_reference(&self) -> String {
+        match &self.digest {
+            Some(digest) => format!("{}/{}@{digest}", self.registry, self.repository),
+            None => self.to_string(),
+        }
+    }
+}
+
 impl fmt::Display for ImageRef {
     /// The full reference a container runtime pulls: `registry/repository[:tag][@digest]`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -322,6 +334,18 @@ mod tests {
         assert_eq!(
             image.pinned("latest").err().map(|e| e.field),
             Some("config.image.digest".to_owned())
+        );
+    }
+
+    #[test]
+    fn a_pinned_image_is_pulled_by_its_digest_alone() {
+        let image =
+            ImageRef::new("127.0.0.1:5000", "team/app", "1").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(image.pull_reference(), "127.0.0.1:5000/team/app:1");
+        let pinned = image.pinned(DIGEST_64).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            pinned.pull_reference(),
+            format!("127.0.0.1:5000/team/app@{DIGEST_64}")
         );
     }
 

@@ -58,6 +58,7 @@ fn started(id: Uuid) -> UsecaseEvent {
     UsecaseEvent::DeploymentStarted {
         deployment_id: id,
         at: at(),
+        digest: None,
     }
 }
 
@@ -184,6 +185,7 @@ fn start_moves_pending_to_deploying() {
         .given(vec![registered(), requested(D1)])
         .when(UsecaseCommand::StartDeployment {
             deployment_id: D1,
+            digest: None,
             at: at(),
         })
         .then_expect_events(vec![started(D1)]);
@@ -195,6 +197,7 @@ fn start_of_an_unknown_deployment_is_refused() {
         .given(vec![registered()])
         .when(UsecaseCommand::StartDeployment {
             deployment_id: D1,
+            digest: None,
             at: at(),
         })
         .then_expect_error(DomainError::DeploymentNotFound(D1));
@@ -206,6 +209,7 @@ fn start_twice_is_refused() {
         .given(vec![registered(), requested(D1), started(D1)])
         .when(UsecaseCommand::StartDeployment {
             deployment_id: D1,
+            digest: None,
             at: at(),
         })
         .then_expect_error(DomainError::InvalidTransition {
@@ -440,6 +444,7 @@ fn a_deleted_usecase_accepts_no_command() {
         UsecaseCommand::Delete { at: at() },
         UsecaseCommand::StartDeployment {
             deployment_id: D1,
+            digest: None,
             at: at(),
         },
     ] {
@@ -718,6 +723,69 @@ fn a_rollback_by_default_restores_the_deployment_deployed_before_the_current() {
                 at: at(),
             },
         ]);
+}
+
+#[test]
+fn a_start_records_the_digest_its_image_was_resolved_to() {
+    let digest = format!("sha256:{}", "a".repeat(64));
+    Fx::with(())
+        .given(vec![registered(), requested(D1)])
+        .when(UsecaseCommand::StartDeployment {
+            deployment_id: D1,
+            digest: Some(digest.clone()),
+            at: at(),
+        })
+        .then_expect_events(vec![UsecaseEvent::DeploymentStarted {
+            deployment_id: D1,
+            at: at(),
+            digest: Some(digest),
+        }]);
+}
+
+#[test]
+fn a_rollback_runs_the_digest_the_target_ran_not_what_its_tag_names_now() {
+    let old = format!("sha256:{}", "1".repeat(64));
+    let mut given = two_releases();
+    // D1 started on the digest its tag named then.
+    given[2] = UsecaseEvent::DeploymentStarted {
+        deployment_id: D1,
+        at: at(),
+        digest: Some(old.clone()),
+    };
+    let mut pinned = config("1.0.0");
+    pinned.image.digest = Some(old);
+    Fx::with(())
+        .given(given)
+        .when(UsecaseCommand::Rollback {
+            deployment_id: D3,
+            target: Some(D1),
+            at: at(),
+        })
+        .then_expect_events(vec![
+            requested_with(D3, pinned),
+            UsecaseEvent::RollbackRequested {
+                deployment_id: D3,
+                rollback_of: D1,
+                at: at(),
+            },
+        ]);
+}
+
+#[test]
+fn a_started_event_from_before_digests_still_reads() {
+    // Stored before the digest field existed: the same shape, version 1.0.
+    let stored = r#"{"DeploymentStarted":{"deploymentId":"00000000-0000-0000-0000-00000000000b","at":"2026-01-01T00:00:00Z"}}"#;
+    let event: UsecaseEvent = serde_json::from_str(stored).unwrap();
+    assert_eq!(
+        event,
+        UsecaseEvent::DeploymentStarted {
+            deployment_id: D1,
+            at: "2026-01-01T00:00:00Z".parse().unwrap(),
+            digest: None,
+        }
+    );
+    // And an unresolved start is written exactly as before.
+    assert_eq!(serde_json::to_string(&event).unwrap(), stored);
 }
 
 #[test]

@@ -161,7 +161,7 @@ pub fn deployment_object(
         .map(|(i, s)| {
             let mut container = json!({
                 "name": s.name,
-                "image": s.image.to_string(),
+                "image": s.image.pull_reference(),
                 "ports": [{"name": s.port_name, "containerPort": s.container_port}],
                 "env": container_env(w, s),
             });

@@ -6,6 +6,7 @@ pub mod command_bus;
 pub mod db;
 pub mod event_log;
 pub mod event_store;
+pub mod image_resolver;
 pub mod kube_cluster;
 pub mod kube_insight;
 pub mod kube_objects;

@@ -63,7 +63,20 @@ pub fn requested(deployment_id: Uuid, config: DeploymentConfig, at: DateTime<Utc
 
 /// `DeploymentStarted`.
 pub fn started(deployment_id: Uuid, at: DateTime<Utc>) -> UsecaseEvent {
-    UsecaseEvent::DeploymentStarted { deployment_id, at }
+    UsecaseEvent::DeploymentStarted {
+        deployment_id,
+        at,
+        digest: None,
+    }
+}
+
+/// `DeploymentStarted` with the image resolved to `digest`.
+pub fn started_pinned(deployment_id: Uuid, digest: &str, at: DateTime<Utc>) -> UsecaseEvent {
+    UsecaseEvent::DeploymentStarted {
+        deployment_id,
+        at,
+        digest: Some(digest.to_owned()),
+    }
 }
 
 /// `DeploymentSucceeded`.

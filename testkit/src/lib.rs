@@ -7,6 +7,8 @@
 //!   `SHIPLOG_TEST_TIME_SCALE`, stretches on a slow machine; a failure names what
 //!   was awaited and what was last seen.
 //! - [`events`]: the domain events tests build by hand, one builder each.
+//! - [`registry`]: a real OCI registry (Debian's `docker-registry`) on a free
+//!   loopback port, with pushes of small images through its HTTP API.
 //!
 //! A dev-dependency only (`publish = false`). It depends on no crate that uses
 //! it, so a test of `shiplog-infrastructure` or `shiplog-application` compiles
@@ -15,7 +17,9 @@
 
 pub mod db;
 pub mod events;
+pub mod registry;
 pub mod time;
 
 pub use db::{pg_base, TestDb};
+pub use registry::{Pushed, Registry};
 pub use time::{eventually, eventually_within, scaled, time_scale, DEFAULT_BUDGET};

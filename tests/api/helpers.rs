@@ -2,7 +2,7 @@
 //! (`TestDb`, from the test kit), with helpers named after the API.
 
 use serde_json::{json, Value};
-use shiplog_api::server::{ClusterMode, Server, Settings, StreamSettings};
+use shiplog_api::server::{ClusterMode, ResolveDigests, Server, Settings, StreamSettings};
 use shiplog_application::{CommandBus, CommandContext};
 use shiplog_client::wire::usecases::{
     CreateDeployment, CreateUsecase, DeploymentConfigBody, DeploymentResponse, ImageBody,
@@ -127,6 +127,8 @@ impl TestApp {
             deployments_page: "/deployments".to_owned(),
             ingress_listen: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
             billing: shiplog_application::BillingSettings::default(),
+            resolve_digests: ResolveDigests::Auto,
+            insecure_registries: Vec::new(),
         };
         configure(&mut settings);
         let server = match kube {
@@ -275,6 +277,7 @@ impl TestApp {
             usecase,
             UsecaseCommand::StartDeployment {
                 deployment_id: deployment,
+                digest: None,
                 at,
             },
         )

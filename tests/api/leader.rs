@@ -39,6 +39,8 @@ impl Serve {
             .env("SHIPLOG_LISTEN", format!("127.0.0.1:{port}"))
             .env("SHIPLOG_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("SHIPLOG_CLUSTER", "kube")
+            // The simulator behind the kubeconfig pulls no image: its made-up registry is not asked.
+            .env("SHIPLOG_RESOLVE_DIGESTS", "never")
             .env("KUBECONFIG", kubeconfig)
             .env("SHIPLOG_NAMESPACE", NAMESPACE)
             .env("NO_COLOR", "1")

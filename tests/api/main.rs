@@ -10,6 +10,7 @@ mod cli;
 mod cluster;
 mod container_image;
 mod deployments;
+mod digests;
 mod docs;
 mod helpers;
 mod leader;

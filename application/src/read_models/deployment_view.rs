@@ -179,7 +179,14 @@ impl DeploymentTable {
                     },
                 );
             }
-            UsecaseEvent::DeploymentStarted { deployment_id, .. } => {
+            UsecaseEvent::DeploymentStarted {
+                deployment_id,
+                digest,
+                ..
+            } => {
+                if let Some(digest) = digest {
+                    self.pin(fact, deployment_id, digest)?;
+                }
                 self.set_status(fact, deployment_id, S::Deploying, None, None, at)?
             }
             UsecaseEvent::DeploymentSucceeded { deployment_id, .. } => {
@@ -258,6 +265,26 @@ impl DeploymentTable {
 
     /// The projection's `set_status`: a message or successor, once set, is kept
     /// (`COALESCE`); an unknown deployment is left alone.
+    /// Records the digest the deployment's image was resolved to in its config's
+    /// `image.digest`, where every reader of the image (status, history, time
+    /// travel) finds it, as the projections' `jsonb_set` does.
+    fn pin(&mut self, fact: &Fact<'_>, id: &Uuid, digest: &str) -> Result<(), FoldError> {
+        let Some(row) = self.row_mut(fact, id)? else {
+            return Ok(());
+        };
+        let not_json = |err: serde_json::Error| FoldError::Config {
+            cursor: fact.cursor,
+            event_type: fact.event.type_name(),
+            message: err.to_string(),
+        };
+        let mut config: serde_json::Value = serde_json::from_str(&row.config).map_err(not_json)?;
+        if let Some(image) = config.get_mut("image").and_then(|i| i.as_object_mut()) {
+            image.insert("digest".to_owned(), digest.into());
+        }
+        row.config = serde_json::to_string(&config).map_err(not_json)?;
+        Ok(())
+    }
+
     fn set_status(
         &mut self,
         fact: &Fact<'_>,

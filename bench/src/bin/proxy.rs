@@ -76,6 +76,9 @@ async fn run(args: &Args, database_url: &str) -> anyhow::Result<()> {
         deployments_page: "/deployments".to_owned(),
         ingress_listen: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
         billing: shiplog_application::BillingSettings::default(),
+        // Measured as before digests: no registry lookup per deployment.
+        resolve_digests: shiplog_api::server::ResolveDigests::Never,
+        insecure_registries: Vec::new(),
     };
     let server = Server::start_with_kube(&settings, kube::Config::new(sim.url().parse()?)).await?;
     let api = format!("http://{}", server.local_addr()?);

@@ -219,6 +219,7 @@ fn usecase_rows(u: usize) -> anyhow::Result<Vec<String>> {
     let started = |k: usize| E::DeploymentStarted {
         deployment_id: d[k],
         at,
+        digest: None,
     };
     let succeeded = |k: usize| E::DeploymentSucceeded {
         deployment_id: d[k],

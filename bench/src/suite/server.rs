@@ -135,8 +135,10 @@ impl Shiplog {
                 command.args(["--cluster", "simulated", "--ingress-listen", "127.0.0.1:0"]);
             }
             Cluster::Kube(kubeconfig) => {
+                // The simulator behind the kubeconfig pulls no image, and a registry
+                // lookup per deployment is not what the benchmarks measure.
                 command
-                    .args(["--cluster", "kube"])
+                    .args(["--cluster", "kube", "--resolve-digests", "never"])
                     .env("KUBECONFIG", kubeconfig);
             }
         }

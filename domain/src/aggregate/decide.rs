@@ -122,9 +122,17 @@ impl Usecase {
                 config,
                 at,
             } => self.request(deployment_id, config, at),
-            UsecaseCommand::StartDeployment { deployment_id, at } => {
+            UsecaseCommand::StartDeployment {
+                deployment_id,
+                digest,
+                at,
+            } => {
                 self.deployment_for(deployment_id, &[Pending], "started")?;
-                Ok(vec![UsecaseEvent::DeploymentStarted { deployment_id, at }])
+                Ok(vec![UsecaseEvent::DeploymentStarted {
+                    deployment_id,
+                    at,
+                    digest,
+                }])
             }
             UsecaseCommand::CompleteDeployment { deployment_id, at } => {
                 self.deployment_for(deployment_id, &[Deploying], "marked deployed")?;
@@ -282,7 +290,9 @@ impl Usecase {
                 at,
             } => {
                 let target = self.rollback_target(target)?;
-                let mut events = self.request(deployment_id, (*target.config).clone(), at)?;
+                // The bytes the target ran, not whatever its tag names today: its
+                // recorded digest pins the new deployment's image.
+                let mut events = self.request(deployment_id, target.running_config(), at)?;
                 events.insert(
                     1,
                     UsecaseEvent::RollbackRequested {

@@ -46,9 +46,22 @@ pub struct Deployment {
     /// Set when it rolls out a config change: the deployment whose config was changed.
     #[serde(default)]
     pub based_on: Option<Uuid>,
+    /// The manifest digest it runs, recorded when it started (`DeploymentStarted`).
+    #[serde(default)]
+    pub digest: Option<String>,
 }
 
 impl Deployment {
+    /// Its config with the image pinned to the recorded digest, when there is one:
+    /// what its pods run, and what a rollback to it restores.
+    pub fn running_config(&self) -> DeploymentConfig {
+        let mut config = (*self.config).clone();
+        if let Some(digest) = &self.digest {
+            config.image.digest = Some(digest.clone());
+        }
+        config
+    }
+
     /// Deployed or in flight, and not yet on its way down: what undeploy would take down.
     fn is_live(&self) -> bool {
         !self.status.is_terminal() && !self.undeploy_requested
@@ -288,9 +301,16 @@ impl Aggregate for Usecase {
                 restart_pending: false,
                 rollback_of: None,
                 based_on: None,
+                digest: None,
             }),
-            UsecaseEvent::DeploymentStarted { deployment_id, .. } => {
-                self.set_status(deployment_id, DeploymentStatus::Deploying);
+            UsecaseEvent::DeploymentStarted {
+                deployment_id,
+                digest,
+                ..
+            } => {
+                if let Some(d) = self.set_status(deployment_id, DeploymentStatus::Deploying) {
+                    d.digest = digest;
+                }
             }
             UsecaseEvent::DeploymentSucceeded { deployment_id, .. } => {
                 if let Some(d) = self.set_status(deployment_id, DeploymentStatus::Deployed) {

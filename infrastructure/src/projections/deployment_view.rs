@@ -87,16 +87,17 @@ impl Projection for DeploymentViewProjection {
                 .await?;
         }
         for rows in chunks(&changes.updated) {
-            // Only what an event after the request can change.
+            // Only what an event after the request can change (the config: the digest
+            // a start pinned its image to).
             sqlx::query(
                 "UPDATE deployment_view d
                     SET status = v.status, message = v.message, updated_at = v.updated_at,
                         updated_by = v.updated_by, undeploy_requested = v.undeploy_requested,
-                        superseded_by = v.superseded_by
+                        superseded_by = v.superseded_by, config = v.config::jsonb
                    FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::text[],
-                               $6::bool[], $7::uuid[])
+                               $6::bool[], $7::uuid[], $8::text[])
                         AS v(id, status, message, updated_at, updated_by, undeploy_requested,
-                             superseded_by)
+                             superseded_by, config)
                   WHERE d.id = v.id",
             )
             .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
@@ -114,6 +115,7 @@ impl Projection for DeploymentViewProjection {
                     .collect::<Vec<_>>(),
             )
             .bind(rows.iter().map(|r| r.superseded_by).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.config.as_str()).collect::<Vec<_>>())
             .execute(&mut *conn)
             .await?;
         }

@@ -162,7 +162,23 @@ async fn deployment_view(
                 .execute(conn)
                 .await?;
         }
-        UsecaseEvent::DeploymentStarted { deployment_id, .. } => {
+        UsecaseEvent::DeploymentStarted {
+            deployment_id,
+            digest,
+            ..
+        } => {
+            if let Some(digest) = digest {
+                // The resolved digest goes where every reader of the image finds it.
+                sqlx::query(
+                    "UPDATE deployment_view
+                        SET config = jsonb_set(config, '{image,digest}', to_jsonb($2::text))
+                      WHERE id = $1 AND jsonb_typeof(config->'image') = 'object'",
+                )
+                .bind(deployment_id)
+                .bind(digest)
+                .execute(&mut *conn)
+                .await?;
+            }
             set_status(conn, e, deployment_id, S::Deploying, None, None).await?
         }
         UsecaseEvent::DeploymentSucceeded { deployment_id, .. } => {

@@ -278,6 +278,11 @@ impl Ledger {
             20..=29 => E::DeploymentStarted {
                 deployment_id: self.deployment_of(u),
                 at,
+                // Every other start carries a resolved digest, which the views show.
+                digest: self
+                    .rng
+                    .gen_bool(0.5)
+                    .then(|| format!("sha256:{:064x}", self.rng.gen::<u64>())),
             },
             30..=39 => E::DeploymentSucceeded {
                 deployment_id: self.deployment_of(u),
