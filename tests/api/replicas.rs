@@ -79,6 +79,9 @@ impl Replica {
             .env("SHIPLOG_PROXY_LISTEN", format!("127.0.0.1:{proxy_port}"))
             .env("SHIPLOG_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("SHIPLOG_CLUSTER", "kube")
+            // The load's images live at a made-up registry; against a real cluster `auto`
+            // would insist on resolving their digests.
+            .env("SHIPLOG_RESOLVE_DIGESTS", "never")
             .env("KUBECONFIG", kubeconfig)
             .env("SHIPLOG_NAMESPACE", NAMESPACE)
             .env("NO_COLOR", "1")
