@@ -7,6 +7,7 @@ use crate::config::DeploymentConfig;
 use crate::error::DomainError;
 use crate::events::UsecaseEvent;
 use crate::status::DeploymentStatus;
+use uuid::Uuid;
 
 impl Usecase {
     /// The events `command` produces against the current state, or why it is refused.
@@ -205,16 +206,11 @@ impl Usecase {
                 at,
             } => {
                 let serving = self.serving().ok_or(DomainError::NothingDeployed)?;
-                if let Some(expected) = expected.filter(|e| *e != serving.id) {
-                    let status = self
-                        .deployment(expected)
-                        .map_or(DeploymentStatus::Undeployed, |d| d.status);
-                    return Err(DomainError::InvalidTransition {
-                        deployment_id: expected,
-                        status,
-                        action: "restarted (another deployment serves now)",
-                    });
-                }
+                self.ensure_expected(
+                    expected,
+                    serving.id,
+                    "restarted (another deployment serves now)",
+                )?;
                 if serving.restart_pending {
                     return Err(DomainError::RestartInProgress);
                 }
@@ -257,16 +253,11 @@ impl Usecase {
                     .serving()
                     .or(self.deployments.last())
                     .ok_or(DomainError::NothingDeployed)?;
-                if let Some(expected) = expected_base.filter(|e| *e != base.id) {
-                    let status = self
-                        .deployment(expected)
-                        .map_or(DeploymentStatus::Undeployed, |d| d.status);
-                    return Err(DomainError::InvalidTransition {
-                        deployment_id: expected,
-                        status,
-                        action: "the base of a config change (another deployment serves now)",
-                    });
-                }
+                self.ensure_expected(
+                    expected_base,
+                    base.id,
+                    "the base of a config change (another deployment serves now)",
+                )?;
                 let config = DeploymentConfig {
                     env: env.clone(),
                     ..(*base.config).clone()
@@ -303,6 +294,26 @@ impl Usecase {
                 );
                 Ok(events)
             }
+        }
+    }
+
+    /// Refuses a command whose caller named a deployment (`expected`) other than the one
+    /// it would act on (`actual`), so that the caller's answer names what the ledger records.
+    fn ensure_expected(
+        &self,
+        expected: Option<Uuid>,
+        actual: Uuid,
+        action: &'static str,
+    ) -> Result<(), DomainError> {
+        match expected.filter(|e| *e != actual) {
+            Some(expected) => Err(DomainError::InvalidTransition {
+                deployment_id: expected,
+                status: self
+                    .deployment(expected)
+                    .map_or(DeploymentStatus::Undeployed, |d| d.status),
+                action,
+            }),
+            None => Ok(()),
         }
     }
 }
