@@ -335,3 +335,40 @@ pub fn uuid(v: &Value) -> Uuid {
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("not a uuid: {v}"))
 }
+
+/// A port free at the moment of asking, for a process to listen on.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The built binary's `shiplog serve` as a replica of a deployed shiplog: on the database
+/// at `database_url`, driving the cluster behind `kubeconfig` (a simulator, whose made-up
+/// registries are not asked for digests), the API on `api_port` and the proxy on
+/// `proxy_port` (0: any), its log in `log`.
+pub fn spawn_serve_on_kube(
+    database_url: &str,
+    kubeconfig: &std::path::Path,
+    api_port: u16,
+    proxy_port: u16,
+    log: &std::path::Path,
+) -> std::process::Child {
+    let file = std::fs::File::create(log).unwrap_or_else(|e| panic!("{e}"));
+    std::process::Command::new(env!("CARGO_BIN_EXE_shiplog"))
+        .arg("serve")
+        .env("DATABASE_URL", database_url)
+        .env("SHIPLOG_LISTEN", format!("127.0.0.1:{api_port}"))
+        .env("SHIPLOG_PROXY_LISTEN", format!("127.0.0.1:{proxy_port}"))
+        .env("SHIPLOG_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("SHIPLOG_CLUSTER", "kube")
+        .env("SHIPLOG_RESOLVE_DIGESTS", "never")
+        .env("KUBECONFIG", kubeconfig)
+        .env("SHIPLOG_NAMESPACE", NAMESPACE)
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(file)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn shiplog: {e}"))
+}

@@ -1,7 +1,7 @@
 //! Two `shiplog serve` processes on one database and one cluster: exactly one
 //! runs the process manager, and when it is killed the other takes over.
 
-use crate::helpers::{deploy_body, uuid, TestDb, ADMIN_TOKEN, NAMESPACE};
+use crate::helpers::{deploy_body, free_port, spawn_serve_on_kube, uuid, TestDb, ADMIN_TOKEN};
 use kube_sim::{KubeSim, SimConfig};
 use serde_json::json;
 use shiplog_testkit::eventually_within;
@@ -26,28 +26,9 @@ impl Drop for Serve {
 
 impl Serve {
     fn spawn(db: &TestDb, kubeconfig: &Path, dir: &Path, n: usize) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .unwrap_or_else(|e| panic!("{e}"));
+        let port = free_port();
         let log = dir.join(format!("serve-{n}.log"));
-        let file = std::fs::File::create(&log).unwrap_or_else(|e| panic!("{e}"));
-        let child = Command::new(env!("CARGO_BIN_EXE_shiplog"))
-            .arg("serve")
-            .env("SHIPLOG_PROXY_LISTEN", "127.0.0.1:0")
-            .env("DATABASE_URL", &db.url)
-            .env("SHIPLOG_LISTEN", format!("127.0.0.1:{port}"))
-            .env("SHIPLOG_ADMIN_TOKEN", ADMIN_TOKEN)
-            .env("SHIPLOG_CLUSTER", "kube")
-            // The simulator behind the kubeconfig pulls no image: its made-up registry is not asked.
-            .env("SHIPLOG_RESOLVE_DIGESTS", "never")
-            .env("KUBECONFIG", kubeconfig)
-            .env("SHIPLOG_NAMESPACE", NAMESPACE)
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn shiplog: {e}"));
+        let child = spawn_serve_on_kube(&db.url, kubeconfig, port, 0, &log);
         Self {
             child,
             log,

@@ -7,7 +7,7 @@
 //! manager runs once, the read models equal a rebuild, the hash chain verifies,
 //! and every process's applications proxy reaches what is deployed.
 
-use crate::helpers::{TestDb, ADMIN_TOKEN, NAMESPACE};
+use crate::helpers::{free_port, spawn_serve_on_kube, TestDb, ADMIN_TOKEN};
 use futures::future::join_all;
 use kube_sim::{KubeSim, SimConfig};
 use reqwest::{Method, StatusCode};
@@ -22,7 +22,7 @@ use shiplog_client::{Client, ClientError, StreamStart};
 use shiplog_testkit::{eventually, eventually_within};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use uuid::Uuid;
@@ -57,38 +57,13 @@ impl Drop for Replica {
     }
 }
 
-/// A port free at the moment of asking, for a process to listen on.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
 impl Replica {
     /// Starts the built binary on `db`, driving the cluster behind `kubeconfig`, and
     /// returns once it answers `/readyz`.
     async fn start(db: &TestDb, kubeconfig: &Path, dir: &Path, n: usize) -> Self {
         let (port, proxy_port) = (free_port(), free_port());
         let log = dir.join(format!("serve-{n}.log"));
-        let file = std::fs::File::create(&log).unwrap_or_else(|e| panic!("{e}"));
-        let child = Command::new(env!("CARGO_BIN_EXE_shiplog"))
-            .arg("serve")
-            .env("DATABASE_URL", &db.url)
-            .env("SHIPLOG_LISTEN", format!("127.0.0.1:{port}"))
-            .env("SHIPLOG_PROXY_LISTEN", format!("127.0.0.1:{proxy_port}"))
-            .env("SHIPLOG_ADMIN_TOKEN", ADMIN_TOKEN)
-            .env("SHIPLOG_CLUSTER", "kube")
-            // The load's images live at a made-up registry; against a real cluster `auto`
-            // would insist on resolving their digests.
-            .env("SHIPLOG_RESOLVE_DIGESTS", "never")
-            .env("KUBECONFIG", kubeconfig)
-            .env("SHIPLOG_NAMESPACE", NAMESPACE)
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn shiplog: {e}"));
+        let child = spawn_serve_on_kube(&db.url, kubeconfig, port, proxy_port, &log);
         let api = Client::new(&format!("http://127.0.0.1:{port}"), Some(ADMIN_TOKEN))
             .unwrap_or_else(|e| panic!("{e}"));
         let replica = Self {
