@@ -140,6 +140,14 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub insecure_registries: Vec<String>,
+    /// Seconds between two auto-update checks of a deployment that follows its tag (a
+    /// HEAD of the tag's manifest; a registry notification checks at once).
+    #[arg(long, env = "SHIPLOG_AUTO_UPDATE_INTERVAL", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub auto_update_interval: u64,
+    /// Auto-update checks per minute at most against one registry; a registry answering
+    /// 429 is left alone for a while that doubles with each refusal (up to an hour).
+    #[arg(long, env = "SHIPLOG_REGISTRY_CHECKS_PER_MINUTE", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub registry_checks_per_minute: u32,
     /// Seconds a rollout may take before the deployment fails.
     #[arg(long, env = "SHIPLOG_ROLLOUT_TIMEOUT", default_value_t = 600)]
     pub rollout_timeout: u64,

@@ -2,8 +2,8 @@
 //! served from a vendored bundle so it renders without internet access.
 
 use crate::routes::{
-    audit, deployments, events, health, metrics, operations, platform, platform_ops, teams, tokens,
-    usecases,
+    audit, deployments, events, health, hooks, metrics, operations, platform, platform_ops, teams,
+    tokens, usecases,
 };
 use crate::state::AppState;
 use axum::http::header;
@@ -32,7 +32,8 @@ use utoipa_redoc::{Redoc, Servable};
         (name = "tokens", description = "API tokens: their scopes, their subject (who owns what they create) and teams (admin)"),
         (name = "teams", description = "Teams own deployments together; their tier bounds how many with billing on. Team changes are ledger events"),
         (name = "health", description = "Liveness and readiness probes"),
-        (name = "operations", description = "Operate a deployed usecase (restart, config, rollback, logs, Kubernetes events, resource usage) and scrape shiplog's own metrics"),
+        (name = "operations", description = "Operate a deployed usecase (restart, config, rollback, auto-update, logs, Kubernetes events, resource usage) and scrape shiplog's own metrics"),
+        (name = "hooks", description = "Webhooks other systems call: a registry's push notifications trigger auto-update checks"),
         (name = "platform", description = "The platform API (seed 002) on the same usecases and ledger: named deployments of templates and raw images, their status, ingresses, config, logs, metrics, history, auto-update and Kubernetes events. Invalid input is a 400 here; every problem carries `error`."),
     )
 )]
@@ -64,6 +65,11 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(deployments::get_deployment))
         .routes(routes!(operations::restart))
         .routes(routes!(operations::get_config, operations::put_config))
+        .routes(routes!(
+            operations::get_auto_update,
+            operations::put_auto_update
+        ))
+        .routes(routes!(hooks::registry))
         .routes(routes!(operations::rollback))
         .routes(routes!(operations::logs))
         .routes(routes!(operations::stream_logs))

@@ -14,6 +14,7 @@ use shiplog_api::command_line::{
 };
 use shiplog_api::docs::spec;
 use shiplog_api::server::{Server, Settings, StreamSettings};
+use shiplog_application::auto_update::WatcherSettings;
 use shiplog_application::{BillingSettings, Catalog, IngressSettings};
 use shiplog_cli as cli;
 use shiplog_domain::Tier;
@@ -22,6 +23,7 @@ use shiplog_infrastructure::kube_cluster::KubeSettings;
 use shiplog_infrastructure::private_db::{default_data_dir, PrivateDatabase, PrivateDbOptions};
 use shiplog_infrastructure::Projector;
 use std::io::IsTerminal;
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -217,6 +219,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         billing,
         resolve_digests: args.resolve_digests,
         insecure_registries: args.insecure_registries,
+        auto_update: WatcherSettings {
+            interval: Duration::from_secs(args.auto_update_interval),
+            checks_per_minute: NonZeroU32::new(args.registry_checks_per_minute)
+                .unwrap_or(NonZeroU32::MIN),
+        },
     };
     let server = Server::start(&settings).await.context("starting shiplog")?;
     info!(database = %redacted_url(&settings.database_url), "database ready");

@@ -11,6 +11,7 @@ use axum::Router;
 use kube::Client;
 #[cfg(feature = "sim")]
 use kube_sim::{KubeSim, SimConfig};
+use shiplog_application::auto_update::{RegistryHooks, Watcher, WatcherSettings};
 use shiplog_application::{
     Audit, Authenticator, BillingSettings, Catalog, ClusterInsight, Operations, Platform, Teams,
     Usecases,
@@ -18,6 +19,7 @@ use shiplog_application::{
 use shiplog_application::{ImageResolver, NoResolution, ProcessManager};
 use shiplog_domain::Usecase;
 use shiplog_infrastructure::audit::ChainSealer;
+use shiplog_infrastructure::auto_update::{AutoUpdateRunner, PgCheckStore};
 use shiplog_infrastructure::db::{connect_and_migrate_with, DbSetupError};
 use shiplog_infrastructure::event_store::CachedEventStore;
 use shiplog_infrastructure::image_resolver::{PullSecrets, RegistryResolver, RegistrySettings};
@@ -76,6 +78,8 @@ pub struct Settings {
     pub resolve_digests: ResolveDigests,
     /// Registries (`HOST[:PORT]`) spoken to over plain HTTP besides loopback ones.
     pub insecure_registries: Vec<String>,
+    /// How often the auto-update watcher checks, and its budget per registry.
+    pub auto_update: WatcherSettings,
 }
 
 /// When the process manager pins a deployment's image tag to a manifest digest.
@@ -353,11 +357,13 @@ pub fn router(
     let telemetry = Telemetry::new(pool.clone(), feed.clone());
     let store = PostgresCommandBus::metered_store(pool.clone(), &telemetry);
     let bus = Arc::new(metered_bus(&pool, &store, &telemetry));
+    let checks = Arc::new(PgCheckStore::new(pool.clone()));
     let operations = Operations::new(
         bus.clone(),
         read.clone(),
         Arc::new(PgUsecaseLoader::new(store.clone())),
         cluster,
+        checks.clone(),
     );
     let operations = Arc::new(operations);
     let teams = Arc::new(Teams::new(
@@ -381,6 +387,7 @@ pub fn router(
     let state = AppState {
         usecases: usecases.clone(),
         operations,
+        hooks: Arc::new(RegistryHooks::new(checks)),
         platform: Arc::new(platform),
         teams,
         deployments_page: settings.deployments_page.clone(),
@@ -539,12 +546,21 @@ impl Server {
                 settings.rollout_timeout,
             )
             .with_observer(parts.telemetry.clone());
-            let pm = match images {
-                Some(images) => pm.with_image_resolver(images),
-                None => pm,
-            };
+            let images: Arc<dyn ImageResolver> = images.unwrap_or_else(|| Arc::new(NoResolution));
+            let pm = pm.with_image_resolver(images.clone());
             background.push(tokio::spawn(
-                ProcessManagerRunner::new(pool, Arc::new(pm)).run(),
+                ProcessManagerRunner::new(pool.clone(), Arc::new(pm)).run(),
+            ));
+            // The watcher asks the registries the process manager pins digests with.
+            let watcher = Watcher::new(
+                Arc::new(metered_bus(&pool, &parts.store, &parts.telemetry)),
+                Arc::new(PgUsecaseLoader::new(parts.store.clone())),
+                images,
+                Arc::new(PgCheckStore::new(pool.clone())),
+                settings.auto_update.clone(),
+            );
+            background.push(tokio::spawn(
+                AutoUpdateRunner::new(pool, Arc::new(watcher)).run(),
             ));
         }
         let bind = |addr: SocketAddr| async move {

@@ -1,5 +1,6 @@
 //! What every handler can reach.
 
+use shiplog_application::auto_update::RegistryHooks;
 use shiplog_application::{Audit, Authenticator, Operations, Platform, Teams, Usecases};
 use shiplog_infrastructure::Telemetry;
 use sqlx::PgPool;
@@ -14,6 +15,8 @@ pub struct AppState {
     pub usecases: Arc<Usecases>,
     /// Restart, config, rollback, logs, Kubernetes events and usage.
     pub operations: Arc<Operations>,
+    /// Registry push notifications, which trigger auto-update checks.
+    pub hooks: Arc<RegistryHooks>,
     /// The platform API's use cases (seed 002): named deployments of templates and images.
     pub platform: Arc<Platform>,
     /// Teams, the team a request acts for, and billing.

@@ -33,17 +33,22 @@ pub enum Scope {
     /// Everything, including token management.
     #[serde(rename = "admin")]
     Admin,
+    /// Deliver registry push notifications (`POST /api/hooks/registry`) and nothing
+    /// else: the token a registry's notification config holds.
+    #[serde(rename = "hooks:registry")]
+    HooksRegistry,
 }
 
 impl Scope {
     /// Every scope, in documentation order.
-    pub const ALL: [Scope; 6] = [
+    pub const ALL: [Scope; 7] = [
         Scope::UsecasesRead,
         Scope::UsecasesWrite,
         Scope::DeploymentsRead,
         Scope::DeploymentsWrite,
         Scope::AuditRead,
         Scope::Admin,
+        Scope::HooksRegistry,
     ];
 
     /// The scope as tokens and the API spell it.
@@ -55,6 +60,7 @@ impl Scope {
             Scope::DeploymentsWrite => "deployments:write",
             Scope::AuditRead => "audit:read",
             Scope::Admin => "admin",
+            Scope::HooksRegistry => "hooks:registry",
         }
     }
 }

@@ -136,11 +136,13 @@ impl From<DomainError> for AppError {
             DomainError::NothingDeployed => conflict(Conflict::NothingDeployed),
             DomainError::UndeployInProgress
             | DomainError::RestartInProgress
-            | DomainError::DeletionInProgress => conflict(Conflict::InProgress),
+            | DomainError::DeletionInProgress
+            | DomainError::UpdateInFlight => conflict(Conflict::InProgress),
             DomainError::UsecaseBusy => conflict(Conflict::Busy),
-            DomainError::InvalidTransition { .. } | DomainError::NoSuchRestart(_) => {
-                conflict(Conflict::InvalidTransition)
-            }
+            DomainError::InvalidTransition { .. }
+            | DomainError::NoSuchRestart(_)
+            | DomainError::AutoUpdateOff
+            | DomainError::AutoUpdatePaused(_) => conflict(Conflict::InvalidTransition),
             DomainError::NothingToRollBackTo | DomainError::InvalidRollbackTarget { .. } => {
                 conflict(Conflict::InvalidRollbackTarget)
             }

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod auto_update;
 pub mod chain;
 pub mod cluster;
 pub mod cursor;
@@ -36,9 +37,9 @@ pub use platform::{
     PlatformConfig, PlatformDeployment, PlatformStatus, StatusReport, Template, TemplateService,
 };
 pub use ports::{
-    CommandBus, CommandContext, DeploymentView, ImageResolver, NoResolution, Page, PlatformView,
-    ReadModel, ResolveError, Revision, TeamCommandBus, TeamView, UsageCounts, UsecaseFilter,
-    UsecaseView, Visible,
+    Causation, CommandBus, CommandContext, DeploymentView, ImageResolver, NoResolution, Page,
+    PlatformView, ReadModel, ResolveError, Revision, TeamCommandBus, TeamView, UsageCounts,
+    UsecaseFilter, UsecaseView, Visible,
 };
 pub use process_manager::{
     at_rest, plan, ProcessManager, ReconcileError, Step, StepObserver, UsecaseLoader,

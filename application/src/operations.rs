@@ -2,6 +2,7 @@
 //! the ledger) and logs, Kubernetes events and resource usage (read from the
 //! cluster through the `ClusterInsight` port).
 
+use crate::auto_update::{AutoUpdateChange, AutoUpdateStatus, CheckStore};
 use crate::cluster::ClusterError;
 use crate::error::{AppError, Conflict, Missing};
 use crate::ports::{CommandBus, CommandContext, ReadModel};
@@ -141,6 +142,7 @@ pub struct Operations {
     read: Arc<dyn ReadModel>,
     ledger: Arc<dyn UsecaseLoader>,
     cluster: Option<Arc<dyn ClusterInsight>>,
+    checks: Arc<dyn CheckStore>,
 }
 
 fn cluster_error(e: ClusterError) -> AppError {
@@ -155,17 +157,20 @@ fn cluster_error(e: ClusterError) -> AppError {
 impl Operations {
     /// Wires the operations to their ports; `cluster` is `None` when this process
     /// runs without a cluster (`--cluster none`): cluster reads then answer 503.
+    /// `checks` holds the auto-update watcher's last check of each usecase.
     pub fn new(
         bus: Arc<dyn CommandBus>,
         read: Arc<dyn ReadModel>,
         ledger: Arc<dyn UsecaseLoader>,
         cluster: Option<Arc<dyn ClusterInsight>>,
+        checks: Arc<dyn CheckStore>,
     ) -> Self {
         Self {
             bus,
             read,
             ledger,
             cluster,
+            checks,
         }
     }
 
@@ -251,6 +256,35 @@ impl Operations {
             id: restart_id,
             deployment_id,
         })
+    }
+
+    /// The auto-update settings as the ledger holds them now, the pause, and the
+    /// watcher's last check.
+    pub async fn auto_update(&self, usecase_id: Uuid) -> Result<AutoUpdateStatus, AppError> {
+        let usecase = self.usecase(usecase_id).await?;
+        Ok(AutoUpdateStatus {
+            settings: usecase.auto_update,
+            paused: usecase.auto_update_paused,
+            last_check: self.checks.last(usecase_id).await?,
+        })
+    }
+
+    /// Changes the auto-update settings (what `change` leaves out stays); enabling
+    /// again ends a pause. Settings equal to the current ones record nothing.
+    #[instrument(skip(self, ctx), fields(actor = %ctx.actor))]
+    pub async fn configure_auto_update(
+        &self,
+        ctx: &CommandContext,
+        usecase_id: Uuid,
+        change: AutoUpdateChange,
+    ) -> Result<AutoUpdateStatus, AppError> {
+        let current = self.usecase(usecase_id).await?.auto_update;
+        let command = UsecaseCommand::ConfigureAutoUpdate {
+            settings: change.applied_to(&current),
+            at: Utc::now().trunc_subsecs(0),
+        };
+        self.execute(ctx, usecase_id, command).await?;
+        self.auto_update(usecase_id).await
     }
 
     /// The environment variables of the deployed deployment, if one is deployed.

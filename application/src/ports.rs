@@ -6,7 +6,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use shiplog_domain::{
-    AutoUpdate, DeploymentConfig, DeploymentStatus, TeamCommand, Tier, UsecaseCommand, Visibility,
+    AutoUpdate, AutoUpdatePause, DeploymentConfig, DeploymentStatus, TeamCommand, Tier,
+    UsecaseCommand, Visibility,
 };
 use uuid::Uuid;
 
@@ -20,8 +21,27 @@ pub struct CommandContext {
     pub actor: String,
     /// The request id (the `x-request-id` header) the command came with.
     pub request_id: String,
-    /// For process-manager commands: the cursor of the event that made it act.
-    pub causation: Option<Cursor>,
+    /// What made a component act: for the process manager, the event; for the
+    /// auto-update watcher, its check.
+    pub causation: Option<Causation>,
+}
+
+/// What a command was caused by, recorded as the `causation` of its events' metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Causation {
+    /// The event at this cursor (the process manager acts on events).
+    Event(Cursor),
+    /// An auto-update check, which is not itself an event: `check:<id>`.
+    Check(Uuid),
+}
+
+impl std::fmt::Display for Causation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Event(cursor) => cursor.fmt(f),
+            Self::Check(id) => write!(f, "check:{id}"),
+        }
+    }
 }
 
 /// Runs commands against the event-sourced `Team` aggregate.
@@ -72,6 +92,8 @@ pub struct UsecaseView {
     pub visibility: Option<Visibility>,
     /// Whether new images are followed, and how pods are replaced.
     pub auto_update: AutoUpdate,
+    /// Why auto-update is paused, while a manual rollback pauses it.
+    pub auto_update_paused: Option<AutoUpdatePause>,
     /// A deletion was asked for and has not completed.
     pub deletion_requested: bool,
     /// The subject that owns it.

@@ -6,7 +6,7 @@
 use crate::cluster::{ClusterError, ClusterPort, RolloutOutcome, Workload};
 use crate::cursor::Cursor;
 use crate::error::AppError;
-use crate::ports::{CommandBus, CommandContext, ImageResolver, NoResolution};
+use crate::ports::{Causation, CommandBus, CommandContext, ImageResolver, NoResolution};
 use async_trait::async_trait;
 use chrono::{SubsecRound, Utc};
 use shiplog_domain::{DeploymentStatus, Usecase, UsecaseCommand};
@@ -497,7 +497,7 @@ impl ProcessManager {
         let ctx = CommandContext {
             actor: PROCESS_MANAGER.to_owned(),
             request_id: format!("pm-{}", Uuid::new_v4()),
-            causation: Some(causation),
+            causation: Some(Causation::Event(causation)),
         };
         match self.bus.execute(usecase_id, command, &ctx).await {
             Ok(_) => Ok(()),

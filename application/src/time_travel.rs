@@ -24,10 +24,10 @@
 use crate::error::AppError;
 use crate::ledger::{HistoryIndex, RecordedEvent};
 use crate::ports::{DeploymentView, UsecaseView};
-use crate::read_models::{DeploymentRow, Fact, ReadModels, UsecaseRow, Views};
+use crate::read_models::{decode_auto_update, DeploymentRow, Fact, ReadModels, UsecaseRow, Views};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use shiplog_domain::{AutoUpdate, DeploymentStatus, UsecaseEvent};
+use shiplog_domain::{DeploymentStatus, UsecaseEvent};
 use std::cmp::Reverse;
 use uuid::Uuid;
 
@@ -137,6 +137,14 @@ fn usecase_view(
     row: &UsecaseRow,
     deployment: Option<DeploymentView>,
 ) -> Result<UsecaseView, AppError> {
+    let auto_update = decode_auto_update(
+        row.auto_update_enabled,
+        &row.auto_update_strategy,
+        &row.auto_update_policy,
+        row.auto_update_range.as_deref(),
+        row.auto_update_pause.as_deref(),
+    )
+    .map_err(AppError::Internal)?;
     Ok(UsecaseView {
         id: row.id,
         name: row.name.clone(),
@@ -146,10 +154,8 @@ fn usecase_view(
         deployment,
         template: row.template.clone(),
         visibility: row.visibility.as_deref().map(word).transpose()?,
-        auto_update: AutoUpdate {
-            enabled: row.auto_update_enabled,
-            strategy: word(&row.auto_update_strategy)?,
-        },
+        auto_update: auto_update.0,
+        auto_update_paused: auto_update.1,
         deletion_requested: row.deletion_requested,
         owner: row.owner.clone(),
         team: row.team_id,
@@ -183,10 +189,11 @@ fn word<T: serde::de::DeserializeOwned>(raw: &str) -> Result<T, AppError> {
 /// The event types whose latest occurrence sets a column of a usecase row: its
 /// registration, its deletion, and each flag or setting. Every other event only
 /// touches `updated_at`/`updated_by`, which the last event decides.
-const USECASE_ROW_TYPES: [&str; 5] = [
+const USECASE_ROW_TYPES: [&str; 6] = [
     "UsecaseRegistered",
     "UsecaseDeleted",
     "AutoUpdateConfigured",
+    "AutoUpdatePaused",
     "DeletionRequested",
     "DeploymentSucceeded",
 ];

@@ -72,6 +72,7 @@ impl Usecases {
             template: None,
             visibility: None,
             auto_update: Default::default(),
+            auto_update_paused: None,
             deletion_requested: false,
             owner: ownership.owner,
             team: ownership.team,

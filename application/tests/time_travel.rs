@@ -555,15 +555,17 @@ fn random_history(rng: &mut StdRng, len: usize) -> Vec<(&'static str, UsecaseEve
                 Some(id) => events::undeployed(id, t(n)),
                 None => continue,
             },
-            9 => UsecaseEvent::AutoUpdateConfigured {
-                enabled: rng.gen_bool(0.5),
-                strategy: if rng.gen_bool(0.5) {
+            // A pause, and settings that end it: the latest of the two decides.
+            9 if rng.gen_bool(0.3) => events::auto_update_paused(Uuid::from_u128(7000), t(n)),
+            9 => events::auto_update(
+                rng.gen_bool(0.5),
+                if rng.gen_bool(0.5) {
                     shiplog_domain::UpdateStrategy::Rolling
                 } else {
                     shiplog_domain::UpdateStrategy::Recreate
                 },
-                at: t(n),
-            },
+                t(n),
+            ),
             10 => UsecaseEvent::DeletionRequested { at: t(n) },
             _ => match some(rng, &ids) {
                 Some(id) => UsecaseEvent::RestartRequested {

@@ -1,7 +1,8 @@
 //! What clients and the process manager ask of a usecase.
 
+use crate::auto_update::{AutoUpdate, FoundImage};
 use crate::config::{DeploymentConfig, UsecaseName};
-use crate::platform::{AutoUpdate, Visibility};
+use crate::platform::Visibility;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 use uuid::Uuid;
@@ -54,6 +55,16 @@ pub enum UsecaseCommand {
     ConfigureAutoUpdate {
         /// The new settings.
         settings: AutoUpdate,
+        /// Now.
+        at: DateTime<Utc>,
+    },
+    /// Deploy the new image the auto-update watcher found for the serving deployment's
+    /// tag (or a higher version's tag), pinned to the digest it found.
+    RequestAutoUpdate {
+        /// The new deployment's id.
+        deployment_id: Uuid,
+        /// What the check found.
+        found: FoundImage,
         /// Now.
         at: DateTime<Utc>,
     },
@@ -185,6 +196,7 @@ impl UsecaseCommand {
             Self::Create { .. } => "create",
             Self::ConfigureAutoUpdate { .. } => "configure_auto_update",
             Self::RequestDeletion { .. } => "request_deletion",
+            Self::RequestAutoUpdate { .. } => "request_auto_update",
         }
     }
 }

@@ -69,4 +69,13 @@ pub enum DomainError {
         /// Its status.
         status: DeploymentStatus,
     },
+    /// An auto-update was found for a usecase whose auto-update is off (409).
+    #[error("auto-update is disabled")]
+    AutoUpdateOff,
+    /// Auto-update is paused by a manual rollback until it is enabled again (409).
+    #[error("auto-update is paused: {0}")]
+    AutoUpdatePaused(String),
+    /// A deployment is already in flight; an image update waits for it to end (409).
+    #[error("a deployment is in progress; the image update waits until it ends")]
+    UpdateInFlight,
 }

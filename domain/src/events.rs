@@ -1,5 +1,6 @@
 //! What happened to a usecase: past-tense facts, versioned, never rewritten.
 
+use crate::auto_update::{CheckTrigger, PolicyKind, VersionRange};
 use crate::config::{DeploymentConfig, UsecaseName};
 use crate::platform::{UpdateStrategy, Visibility};
 use chrono::{DateTime, Utc};
@@ -156,7 +157,45 @@ pub enum UsecaseEvent {
         enabled: bool,
         /// How pods are replaced from now on.
         strategy: UpdateStrategy,
+        /// Which new images count (absent in events recorded before policies: `digest`).
+        #[serde(default)]
+        policy: PolicyKind,
+        /// The versions a `semver` policy follows.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        range: Option<VersionRange>,
         /// When it was asked.
+        at: DateTime<Utc>,
+    },
+    /// A manual rollback paused auto-update: following the tag again would undo the
+    /// rollback. It follows the rollback's events in the same commit; enabling
+    /// auto-update again (`AutoUpdateConfigured`) ends the pause.
+    AutoUpdatePaused {
+        /// The rollback's new deployment.
+        rollback: Uuid,
+        /// Why, in the user's words.
+        reason: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// The auto-update watcher found a new image for the serving deployment's tag (or,
+    /// with a `semver` policy, a higher version's tag); it follows, in the same commit,
+    /// the `DeploymentRequested` of the new deployment that runs it, pinned to `digest`.
+    AutoUpdateRequested {
+        /// The new deployment running the new image.
+        deployment_id: Uuid,
+        /// The serving deployment the check compared against.
+        based_on: Uuid,
+        /// The check that found it: the causation of these events.
+        check_id: Uuid,
+        /// What made the watcher check.
+        trigger: CheckTrigger,
+        /// The tag followed.
+        tag: String,
+        /// The digest the tag names now, which the new deployment runs.
+        digest: String,
+        /// The digest the serving deployment runs, when it was recorded.
+        previous_digest: Option<String>,
+        /// When it was found.
         at: DateTime<Utc>,
     },
     /// A client asked to delete the usecase: what runs is undeployed first, and
@@ -199,6 +238,8 @@ impl UsecaseEvent {
             Self::ConfigChangeRequested { .. } => "ConfigChangeRequested",
             Self::RollbackRequested { .. } => "RollbackRequested",
             Self::AutoUpdateConfigured { .. } => "AutoUpdateConfigured",
+            Self::AutoUpdatePaused { .. } => "AutoUpdatePaused",
+            Self::AutoUpdateRequested { .. } => "AutoUpdateRequested",
             Self::DeletionRequested { .. } => "DeletionRequested",
         }
     }
@@ -221,13 +262,15 @@ impl UsecaseEvent {
             | Self::ConfigChangeRequested { at, .. }
             | Self::RollbackRequested { at, .. }
             | Self::AutoUpdateConfigured { at, .. }
+            | Self::AutoUpdatePaused { at, .. }
+            | Self::AutoUpdateRequested { at, .. }
             | Self::DeletionRequested { at } => *at,
         }
     }
 }
 
 /// Every event type name, for filters and documentation.
-pub const EVENT_TYPES: [&str; 16] = [
+pub const EVENT_TYPES: [&str; 18] = [
     "UsecaseRegistered",
     "DeploymentRequested",
     "DeploymentStarted",
@@ -244,6 +287,8 @@ pub const EVENT_TYPES: [&str; 16] = [
     "RollbackRequested",
     "AutoUpdateConfigured",
     "DeletionRequested",
+    "AutoUpdatePaused",
+    "AutoUpdateRequested",
 ];
 
 impl DomainEvent for UsecaseEvent {

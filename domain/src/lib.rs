@@ -2,6 +2,7 @@
 //! the value types that make invalid input unrepresentable. Pure: no I/O.
 
 pub mod aggregate;
+pub mod auto_update;
 pub mod commands;
 pub mod config;
 pub mod error;
@@ -12,6 +13,9 @@ pub mod status;
 pub mod team;
 
 pub use aggregate::{Deployment, Usecase};
+pub use auto_update::{
+    AutoUpdate, AutoUpdatePause, CheckTrigger, FoundImage, PolicyKind, UpdatePolicy, VersionRange,
+};
 pub use commands::UsecaseCommand;
 pub use config::{
     check_env, DeploymentConfig, InvalidField, ResourceList, Resources, ServiceMonitor,
@@ -20,8 +24,6 @@ pub use config::{
 pub use error::DomainError;
 pub use events::UsecaseEvent;
 pub use image::ImageRef;
-pub use platform::{
-    check_platform_name, check_service_name, AutoUpdate, UpdateStrategy, Visibility,
-};
+pub use platform::{check_platform_name, check_service_name, UpdateStrategy, Visibility};
 pub use status::DeploymentStatus;
 pub use team::{Team, TeamCommand, TeamEvent, TeamName, Tier, TEAM_EVENT_TYPES};

@@ -85,15 +85,6 @@ impl fmt::Display for UpdateStrategy {
     }
 }
 
-/// Whether a usecase follows new images of its tag, and how its pods are replaced.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AutoUpdate {
-    /// Follow new images of the deployed tag.
-    pub enabled: bool,
-    /// How pods are replaced.
-    pub strategy: UpdateStrategy,
-}
-
 /// The longest platform deployment name: it becomes the first label of a host name.
 pub const MAX_PLATFORM_NAME_LEN: usize = 40;
 

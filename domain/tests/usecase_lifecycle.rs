@@ -3,8 +3,9 @@
 use chrono::{DateTime, TimeZone, Utc};
 use cqrs_es::test::TestFramework;
 use shiplog_domain::{
-    AutoUpdate, DeploymentConfig, DeploymentStatus, DomainError, ImageRef, UpdateStrategy, Usecase,
-    UsecaseCommand, UsecaseEvent, UsecaseName, Visibility,
+    AutoUpdate, CheckTrigger, DeploymentConfig, DeploymentStatus, DomainError, FoundImage,
+    ImageRef, PolicyKind, UpdatePolicy, UpdateStrategy, Usecase, UsecaseCommand, UsecaseEvent,
+    UsecaseName, VersionRange, Visibility,
 };
 use std::collections::BTreeMap;
 use uuid::Uuid;
@@ -909,9 +910,13 @@ fn a_created_usecase_remembers_its_template_and_visibility() {
 
 #[test]
 fn auto_update_settings_are_recorded_when_they_change() {
+    let range = VersionRange::parse("range", "^1").unwrap();
     let settings = AutoUpdate {
         enabled: true,
         strategy: UpdateStrategy::Recreate,
+        policy: UpdatePolicy::Semver {
+            range: range.clone(),
+        },
     };
     Fx::with(())
         .given(created())
@@ -919,6 +924,8 @@ fn auto_update_settings_are_recorded_when_they_change() {
         .then_expect_events(vec![UsecaseEvent::AutoUpdateConfigured {
             enabled: true,
             strategy: UpdateStrategy::Recreate,
+            policy: PolicyKind::Semver,
+            range: Some(range),
             at: at(),
         }]);
 }
@@ -979,6 +986,7 @@ fn a_usecase_being_deleted_takes_no_new_request() {
                 settings: AutoUpdate {
                     enabled: true,
                     strategy: UpdateStrategy::Rolling,
+                    policy: UpdatePolicy::Digest,
                 },
                 at: at(),
             },
@@ -1027,4 +1035,211 @@ fn a_deletion_finishes_once_the_undeploy_is_confirmed() {
         ])
         .when(UsecaseCommand::Delete { at: at() })
         .then_expect_events(vec![deleted()]);
+}
+
+fn digest(c: char) -> String {
+    format!("sha256:{}", c.to_string().repeat(64))
+}
+
+fn auto_update_on() -> UsecaseEvent {
+    UsecaseEvent::AutoUpdateConfigured {
+        enabled: true,
+        strategy: UpdateStrategy::Rolling,
+        policy: PolicyKind::Digest,
+        range: None,
+        at: at(),
+    }
+}
+
+/// D1 serves, started on digest `1…`, with auto-update on.
+fn following_d1() -> Vec<UsecaseEvent> {
+    vec![
+        registered(),
+        auto_update_on(),
+        requested(D1),
+        UsecaseEvent::DeploymentStarted {
+            deployment_id: D1,
+            at: at(),
+            digest: Some(digest('1')),
+        },
+        succeeded(D1),
+    ]
+}
+
+fn found(tag: &str, digest: String) -> UsecaseCommand {
+    UsecaseCommand::RequestAutoUpdate {
+        deployment_id: D2,
+        found: FoundImage {
+            check_id: D3,
+            trigger: CheckTrigger::Webhook,
+            expected: D1,
+            tag: tag.to_owned(),
+            digest,
+        },
+        at: at(),
+    }
+}
+
+#[test]
+fn a_new_digest_behind_the_tag_becomes_a_deployment_pinned_to_it() {
+    let mut pinned = config("1.0.0");
+    pinned.image.digest = Some(digest('2'));
+    Fx::with(())
+        .given(following_d1())
+        .when(found("1.0.0", digest('2')))
+        .then_expect_events(vec![
+            requested_with(D2, pinned),
+            UsecaseEvent::AutoUpdateRequested {
+                deployment_id: D2,
+                based_on: D1,
+                check_id: D3,
+                trigger: CheckTrigger::Webhook,
+                tag: "1.0.0".into(),
+                digest: digest('2'),
+                previous_digest: Some(digest('1')),
+                at: at(),
+            },
+        ]);
+}
+
+#[test]
+fn a_higher_version_s_tag_replaces_the_tag_of_the_serving_config() {
+    let mut newer = config("1.2.0");
+    newer.image.digest = Some(digest('3'));
+    let events = Fx::with(())
+        .given(following_d1())
+        .when(found("1.2.0", digest('3')))
+        .inspect_result()
+        .unwrap();
+    assert_eq!(events[0], requested_with(D2, newer));
+}
+
+#[test]
+fn the_digest_already_running_records_nothing() {
+    Fx::with(())
+        .given(following_d1())
+        .when(found("1.0.0", digest('1')))
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn an_image_update_is_refused_when_it_no_longer_applies() {
+    let off = UsecaseEvent::AutoUpdateConfigured {
+        enabled: false,
+        strategy: UpdateStrategy::Rolling,
+        policy: PolicyKind::Digest,
+        range: None,
+        at: at(),
+    };
+    let cases: Vec<(&str, Vec<UsecaseEvent>, DomainError)> = vec![
+        ("auto-update off", vec![off], DomainError::AutoUpdateOff),
+        (
+            "a deployment in flight",
+            vec![requested(D3)],
+            DomainError::UpdateInFlight,
+        ),
+        (
+            "paused by a rollback",
+            vec![UsecaseEvent::AutoUpdatePaused {
+                rollback: D3,
+                reason: "rolled back".into(),
+                at: at(),
+            }],
+            DomainError::AutoUpdatePaused("rolled back".into()),
+        ),
+    ];
+    for (description, extra, expected) in cases {
+        let mut given = following_d1();
+        given.extend(extra);
+        let result = Fx::with(())
+            .given(given)
+            .when(found("1.0.0", digest('2')))
+            .inspect_result();
+        assert_eq!(result.err(), Some(expected), "{description}");
+    }
+    // Another deployment serves now than the one the check compared against.
+    let mut given = following_d1();
+    given.extend([
+        requested(D3),
+        started(D3),
+        succeeded(D3),
+        superseded(D1, D3),
+    ]);
+    let result = Fx::with(())
+        .given(given)
+        .when(found("1.0.0", digest('2')))
+        .inspect_result();
+    assert!(
+        matches!(result, Err(DomainError::InvalidTransition { deployment_id, .. }) if deployment_id == D1),
+        "{result:?}"
+    );
+}
+
+#[test]
+fn a_manual_rollback_pauses_auto_update_until_it_is_enabled_again() {
+    let mut given = following_d1();
+    given.extend([
+        requested(D2),
+        started(D2),
+        succeeded(D2),
+        superseded(D1, D2),
+    ]);
+    let events = Fx::with(())
+        .given(given.clone())
+        .when(UsecaseCommand::Rollback {
+            deployment_id: D3,
+            target: Some(D1),
+            at: at(),
+        })
+        .inspect_result()
+        .unwrap();
+    let paused = events
+        .iter()
+        .find(|e| matches!(e, UsecaseEvent::AutoUpdatePaused { rollback, .. } if *rollback == D3));
+    assert!(paused.is_some(), "{events:?}");
+    given.extend(events);
+    let mut state = Usecase::default();
+    for event in given.clone() {
+        cqrs_es::Aggregate::apply(&mut state, event);
+    }
+    assert!(state.auto_update_paused.is_some());
+    // The same settings again end the pause.
+    let settings = AutoUpdate {
+        enabled: true,
+        strategy: UpdateStrategy::Rolling,
+        policy: UpdatePolicy::Digest,
+    };
+    Fx::with(())
+        .given(given)
+        .when(UsecaseCommand::ConfigureAutoUpdate { settings, at: at() })
+        .then_expect_events(vec![auto_update_on()]);
+    let mut resumed = state;
+    cqrs_es::Aggregate::apply(&mut resumed, auto_update_on());
+    assert_eq!(resumed.auto_update_paused, None);
+}
+
+#[test]
+fn a_rollback_without_auto_update_pauses_nothing() {
+    let events = Fx::with(())
+        .given(two_releases())
+        .when(UsecaseCommand::Rollback {
+            deployment_id: D3,
+            target: None,
+            at: at(),
+        })
+        .inspect_result()
+        .unwrap();
+    assert!(!events
+        .iter()
+        .any(|e| matches!(e, UsecaseEvent::AutoUpdatePaused { .. })));
+}
+
+#[test]
+fn an_auto_update_setting_from_before_policies_still_reads_as_digest() {
+    let stored = r#"{"AutoUpdateConfigured":{"enabled":true,"strategy":"rolling","at":"2026-01-01T00:00:00Z"}}"#;
+    let event: UsecaseEvent = serde_json::from_str(stored).unwrap();
+    let mut state = Usecase::default();
+    cqrs_es::Aggregate::apply(&mut state, event);
+    assert_eq!(state.auto_update.policy, UpdatePolicy::Digest);
+    assert!(state.auto_update.enabled);
 }

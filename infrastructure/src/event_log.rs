@@ -118,16 +118,21 @@ pub struct Wakeup {
 impl Wakeup {
     /// Listens on the events channel; without a listener it falls back to polling.
     pub async fn connect(pool: &sqlx::PgPool) -> Self {
+        Self::on(pool, EVENTS_CHANNEL).await
+    }
+
+    /// Listens on `channel`; without a listener it falls back to polling.
+    pub async fn on(pool: &sqlx::PgPool, channel: &str) -> Self {
         let listener = match sqlx::postgres::PgListener::connect_with(pool).await {
-            Ok(mut l) => match l.listen(EVENTS_CHANNEL).await {
+            Ok(mut l) => match l.listen(channel).await {
                 Ok(()) => Some(l),
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot LISTEN for new events; polling instead");
+                    tracing::warn!(error = %e, %channel, "cannot LISTEN; polling instead");
                     None
                 }
             },
             Err(e) => {
-                tracing::warn!(error = %e, "cannot LISTEN for new events; polling instead");
+                tracing::warn!(error = %e, %channel, "cannot LISTEN; polling instead");
                 None
             }
         };

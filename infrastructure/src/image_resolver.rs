@@ -108,27 +108,32 @@ impl RegistryResolver {
     }
 }
 
-#[async_trait]
-impl ImageResolver for RegistryResolver {
-    #[instrument(skip(self), fields(image = %image))]
-    async fn resolve(&self, image: &ImageRef) -> Result<Option<String>, ResolveError> {
+/// Tags read per page of a tag listing, and pages read at most (a repository with
+/// more tags than that is followed among its first 10,000).
+const TAG_PAGE: usize = 1000;
+const TAG_PAGES: usize = 10;
+
+impl RegistryResolver {
+    /// Runs `op` against `image`'s registry with the right protocol and credentials,
+    /// and puts its failure in the user's words. `Ok(None)`: the registry could not
+    /// be reached and this resolver skips such registries (the simulated mode).
+    async fn ask<T, F, Fut>(&self, image: &ImageRef, op: F) -> Result<Option<T>, ResolveError>
+    where
+        F: FnOnce(oci_client::Client, Reference, RegistryAuth) -> Fut,
+        Fut: std::future::Future<Output = Result<T, OciDistributionError>>,
+    {
         let reference = Reference::with_tag(
             image.registry.clone(),
             image.repository.clone(),
             image.tag.clone(),
         );
-        let error = |answer: String| ResolveError {
-            registry: image.registry.clone(),
-            reference: format!("{}/{}:{}", image.registry, image.repository, image.tag),
-            answer,
-        };
         let protocol = if self.plain_http(&image.registry) {
             ClientProtocol::Http
         } else {
             ClientProtocol::Https
         };
-        // A client per resolution: oci-client keeps credentials per registry, and a
-        // pull secret may have changed since the last deployment.
+        // A client per question: oci-client keeps credentials per registry, and a
+        // pull secret may have changed since the last one.
         let client = oci_client::Client::new(ClientConfig {
             protocol,
             connect_timeout: Some(CONNECT_TIMEOUT),
@@ -136,26 +141,64 @@ impl ImageResolver for RegistryResolver {
             ..ClientConfig::default()
         });
         let auth = self.auth_for(&image.registry).await;
-        let answer = tokio::time::timeout(
-            RESOLVE_TIMEOUT,
-            client.fetch_manifest_digest(&reference, &auth),
-        )
-        .await;
+        let answer = tokio::time::timeout(RESOLVE_TIMEOUT, op(client, reference, auth)).await;
         let failure = match answer {
-            Ok(Ok(digest)) => return Ok(Some(digest)),
+            Ok(Ok(value)) => return Ok(Some(value)),
             Ok(Err(e)) => describe(&e),
             Err(_) => {
                 Failure::Unreachable(format!("no answer within {} s", RESOLVE_TIMEOUT.as_secs()))
             }
+        };
+        let error = |answer: String, rate_limited| ResolveError {
+            registry: image.registry.clone(),
+            reference: format!("{}/{}:{}", image.registry, image.repository, image.tag),
+            answer,
+            rate_limited,
         };
         match failure {
             Failure::Unreachable(why) if self.settings.skip_unreachable => {
                 info!(registry = %image.registry, %why, "registry unreachable; the simulated cluster runs the image by its tag");
                 Ok(None)
             }
-            Failure::Unreachable(why) => Err(error(format!("unreachable ({why})"))),
-            Failure::Answered(answer) => Err(error(answer)),
+            Failure::Unreachable(why) => Err(error(format!("unreachable ({why})"), false)),
+            Failure::Answered(answer) => Err(error(answer, false)),
+            Failure::RateLimited(answer) => Err(error(answer, true)),
         }
+    }
+}
+
+#[async_trait]
+impl ImageResolver for RegistryResolver {
+    #[instrument(skip(self), fields(image = %image))]
+    async fn resolve(&self, image: &ImageRef) -> Result<Option<String>, ResolveError> {
+        self.ask(image, |client, reference, auth| async move {
+            client.fetch_manifest_digest(&reference, &auth).await
+        })
+        .await
+    }
+
+    #[instrument(skip(self), fields(image = %image))]
+    async fn tags(&self, image: &ImageRef) -> Result<Option<Vec<String>>, ResolveError> {
+        self.ask(image, |client, reference, auth| async move {
+            let mut tags: Vec<String> = Vec::new();
+            for _ in 0..TAG_PAGES {
+                let page = client
+                    .list_tags(
+                        &reference,
+                        &auth,
+                        Some(TAG_PAGE),
+                        tags.last().map(String::as_str),
+                    )
+                    .await?;
+                let full = page.tags.len() >= TAG_PAGE;
+                tags.extend(page.tags);
+                if !full {
+                    break;
+                }
+            }
+            Ok(tags)
+        })
+        .await
     }
 }
 
@@ -165,6 +208,8 @@ enum Failure {
     Unreachable(String),
     /// The registry answered, with this (status first: "404 Not Found: manifest unknown").
     Answered(String),
+    /// The registry answered 429 Too Many Requests, with this.
+    RateLimited(String),
 }
 
 /// Puts an `oci-client` error in the user's words: the registry's status when it answered.
@@ -173,6 +218,9 @@ fn describe(e: &OciDistributionError) -> Failure {
     match e {
         E::RequestError(e) if e.is_connect() || e.is_timeout() || e.status().is_none() => {
             Failure::Unreachable(root_cause(e))
+        }
+        E::RequestError(e) if e.status() == Some(http::StatusCode::TOO_MANY_REQUESTS) => {
+            Failure::RateLimited("429 Too Many Requests".to_owned())
         }
         E::RequestError(e) => Failure::Answered(e.to_string()),
         E::UnauthorizedError { .. } | E::AuthenticationFailure(_) => {
@@ -196,11 +244,16 @@ fn describe(e: &OciDistributionError) -> Failure {
                 .map(|e| e.message.as_str())
                 .filter(|m| !m.is_empty())
                 .collect();
-            Failure::Answered(format!(
-                "{}: {}",
-                status.unwrap_or("error"),
-                messages.join("; ")
-            ))
+            let answer = format!("{}: {}", status.unwrap_or("error"), messages.join("; "));
+            let rate_limited = envelope
+                .errors
+                .iter()
+                .any(|e| e.code == OciErrorCode::Toomanyrequests);
+            if rate_limited {
+                Failure::RateLimited(answer)
+            } else {
+                Failure::Answered(answer)
+            }
         }
         E::ServerError { code, message, .. } => {
             let reason = http::StatusCode::from_u16(*code)
@@ -208,10 +261,15 @@ fn describe(e: &OciDistributionError) -> Failure {
                 .and_then(|s| s.canonical_reason())
                 .unwrap_or("");
             let message = message.trim();
-            if message.is_empty() {
-                Failure::Answered(format!("{code} {reason}"))
+            let answer = if message.is_empty() {
+                format!("{code} {reason}")
             } else {
-                Failure::Answered(format!("{code} {reason}: {message}"))
+                format!("{code} {reason}: {message}")
+            };
+            if *code == 429 {
+                Failure::RateLimited(answer)
+            } else {
+                Failure::Answered(answer)
             }
         }
         other => Failure::Answered(other.to_string()),

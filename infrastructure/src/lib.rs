@@ -2,6 +2,7 @@
 //! order, the subscriptions that feed the read models, and token storage.
 
 pub mod audit;
+pub mod auto_update;
 pub mod command_bus;
 pub mod db;
 pub mod event_log;
@@ -11,6 +12,7 @@ pub mod kube_cluster;
 pub mod kube_insight;
 pub mod kube_objects;
 pub mod kube_permissions;
+pub mod leader;
 pub mod ledger;
 pub mod live_feed;
 pub mod private_db;

@@ -3,13 +3,14 @@
 //! its own checkpoint, a start-up sweep, and one reconcile loop per usecase.
 
 use crate::event_log::{EventLog, Wakeup};
+use crate::leader::{self, hold};
 use crate::projections::{read_checkpoint, write_checkpoint, ProjectionError};
 use crate::retry;
 use cqrs_es::Aggregate;
 use futures::FutureExt;
 use shiplog_application::{Cursor, ProcessManager};
 use shiplog_domain::Usecase;
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,8 +24,6 @@ pub const CHECKPOINT: &str = "process_manager";
 const BATCH: i64 = 200;
 /// How often a standby tries to become the leader.
 const STANDBY_RETRY: Duration = Duration::from_millis(500);
-/// How often the leader checks that its lock connection is alive.
-const LEASE_CHECK: Duration = Duration::from_secs(1);
 
 /// Keeps one process manager running per database, whichever process holds the lock.
 pub struct ProcessManagerRunner {
@@ -60,17 +59,7 @@ impl ProcessManagerRunner {
 
     /// A dedicated connection holding the leader lock, or `None` when another process holds it.
     async fn acquire(&self) -> Result<Option<PgConnection>, sqlx::Error> {
-        let mut conn = self.pool.acquire().await?.detach();
-        let locked: bool =
-            sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext('shiplog.process_manager'))")
-                .fetch_one(&mut conn)
-                .await?;
-        if locked {
-            Ok(Some(conn))
-        } else {
-            let _ = conn.close().await;
-            Ok(None)
-        }
+        leader::try_lead(&self.pool, "shiplog.process_manager").await
     }
 
     /// Sweeps, then follows the log, scheduling a reconcile of each event's usecase.
@@ -187,16 +176,6 @@ impl ProcessManagerRunner {
         write_checkpoint(&mut tx, CHECKPOINT, last).await?;
         tx.commit().await?;
         Ok(events.len())
-    }
-}
-
-/// Holds the lock connection; returns when it is lost.
-async fn hold(mut lock: PgConnection) {
-    loop {
-        tokio::time::sleep(LEASE_CHECK).await;
-        if sqlx::query("SELECT 1").execute(&mut lock).await.is_err() {
-            return;
-        }
     }
 }
 

@@ -4,12 +4,13 @@ use crate::db::app_error;
 use crate::projections::Projector;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use shiplog_application::read_models::decode_auto_update;
 use shiplog_application::read_models::TeamRow;
 use shiplog_application::{
     AppError, Cursor, DeploymentView, Page, PlatformView, ReadModel, Revision, TeamView,
     UsageCounts, UsecaseFilter, UsecaseView, Visible,
 };
-use shiplog_domain::{AutoUpdate, DeploymentStatus, InvalidField};
+use shiplog_domain::{DeploymentStatus, InvalidField};
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 use std::sync::{Arc, LazyLock};
@@ -56,6 +57,7 @@ static DEPLOYMENT_COLUMNS: LazyLock<String> = LazyLock::new(|| deployment_column
 const USECASE_COLUMNS: &str =
     "u.id, u.registered_at_position, u.name, u.description, u.created_at, u.created_by,
     u.template, u.visibility, u.auto_update_enabled, u.auto_update_strategy, u.deletion_requested,
+    u.auto_update_policy, u.auto_update_range, u.auto_update_pause::text AS auto_update_pause,
     u.owner, u.team_id";
 
 /// The part of a `WHERE` that keeps what a caller may see: `$subject` is NULL for
@@ -193,6 +195,14 @@ fn platform(row: &PgRow) -> Result<PlatformView, sqlx::Error> {
 }
 
 fn usecase(row: &PgRow) -> Result<UsecaseView, sqlx::Error> {
+    let auto_update = decode_auto_update(
+        row.try_get("auto_update_enabled")?,
+        row.try_get("auto_update_strategy")?,
+        row.try_get("auto_update_policy")?,
+        row.try_get("auto_update_range")?,
+        row.try_get("auto_update_pause")?,
+    )
+    .map_err(|e| sqlx::Error::Decode(e.into()))?;
     Ok(UsecaseView {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
@@ -206,10 +216,8 @@ fn usecase(row: &PgRow) -> Result<UsecaseView, sqlx::Error> {
             .as_deref()
             .map(word)
             .transpose()?,
-        auto_update: AutoUpdate {
-            enabled: row.try_get("auto_update_enabled")?,
-            strategy: word(row.try_get("auto_update_strategy")?)?,
-        },
+        auto_update: auto_update.0,
+        auto_update_paused: auto_update.1,
         deletion_requested: row.try_get("deletion_requested")?,
         owner: row.try_get("owner")?,
         team: row.try_get("team_id")?,

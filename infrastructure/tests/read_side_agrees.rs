@@ -30,8 +30,8 @@ use shiplog_application::{
     Revision, TeamCommandBus, TeamView, UsecaseFilter, UsecaseView, Usecases, Visible,
 };
 use shiplog_domain::{
-    AutoUpdate, DeploymentStatus, Team, TeamCommand, TeamName, Tier, UpdateStrategy, Usecase,
-    UsecaseCommand, UsecaseName, Visibility,
+    AutoUpdate, CheckTrigger, DeploymentStatus, FoundImage, Team, TeamCommand, TeamName, Tier,
+    UpdatePolicy, UpdateStrategy, Usecase, UsecaseCommand, UsecaseName, Visibility,
 };
 use shiplog_infrastructure::projections::ProjectorLimits;
 use shiplog_infrastructure::{
@@ -104,13 +104,16 @@ enum Step {
         target: Option<Index>,
         client: usize,
     },
-    /// `ConfigureAutoUpdate`.
+    /// `ConfigureAutoUpdate`, with the `digest` policy or `semver` in `^1`.
     AutoUpdate {
         usecase: Index,
         enabled: bool,
         recreate: bool,
+        semver: bool,
         client: usize,
     },
+    /// `RequestAutoUpdate`: the watcher found one of a few tags and digests.
+    ImageUpdate { usecase: Index, tag: u8, digest: u8 },
     /// `TeamCommand::Create`.
     CreateTeam { tier: usize, client: usize },
     /// `TeamCommand::Update`: a new name and/or a tier (maybe the same one).
@@ -152,8 +155,10 @@ fn step() -> impl Strategy<Value = Step> {
             .prop_map(|(usecase, env, client)| Step::ChangeConfig { usecase, env, client }),
         2 => (any::<Index>(), proptest::option::of(any::<Index>()), client())
             .prop_map(|(usecase, target, client)| Step::Rollback { usecase, target, client }),
-        1 => (any::<Index>(), any::<bool>(), any::<bool>(), client())
-            .prop_map(|(usecase, enabled, recreate, client)| Step::AutoUpdate { usecase, enabled, recreate, client }),
+        1 => (any::<Index>(), any::<bool>(), any::<bool>(), any::<bool>(), client())
+            .prop_map(|(usecase, enabled, recreate, semver, client)| Step::AutoUpdate { usecase, enabled, recreate, semver, client }),
+        2 => (any::<Index>(), 0..3u8, 0..3u8)
+            .prop_map(|(usecase, tag, digest)| Step::ImageUpdate { usecase, tag, digest }),
         1 => (0..Tier::ALL.len(), client()).prop_map(|(tier, client)| Step::CreateTeam { tier, client }),
         1 => (any::<Index>(), any::<bool>(), proptest::option::of(0..Tier::ALL.len()), client())
             .prop_map(|(team, rename, tier, client)| Step::UpdateTeam { team, rename, tier, client }),
@@ -608,10 +613,16 @@ impl World {
                 usecase,
                 enabled,
                 recreate,
+                semver,
                 client,
             } => {
                 let Some(u) = self.usecase_where(usecase, open) else {
                     return Ok(());
+                };
+                let policy = if *semver {
+                    UpdatePolicy::parse("", "semver", Some("^1")).map_err(fail)?
+                } else {
+                    UpdatePolicy::Digest
                 };
                 let settings = AutoUpdate {
                     enabled: *enabled,
@@ -620,10 +631,36 @@ impl World {
                     } else {
                         UpdateStrategy::Rolling
                     },
+                    policy,
                 };
                 let command = UsecaseCommand::ConfigureAutoUpdate { settings, at };
                 self.usecase_command(Some(u), command, CLIENTS[*client])
                     .await
+            }
+            Step::ImageUpdate {
+                usecase,
+                tag,
+                digest,
+            } => {
+                let following = |u: &Usecase| u.serving().is_some() && u.auto_update.enabled;
+                let Some(u) = self.usecase_where(usecase, following) else {
+                    return Ok(());
+                };
+                let Some(serving) = self.usecases[u].state.serving().map(|d| d.id) else {
+                    return Ok(());
+                };
+                let command = UsecaseCommand::RequestAutoUpdate {
+                    deployment_id: Uuid::new_v4(),
+                    found: FoundImage {
+                        check_id: Uuid::new_v4(),
+                        trigger: CheckTrigger::Interval,
+                        expected: serving,
+                        tag: format!("1.{tag}.0"),
+                        digest: format!("sha256:{}", digest.to_string().repeat(64)),
+                    },
+                    at,
+                };
+                self.usecase_command(Some(u), command, "auto-update").await
             }
             Step::CreateTeam { tier, client } => {
                 let team_id = Uuid::new_v4();
@@ -888,7 +925,18 @@ fn match_aggregates(world: &World, live: &Answers) -> Result<(), TestCaseError> 
         );
         prop_assert_eq!(&view.template, &state.template, "template of {}", id);
         prop_assert_eq!(view.visibility, state.visibility, "visibility of {}", id);
-        prop_assert_eq!(view.auto_update, state.auto_update, "auto-update of {}", id);
+        prop_assert_eq!(
+            &view.auto_update,
+            &state.auto_update,
+            "auto-update of {}",
+            id
+        );
+        prop_assert_eq!(
+            &view.auto_update_paused,
+            &state.auto_update_paused,
+            "auto-update pause of {}",
+            id
+        );
         prop_assert_eq!(
             view.deletion_requested,
             state.deletion_requested,

@@ -8,8 +8,8 @@
 
 use chrono::{DateTime, Utc};
 use shiplog_domain::{
-    DeploymentConfig, ImageRef, Team, TeamEvent, TeamName, Tier, UpdateStrategy, Usecase,
-    UsecaseEvent, UsecaseName,
+    DeploymentConfig, ImageRef, PolicyKind, Team, TeamEvent, TeamName, Tier, UpdateStrategy,
+    Usecase, UsecaseEvent, UsecaseName,
 };
 use std::collections::BTreeMap;
 use uuid::Uuid;
@@ -140,11 +140,22 @@ pub fn restart_succeeded(restart_id: Uuid, deployment_id: Uuid, at: DateTime<Utc
     }
 }
 
-/// `AutoUpdateConfigured`.
+/// `AutoUpdateConfigured` with the `digest` policy.
 pub fn auto_update(enabled: bool, strategy: UpdateStrategy, at: DateTime<Utc>) -> UsecaseEvent {
     UsecaseEvent::AutoUpdateConfigured {
         enabled,
         strategy,
+        policy: PolicyKind::Digest,
+        range: None,
+        at,
+    }
+}
+
+/// `AutoUpdatePaused` by the rollback `rollback`.
+pub fn auto_update_paused(rollback: Uuid, at: DateTime<Utc>) -> UsecaseEvent {
+    UsecaseEvent::AutoUpdatePaused {
+        rollback,
+        reason: format!("a manual rollback ({rollback})"),
         at,
     }
 }

@@ -3,6 +3,7 @@
 
 use serde_json::{json, Value};
 use shiplog_api::server::{ClusterMode, ResolveDigests, Server, Settings, StreamSettings};
+use shiplog_application::auto_update::WatcherSettings;
 use shiplog_application::{CommandBus, CommandContext};
 use shiplog_client::wire::usecases::{
     CreateDeployment, CreateUsecase, DeploymentConfigBody, DeploymentResponse, ImageBody,
@@ -129,6 +130,7 @@ impl TestApp {
             billing: shiplog_application::BillingSettings::default(),
             resolve_digests: ResolveDigests::Auto,
             insecure_registries: Vec::new(),
+            auto_update: WatcherSettings::default(),
         };
         configure(&mut settings);
         let server = match kube {

@@ -4,6 +4,7 @@
 
 mod audit;
 mod auth;
+mod auto_update;
 mod bad_input;
 mod binary;
 mod cli;

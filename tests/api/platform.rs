@@ -560,7 +560,7 @@ async fn history_records_each_change_with_who_and_how_it_ended() {
     assert_eq!(revisions[0]["image"], "docker.io/library/nginx:stable");
     assert_eq!(
         revisions[2]["autoUpdate"],
-        json!({"enabled": true, "strategy": "rolling"})
+        json!({"enabled": true, "strategy": "rolling", "policy": "digest"})
     );
     let (_, page) = app
         .get(&format!("/api/deployments/{name}/history?limit=1"))

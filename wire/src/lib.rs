@@ -4,6 +4,7 @@
 //! the build of both instead of printing an empty cell. With the `server` feature they
 //! also convert from the domain's and the application's types.
 
+pub mod auto_update;
 pub mod ledger;
 pub mod operations;
 pub mod platform;

@@ -4,6 +4,7 @@ pub mod audit;
 pub mod deployments;
 pub mod events;
 pub mod health;
+pub mod hooks;
 pub mod metrics;
 pub mod operations;
 pub mod platform;

@@ -19,7 +19,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::stream::BoxStream;
 use futures::StreamExt;
+use shiplog_application::auto_update::AutoUpdateChange;
 use shiplog_application::{ClusterError, LogLine, Scope};
+use shiplog_wire::auto_update::{policy_of, AutoUpdateChangeBody, AutoUpdateState};
 use shiplog_wire::operations::{
     ConfigAccepted, ConfigChange, ConfigResponse, KubeEventList, LogLineBody, LogStreamQuery,
     LogsQuery, LogsResponse, RestartAccepted, RollbackAccepted, RollbackRequest, UsageResponse,
@@ -57,6 +59,62 @@ pub async fn restart(
             deployment_id: accepted.deployment_id,
         }),
     ))
+}
+
+/// The usecase's auto-update: the settings (enabled, strategy, policy, range), the
+/// pause a manual rollback leaves, and the watcher's last check.
+#[utoipa::path(get, path = "/api/usecases/{id}/auto-update", tag = "operations",
+    params(("id" = Uuid, Path, description = "The usecase id")),
+    security(("bearer" = ["deployments:read"])),
+    responses(
+        (status = 200, description = "The settings, the pause and the last check", body = AutoUpdateState),
+        Unauthorized, ReadUsecaseDenied, NoSuchUsecase, DatabaseUnavailable,
+    ))]
+pub async fn get_auto_update(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<AutoUpdateState>, ApiError> {
+    auth.require_owner(&state, Scope::DeploymentsRead, id)
+        .await?;
+    Ok(Json(state.operations.auto_update(id).await?.into()))
+}
+
+/// Change the usecase's auto-update (what the body leaves out stays). While enabled,
+/// the watcher checks the serving image's registry every `--auto-update-interval`
+/// seconds (at once on a registry notification) and deploys a new image it finds,
+/// pinned to its digest, with actor `auto-update`: `digest` follows a new digest
+/// behind the tag, `semver` the highest tag inside `range`. Enabling again ends a
+/// pause left by a manual rollback; unchanged settings record nothing.
+#[utoipa::path(put, path = "/api/usecases/{id}/auto-update", tag = "operations", request_body = AutoUpdateChangeBody,
+    params(("id" = Uuid, Path, description = "The usecase id")),
+    security(("bearer" = ["deployments:write"])),
+    responses(
+        (status = 200, description = "AutoUpdateConfigured is recorded (unless nothing changed)", body = AutoUpdateState),
+        (status = 409, description = "It is being deleted", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "policy is not digest or semver, or range is missing (semver), given (digest) or not a version range", body = Problem, content_type = "application/problem+json"),
+        Unauthorized, WriteUsecaseDenied, NoSuchUsecase, NotJson, NotDeclaredJson, DatabaseUnavailable,
+    ))]
+pub async fn put_auto_update(
+    State(state): State<AppState>,
+    auth: Auth,
+    request_id: RequestId,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(body): ApiJson<AutoUpdateChangeBody>,
+) -> Result<Json<AutoUpdateState>, ApiError> {
+    let principal = auth
+        .require_owner(&state, Scope::DeploymentsWrite, id)
+        .await?;
+    let change = AutoUpdateChange {
+        enabled: body.enabled,
+        strategy: body.strategy.map(Into::into),
+        policy: policy_of(body.policy, body.range.as_deref())?,
+    };
+    let status = state
+        .operations
+        .configure_auto_update(&command_context(principal, request_id), id, change)
+        .await?;
+    Ok(Json(status.into()))
 }
 
 /// The environment variables of the deployed deployment.

@@ -15,7 +15,9 @@ use crate::state::AppState;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use shiplog_application::auto_update::AutoUpdateChange;
 use shiplog_application::Scope;
+use shiplog_wire::auto_update::policy_of;
 use shiplog_wire::platform::{
     AutoUpdateBody, AutoUpdateUpdate, ChangeAccepted, ConfigDataBody, ConfigUpdateBody,
     DeploymentNameBody, HistoryBody, HistoryPageQuery, MetricsBody, NameQuery, PlatformEventsBody,
@@ -230,12 +232,14 @@ pub async fn history(
     }))
 }
 
-/// The auto-update settings of a deployment.
+/// The auto-update of a deployment: the settings (enabled, strategy, policy, range),
+/// the pause a manual rollback leaves, and the watcher's last check (when, the tag
+/// and the digest it saw, how it ended).
 #[utoipa::path(get, path = "/api/deployments/auto-update", tag = "platform",
     params(NameQuery),
     security(("bearer" = ["deployments:read"])),
     responses(
-        (status = 200, description = "The settings", body = AutoUpdateBody),
+        (status = 200, description = "The settings, the pause and the last check", body = AutoUpdateBody),
         (status = 400, description = "name is missing", body = Problem, content_type = "application/problem+json"),
         Unauthorized, ReadDeploymentDenied, NoSuchDeployment, DatabaseUnavailable,
     ))]
@@ -245,22 +249,26 @@ pub async fn get_auto_update(
     ApiQuery(query): ApiQuery<NameQuery>,
 ) -> Result<Json<AutoUpdateBody>, PlatformError> {
     let principal = auth.require(Scope::DeploymentsRead)?;
-    let settings = state.platform.auto_update(principal, &query.name).await?;
+    let status = state.platform.auto_update(principal, &query.name).await?;
     Ok(Json(AutoUpdateBody {
         deployment_name: query.name,
-        enabled: settings.enabled,
-        strategy: settings.strategy.into(),
+        state: status.into(),
     }))
 }
 
-/// Change the auto-update settings. The strategy becomes the Kubernetes Deployment's
-/// (`rolling`: RollingUpdate, `recreate`: Recreate) from its next apply (a restart, a
-/// config change). An unchanged setting records nothing.
+/// Change the auto-update settings. While enabled, the watcher checks the registry of
+/// the serving image every `--auto-update-interval` seconds (and at once on a registry
+/// notification) and deploys a new image it finds, pinned to its digest, with actor
+/// `auto-update`. The `digest` policy follows a new digest behind the deployed tag;
+/// `semver` follows the highest tag inside `range`. The strategy becomes the
+/// Kubernetes Deployment's (`rolling`: RollingUpdate, `recreate`: Recreate) from its
+/// next apply. Enabling again ends a pause left by a manual rollback; an unchanged
+/// setting records nothing.
 #[utoipa::path(put, path = "/api/deployments/auto-update", tag = "platform", request_body = AutoUpdateUpdate,
     security(("bearer" = ["deployments:write"])),
     responses(
         (status = 200, description = "AutoUpdateConfigured is recorded (unless nothing changed)", body = AutoUpdateBody),
-        (status = 400, description = "deployment_name or enabled is missing, or strategy is not rolling or recreate", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "deployment_name or enabled is missing, strategy is not rolling or recreate, policy is not digest or semver, or range is missing (semver), given (digest) or not a version range", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "It is being deleted", body = Problem, content_type = "application/problem+json"),
         Unauthorized, WriteDeploymentDenied, NoSuchDeployment, NotDeclaredJson, DatabaseUnavailable,
     ))]
@@ -272,20 +280,18 @@ pub async fn put_auto_update(
 ) -> Result<Json<AutoUpdateBody>, PlatformError> {
     let principal = auth.require(Scope::DeploymentsWrite)?;
     let ctx = command_context(principal, request_id);
-    let settings = state
+    let change = AutoUpdateChange {
+        enabled: body.enabled,
+        strategy: body.strategy.map(Into::into),
+        policy: policy_of(body.policy, body.range.as_deref())?,
+    };
+    let status = state
         .platform
-        .set_auto_update(
-            &ctx,
-            principal,
-            &body.deployment_name,
-            body.enabled,
-            body.strategy.map(Into::into),
-        )
+        .set_auto_update(&ctx, principal, &body.deployment_name, change)
         .await?;
     Ok(Json(AutoUpdateBody {
         deployment_name: body.deployment_name,
-        enabled: settings.enabled,
-        strategy: settings.strategy.into(),
+        state: status.into(),
     }))
 }
 

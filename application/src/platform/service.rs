@@ -5,6 +5,7 @@ use super::ingress::{IngressEndpoint, IngressSettings};
 use super::status::{status_of, StatusReport};
 use super::templates::{Catalog, Template};
 use crate::auth::Principal;
+use crate::auto_update::{AutoUpdateChange, AutoUpdateStatus};
 use crate::cluster::ClusterError;
 use crate::error::{AppError, Conflict, Missing};
 use crate::operations::{Accepted, KubeEvent, LogLine, Logs, Operations, Usage};
@@ -17,8 +18,8 @@ use chrono::{DateTime, SubsecRound, Utc};
 use futures_core::stream::BoxStream;
 use rand::Rng;
 use shiplog_domain::{
-    check_env, check_platform_name, AutoUpdate, DeploymentConfig, ImageRef, InvalidField,
-    UpdateStrategy, UsecaseCommand, UsecaseName, Visibility,
+    check_env, check_platform_name, DeploymentConfig, ImageRef, InvalidField, UsecaseCommand,
+    UsecaseName, Visibility,
 };
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -430,36 +431,29 @@ impl Platform {
         Ok(deployment_id)
     }
 
-    /// The auto-update settings.
+    /// The auto-update settings, the pause and the watcher's last check.
     pub async fn auto_update(
         &self,
         principal: &Principal,
         name: &str,
-    ) -> Result<AutoUpdate, AppError> {
-        Ok(self.view(principal, name).await?.usecase.auto_update)
+    ) -> Result<AutoUpdateStatus, AppError> {
+        let view = self.view(principal, name).await?;
+        self.operations.auto_update(view.usecase.id).await
     }
 
-    /// Changes the auto-update settings; no `strategy` keeps the current one.
+    /// Changes the auto-update settings; what `change` leaves out stays as it is.
     #[instrument(skip(self, ctx), fields(actor = %ctx.actor))]
     pub async fn set_auto_update(
         &self,
         ctx: &CommandContext,
         principal: &Principal,
         name: &str,
-        enabled: bool,
-        strategy: Option<UpdateStrategy>,
-    ) -> Result<AutoUpdate, AppError> {
+        change: AutoUpdateChange,
+    ) -> Result<AutoUpdateStatus, AppError> {
         let view = self.view(principal, name).await?;
-        let settings = AutoUpdate {
-            enabled,
-            strategy: strategy.unwrap_or(view.usecase.auto_update.strategy),
-        };
-        let command = UsecaseCommand::ConfigureAutoUpdate {
-            settings,
-            at: now(),
-        };
-        self.execute(ctx, view.usecase.id, command).await?;
-        Ok(settings)
+        self.operations
+            .configure_auto_update(ctx, view.usecase.id, change)
+            .await
     }
 
     /// The last `tail` lines of a service of the serving deployment (default: the first).

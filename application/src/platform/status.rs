@@ -173,6 +173,7 @@ mod tests {
                 template: None,
                 visibility: None,
                 auto_update: Default::default(),
+                auto_update_paused: None,
                 deletion_requested: deleting,
                 owner: "alice".to_owned(),
                 team: None,

@@ -12,6 +12,10 @@ pub trait ImageResolver: Send + Sync {
     /// `Ok(None)` when this resolver leaves the image unresolved (resolution is off,
     /// or the registry is one the simulated mode skips because it cannot answer).
     async fn resolve(&self, image: &ImageRef) -> Result<Option<String>, ResolveError>;
+
+    /// The tags of `image`'s repository (the auto-update policy `semver` picks the highest
+    /// in its range); `Ok(None)` when this resolver leaves the registry alone.
+    async fn tags(&self, image: &ImageRef) -> Result<Option<Vec<String>>, ResolveError>;
 }
 
 /// Why a tag could not be resolved; the deployment ends in `error` with this message.
@@ -25,6 +29,8 @@ pub struct ResolveError {
     /// What the registry answered, in the user's words ("404 Not Found: manifest
     /// unknown", "401 Unauthorized", "unreachable: connection refused").
     pub answer: String,
+    /// The registry answered 429 Too Many Requests: callers back off before asking again.
+    pub rate_limited: bool,
 }
 
 /// The resolver of `--resolve-digests never`: every image runs by its tag, as before digests.
@@ -34,6 +40,10 @@ pub struct NoResolution;
 #[async_trait]
 impl ImageResolver for NoResolution {
     async fn resolve(&self, _image: &ImageRef) -> Result<Option<String>, ResolveError> {
+        Ok(None)
+    }
+
+    async fn tags(&self, _image: &ImageRef) -> Result<Option<Vec<String>>, ResolveError> {
         Ok(None)
     }
 }

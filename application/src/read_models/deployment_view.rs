@@ -237,8 +237,8 @@ impl DeploymentTable {
                 usecase.max_ordinal = Some(0);
                 self.deleted.insert(fact.usecase_id);
             }
-            // Restarts, config changes and rollbacks leave the row alone: the
-            // DeploymentRequested of a config change or rollback makes its own.
+            // Restarts, config changes, rollbacks and image updates leave the row alone:
+            // the DeploymentRequested of a config change, rollback or update makes its own.
             UsecaseEvent::UsecaseRegistered { .. }
             | UsecaseEvent::RestartRequested { .. }
             | UsecaseEvent::RestartSucceeded { .. }
@@ -246,6 +246,8 @@ impl DeploymentTable {
             | UsecaseEvent::ConfigChangeRequested { .. }
             | UsecaseEvent::RollbackRequested { .. }
             | UsecaseEvent::AutoUpdateConfigured { .. }
+            | UsecaseEvent::AutoUpdatePaused { .. }
+            | UsecaseEvent::AutoUpdateRequested { .. }
             | UsecaseEvent::DeletionRequested { .. } => {}
         }
         Ok(())

@@ -17,10 +17,10 @@ mod team_view;
 mod usecase_view;
 
 pub use deployment_view::{DeploymentRow, DeploymentTable};
-pub use revision_view::{RevisionKey, RevisionRow, RevisionTable};
+pub use revision_view::{settings_json, RevisionKey, RevisionRow, RevisionTable};
 pub use table::{Changes, Table};
 pub use team_view::TeamRow;
-pub use usecase_view::UsecaseRow;
+pub use usecase_view::{decode_auto_update, pause_json, UsecaseRow};
 
 use crate::cursor::Cursor;
 use chrono::{DateTime, Utc};
@@ -217,7 +217,8 @@ impl Needs {
         if views.revisions {
             match fact.event {
                 E::ConfigChangeRequested { deployment_id, .. }
-                | E::RollbackRequested { deployment_id, .. } => {
+                | E::RollbackRequested { deployment_id, .. }
+                | E::AutoUpdateRequested { deployment_id, .. } => {
                     self.revisions_of_deployments.insert(*deployment_id);
                 }
                 E::RestartSucceeded { restart_id, .. } | E::RestartFailed { restart_id, .. } => {

@@ -5,7 +5,7 @@
 
 use super::{Fact, FoldError, Table};
 use chrono::{DateTime, Utc};
-use shiplog_domain::UsecaseEvent;
+use shiplog_domain::{AutoUpdate, UpdatePolicy, UsecaseEvent};
 use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
@@ -264,14 +264,48 @@ impl RevisionTable {
                 self.insert(fact, row)?
             }
             UsecaseEvent::AutoUpdateConfigured {
-                enabled, strategy, ..
+                enabled,
+                strategy,
+                policy,
+                range,
+                ..
             } => {
-                let settings = serde_json::json!({"enabled": enabled, "strategy": strategy});
+                let settings = AutoUpdate {
+                    enabled: *enabled,
+                    strategy: *strategy,
+                    policy: UpdatePolicy::recorded(*policy, range.clone()),
+                };
                 let row = RevisionRow {
-                    auto_update: Some(settings.to_string()),
+                    auto_update: Some(settings_json(&settings)),
                     ..change("autoUpdate")
                 };
                 self.insert(fact, row)?
+            }
+            UsecaseEvent::AutoUpdatePaused { reason, .. } => {
+                let row = RevisionRow {
+                    message: reason.clone(),
+                    ..change("autoUpdatePaused")
+                };
+                self.insert(fact, row)?
+            }
+            // It follows its DeploymentRequested in the same commit: an image update.
+            UsecaseEvent::AutoUpdateRequested {
+                deployment_id,
+                based_on,
+                ..
+            } => {
+                if !self.knows_deployment(deployment_id) {
+                    return Err(FoldError::not_loaded(fact, "its deployment's changes"));
+                }
+                let keys = self.by_deployment.get(deployment_id).cloned();
+                self.update_each(
+                    keys.as_ref(),
+                    |row| row.deployment_id == Some(*deployment_id) && row.restart_id.is_none(),
+                    |row| {
+                        "imageUpdate".clone_into(&mut row.kind);
+                        row.based_on = Some(*based_on);
+                    },
+                );
             }
             UsecaseEvent::DeletionRequested { .. } => self.insert(fact, change("delete"))?,
             UsecaseEvent::RestartSucceeded { restart_id, .. } => {
@@ -325,4 +359,17 @@ impl RevisionTable {
         );
         Ok(())
     }
+}
+
+/// Auto-update settings as a history row's JSON column holds them (and `Revision` reads them).
+pub fn settings_json(settings: &AutoUpdate) -> String {
+    let mut json = serde_json::json!({
+        "enabled": settings.enabled,
+        "strategy": settings.strategy,
+        "policy": {"kind": settings.policy.kind()},
+    });
+    if let Some(range) = settings.policy.range() {
+        json["policy"]["range"] = serde_json::Value::String(range.as_str().to_owned());
+    }
+    json.to_string()
 }

@@ -2,11 +2,13 @@
 //! or why the command is refused. The state and how events change it are in the parent.
 
 use super::Usecase;
+use crate::auto_update::FoundImage;
 use crate::commands::UsecaseCommand;
 use crate::config::DeploymentConfig;
 use crate::error::DomainError;
 use crate::events::UsecaseEvent;
 use crate::status::DeploymentStatus;
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 impl Usecase {
@@ -86,6 +88,7 @@ impl Usecase {
                 | UsecaseCommand::Rollback { .. }
                 | UsecaseCommand::ConfigureAutoUpdate { .. }
                 | UsecaseCommand::RequestDeletion { .. }
+                | UsecaseCommand::RequestAutoUpdate { .. }
         ) {
             self.ensure_accepting()?;
         }
@@ -94,15 +97,23 @@ impl Usecase {
                 Err(DomainError::AlreadyRegistered(self.id))
             }
             UsecaseCommand::ConfigureAutoUpdate { settings, at } => {
-                if settings == self.auto_update {
+                // The same settings again record nothing, unless they end a pause.
+                if settings == self.auto_update && self.auto_update_paused.is_none() {
                     return Ok(Vec::new());
                 }
                 Ok(vec![UsecaseEvent::AutoUpdateConfigured {
                     enabled: settings.enabled,
                     strategy: settings.strategy,
+                    policy: settings.policy.kind(),
+                    range: settings.policy.range().cloned(),
                     at,
                 }])
             }
+            UsecaseCommand::RequestAutoUpdate {
+                deployment_id,
+                found,
+                at,
+            } => self.auto_update_to(deployment_id, found, at),
             UsecaseCommand::RequestDeletion { at } => {
                 let mut events = vec![UsecaseEvent::DeletionRequested { at }];
                 // Whatever runs or is on its way goes first, as an undeploy would take it.
@@ -292,9 +303,80 @@ impl Usecase {
                         at,
                     },
                 );
+                // Following the tag again would undo the rollback at the next check.
+                if self.auto_update.enabled && self.auto_update_paused.is_none() {
+                    events.push(UsecaseEvent::AutoUpdatePaused {
+                        rollback: deployment_id,
+                        reason: format!(
+                            "a manual rollback to deployment {}; enable auto-update again to resume",
+                            target.id
+                        ),
+                        at,
+                    });
+                }
                 Ok(events)
             }
         }
+    }
+
+    /// The events of an image update the watcher found: a new deployment of the serving
+    /// config with the new tag, pinned to `digest`. Nothing when the serving deployment
+    /// runs that digest already (a check that raced a deployment, or a repeated webhook).
+    fn auto_update_to(
+        &self,
+        deployment_id: Uuid,
+        found: FoundImage,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<UsecaseEvent>, DomainError> {
+        let FoundImage {
+            check_id,
+            trigger,
+            expected,
+            tag,
+            digest,
+        } = found;
+        if !self.auto_update.enabled {
+            return Err(DomainError::AutoUpdateOff);
+        }
+        if let Some(pause) = &self.auto_update_paused {
+            return Err(DomainError::AutoUpdatePaused(pause.reason.clone()));
+        }
+        let serving = self.serving().ok_or(DomainError::NothingDeployed)?;
+        self.ensure_expected(
+            Some(expected),
+            serving.id,
+            "updated to a new image (another deployment serves now)",
+        )?;
+        // A deployment after the serving one is on its way: it decides what runs next.
+        if self
+            .deployments
+            .iter()
+            .any(|d| d.status.is_in_flight() && !d.undeploy_requested)
+        {
+            return Err(DomainError::UpdateInFlight);
+        }
+        let running = serving.running_config();
+        if running.image.tag == tag && running.image.digest.as_deref() == Some(digest.as_str()) {
+            return Ok(Vec::new());
+        }
+        let mut config = running.clone();
+        config.image.tag.clone_from(&tag);
+        config.image.digest = Some(digest.clone());
+        let mut events = self.request(deployment_id, config, at)?;
+        events.insert(
+            1,
+            UsecaseEvent::AutoUpdateRequested {
+                deployment_id,
+                based_on: serving.id,
+                check_id,
+                trigger,
+                tag,
+                digest,
+                previous_digest: running.image.digest,
+                at,
+            },
+        );
+        Ok(events)
     }
 
     /// Refuses a command whose caller named a deployment (`expected`) other than the one

@@ -3,11 +3,12 @@
 
 mod decide;
 
+use crate::auto_update::{AutoUpdate, AutoUpdatePause, UpdatePolicy};
 use crate::commands::UsecaseCommand;
 use crate::config::{DeploymentConfig, UsecaseName};
 use crate::error::DomainError;
 use crate::events::UsecaseEvent;
-use crate::platform::{AutoUpdate, Visibility};
+use crate::platform::Visibility;
 use crate::status::DeploymentStatus;
 use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
@@ -92,6 +93,9 @@ pub struct Usecase {
     /// Whether new images are followed, and how pods are replaced.
     #[serde(default)]
     pub auto_update: AutoUpdate,
+    /// Set while a manual rollback has paused auto-update.
+    #[serde(default)]
+    pub auto_update_paused: Option<AutoUpdatePause>,
     /// A deletion was asked for: what runs is being taken down, then it is deleted.
     #[serde(default)]
     pub deletion_requested: bool,
@@ -282,8 +286,33 @@ impl Aggregate for Usecase {
                 self.visibility = visibility;
             }
             UsecaseEvent::AutoUpdateConfigured {
-                enabled, strategy, ..
-            } => self.auto_update = AutoUpdate { enabled, strategy },
+                enabled,
+                strategy,
+                policy,
+                range,
+                ..
+            } => {
+                self.auto_update = AutoUpdate {
+                    enabled,
+                    strategy,
+                    policy: UpdatePolicy::recorded(policy, range),
+                };
+                // Enabling (or disabling) again is the answer to a pause.
+                self.auto_update_paused = None;
+            }
+            UsecaseEvent::AutoUpdatePaused {
+                rollback,
+                reason,
+                at,
+            } => {
+                self.auto_update_paused = Some(AutoUpdatePause {
+                    reason,
+                    rollback,
+                    since: at,
+                })
+            }
+            // The DeploymentRequested just before it carries the new image.
+            UsecaseEvent::AutoUpdateRequested { .. } => {}
             UsecaseEvent::DeletionRequested { .. } => self.deletion_requested = true,
             UsecaseEvent::DeploymentRequested {
                 deployment_id,

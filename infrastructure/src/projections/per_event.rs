@@ -3,7 +3,10 @@
 //! batched projector must agree with row for row (see `tests.rs`).
 
 use crate::event_log::RecordedEvent;
-use shiplog_domain::{DeploymentStatus, TeamEvent, UsecaseEvent};
+use shiplog_application::read_models::{pause_json, settings_json};
+use shiplog_domain::{
+    AutoUpdate, AutoUpdatePause, DeploymentStatus, TeamEvent, UpdatePolicy, UsecaseEvent,
+};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -60,11 +63,14 @@ async fn usecase_view(conn: &mut PgConnection, e: &ProjectedEvent<'_>) -> Result
         UsecaseEvent::AutoUpdateConfigured {
             enabled,
             strategy,
+            policy,
+            range,
             at,
         } => {
             sqlx::query(
                     "UPDATE usecase_view
-                        SET auto_update_enabled = $2, auto_update_strategy = $3, updated_at = $4, updated_by = $5
+                        SET auto_update_enabled = $2, auto_update_strategy = $3, updated_at = $4, updated_by = $5,
+                            auto_update_policy = $6, auto_update_range = $7, auto_update_pause = NULL
                       WHERE id = $1",
                 )
                 .bind(e.usecase_id)
@@ -72,8 +78,32 @@ async fn usecase_view(conn: &mut PgConnection, e: &ProjectedEvent<'_>) -> Result
                 .bind(strategy.as_str())
                 .bind(at)
                 .bind(actor)
+                .bind(policy.as_str())
+                .bind(range.as_ref().map(|r| r.as_str()))
                 .execute(conn)
                 .await?;
+        }
+        UsecaseEvent::AutoUpdatePaused {
+            rollback,
+            reason,
+            at,
+        } => {
+            let pause = pause_json(&AutoUpdatePause {
+                reason: reason.clone(),
+                rollback: *rollback,
+                since: *at,
+            });
+            sqlx::query(
+                "UPDATE usecase_view
+                    SET auto_update_pause = $2::jsonb, updated_at = $3, updated_by = $4
+                  WHERE id = $1",
+            )
+            .bind(e.usecase_id)
+            .bind(pause)
+            .bind(at)
+            .bind(actor)
+            .execute(conn)
+            .await?;
         }
         UsecaseEvent::DeletionRequested { at } => {
             sqlx::query(
@@ -234,6 +264,8 @@ async fn deployment_view(
         | UsecaseEvent::ConfigChangeRequested { .. }
         | UsecaseEvent::RollbackRequested { .. }
         | UsecaseEvent::AutoUpdateConfigured { .. }
+        | UsecaseEvent::AutoUpdatePaused { .. }
+        | UsecaseEvent::AutoUpdateRequested { .. }
         | UsecaseEvent::DeletionRequested { .. } => {}
     }
     Ok(())
@@ -247,6 +279,7 @@ struct NewRevision<'a> {
     image: Option<String>,
     status: Option<&'a str>,
     auto_update: Option<serde_json::Value>,
+    message: &'a str,
 }
 
 async fn insert(
@@ -257,8 +290,8 @@ async fn insert(
     let request_id = e.raw.metadata["request_id"].as_str().unwrap_or_default();
     sqlx::query(
         "INSERT INTO revision_view
-           (usecase_id, revision, kind, at, actor, request_id, deployment_id, restart_id, image, status, auto_update)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+           (usecase_id, revision, kind, at, actor, request_id, deployment_id, restart_id, image, status, auto_update, message)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(e.usecase_id)
     .bind(e.raw.sequence)
@@ -271,6 +304,7 @@ async fn insert(
     .bind(row.image)
     .bind(row.status)
     .bind(row.auto_update)
+    .bind(row.message)
     .execute(conn)
     .await?;
     Ok(())
@@ -302,6 +336,7 @@ async fn revision_view(conn: &mut PgConnection, e: &ProjectedEvent<'_>) -> Resul
         image: None,
         status: None,
         auto_update: None,
+        message: "",
     };
     match &e.event {
         UsecaseEvent::DeploymentRequested {
@@ -362,14 +397,44 @@ async fn revision_view(conn: &mut PgConnection, e: &ProjectedEvent<'_>) -> Resul
             insert(conn, e, row).await?
         }
         UsecaseEvent::AutoUpdateConfigured {
-            enabled, strategy, ..
+            enabled,
+            strategy,
+            policy,
+            range,
+            ..
         } => {
-            let settings = serde_json::json!({"enabled": enabled, "strategy": strategy});
+            let settings = AutoUpdate {
+                enabled: *enabled,
+                strategy: *strategy,
+                policy: UpdatePolicy::recorded(*policy, range.clone()),
+            };
+            let settings = serde_json::from_str(&settings_json(&settings)).ok();
             let row = NewRevision {
-                auto_update: Some(settings),
+                auto_update: settings,
                 ..change("autoUpdate")
             };
             insert(conn, e, row).await?
+        }
+        UsecaseEvent::AutoUpdatePaused { reason, .. } => {
+            let row = NewRevision {
+                message: reason,
+                ..change("autoUpdatePaused")
+            };
+            insert(conn, e, row).await?
+        }
+        UsecaseEvent::AutoUpdateRequested {
+            deployment_id,
+            based_on,
+            ..
+        } => {
+            sqlx::query(
+                "UPDATE revision_view SET kind = 'imageUpdate', based_on = $2
+                      WHERE deployment_id = $1 AND restart_id IS NULL",
+            )
+            .bind(deployment_id)
+            .bind(based_on)
+            .execute(conn)
+            .await?;
         }
         UsecaseEvent::DeletionRequested { .. } => insert(conn, e, change("delete")).await?,
         UsecaseEvent::RestartSucceeded { restart_id, .. } => {

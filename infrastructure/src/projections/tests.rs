@@ -18,8 +18,8 @@ use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use shiplog_application::Cursor;
 use shiplog_domain::{
-    DeploymentConfig, ImageRef, Team, TeamEvent, TeamName, Tier, UpdateStrategy, UsecaseEvent,
-    UsecaseName, Visibility,
+    CheckTrigger, DeploymentConfig, ImageRef, PolicyKind, Team, TeamEvent, TeamName, Tier,
+    UpdateStrategy, UsecaseEvent, UsecaseName, VersionRange, Visibility,
 };
 use shiplog_testkit::{eventually, TestDb};
 use sqlx::{Connection, PgConnection, PgPool};
@@ -337,13 +337,39 @@ impl Ledger {
                 rollback_of: self.deployment_of(u),
                 at,
             },
-            85..=90 => E::AutoUpdateConfigured {
-                enabled: self.rng.gen_bool(0.5),
-                strategy: if self.rng.gen_bool(0.5) {
-                    UpdateStrategy::Rolling
-                } else {
-                    UpdateStrategy::Recreate
-                },
+            85..=88 => {
+                let semver = self.rng.gen_bool(0.5);
+                E::AutoUpdateConfigured {
+                    enabled: self.rng.gen_bool(0.5),
+                    strategy: if self.rng.gen_bool(0.5) {
+                        UpdateStrategy::Rolling
+                    } else {
+                        UpdateStrategy::Recreate
+                    },
+                    policy: if semver {
+                        PolicyKind::Semver
+                    } else {
+                        PolicyKind::Digest
+                    },
+                    range: semver
+                        .then(|| VersionRange::parse("range", "^1").ok())
+                        .flatten(),
+                    at,
+                }
+            }
+            89 => E::AutoUpdatePaused {
+                rollback: self.deployment_of(u),
+                reason: format!("rolled back {}", self.rng.gen::<u8>()),
+                at,
+            },
+            90 => E::AutoUpdateRequested {
+                deployment_id: self.deployment_of(u),
+                based_on: self.deployment_of(u),
+                check_id: self.uuid(),
+                trigger: CheckTrigger::Webhook,
+                tag: "1.2.3".to_owned(),
+                digest: format!("sha256:{}", "c".repeat(64)),
+                previous_digest: None,
                 at,
             },
             91..=94 => E::DeletionRequested { at },

@@ -2,6 +2,7 @@
 //! auto-update, Kubernetes events, and the template catalog.
 
 use super::StrategyBody;
+use crate::auto_update::{AutoUpdateState, PolicyBody};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 #[cfg(feature = "server")]
@@ -9,7 +10,7 @@ use shiplog_application::operations::Usage;
 #[cfg(feature = "server")]
 use shiplog_application::{PlatformConfig, Revision, Template};
 #[cfg(feature = "server")]
-use shiplog_domain::AutoUpdate;
+use shiplog_domain::{AutoUpdate, UpdatePolicy};
 use std::collections::BTreeMap;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -178,13 +179,24 @@ pub struct HistoryPageQuery {
     pub limit: Option<u32>,
 }
 
-/// Auto-update settings as the API shows them.
+/// Auto-update settings as a history row shows them.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AutoUpdateSettings {
     /// Follow new images of the deployed tag.
     pub enabled: bool,
     /// How pods are replaced.
     pub strategy: StrategyBody,
+    /// Which new images count (`digest` in changes recorded before policies).
+    #[serde(default = "digest_policy")]
+    pub policy: PolicyBody,
+    /// The versions a `semver` policy follows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range: Option<String>,
+}
+
+/// The policy of settings recorded before policies existed.
+fn digest_policy() -> PolicyBody {
+    PolicyBody::Digest
 }
 
 /// One change of a deployment.
@@ -193,7 +205,9 @@ pub struct AutoUpdateSettings {
 pub struct RevisionBody {
     /// The change's event sequence: increasing, never reused.
     pub revision: i64,
-    /// `deploy`, `config`, `rollback`, `restart`, `autoUpdate` or `delete`.
+    /// `deploy`, `config`, `rollback`, `imageUpdate` (a new image auto-update found;
+    /// actor `auto-update`), `restart`, `autoUpdate` (a settings change),
+    /// `autoUpdatePaused` (by a manual rollback) or `delete`.
     pub kind: String,
     /// When it was asked.
     pub at: DateTime<Utc>,
@@ -216,7 +230,7 @@ pub struct RevisionBody {
     /// Why it failed, when it did.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
-    /// For a config change: the deployment whose config was changed.
+    /// For a config change or an image update: the deployment it changed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub based_on: Option<Uuid>,
     /// For a rollback: the deployment whose config was restored.
@@ -250,6 +264,11 @@ impl From<Revision> for RevisionBody {
             auto_update: r.auto_update.map(|a: AutoUpdate| AutoUpdateSettings {
                 enabled: a.enabled,
                 strategy: a.strategy.into(),
+                policy: match a.policy {
+                    UpdatePolicy::Digest => PolicyBody::Digest,
+                    UpdatePolicy::Semver { .. } => PolicyBody::Semver,
+                },
+                range: a.policy.range().map(|r| r.as_str().to_owned()),
             }),
         }
     }
@@ -265,28 +284,31 @@ pub struct HistoryBody {
     pub next_cursor: Option<String>,
 }
 
-/// `GET /api/deployments/auto-update`.
+/// `GET /api/deployments/auto-update`: the settings, the pause and the last check.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AutoUpdateBody {
     /// The deployment.
     pub deployment_name: String,
-    /// Follow new images of the deployed tag (watching registries is not built yet:
-    /// the setting is recorded and shown).
-    pub enabled: bool,
-    /// How pods are replaced: the Kubernetes Deployment's strategy.
-    pub strategy: StrategyBody,
+    /// Its auto-update.
+    #[serde(flatten)]
+    pub state: AutoUpdateState,
 }
 
-/// Body of `PUT /api/deployments/auto-update`.
+/// Body of `PUT /api/deployments/auto-update`: what is left out stays.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AutoUpdateUpdate {
     /// The deployment's name.
     pub deployment_name: String,
-    /// Follow new images of the deployed tag.
+    /// Follow new images; `true` again also ends a pause left by a manual rollback.
     pub enabled: bool,
     /// How pods are replaced; unchanged when absent.
     pub strategy: Option<StrategyBody>,
+    /// Which new images count; unchanged when absent (`semver` when only `range` is given).
+    pub policy: Option<PolicyBody>,
+    /// The versions a `semver` policy follows (`^1`, `~1.4`, `>=2 <3`).
+    #[schema(min_length = 1, max_length = 100)]
+    pub range: Option<String>,
 }
 
 /// `GET /api/deployments/{name}/events`.
