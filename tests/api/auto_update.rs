@@ -244,6 +244,16 @@ async fn a_manual_rollback_pauses_auto_update_until_it_is_enabled_again() {
         "{state}"
     );
     let paused_check = state["check"]["id"].clone();
+    // The platform API's status says so too, once its read model has the pause.
+    eventually("the status shows the pause", || async {
+        let (_, shown) = app.get("/api/deployments/status?name=paused").await;
+        if shown["autoUpdate"]["paused"]["rollback"] == json!(d3) {
+            Ok(())
+        } else {
+            Err(shown.to_string())
+        }
+    })
+    .await;
 
     // While paused, the watcher leaves it alone: a control usecase on the same
     // registry is checked twice meanwhile, this one not at all.

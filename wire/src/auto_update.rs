@@ -39,7 +39,8 @@ pub struct AutoUpdateState {
     pub range: Option<String>,
     /// Set while a manual rollback pauses auto-update; enabling it again resumes.
     pub paused: Option<PauseBody>,
-    /// The watcher's last check; null until the first.
+    /// The watcher's last check; absent until the first (and in a deployment's status).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check: Option<CheckBody>,
 }
 

@@ -58,6 +58,9 @@ pub struct PlatformDeployment {
     pub owner: String,
     /// The team that owns it with its owner, if any.
     pub team: Option<Uuid>,
+    /// Its auto-update settings and the pause a manual rollback left, if any (the
+    /// watcher's last check is `GET …/auto-update`'s).
+    pub auto_update: AutoUpdateStatus,
 }
 
 /// What `POST /api/deployments` asks for.
@@ -173,6 +176,11 @@ impl Platform {
             created_by: view.usecase.created_by,
             owner: view.usecase.owner,
             team: view.usecase.team,
+            auto_update: AutoUpdateStatus {
+                settings: view.usecase.auto_update,
+                paused: view.usecase.auto_update_paused,
+                last_check: None,
+            },
         }
     }
 

@@ -1,6 +1,7 @@
 //! Named deployments of the platform API: who may reach them, how they roll out,
 //! creating, listing, status and deletion.
 
+use crate::auto_update::AutoUpdateState;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 #[cfg(feature = "server")]
@@ -241,6 +242,8 @@ pub struct StatusBody {
     /// Why it failed, when its status is `Error`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// Its auto-update: the settings, and `paused` while a manual rollback pauses it.
+    pub auto_update: AutoUpdateState,
 }
 
 #[cfg(feature = "server")]
@@ -259,6 +262,7 @@ impl From<PlatformDeployment> for StatusBody {
             },
             status_message: d.report.message,
             last_error: d.report.last_error,
+            auto_update: d.auto_update.into(),
         }
     }
 }
