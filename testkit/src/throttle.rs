@@ -5,9 +5,9 @@
 //!
 //! - Everything passes through unchanged (method, path, query, headers, body
 //!   both ways: `Docker-Content-Digest`, `Content-Type`, `WWW-Authenticate`,
-//!   `Location`), so `oci-client` and the kit's pushes work through it. The
-//!   client's `Host` reaches the registry as `X-Forwarded-Host`, so the URLs the
-//!   registry writes (upload locations, notification URLs) name the proxy.
+//!   `Location`), so `oci-client` works through it. The client's `Host` reaches
+//!   the registry as `X-Forwarded-Host`, so the URLs the registry writes (upload
+//!   locations) name the proxy.
 //! - Refusals ([`ThrottleProxy::refuse_next`], [`ThrottleProxy::refuse_all`])
 //!   apply to manifest requests only (`/v2/<repository>/manifests/<reference>`,
 //!   any method): the `/v2/` ping, blobs and uploads always pass. A refusal is
