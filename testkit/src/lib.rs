@@ -8,7 +8,10 @@
 //!   was awaited and what was last seen.
 //! - [`events`]: the domain events tests build by hand, one builder each.
 //! - [`registry`]: a real OCI registry (Debian's `docker-registry`) on a free
-//!   loopback port, with pushes of small images through its HTTP API.
+//!   loopback port, with pushes of small images through its HTTP API, and basic
+//!   auth and push notifications when asked for.
+//! - [`throttle`]: a reverse proxy in front of a registry that counts the
+//!   requests it forwards and answers `429 Too Many Requests` when told to.
 //!
 //! A dev-dependency only (`publish = false`). It depends on no crate that uses
 //! it, so a test of `shiplog-infrastructure` or `shiplog-application` compiles
@@ -18,8 +21,10 @@
 pub mod db;
 pub mod events;
 pub mod registry;
+pub mod throttle;
 pub mod time;
 
 pub use db::{pg_base, TestDb};
-pub use registry::{Pushed, Registry};
+pub use registry::{Notify, Pushed, Registry, RegistryOptions};
+pub use throttle::{Seen, ThrottleProxy};
 pub use time::{eventually, eventually_within, scaled, time_scale, DEFAULT_BUDGET};
