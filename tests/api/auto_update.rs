@@ -9,7 +9,7 @@ use crate::helpers::{uuid, TestApp, TestDb, ADMIN_TOKEN};
 use kube_sim::KubeSim;
 use serde_json::{json, Value};
 use shiplog_api::server::ResolveDigests;
-use shiplog_testkit::{eventually, Registry};
+use shiplog_testkit::{eventually, Notify, Registry, RegistryOptions, ThrottleProxy};
 use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
@@ -30,9 +30,10 @@ async fn app(interval: Duration) -> (KubeSim, TestApp) {
 }
 
 /// A usecase named `name` running `registry/team/app:tag`, deployed.
-async fn running(app: &TestApp, name: &str, registry: &Registry, tag: &str) -> (Uuid, Uuid) {
+async fn running(app: &TestApp, name: &str, registry: &str, tag: &str) -> (Uuid, Uuid) {
     let usecase = app.create_usecase(name).await;
-    let body = json!({"config": {"image": {"registry": registry.host, "repository": "team/app", "tag": tag}}});
+    let body =
+        json!({"config": {"image": {"registry": registry, "repository": "team/app", "tag": tag}}});
     let (status, accepted) = app
         .post(&format!("/api/usecases/{usecase}/deployments"), body)
         .await;
@@ -106,7 +107,7 @@ async fn a_new_digest_behind_the_tag_is_deployed_with_the_check_as_causation() {
     let registry = Registry::start().await;
     let first = registry.push("team/app", "1.0", "first build").await;
     let (sim, app) = app(Duration::from_secs(1)).await;
-    let (usecase, d1) = running(&app, "follows-latest", &registry, "1.0").await;
+    let (usecase, d1) = running(&app, "follows-latest", &registry.host, "1.0").await;
 
     let enabled = set_auto_update(
         &app,
@@ -170,7 +171,7 @@ async fn the_semver_policy_follows_the_highest_tag_in_its_range() {
     registry.push("team/app", "2.0.0", "2.0.0").await;
     registry.push("team/app", "latest", "2.0.0").await;
     let (_sim, app) = app(Duration::from_secs(1)).await;
-    let (usecase, d1) = running(&app, "follows-one", &registry, "1.4.0").await;
+    let (usecase, d1) = running(&app, "follows-one", &registry.host, "1.4.0").await;
 
     // A range needs the semver policy, and must be one.
     for (body, field) in [
@@ -217,7 +218,7 @@ async fn a_manual_rollback_pauses_auto_update_until_it_is_enabled_again() {
     registry.push("team/app", "1.0", "first build").await;
     registry.push("team/other", "1.0", "control").await;
     let (_sim, app) = app(Duration::from_secs(1)).await;
-    let (usecase, d1) = running(&app, "paused", &registry, "1.0").await;
+    let (usecase, d1) = running(&app, "paused", &registry.host, "1.0").await;
     set_auto_update(&app, usecase, json!({"enabled": true})).await;
     checked(&app, usecase, "unchanged").await;
     let second = registry.push("team/app", "1.0", "second build").await;
@@ -297,7 +298,7 @@ async fn a_registry_notification_triggers_a_check_at_once() {
     registry.push("team/app", "1.0", "first build").await;
     // An hour between checks: only the notification can make this one happen.
     let (_sim, app) = app(Duration::from_secs(3600)).await;
-    let (usecase, d1) = running(&app, "notified", &registry, "1.0").await;
+    let (usecase, d1) = running(&app, "notified", &registry.host, "1.0").await;
     set_auto_update(&app, usecase, json!({"enabled": true})).await;
     let baseline = checked(&app, usecase, "unchanged").await;
 
@@ -362,4 +363,99 @@ async fn a_registry_notification_triggers_a_check_at_once() {
     let check = checked(&app, usecase, "updated").await;
     assert_eq!(check["trigger"], "webhook", "{check}");
     assert_ne!(check["id"], baseline["id"]);
+}
+
+#[tokio::test]
+async fn a_registry_answering_429_is_left_alone_longer_after_each_refusal() {
+    let registry = Registry::start().await;
+    registry.push("team/app", "1.0", "first build").await;
+    let proxy = ThrottleProxy::start(&registry.host).await;
+    let (_sim, app) = app(Duration::from_secs(1)).await;
+    // The deployment names the proxy as its registry: every check goes through it.
+    let (usecase, d1) = running(&app, "throttled", &proxy.host, "1.0").await;
+    set_auto_update(&app, usecase, json!({"enabled": true})).await;
+    checked(&app, usecase, "unchanged").await;
+
+    proxy.refuse_all(None);
+    let first = checked(&app, usecase, "rateLimited").await;
+    assert!(
+        first["message"].as_str().is_some_and(|m| m.contains("429")),
+        "{first}"
+    );
+    let second = eventually("a second refused check", || async {
+        let check = auto_update(&app, usecase).await["check"].clone();
+        if check["outcome"] == "rateLimited" && check["id"] != first["id"] {
+            Ok(check)
+        } else {
+            Err(check.to_string())
+        }
+    })
+    .await;
+    // The next check waited until the registry's cool-down ended, and the next
+    // cool-down is longer.
+    let at = |c: &Value, field: &str| {
+        c[field]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .unwrap_or_else(|| panic!("{field} of {c}"))
+    };
+    assert!(
+        at(&second, "at") >= at(&first, "resumes"),
+        "{first} {second}"
+    );
+    assert!(
+        at(&second, "resumes") - at(&second, "at") > at(&first, "resumes") - at(&first, "at"),
+        "{first} {second}"
+    );
+    let refused_while_cooling = proxy.refused("HEAD", "/v2/team/app/manifests/1.0");
+
+    // Once the registry answers again, the new build is deployed.
+    let second_build = registry.push("team/app", "1.0", "second build").await;
+    proxy.pass_all();
+    let d2 = next_serving(&app, usecase, d1).await;
+    assert_eq!(
+        d2["config"]["image"]["digest"],
+        json!(second_build.digest),
+        "{d2}"
+    );
+    // One refused request per check, not a retry storm.
+    assert!(refused_while_cooling <= 3, "{:?}", proxy.requests());
+}
+
+#[tokio::test]
+async fn the_registry_s_own_notification_deploys_a_push_at_once() {
+    // An hour between checks: only the registry's notification can make this one happen.
+    let (_sim, app) = app(Duration::from_secs(3600)).await;
+    let (status, created) = app
+        .post(
+            "/api/tokens",
+            json!({"name": "registry", "scopes": ["hooks:registry"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let hook_token = created["token"].as_str().unwrap_or_default();
+    let registry = Registry::start_with(RegistryOptions {
+        notify: Some(Notify {
+            url: app.url("/api/hooks/registry"),
+            headers: vec![("Authorization".into(), format!("Bearer {hook_token}"))],
+        }),
+        ..RegistryOptions::default()
+    })
+    .await;
+    registry.push("team/app", "1.0", "first build").await;
+    let (usecase, d1) = running(&app, "notified-by-registry", &registry.host, "1.0").await;
+    set_auto_update(&app, usecase, json!({"enabled": true})).await;
+    checked(&app, usecase, "unchanged").await;
+
+    let second = registry.push("team/app", "1.0", "second build").await;
+    let d2 = next_serving(&app, usecase, d1).await;
+    assert_eq!(
+        d2["config"]["image"]["digest"],
+        json!(second.digest),
+        "{d2}"
+    );
+    assert_eq!(
+        checked(&app, usecase, "updated").await["trigger"],
+        "webhook"
+    );
 }
