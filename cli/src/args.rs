@@ -4,7 +4,8 @@
 use chrono::{DateTime, Utc};
 use clap::{ArgGroup, Args, Subcommand, ValueEnum};
 use shiplog_domain::ImageRef;
-use shiplog_wire::platform::VisibilityBody;
+use shiplog_wire::auto_update::PolicyBody;
+use shiplog_wire::platform::{StrategyBody, VisibilityBody};
 use shiplog_wire::teams::TierBody;
 use uuid::Uuid;
 
@@ -76,6 +77,10 @@ pub enum ClientCommand {
     Rollback(RollbackArgs),
     /// Read and change the deployed deployment's environment variables.
     Config(ConfigArgs),
+    /// Show or change auto-update: following new images of the deployed tag (`digest`)
+    /// or the highest version in a range (`semver`); shows the pause a rollback left
+    /// and the watcher's last check.
+    AutoUpdate(AutoUpdateArgs),
     /// Print the logs of the deployed deployment's pods.
     Logs(LogsArgs),
     /// A usecase's audit trail: every event, oldest first.
@@ -297,6 +302,66 @@ pub struct ConfigArgs {
     pub command: ConfigCommand,
     #[command(flatten)]
     pub conn: Connection,
+}
+
+/// `shiplog auto-update`: without a flag it shows; any flag changes what it names.
+#[derive(Debug, Args)]
+pub struct AutoUpdateArgs {
+    /// The usecase: its id or its exact name.
+    pub usecase: String,
+    /// Follow new images (again: also ends a pause a manual rollback left).
+    #[arg(long, conflicts_with = "disable")]
+    pub enable: bool,
+    /// Stop following new images.
+    #[arg(long)]
+    pub disable: bool,
+    /// How pods are replaced.
+    #[arg(long, value_enum)]
+    pub strategy: Option<StrategyArg>,
+    /// Which new images count.
+    #[arg(long, value_enum)]
+    pub policy: Option<PolicyArg>,
+    /// The versions the semver policy follows (`^1`, `~1.4`, `>=2 <3`); alone it means --policy semver.
+    #[arg(long)]
+    pub range: Option<String>,
+    #[command(flatten)]
+    pub conn: Connection,
+}
+
+/// How pods are replaced, as `--strategy` takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StrategyArg {
+    /// New pods before old ones go.
+    Rolling,
+    /// Old pods go before new ones start.
+    Recreate,
+}
+
+impl From<StrategyArg> for StrategyBody {
+    fn from(s: StrategyArg) -> Self {
+        match s {
+            StrategyArg::Rolling => StrategyBody::Rolling,
+            StrategyArg::Recreate => StrategyBody::Recreate,
+        }
+    }
+}
+
+/// Which new images count, as `--policy` takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PolicyArg {
+    /// A new digest behind the deployed tag.
+    Digest,
+    /// The highest tag inside --range.
+    Semver,
+}
+
+impl From<PolicyArg> for PolicyBody {
+    fn from(p: PolicyArg) -> Self {
+        match p {
+            PolicyArg::Digest => PolicyBody::Digest,
+            PolicyArg::Semver => PolicyBody::Semver,
+        }
+    }
 }
 
 /// The config subcommands.

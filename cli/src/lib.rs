@@ -86,7 +86,7 @@ pub fn print_completions(args: &CompletionsArgs, mut command: clap::Command) -> 
 }
 
 async fn dispatch(api: &Client, out: &Output, command: ClientCommand) -> Result<(), CliError> {
-    use commands::{config, deploy, ledger, logs, platform, teams, tokens, usecase};
+    use commands::{auto_update, config, deploy, ledger, logs, platform, teams, tokens, usecase};
     match command {
         ClientCommand::Templates(_) => platform::templates(api, out).await,
         ClientCommand::Create(args) => platform::create(api, out, args).await,
@@ -101,6 +101,7 @@ async fn dispatch(api: &Client, out: &Output, command: ClientCommand) -> Result<
         ClientCommand::Restart(args) => deploy::restart(api, out, args).await,
         ClientCommand::Rollback(args) => deploy::rollback(api, out, args).await,
         ClientCommand::Config(args) => config::run(api, out, args.command).await,
+        ClientCommand::AutoUpdate(args) => auto_update::run(api, out, args).await,
         ClientCommand::Logs(args) => logs::run(api, out, args).await,
         ClientCommand::History(target) => ledger::history(api, out, &target.usecase).await,
         ClientCommand::Watch(args) => ledger::watch(api, out, args).await,
@@ -129,6 +130,7 @@ fn connection(command: &ClientCommand) -> &Connection {
         ClientCommand::Undeploy(a) | ClientCommand::Restart(a) => &a.conn,
         ClientCommand::Rollback(a) => &a.conn,
         ClientCommand::Config(a) => &a.conn,
+        ClientCommand::AutoUpdate(a) => &a.conn,
         ClientCommand::Logs(a) => &a.conn,
         ClientCommand::Watch(a) => &a.conn,
         ClientCommand::Audit(a) => &a.conn,

@@ -4,6 +4,7 @@
 use crate::error::ClientError;
 use crate::http::Client;
 use reqwest::Method;
+use shiplog_wire::auto_update::{AutoUpdateChangeBody, AutoUpdateState};
 use shiplog_wire::operations::{
     ConfigAccepted, ConfigChange, ConfigResponse, LogLineBody, LogsResponse, RestartAccepted,
     RollbackAccepted, RollbackRequest,
@@ -179,6 +180,22 @@ impl Client {
         body: &ConfigChange,
     ) -> Result<ConfigAccepted, ClientError> {
         self.put(&format!("/api/usecases/{usecase}/config"), body)
+            .await
+    }
+
+    /// `GET /api/usecases/{id}/auto-update`: the settings, the pause and the last check.
+    pub async fn auto_update(&self, usecase: Uuid) -> Result<AutoUpdateState, ClientError> {
+        self.get(&format!("/api/usecases/{usecase}/auto-update"), &())
+            .await
+    }
+
+    /// `PUT /api/usecases/{id}/auto-update`: what the body leaves out stays.
+    pub async fn set_auto_update(
+        &self,
+        usecase: Uuid,
+        body: &AutoUpdateChangeBody,
+    ) -> Result<AutoUpdateState, ClientError> {
+        self.put(&format!("/api/usecases/{usecase}/auto-update"), body)
             .await
     }
 

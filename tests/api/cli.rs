@@ -1296,3 +1296,61 @@ async fn with_billing_a_second_deployment_in_a_free_team_is_refused() {
         );
     }
 }
+
+#[tokio::test]
+async fn auto_update_is_shown_and_changed_from_the_command_line() {
+    let sim = sim().await;
+    let app = app_on(&sim).await;
+    shiplog(&app, &["usecase", "create", "followed"])
+        .await
+        .expect(0);
+
+    let shown = shiplog(&app, &["auto-update", "followed"]).await.expect(0);
+    assert!(
+        shown.stdout.contains("enabled     false"),
+        "{}",
+        shown.stdout
+    );
+    assert!(
+        shown.stdout.contains("last check  none yet"),
+        "{}",
+        shown.stdout
+    );
+
+    // A range alone means the semver policy; enabled is named, the strategy kept.
+    let changed = shiplog(
+        &app,
+        &["auto-update", "followed", "--enable", "--range", ">=2 <3"],
+    )
+    .await
+    .expect(0);
+    assert!(
+        changed.stdout.contains("policy      semver >=2 <3"),
+        "{}",
+        changed.stdout
+    );
+    // A flag that does not name enabled keeps it.
+    let json = shiplog(
+        &app,
+        &[
+            "auto-update",
+            "followed",
+            "--strategy",
+            "recreate",
+            "-o",
+            "json",
+        ],
+    )
+    .await
+    .expect(0)
+    .json();
+    assert_eq!(json["enabled"], true, "{json}");
+    assert_eq!(json["strategy"], "recreate");
+    assert_eq!(json["policy"], "semver");
+
+    // A range that is none is refused with the field named.
+    let refused = shiplog(&app, &["auto-update", "followed", "--range", "newest"])
+        .await
+        .expect(1);
+    assert!(refused.stderr.contains("range"), "{}", refused.stderr);
+}
