@@ -461,7 +461,7 @@ pub enum TokenCommand {
         /// Its name, recorded as the actor of everything it does.
         name: String,
         /// A scope (usecases:read, usecases:write, deployments:read, deployments:write,
-        /// audit:read, admin); repeat or comma-separate.
+        /// audit:read, admin, hooks:registry); repeat or comma-separate.
         #[arg(
             long = "scope",
             value_name = "SCOPE",
