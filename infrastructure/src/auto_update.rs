@@ -24,6 +24,8 @@ pub const CHECKS_CHANNEL: &str = "shiplog_auto_update";
 const STANDBY_RETRY: Duration = Duration::from_secs(1);
 /// The longest the leader waits between looks at what is due (a notification wakes it sooner).
 const POLL: Duration = Duration::from_secs(5);
+/// Rounds between two prunes of the checks of usecases that are gone.
+const PRUNE_EVERY: u32 = 100;
 
 /// `auto_update_checks` on PostgreSQL.
 #[derive(Clone)]
@@ -35,6 +37,20 @@ impl PgCheckStore {
     /// The store over `pool`.
     pub fn new(pool: PgPool) -> Self {
         Self { pool }
+    }
+}
+
+impl PgCheckStore {
+    /// Forgets the checks of usecases that are gone (deleted, or no longer projected);
+    /// returns how many. The runner calls it now and then: checks are not history.
+    pub async fn prune(&self) -> Result<u64, sqlx::Error> {
+        let done = sqlx::query(
+            "DELETE FROM auto_update_checks c
+              WHERE NOT EXISTS (SELECT 1 FROM usecase_view u WHERE u.id = c.usecase_id)",
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
     }
 }
 
@@ -240,10 +256,23 @@ impl AutoUpdateRunner {
     async fn lead(&self) {
         let mut wakeup = Wakeup::on(&self.pool, CHECKS_CHANNEL).await;
         let poll = self.watcher.settings().interval.min(POLL);
+        let store = PgCheckStore::new(self.pool.clone());
+        let mut round: u32 = 0;
         loop {
             if let Err(e) = self.watcher.round().await {
                 warn!(error = %e, "auto-update watcher: a round failed; retrying");
             }
+            if round.is_multiple_of(PRUNE_EVERY) {
+                match store.prune().await {
+                    Ok(0) => {}
+                    Ok(n) => info!(
+                        checks = n,
+                        "auto-update watcher: forgot the checks of deleted usecases"
+                    ),
+                    Err(e) => warn!(error = %e, "auto-update watcher: pruning checks failed"),
+                }
+            }
+            round = round.wrapping_add(1);
             wakeup.wait(poll).await;
         }
     }
