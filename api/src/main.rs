@@ -13,6 +13,7 @@ use shiplog_api::command_line::{
     Cli, Command, DatabaseArgs, LogFormat, ProjectionsCommand, ServeArgs,
 };
 use shiplog_api::docs::spec;
+use shiplog_api::limits::RequestLimits;
 use shiplog_api::server::{Server, Settings, StreamSettings};
 use shiplog_application::{BillingSettings, Catalog, IngressSettings};
 use shiplog_cli as cli;
@@ -217,6 +218,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         billing,
         resolve_digests: args.resolve_digests,
         insecure_registries: args.insecure_registries,
+        limits: RequestLimits {
+            max_body_size: usize::try_from(args.max_body_size).unwrap_or(usize::MAX),
+            header_read_timeout: Duration::from_secs(args.header_read_timeout),
+            body_read_timeout: Duration::from_secs(args.body_read_timeout),
+            max_streams_per_token: usize::try_from(args.max_streams_per_token)
+                .unwrap_or(usize::MAX),
+        },
     };
     let server = Server::start(&settings).await.context("starting shiplog")?;
     info!(database = %redacted_url(&settings.database_url), "database ready");

@@ -271,6 +271,7 @@ async fn serve(pool: PgPool) -> anyhow::Result<String> {
         // Measured as before digests: no registry lookup per deployment.
         resolve_digests: shiplog_api::server::ResolveDigests::Never,
         insecure_registries: Vec::new(),
+        limits: shiplog_api::limits::RequestLimits::default(),
     };
     let (app, _background) = router(pool, &settings, CancellationToken::new(), None)?;
     let listener = tokio::net::TcpListener::bind(settings.listen).await?;

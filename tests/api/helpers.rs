@@ -129,6 +129,7 @@ impl TestApp {
             billing: shiplog_application::BillingSettings::default(),
             resolve_digests: ResolveDigests::Auto,
             insecure_registries: Vec::new(),
+            limits: shiplog_api::limits::RequestLimits::default(),
         };
         configure(&mut settings);
         let server = match kube {

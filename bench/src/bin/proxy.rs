@@ -79,6 +79,7 @@ async fn run(args: &Args, database_url: &str) -> anyhow::Result<()> {
         // Measured as before digests: no registry lookup per deployment.
         resolve_digests: shiplog_api::server::ResolveDigests::Never,
         insecure_registries: Vec::new(),
+        limits: shiplog_api::limits::RequestLimits::default(),
     };
     let server = Server::start_with_kube(&settings, kube::Config::new(sim.url().parse()?)).await?;
     let api = format!("http://{}", server.local_addr()?);
