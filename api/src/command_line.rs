@@ -2,6 +2,10 @@
 //! command flattened in from `shiplog-cli`. In the library, so that the configuration
 //! reference in the README can be checked against it.
 
+use crate::limits::{
+    DEFAULT_BODY_READ_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_BODY_SIZE,
+    DEFAULT_MAX_STREAMS_PER_TOKEN,
+};
 use crate::server::{ClusterMode, ResolveDigests};
 use clap::{Parser, Subcommand};
 use shiplog_cli::{ClientCommand, CompletionsArgs, EXIT_CODES_HELP};
@@ -166,6 +170,22 @@ pub struct ServeArgs {
     /// At least 1000, so that one batch of new events never cuts off a subscriber that keeps up.
     #[arg(long, env = "SHIPLOG_SSE_BUFFER", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1000..=1_000_000))]
     pub sse_buffer: u64,
+    /// The largest request body the API accepts, in bytes; a larger one is answered 413
+    /// (the applications proxy passes bodies on unbounded).
+    #[arg(long, env = "SHIPLOG_MAX_BODY_SIZE", default_value_t = DEFAULT_MAX_BODY_SIZE, value_parser = clap::value_parser!(u64).range(1024..=1024 * 1024 * 1024))]
+    pub max_body_size: u64,
+    /// Seconds a client may take to send a request's headers (on both listeners); the
+    /// connection is closed after it, as is a kept-alive one idle that long.
+    #[arg(long, env = "SHIPLOG_HEADER_READ_TIMEOUT", default_value_t = DEFAULT_HEADER_READ_TIMEOUT, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_read_timeout: u64,
+    /// Seconds a client may take to send a request's body to the API, from the start
+    /// of the request; answered 408 after it.
+    #[arg(long, env = "SHIPLOG_BODY_READ_TIMEOUT", default_value_t = DEFAULT_BODY_READ_TIMEOUT, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub body_read_timeout: u64,
+    /// How many event and log streams one token may have open at once; one more is
+    /// answered 429 with Retry-After.
+    #[arg(long, env = "SHIPLOG_MAX_STREAMS_PER_TOKEN", default_value_t = DEFAULT_MAX_STREAMS_PER_TOKEN, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_streams_per_token: u64,
     /// Address of the applications proxy (`/{usecaseId}/{path…}` reaches the usecase's application).
     #[arg(long, env = "SHIPLOG_PROXY_LISTEN", default_value = "127.0.0.1:8081")]
     pub proxy_listen: SocketAddr,

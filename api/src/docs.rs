@@ -12,6 +12,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::OpenApi as Spec;
+use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -48,6 +49,42 @@ impl Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+    }
+}
+
+/// Documents the two answers every route with a body can give, since the body limit
+/// and deadline wrap every route (limits.rs): 413 and 408. Added to the finished
+/// document rather than named on each route, so that no route with a body can be
+/// without them.
+struct BodyLimits;
+
+impl Modify for BodyLimits {
+    fn modify(&self, openapi: &mut Spec) {
+        let problem = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/problem+json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("Problem")))
+                        .build(),
+                )
+                .build()
+        };
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [&mut item.post, &mut item.put].into_iter().flatten() {
+                if operation.request_body.is_none() {
+                    continue;
+                }
+                let responses = &mut operation.responses.responses;
+                responses.entry("408".to_owned()).or_insert_with(|| {
+                    problem("The body did not arrive within --body-read-timeout").into()
+                });
+                responses.entry("413".to_owned()).or_insert_with(|| {
+                    problem("The body is larger than --max-body-size allows").into()
+                });
+            }
+        }
     }
 }
 
@@ -107,9 +144,17 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(teams::team_usage))
 }
 
+/// The router of every documented route and its OpenAPI document, with the answers
+/// the layers around every route add ([`BodyLimits`]).
+pub fn api_with_spec() -> (Router<AppState>, Spec) {
+    let (router, mut spec) = api_router().split_for_parts();
+    BodyLimits.modify(&mut spec);
+    (router, spec)
+}
+
 /// The OpenAPI document as the code defines it (checked in as `openapi/openapi.json`).
 pub fn spec() -> Spec {
-    api_router().split_for_parts().1
+    api_with_spec().1
 }
 
 const REDOC_JS: &[u8] = include_bytes!("../assets/redoc.standalone.js");

@@ -22,6 +22,21 @@ pub enum ApiError {
     /// 415: the body is declared as something other than JSON.
     #[error("the body must be JSON: send the header Content-Type: application/json")]
     UnsupportedMediaType,
+    /// 413: the body is larger than `--max-body-size` allows.
+    #[error("the request body is larger than the {limit} bytes this server accepts")]
+    ContentTooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// 408: the body did not arrive within `--body-read-timeout`.
+    #[error("the request body did not arrive in time; send it without pausing")]
+    RequestTimeout,
+    /// 429 with Retry-After: the token has `--max-streams-per-token` streams open.
+    #[error("this token has {limit} event and log streams open, as many as it may; close one, or retry later")]
+    TooManyStreams {
+        /// How many streams a token may have open at once.
+        limit: usize,
+    },
     /// 422: well-formed JSON with a missing, unknown or invalid field.
     #[error("{0}")]
     Invalid(InvalidField),
@@ -50,6 +65,15 @@ pub enum ApiError {
     /// 404: no such route, or a path value (a malformed id) that can name nothing.
     #[error("{0}")]
     NoSuchResource(String),
+    /// 404: a path value that can name nothing (not UTF-8, a NUL, too long); `field`
+    /// names the route's parameter.
+    #[error("{detail}")]
+    NoSuchPathValue {
+        /// Why nothing can have this name.
+        detail: String,
+        /// The route's parameter (`name`, `id`), or `path` off the routes.
+        field: String,
+    },
     /// 409: the request contradicts the current state (name taken, nothing deployed, ...).
     #[error("{detail}")]
     Conflict {
@@ -72,7 +96,7 @@ pub enum ApiError {
     Internal(String),
 }
 
-/// Seconds a client should wait before retrying after a 503.
+/// Seconds a client should wait before retrying after a 503 or a 429.
 const RETRY_AFTER_SECONDS: &str = "5";
 
 impl From<AppError> for ApiError {
@@ -101,10 +125,15 @@ impl ApiError {
         match self {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::ContentTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::TooManyStreams { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) | Self::Denied { .. } => StatusCode::FORBIDDEN,
-            Self::NotFound { .. } | Self::NoSuchResource(_) => StatusCode::NOT_FOUND,
+            Self::NotFound { .. } | Self::NoSuchResource(_) | Self::NoSuchPathValue { .. } => {
+                StatusCode::NOT_FOUND
+            }
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::Unavailable(_) | Self::ClusterUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
@@ -117,6 +146,9 @@ impl ApiError {
         match self {
             Self::BadRequest { .. } | Self::Invalid(_) => ProblemType::InvalidInput,
             Self::UnsupportedMediaType => ProblemType::UnsupportedMediaType,
+            Self::ContentTooLarge { .. } => ProblemType::ContentTooLarge,
+            Self::RequestTimeout => ProblemType::RequestTimeout,
+            Self::TooManyStreams { .. } => ProblemType::TooManyStreams,
             Self::Unauthorized => ProblemType::Unauthorized,
             Self::Forbidden(_) => ProblemType::MissingScope,
             Self::Denied { reason, .. } => match reason {
@@ -130,7 +162,7 @@ impl ApiError {
                 Missing::Token => ProblemType::TokenNotFound,
                 Missing::Deployed => ProblemType::NothingDeployed,
             },
-            Self::NoSuchResource(_) => ProblemType::NotFound,
+            Self::NoSuchResource(_) | Self::NoSuchPathValue { .. } => ProblemType::NotFound,
             Self::Conflict { kind, .. } => match kind {
                 Conflict::NameTaken => ProblemType::NameTaken,
                 Conflict::NothingDeployed => ProblemType::NothingDeployed,
@@ -153,6 +185,16 @@ impl ApiError {
         let (detail, field) = match self {
             Self::BadRequest { detail, field } => (detail.clone(), field.clone()),
             Self::Invalid(invalid) => (invalid.to_string(), Some(invalid.field.clone())),
+            Self::NoSuchPathValue { detail, field } => (detail.clone(), Some(field.clone())),
+            Self::UnsupportedMediaType => (self.to_string(), Some("Content-Type".to_owned())),
+            Self::ContentTooLarge { .. } | Self::RequestTimeout => {
+                (self.to_string(), Some("body".to_owned()))
+            }
+            // Whichever command found the name taken, the field at fault is the name.
+            Self::Conflict {
+                kind: Conflict::NameTaken,
+                detail,
+            } => (detail.clone(), Some("name".to_owned())),
             Self::Unavailable(_) => (
                 "the database is unavailable; nothing was changed, retry later".to_owned(),
                 None,
@@ -191,7 +233,7 @@ impl IntoResponse for ApiError {
             Self::Unauthorized => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            Self::Unavailable(_) | Self::ClusterUnavailable(_) => {
+            Self::Unavailable(_) | Self::ClusterUnavailable(_) | Self::TooManyStreams { .. } => {
                 headers.insert(
                     header::RETRY_AFTER,
                     HeaderValue::from_static(RETRY_AFTER_SECONDS),

@@ -2,8 +2,10 @@
 //! authentication, request context, and path/query values with problem+json rejections.
 
 use crate::error::{ApiError, PlatformError};
+use crate::limits::{check_urlencoded, BodyLimit};
 use crate::state::AppState;
-use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, FailedToBufferBody, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::request::Parts;
@@ -78,12 +80,12 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonOrForm<T> {
         if !is_form {
             return Ok(Self::Json(ApiJson::from_request(req, state).await?.0));
         }
-        let bytes = axum::body::Bytes::from_request(req, state)
-            .await
-            .map_err(|e| ApiError::BadRequest {
-                detail: format!("cannot read the request body: {e}"),
-                field: None,
-            })?;
+        let bytes = read_body(req, state).await?;
+        // serde_urlencoded replaces what is not UTF-8 without a word: check first.
+        check_urlencoded(&bytes).map_err(|(field, detail)| ApiError::BadRequest {
+            detail: format!("form field {field}: {detail}"),
+            field: Some(field),
+        })?;
         let value = serde_urlencoded::from_bytes(&bytes).map_err(|e| {
             let detail = format!("the form is not valid: {e}");
             ApiError::BadRequest {
@@ -113,23 +115,106 @@ async fn json_body<T: DeserializeOwned, S: Send + Sync>(
             return Err(ApiError::UnsupportedMediaType);
         }
     }
-    let bytes = axum::body::Bytes::from_request(req, state)
-        .await
-        .map_err(|e| ApiError::BadRequest {
-            detail: format!("cannot read the request body: {e}"),
-            field: None,
-        })?;
+    let bytes = read_body(req, state).await?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
+    refuse_nul(&bytes)?;
     let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(json_error)?;
     // Trailing garbage after the object is a syntax error, not something to ignore.
     deserializer.end().map_err(|e| ApiError::BadRequest {
         detail: format!("the request body is not valid JSON: {e}"),
-        field: None,
+        field: Some("body".to_owned()),
     })?;
     Ok(Some(value))
+}
+
+/// Reads the whole body: 413 beyond `--max-body-size`, 408 when it has not arrived
+/// within `--body-read-timeout`, 400 when the client broke it off.
+async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    let limit = req.extensions().get::<BodyLimit>().copied();
+    Bytes::from_request(req, state).await.map_err(|rejection| {
+        let too_large = matches!(
+            &rejection,
+            BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_))
+        );
+        if too_large {
+            return ApiError::ContentTooLarge {
+                limit: limit.map_or(0, |l| l.0),
+            };
+        }
+        if caused_by::<tower_http::timeout::TimeoutError>(&rejection) {
+            return ApiError::RequestTimeout;
+        }
+        ApiError::BadRequest {
+            detail: format!("cannot read the request body: {rejection}"),
+            field: Some("body".to_owned()),
+        }
+    })
+}
+
+/// Whether an error of type `E` is somewhere in `err`'s chain of causes.
+fn caused_by<E: std::error::Error + 'static>(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(cause) = next {
+        if cause.is::<E>() {
+            return true;
+        }
+        next = cause.source();
+    }
+    false
+}
+
+/// A NUL character (`\u0000`) anywhere in a JSON body is refused, naming where: no
+/// name, value or variable shiplog keeps can hold one (PostgreSQL text cannot, nor
+/// can a process environment).
+fn refuse_nul(bytes: &[u8]) -> Result<(), ApiError> {
+    // Only a body with the escape can hold a NUL (a raw one is not JSON); only such
+    // a body is parsed twice.
+    if !bytes.windows(6).any(|w| w == b"\\u0000") {
+        return Ok(());
+    }
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        return Ok(());
+    };
+    match nul_at(&value, String::new()) {
+        Some(field) => Err(ApiError::Invalid(InvalidField::new(
+            if field.is_empty() {
+                "body".to_owned()
+            } else {
+                field
+            },
+            "must not contain NUL characters (\\u0000)",
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// The path (`config.env.A`, `teams[0]`) of the first string in `value` that holds a
+/// NUL, written as the field of every other input error; for a key with one, the
+/// path of its object (a field name with a NUL in it would help no one).
+fn nul_at(value: &serde_json::Value, path: String) -> Option<String> {
+    use serde_json::Value;
+    match value {
+        Value::String(s) if s.contains('\0') => Some(path),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| nul_at(item, format!("{path}[{i}]"))),
+        Value::Object(members) => members.iter().find_map(|(key, member)| {
+            if key.contains('\0') {
+                return Some(path.clone());
+            }
+            let at = if path.is_empty() {
+                key.clone()
+            } else {
+                format!("{path}.{key}")
+            };
+            nul_at(member, at)
+        }),
+        _ => None,
+    }
 }
 
 /// Turns a serde error into 400 (not JSON) or 422 (wrong shape) naming the field.
@@ -138,9 +223,11 @@ fn json_error(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
     let inner = err.into_inner();
     let message = inner.to_string();
     if !inner.is_data() {
+        // Where the syntax broke, when it was inside a member (a string that is not
+        // UTF-8, a lone surrogate): that member is the field at fault.
         return ApiError::BadRequest {
             detail: format!("the request body is not valid JSON: {message}"),
-            field: None,
+            field: Some(if path == "." { "body".to_owned() } else { path }),
         };
     }
     // serde reports a missing or unknown field at its parent; name the field itself.
@@ -289,21 +376,25 @@ impl FromRequestParts<AppState> for StreamAuth {
     }
 }
 
-/// The `Last-Event-ID` header an `EventSource` sends when it reconnects.
+/// The `Last-Event-ID` header an `EventSource` sends when it reconnects; one that is
+/// not text is a 422 naming it, as a cursor shiplog did not produce is.
 pub struct LastEventId(pub Option<String>);
 
 impl<S: Send + Sync> FromRequestParts<S> for LastEventId {
-    type Rejection = std::convert::Infallible;
+    type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let id = parts
-            .headers
-            .get("last-event-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .map(str::to_owned);
-        Ok(Self(id))
+        let Some(header) = parts.headers.get("last-event-id") else {
+            return Ok(Self(None));
+        };
+        let id = header.to_str().map_err(|_| {
+            ApiError::Invalid(InvalidField::new(
+                "Last-Event-ID",
+                "is not visible ASCII; use the cursor of an event shiplog returned",
+            ))
+        })?;
+        let id = id.trim();
+        Ok(Self((!id.is_empty()).then(|| id.to_owned())))
     }
 }
 

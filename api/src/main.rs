@@ -13,6 +13,7 @@ use shiplog_api::command_line::{
     Cli, Command, DatabaseArgs, LogFormat, ProjectionsCommand, ServeArgs,
 };
 use shiplog_api::docs::spec;
+use shiplog_api::limits::RequestLimits;
 use shiplog_api::server::{Server, Settings, StreamSettings};
 use shiplog_application::auto_update::WatcherSettings;
 use shiplog_application::{BillingSettings, Catalog, IngressSettings};
@@ -223,6 +224,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             interval: Duration::from_secs(args.auto_update_interval),
             checks_per_minute: NonZeroU32::new(args.registry_checks_per_minute)
                 .unwrap_or(NonZeroU32::MIN),
+        },
+        limits: RequestLimits {
+            max_body_size: usize::try_from(args.max_body_size).unwrap_or(usize::MAX),
+            header_read_timeout: Duration::from_secs(args.header_read_timeout),
+            body_read_timeout: Duration::from_secs(args.body_read_timeout),
+            max_streams_per_token: usize::try_from(args.max_streams_per_token)
+                .unwrap_or(usize::MAX),
         },
     };
     let server = Server::start(&settings).await.context("starting shiplog")?;

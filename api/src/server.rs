@@ -1,9 +1,12 @@
 //! Assembling and running the server: database, projector, router, graceful shutdown.
 
-use crate::docs::{api_router, docs_router};
+use crate::docs::{api_with_spec, docs_router};
 use crate::error::ApiError;
+use crate::http_server::{serve, ConnectionSettings};
+use crate::limits::{checked, RequestLimits};
 use crate::proxy::{proxy_router, ProxyState, Upstream};
 use crate::state::AppState;
+use crate::stream_slots::StreamSlots;
 use crate::telemetry::{record_http, record_proxy};
 use axum::http::{header, HeaderName, HeaderValue, Method, Request};
 use axum::middleware;
@@ -80,6 +83,8 @@ pub struct Settings {
     pub insecure_registries: Vec<String>,
     /// How often the auto-update watcher checks, and its budget per registry.
     pub auto_update: WatcherSettings,
+    /// Bounds on request bodies, slow clients and streams per token.
+    pub limits: RequestLimits,
 }
 
 /// When the process manager pins a deployment's image tag to a manifest digest.
@@ -191,6 +196,8 @@ pub struct Server {
     sim: Option<Simulator>,
     /// Fired at shutdown: ends the event streams.
     stopping: CancellationToken,
+    /// How long a client may take to send a request's headers.
+    header_read_timeout: Duration,
 }
 
 /// The simulator a server runs in-process and stops with it.
@@ -400,14 +407,17 @@ pub fn router(
         keep_alive: settings.streams.keep_alive,
         stopping,
         telemetry: telemetry.clone(),
+        streams: StreamSlots::new(settings.limits.max_streams_per_token),
     };
-    let (api, spec) = api_router().split_for_parts();
+    let (api, spec) = api_with_spec();
     let x_request_id = HeaderName::from_static("x-request-id");
-    let mut router = api
+    let router = api
         .merge(docs_router(spec))
         .fallback(|| async { ApiError::NoSuchResource("no such route".to_owned()) })
-        .with_state(state)
-        // Applied to every route and the fallback, after routing: it sees the matched route.
+        .with_state(state);
+    // Applied to every route and the fallback, after routing: they see the matched route.
+    let mut router = checked(router, &settings.limits)
+        // Outside the checks, so that their refusals are counted too.
         .layer(middleware::from_fn_with_state(
             telemetry.clone(),
             record_http,
@@ -578,6 +588,7 @@ impl Server {
             background,
             sim,
             stopping,
+            header_read_timeout: settings.limits.header_read_timeout,
         })
     }
 
@@ -603,28 +614,30 @@ impl Server {
             info!(%addr, "applications proxy listening");
         }
         let stopping = self.stopping.clone();
-        // `into_make_service`: each connection shares the router (an `Arc`). Served as
-        // a bare `Router`, axum re-applies the state per connection, which deep-copies
-        // every route (with the OpenAPI document the docs routes hold): ~2.4 MB and
-        // ~2 ms of CPU per connection, kept until it closes.
-        let api = axum::serve(self.listener, self.router.into_make_service())
-            .with_graceful_shutdown({
-                let stopping = stopping.clone();
-                async move {
-                    shutdown.await;
-                    // Streams never end by themselves; end them so that shutdown can finish.
-                    stopping.cancel();
-                }
-            });
+        let settings = |connect_info| ConnectionSettings {
+            header_read_timeout: self.header_read_timeout,
+            connect_info,
+        };
+        // Each connection shares the router (an `Arc`): served as a bare `Router`
+        // through axum's make-service, axum would re-apply the state per connection,
+        // which deep-copies every route (with the OpenAPI document the docs routes
+        // hold): ~2.4 MB and ~2 ms of CPU per connection, kept until it closes.
+        let api = serve(self.listener, self.router, settings(false), {
+            let stopping = stopping.clone();
+            async move {
+                shutdown.await;
+                // Streams never end by themselves; end them so that shutdown can finish.
+                stopping.cancel();
+            }
+        });
         // The client's address goes to the application as X-Forwarded-For.
-        let proxy = axum::serve(
+        let proxy = serve(
             self.proxy_listener,
-            self.proxy
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(stopping.cancelled_owned());
-        let (result, proxied) = tokio::join!(api, proxy);
-        let result = result.and(proxied);
+            self.proxy,
+            settings(true),
+            stopping.cancelled_owned(),
+        );
+        tokio::join!(api, proxy);
         for task in self.background {
             task.abort();
         }
@@ -632,6 +645,6 @@ impl Server {
             sim.shutdown().await;
         }
         info!("shiplog stopped");
-        result
+        Ok(())
     }
 }

@@ -1,5 +1,6 @@
 //! What every handler can reach.
 
+use crate::stream_slots::StreamSlots;
 use shiplog_application::auto_update::RegistryHooks;
 use shiplog_application::{Audit, Authenticator, Operations, Platform, Teams, Usecases};
 use shiplog_infrastructure::Telemetry;
@@ -35,4 +36,6 @@ pub struct AppState {
     pub stopping: CancellationToken,
     /// This server's metrics, served at `/metrics`.
     pub telemetry: Arc<Telemetry>,
+    /// The event and log streams each token has open, bounded per token.
+    pub streams: Arc<StreamSlots>,
 }

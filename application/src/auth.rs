@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use shiplog_domain::config::normalized_name;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -203,6 +204,9 @@ pub struct TokenInfo {
     pub created_by: String,
 }
 
+/// The longest token name and subject, in characters.
+pub const MAX_PRINCIPAL_LEN: usize = 128;
+
 /// The principal name of the bootstrap admin token.
 pub const BOOTSTRAP_ADMIN: &str = "admin";
 
@@ -257,10 +261,10 @@ impl Authenticator {
 
     /// Creates a token and returns it with its secret, which is shown only this once.
     pub async fn issue(&self, token: NewToken) -> Result<(TokenInfo, String), AppError> {
-        let name = token.name.trim();
-        if name.is_empty() {
-            return Err(shiplog_domain::InvalidField::new("name", "must not be empty").into());
-        }
+        // A token's name is a principal: recorded as the actor of every event it causes
+        // (and indexed there), so it is checked as names are.
+        let name = normalized_name("name", &token.name, MAX_PRINCIPAL_LEN)?;
+        let name = name.as_str();
         if name == BOOTSTRAP_ADMIN {
             return Err(AppError::conflict(
                 Conflict::NameTaken,
@@ -275,23 +279,9 @@ impl Authenticator {
         let mut bytes = [0u8; 32];
         rand::thread_rng().fill_bytes(&mut bytes);
         let secret = format!("shiplog_{}", hex::encode(bytes));
-        let subject = match token.subject.as_deref().map(str::trim) {
+        let subject = match token.subject.as_deref() {
             None => name.to_owned(),
-            Some("") => {
-                return Err(
-                    shiplog_domain::InvalidField::new("subject", "must not be empty").into(),
-                )
-            }
-            Some(subject)
-                if subject.chars().count() > 128 || subject.chars().any(char::is_control) =>
-            {
-                return Err(shiplog_domain::InvalidField::new(
-                    "subject",
-                    "must be at most 128 characters, without control characters",
-                )
-                .into())
-            }
-            Some(subject) => subject.to_owned(),
+            Some(subject) => normalized_name("subject", subject, MAX_PRINCIPAL_LEN)?,
         };
         let mut teams = token.teams.clone();
         teams.sort();

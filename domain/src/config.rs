@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::LazyLock;
 use thiserror::Error;
+use unicode_normalization::UnicodeNormalization;
 
 /// Input that failed validation; `field` is the JSON path the client sent ("config.image.tag").
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -34,31 +35,44 @@ impl InvalidField {
 /// The maximum length of a usecase name, in characters.
 pub const MAX_NAME_LEN: usize = 128;
 
-/// A usecase's name: unique per installation, trimmed, 1..=128 characters, no control characters.
+/// A usecase's name: unique per installation, trimmed, 1..=128 characters, no control
+/// characters, in Unicode normalisation form C (see [`normalized_name`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct UsecaseName(String);
 
-/// A name as a client sent it (field `name`): trimmed, 1 to `max` characters, no
-/// control characters. Usecase and team names follow it.
+/// A name as a client sent it (field `name`): see [`normalized_name`]. Usecase and
+/// team names follow it.
 pub(crate) fn checked_name(raw: &str, max: usize) -> Result<String, InvalidField> {
-    let name = raw.trim();
+    normalized_name("name", raw, max)
+}
+
+/// Checks a name given in `field` and returns it as shiplog keeps it: trimmed, in
+/// Unicode normalisation form C, 1 to `max` characters, no control characters.
+///
+/// Names that differ only by normalisation (`é` as one code point, or as `e` and a
+/// combining accent) look the same and are the same name: both become the NFC
+/// form, so the unique reservation of one refuses the other. Names that differ by
+/// case (`Billing`, `billing`) or by compatibility forms (`ﬁ`, `fi`) look different
+/// and are different names.
+pub fn normalized_name(field: &str, raw: &str, max: usize) -> Result<String, InvalidField> {
+    let name: String = raw.trim().nfc().collect();
     if name.is_empty() {
-        return Err(InvalidField::new("name", "must not be empty"));
+        return Err(InvalidField::new(field, "must not be empty"));
     }
     if name.chars().count() > max {
         return Err(InvalidField::new(
-            "name",
+            field,
             format!("must be at most {max} characters"),
         ));
     }
     if name.chars().any(char::is_control) {
         return Err(InvalidField::new(
-            "name",
+            field,
             "must not contain control characters",
         ));
     }
-    Ok(name.to_owned())
+    Ok(name)
 }
 
 impl UsecaseName {
@@ -264,14 +278,60 @@ pub struct ServiceSpec<'a> {
     pub generated_secrets: &'a [String],
 }
 
-/// Checks every environment variable name; `field` is where the map sits in the request
-/// (`config.env`, `env`), so the error names the offending variable's path.
+/// The most environment variables a deployment (or one service of it) may have.
+pub const MAX_ENV_VARS: usize = 500;
+/// The longest environment variable name: what a key of the Kubernetes Secret that
+/// holds the values may be.
+pub const MAX_ENV_NAME_LEN: usize = 253;
+/// The most bytes all names and values of one environment may add up to: it is
+/// recorded in the ledger and must fit a Kubernetes Secret (1 MiB) with room to spare.
+pub const MAX_ENV_BYTES: usize = 256 * 1024;
+
+/// Checks an environment: at most [`MAX_ENV_VARS`] variables of at most
+/// [`MAX_ENV_BYTES`] together, valid names of at most [`MAX_ENV_NAME_LEN`]
+/// characters, values without NUL (a process environment cannot hold one).
+/// `field` is where the map sits in the request (`config.env`, `env`), so the
+/// error names the map or the offending variable's path.
 pub fn check_env(env: &BTreeMap<String, String>, field: &str) -> Result<(), InvalidField> {
-    for name in env.keys() {
+    if env.len() > MAX_ENV_VARS {
+        return Err(InvalidField::new(
+            field,
+            format!(
+                "has {} variables; at most {MAX_ENV_VARS} are allowed",
+                env.len()
+            ),
+        ));
+    }
+    let bytes: usize = env
+        .iter()
+        .map(|(name, value)| name.len() + value.len())
+        .sum();
+    if bytes > MAX_ENV_BYTES {
+        return Err(InvalidField::new(
+            field,
+            format!(
+                "names and values add up to {bytes} bytes; at most {MAX_ENV_BYTES} are allowed"
+            ),
+        ));
+    }
+    for (name, value) in env {
+        if name.len() > MAX_ENV_NAME_LEN {
+            // The name itself would make an unreadable field path: name the map.
+            return Err(InvalidField::new(
+                field,
+                format!("an environment variable name is at most {MAX_ENV_NAME_LEN} characters"),
+            ));
+        }
         if !ENV_NAME.is_match(name) {
             return Err(InvalidField::new(
                 format!("{field}.{name}"),
                 "an environment variable name consists of letters, digits, '_', '-' and '.', and does not start with a digit",
+            ));
+        }
+        if value.contains('\0') {
+            return Err(InvalidField::new(
+                format!("{field}.{name}"),
+                "must not contain NUL characters",
             ));
         }
     }
@@ -422,6 +482,75 @@ mod tests {
         );
         assert!(UsecaseName::parse(&"x".repeat(MAX_NAME_LEN + 1)).is_err());
         assert!(UsecaseName::parse("bell\u{7}").is_err());
+    }
+
+    #[test]
+    fn names_that_differ_only_by_normalisation_are_the_same_name() {
+        let composed = UsecaseName::parse("Caf\u{e9}").unwrap_or_else(|e| panic!("{e}"));
+        let decomposed = UsecaseName::parse("Cafe\u{301}").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(composed, decomposed, "both are kept in NFC");
+        assert_eq!(decomposed.as_str(), "Caf\u{e9}");
+        // Case and compatibility forms look different: different names.
+        assert_ne!(UsecaseName::parse("Billing"), UsecaseName::parse("billing"));
+        assert_ne!(UsecaseName::parse("\u{fb01}le"), UsecaseName::parse("file"));
+        // The length is counted in the form kept: 128 decomposed letters are 128 characters.
+        assert!(UsecaseName::parse(&"e\u{301}".repeat(MAX_NAME_LEN)).is_ok());
+        assert_eq!(
+            normalized_name("subject", "a\u{0}b", 10)
+                .err()
+                .map(|e| e.field),
+            Some("subject".to_owned())
+        );
+    }
+
+    #[test]
+    fn environments_are_bounded_in_count_size_and_name_length() {
+        let cases: Vec<(&str, BTreeMap<String, String>, Option<&str>)> = vec![
+            (
+                "the most variables allowed",
+                (0..MAX_ENV_VARS)
+                    .map(|i| (format!("V{i}"), "x".to_owned()))
+                    .collect(),
+                None,
+            ),
+            (
+                "one variable too many",
+                (0..=MAX_ENV_VARS)
+                    .map(|i| (format!("V{i}"), "x".to_owned()))
+                    .collect(),
+                Some("env"),
+            ),
+            (
+                "values adding up to too many bytes",
+                BTreeMap::from([
+                    ("A".to_owned(), "x".repeat(MAX_ENV_BYTES / 2)),
+                    ("B".to_owned(), "x".repeat(MAX_ENV_BYTES / 2)),
+                ]),
+                Some("env"),
+            ),
+            (
+                "a name too long",
+                BTreeMap::from([("A".repeat(MAX_ENV_NAME_LEN + 1), String::new())]),
+                Some("env"),
+            ),
+            (
+                "the longest name",
+                BTreeMap::from([("A".repeat(MAX_ENV_NAME_LEN), String::new())]),
+                None,
+            ),
+            (
+                "a NUL in a value",
+                BTreeMap::from([("A".to_owned(), "x\u{0}y".to_owned())]),
+                Some("env.A"),
+            ),
+        ];
+        for (description, env, field) in cases {
+            assert_eq!(
+                check_env(&env, "env").err().map(|e| e.field).as_deref(),
+                field,
+                "{description}"
+            );
+        }
     }
 
     #[test]

@@ -84,6 +84,16 @@ impl TestApp {
         Self::start(db, &url, Some(kube), |_| {}).await
     }
 
+    /// The app on the database at `database_url` (a private PostgreSQL of the test's),
+    /// driving the cluster behind `kube`; `db` is only kept alive beside it.
+    pub async fn spawn_on_url_with_cluster(
+        db: Arc<TestDb>,
+        database_url: &str,
+        kube: kube::Config,
+    ) -> Self {
+        Self::start(db, database_url, Some(kube), |_| {}).await
+    }
+
     /// The app driving the cluster behind `kube`, with settings changed by `configure`.
     pub async fn spawn_with_cluster_configured(
         db: Arc<TestDb>,
@@ -131,6 +141,7 @@ impl TestApp {
             resolve_digests: ResolveDigests::Auto,
             insecure_registries: Vec::new(),
             auto_update: WatcherSettings::default(),
+            limits: shiplog_api::limits::RequestLimits::default(),
         };
         configure(&mut settings);
         let server = match kube {

@@ -45,7 +45,8 @@ impl From<Config> for ConfigResponse {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigChange {
-    /// Name to value; names consist of letters, digits, `_`, `-` and `.`, not starting with a digit.
+    /// Name to value; names consist of letters, digits, `_`, `-` and `.`, not starting with a digit;
+    /// at most 500 variables, of at most 256 KiB together.
     pub env: BTreeMap<String, String>,
 }
 

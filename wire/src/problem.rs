@@ -86,6 +86,12 @@ problem_types! {
     InvalidInput = "invalid-input",
     /// 415: the body is declared as something other than JSON.
     UnsupportedMediaType = "unsupported-media-type",
+    /// 413: the request body is larger than the server accepts (`--max-body-size`);
+    /// nothing was changed.
+    ContentTooLarge = "content-too-large",
+    /// 408: the request body did not arrive in time (`--body-read-timeout`); nothing
+    /// was changed.
+    RequestTimeout = "request-timeout",
     /// 401: no bearer token, or an unknown or revoked one.
     Unauthorized = "unauthorized",
     /// 403: the token lacks the scope the route needs; the detail names it.
@@ -122,6 +128,9 @@ problem_types! {
     /// 409: there is no earlier finished deployment to roll back to, or the one
     /// named is not one.
     InvalidRollbackTarget = "invalid-rollback-target",
+    /// 429 with Retry-After: the token has as many event and log streams open as it
+    /// may (`--max-streams-per-token`); retry once one of them has closed.
+    TooManyStreams = "too-many-streams",
     /// 503 with Retry-After: the database cannot be reached; nothing was changed.
     DatabaseUnavailable = "database-unavailable",
     /// 503 with Retry-After: the cluster cannot answer, or lacks what was asked for.

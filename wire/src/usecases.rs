@@ -146,7 +146,7 @@ pub struct DeploymentConfigBody {
     /// The port the application listens on (default 8080).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_port: Option<u16>,
-    /// Environment variables.
+    /// Environment variables: at most 500 variables, of at most 256 KiB together.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub env: Option<BTreeMap<String, String>>,
     /// Number of pods, 1 to 100 (default 1).
@@ -437,13 +437,16 @@ impl From<Page<DeploymentView>> for DeploymentPage {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateToken {
     /// Unique among active tokens; recorded as the actor of every event the token causes.
-    #[schema(example = "ci-pipeline")]
+    /// Trimmed, kept in Unicode NFC, 1 to 128 characters, no control characters.
+    #[schema(example = "ci-pipeline", max_length = 128)]
     pub name: String,
     /// Any of usecases:read, usecases:write, deployments:read, deployments:write, audit:read, admin.
     #[schema(example = json!(["usecases:read", "deployments:write"]))]
     pub scopes: Vec<String>,
     /// Who the token speaks for: the owner of what it creates, whose usecases it may
     /// read and change (default: its name). Several tokens may share a subject.
+    /// Checked as the name is.
+    #[schema(max_length = 128)]
     pub subject: Option<String>,
     /// The ids of the teams its subject belongs to: their deployments are its to read
     /// and change too, and with exactly one, what it creates belongs to that team.

@@ -4,10 +4,12 @@
 use crate::error::ApiError;
 use crate::extract::{ApiPath, ApiQuery, Auth, LastEventId, StreamAuth};
 use crate::routes::problems::{
-    AuditorOnly, DatabaseUnavailable, MalformedQuery, Unauthorized, UnauthorizedStream,
+    AuditorOnly, DatabaseUnavailable, MalformedQuery, TooManyStreams, Unauthorized,
+    UnauthorizedStream,
 };
 use crate::sse;
 use crate::state::AppState;
+use crate::stream_slots::{holding, StreamSlot};
 use axum::extract::State;
 use axum::http::HeaderName;
 use axum::response::IntoResponse;
@@ -88,7 +90,7 @@ pub async fn usecase_history(
     responses(
         (status = 200, description = "An endless text/event-stream of ledger events; without a cursor it opens with an `id:`-only message (where it starts) to resume from", body = String, content_type = "text/event-stream"),
         (status = 422, description = "Unknown event type, or a cursor shiplog did not produce", body = Problem, content_type = "application/problem+json"),
-        UnauthorizedStream, AuditorOnly, MalformedQuery, DatabaseUnavailable,
+        UnauthorizedStream, AuditorOnly, MalformedQuery, TooManyStreams, DatabaseUnavailable,
     ))]
 pub async fn stream_events(
     State(state): State<AppState>,
@@ -97,7 +99,8 @@ pub async fn stream_events(
     ApiQuery(query): ApiQuery<StreamQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     auth.require(Scope::AuditRead)?;
-    follow(&state, None, last_event_id, query).await
+    let slot = state.streams.take(&auth.0)?;
+    follow(&state, None, last_event_id, query, slot).await
 }
 
 /// Follow one usecase's events live as Server-Sent Events (same format and resumption as `/api/events/stream`).
@@ -109,7 +112,7 @@ pub async fn stream_events(
         (status = 403, description = "Token lacks usecases:read, audit:read and deployments:read, or the usecase belongs to another owner or team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No event of this usecase was ever recorded", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Unknown event type, or a cursor shiplog did not produce", body = Problem, content_type = "application/problem+json"),
-        UnauthorizedStream, MalformedQuery, DatabaseUnavailable,
+        UnauthorizedStream, MalformedQuery, TooManyStreams, DatabaseUnavailable,
     ))]
 pub async fn stream_usecase_events(
     State(state): State<AppState>,
@@ -121,15 +124,18 @@ pub async fn stream_usecase_events(
     // A deploying pipeline (deployments:read) may follow the outcome of what it asked for.
     auth.require_owner_or_auditor(&state, &[Scope::UsecasesRead, Scope::DeploymentsRead], id)
         .await?;
-    follow(&state, Some(id), last_event_id, query).await
+    let slot = state.streams.take(&auth.0)?;
+    follow(&state, Some(id), last_event_id, query, slot).await
 }
 
-/// Parses where a stream starts (the `Last-Event-ID` header wins over `?after=`) and what it carries.
+/// Parses where a stream starts (the `Last-Event-ID` header wins over `?after=`) and what it
+/// carries; the stream holds `slot` of its token's streams until it ends.
 async fn follow(
     state: &AppState,
     usecase: Option<Uuid>,
     last_event_id: Option<String>,
     query: StreamQuery,
+    slot: StreamSlot,
 ) -> Result<impl IntoResponse, ApiError> {
     let after = match last_event_id {
         Some(id) => parse_cursor(Some(&id), "Last-Event-ID")?,
@@ -144,7 +150,7 @@ async fn follow(
     // A token of the stream's own: waiting on the shared one would lock the same
     // mutex from every stream at every message.
     let stopping = state.stopping.child_token().cancelled_owned();
-    let messages = feed.map(message).take_until(stopping).boxed();
+    let messages = holding(feed.map(message).take_until(stopping), slot).boxed();
     // Reverse proxies (nginx) must pass each message on at once instead of buffering.
     let no_buffering = [(HeaderName::from_static("x-accel-buffering"), "no")];
     Ok((

@@ -8,9 +8,11 @@ use crate::extract::{
 };
 use crate::routes::problems::{
     ClusterUnavailable, DatabaseUnavailable, MalformedQuery, NoSuchUsecase, NotDeclaredJson,
-    NotJson, ReadUsecaseDenied, Unauthorized, UnauthorizedStream, WriteUsecaseDenied,
+    NotJson, ReadUsecaseDenied, TooManyStreams, Unauthorized, UnauthorizedStream,
+    WriteUsecaseDenied,
 };
 use crate::state::AppState;
+use crate::stream_slots::{holding, StreamSlot};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderName, StatusCode};
@@ -219,7 +221,7 @@ pub async fn rollback(
         (status = 404, description = "No such usecase or deployment", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Nothing is deployed and no deploymentId was named", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "tail out of range", body = Problem, content_type = "application/problem+json"),
-        Unauthorized, ReadUsecaseDenied, MalformedQuery, ClusterUnavailable,
+        Unauthorized, ReadUsecaseDenied, MalformedQuery, TooManyStreams, ClusterUnavailable,
     ))]
 pub async fn logs(
     State(state): State<AppState>,
@@ -236,12 +238,14 @@ pub async fn logs(
             .await?;
         return Ok(Json(LogsResponse::from(logs)).into_response());
     }
+    let slot = state.streams.take(&auth.0)?;
     let (deployment_id, lines) = state
         .operations
         .follow_logs(id, query.deployment_id, None, query.tail)
         .await?;
     Ok(followed_lines(
         &state,
+        slot,
         deployment_id,
         lines,
         "application/x-ndjson",
@@ -254,9 +258,11 @@ pub async fn logs(
 }
 
 /// A followed log as an endless body of `content_type`, one `render`ed chunk per
-/// line, ending at shutdown or at the first error (the client can reconnect).
+/// line, ending at shutdown or at the first error (the client can reconnect); it
+/// holds `slot` of its token's streams until then.
 pub(crate) fn followed_lines(
     state: &AppState,
+    slot: StreamSlot,
     deployment_id: Uuid,
     lines: BoxStream<'static, Result<LogLine, ClusterError>>,
     content_type: &str,
@@ -267,6 +273,7 @@ pub(crate) fn followed_lines(
         .filter_map(|line| std::future::ready(line.ok()))
         .map(move |line| Ok::<_, Infallible>(render(line)))
         .take_until(state.stopping.clone().cancelled_owned());
+    let body = holding(body, slot);
     (
         [
             (header::CONTENT_TYPE, content_type.to_owned()),
@@ -295,7 +302,7 @@ pub(crate) fn followed_lines(
         (status = 404, description = "No such usecase or deployment", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Nothing is deployed and no deploymentId was named", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "tail out of range", body = Problem, content_type = "application/problem+json"),
-        UnauthorizedStream, ReadUsecaseDenied, MalformedQuery, ClusterUnavailable,
+        UnauthorizedStream, ReadUsecaseDenied, MalformedQuery, TooManyStreams, ClusterUnavailable,
     ))]
 pub async fn stream_logs(
     State(state): State<AppState>,
@@ -305,17 +312,20 @@ pub async fn stream_logs(
 ) -> Result<impl IntoResponse, ApiError> {
     auth.require_owner(&state, Scope::DeploymentsRead, id)
         .await?;
+    let slot = state.streams.take(&auth.0)?;
     let (_, lines) = state
         .operations
         .follow_logs(id, query.deployment_id, None, query.tail)
         .await?;
-    Ok(log_events(&state, lines))
+    Ok(log_events(&state, slot, lines))
 }
 
 /// A followed log as Server-Sent Events: `event: log` per line, `event: error` when
-/// the cluster fails, `event: end` once no pod is left; it ends at shutdown.
+/// the cluster fails, `event: end` once no pod is left; it ends at shutdown, and
+/// holds `slot` of its token's streams until then.
 pub(crate) fn log_events(
     state: &AppState,
+    slot: StreamSlot,
     lines: BoxStream<'static, Result<LogLine, ClusterError>>,
 ) -> impl IntoResponse {
     let messages = lines
@@ -332,6 +342,7 @@ pub(crate) fn log_events(
         }))
         .map(Ok::<_, Infallible>)
         .take_until(state.stopping.clone().cancelled_owned());
+    let messages = holding(messages, slot);
     let no_buffering = [(HeaderName::from_static("x-accel-buffering"), "no")];
     (
         no_buffering,

@@ -9,7 +9,7 @@ use crate::extract::{
 use crate::routes::operations::{followed_lines, log_events};
 use crate::routes::problems::{
     ClusterUnavailable, DatabaseUnavailable, NoSuchDeployment, NotDeclaredJson,
-    ReadDeploymentDenied, Unauthorized, UnauthorizedStream, WriteDeploymentDenied,
+    ReadDeploymentDenied, TooManyStreams, Unauthorized, UnauthorizedStream, WriteDeploymentDenied,
 };
 use crate::state::AppState;
 use axum::extract::State;
@@ -116,7 +116,7 @@ pub async fn put_config(
         (status = 200, description = "The lines (follow=false), or an endless text/plain stream of lines (follow=true)", body = PlatformLogsBody),
         (status = 400, description = "A query parameter is malformed, tail is out of range, or service names no service of it", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Nothing of it is ready", body = Problem, content_type = "application/problem+json"),
-        Unauthorized, ReadDeploymentDenied, NoSuchDeployment, ClusterUnavailable,
+        Unauthorized, ReadDeploymentDenied, NoSuchDeployment, TooManyStreams, ClusterUnavailable,
     ))]
 pub async fn logs(
     State(state): State<AppState>,
@@ -142,12 +142,14 @@ pub async fn logs(
         })
         .into_response());
     }
+    let slot = state.streams.take(principal)?;
     let (deployment_id, lines) = state
         .platform
         .follow_logs(principal, &name, service, query.tail)
         .await?;
     Ok(followed_lines(
         &state,
+        slot,
         deployment_id,
         lines,
         "text/plain; charset=utf-8",
@@ -164,7 +166,7 @@ pub async fn logs(
         (status = 200, description = "An endless text/event-stream of log lines; `event: end` once no pod is left", body = String, content_type = "text/event-stream"),
         (status = 400, description = "A query parameter is malformed, tail is out of range, or service names no service of it", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Nothing of it is ready", body = Problem, content_type = "application/problem+json"),
-        UnauthorizedStream, ReadDeploymentDenied, NoSuchDeployment, ClusterUnavailable,
+        UnauthorizedStream, ReadDeploymentDenied, NoSuchDeployment, TooManyStreams, ClusterUnavailable,
     ))]
 pub async fn stream_logs(
     State(state): State<AppState>,
@@ -173,11 +175,12 @@ pub async fn stream_logs(
     ApiQuery(query): ApiQuery<PlatformLogStreamQuery>,
 ) -> Result<impl IntoResponse, PlatformError> {
     let principal = auth.require(Scope::DeploymentsRead)?;
+    let slot = state.streams.take(principal)?;
     let (_, lines) = state
         .platform
         .follow_logs(principal, &name, query.service.as_deref(), query.tail)
         .await?;
-    Ok(log_events(&state, lines))
+    Ok(log_events(&state, slot, lines))
 }
 
 /// CPU and memory of a service (default: the first) over all pods, from metrics.k8s.io.

@@ -32,6 +32,8 @@ problem_rows! {
     NotJson = (400, "Body is not JSON");
     /// 415 on the routes with a JSON body.
     NotDeclaredJson = (415, "Body is not declared as JSON");
+    /// 429 on the event and log streams.
+    TooManyStreams = (429, "The token has as many event and log streams open as it may (--max-streams-per-token); retry after Retry-After seconds, or close one");
     /// 400 on the routes with query parameters.
     MalformedQuery = (400, "A query parameter is malformed");
     /// 403 on the admin-only routes.

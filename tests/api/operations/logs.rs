@@ -2,12 +2,13 @@
 //! and a follow that picks up the pods a restart rolls.
 
 use super::{deployed, pod_names, sim};
-use crate::cluster::app_on;
-use crate::helpers::ADMIN_TOKEN;
+use crate::cluster::{app_on, kube_config};
+use crate::helpers::{TestApp, TestDb, ADMIN_TOKEN};
 use crate::sse::SseStream;
 use futures::StreamExt;
 use serde_json::{json, Value};
 use shiplog_testkit::eventually;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[tokio::test]
@@ -147,4 +148,48 @@ async fn following_logs_picks_up_the_pods_a_restart_rolls() {
             .is_some_and(|l| l.starts_with("kube-sim: ")),
         "{new_pod_line}"
     );
+}
+
+#[tokio::test]
+async fn a_followed_log_holds_one_of_its_tokens_stream_slots_until_it_closes() {
+    let sim = sim(true).await;
+    let app = TestApp::spawn_with_cluster_configured(
+        Arc::new(TestDb::create().await),
+        kube_config(&sim),
+        |settings| settings.limits.max_streams_per_token = 1,
+    )
+    .await;
+    let (usecase, _) = deployed(&app, "followed-once", "1.0.0", json!({})).await;
+    let mut log = app
+        .client
+        .get(app.url(&format!("/api/usecases/{usecase}/logs?tail=1&follow=true")))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(log.status(), 200);
+    assert!(log.chunk().await.is_ok_and(|c| c.is_some()), "a line came");
+
+    let (status, problem) = app.get("/api/events/stream").await;
+    assert_eq!(
+        (status, problem["type"].as_str()),
+        (429, Some("https://shiplog.dev/problems/too-many-streams")),
+        "the token's one slot is the log's: {problem}"
+    );
+
+    drop(log);
+    eventually("the closed log frees its slot", || async {
+        let response = app
+            .client
+            .get(app.url("/api/events/stream"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        match response.status().as_u16() {
+            200 => Ok(()),
+            other => Err(other),
+        }
+    })
+    .await;
 }

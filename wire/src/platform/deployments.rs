@@ -183,7 +183,8 @@ pub struct CreateFromTemplateBody {
     /// The template's name (see `GET /api/templates`).
     #[schema(example = "nginx")]
     pub template: String,
-    /// Environment variables over the template's defaults (of its first service).
+    /// Environment variables over the template's defaults (of its first service): at
+    /// most 500 variables, of at most 256 KiB together.
     #[serde(default)]
     #[schema(example = json!({"PORT": "8080"}))]
     pub env_vars: BTreeMap<String, String>,
@@ -205,7 +206,7 @@ pub struct DeployImageBody {
     /// The port the container listens on (default 8080).
     #[schema(example = 3000)]
     pub container_port: Option<u16>,
-    /// Environment variables.
+    /// Environment variables: at most 500 variables, of at most 256 KiB together.
     #[serde(default)]
     pub env_vars: BTreeMap<String, String>,
     /// Who may reach it (default public).

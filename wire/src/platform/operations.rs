@@ -47,7 +47,8 @@ pub struct ConfigUpdateBody {
     /// The deployment's name.
     #[serde(rename = "deployment_name")]
     pub deployment_name: String,
-    /// The new environment variables: the complete set.
+    /// The new environment variables: the complete set, at most 500 variables, of at
+    /// most 256 KiB together.
     #[schema(example = json!({"PORT": "8080", "DEBUG": "true"}))]
     pub config_data: BTreeMap<String, String>,
 }

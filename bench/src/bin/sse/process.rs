@@ -65,6 +65,8 @@ impl ShiplogProcess {
             .args(["--proxy-listen", "127.0.0.1:0"])
             .args(["--database-url", database_url])
             .args(["--admin-token", TOKEN])
+            // Every subscriber speaks with the one admin token.
+            .args(["--max-streams-per-token", "1000000"])
             .args(&args.server_args)
             .env("SHIPLOG_LOG", "warn")
             .stdout(Stdio::null())
