@@ -7,7 +7,7 @@ use shiplog_application::{CommandBus, CommandContext};
 use shiplog_domain::{CheckTrigger, UsecaseCommand, UsecaseName};
 use shiplog_infrastructure::auto_update::PgCheckStore;
 use shiplog_infrastructure::{PostgresCommandBus, Projector};
-use shiplog_testkit::TestDb;
+use shiplog_testkit::{eventually, TestDb};
 use uuid::Uuid;
 
 fn check(outcome: CheckOutcome) -> CheckRecord {
@@ -44,7 +44,22 @@ async fn checks_read_back_as_written_and_are_forgotten_with_their_usecase() {
         at: Utc::now(),
     };
     bus.execute(kept, register, &ctx).await.unwrap();
-    Projector::new(db.pool.clone()).catch_up().await.unwrap();
+    // The projector reads only what is safely ordered; catch up until the row is there.
+    let projector = Projector::new(db.pool.clone());
+    eventually("the usecase is projected", || async {
+        projector.catch_up().await.map_err(|e| e.to_string())?;
+        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM usecase_view WHERE id = $1")
+            .bind(kept)
+            .fetch_one(&db.pool)
+            .await
+            .map_err(|e| e.to_string())?;
+        if rows == 1 {
+            Ok(())
+        } else {
+            Err("not yet".to_owned())
+        }
+    })
+    .await;
     let gone = Uuid::new_v4();
 
     let written = check(CheckOutcome::RateLimited);
