@@ -10,6 +10,7 @@ mod binary;
 mod cli;
 mod cluster;
 mod container_image;
+mod db_restart;
 mod deployments;
 mod digests;
 mod docs;

@@ -17,10 +17,10 @@ use uuid::Uuid;
 
 /// A temporary data directory whose parent others may traverse (PostgreSQL runs as
 /// an unprivileged user when the tests run as root); removed afterwards.
-struct Scratch(PathBuf);
+pub(crate) struct Scratch(PathBuf);
 
 impl Scratch {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let dir = std::env::temp_dir().join(format!("shiplog-serve-{}", Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
@@ -28,7 +28,7 @@ impl Scratch {
         Self(dir)
     }
 
-    fn data_dir(&self) -> PathBuf {
+    pub(crate) fn data_dir(&self) -> PathBuf {
         self.0.join("data")
     }
 }
