@@ -152,6 +152,10 @@ pub struct ServeArgs {
     /// 429 is left alone for a while that doubles with each refusal (up to an hour).
     #[arg(long, env = "SHIPLOG_REGISTRY_CHECKS_PER_MINUTE", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub registry_checks_per_minute: u32,
+    /// Refuse every change (a write) that gives no reason in `X-Shiplog-Reason` (the
+    /// CLI's `--reason`): 400 naming the header. Reasons are recorded either way.
+    #[arg(long, env = "SHIPLOG_REQUIRE_REASON")]
+    pub require_reason: bool,
     /// Seconds a rollout may take before the deployment fails.
     #[arg(long, env = "SHIPLOG_ROLLOUT_TIMEOUT", default_value_t = 600)]
     pub rollout_timeout: u64,

@@ -398,28 +398,75 @@ impl<S: Send + Sync> FromRequestParts<S> for LastEventId {
     }
 }
 
-/// The request id set by the request-id middleware (`x-request-id`).
-pub struct RequestId(pub String);
+/// The header a client says why it makes a change with; its events' metadata records it.
+pub const REASON_HEADER: &str = "x-shiplog-reason";
+/// The longest reason a change may carry, in characters.
+pub const MAX_REASON_LEN: usize = 1000;
 
-impl<S: Send + Sync> FromRequestParts<S> for RequestId {
-    type Rejection = std::convert::Infallible;
+/// What a change request says about itself: its id (set by the request-id middleware,
+/// `x-request-id`) and why it is made (`X-Shiplog-Reason`). With `--require-reason`
+/// a change without a reason is refused (400 naming the header).
+pub struct RequestId {
+    /// The request id.
+    pub id: String,
+    /// The reason given, trimmed; `None` when none was.
+    pub reason: Option<String>,
+}
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+impl FromRequestParts<AppState> for RequestId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let id = parts
             .headers
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        Ok(Self(id.to_owned()))
+            .unwrap_or_default()
+            .to_owned();
+        let reason = reason_of(&parts.headers)?;
+        if reason.is_none() && state.require_reason {
+            return Err(ApiError::BadRequest {
+                detail: "this shiplog requires a reason for every change: say why in the X-Shiplog-Reason header".to_owned(),
+                field: Some("X-Shiplog-Reason".to_owned()),
+            });
+        }
+        Ok(Self { id, reason })
     }
 }
 
+/// The reason in `X-Shiplog-Reason`: UTF-8 text without control characters, at most
+/// [`MAX_REASON_LEN`] characters; blank counts as none.
+fn reason_of(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(REASON_HEADER) else {
+        return Ok(None);
+    };
+    let refuse = |why: &str| ApiError::BadRequest {
+        detail: format!("X-Shiplog-Reason {why}"),
+        field: Some("X-Shiplog-Reason".to_owned()),
+    };
+    let text = std::str::from_utf8(value.as_bytes()).map_err(|_| refuse("is not UTF-8"))?;
+    let text = text.trim();
+    if text.chars().any(char::is_control) {
+        return Err(refuse("must not contain control characters"));
+    }
+    if text.chars().count() > MAX_REASON_LEN {
+        return Err(refuse(&format!(
+            "must be at most {MAX_REASON_LEN} characters"
+        )));
+    }
+    Ok((!text.is_empty()).then(|| text.to_owned()))
+}
+
 /// The metadata recorded on the events a request causes.
-pub fn command_context(principal: &Principal, request_id: RequestId) -> CommandContext {
+pub fn command_context(principal: &Principal, request: RequestId) -> CommandContext {
     CommandContext {
         actor: principal.name.clone(),
-        request_id: request_id.0,
+        request_id: request.id,
         causation: None,
+        reason: request.reason,
     }
 }
 

@@ -220,6 +220,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         billing,
         resolve_digests: args.resolve_digests,
         insecure_registries: args.insecure_registries,
+        require_reason: args.require_reason,
         auto_update: WatcherSettings {
             interval: Duration::from_secs(args.auto_update_interval),
             checks_per_minute: NonZeroU32::new(args.registry_checks_per_minute)

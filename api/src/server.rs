@@ -83,6 +83,8 @@ pub struct Settings {
     pub insecure_registries: Vec<String>,
     /// How often the auto-update watcher checks, and its budget per registry.
     pub auto_update: WatcherSettings,
+    /// Refuse changes that give no reason (`X-Shiplog-Reason`).
+    pub require_reason: bool,
     /// Bounds on request bodies, slow clients and streams per token.
     pub limits: RequestLimits,
 }
@@ -406,6 +408,7 @@ pub fn router(
         pool,
         keep_alive: settings.streams.keep_alive,
         stopping,
+        require_reason: settings.require_reason,
         telemetry: telemetry.clone(),
         streams: StreamSlots::new(settings.limits.max_streams_per_token),
     };

@@ -34,6 +34,8 @@ pub struct AppState {
     pub keep_alive: Duration,
     /// Fired at shutdown: event streams end so that the server can stop.
     pub stopping: CancellationToken,
+    /// Changes without a reason (`X-Shiplog-Reason`) are refused (`--require-reason`).
+    pub require_reason: bool,
     /// This server's metrics, served at `/metrics`.
     pub telemetry: Arc<Telemetry>,
     /// The event and log streams each token has open, bounded per token.

@@ -509,6 +509,11 @@ impl Watcher {
             actor: AUTO_UPDATE.to_owned(),
             request_id: format!("auto-update-{}", base.check_id),
             causation: Some(Causation::Check(base.check_id)),
+            reason: Some(format!(
+                "{} moved: {tag}@{digest} (a {} check)",
+                image.tag,
+                base.trigger.as_str()
+            )),
         };
         match self.bus.execute(usecase.id, command, &ctx).await {
             Ok(_) => {

@@ -24,6 +24,8 @@ pub struct CommandContext {
     /// What made a component act: for the process manager, the event; for the
     /// auto-update watcher, its check.
     pub causation: Option<Causation>,
+    /// Why, in the words of whoever asked (`X-Shiplog-Reason`), when they said.
+    pub reason: Option<String>,
 }
 
 /// What a command was caused by, recorded as the `causation` of its events' metadata.
@@ -174,6 +176,8 @@ pub struct Revision {
     pub variables: Vec<String>,
     /// For an auto-update change: the new settings.
     pub auto_update: Option<AutoUpdate>,
+    /// Why, when whoever asked said so (`X-Shiplog-Reason`).
+    pub reason: Option<String>,
 }
 
 /// Which usecases a caller may see in a listing.

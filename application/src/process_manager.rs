@@ -498,6 +498,7 @@ impl ProcessManager {
             actor: PROCESS_MANAGER.to_owned(),
             request_id: format!("pm-{}", Uuid::new_v4()),
             causation: Some(Causation::Event(causation)),
+            reason: None,
         };
         match self.bus.execute(usecase_id, command, &ctx).await {
             Ok(_) => Ok(()),

@@ -91,6 +91,7 @@ fn fold(tables: &mut ReadModels, raw: &RecordedEvent, views: Views) -> Result<Uu
         sequence: raw.sequence,
         actor: raw.actor(),
         request_id: raw.metadata["request_id"].as_str().unwrap_or_default(),
+        reason: raw.metadata["reason"].as_str(),
         event: &event,
     };
     tables

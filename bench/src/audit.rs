@@ -272,6 +272,7 @@ async fn serve(pool: PgPool) -> anyhow::Result<String> {
         resolve_digests: shiplog_api::server::ResolveDigests::Never,
         insecure_registries: Vec::new(),
         auto_update: Default::default(),
+        require_reason: false,
         limits: shiplog_api::limits::RequestLimits::default(),
     };
     let (app, _background) = router(pool, &settings, CancellationToken::new(), None)?;

@@ -22,6 +22,10 @@ pub struct Connection {
     /// Bearer token (the admin token, or one from `shiplog token create`).
     #[arg(long, env = "SHIPLOG_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
+    /// Why you make this change: recorded with its events and shown in history (sent as
+    /// `X-Shiplog-Reason`; a shiplog run with --require-reason refuses changes without one).
+    #[arg(long, env = "SHIPLOG_REASON", global = true)]
+    pub reason: Option<String>,
     /// `table` for people, `json` for scripts (the API's JSON, pretty-printed; no colours).
     #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Table, global = true)]
     pub output: OutputFormat,

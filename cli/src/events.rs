@@ -35,6 +35,11 @@ impl LedgerEvent {
         &self.record.actor
     }
 
+    /// Why, when whoever asked said so (`--reason`, `X-Shiplog-Reason`).
+    pub fn reason(&self) -> Option<&str> {
+        self.record.metadata.get("reason").and_then(Value::as_str)
+    }
+
     /// The usecase it belongs to.
     pub fn usecase_id(&self) -> &str {
         &self.record.usecase_id
@@ -95,12 +100,24 @@ impl LedgerEvent {
                     .field("enabled")
                     .and_then(serde_json::Value::as_bool)
                     .unwrap_or(false);
+                let policy = match self.field("range").and_then(Value::as_str) {
+                    Some(range) => format!("semver {range}"),
+                    None => "digest".to_owned(),
+                };
                 format!(
-                    "auto-update {}, strategy {}",
+                    "auto-update {}, strategy {}, policy {policy}",
                     if enabled { "on" } else { "off" },
                     self.text("strategy")
                 )
             }
+            "AutoUpdatePaused" => format!("auto-update paused: {}", self.text("reason")),
+            "AutoUpdateRequested" => format!(
+                "new image {}@{} as deployment {deployment} (based on {}, a {} check)",
+                self.text("tag"),
+                self.text("digest"),
+                short(self.text("basedOn")),
+                self.text("trigger")
+            ),
             "UsecaseDeleted" => "usecase deleted".to_owned(),
             "RestartRequested" => format!(
                 "restart {} of deployment {deployment} requested",

@@ -48,7 +48,9 @@ pub struct CompletionsArgs {
 pub async fn run(command: ClientCommand) -> ExitCode {
     let conn = connection(&command).clone();
     let out = Output::new(conn.output);
-    let result = match Client::new(&conn.url, conn.token.as_deref()) {
+    let client = Client::new(&conn.url, conn.token.as_deref())
+        .and_then(|api| api.with_reason(conn.reason.as_deref()));
+    let result = match client {
         Ok(api) => dispatch(&api, &out, command).await,
         Err(e) => Err(e.into()),
     };

@@ -3,6 +3,7 @@
 //! pages.
 
 use crate::error::ClientError;
+use reqwest::header::HeaderValue;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -13,6 +14,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The largest page the API hands out; listings ask for it to need few requests.
 const PAGE_SIZE: u32 = 200;
+/// The header a reason for a change travels in.
+const REASON_HEADER: &str = "x-shiplog-reason";
 
 /// shiplog's API as one caller sees it: base URL, token, and an HTTP client.
 #[derive(Clone)]
@@ -20,6 +23,8 @@ pub struct Client {
     http: reqwest::Client,
     base: String,
     token: Option<String>,
+    /// Sent as `X-Shiplog-Reason`: shiplog records it with the changes this client makes.
+    reason: Option<HeaderValue>,
 }
 
 /// One page of any listing (`items` and `nextCursor`), read generically so that
@@ -44,14 +49,7 @@ impl Client {
                 url: url.to_owned(),
                 reason: innermost(&e),
             })?;
-        Ok(Self {
-            http,
-            base: url.trim_end_matches('/').to_owned(),
-            token: token
-                .map(str::trim)
-                .filter(|t| !t.is_empty())
-                .map(str::to_owned),
-        })
+        Ok(Self::with_http(http, url, token))
     }
 
     /// A client that sends through `http`, for callers that tune the connection pool
@@ -64,12 +62,30 @@ impl Client {
                 .map(str::trim)
                 .filter(|t| !t.is_empty())
                 .map(str::to_owned),
+            reason: None,
         }
+    }
+
+    /// The same client, saying `reason` (`X-Shiplog-Reason`) with every request: shiplog
+    /// records it on the events of the changes it makes. A blank reason is none.
+    pub fn with_reason(mut self, reason: Option<&str>) -> Result<Self, ClientError> {
+        self.reason = match reason.map(str::trim).filter(|r| !r.is_empty()) {
+            None => None,
+            Some(reason) => Some(HeaderValue::from_bytes(reason.as_bytes()).map_err(|_| {
+                ClientError::Unexpected(
+                    "the reason cannot be sent in a header (it has a control character)".to_owned(),
+                )
+            })?),
+        };
+        Ok(self)
     }
 
     /// A client of the same shiplog over the same connections, speaking with `token`.
     pub fn with_token(&self, token: &str) -> Self {
-        Self::with_http(self.http.clone(), &self.base, Some(token))
+        Self {
+            reason: self.reason.clone(),
+            ..Self::with_http(self.http.clone(), &self.base, Some(token))
+        }
     }
 
     /// The base URL this client calls.
@@ -80,7 +96,10 @@ impl Client {
     /// A request to `path` (starting with `/`) with the token, for calls the typed
     /// methods do not cover (streams, extra headers).
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        let request = self.http.request(method, format!("{}{path}", self.base));
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(reason) = &self.reason {
+            request = request.header(REASON_HEADER, reason.clone());
+        }
         match &self.token {
             Some(token) => request.bearer_auth(token),
             None => request,

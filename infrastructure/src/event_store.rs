@@ -309,5 +309,8 @@ fn metadata(ctx: &CommandContext) -> serde_json::Value {
     if let Some(causation) = ctx.causation {
         metadata["causation"] = serde_json::Value::String(causation.to_string());
     }
+    if let Some(reason) = &ctx.reason {
+        metadata["reason"] = serde_json::Value::String(reason.clone());
+    }
     metadata
 }

@@ -167,6 +167,7 @@ fn revision(row: &PgRow) -> Result<Revision, sqlx::Error> {
             .map(serde_json::from_value)
             .transpose()
             .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+        reason: row.try_get("reason")?,
     })
 }
 
@@ -419,8 +420,9 @@ impl ReadModel for PgReadModel {
         let rows = sqlx::query(
             "SELECT r.revision, r.kind, r.at, r.actor, r.request_id, r.deployment_id, r.restart_id,
                     r.image, COALESCE(r.status, d.status) AS status,
-                    CASE WHEN r.restart_id IS NULL THEN COALESCE(d.message, '') ELSE r.message END AS message,
-                    r.based_on, r.rollback_of, r.variables, r.auto_update
+                    CASE WHEN r.restart_id IS NULL AND r.deployment_id IS NOT NULL
+                         THEN COALESCE(d.message, '') ELSE r.message END AS message,
+                    r.based_on, r.rollback_of, r.variables, r.auto_update, r.reason
                FROM revision_view r
                LEFT JOIN deployment_view d ON d.id = r.deployment_id AND r.restart_id IS NULL
               WHERE r.usecase_id = $1 AND ($2::bigint IS NULL OR r.revision > $2)

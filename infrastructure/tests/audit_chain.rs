@@ -30,6 +30,7 @@ fn ctx(actor: &str) -> CommandContext {
         actor: actor.to_owned(),
         request_id: format!("req-{}", Uuid::new_v4().simple()),
         causation: None,
+        reason: None,
     }
 }
 

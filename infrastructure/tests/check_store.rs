@@ -34,6 +34,7 @@ async fn checks_read_back_as_written_and_are_forgotten_with_their_usecase() {
         actor: "test".to_owned(),
         request_id: "test".to_owned(),
         causation: None,
+        reason: None,
     };
     let register = UsecaseCommand::Register {
         usecase_id: kept,

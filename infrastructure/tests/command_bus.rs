@@ -24,6 +24,7 @@ fn ctx() -> CommandContext {
         actor: "test".to_owned(),
         request_id: "test".to_owned(),
         causation: None,
+        reason: None,
     }
 }
 

@@ -25,6 +25,7 @@ async fn register(bus: &PostgresCommandBus, name: &str) -> Uuid {
         actor: "test".to_owned(),
         request_id: "test".to_owned(),
         causation: None,
+        reason: None,
     };
     bus.execute(id, command, &ctx)
         .await

@@ -247,6 +247,7 @@ impl World {
             actor: actor.to_owned(),
             request_id: format!("req-{}", self.requests),
             causation: None,
+            reason: None,
         }
     }
 

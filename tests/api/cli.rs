@@ -1354,3 +1354,18 @@ async fn auto_update_is_shown_and_changed_from_the_command_line() {
         .expect(1);
     assert!(refused.stderr.contains("range"), "{}", refused.stderr);
 }
+
+#[tokio::test]
+async fn reason_is_sent_with_a_change_and_shown_in_history() {
+    let sim = sim().await;
+    let app = app_on(&sim).await;
+    shiplog(
+        &app,
+        &["usecase", "create", "explained", "--reason", "ticket OPS-7"],
+    )
+    .await
+    .expect(0);
+    let history = shiplog(&app, &["history", "explained"]).await.expect(0);
+    assert!(history.stdout.contains("REASON"), "{}", history.stdout);
+    assert!(history.stdout.contains("ticket OPS-7"), "{}", history.stdout);
+}

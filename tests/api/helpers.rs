@@ -141,6 +141,7 @@ impl TestApp {
             resolve_digests: ResolveDigests::Auto,
             insecure_registries: Vec::new(),
             auto_update: WatcherSettings::default(),
+            require_reason: false,
             limits: shiplog_api::limits::RequestLimits::default(),
         };
         configure(&mut settings);
@@ -268,6 +269,7 @@ impl TestApp {
             actor: PROCESS_MANAGER.to_owned(),
             request_id: "test".to_owned(),
             causation: None,
+            reason: None,
         };
         bus.execute(usecase, command, &ctx)
             .await

@@ -26,6 +26,7 @@ mod platform_seed;
 mod private_database;
 mod problem_types;
 mod projections;
+mod reasons;
 mod rbac_coverage;
 mod replicas;
 mod seed_walkthrough;

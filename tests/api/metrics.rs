@@ -289,6 +289,7 @@ async fn register(bus: &PostgresCommandBus, name: &str) -> Cursor {
         actor: "test".to_owned(),
         request_id: "test".to_owned(),
         causation: None,
+        reason: None,
     };
     bus.execute(usecase_id, command, &ctx)
         .await

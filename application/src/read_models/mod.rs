@@ -42,6 +42,8 @@ pub struct Fact<'a> {
     pub actor: &'a str,
     /// The request it came from (empty when none was recorded).
     pub request_id: &'a str,
+    /// Why, when whoever asked said so.
+    pub reason: Option<&'a str>,
     /// The event.
     pub event: &'a UsecaseEvent,
 }

@@ -43,6 +43,8 @@ pub struct RevisionRow {
     pub variables: Vec<String>,
     /// The auto-update settings chosen, as JSON text (the column is `jsonb`).
     pub auto_update: Option<String>,
+    /// Why, when whoever asked said so.
+    pub reason: Option<String>,
 }
 
 /// The primary key of `revision_view`: (usecase, revision).
@@ -196,6 +198,7 @@ impl RevisionTable {
             rollback_of: None,
             variables: Vec::new(),
             auto_update: None,
+            reason: fact.reason.map(str::to_owned),
         };
         match fact.event {
             UsecaseEvent::DeploymentRequested {

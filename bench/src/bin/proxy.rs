@@ -80,6 +80,7 @@ async fn run(args: &Args, database_url: &str) -> anyhow::Result<()> {
         resolve_digests: shiplog_api::server::ResolveDigests::Never,
         insecure_registries: Vec::new(),
         auto_update: Default::default(),
+        require_reason: false,
         limits: shiplog_api::limits::RequestLimits::default(),
     };
     let server = Server::start_with_kube(&settings, kube::Config::new(sim.url().parse()?)).await?;

@@ -21,7 +21,7 @@ pub async fn history(api: &Client, out: &Output, usecase: &str) -> Result<(), Cl
             next_cursor: None,
         });
     }
-    let mut table = out.table(&["TIME (UTC)", "ACTOR", "EVENT", "SUMMARY"]);
+    let mut table = out.table(&["TIME (UTC)", "ACTOR", "EVENT", "SUMMARY", "REASON"]);
     for record in items {
         let event = LedgerEvent::new(record);
         table.add_row(vec![
@@ -29,6 +29,7 @@ pub async fn history(api: &Client, out: &Output, usecase: &str) -> Result<(), Cl
             Cell::new(event.actor()),
             Cell::new(event.kind()),
             Cell::new(event.summary()),
+            Cell::new(event.reason().unwrap_or_default()),
         ]);
     }
     out.print_table(table)

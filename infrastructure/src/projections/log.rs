@@ -22,6 +22,8 @@ pub(crate) struct LoggedEvent {
     pub actor: String,
     /// The request it came from (empty when none was recorded).
     pub request_id: String,
+    /// Why, when whoever asked said so.
+    pub reason: Option<String>,
     /// What it is about.
     pub about: About,
 }
@@ -54,6 +56,7 @@ impl LoggedEvent {
                 sequence: self.sequence,
                 actor: &self.actor,
                 request_id: &self.request_id,
+                reason: self.reason.as_deref(),
                 event,
             }),
             About::Team(team_id, event) => FactRef::Team(TeamFact {
@@ -127,6 +130,7 @@ fn decode(row: &PgRow) -> Result<LoggedEvent, ProjectionError> {
         sequence: row.try_get("sequence")?,
         actor: text("actor").unwrap_or("system").to_owned(),
         request_id: text("request_id").unwrap_or_default().to_owned(),
+        reason: text("reason").map(str::to_owned),
         about,
     })
 }

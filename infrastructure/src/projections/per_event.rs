@@ -290,8 +290,8 @@ async fn insert(
     let request_id = e.raw.metadata["request_id"].as_str().unwrap_or_default();
     sqlx::query(
         "INSERT INTO revision_view
-           (usecase_id, revision, kind, at, actor, request_id, deployment_id, restart_id, image, status, auto_update, message)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+           (usecase_id, revision, kind, at, actor, request_id, deployment_id, restart_id, image, status, auto_update, message, reason)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(e.usecase_id)
     .bind(e.raw.sequence)
@@ -305,6 +305,7 @@ async fn insert(
     .bind(row.status)
     .bind(row.auto_update)
     .bind(row.message)
+    .bind(e.raw.metadata["reason"].as_str())
     .execute(conn)
     .await?;
     Ok(())

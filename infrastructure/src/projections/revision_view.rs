@@ -13,7 +13,8 @@ pub struct RevisionViewProjection;
 
 const COLUMNS: &str =
     "usecase_id, revision, kind, at, actor, request_id, deployment_id, restart_id,
-    image, status, message, based_on, rollback_of, variables, auto_update::text AS auto_update";
+    image, status, message, based_on, rollback_of, variables, auto_update::text AS auto_update,
+    reason";
 
 /// `names` as a PostgreSQL array literal (`{"A","B"}`): one text per row, so that
 /// an `UNNEST` can carry a `text[]` column.
@@ -120,16 +121,17 @@ impl Projection for RevisionViewProjection {
             sqlx::query(
                 "INSERT INTO revision_view
                    (usecase_id, revision, kind, at, actor, request_id, deployment_id, restart_id,
-                    image, status, message, based_on, rollback_of, variables, auto_update)
+                    image, status, message, based_on, rollback_of, variables, auto_update, reason)
                  SELECT usecase_id, revision, kind, at, actor, request_id, deployment_id, restart_id,
                         image, status, message, based_on, rollback_of, variables::text[],
-                        auto_update::jsonb
+                        auto_update::jsonb, reason
                    FROM UNNEST($1::uuid[], $2::bigint[], $3::text[], $4::timestamptz[], $5::text[],
                                $6::text[], $7::uuid[], $8::uuid[], $9::text[], $10::text[],
-                               $11::text[], $12::uuid[], $13::uuid[], $14::text[], $15::text[])
+                               $11::text[], $12::uuid[], $13::uuid[], $14::text[], $15::text[],
+                               $16::text[])
                         AS v(usecase_id, revision, kind, at, actor, request_id, deployment_id,
                              restart_id, image, status, message, based_on, rollback_of, variables,
-                             auto_update)",
+                             auto_update, reason)",
             )
             .bind(rows.iter().map(|r| r.usecase_id).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.revision).collect::<Vec<_>>())
@@ -150,6 +152,7 @@ impl Projection for RevisionViewProjection {
                     .collect::<Vec<_>>(),
             )
             .bind(rows.iter().map(|r| r.auto_update.as_deref()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.reason.as_deref()).collect::<Vec<_>>())
             .execute(&mut *conn)
             .await?;
         }

@@ -243,6 +243,9 @@ pub struct RevisionBody {
     /// For an auto-update change: the new settings.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auto_update: Option<AutoUpdateSettings>,
+    /// Why, when whoever asked said so (`X-Shiplog-Reason`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 #[cfg(feature = "server")]
@@ -271,6 +274,7 @@ impl From<Revision> for RevisionBody {
                 },
                 range: a.policy.range().map(|r| r.as_str().to_owned()),
             }),
+            reason: r.reason,
         }
     }
 }
@@ -404,6 +408,7 @@ mod tests {
             rollback_of: None,
             variables: Vec::new(),
             auto_update: None,
+            reason: None,
         };
         let json = serde_json::to_value(&revision).unwrap_or_else(|e| panic!("{e}"));
         assert!(
