@@ -255,6 +255,14 @@ impl Authenticator {
         if name.is_empty() {
             return Err(shiplog_domain::InvalidField::new("name", "must not be empty").into());
         }
+        // The name is the actor of every event the token causes: text a log reader can show.
+        if token.name.chars().any(char::is_control) {
+            return Err(shiplog_domain::InvalidField::new(
+                "name",
+                "must not contain control characters",
+            )
+            .into());
+        }
         if name == BOOTSTRAP_ADMIN {
             return Err(AppError::conflict(
                 Conflict::NameTaken,
@@ -269,6 +277,8 @@ impl Authenticator {
         let mut bytes = [0u8; 32];
         rand::thread_rng().fill_bytes(&mut bytes);
         let secret = format!("shiplog_{}", hex::encode(bytes));
+        // Length and control characters as sent, as the OpenAPI document states them.
+        let raw_subject = token.subject.as_deref().unwrap_or_default();
         let subject = match token.subject.as_deref().map(str::trim) {
             None => name.to_owned(),
             Some("") => {
@@ -276,8 +286,9 @@ impl Authenticator {
                     shiplog_domain::InvalidField::new("subject", "must not be empty").into(),
                 )
             }
-            Some(subject)
-                if subject.chars().count() > 128 || subject.chars().any(char::is_control) =>
+            Some(_)
+                if raw_subject.chars().count() > 128
+                    || raw_subject.chars().any(char::is_control) =>
             {
                 return Err(shiplog_domain::InvalidField::new(
                     "subject",
