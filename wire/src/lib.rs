@@ -5,6 +5,7 @@
 //! also convert from the domain's and the application's types.
 
 pub mod ledger;
+pub mod limits;
 pub mod operations;
 pub mod platform;
 pub mod problem;

@@ -46,6 +46,7 @@ impl From<Config> for ConfigResponse {
 #[serde(deny_unknown_fields)]
 pub struct ConfigChange {
     /// Name to value; names consist of letters, digits, `_`, `-` and `.`, not starting with a digit.
+    #[schema(schema_with = crate::limits::env_map)]
     pub env: BTreeMap<String, String>,
 }
 
@@ -83,6 +84,7 @@ pub struct RollbackAccepted {
 #[into_params(parameter_in = Query)]
 pub struct LogsQuery {
     /// Lines per pod from the end of its log (0 to 10000; default 100).
+    #[param(maximum = 10000)]
     pub tail: Option<u32>,
     /// Keep the response open and stream new lines as NDJSON (`{"pod","line"}` per line).
     pub follow: Option<bool>,
@@ -96,6 +98,7 @@ pub struct LogsQuery {
 #[into_params(parameter_in = Query)]
 pub struct LogStreamQuery {
     /// Lines per pod from the end of its log to start with (0 to 10000; default 100).
+    #[param(maximum = 10000)]
     pub tail: Option<u32>,
     /// Another deployment of the usecase; default: the deployed one.
     pub deployment_id: Option<Uuid>,

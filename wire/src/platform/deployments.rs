@@ -182,9 +182,10 @@ pub struct CreateFromTemplateBody {
     /// The template's name (see `GET /api/templates`).
     #[schema(example = "nginx")]
     pub template: String,
-    /// Environment variables over the template's defaults (of its first service).
+    /// Environment variables over the template's defaults (of its first service); names
+    /// consist of letters, digits, `_`, `-` and `.`, not starting with a digit.
     #[serde(default)]
-    #[schema(example = json!({"PORT": "8080"}))]
+    #[schema(example = json!({"PORT": "8080"}), schema_with = crate::limits::env_map)]
     pub env_vars: BTreeMap<String, String>,
     /// Who may reach it (default public).
     #[serde(default)]
@@ -197,15 +198,27 @@ pub struct CreateFromTemplateBody {
 pub struct DeployImageBody {
     /// The image in Docker's reference syntax: `nginx:latest`, `myapp:v1.0.0`,
     /// `myregistry.com/app:v1.2.3`, optionally `@sha256:…`; normalised as Docker does.
-    #[schema(example = "myapp:v1.0.0")]
+    #[schema(
+        example = "myapp:v1.0.0",
+        min_length = 1,
+        max_length = 247,
+        pattern = r"^(?:(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@(?:sha256:[0-9a-fA-F]{64}|sha384:[0-9a-fA-F]{96}|sha512:[0-9a-fA-F]{128}))?$"
+    )]
     pub image: String,
-    /// A name of your choosing (a DNS label of up to 40 characters); generated when absent.
+    /// A name of your choosing (a DNS label of up to 40 characters: lower-case letters,
+    /// digits and inner `-`); generated when absent.
+    #[schema(
+        min_length = 1,
+        max_length = 40,
+        pattern = r"^[a-z0-9](?:[-a-z0-9]*[a-z0-9])?$"
+    )]
     pub name: Option<String>,
-    /// The port the container listens on (default 8080).
-    #[schema(example = 3000)]
+    /// The port the container listens on, 1 to 65535 (default 8080).
+    #[schema(example = 3000, minimum = 1, maximum = 65535)]
     pub container_port: Option<u16>,
-    /// Environment variables.
+    /// Environment variables; names as in `envVars` of `POST /api/deployments`.
     #[serde(default)]
+    #[schema(schema_with = crate::limits::env_map)]
     pub env_vars: BTreeMap<String, String>,
     /// Who may reach it (default public).
     #[serde(default)]
@@ -224,6 +237,7 @@ pub struct NameQuery {
 /// `GET /api/deployments/status`.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = PlatformStatusBody)]
 pub struct StatusBody {
     /// `Pending`, `Provisioning`, `Ready`, `Error`, `Deleting` or `Stopped`.
     pub status: String,
