@@ -9,6 +9,7 @@ use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 use shiplog_application::{Authenticator, CommandContext, Principal, Scope};
 use shiplog_domain::InvalidField;
 use uuid::Uuid;
@@ -17,7 +18,7 @@ use uuid::Uuid;
 /// A missing Content-Type is accepted as JSON; any other declared type is a 415.
 pub struct ApiJson<T>(pub T);
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+impl<T: DeserializeOwned + Serialize, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
@@ -34,7 +35,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 /// As [`ApiJson`], but an empty body is `T::default()`: for commands whose body is optional.
 pub struct OptionalJson<T>(pub T);
 
-impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
+impl<T: DeserializeOwned + Serialize + Default, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
@@ -46,7 +47,7 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJ
 /// invalid field is a 400, as that API answers.
 pub struct PlatformJson<T>(pub T);
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for PlatformJson<T> {
+impl<T: DeserializeOwned + Serialize, S: Send + Sync> FromRequest<S> for PlatformJson<T> {
     type Rejection = PlatformError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
@@ -63,7 +64,7 @@ pub enum JsonOrForm<T> {
     Form(T),
 }
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonOrForm<T> {
+impl<T: DeserializeOwned + Serialize, S: Send + Sync> FromRequest<S> for JsonOrForm<T> {
     type Rejection = PlatformError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
@@ -96,7 +97,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonOrForm<T> {
 }
 
 /// Reads a JSON body; `None` when it is empty.
-async fn json_body<T: DeserializeOwned, S: Send + Sync>(
+async fn json_body<T: DeserializeOwned + Serialize, S: Send + Sync>(
     req: Request,
     state: &S,
 ) -> Result<Option<T>, ApiError> {
@@ -122,14 +123,111 @@ async fn json_body<T: DeserializeOwned, S: Send + Sync>(
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
-    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(json_error)?;
-    // Trailing garbage after the object is a syntax error, not something to ignore.
-    deserializer.end().map_err(|e| ApiError::BadRequest {
-        detail: format!("the request body is not valid JSON: {e}"),
-        field: None,
-    })?;
-    Ok(Some(value))
+    // Parsed as a JSON value first: trailing garbage after the object is a syntax error,
+    // and the value is read the way the OpenAPI document (JSON Schema) reads it.
+    let mut value: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest {
+            detail: format!("the request body is not valid JSON: {e}"),
+            field: None,
+        })?;
+    integral_numbers(&mut value);
+    // PostgreSQL text cannot hold NUL: refused here, naming where it is, before any
+    // field reaches the ledger or a query.
+    if let Some(field) = nul_at(&value, "") {
+        return Err(ApiError::Invalid(InvalidField::new(
+            if field.is_empty() {
+                "body".to_owned()
+            } else {
+                field
+            },
+            "must not contain NUL characters",
+        )));
+    }
+    let parsed: T = serde_path_to_error::deserialize(value.clone()).map_err(json_error)?;
+    // serde reads a struct from an array too, by position; the document says object.
+    let read = serde_json::to_value(&parsed).unwrap_or_default();
+    if let Some(field) = array_for_object(&value, &read, "") {
+        return Err(ApiError::Invalid(InvalidField::new(
+            if field.is_empty() {
+                "body".to_owned()
+            } else {
+                field
+            },
+            "must be a JSON object, not an array",
+        )));
+    }
+    Ok(Some(parsed))
+}
+
+/// Writes numbers with no fraction (`40.0`, `1e2`) as the integers they are: JSON Schema
+/// counts them as integers, serde refuses them for an integer field.
+fn integral_numbers(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Number(n) if n.is_f64() => {
+            let integral = n
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+                .map(|f| serde_json::Number::from(f as i64));
+            if let Some(integral) = integral {
+                *n = integral;
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(integral_numbers),
+        serde_json::Value::Object(fields) => fields.values_mut().for_each(integral_numbers),
+        _ => {}
+    }
+}
+
+/// The path of the first string (or object key) of `value` with a NUL character.
+fn nul_at(value: &serde_json::Value, at: &str) -> Option<String> {
+    match value {
+        serde_json::Value::String(text) if text.contains('\0') => Some(at.to_owned()),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| nul_at(item, &format!("{at}[{i}]"))),
+        serde_json::Value::Object(fields) => fields.iter().find_map(|(key, item)| {
+            let path = if at.is_empty() {
+                key.clone()
+            } else {
+                format!("{at}.{key}")
+            };
+            if key.contains('\0') {
+                Some(path)
+            } else {
+                nul_at(item, &path)
+            }
+        }),
+        _ => None,
+    }
+}
+
+/// The path of the first place where the client sent an array and the type read an
+/// object there (`config.resources.requests`); `""` for the body itself.
+fn array_for_object(
+    sent: &serde_json::Value,
+    read: &serde_json::Value,
+    at: &str,
+) -> Option<String> {
+    use serde_json::Value::{Array, Object};
+    match (sent, read) {
+        (Array(_), Object(_)) => Some(at.to_owned()),
+        (Object(sent), Object(read)) => sent.iter().find_map(|(key, value)| {
+            let path = if at.is_empty() {
+                key.clone()
+            } else {
+                format!("{at}.{key}")
+            };
+            read.get(key)
+                .and_then(|read| array_for_object(value, read, &path))
+        }),
+        (Array(sent), Array(read)) => sent
+            .iter()
+            .zip(read)
+            .enumerate()
+            .find_map(|(i, (s, r))| array_for_object(s, r, &format!("{at}[{i}]"))),
+        _ => None,
+    }
 }
 
 /// Turns a serde error into 400 (not JSON) or 422 (wrong shape) naming the field.
@@ -343,10 +441,30 @@ impl From<PathRejection> for ApiError {
     }
 }
 
-/// Query parameters; a malformed value is a 400 naming the parameter.
-#[derive(FromRequestParts)]
-#[from_request(via(axum::extract::Query), rejection(ApiError))]
+/// Query parameters; a malformed value is a 400 naming the parameter, and so is a
+/// value with a NUL character (PostgreSQL text cannot hold one).
 pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        if let Some((name, _)) =
+            form_urlencoded::parse(query.as_bytes()).find(|(_, value)| value.contains('\0'))
+        {
+            return Err(ApiError::BadRequest {
+                detail: format!("{name}: must not contain NUL characters"),
+                field: Some(name.into_owned()),
+            });
+        }
+        let axum::extract::Query(value) =
+            axum::extract::Query::<T>::from_request_parts(parts, state)
+                .await
+                .map_err(ApiError::from)?;
+        Ok(Self(value))
+    }
+}
 
 impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> Self {

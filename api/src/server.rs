@@ -395,6 +395,7 @@ pub fn router(
         telemetry: telemetry.clone(),
     };
     let (api, spec) = api_router().split_for_parts();
+    let spec = crate::docs::with_templates(spec, &settings.catalog);
     let x_request_id = HeaderName::from_static("x-request-id");
     let mut router = api
         .merge(docs_router(spec))
