@@ -85,6 +85,13 @@ impl<T: DeserializeOwned + Serialize, S: Send + Sync> FromRequest<S> for JsonOrF
                 detail: format!("cannot read the request body: {e}"),
                 field: None,
             })?;
+        if let Some(name) = field_with_nul(&bytes) {
+            return Err(ApiError::BadRequest {
+                detail: format!("{name}: must not contain NUL characters"),
+                field: Some(name),
+            }
+            .into());
+        }
         let value = serde_urlencoded::from_bytes(&bytes).map_err(|e| {
             let detail = format!("the form is not valid: {e}");
             ApiError::BadRequest {
@@ -441,6 +448,14 @@ impl From<PathRejection> for ApiError {
     }
 }
 
+/// The name of the first field of a URL-encoded query or form whose value holds a NUL
+/// character (PostgreSQL text cannot hold one).
+fn field_with_nul(encoded: &[u8]) -> Option<String> {
+    form_urlencoded::parse(encoded)
+        .find(|(_, value)| value.contains('\0'))
+        .map(|(name, _)| name.into_owned())
+}
+
 /// Query parameters; a malformed value is a 400 naming the parameter, and so is a
 /// value with a NUL character (PostgreSQL text cannot hold one).
 pub struct ApiQuery<T>(pub T);
@@ -450,12 +465,10 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or_default();
-        if let Some((name, _)) =
-            form_urlencoded::parse(query.as_bytes()).find(|(_, value)| value.contains('\0'))
-        {
+        if let Some(name) = field_with_nul(query.as_bytes()) {
             return Err(ApiError::BadRequest {
                 detail: format!("{name}: must not contain NUL characters"),
-                field: Some(name.into_owned()),
+                field: Some(name),
             });
         }
         let axum::extract::Query(value) =

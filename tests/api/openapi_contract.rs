@@ -675,6 +675,19 @@ async fn a_nul_character_is_refused_naming_the_field() {
             "{body}: {problem}"
         );
     }
+    // A form post (the platform's delete from an HTML page) is read the same way.
+    let response = app
+        .client
+        .post(app.url("/api/deployments/delete"))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("deployment_name=a%00b")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(response.status().as_u16(), 400);
+    let problem: Value = response.json().await.unwrap_or_default();
+    assert_eq!(problem["field"], "deployment_name", "{problem}");
     let (_, page) = app.get("/api/usecases").await;
     assert_eq!(page["items"], json!([]), "nothing was registered");
 }
