@@ -10,9 +10,10 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
+use shiplog_application::Catalog;
+use utoipa::openapi::schema::Schema;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::OpenApi as Spec;
-use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+use utoipa::openapi::{ContentBuilder, OpenApi as Spec, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -26,6 +27,8 @@ use utoipa_redoc::{Redoc, Servable};
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     modifiers(&BearerAuth),
+    // Named by the `types` parameters, which utoipa does not collect from.
+    components(schemas(shiplog_wire::limits::EventTypeName)),
     tags(
         (name = "usecases", description = "Register, list and delete usecases"),
         (name = "deployments", description = "Deploy and undeploy usecases, follow their status"),
@@ -152,9 +155,26 @@ pub fn api_with_spec() -> (Router<AppState>, Spec) {
     (router, spec)
 }
 
-/// The OpenAPI document as the code defines it (checked in as `openapi/openapi.json`).
+/// The OpenAPI document as the code defines it, with the built-in templates (checked
+/// in as `openapi/openapi.json`).
 pub fn spec() -> Spec {
-    api_with_spec().1
+    with_templates(api_with_spec().1, &Catalog::builtin())
+}
+
+/// `spec` naming the templates of `catalog` as the only values of
+/// `POST /api/deployments`' `template`: the catalog is this installation's
+/// (`--templates`), so the served document says which names it accepts.
+pub fn with_templates(mut spec: Spec, catalog: &Catalog) -> Spec {
+    let body = spec
+        .components
+        .as_mut()
+        .and_then(|c| c.schemas.get_mut("CreateFromTemplateBody"));
+    if let Some(RefOr::T(Schema::Object(body))) = body {
+        if let Some(RefOr::T(Schema::Object(template))) = body.properties.get_mut("template") {
+            template.enum_values = Some(catalog.names().into_iter().map(Into::into).collect());
+        }
+    }
+    spec
 }
 
 const REDOC_JS: &[u8] = include_bytes!("../assets/redoc.standalone.js");

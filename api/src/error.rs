@@ -160,7 +160,7 @@ impl ApiError {
                 Missing::Deployment => ProblemType::DeploymentNotFound,
                 Missing::Team => ProblemType::TeamNotFound,
                 Missing::Token => ProblemType::TokenNotFound,
-                Missing::Deployed => ProblemType::NothingDeployed,
+                Missing::Service => ProblemType::ServiceNotFound,
             },
             Self::NoSuchResource(_) | Self::NoSuchPathValue { .. } => ProblemType::NotFound,
             Self::Conflict { kind, .. } => match kind {

@@ -11,6 +11,7 @@ use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 use shiplog_application::{Authenticator, CommandContext, Principal, Scope};
 use shiplog_domain::InvalidField;
 use uuid::Uuid;
@@ -19,7 +20,7 @@ use uuid::Uuid;
 /// A missing Content-Type is accepted as JSON; any other declared type is a 415.
 pub struct ApiJson<T>(pub T);
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+impl<T: DeserializeOwned + Serialize, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
@@ -36,7 +37,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 /// As [`ApiJson`], but an empty body is `T::default()`: for commands whose body is optional.
 pub struct OptionalJson<T>(pub T);
 
-impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
+impl<T: DeserializeOwned + Serialize + Default, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
@@ -48,7 +49,7 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJ
 /// invalid field is a 400, as that API answers.
 pub struct PlatformJson<T>(pub T);
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for PlatformJson<T> {
+impl<T: DeserializeOwned + Serialize, S: Send + Sync> FromRequest<S> for PlatformJson<T> {
     type Rejection = PlatformError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
@@ -65,7 +66,7 @@ pub enum JsonOrForm<T> {
     Form(T),
 }
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonOrForm<T> {
+impl<T: DeserializeOwned + Serialize, S: Send + Sync> FromRequest<S> for JsonOrForm<T> {
     type Rejection = PlatformError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
@@ -98,7 +99,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonOrForm<T> {
 }
 
 /// Reads a JSON body; `None` when it is empty.
-async fn json_body<T: DeserializeOwned, S: Send + Sync>(
+async fn json_body<T: DeserializeOwned + Serialize, S: Send + Sync>(
     req: Request,
     state: &S,
 ) -> Result<Option<T>, ApiError> {
@@ -121,13 +122,101 @@ async fn json_body<T: DeserializeOwned, S: Send + Sync>(
     }
     refuse_nul(&bytes)?;
     let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
-    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(json_error)?;
-    // Trailing garbage after the object is a syntax error, not something to ignore.
-    deserializer.end().map_err(|e| ApiError::BadRequest {
-        detail: format!("the request body is not valid JSON: {e}"),
-        field: Some("body".to_owned()),
-    })?;
-    Ok(Some(value))
+    let direct = serde_path_to_error::deserialize(&mut deserializer);
+    let parsed: T = match direct {
+        Ok(parsed) => {
+            // Trailing garbage after the object is a syntax error, not something to ignore.
+            deserializer.end().map_err(|e| ApiError::BadRequest {
+                detail: format!("the request body is not valid JSON: {e}"),
+                field: Some("body".to_owned()),
+            })?;
+            parsed
+        }
+        // JSON Schema counts a whole number written `2.0` as an integer; serde does not.
+        // Read once more with such numbers as integers; any other fault is the first one.
+        Err(first) => {
+            let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+                return Err(json_error(first));
+            };
+            if !integral_numbers(&mut value) {
+                return Err(json_error(first));
+            }
+            serde_path_to_error::deserialize(value).map_err(json_error)?
+        }
+    };
+    // serde reads a struct from an array too, by position; the document says object.
+    // Only a body with a `[` can hold an array.
+    if bytes.contains(&b'[') {
+        if let Ok(sent) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+            let read = serde_json::to_value(&parsed).unwrap_or_default();
+            if let Some(field) = array_for_object(&sent, &read, "") {
+                return Err(ApiError::Invalid(InvalidField::new(
+                    if field.is_empty() {
+                        "body".to_owned()
+                    } else {
+                        field
+                    },
+                    "must be a JSON object, not an array",
+                )));
+            }
+        }
+    }
+    Ok(Some(parsed))
+}
+
+/// Writes numbers with no fraction (`40.0`, `1e2`) as the integers they are: JSON Schema
+/// counts them as integers, serde refuses them for an integer field. Says whether any was.
+fn integral_numbers(value: &mut serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::Number(n) if n.is_f64() => {
+            let integral = n
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+                .map(|f| serde_json::Number::from(f as i64));
+            match integral {
+                Some(integral) => {
+                    *n = integral;
+                    true
+                }
+                None => false,
+            }
+        }
+        serde_json::Value::Array(items) => items
+            .iter_mut()
+            .fold(false, |any, item| integral_numbers(item) || any),
+        serde_json::Value::Object(fields) => fields
+            .values_mut()
+            .fold(false, |any, item| integral_numbers(item) || any),
+        _ => false,
+    }
+}
+
+/// The path of the first place where the client sent an array and the type read an
+/// object there (`config.resources.requests`); `""` for the body itself.
+fn array_for_object(
+    sent: &serde_json::Value,
+    read: &serde_json::Value,
+    at: &str,
+) -> Option<String> {
+    use serde_json::Value::{Array, Object};
+    match (sent, read) {
+        (Array(_), Object(_)) => Some(at.to_owned()),
+        (Object(sent), Object(read)) => sent.iter().find_map(|(key, value)| {
+            let path = if at.is_empty() {
+                key.clone()
+            } else {
+                format!("{at}.{key}")
+            };
+            read.get(key)
+                .and_then(|read| array_for_object(value, read, &path))
+        }),
+        (Array(sent), Array(read)) => sent
+            .iter()
+            .zip(read)
+            .enumerate()
+            .find_map(|(i, (s, r))| array_for_object(s, r, &format!("{at}[{i}]"))),
+        _ => None,
+    }
 }
 
 /// Reads the whole body: 413 beyond `--max-body-size`, 408 when it has not arrived
@@ -481,10 +570,36 @@ impl From<PathRejection> for ApiError {
     }
 }
 
-/// Query parameters; a malformed value is a 400 naming the parameter.
-#[derive(FromRequestParts)]
-#[from_request(via(axum::extract::Query), rejection(ApiError))]
+/// The name of the first field of a URL-encoded query or form whose value holds a NUL
+/// character (PostgreSQL text cannot hold one).
+fn field_with_nul(encoded: &[u8]) -> Option<String> {
+    form_urlencoded::parse(encoded)
+        .find(|(_, value)| value.contains('\0'))
+        .map(|(name, _)| name.into_owned())
+}
+
+/// Query parameters; a malformed value is a 400 naming the parameter, and so is a
+/// value with a NUL character (PostgreSQL text cannot hold one).
 pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        if let Some(name) = field_with_nul(query.as_bytes()) {
+            return Err(ApiError::BadRequest {
+                detail: format!("{name}: must not contain NUL characters"),
+                field: Some(name),
+            });
+        }
+        let axum::extract::Query(value) =
+            axum::extract::Query::<T>::from_request_parts(parts, state)
+                .await
+                .map_err(ApiError::from)?;
+        Ok(Self(value))
+    }
+}
 
 impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> Self {

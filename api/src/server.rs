@@ -413,6 +413,7 @@ pub fn router(
         streams: StreamSlots::new(settings.limits.max_streams_per_token),
     };
     let (api, spec) = api_with_spec();
+    let spec = crate::docs::with_templates(spec, &settings.catalog);
     let x_request_id = HeaderName::from_static("x-request-id");
     let router = api
         .merge(docs_router(spec))

@@ -61,8 +61,8 @@ pub enum Missing {
     Team,
     /// No such API token.
     Token,
-    /// Nothing is deployed, so there is no config of what is deployed to read.
-    Deployed,
+    /// The deployment runs no service of the name asked for (a multi-service template's).
+    Service,
 }
 
 /// Which state a [`AppError::Conflict`] contradicts, for clients to tell apart.
@@ -143,9 +143,9 @@ impl From<DomainError> for AppError {
             | DomainError::NoSuchRestart(_)
             | DomainError::AutoUpdateOff
             | DomainError::AutoUpdatePaused(_) => conflict(Conflict::InvalidTransition),
-            DomainError::NothingToRollBackTo | DomainError::InvalidRollbackTarget { .. } => {
-                conflict(Conflict::InvalidRollbackTarget)
-            }
+            DomainError::NothingToRollBackTo
+            | DomainError::InvalidRollbackTarget { .. }
+            | DomainError::UnknownRollbackTarget(_) => conflict(Conflict::InvalidRollbackTarget),
         }
     }
 }

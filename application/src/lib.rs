@@ -47,4 +47,4 @@ pub use process_manager::{
 };
 pub use teams::{BillingSettings, Ownership, TeamUsage, Teams};
 pub use time_travel::{deployment_at, state_at, usecase_at, DeploymentAt, StateAt};
-pub use usecases::Usecases;
+pub use usecases::{page_size, Usecases};

@@ -296,11 +296,12 @@ impl Operations {
         }))
     }
 
-    /// The environment variables of the deployed deployment.
+    /// The environment variables of the deployed deployment; with nothing deployed, a
+    /// conflict (409, as the other reads of what is deployed), not a 404: the usecase exists.
     pub async fn config(&self, usecase_id: Uuid) -> Result<Config, AppError> {
         self.serving_config(usecase_id).await?.ok_or_else(|| {
-            AppError::not_found(
-                Missing::Deployed,
+            AppError::conflict(
+                Conflict::NothingDeployed,
                 format!("usecase {usecase_id} has no deployed deployment"),
             )
         })
@@ -450,7 +451,8 @@ impl Operations {
 }
 
 /// The container of `service` in the deployment (the main one when `None`); a
-/// service it does not run is invalid input naming its services.
+/// service it does not run is not found (404: well-formed, but it names nothing
+/// here), and the detail names the services it runs.
 fn container_of(deployment: &Deployment, service: Option<&str>) -> Result<String, AppError> {
     let services = deployment.config.services();
     let found = match service {
@@ -459,15 +461,14 @@ fn container_of(deployment: &Deployment, service: Option<&str>) -> Result<String
     };
     found.map(|s| s.name.to_owned()).ok_or_else(|| {
         let names: Vec<&str> = services.iter().map(|s| s.name).collect();
-        InvalidField::new(
-            "service",
+        AppError::not_found(
+            Missing::Service,
             format!(
-                "{:?} is not a service of this deployment; it runs {}",
+                "service: {:?} is not a service of this deployment; it runs {}",
                 service.unwrap_or_default(),
                 names.join(", ")
             ),
         )
-        .into()
     })
 }
 

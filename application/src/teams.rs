@@ -6,7 +6,7 @@ use crate::auth::{Principal, OWNERSHIP_REFUSED};
 use crate::error::{AppError, Denial, Missing};
 use crate::ports::{CommandContext, ReadModel, TeamCommandBus, TeamView, UsageCounts};
 use chrono::{DateTime, SubsecRound, Utc};
-use shiplog_domain::{InvalidField, TeamCommand, TeamName, Tier};
+use shiplog_domain::{TeamCommand, TeamName, Tier};
 use std::sync::Arc;
 use tracing::instrument;
 use uuid::Uuid;
@@ -193,9 +193,8 @@ impl Teams {
         let team = self.get(principal, id).await?;
         let from = from.unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
         let to = to.unwrap_or_else(Utc::now);
-        if from >= to {
-            return Err(InvalidField::new("to", "must be later than from").into());
-        }
+        // `to` not after `from` is an empty range: nothing created or deleted in it,
+        // what runs at `to` still counted (the document cannot state an order of the two).
         let counts = self.read.team_usage(id, from, to).await?;
         Ok(TeamUsage {
             billing: self.billing.enabled,
@@ -207,15 +206,15 @@ impl Teams {
         })
     }
 
-    /// Invalid input naming `field[i]` unless every team of `ids` exists.
+    /// A missing team (404, the detail naming `field[i]`) unless every team of `ids`
+    /// exists: a well-formed id that names nothing, as `team_id` of the query.
     pub async fn check_exist(&self, ids: &[Uuid], field: &str) -> Result<(), AppError> {
         for (i, id) in ids.iter().enumerate() {
             if self.read.team(*id).await?.is_none() {
-                return Err(InvalidField::new(
-                    format!("{field}[{i}]"),
-                    format!("no team has the id {id}"),
-                )
-                .into());
+                return Err(AppError::not_found(
+                    Missing::Team,
+                    format!("{field}[{i}]: no team has the id {id}"),
+                ));
             }
         }
         Ok(())

@@ -208,8 +208,8 @@ pub(crate) async fn execute_visible(
     Ok(())
 }
 
-/// Checks a requested page size against the bounds.
-pub(crate) fn page_size(limit: Option<u32>) -> Result<u32, AppError> {
+/// Checks a requested page size against the bounds (1 to 200; absent: the default).
+pub fn page_size(limit: Option<u32>) -> Result<u32, AppError> {
     match limit {
         None => Ok(DEFAULT_PAGE_SIZE),
         Some(l) if (1..=MAX_PAGE_SIZE).contains(&l) => Ok(l),

@@ -41,8 +41,9 @@ pub const MAX_NAME_LEN: usize = 128;
 #[serde(transparent)]
 pub struct UsecaseName(String);
 
-/// A name as a client sent it (field `name`): see [`normalized_name`]. Usecase and
-/// team names follow it.
+/// A name as a client sent it (field `name`): see [`normalized_name`] (the OpenAPI
+/// document states the rule as `maxLength` and [`NAME_PATTERN`]). Usecase and team
+/// names follow it.
 pub(crate) fn checked_name(raw: &str, max: usize) -> Result<String, InvalidField> {
     normalized_name("name", raw, max)
 }
@@ -60,13 +61,13 @@ pub fn normalized_name(field: &str, raw: &str, max: usize) -> Result<String, Inv
     if name.is_empty() {
         return Err(InvalidField::new(field, "must not be empty"));
     }
-    if name.chars().count() > max {
+    if raw.chars().count() > max {
         return Err(InvalidField::new(
             field,
             format!("must be at most {max} characters"),
         ));
     }
-    if name.chars().any(char::is_control) {
+    if raw.chars().any(char::is_control) {
         return Err(InvalidField::new(
             field,
             "must not contain control characters",
@@ -93,16 +94,24 @@ impl fmt::Display for UsecaseName {
     }
 }
 
+/// What an environment variable's name must match; the OpenAPI document states the same pattern.
+pub const ENV_NAME_PATTERN: &str = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$";
+/// What a Kubernetes quantity (CPU, memory) must match; the OpenAPI document states it too.
+pub const QUANTITY_PATTERN: &str = r"^[0-9]+(?:\.[0-9]+)?(?:m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$";
+/// What a Prometheus scraping interval must match; the OpenAPI document states it too.
+pub const DURATION_PATTERN: &str = r"^(?:[0-9]+(?:ms|s|m|h))+$";
+/// What a usecase or team name must match once trimmed (no control character, not
+/// blank): the OpenAPI document's pattern for [`checked_name`]'s rule.
+pub const NAME_PATTERN: &str = r"^[^\u0000-\u001f\u007f-\u009f]*[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000-\u001f\u007f-\u009f]*$";
+
 static ENV_NAME: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
-        .unwrap_or_else(|e| unreachable!("static regex: {e}"))
+    Regex::new(ENV_NAME_PATTERN).unwrap_or_else(|e| unreachable!("static regex: {e}"))
 });
 static QUANTITY: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^[0-9]+(?:\.[0-9]+)?(?:m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
-        .unwrap_or_else(|e| unreachable!("static regex: {e}"))
+    Regex::new(QUANTITY_PATTERN).unwrap_or_else(|e| unreachable!("static regex: {e}"))
 });
 static DURATION: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^(?:[0-9]+(?:ms|s|m|h))+$").unwrap_or_else(|e| unreachable!("static regex: {e}"))
+    Regex::new(DURATION_PATTERN).unwrap_or_else(|e| unreachable!("static regex: {e}"))
 });
 
 /// Whether Prometheus should scrape the usecase, and how often.

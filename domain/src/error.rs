@@ -59,6 +59,12 @@ pub enum DomainError {
     /// A rollback needs an earlier deployment that was deployed (409).
     #[error("there is no earlier deployed deployment to roll back to")]
     NothingToRollBackTo,
+    /// The rollback target named in the request is no deployment of this usecase (409,
+    /// as any other target that is not one: the usecase itself exists).
+    #[error(
+        "deployment {0} is not a deployment of this usecase; roll back to an earlier, finished one"
+    )]
+    UnknownRollbackTarget(Uuid),
     /// The rollback target is the deployment that is deployed now, or one still in flight (409).
     #[error(
         "deployment {deployment_id} is {status}; roll back to an earlier, finished deployment"

@@ -11,25 +11,45 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::LazyLock;
 
-// The grammar of the OCI distribution spec / docker reference.
+/// What `config.image.registry` must match (the OCI distribution grammar); the OpenAPI
+/// document states the same pattern.
+pub const REGISTRY_PATTERN: &str = r"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?))*(?::[0-9]{1,5})?$";
+/// The longest registry host (with its port).
+pub const MAX_REGISTRY_LEN: usize = 253;
+/// What `config.image.repository` must match; the OpenAPI document states it too.
+pub const REPOSITORY_PATTERN: &str =
+    r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$";
+/// The longest repository path.
+pub const MAX_REPOSITORY_LEN: usize = 255;
+/// What `config.image.tag` must match (at most 128 characters); the OpenAPI document states it too.
+pub const TAG_PATTERN: &str = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$";
+/// What `config.image.digest` must match (`algorithm:encoded`, as the OCI image spec
+/// defines a digest); the OpenAPI document states it too.
+pub const DIGEST_PATTERN: &str = r"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$";
+/// The longest digest.
+pub const MAX_DIGEST_LEN: usize = 1024;
+
+/// What a reference in Docker's syntax (`deploy-image`'s `image`) must match: the
+/// distribution grammar with ASCII tags and the digests the parser supports
+/// (sha256, sha384, sha512); the OpenAPI document states the same pattern.
+pub const REFERENCE_PATTERN: &str = r"^(?:(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@(?:sha256:[0-9a-fA-F]{64}|sha384:[0-9a-fA-F]{96}|sha512:[0-9a-fA-F]{128}))?$";
+/// The longest reference in Docker's syntax: short enough that the repository, with
+/// Docker Hub's `library/` added, stays within the distribution spec's 255 characters.
+pub const MAX_REFERENCE_LEN: usize = 247;
+
+static REFERENCE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(REFERENCE_PATTERN).unwrap_or_else(|e| unreachable!("static regex: {e}"))
+});
 static REGISTRY: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?))*(?::[0-9]{1,5})?$")
-        .unwrap_or_else(|e| unreachable!("static regex: {e}"))
+    Regex::new(REGISTRY_PATTERN).unwrap_or_else(|e| unreachable!("static regex: {e}"))
 });
 static REPOSITORY: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
-        r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$",
-    )
-    .unwrap_or_else(|e| unreachable!("static regex: {e}"))
+    Regex::new(REPOSITORY_PATTERN).unwrap_or_else(|e| unreachable!("static regex: {e}"))
 });
-static TAG: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-        .unwrap_or_else(|e| unreachable!("static regex: {e}"))
-});
-// `algorithm:encoded`, as the OCI image spec defines a digest.
+static TAG: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(TAG_PATTERN).unwrap_or_else(|e| unreachable!("static regex: {e}")));
 static DIGEST: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$")
-        .unwrap_or_else(|e| unreachable!("static regex: {e}"))
+    Regex::new(DIGEST_PATTERN).unwrap_or_else(|e| unreachable!("static regex: {e}"))
 });
 
 /// What a Docker-syntax reference may look like, for error messages.
@@ -57,14 +77,14 @@ impl ImageRef {
             "config.image.registry",
             registry,
             &REGISTRY,
-            253,
+            MAX_REGISTRY_LEN,
             "a registry host name, optionally with :port (for example registry.example.com:5000)",
         )?;
         check_part(
             "config.image.repository",
             repository,
             &REPOSITORY,
-            255,
+            MAX_REPOSITORY_LEN,
             "a lower-case repository path such as team/app",
         )?;
         check_part(
@@ -88,7 +108,7 @@ impl ImageRef {
             "config.image.digest",
             digest,
             &DIGEST,
-            1024,
+            MAX_DIGEST_LEN,
             "a digest such as sha256:<64 hex digits>",
         )?;
         self.digest = Some(digest.to_owned());
@@ -100,13 +120,20 @@ impl ImageRef {
     /// and no digest means `latest` (`nginx` is `docker.io/library/nginx:latest`).
     /// `field` names the input in the error.
     pub fn parse(field: &str, reference: &str) -> Result<Self, InvalidField> {
-        let text = reference.trim();
+        let text = reference;
         if text.is_empty() {
             return Err(InvalidField::new(field, "must not be empty"));
         }
+        if text.chars().count() > MAX_REFERENCE_LEN {
+            return Err(InvalidField::new(
+                field,
+                format!("must be at most {MAX_REFERENCE_LEN} characters"),
+            ));
+        }
         let invalid = || InvalidField::new(field, format!("{text:?} is not {REFERENCE_EXAMPLES}"));
-        // The parser is lenient about spaces inside; Docker is not.
-        if text.chars().any(char::is_whitespace) {
+        // The grammar first, as the OpenAPI document states it: the parser is lenient
+        // about spaces and accepts Unicode letters in tags; Docker does not.
+        if !REFERENCE.is_match(text) {
             return Err(invalid());
         }
         let parsed = Reference::from_str(text).map_err(|_| invalid())?;

@@ -831,7 +831,7 @@ fn a_rollback_skips_deployments_that_never_served_and_refuses_unfinished_targets
             target: Some(Uuid::from_u128(99)),
             at: at(),
         })
-        .then_expect_error(DomainError::DeploymentNotFound(Uuid::from_u128(99)));
+        .then_expect_error(DomainError::UnknownRollbackTarget(Uuid::from_u128(99)));
 }
 
 // ---- seed 002: create, auto-update, deletion

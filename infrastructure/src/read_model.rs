@@ -225,6 +225,15 @@ fn usecase(row: &PgRow) -> Result<UsecaseView, sqlx::Error> {
     })
 }
 
+/// A page token as shiplog writes them: decimal digits only, at most `digits` of them
+/// (so that it fits its type); the OpenAPI document states the same pattern.
+fn page_token<T: std::str::FromStr>(token: &str, digits: usize) -> Result<T, AppError> {
+    if token.is_empty() || token.len() > digits || !token.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid_page_token());
+    }
+    token.parse().map_err(|_| invalid_page_token())
+}
+
 fn invalid_page_token() -> AppError {
     AppError::Invalid(InvalidField::new(
         "after",
@@ -269,7 +278,7 @@ impl ReadModel for PgReadModel {
         let after: Option<i64> = filter
             .after
             .as_deref()
-            .map(|t| t.parse().map_err(|_| invalid_page_token()))
+            .map(|t| page_token(t, 18))
             .transpose()?;
         let (subject, teams) = access_binds(&filter.visible);
         let rows = sqlx::query(&format!(
@@ -313,16 +322,7 @@ impl ReadModel for PgReadModel {
         limit: u32,
         after: Option<String>,
     ) -> Result<Page<DeploymentView>, AppError> {
-        let after: Option<i32> = after
-            .map(|t| {
-                t.parse().map_err(|_| {
-                    AppError::Invalid(InvalidField::new(
-                        "after",
-                        "is not a page token from a previous response",
-                    ))
-                })
-            })
-            .transpose()?;
+        let after: Option<i32> = after.map(|t| page_token(&t, 9)).transpose()?;
         let rows = sqlx::query(&format!(
             "SELECT {} FROM deployment_view d
               WHERE d.usecase_id = $1 AND ($2::int IS NULL OR d.ordinal < $2)

@@ -215,12 +215,6 @@ async fn ledger_queries_refuse_bad_input_naming_the_field() {
             Some("limit"),
         ),
         (
-            "from after to",
-            "/api/events?from=2026-02-01T00:00:00Z&to=2026-01-01T00:00:00Z",
-            422,
-            Some("to"),
-        ),
-        (
             "from not a time",
             "/api/events?from=yesterday",
             400,

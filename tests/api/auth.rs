@@ -4,53 +4,193 @@ use crate::helpers::{TestApp, ADMIN_TOKEN};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-#[tokio::test]
-async fn no_api_route_answers_without_a_valid_token() {
-    let app = TestApp::spawn().await;
-    let usecase = app.create_usecase("guarded").await;
-    let spec = shiplog_api::docs::spec();
-    let spec = serde_json::to_value(&spec).unwrap_or_default();
-    let paths = spec["paths"].as_object().cloned().unwrap_or_default();
-    let mut checked = 0;
-    for (template, operations) in &paths {
-        if !template.starts_with("/api") {
-            continue;
+/// Operations that answer without a bearer token by design, each with the reason. Every
+/// other operation of the OpenAPI document must declare `security` and refuse a caller
+/// without a valid token; none of these is under `/api`.
+const PUBLIC_BY_DESIGN: &[(&str, &str, &str)] = &[
+    (
+        "get",
+        "/healthz",
+        "liveness probe: the kubelet calls it without a token",
+    ),
+    (
+        "get",
+        "/readyz",
+        "readiness probe: the kubelet calls it without a token",
+    ),
+    (
+        "get",
+        "/metrics",
+        "Prometheus scrapes it without a token; it shows counts and timings, never ledger data",
+    ),
+];
+
+/// The HTTP methods an OpenAPI path item may hold operations under.
+const METHODS: &[&str] = &[
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
+
+/// A syntactically valid value for a parameter of `schema`: what a well-behaved client
+/// would send, so that only the missing or wrong token can explain a refusal.
+fn valid_value(schema: &Value, ids: &Value, name: &str) -> String {
+    if let Some(first) = schema["enum"].as_array().and_then(|e| e.first()) {
+        return first
+            .as_str()
+            .map_or_else(|| first.to_string(), str::to_owned);
+    }
+    match (schema["type"].as_str(), schema["format"].as_str()) {
+        (_, Some("uuid")) => ids[name]
+            .as_str()
+            .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned),
+        (_, Some("date-time")) => "2024-01-01T00:00:00Z".to_owned(),
+        (Some("integer" | "number"), _) => {
+            schema["minimum"].as_i64().unwrap_or(1).max(1).to_string()
         }
-        let path = template
-            .replace("{id}", &usecase.to_string())
-            .replace("{deploymentId}", &uuid::Uuid::new_v4().to_string());
-        for method in operations
-            .as_object()
-            .map(|o| o.keys().cloned().collect::<Vec<_>>())
-            .unwrap_or_default()
-        {
+        (Some("boolean"), _) => "false".to_owned(),
+        _ => ids[name].as_str().unwrap_or(GUARDED).to_owned(),
+    }
+}
+
+/// The name of the platform deployment the walk aims at: a valid DNS label and usecase name.
+const GUARDED: &str = "guarded";
+
+#[tokio::test]
+async fn every_documented_api_route_refuses_a_missing_or_wrong_token() {
+    let app = TestApp::spawn().await;
+    let (status, created) = app
+        .post(
+            "/api/deployments/deploy-image",
+            json!({"image": "nginx:1.27", "name": GUARDED}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    // Path values that name things which exist, so a route that skipped authentication
+    // for an existing resource would show it.
+    let ids =
+        json!({"id": created["id"], "deploymentId": created["deploymentId"], "name": GUARDED});
+    let spec = serde_json::to_value(shiplog_api::docs::spec()).unwrap_or_default();
+    let paths = spec["paths"].as_object().cloned().unwrap_or_default();
+
+    let mut public = Vec::new();
+    let mut walked = 0;
+    for (template, item) in &paths {
+        for method in METHODS.iter().filter(|m| item.get(**m).is_some()) {
+            let operation = &item[*method];
+            if operation.get("security").is_none() {
+                public.push((method.to_string(), template.clone()));
+                continue;
+            }
+            assert!(
+                template.starts_with("/api/"),
+                "{method} {template} needs a token but lies outside /api"
+            );
+            let parameters: Vec<&Value> = item["parameters"]
+                .as_array()
+                .into_iter()
+                .chain(operation["parameters"].as_array())
+                .flatten()
+                .collect();
+            let mut path = template.clone();
+            let mut query = Vec::new();
+            let mut takes_query_token = false;
+            for parameter in parameters {
+                let name = parameter["name"].as_str().unwrap_or_default();
+                let value = valid_value(&parameter["schema"], &ids, name);
+                match parameter["in"].as_str() {
+                    Some("path") => path = path.replace(&format!("{{{name}}}"), &value),
+                    Some("query") if name == "access_token" => takes_query_token = true,
+                    Some("query") if parameter["required"] == true => {
+                        query.push(format!("{name}={value}"))
+                    }
+                    _ => {}
+                }
+            }
+            assert!(
+                !path.contains('{'),
+                "{method} {template}: a path parameter is not documented"
+            );
+            let url = if query.is_empty() {
+                path.clone()
+            } else {
+                format!("{path}?{}", query.join("&"))
+            };
             let method: Method = method
                 .to_uppercase()
                 .parse()
                 .unwrap_or_else(|e| panic!("{e}"));
-            for (description, token) in [
-                ("no token", None),
-                ("an unknown token", Some("not-a-token")),
-                ("an empty token", Some("")),
-            ] {
-                let (status, body) = app
-                    .send(method.clone(), &path, token, Some(json!({})))
-                    .await;
+            let body = operation.get("requestBody").map(|_| json!({}));
+            let mut attempts = vec![
+                ("no token", None, url.clone()),
+                ("an unknown token", Some("Bearer not-a-token"), url.clone()),
+                ("an empty token", Some("Bearer "), url.clone()),
+                (
+                    "the admin token as Basic credentials",
+                    Some("Basic dGVzdC1hZG1pbi10b2tlbi0wMTIzNDU2Nzg5"),
+                    url.clone(),
+                ),
+            ];
+            if takes_query_token {
+                let separator = if url.contains('?') { '&' } else { '?' };
+                attempts.push((
+                    "an unknown access_token",
+                    None,
+                    format!("{url}{separator}access_token=not-a-token"),
+                ));
+            }
+            for (description, authorization, url) in attempts {
+                let mut request = app.client.request(method.clone(), app.url(&url));
+                if let Some(authorization) = authorization {
+                    request = request.header("authorization", authorization);
+                }
+                if let Some(body) = &body {
+                    request = request.json(body);
+                }
+                let response = request
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("{url}: {e}"));
+                let status = response.status().as_u16();
+                let content_type = response
+                    .headers()
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                let problem: Value = response.json().await.unwrap_or_default();
                 assert_eq!(
-                    status, 401,
-                    "{method} {template} with {description} answered {status}: {body}"
+                    (status, content_type.as_str(), &problem["status"]),
+                    (401, "application/problem+json", &json!(401)),
+                    "{method} {template} ({url}) with {description}: {problem}"
                 );
             }
-            checked += 1;
+            walked += 1;
         }
     }
+    let mut expected: Vec<(String, String)> = PUBLIC_BY_DESIGN
+        .iter()
+        .map(|(method, path, _why)| (method.to_string(), path.to_string()))
+        .collect();
+    expected.sort();
+    public.sort();
+    assert_eq!(
+        public, expected,
+        "operations without a token requirement must be public by design, with a reason in PUBLIC_BY_DESIGN"
+    );
     assert!(
-        checked >= 10,
-        "the route table looked too small: {checked} operations"
+        walked >= 40,
+        "the document looked too small: {walked} operations"
     );
     // Nothing was changed by the refused requests.
-    let (status, _) = app.get(&format!("/api/usecases/{usecase}")).await;
-    assert_eq!(status, 200);
+    let (status, body) = app
+        .get(&format!("/api/deployments/status?name={GUARDED}"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, tokens) = app.get("/api/tokens").await;
+    assert_eq!(
+        tokens,
+        json!([]),
+        "no token was created by a refused request"
+    );
 }
 
 #[tokio::test]

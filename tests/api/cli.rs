@@ -1367,5 +1367,9 @@ async fn reason_is_sent_with_a_change_and_shown_in_history() {
     .expect(0);
     let history = shiplog(&app, &["history", "explained"]).await.expect(0);
     assert!(history.stdout.contains("REASON"), "{}", history.stdout);
-    assert!(history.stdout.contains("ticket OPS-7"), "{}", history.stdout);
+    assert!(
+        history.stdout.contains("ticket OPS-7"),
+        "{}",
+        history.stdout
+    );
 }

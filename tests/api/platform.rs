@@ -435,8 +435,11 @@ async fn a_multi_service_template_gets_an_ingress_per_exposed_service_and_logs_p
     let (status, problem) = app
         .get(&format!("/api/deployments/{name}/logs?service=nope"))
         .await;
-    assert_eq!(status, 400, "{problem}");
-    assert_eq!(problem["field"], "service");
+    assert_eq!(status, 404, "{problem}");
+    assert_eq!(
+        problem["type"],
+        crate::problem_types::problem_type("service-not-found")
+    );
     assert!(problem["error"]
         .as_str()
         .is_some_and(|e| e.contains("web, admin, cache")));
@@ -781,8 +784,8 @@ async fn every_error_the_seed_names_is_answered_with_its_code_and_an_error_sente
             "metrics of an unknown service",
             get(format!("/api/deployments/{name}/metrics?service=db")),
             Some(ADMIN_TOKEN),
-            400,
-            Some("service"),
+            404,
+            None,
         ),
         (
             "history with limit 0",

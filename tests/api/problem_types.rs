@@ -85,7 +85,7 @@ async fn each_kind_of_failure_has_a_problem_type_of_its_own() {
         ("a taken token name", Method::POST, "/api/tokens".into(), admin, Some(json!({"name": "reader", "scopes": ["usecases:read"]})), 409, "name-taken"),
         ("an undeploy with nothing deployed", Method::DELETE, format!("/api/usecases/{chat}/deployments"), admin, None, 409, "nothing-deployed"),
         ("a config change with nothing deployed", Method::PUT, format!("/api/usecases/{chat}/config"), admin, Some(json!({"env": {"A": "b"}})), 409, "nothing-deployed"),
-        ("the config with nothing deployed", Method::GET, format!("/api/usecases/{chat}/config"), admin, None, 404, "nothing-deployed"),
+        ("the config with nothing deployed", Method::GET, format!("/api/usecases/{chat}/config"), admin, None, 409, "nothing-deployed"),
         ("deleting a usecase with a deployment in flight", Method::DELETE, format!("/api/usecases/{busy}"), admin, None, 409, "usecase-busy"),
         ("a rollback with nothing to roll back to", Method::POST, format!("/api/usecases/{live}/rollback"), admin, Some(json!({})), 409, "invalid-rollback-target"),
         ("a second undeploy", Method::DELETE, format!("/api/usecases/{leaving}/deployments"), admin, None, 409, "operation-in-progress"),

@@ -13,7 +13,10 @@ async fn send(
     body: Option<Value>,
     reason: Option<&str>,
 ) -> (u16, Value) {
-    let mut request = app.client.request(method, app.url(path)).bearer_auth(ADMIN_TOKEN);
+    let mut request = app
+        .client
+        .request(method, app.url(path))
+        .bearer_auth(ADMIN_TOKEN);
     if let Some(reason) = reason {
         request = request.header("X-Shiplog-Reason", reason);
     }
@@ -23,7 +26,10 @@ async fn send(
     let response = request.send().await.unwrap_or_else(|e| panic!("{e}"));
     let status = response.status().as_u16();
     let text = response.text().await.unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 #[tokio::test]
@@ -46,7 +52,10 @@ async fn a_reason_is_recorded_with_the_change_and_shown_in_both_histories() {
     let id = created["id"].as_str().unwrap_or_default();
     let (_, events) = app.get(&format!("/api/usecases/{id}/history")).await;
     for item in events["items"].as_array().into_iter().flatten() {
-        assert_eq!(item["metadata"]["reason"], "INC-42: roll out the fix", "{item}");
+        assert_eq!(
+            item["metadata"]["reason"], "INC-42: roll out the fix",
+            "{item}"
+        );
     }
 
     // A change without a reason records none; a reason that is no text is refused.
@@ -73,7 +82,11 @@ async fn a_reason_is_recorded_with_the_change_and_shown_in_both_histories() {
     assert_eq!(status, 400, "{problem}");
     assert_eq!(problem["field"], "X-Shiplog-Reason", "{problem}");
     let (_, events) = app.get("/api/events?limit=200").await;
-    assert_eq!(events["items"].as_array().map_or(0, Vec::len), count, "nothing written");
+    assert_eq!(
+        events["items"].as_array().map_or(0, Vec::len),
+        count,
+        "nothing written"
+    );
 }
 
 #[tokio::test]

@@ -89,6 +89,7 @@ pub struct EventsQuery {
     /// Only this usecase's events.
     pub usecase: Option<Uuid>,
     /// Only these event types, comma-separated (`DeploymentSucceeded,DeploymentFailed`).
+    #[param(value_type = Option<Vec<crate::limits::EventTypeName>>, style = Form, explode = false)]
     pub types: Option<String>,
     /// Only events caused by this principal (token name, `admin`, `process-manager`).
     pub actor: Option<String>,
@@ -97,8 +98,10 @@ pub struct EventsQuery {
     /// Only events recorded before this instant (RFC 3339).
     pub to: Option<DateTime<Utc>>,
     /// Continue after this cursor (the `next` of the previous page, or any event's cursor).
+    #[param(pattern = r"^[0-9a-fA-F]{16}[0-7][0-9a-fA-F]{15}$")]
     pub after: Option<String>,
     /// Page size, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
 }
 
@@ -108,10 +111,13 @@ pub struct EventsQuery {
 #[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
     /// Only these event types, comma-separated.
+    #[param(value_type = Option<Vec<crate::limits::EventTypeName>>, style = Form, explode = false)]
     pub types: Option<String>,
     /// Continue after this cursor.
+    #[param(pattern = r"^[0-9a-fA-F]{16}[0-7][0-9a-fA-F]{15}$")]
     pub after: Option<String>,
     /// Page size, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
 }
 
@@ -121,10 +127,12 @@ pub struct HistoryQuery {
 #[into_params(parameter_in = Query)]
 pub struct StreamQuery {
     /// Only these event types, comma-separated.
+    #[param(value_type = Option<Vec<crate::limits::EventTypeName>>, style = Form, explode = false)]
     pub types: Option<String>,
     /// Replay everything after this cursor first (`00000000000000000000000000000000`:
     /// from the beginning). Without it (and without `Last-Event-ID`) the stream starts
     /// with the next new event. A `Last-Event-ID` header wins over this parameter.
+    #[param(pattern = r"^[0-9a-fA-F]{16}[0-7][0-9a-fA-F]{15}$")]
     pub after: Option<String>,
     /// The bearer token, for clients that cannot send headers (a browser's `EventSource`).
     /// Prefer the `Authorization` header where you can: URLs end up in logs.

@@ -6,6 +6,7 @@
 
 pub mod auto_update;
 pub mod ledger;
+pub mod limits;
 pub mod operations;
 pub mod platform;
 pub mod problem;

@@ -47,6 +47,7 @@ impl From<Config> for ConfigResponse {
 pub struct ConfigChange {
     /// Name to value; names consist of letters, digits, `_`, `-` and `.`, not starting with a digit;
     /// at most 500 variables, of at most 256 KiB together.
+    #[schema(schema_with = crate::limits::env_map)]
     pub env: BTreeMap<String, String>,
 }
 
@@ -84,6 +85,7 @@ pub struct RollbackAccepted {
 #[into_params(parameter_in = Query)]
 pub struct LogsQuery {
     /// Lines per pod from the end of its log (0 to 10000; default 100).
+    #[param(maximum = 10000)]
     pub tail: Option<u32>,
     /// Keep the response open and stream new lines as NDJSON (`{"pod","line"}` per line).
     pub follow: Option<bool>,
@@ -97,6 +99,7 @@ pub struct LogsQuery {
 #[into_params(parameter_in = Query)]
 pub struct LogStreamQuery {
     /// Lines per pod from the end of its log to start with (0 to 10000; default 100).
+    #[param(maximum = 10000)]
     pub tail: Option<u32>,
     /// Another deployment of the usecase; default: the deployed one.
     pub deployment_id: Option<Uuid>,

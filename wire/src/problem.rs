@@ -110,11 +110,14 @@ problem_types! {
     TeamNotFound = "team-not-found",
     /// 404: no such API token.
     TokenNotFound = "token-not-found",
+    /// 404: the deployment runs no service of this name (`service` of the platform
+    /// log and metrics routes); the detail names the services it runs.
+    ServiceNotFound = "service-not-found",
     /// 404: no such route, or a path value that cannot name anything (a malformed id).
     NotFound = "not-found",
     /// 409: the name (of a usecase, platform deployment, team or token) is taken.
     NameTaken = "name-taken",
-    /// 409: the request needs a deployed deployment and none is (404 when reading
+    /// 409: the request needs a deployed deployment and none is (also when reading
     /// the config of what is deployed).
     NothingDeployed = "nothing-deployed",
     /// 409: a usecase, deployment or team with this id exists already.
@@ -126,7 +129,7 @@ problem_types! {
     /// 409: the deployment's status does not allow this step.
     InvalidTransition = "invalid-transition",
     /// 409: there is no earlier finished deployment to roll back to, or the one
-    /// named is not one.
+    /// named is not one (also when it is no deployment of the usecase at all).
     InvalidRollbackTarget = "invalid-rollback-target",
     /// 429 with Retry-After: the token has as many event and log streams open as it
     /// may (`--max-streams-per-token`); retry once one of them has closed.

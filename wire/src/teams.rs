@@ -47,8 +47,14 @@ impl From<Tier> for TierBody {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTeam {
-    /// Unique across the installation; 1 to 64 characters, trimmed.
-    #[schema(example = "acme")]
+    /// Unique across the installation; 1 to 64 characters, trimmed, not blank, without
+    /// control characters.
+    #[schema(
+        example = "acme",
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub name: String,
     /// Its tier (default free).
     pub tier: Option<TierBody>,
@@ -58,7 +64,12 @@ pub struct CreateTeam {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateTeam {
-    /// A new name.
+    /// A new name, as [`CreateTeam`]'s.
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub name: Option<String>,
     /// A new tier: its limit applies to the next creation at once.
     pub tier: Option<TierBody>,

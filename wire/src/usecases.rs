@@ -18,11 +18,17 @@ use uuid::Uuid;
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateUsecase {
-    /// Unique across the installation; 1 to 128 characters, trimmed.
-    #[schema(example = "name of your usecase application")]
+    /// Unique across the installation; 1 to 128 characters, trimmed, not blank, without
+    /// control characters.
+    #[schema(
+        example = "name of your usecase application",
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub name: String,
-    /// Free text; empty when omitted.
-    #[schema(example = "description of your usecase application")]
+    /// Free text of at most 4096 characters; empty when omitted.
+    #[schema(example = "description of your usecase application", max_length = 4096)]
     pub description: Option<String>,
 }
 
@@ -110,8 +116,10 @@ pub struct UsecaseQuery {
     /// Only usecases whose name contains this text (case-insensitive).
     pub name: Option<String>,
     /// Page size, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     /// The `nextCursor` of the previous page.
+    #[param(pattern = r"^[0-9]{1,18}$")]
     pub after: Option<String>,
 }
 
@@ -121,8 +129,10 @@ pub struct UsecaseQuery {
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Page size, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     /// The `nextCursor` of the previous page.
+    #[param(pattern = r"^[0-9]{1,9}$")]
     pub after: Option<String>,
 }
 
@@ -143,14 +153,18 @@ pub struct DeploymentConfigBody {
     /// Prometheus scraping of the application's `/metrics`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_monitor: Option<ServiceMonitorBody>,
-    /// The port the application listens on (default 8080).
+    /// The port the application listens on, 1 to 65535 (default 8080).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 65535)]
     pub container_port: Option<u16>,
-    /// Environment variables: at most 500 variables, of at most 256 KiB together.
+    /// Environment variables: at most 500 variables, of at most 256 KiB together; names
+    /// consist of letters, digits, `_`, `-` and `.`, not starting with a digit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::limits::optional_env_map)]
     pub env: Option<BTreeMap<String, String>>,
     /// Number of pods, 1 to 100 (default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 100)]
     pub replicas: Option<u32>,
     /// CPU and memory requests and limits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -162,18 +176,30 @@ pub struct DeploymentConfigBody {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ImageBody {
     /// Registry host, optionally with :port.
-    #[schema(example = "your.container.registry.de")]
+    #[schema(
+        example = "your.container.registry.de",
+        max_length = 253,
+        pattern = r"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?))*(?::[0-9]{1,5})?$"
+    )]
     pub registry: String,
-    /// Repository path.
-    #[schema(example = "your/repository")]
+    /// Repository path: lower-case components separated by `/`.
+    #[schema(
+        example = "your/repository",
+        max_length = 255,
+        pattern = r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$"
+    )]
     pub repository: String,
-    /// Image tag.
-    #[schema(example = "1.0.0")]
+    /// Image tag: letters, digits, `_`, `.` and `-`, not starting with `.` or `-`, at most 128.
+    #[schema(example = "1.0.0", pattern = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")]
     pub tag: String,
     /// Pins the image to this manifest digest: it is pulled by digest, whatever the tag
     /// points to by then. Absent when the image is not pinned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(example = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")]
+    #[schema(
+        example = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        max_length = 1024,
+        pattern = r"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"
+    )]
     pub digest: Option<String>,
 }
 
@@ -184,7 +210,7 @@ pub struct ServiceMonitorBody {
     /// Create a ServiceMonitor.
     pub enabled: bool,
     /// Prometheus duration between scrapes (default 30s).
-    #[schema(example = "5s")]
+    #[schema(example = "5s", pattern = r"^(?:[0-9]+(?:ms|s|m|h))+$")]
     pub scraping_interval: Option<String>,
 }
 
@@ -206,9 +232,11 @@ pub struct ResourcesBody {
 pub struct ResourceListBody {
     /// CPU ("500m", "2").
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = r"^[0-9]+(?:\.[0-9]+)?(?:m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")]
     pub cpu: Option<String>,
     /// Memory ("256Mi").
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = r"^[0-9]+(?:\.[0-9]+)?(?:m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")]
     pub memory: Option<String>,
 }
 
@@ -438,20 +466,53 @@ impl From<Page<DeploymentView>> for DeploymentPage {
 pub struct CreateToken {
     /// Unique among active tokens; recorded as the actor of every event the token causes.
     /// Trimmed, kept in Unicode NFC, 1 to 128 characters, no control characters.
-    #[schema(example = "ci-pipeline", max_length = 128)]
+    #[schema(
+        example = "ci-pipeline",
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub name: String,
-    /// Any of usecases:read, usecases:write, deployments:read, deployments:write, audit:read, admin.
-    #[schema(example = json!(["usecases:read", "deployments:write"]))]
+    /// At least one of usecases:read, usecases:write, deployments:read, deployments:write, audit:read, admin.
+    #[schema(example = json!(["usecases:read", "deployments:write"]), value_type = Vec<ScopeName>, min_items = 1)]
     pub scopes: Vec<String>,
     /// Who the token speaks for: the owner of what it creates, whose usecases it may
     /// read and change (default: its name). Several tokens may share a subject.
-    /// Checked as the name is.
-    #[schema(max_length = 128)]
+    /// Checked as the name is: 1 to 128 characters, trimmed, not blank, without control
+    /// characters.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub subject: Option<String>,
     /// The ids of the teams its subject belongs to: their deployments are its to read
     /// and change too, and with exactly one, what it creates belongs to that team.
     #[serde(default)]
     pub teams: Vec<Uuid>,
+}
+
+/// A scope a token may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub enum ScopeName {
+    /// Read usecases.
+    #[serde(rename = "usecases:read")]
+    UsecasesRead,
+    /// Register and delete usecases.
+    #[serde(rename = "usecases:write")]
+    UsecasesWrite,
+    /// Read deployments, their logs and usage.
+    #[serde(rename = "deployments:read")]
+    DeploymentsRead,
+    /// Deploy, undeploy and operate.
+    #[serde(rename = "deployments:write")]
+    DeploymentsWrite,
+    /// Read the whole ledger.
+    #[serde(rename = "audit:read")]
+    AuditRead,
+    /// Everything, tokens and teams included.
+    #[serde(rename = "admin")]
+    Admin,
 }
 
 /// A token as listed (never with its secret).

@@ -24,7 +24,11 @@ use uuid::Uuid;
     params(("id" = Uuid, Path, description = "The usecase id")),
     security(("bearer" = ["deployments:write"])),
     responses(
-        (status = 202, description = "Accepted; follow it with GET .../deployments/{deploymentId}", body = DeploymentAccepted),
+        (status = 202, description = "Accepted; follow it with GET .../deployments/{deploymentId}", body = DeploymentAccepted, links(
+            ("GetDeployment" = (operation_id = "get_deployment", parameters(("id" = "$request.path.id"), ("deploymentId" = "$response.body#/id")))),
+            ("Logs" = (operation_id = "logs", parameters(("id" = "$request.path.id"), ("deploymentId" = "$response.body#/id")))),
+            ("Rollback" = (operation_id = "rollback", parameters(("id" = "$request.path.id")), request_body = json!({"deploymentId": "$response.body#/id"}))),
+        )),
         (status = 422, description = "A field is missing, unknown or invalid (for example the image reference)", body = Problem, content_type = "application/problem+json"),
         Unauthorized, WriteUsecaseDenied, NoSuchUsecase, NotJson, NotDeclaredJson, DatabaseUnavailable,
     ))]

@@ -27,7 +27,7 @@ use uuid::Uuid;
     security(("bearer" = ["audit:read"])),
     responses(
         (status = 200, description = "One page of the ledger in the global order", body = EventPage),
-        (status = 422, description = "Unknown event type, from not before to, a cursor shiplog did not produce, or limit out of range", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown event type, a cursor shiplog did not produce, or limit out of range (to not after from is an empty page, not an error)", body = Problem, content_type = "application/problem+json"),
         Unauthorized, AuditorOnly, MalformedQuery, DatabaseUnavailable,
     ))]
 pub async fn list_events(
@@ -88,7 +88,7 @@ pub async fn usecase_history(
 #[utoipa::path(get, path = "/api/events/stream", tag = "audit", params(StreamQuery),
     security(("bearer" = ["audit:read"])),
     responses(
-        (status = 200, description = "An endless text/event-stream of ledger events; without a cursor it opens with an `id:`-only message (where it starts) to resume from", body = String, content_type = "text/event-stream"),
+        (status = 200, description = "An endless text/event-stream of ledger events; without a cursor it opens with an `id:`-only message (where it starts) to resume from", body = shiplog_wire::limits::SseMessage, content_type = "text/event-stream"),
         (status = 422, description = "Unknown event type, or a cursor shiplog did not produce", body = Problem, content_type = "application/problem+json"),
         UnauthorizedStream, AuditorOnly, MalformedQuery, TooManyStreams, DatabaseUnavailable,
     ))]
@@ -108,7 +108,7 @@ pub async fn stream_events(
     params(("id" = Uuid, Path, description = "The usecase id"), StreamQuery),
     security(("bearer" = ["usecases:read"]), ("bearer" = ["audit:read"]), ("bearer" = ["deployments:read"])),
     responses(
-        (status = 200, description = "An endless text/event-stream of the usecase's events; without a cursor it opens with an `id:`-only message (where it starts) to resume from", body = String, content_type = "text/event-stream"),
+        (status = 200, description = "An endless text/event-stream of the usecase's events; without a cursor it opens with an `id:`-only message (where it starts) to resume from", body = shiplog_wire::limits::SseMessage, content_type = "text/event-stream"),
         (status = 403, description = "Token lacks usecases:read, audit:read and deployments:read, or the usecase belongs to another owner or team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No event of this usecase was ever recorded", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Unknown event type, or a cursor shiplog did not produce", body = Problem, content_type = "application/problem+json"),

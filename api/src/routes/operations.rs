@@ -125,7 +125,8 @@ pub async fn put_auto_update(
     security(("bearer" = ["deployments:read"])),
     responses(
         (status = 200, description = "The deployed deployment and its environment", body = ConfigResponse),
-        (status = 404, description = "No such usecase, or nothing of it is deployed", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such usecase", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Nothing of it is deployed", body = Problem, content_type = "application/problem+json"),
         Unauthorized, ReadUsecaseDenied, DatabaseUnavailable,
     ))]
 pub async fn get_config(
@@ -179,8 +180,8 @@ pub async fn put_config(
     security(("bearer" = ["deployments:write"])),
     responses(
         (status = 202, description = "Accepted: the new deployment's DeploymentRequested and RollbackRequested", body = RollbackAccepted),
-        (status = 404, description = "No such usecase, or deploymentId is not one of its deployments", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Nothing deployed and no deploymentId, no earlier deployed deployment, or the target is not finished", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such usecase", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Nothing deployed and no deploymentId, no earlier deployed deployment, or deploymentId names no finished deployment of this usecase", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "An unknown or mistyped field", body = Problem, content_type = "application/problem+json"),
         Unauthorized, WriteUsecaseDenied, NotJson, NotDeclaredJson, DatabaseUnavailable,
     ))]
@@ -298,7 +299,7 @@ pub(crate) fn followed_lines(
     params(("id" = Uuid, Path, description = "The usecase id"), LogStreamQuery),
     security(("bearer" = ["deployments:read"])),
     responses(
-        (status = 200, description = "An endless text/event-stream of log lines, also of pods that start later (a restart); `event: end` once the deployment has no pod left", body = String, content_type = "text/event-stream"),
+        (status = 200, description = "An endless text/event-stream of log lines, also of pods that start later (a restart); `event: end` once the deployment has no pod left", body = shiplog_wire::limits::SseMessage, content_type = "text/event-stream"),
         (status = 404, description = "No such usecase or deployment", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Nothing is deployed and no deploymentId was named", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "tail out of range", body = Problem, content_type = "application/problem+json"),

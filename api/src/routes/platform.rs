@@ -3,6 +3,7 @@
 
 use crate::error::PlatformError;
 use crate::extract::{command_context, ApiQuery, Auth, JsonOrForm, PlatformJson, RequestId};
+use crate::routes::links::{DEPLOYMENT_NAME, USECASE_ID};
 use crate::routes::problems::{
     DatabaseUnavailable, NoSuchDeployment, NotDeclaredJson, ReadDeploymentDenied, Unauthorized,
     UnknownTeamId, WriteDeploymentDenied,
@@ -22,7 +23,7 @@ use shiplog_wire::Problem;
 
 /// The deployments the caller may see, oldest first: its own and its teams' (an
 /// admin sees all); with `team_id`, only that team's (the caller must be a member).
-#[utoipa::path(get, path = "/api/deployments", tag = "platform",
+#[utoipa::path(get, path = "/api/deployments", operation_id = "platform_list", tag = "platform",
     params(ListQuery),
     security(("bearer" = ["deployments:read"])),
     responses(
@@ -43,11 +44,26 @@ pub async fn list(
 
 /// Create a deployment from a template under a generated name (`abc123xyz7`); the
 /// process manager rolls it out.
-#[utoipa::path(post, path = "/api/deployments", tag = "platform", request_body = CreateFromTemplateBody,
+#[utoipa::path(post, path = "/api/deployments", operation_id = "platform_create", tag = "platform", request_body = CreateFromTemplateBody,
     params(TeamQuery),
     security(("bearer" = ["deployments:write"])),
     responses(
-        (status = 201, description = "Created: UsecaseRegistered and DeploymentRequested in one commit; status Pending", body = PlatformDeploymentBody),
+        (status = 201, description = "Created: UsecaseRegistered and DeploymentRequested in one commit; status Pending", body = PlatformDeploymentBody, links(
+            ("Status" = (operation_id = "platform_status", parameters(("name" = DEPLOYMENT_NAME)))),
+            ("GetConfig" = (operation_id = "platform_get_config", parameters(("name" = DEPLOYMENT_NAME)))),
+            ("PutConfig" = (operation_id = "platform_put_config", request_body = json!({"deployment_name": "$response.body#/name", "configData": {"PORT": "8080"}}))),
+            ("Restart" = (operation_id = "platform_restart", request_body = json!({"deployment_name": "$response.body#/name"}))),
+            ("Delete" = (operation_id = "platform_delete", request_body = json!({"deployment_name": "$response.body#/name"}))),
+            ("Logs" = (operation_id = "platform_logs", parameters(("name" = DEPLOYMENT_NAME)))),
+            ("Metrics" = (operation_id = "platform_metrics", parameters(("name" = DEPLOYMENT_NAME)))),
+            ("History" = (operation_id = "platform_history", parameters(("name" = DEPLOYMENT_NAME)))),
+            ("Events" = (operation_id = "platform_events", parameters(("name" = DEPLOYMENT_NAME)))),
+            ("GetAutoUpdate" = (operation_id = "platform_get_auto_update", parameters(("name" = DEPLOYMENT_NAME)))),
+            ("PutAutoUpdate" = (operation_id = "platform_put_auto_update", request_body = json!({"deployment_name": "$response.body#/name", "enabled": true, "strategy": "recreate"}))),
+            ("GetUsecase" = (operation_id = "get_usecase", parameters(("id" = USECASE_ID)))),
+            ("GetDeployment" = (operation_id = "get_deployment", parameters(("id" = USECASE_ID), ("deploymentId" = "$response.body#/deploymentId")))),
+            ("UsecaseHistory" = (operation_id = "usecase_history", parameters(("id" = USECASE_ID)))),
+        )),
         (status = 400, description = "Body is not JSON, or template, envVars or visibility is missing or invalid (the field names it)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Token lacks deployments:write, its subject is not a member of team_id, or the deployment limit is reached (billing on)", body = Problem, content_type = "application/problem+json"),
         Unauthorized, UnknownTeamId, NotDeclaredJson, DatabaseUnavailable,
@@ -78,11 +94,26 @@ pub async fn create(
 }
 
 /// Deploy a raw container image, under a name of your choosing or a generated one.
-#[utoipa::path(post, path = "/api/deployments/deploy-image", tag = "platform", request_body = DeployImageBody,
+#[utoipa::path(post, path = "/api/deployments/deploy-image", operation_id = "platform_deploy_image", tag = "platform", request_body = DeployImageBody,
     params(TeamQuery),
     security(("bearer" = ["deployments:write"])),
     responses(
-        (status = 201, description = "Created: status Pending", body = PlatformDeploymentBody),
+        (status = 201, description = "Created: status Pending", body = PlatformDeploymentBody, links(
+            ("Status" = (operation_id = "platform_status", parameters(("name" = DEPLOYMENT_NAME)))),
+            ("GetConfig" = (operation_id = "platform_get_config", parameters(("name" = DEPLOYMENT_NAME)))),
+            ("PutConfig" = (operation_id = "platform_put_config", request_body = json!({"deployment_name": "$response.body#/name", "configData": {"PORT": "8080"}}))),
+            ("Restart" = (operation_id = "platform_restart", request_body = json!({"deployment_name": "$response.body#/name"}))),
+            ("Delete" = (operation_id = "platform_delete", request_body = json!({"deployment_name": "$response.body#/name"}))),
+            ("Logs" = (operation_id = "platform_logs", parameters(("name" = DEPLOYMENT_NAME)))),
+            ("Metrics" = (operation_id = "platform_metrics", parameters(("name" = DEPLOYMENT_NAME)))),
+            ("History" = (operation_id = "platform_history", parameters(("name" = DEPLOYMENT_NAME)))),
+            ("Events" = (operation_id = "platform_events", parameters(("name" = DEPLOYMENT_NAME)))),
+            ("GetAutoUpdate" = (operation_id = "platform_get_auto_update", parameters(("name" = DEPLOYMENT_NAME)))),
+            ("PutAutoUpdate" = (operation_id = "platform_put_auto_update", request_body = json!({"deployment_name": "$response.body#/name", "enabled": true, "strategy": "recreate"}))),
+            ("GetUsecase" = (operation_id = "get_usecase", parameters(("id" = USECASE_ID)))),
+            ("GetDeployment" = (operation_id = "get_deployment", parameters(("id" = USECASE_ID), ("deploymentId" = "$response.body#/deploymentId")))),
+            ("UsecaseHistory" = (operation_id = "usecase_history", parameters(("id" = USECASE_ID)))),
+        )),
         (status = 400, description = "Body is not JSON, or image, name, containerPort, envVars or visibility is missing or invalid (the field names it)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Token lacks deployments:write, its subject is not a member of team_id, or the deployment limit is reached (billing on)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A deployment (or usecase) with this name exists", body = Problem, content_type = "application/problem+json"),
@@ -116,7 +147,7 @@ pub async fn deploy_image(
 }
 
 /// A deployment's status, with its ingresses once it is ready.
-#[utoipa::path(get, path = "/api/deployments/status", tag = "platform",
+#[utoipa::path(get, path = "/api/deployments/status", operation_id = "platform_status", tag = "platform",
     params(NameQuery),
     security(("bearer" = ["deployments:read"])),
     responses(
@@ -138,7 +169,7 @@ pub async fn status(
 /// Delete a deployment: what runs is undeployed, then the usecase is deleted and
 /// its Kubernetes objects (Deployment, Service, Ingresses, Secrets) removed. A form
 /// post (`application/x-www-form-urlencoded`) is redirected to the deployments page.
-#[utoipa::path(post, path = "/api/deployments/delete", tag = "platform",
+#[utoipa::path(post, path = "/api/deployments/delete", operation_id = "platform_delete", tag = "platform",
     request_body(content(
         (DeploymentNameBody = "application/json"),
         (DeploymentNameBody = "application/x-www-form-urlencoded"),
@@ -185,7 +216,7 @@ pub async fn delete(
 }
 
 /// The template catalog: built-in `nginx` and `postgres`, and those of `--templates`.
-#[utoipa::path(get, path = "/api/templates", tag = "platform",
+#[utoipa::path(get, path = "/api/templates", operation_id = "platform_templates", tag = "platform",
     security(("bearer" = ["deployments:read"])),
     responses(
         (status = 200, description = "The templates", body = Vec<TemplateBody>),

@@ -26,7 +26,7 @@ use shiplog_wire::platform::{
 use shiplog_wire::Problem;
 
 /// Roll all pods of a deployment (same config, fresh pods), as a restart annotation does.
-#[utoipa::path(post, path = "/api/deployments/restart", tag = "platform", request_body = DeploymentNameBody,
+#[utoipa::path(post, path = "/api/deployments/restart", operation_id = "platform_restart", tag = "platform", request_body = DeploymentNameBody,
     security(("bearer" = ["deployments:write"])),
     responses(
         (status = 200, description = "RestartRequested is recorded; RestartSucceeded or RestartFailed follows (see the history)", body = ChangeAccepted),
@@ -58,12 +58,13 @@ pub async fn restart(
 }
 
 /// The environment variables a deployment runs with (generated secrets by name only).
-#[utoipa::path(get, path = "/api/deployments/config", tag = "platform",
+#[utoipa::path(get, path = "/api/deployments/config", operation_id = "platform_get_config", tag = "platform",
     params(NameQuery),
     security(("bearer" = ["deployments:read"])),
     responses(
         (status = 200, description = "The serving deployment's variables (else the newest's)", body = ConfigDataBody),
         (status = 400, description = "name is missing", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "It was never deployed (a PhariaOS usecase without deployments)", body = Problem, content_type = "application/problem+json"),
         Unauthorized, ReadDeploymentDenied, NoSuchDeployment, DatabaseUnavailable,
     ))]
 pub async fn get_config(
@@ -79,7 +80,7 @@ pub async fn get_config(
 
 /// Replace the environment variables and roll them out: a new deployment of the same
 /// image that supersedes the serving one once ready (a failure leaves it serving).
-#[utoipa::path(put, path = "/api/deployments/config", tag = "platform", request_body = ConfigUpdateBody,
+#[utoipa::path(put, path = "/api/deployments/config", operation_id = "platform_put_config", tag = "platform", request_body = ConfigUpdateBody,
     security(("bearer" = ["deployments:write"])),
     responses(
         (status = 200, description = "ConfigChangeRequested and the new deployment's DeploymentRequested are recorded; `id` is the new deployment", body = ChangeAccepted),
@@ -109,7 +110,7 @@ pub async fn put_config(
 
 /// Container logs of a service (default: the first): the last `tail` lines per pod,
 /// or with `follow=true` those and then new lines as `text/plain` while they come.
-#[utoipa::path(get, path = "/api/deployments/{name}/logs", tag = "platform",
+#[utoipa::path(get, path = "/api/deployments/{name}/logs", operation_id = "platform_logs", tag = "platform",
     params(("name" = String, Path, description = "The deployment's name"), PlatformLogsQuery),
     security(("bearer" = ["deployments:read"])),
     responses(
@@ -159,11 +160,11 @@ pub async fn logs(
 
 /// Container logs of a service as Server-Sent Events: the last `tail` lines per pod,
 /// then new lines (also of pods that start later); `event: log`, `data: {"pod","line"}`.
-#[utoipa::path(get, path = "/api/deployments/{name}/logs/stream", tag = "platform",
+#[utoipa::path(get, path = "/api/deployments/{name}/logs/stream", operation_id = "platform_stream_logs", tag = "platform",
     params(("name" = String, Path, description = "The deployment's name"), PlatformLogStreamQuery),
     security(("bearer" = ["deployments:read"])),
     responses(
-        (status = 200, description = "An endless text/event-stream of log lines; `event: end` once no pod is left", body = String, content_type = "text/event-stream"),
+        (status = 200, description = "An endless text/event-stream of log lines; `event: end` once no pod is left", body = shiplog_wire::limits::SseMessage, content_type = "text/event-stream"),
         (status = 400, description = "A query parameter is malformed, tail is out of range, or service names no service of it", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Nothing of it is ready", body = Problem, content_type = "application/problem+json"),
         UnauthorizedStream, ReadDeploymentDenied, NoSuchDeployment, TooManyStreams, ClusterUnavailable,
@@ -184,7 +185,7 @@ pub async fn stream_logs(
 }
 
 /// CPU and memory of a service (default: the first) over all pods, from metrics.k8s.io.
-#[utoipa::path(get, path = "/api/deployments/{name}/metrics", tag = "platform",
+#[utoipa::path(get, path = "/api/deployments/{name}/metrics", operation_id = "platform_metrics", tag = "platform",
     params(("name" = String, Path, description = "The deployment's name"), ServiceQuery),
     security(("bearer" = ["deployments:read"])),
     responses(
@@ -210,7 +211,7 @@ pub async fn metrics(
 
 /// A deployment's changes (deploy, config, rollback, restart, auto-update, delete),
 /// with who, when, what and how each ended, from the ledger; oldest first, paged.
-#[utoipa::path(get, path = "/api/deployments/{name}/history", tag = "platform",
+#[utoipa::path(get, path = "/api/deployments/{name}/history", operation_id = "platform_history", tag = "platform",
     params(("name" = String, Path, description = "The deployment's name"), HistoryPageQuery),
     security(("bearer" = ["deployments:read"])),
     responses(
@@ -238,7 +239,7 @@ pub async fn history(
 /// The auto-update of a deployment: the settings (enabled, strategy, policy, range),
 /// the pause a manual rollback leaves, and the watcher's last check (when, the tag
 /// and the digest it saw, how it ended).
-#[utoipa::path(get, path = "/api/deployments/auto-update", tag = "platform",
+#[utoipa::path(get, path = "/api/deployments/auto-update", operation_id = "platform_get_auto_update", tag = "platform",
     params(NameQuery),
     security(("bearer" = ["deployments:read"])),
     responses(
@@ -267,7 +268,7 @@ pub async fn get_auto_update(
 /// Kubernetes Deployment's (`rolling`: RollingUpdate, `recreate`: Recreate) from its
 /// next apply. Enabling again ends a pause left by a manual rollback; an unchanged
 /// setting records nothing.
-#[utoipa::path(put, path = "/api/deployments/auto-update", tag = "platform", request_body = AutoUpdateUpdate,
+#[utoipa::path(put, path = "/api/deployments/auto-update", operation_id = "platform_put_auto_update", tag = "platform", request_body = AutoUpdateUpdate,
     security(("bearer" = ["deployments:write"])),
     responses(
         (status = 200, description = "AutoUpdateConfigured is recorded (unless nothing changed)", body = AutoUpdateBody),
@@ -299,7 +300,7 @@ pub async fn put_auto_update(
 }
 
 /// Kubernetes events of a deployment's objects (Service, Deployments, pods), oldest first.
-#[utoipa::path(get, path = "/api/deployments/{name}/events", tag = "platform",
+#[utoipa::path(get, path = "/api/deployments/{name}/events", operation_id = "platform_events", tag = "platform",
     params(("name" = String, Path, description = "The deployment's name")),
     security(("bearer" = ["deployments:read"])),
     responses(

@@ -22,7 +22,14 @@ const READ: &[Scope] = &[Scope::DeploymentsRead, Scope::UsecasesRead];
 #[utoipa::path(post, path = "/api/teams", tag = "teams", request_body = CreateTeam,
     security(("bearer" = ["admin"])),
     responses(
-        (status = 201, description = "Created", body = TeamBody),
+        (status = 201, description = "Created", body = TeamBody, links(
+            ("GetTeam" = (operation_id = "get_team", parameters(("id" = "$response.body#/id")))),
+            ("UpdateTeam" = (operation_id = "update_team", parameters(("id" = "$response.body#/id")))),
+            ("TeamUsage" = (operation_id = "team_usage", parameters(("id" = "$response.body#/id")))),
+            ("ListUsecases" = (operation_id = "list_usecases", parameters(("team_id" = "$response.body#/id")))),
+            ("CreateUsecase" = (operation_id = "create_usecase", parameters(("team_id" = "$response.body#/id")))),
+            ("ListDeployments" = (operation_id = "platform_list", parameters(("team_id" = "$response.body#/id")))),
+        )),
         (status = 409, description = "A team has this name", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "name is missing or invalid, or tier is not free, business or enterprise", body = Problem, content_type = "application/problem+json"),
         Unauthorized, AdminOnly, NotJson, NotDeclaredJson, DatabaseUnavailable,
@@ -116,10 +123,9 @@ pub async fn update_team(
     params(("id" = Uuid, Path, description = "The team id"), UsageQuery),
     security(("bearer" = ["deployments:read"]), ("bearer" = ["usecases:read"])),
     responses(
-        (status = 200, description = "The usage", body = UsageBody),
+        (status = 200, description = "The usage (to not after from is an empty range: nothing created or deleted in it)", body = UsageBody),
         (status = 400, description = "from or to is not an RFC 3339 instant", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Token lacks deployments:read and usecases:read, or is not a member of the team (ownership verification failed)", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "to is not later than from", body = Problem, content_type = "application/problem+json"),
         Unauthorized, NoSuchTeam, DatabaseUnavailable,
     ))]
 pub async fn team_usage(

@@ -19,9 +19,12 @@ use uuid::Uuid;
 #[utoipa::path(post, path = "/api/tokens", tag = "tokens", request_body = CreateToken,
     security(("bearer" = ["admin"])),
     responses(
-        (status = 201, description = "Created", body = TokenCreated),
+        (status = 201, description = "Created", body = TokenCreated, links(
+            ("RevokeToken" = (operation_id = "revoke_token", parameters(("id" = "$response.body#/id")))),
+        )),
         (status = 409, description = "An active token has this name", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Empty name or subject, no scope, an unknown scope, or a team that does not exist (teams[i])", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "A team of `teams` does not exist (the detail names `teams[i]`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A blank name or subject, one with control characters, no scope or an unknown scope", body = Problem, content_type = "application/problem+json"),
         Unauthorized, AdminOnly, NotJson, NotDeclaredJson, DatabaseUnavailable,
     ))]
 pub async fn create_token(

@@ -2,6 +2,7 @@
 
 use crate::error::ApiError;
 use crate::extract::{command_context, ApiJson, ApiPath, ApiQuery, Auth, RequestId};
+use crate::routes::links::USECASE_ID;
 use crate::routes::problems::{
     DatabaseUnavailable, MalformedQuery, NoSuchUsecase, NotDeclaredJson, Unauthorized,
     UnknownTeamId,
@@ -10,7 +11,7 @@ use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use shiplog_application::{Scope, UsecaseFilter};
+use shiplog_application::{page_size, Scope, UsecaseFilter};
 use shiplog_wire::ledger::AtQuery;
 use shiplog_wire::usecases::{
     CreateUsecase, TeamQuery, UsecasePage, UsecaseQuery, UsecaseResponse,
@@ -23,7 +24,20 @@ use uuid::Uuid;
     params(TeamQuery),
     security(("bearer" = ["usecases:write"])),
     responses(
-        (status = 201, description = "Registered, owned by the token's subject and team", body = UsecaseResponse),
+        (status = 201, description = "Registered, owned by the token's subject and team", body = UsecaseResponse, links(
+            ("GetUsecase" = (operation_id = "get_usecase", parameters(("id" = USECASE_ID)))),
+            ("DeleteUsecase" = (operation_id = "delete_usecase", parameters(("id" = USECASE_ID)))),
+            ("RequestDeployment" = (operation_id = "request_deployment", parameters(("id" = USECASE_ID)))),
+            ("ListDeployments" = (operation_id = "list_deployments", parameters(("id" = USECASE_ID)))),
+            ("Undeploy" = (operation_id = "undeploy", parameters(("id" = USECASE_ID)))),
+            ("PutConfig" = (operation_id = "put_config", parameters(("id" = USECASE_ID)))),
+            ("Restart" = (operation_id = "restart", parameters(("id" = USECASE_ID)))),
+            ("Rollback" = (operation_id = "rollback", parameters(("id" = USECASE_ID)))),
+            ("Logs" = (operation_id = "logs", parameters(("id" = USECASE_ID)))),
+            ("KubeEvents" = (operation_id = "kube_events", parameters(("id" = USECASE_ID)))),
+            ("Usage" = (operation_id = "usage", parameters(("id" = USECASE_ID)))),
+            ("History" = (operation_id = "usecase_history", parameters(("id" = USECASE_ID)))),
+        )),
         (status = 400, description = "Body is not JSON, or team_id is not a team id", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Token lacks usecases:write, its subject is not a member of team_id, or the deployment limit of the team (or of personal usecases) is reached with billing on", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The name is taken", body = Problem, content_type = "application/problem+json"),
@@ -75,7 +89,8 @@ pub async fn list_usecases(
         visible: principal.visible(),
         team: query.team_id,
         name: query.name,
-        limit: query.limit.unwrap_or(0),
+        // 0 is out of range here as on every other paged route, not "the default".
+        limit: page_size(query.limit)?,
         after: query.after,
     };
     Ok(Json(state.usecases.list(filter).await?.into()))

@@ -398,8 +398,8 @@ impl Platform {
     ) -> Result<PlatformConfig, AppError> {
         let view = self.view(principal, name).await?;
         let shown = view.serving.or(view.latest).ok_or_else(|| {
-            AppError::not_found(
-                Missing::Deployed,
+            AppError::conflict(
+                Conflict::NothingDeployed,
                 format!("deployment {name:?} has never been deployed"),
             )
         })?;

@@ -160,7 +160,7 @@ impl Usecase {
             Some(id) => {
                 let d = self
                     .deployment(id)
-                    .ok_or(DomainError::DeploymentNotFound(id))?;
+                    .ok_or(DomainError::UnknownRollbackTarget(id))?;
                 if !d.status.is_terminal() {
                     return Err(DomainError::InvalidRollbackTarget {
                         deployment_id: id,

@@ -82,7 +82,10 @@ async fn a_cluster_without_metrics_or_no_cluster_at_all_is_a_clear_503() {
         .await;
     assert_eq!(status, 409, "{problem}");
     let (status, _) = app.get(&format!("/api/usecases/{usecase}/config")).await;
-    assert_eq!(status, 404);
+    assert_eq!(
+        status, 409,
+        "nothing deployed, so no config of what is deployed"
+    );
     let (status, problem) = app
         .get(&format!("/api/usecases/{usecase}/kube-events"))
         .await;

@@ -116,7 +116,8 @@ async fn a_config_change_rolls_out_a_new_deployment_and_a_rollback_restores_the_
     assert!(requested_then("ConfigChangeRequested"), "{types:?}");
     assert!(requested_then("RollbackRequested"), "{types:?}");
 
-    // The serving deployment is no rollback target; an unknown one is a 404.
+    // The serving deployment is no rollback target, nor is an unknown one (409: the
+    // usecase exists; a 404 would say it does not).
     let (status, _) = app
         .post(
             &format!("/api/usecases/{usecase}/rollback"),
@@ -130,7 +131,7 @@ async fn a_config_change_rolls_out_a_new_deployment_and_a_rollback_restores_the_
             json!({"deploymentId": Uuid::new_v4().to_string()}),
         )
         .await;
-    assert_eq!(status, 404);
+    assert_eq!(status, 409);
     let (status, problem) = app
         .post(
             &format!("/api/usecases/{usecase}/rollback"),

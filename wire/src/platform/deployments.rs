@@ -184,9 +184,10 @@ pub struct CreateFromTemplateBody {
     #[schema(example = "nginx")]
     pub template: String,
     /// Environment variables over the template's defaults (of its first service): at
-    /// most 500 variables, of at most 256 KiB together.
+    /// most 500 variables, of at most 256 KiB together; names consist of letters,
+    /// digits, `_`, `-` and `.`, not starting with a digit.
     #[serde(default)]
-    #[schema(example = json!({"PORT": "8080"}))]
+    #[schema(example = json!({"PORT": "8080"}), schema_with = crate::limits::env_map)]
     pub env_vars: BTreeMap<String, String>,
     /// Who may reach it (default public).
     #[serde(default)]
@@ -199,15 +200,28 @@ pub struct CreateFromTemplateBody {
 pub struct DeployImageBody {
     /// The image in Docker's reference syntax: `nginx:latest`, `myapp:v1.0.0`,
     /// `myregistry.com/app:v1.2.3`, optionally `@sha256:…`; normalised as Docker does.
-    #[schema(example = "myapp:v1.0.0")]
+    #[schema(
+        example = "myapp:v1.0.0",
+        min_length = 1,
+        max_length = 247,
+        pattern = r"^(?:(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@(?:sha256:[0-9a-fA-F]{64}|sha384:[0-9a-fA-F]{96}|sha512:[0-9a-fA-F]{128}))?$"
+    )]
     pub image: String,
-    /// A name of your choosing (a DNS label of up to 40 characters); generated when absent.
+    /// A name of your choosing (a DNS label of up to 40 characters: lower-case letters,
+    /// digits and inner `-`); generated when absent.
+    #[schema(
+        min_length = 1,
+        max_length = 40,
+        pattern = r"^[a-z0-9](?:[-a-z0-9]*[a-z0-9])?$"
+    )]
     pub name: Option<String>,
-    /// The port the container listens on (default 8080).
-    #[schema(example = 3000)]
+    /// The port the container listens on, 1 to 65535 (default 8080).
+    #[schema(example = 3000, minimum = 1, maximum = 65535)]
     pub container_port: Option<u16>,
-    /// Environment variables: at most 500 variables, of at most 256 KiB together.
+    /// Environment variables: at most 500 variables, of at most 256 KiB together;
+    /// names as in `envVars` of `POST /api/deployments`.
     #[serde(default)]
+    #[schema(schema_with = crate::limits::env_map)]
     pub env_vars: BTreeMap<String, String>,
     /// Who may reach it (default public).
     #[serde(default)]
@@ -226,6 +240,7 @@ pub struct NameQuery {
 /// `GET /api/deployments/status`.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = PlatformStatusBody)]
 pub struct StatusBody {
     /// `Pending`, `Provisioning`, `Ready`, `Error`, `Deleting` or `Stopped`.
     pub status: String,

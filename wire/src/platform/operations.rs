@@ -48,8 +48,9 @@ pub struct ConfigUpdateBody {
     #[serde(rename = "deployment_name")]
     pub deployment_name: String,
     /// The new environment variables: the complete set, at most 500 variables, of at
-    /// most 256 KiB together.
-    #[schema(example = json!({"PORT": "8080", "DEBUG": "true"}))]
+    /// most 256 KiB together; names consist of letters, digits, `_`, `-` and `.`, not
+    /// starting with a digit.
+    #[schema(example = json!({"PORT": "8080", "DEBUG": "true"}), schema_with = crate::limits::env_map)]
     pub config_data: BTreeMap<String, String>,
 }
 
@@ -61,6 +62,7 @@ pub struct PlatformLogsQuery {
     /// The service of a multi-service template (default: the first).
     pub service: Option<String>,
     /// Recent lines per pod, 0 to 10000 (default 100).
+    #[param(maximum = 10000)]
     pub tail: Option<u32>,
     /// Keep streaming new lines (text/plain, one per line) until the client leaves.
     pub follow: Option<bool>,
@@ -74,6 +76,7 @@ pub struct PlatformLogStreamQuery {
     /// The service of a multi-service template (default: the first).
     pub service: Option<String>,
     /// Recent lines per pod first, 0 to 10000 (default 100).
+    #[param(maximum = 10000)]
     pub tail: Option<u32>,
     /// The token, for a browser's `EventSource`, which cannot send headers.
     pub access_token: Option<String>,
@@ -177,6 +180,7 @@ pub struct HistoryPageQuery {
     /// Continue after this revision (the `nextCursor` of the previous page).
     pub after: Option<i64>,
     /// Page size, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
 }
 
