@@ -181,12 +181,21 @@ fn integral_numbers(value: &mut serde_json::Value) -> bool {
                 None => false,
             }
         }
-        serde_json::Value::Array(items) => items
-            .iter_mut()
-            .fold(false, |any, item| integral_numbers(item) || any),
-        serde_json::Value::Object(fields) => fields
-            .values_mut()
-            .fold(false, |any, item| integral_numbers(item) || any),
+        // Every member is rewritten, not only up to the first one that was.
+        serde_json::Value::Array(items) => {
+            let mut any = false;
+            for item in items {
+                any |= integral_numbers(item);
+            }
+            any
+        }
+        serde_json::Value::Object(fields) => {
+            let mut any = false;
+            for item in fields.values_mut() {
+                any |= integral_numbers(item);
+            }
+            any
+        }
         _ => false,
     }
 }
