@@ -13,7 +13,7 @@ use shiplog_api::command_line::{
     Cli, Command, DatabaseArgs, LogFormat, ProjectionsCommand, ServeArgs,
 };
 use shiplog_api::docs::spec;
-use shiplog_api::server::{Server, Settings, StreamSettings};
+use shiplog_api::server::{Server, Settings, SimFaults, StreamSettings};
 use shiplog_application::auto_update::WatcherSettings;
 use shiplog_application::{BillingSettings, Catalog, IngressSettings};
 use shiplog_cli as cli;
@@ -198,6 +198,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             image_pull_secrets: args.image_pull_secrets,
             // Kubernetes marks the rollout failed by itself a little before shiplog's own timeout.
             progress_deadline: Duration::from_secs(args.rollout_timeout.saturating_sub(10).max(30)),
+            request_timeout: Duration::from_secs(args.cluster_request_timeout),
             ingress: IngressSettings {
                 domain: args.ingress_domain,
                 class: args.ingress_class,
@@ -224,6 +225,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             checks_per_minute: NonZeroU32::new(args.registry_checks_per_minute)
                 .unwrap_or(NonZeroU32::MIN),
         },
+        sim_faults: SimFaults {
+            rate: args.sim_fault_rate,
+            seed: args.sim_fault_seed,
+        },
     };
     let server = Server::start(&settings).await.context("starting shiplog")?;
     info!(database = %redacted_url(&settings.database_url), "database ready");
@@ -235,11 +240,27 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 #[cfg(feature = "sim")]
 async fn sim(args: SimArgs) -> anyhow::Result<()> {
-    let config = SimConfig {
+    let mut config = SimConfig {
         ready_delay: Duration::from_secs_f64(args.ready_delay.max(0.0)),
         ingress_listen: Some(args.ingress_listen),
         ..SimConfig::default()
     };
+    if args.fault_rate > 0.0 {
+        let faults = SimFaults {
+            rate: args.fault_rate,
+            seed: args.fault_seed,
+        };
+        let seed = faults.seed_or_random();
+        warn!(
+            rate = faults.rate,
+            seed, "the simulator injects API-server faults (repeat them with --fault-seed {seed})"
+        );
+        config.faults = kube_sim::Faults {
+            rate: faults.rate,
+            seed,
+            ..kube_sim::Faults::default()
+        };
+    }
     let sim = KubeSim::start_on(args.listen, config)
         .await
         .with_context(|| format!("starting the simulator on {}", args.listen))?;

@@ -115,6 +115,7 @@ impl TestApp {
                 image_pull_secrets: vec!["registry-credentials".to_owned()],
                 progress_deadline: Duration::from_secs(60),
                 ingress: shiplog_application::IngressSettings::default(),
+                request_timeout: Duration::from_secs(10),
             },
             rollout_timeout: Duration::from_secs(30),
             streams: StreamSettings {
@@ -131,6 +132,7 @@ impl TestApp {
             resolve_digests: ResolveDigests::Auto,
             insecure_registries: Vec::new(),
             auto_update: WatcherSettings::default(),
+            sim_faults: Default::default(),
         };
         configure(&mut settings);
         let server = match kube {
