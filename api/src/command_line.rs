@@ -408,7 +408,30 @@ fn collect(
 
 #[cfg(test)]
 mod tests {
-    use super::reference;
+    use super::{parse_fault_rate, reference};
+
+    #[test]
+    fn a_fault_rate_is_a_probability() {
+        // (description, input, accepted value)
+        let cases = [
+            ("none", "0", Some(0.0)),
+            ("one in ten", "0.1", Some(0.1)),
+            ("every request", "1", Some(1.0)),
+            ("spaces around", " 0.5 ", Some(0.5)),
+            ("a percentage", "10", None),
+            ("negative", "-0.1", None),
+            ("not a number", "NaN", None),
+            ("words", "often", None),
+        ];
+        for (description, input, expected) in cases {
+            assert_eq!(parse_fault_rate(input).ok(), expected, "{description}");
+        }
+        let refused = parse_fault_rate("10").err().unwrap_or_default();
+        assert!(
+            refused.contains("\"10\"") && refused.contains("0 to 1"),
+            "{refused}"
+        );
+    }
 
     const START: &str = "<!-- config-reference:start -->\n";
     const END: &str = "<!-- config-reference:end -->";

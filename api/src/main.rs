@@ -246,17 +246,13 @@ async fn sim(args: SimArgs) -> anyhow::Result<()> {
         ..SimConfig::default()
     };
     if args.fault_rate > 0.0 {
-        let faults = SimFaults {
-            rate: args.fault_rate,
-            seed: args.fault_seed,
-        };
-        let seed = faults.seed_or_random();
+        let seed = args.fault_seed.unwrap_or_else(rand::random);
         warn!(
-            rate = faults.rate,
+            rate = args.fault_rate,
             seed, "the simulator injects API-server faults (repeat them with --fault-seed {seed})"
         );
         config.faults = kube_sim::Faults {
-            rate: faults.rate,
+            rate: args.fault_rate,
             seed,
             ..kube_sim::Faults::default()
         };

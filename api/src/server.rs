@@ -239,13 +239,12 @@ impl Simulator {
 #[cfg(not(feature = "sim"))]
 pub const NO_SIMULATOR: &str = "this build of shiplog has no embedded Kubernetes simulator (built without the `sim` feature): name a cluster with --cluster kube (the cluster of KUBECONFIG or ~/.kube/config, or the in-cluster configuration), or serve the API alone with --cluster none";
 
-/// The kube configuration for `mode`, and the simulator when it runs in-process
-/// (with its ingress controller on `ingress_listen`, injecting `faults`).
+/// The kube configuration for `settings.cluster`, and the simulator when it runs
+/// in-process (with its ingress controller and injected faults as `settings` say).
 async fn cluster_config(
-    mode: ClusterMode,
-    ingress_listen: SocketAddr,
-    faults: SimFaults,
+    settings: &Settings,
 ) -> Result<Option<(kube::Config, Option<Simulator>)>, StartError> {
+    let mode = settings.cluster;
     match mode.resolve() {
         ClusterMode::None => {
             warn!("cluster: none; this process does not run the process manager, deployments only move when another shiplog process on this database does");
@@ -258,19 +257,17 @@ async fn cluster_config(
             warn!("cluster: kube; deploying to the cluster of the kubeconfig or in-cluster configuration");
             Ok(Some((config, None)))
         }
-        ClusterMode::Simulated | ClusterMode::Auto => {
-            embedded_cluster(ingress_listen, faults).await
-        }
+        ClusterMode::Simulated | ClusterMode::Auto => embedded_cluster(settings).await,
     }
 }
 
-/// Starts the embedded simulator, with its ingress controller on `ingress_listen`,
-/// injecting `faults`.
+/// Starts the embedded simulator, with its ingress controller on `settings.ingress_listen`,
+/// injecting `settings.sim_faults`.
 #[cfg(feature = "sim")]
 async fn embedded_cluster(
-    ingress_listen: SocketAddr,
-    faults: SimFaults,
+    settings: &Settings,
 ) -> Result<Option<(kube::Config, Option<Simulator>)>, StartError> {
+    let (ingress_listen, faults) = (settings.ingress_listen, settings.sim_faults);
     let mut config = SimConfig {
         ingress_listen: Some(ingress_listen),
         ..SimConfig::default()
@@ -281,6 +278,8 @@ async fn embedded_cluster(
         config.faults = Faults {
             rate: faults.rate,
             seed,
+            // Held past shiplog's own call timeout, so that shiplog gives up first.
+            hold: 2 * settings.kube.request_timeout,
             ..Faults::default()
         };
     }
@@ -300,8 +299,7 @@ async fn embedded_cluster(
 /// A build without the `sim` feature has no embedded cluster to start.
 #[cfg(not(feature = "sim"))]
 async fn embedded_cluster(
-    _ingress_listen: SocketAddr,
-    _faults: SimFaults,
+    _settings: &Settings,
 ) -> Result<Option<(kube::Config, Option<Simulator>)>, StartError> {
     Err(StartError::Cluster(NO_SIMULATOR.to_string()))
 }
@@ -494,12 +492,7 @@ impl Server {
     /// Connects (creating the database if needed), migrates, connects to the
     /// cluster `settings.cluster` names, starts the projector and the process manager, and binds.
     pub async fn start(settings: &Settings) -> Result<Self, StartError> {
-        let cluster = cluster_config(
-            settings.cluster,
-            settings.ingress_listen,
-            settings.sim_faults,
-        )
-        .await?;
+        let cluster = cluster_config(settings).await?;
         Self::start_with(settings, cluster).await
     }
 
