@@ -3,6 +3,7 @@
 //! expired watches; seeded). Every flow still ends in the right state, the cluster holds
 //! exactly what the ledger says is deployed, and `/metrics` counts the retries it took.
 
+use crate::binary::{free_port, wait_until_healthy, Shiplog};
 use crate::cluster::kube_config;
 use crate::helpers::{uuid, TestApp, TestDb, ADMIN_TOKEN, NAMESPACE};
 use crate::metrics::scrape;
@@ -325,4 +326,86 @@ async fn every_flow_ends_in_the_right_state_when_one_api_request_in_ten_fails() 
         retries > 0.0,
         "/metrics counts the retries ({injected:?} injected)"
     );
+}
+
+/// The sum of `shiplog_cluster_retries_total` over its label sets, in a scrape's text.
+fn retries_in(metrics: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("shiplog_cluster_retries_total{"))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn serve_injects_faults_in_its_built_in_simulator_when_asked_and_still_deploys() {
+    let db = TestDb::create().await;
+    let port = free_port();
+    let log_path = std::env::temp_dir().join(format!("shiplog-sim-faults-{}.log", Uuid::new_v4()));
+    let log = std::fs::File::create(&log_path).unwrap_or_else(|e| panic!("{e}"));
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_shiplog"))
+        .args([
+            "serve",
+            "--cluster",
+            "simulated",
+            "--resolve-digests",
+            "never",
+        ])
+        .args(["--sim-fault-rate", "0.3", "--sim-fault-seed", "5"])
+        .args(["--cluster-request-timeout", "1"])
+        .env("DATABASE_URL", &db.url)
+        .env("SHIPLOG_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("SHIPLOG_LISTEN", format!("127.0.0.1:{port}"))
+        .env("SHIPLOG_PROXY_LISTEN", "127.0.0.1:0")
+        .env("SHIPLOG_INGRESS_LISTEN", "127.0.0.1:0")
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn shiplog: {e}"));
+    let _serve = Shiplog(child);
+    let base = format!("http://127.0.0.1:{port}");
+    wait_until_healthy(&base).await;
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    assert!(
+        log.contains("injects API-server faults") && log.contains("seed=5"),
+        "the log says faults are injected, and with which seed:\n{log}"
+    );
+
+    let api =
+        shiplog_client::Client::new(&base, Some(ADMIN_TOKEN)).unwrap_or_else(|e| panic!("{e}"));
+    let usecase = api
+        .create_usecase(
+            &shiplog_client::wire::usecases::CreateUsecase {
+                name: "embedded".to_owned(),
+                description: None,
+            },
+            None,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .id;
+    let deployment = api
+        .deploy(usecase, &crate::helpers::deployment_of("1.0.0"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .id;
+    eventually_within("the deployment is deployed", BUDGET, || async {
+        match api.deployment(usecase, deployment).await {
+            Ok(d) if d.status.as_str() == "deployed" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .text()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(retries_in(&metrics) > 0.0, "{metrics}");
+    let _ = std::fs::remove_file(&log_path);
 }
