@@ -81,6 +81,25 @@ pub struct SimArgs {
     /// (give `serve --cluster kube` the same port as `--ingress-port`).
     #[arg(long, env = "SHIPLOG_INGRESS_LISTEN", default_value = "127.0.0.1:8082")]
     pub ingress_listen: SocketAddr,
+    /// The probability (0 to 1) that a request gets an API-server fault: a 500, a 429 with
+    /// Retry-After, a timeout (the request takes effect, its answer never comes), a dropped
+    /// connection, a slow answer, a watch ended early or refused with 410 Expired; 0: none.
+    #[arg(long, env = "SHIPLOG_SIM_FAULT_RATE", default_value_t = 0.0, value_parser = parse_fault_rate)]
+    pub fault_rate: f64,
+    /// The seed of the faults: the same seed, the same sequence of faults. Unset: a random
+    /// one, logged.
+    #[arg(long, env = "SHIPLOG_SIM_FAULT_SEED")]
+    pub fault_seed: Option<u64>,
+}
+
+/// A fault rate: a probability from 0 to 1.
+pub fn parse_fault_rate(raw: &str) -> Result<f64, String> {
+    match raw.trim().parse::<f64>() {
+        Ok(rate) if (0.0..=1.0).contains(&rate) => Ok(rate),
+        _ => Err(format!(
+            "{raw:?} is not a probability from 0 to 1, such as 0.1"
+        )),
+    }
 }
 
 /// Which database holds the ledger.
@@ -159,6 +178,11 @@ pub struct ServeArgs {
     /// Seconds a rollout may take before the deployment fails.
     #[arg(long, env = "SHIPLOG_ROLLOUT_TIMEOUT", default_value_t = 600)]
     pub rollout_timeout: u64,
+    /// Seconds one Kubernetes API call (not a watch) may wait for its answer. A call that
+    /// times out, is throttled (429), meets a server error or a dropped connection is tried
+    /// again with back-off, counted in `shiplog_cluster_retries_total`.
+    #[arg(long, env = "SHIPLOG_CLUSTER_REQUEST_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub cluster_request_timeout: u64,
     /// Browser origins allowed to call the API (CORS), e.g. https://ops.example.com;
     /// `*` allows any; repeat or comma-separate. Unset: no CORS headers.
     #[arg(
@@ -218,6 +242,15 @@ pub struct ServeArgs {
     /// Where the simulated cluster's ingress controller listens (simulated mode only).
     #[arg(long, env = "SHIPLOG_INGRESS_LISTEN", default_value = "127.0.0.1:8082")]
     pub ingress_listen: SocketAddr,
+    /// The probability (0 to 1) that the built-in simulator answers a request with an
+    /// API-server fault, as `shiplog sim --fault-rate` does, to try shiplog against an
+    /// unreliable cluster (simulated mode only); 0: none.
+    #[arg(long, env = "SHIPLOG_SIM_FAULT_RATE", default_value_t = 0.0, value_parser = parse_fault_rate)]
+    pub sim_fault_rate: f64,
+    /// The seed of the built-in simulator's faults (simulated mode only). Unset: a random
+    /// one, logged.
+    #[arg(long, env = "SHIPLOG_SIM_FAULT_SEED")]
+    pub sim_fault_seed: Option<u64>,
     /// A YAML (or JSON) file of templates (`templates: [...]`) added to the built-in
     /// nginx and postgres; one with a built-in's name replaces it.
     #[arg(long, env = "SHIPLOG_TEMPLATES")]
@@ -399,7 +432,30 @@ fn collect(
 
 #[cfg(test)]
 mod tests {
-    use super::reference;
+    use super::{parse_fault_rate, reference};
+
+    #[test]
+    fn a_fault_rate_is_a_probability() {
+        // (description, input, accepted value)
+        let cases = [
+            ("none", "0", Some(0.0)),
+            ("one in ten", "0.1", Some(0.1)),
+            ("every request", "1", Some(1.0)),
+            ("spaces around", " 0.5 ", Some(0.5)),
+            ("a percentage", "10", None),
+            ("negative", "-0.1", None),
+            ("not a number", "NaN", None),
+            ("words", "often", None),
+        ];
+        for (description, input, expected) in cases {
+            assert_eq!(parse_fault_rate(input).ok(), expected, "{description}");
+        }
+        let refused = parse_fault_rate("10").err().unwrap_or_default();
+        assert!(
+            refused.contains("\"10\"") && refused.contains("0 to 1"),
+            "{refused}"
+        );
+    }
 
     const START: &str = "<!-- config-reference:start -->\n";
     const END: &str = "<!-- config-reference:end -->";

@@ -14,7 +14,7 @@ use shiplog_api::command_line::{
 };
 use shiplog_api::docs::spec;
 use shiplog_api::limits::RequestLimits;
-use shiplog_api::server::{Server, Settings, StreamSettings};
+use shiplog_api::server::{Server, Settings, SimFaults, StreamSettings};
 use shiplog_application::auto_update::WatcherSettings;
 use shiplog_application::{BillingSettings, Catalog, IngressSettings};
 use shiplog_cli as cli;
@@ -199,6 +199,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             image_pull_secrets: args.image_pull_secrets,
             // Kubernetes marks the rollout failed by itself a little before shiplog's own timeout.
             progress_deadline: Duration::from_secs(args.rollout_timeout.saturating_sub(10).max(30)),
+            request_timeout: Duration::from_secs(args.cluster_request_timeout),
             ingress: IngressSettings {
                 domain: args.ingress_domain,
                 class: args.ingress_class,
@@ -233,6 +234,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_streams_per_token: usize::try_from(args.max_streams_per_token)
                 .unwrap_or(usize::MAX),
         },
+        sim_faults: SimFaults {
+            rate: args.sim_fault_rate,
+            seed: args.sim_fault_seed,
+        },
     };
     let server = Server::start(&settings).await.context("starting shiplog")?;
     info!(database = %redacted_url(&settings.database_url), "database ready");
@@ -244,11 +249,23 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 #[cfg(feature = "sim")]
 async fn sim(args: SimArgs) -> anyhow::Result<()> {
-    let config = SimConfig {
+    let mut config = SimConfig {
         ready_delay: Duration::from_secs_f64(args.ready_delay.max(0.0)),
         ingress_listen: Some(args.ingress_listen),
         ..SimConfig::default()
     };
+    if args.fault_rate > 0.0 {
+        let seed = args.fault_seed.unwrap_or_else(rand::random);
+        warn!(
+            rate = args.fault_rate,
+            seed, "the simulator injects API-server faults (repeat them with --fault-seed {seed})"
+        );
+        config.faults = kube_sim::Faults {
+            rate: args.fault_rate,
+            seed,
+            ..kube_sim::Faults::default()
+        };
+    }
     let sim = KubeSim::start_on(args.listen, config)
         .await
         .with_context(|| format!("starting the simulator on {}", args.listen))?;

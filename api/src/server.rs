@@ -13,7 +13,7 @@ use axum::middleware;
 use axum::Router;
 use kube::Client;
 #[cfg(feature = "sim")]
-use kube_sim::{KubeSim, SimConfig};
+use kube_sim::{Faults, KubeSim, SimConfig};
 use shiplog_application::auto_update::{RegistryHooks, Watcher, WatcherSettings};
 use shiplog_application::{
     Audit, Authenticator, BillingSettings, Catalog, ClusterInsight, Operations, Platform, Teams,
@@ -26,13 +26,14 @@ use shiplog_infrastructure::auto_update::{AutoUpdateRunner, PgCheckStore};
 use shiplog_infrastructure::db::{connect_and_migrate_with, DbSetupError};
 use shiplog_infrastructure::event_store::CachedEventStore;
 use shiplog_infrastructure::image_resolver::{PullSecrets, RegistryResolver, RegistrySettings};
+use shiplog_infrastructure::kube_calls::KubeCalls;
 use shiplog_infrastructure::kube_cluster::{KubeCluster, KubeSettings};
 use shiplog_infrastructure::process_manager::ProcessManagerRunner;
 use shiplog_infrastructure::upstream::ApiServerHttp;
 use shiplog_infrastructure::usecase_loader::PgUsecaseLoader;
 use shiplog_infrastructure::{
-    LiveFeed, MeteredCommandBus, PgLedger, PgReadModel, PgTokenStore, PostgresCommandBus,
-    PostgresTeamBus, Projector, Telemetry,
+    ClusterRetries, LiveFeed, MeteredCommandBus, PgLedger, PgReadModel, PgTokenStore,
+    PostgresCommandBus, PostgresTeamBus, Projector, Telemetry,
 };
 use std::future::Future;
 use std::net::SocketAddr;
@@ -87,6 +88,26 @@ pub struct Settings {
     pub require_reason: bool,
     /// Bounds on request bodies, slow clients and streams per token.
     pub limits: RequestLimits,
+    /// The API-server faults the embedded simulator injects (simulated mode only).
+    pub sim_faults: SimFaults,
+}
+
+/// API-server faults for the embedded simulator to inject, so that shiplog can be tried
+/// against an unreliable cluster (see `kube_sim::Faults`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SimFaults {
+    /// The probability (0 to 1) that a request to the simulator fails; 0: none.
+    pub rate: f64,
+    /// Seeds the faults' random sequence; `None`: a random seed, logged so that the run
+    /// can be repeated.
+    pub seed: Option<u64>,
+}
+
+impl SimFaults {
+    /// The seed to use: the one given, else a random one.
+    pub fn seed_or_random(&self) -> u64 {
+        self.seed.unwrap_or_else(rand::random)
+    }
 }
 
 /// When the process manager pins a deployment's image tag to a manifest digest.
@@ -227,12 +248,12 @@ impl Simulator {
 #[cfg(not(feature = "sim"))]
 pub const NO_SIMULATOR: &str = "this build of shiplog has no embedded Kubernetes simulator (built without the `sim` feature): name a cluster with --cluster kube (the cluster of KUBECONFIG or ~/.kube/config, or the in-cluster configuration), or serve the API alone with --cluster none";
 
-/// The kube configuration for `mode`, and the simulator when it runs in-process
-/// (with its ingress controller on `ingress_listen`).
+/// The kube configuration for `settings.cluster`, and the simulator when it runs
+/// in-process (with its ingress controller and injected faults as `settings` say).
 async fn cluster_config(
-    mode: ClusterMode,
-    ingress_listen: SocketAddr,
+    settings: &Settings,
 ) -> Result<Option<(kube::Config, Option<Simulator>)>, StartError> {
+    let mode = settings.cluster;
     match mode.resolve() {
         ClusterMode::None => {
             warn!("cluster: none; this process does not run the process manager, deployments only move when another shiplog process on this database does");
@@ -245,19 +266,32 @@ async fn cluster_config(
             warn!("cluster: kube; deploying to the cluster of the kubeconfig or in-cluster configuration");
             Ok(Some((config, None)))
         }
-        ClusterMode::Simulated | ClusterMode::Auto => embedded_cluster(ingress_listen).await,
+        ClusterMode::Simulated | ClusterMode::Auto => embedded_cluster(settings).await,
     }
 }
 
-/// Starts the embedded simulator, with its ingress controller on `ingress_listen`.
+/// Starts the embedded simulator, with its ingress controller on `settings.ingress_listen`,
+/// injecting `settings.sim_faults`.
 #[cfg(feature = "sim")]
 async fn embedded_cluster(
-    ingress_listen: SocketAddr,
+    settings: &Settings,
 ) -> Result<Option<(kube::Config, Option<Simulator>)>, StartError> {
-    let config = SimConfig {
+    let (ingress_listen, faults) = (settings.ingress_listen, settings.sim_faults);
+    let mut config = SimConfig {
         ingress_listen: Some(ingress_listen),
         ..SimConfig::default()
     };
+    if faults.rate > 0.0 {
+        let seed = faults.seed_or_random();
+        warn!(rate = faults.rate, seed, "cluster: the simulator injects API-server faults (repeat them with --sim-fault-seed {seed})");
+        config.faults = Faults {
+            rate: faults.rate,
+            seed,
+            // Held past shiplog's own call timeout, so that shiplog gives up first.
+            hold: 2 * settings.kube.request_timeout,
+            ..Faults::default()
+        };
+    }
     let sim = KubeSim::start(config).await.map_err(|e| {
         StartError::Cluster(format!(
             "starting the simulator (its ingress controller on {ingress_listen}): {e}"
@@ -274,7 +308,7 @@ async fn embedded_cluster(
 /// A build without the `sim` feature has no embedded cluster to start.
 #[cfg(not(feature = "sim"))]
 async fn embedded_cluster(
-    _ingress_listen: SocketAddr,
+    _settings: &Settings,
 ) -> Result<Option<(kube::Config, Option<Simulator>)>, StartError> {
     Err(StartError::Cluster(NO_SIMULATOR.to_string()))
 }
@@ -353,17 +387,18 @@ fn proxy_cors(origins: &[String]) -> Result<Option<CorsLayer>, StartError> {
 /// Builds the router over a ready pool (also used by tests that need no listener).
 /// Event streams end when `stopping` fires, so a graceful shutdown is not held up by them.
 /// `cluster` serves the operations routes' cluster reads (logs, events, usage); without
-/// one they answer 503.
+/// one they answer 503. `/metrics` shows the Kubernetes API retries counted in `retries`.
 pub fn router(
     pool: sqlx::PgPool,
     settings: &Settings,
     stopping: CancellationToken,
     cluster: Option<Arc<dyn ClusterInsight>>,
+    retries: ClusterRetries,
 ) -> Result<(Router, Background), StartError> {
     let projector = Projector::new(pool.clone());
     let feed = LiveFeed::new(pool.clone(), settings.streams.buffer);
     let read = Arc::new(PgReadModel::new(pool.clone(), projector.clone()));
-    let telemetry = Telemetry::new(pool.clone(), feed.clone());
+    let telemetry = Telemetry::new(pool.clone(), feed.clone(), retries);
     let store = PostgresCommandBus::metered_store(pool.clone(), &telemetry);
     let bus = Arc::new(metered_bus(&pool, &store, &telemetry));
     let checks = Arc::new(PgCheckStore::new(pool.clone()));
@@ -471,7 +506,7 @@ impl Server {
     /// Connects (creating the database if needed), migrates, connects to the
     /// cluster `settings.cluster` names, starts the projector and the process manager, and binds.
     pub async fn start(settings: &Settings) -> Result<Self, StartError> {
-        let cluster = cluster_config(settings.cluster, settings.ingress_listen).await?;
+        let cluster = cluster_config(settings).await?;
         Self::start_with(settings, cluster).await
     }
 
@@ -502,9 +537,15 @@ impl Server {
         let stopping = CancellationToken::new();
         let mut sim = None;
         let mut kube = None;
+        // Counted by the cluster adapter and the pull-secret reads, shown by `/metrics`.
+        let retries = ClusterRetries::default();
         let mut images: Option<Arc<dyn ImageResolver>> = None;
-        if let Some((config, simulator)) = cluster {
+        if let Some((mut config, simulator)) = cluster {
             sim = simulator;
+            // shiplog retries API calls itself (kube_calls.rs): bounded by its call timeout,
+            // waiting what a 429 asks, counted in /metrics. kube's own layer would retry 429s
+            // and 503s out of sight, and past that timeout.
+            config.default_retry = false;
             let client =
                 Client::try_from(config.clone()).map_err(|e| StartError::Cluster(e.to_string()))?;
             let upstream = Upstream {
@@ -516,6 +557,7 @@ impl Server {
                 client: client.clone(),
                 namespace: settings.kube.namespace.clone(),
                 names: settings.kube.image_pull_secrets.clone(),
+                calls: KubeCalls::new(settings.kube.request_timeout, retries.clone()),
             };
             images = Some(settings.resolve_digests.resolver(
                 settings.cluster,
@@ -523,14 +565,18 @@ impl Server {
                 secrets,
             ));
             kube = Some((
-                Arc::new(KubeCluster::new(client, settings.kube.clone())),
+                Arc::new(KubeCluster::new(
+                    client,
+                    settings.kube.clone(),
+                    retries.clone(),
+                )),
                 upstream,
             ));
         }
         let insight = kube
             .as_ref()
             .map(|(cluster, _)| cluster.clone() as Arc<dyn ClusterInsight>);
-        let (router, parts) = router(pool.clone(), settings, stopping.clone(), insight)?;
+        let (router, parts) = router(pool.clone(), settings, stopping.clone(), insight, retries)?;
         let mut proxy = proxy_router(ProxyState {
             usecases: parts.usecases.clone(),
             auth: parts.auth.clone(),

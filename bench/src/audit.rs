@@ -258,6 +258,7 @@ async fn serve(pool: PgPool) -> anyhow::Result<String> {
             image_pull_secrets: Vec::new(),
             progress_deadline: Duration::from_secs(60),
             ingress: shiplog_application::IngressSettings::default(),
+            request_timeout: Duration::from_secs(10),
         },
         rollout_timeout: Duration::from_secs(60),
         streams: StreamSettings::default(),
@@ -274,8 +275,15 @@ async fn serve(pool: PgPool) -> anyhow::Result<String> {
         auto_update: Default::default(),
         require_reason: false,
         limits: shiplog_api::limits::RequestLimits::default(),
+        sim_faults: Default::default(),
     };
-    let (app, _background) = router(pool, &settings, CancellationToken::new(), None)?;
+    let (app, _background) = router(
+        pool,
+        &settings,
+        CancellationToken::new(),
+        None,
+        Default::default(),
+    )?;
     let listener = tokio::net::TcpListener::bind(settings.listen).await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move { axum::serve(listener, app).await });

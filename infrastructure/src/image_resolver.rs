@@ -3,6 +3,7 @@
 //! come from the pull secrets shiplog already names (docker config JSON in the
 //! namespace's Secrets) and go nowhere else: not into events, not into logs.
 
+use crate::kube_calls::KubeCalls;
 use async_trait::async_trait;
 use base64::Engine;
 use k8s_openapi::api::core::v1::Secret;
@@ -45,6 +46,8 @@ pub struct PullSecrets {
     pub namespace: String,
     /// The Secrets named by `--image-pull-secret`, in order.
     pub names: Vec<String>,
+    /// How they are read: bounded and retried as every call of the cluster adapter.
+    pub calls: KubeCalls,
 }
 
 /// Resolves tags against their registries with `oci-client`.
@@ -84,7 +87,11 @@ impl RegistryResolver {
         };
         let api: Api<Secret> = Api::namespaced(secrets.client.clone(), &secrets.namespace);
         for name in &secrets.names {
-            let secret = match api.get_opt(name).await {
+            let read = secrets
+                .calls
+                .call("pull_secrets", || api.get_opt(name))
+                .await;
+            let secret = match read {
                 Ok(Some(secret)) => secret,
                 Ok(None) => {
                     debug!(secret = %name, "pull secret not found; skipped");

@@ -1,7 +1,11 @@
 //! The `ClusterPort` on kube-rs: server-side apply with deterministic names and
-//! labels in one namespace, rollouts observed with watches, idempotent deletes.
+//! labels in one namespace, rollouts observed with watches, idempotent deletes. Every
+//! call is bounded and retried through [`KubeCalls`], and every operation is safe to
+//! repeat, so an unreliable API server slows shiplog down but does not lead it astray.
 
+use crate::kube_calls::{watch_reason, KubeCalls};
 use crate::kube_objects;
+use crate::telemetry::ClusterRetries;
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -10,13 +14,14 @@ use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::runtime::watcher::{self, watcher};
+use kube::runtime::WatchStreamExt;
 use kube::Client;
 use rand::distributions::{Alphanumeric, DistString};
 use serde_json::{json, Value};
 use shiplog_application::{ClusterError, ClusterPort, IngressSettings, RolloutOutcome, Workload};
 use std::collections::BTreeMap;
 use std::time::Duration;
-use tracing::{debug, instrument};
+use tracing::{debug, instrument, warn};
 use uuid::Uuid;
 
 /// The field manager of every server-side apply.
@@ -37,6 +42,8 @@ pub struct KubeSettings {
     pub progress_deadline: Duration,
     /// Hosts, class and TLS of the Ingresses of public usecases.
     pub ingress: IngressSettings,
+    /// How long one API call (not a watch) may wait for its answer before it is tried again.
+    pub request_timeout: Duration,
 }
 
 /// kube-rs against one namespace.
@@ -45,19 +52,7 @@ pub struct KubeCluster {
     client: Client,
     settings: KubeSettings,
     service_monitor: ApiResource,
-}
-
-/// Maps kube errors: throttling and server errors are outages, the rest refusals.
-pub(crate) fn error(e: kube::Error) -> ClusterError {
-    match &e {
-        kube::Error::Api(status) if status.code == 429 || status.code >= 500 => {
-            ClusterError::Unavailable(e.to_string())
-        }
-        kube::Error::Api(status) => {
-            ClusterError::Rejected(format!("{} ({})", status.message, status.reason))
-        }
-        _ => ClusterError::Unavailable(e.to_string()),
-    }
+    calls: KubeCalls,
 }
 
 /// A value for a generated variable: 32 random letters and digits (190 bits).
@@ -65,19 +60,23 @@ fn random_secret() -> String {
     Alphanumeric.sample_string(&mut rand::thread_rng(), 32)
 }
 
-fn is_not_found(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(status) if status.code == 404)
-}
-
 impl KubeCluster {
-    /// An adapter over `client` (kubeconfig, in-cluster config or the simulator).
-    pub fn new(client: Client, settings: KubeSettings) -> Self {
+    /// An adapter over `client` (kubeconfig, in-cluster config or the simulator), counting
+    /// the API calls it tries again in `retries`.
+    pub fn new(client: Client, settings: KubeSettings, retries: ClusterRetries) -> Self {
         let gvk = GroupVersionKind::gvk("monitoring.coreos.com", "v1", "ServiceMonitor");
+        let calls = KubeCalls::new(settings.request_timeout, retries);
         Self {
             client,
             settings,
             service_monitor: ApiResource::from_gvk(&gvk),
+            calls,
         }
+    }
+
+    /// How this adapter calls the API (bounded, retried, counted), for its other ports.
+    pub(crate) fn calls(&self) -> &KubeCalls {
+        &self.calls
     }
 
     /// The kube client, for the applications proxy.
@@ -149,68 +148,110 @@ impl KubeCluster {
         }
         let name = kube_objects::generated_secret_name(w.usecase_id);
         let api = self.secrets();
-        let existing = api.get_opt(&name).await.map_err(error)?;
-        let have: Vec<String> = existing
-            .as_ref()
-            .and_then(|s| s.data.as_ref())
-            .map(|d| d.keys().cloned().collect())
-            .unwrap_or_default();
-        let missing: BTreeMap<String, String> = wanted
-            .into_iter()
-            .filter(|k| !have.contains(k))
-            .map(|k| (k, random_secret()))
-            .collect();
-        if missing.is_empty() {
-            return Ok(());
-        }
-        if existing.is_some() {
-            let patch = json!({"stringData": missing});
-            api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        // A create can find the Secret created in between: by an earlier try of this very
+        // create whose answer was lost, say. Then it is read again, and only what is still
+        // missing is added: values once created are never replaced.
+        for _ in 0..3 {
+            let existing = self.calls.call("apply", || api.get_opt(&name)).await?;
+            let have: Vec<String> = existing
+                .as_ref()
+                .and_then(|s| s.data.as_ref())
+                .map(|d| d.keys().cloned().collect())
+                .unwrap_or_default();
+            let missing: BTreeMap<String, String> = wanted
+                .iter()
+                .filter(|k| !have.contains(k))
+                .map(|k| (k.clone(), random_secret()))
+                .collect();
+            if missing.is_empty() {
+                return Ok(());
+            }
+            if existing.is_some() {
+                let patch = json!({"stringData": missing});
+                let patch = Patch::Merge(&patch);
+                let params = PatchParams::default();
+                self.calls
+                    .call("apply", || api.patch(&name, &params, &patch))
+                    .await?;
+                return Ok(());
+            }
+            let secret: Secret = serde_json::from_value(json!({
+                "metadata": {"name": name, "labels": kube_objects::usecase_labels(w.usecase_id)},
+                "type": "Opaque",
+                "stringData": missing,
+            }))
+            .map_err(|e| ClusterError::Rejected(format!("generated Secret: {e}")))?;
+            let params = PostParams::default();
+            match self
+                .calls
+                .call("apply", || api.create(&params, &secret))
                 .await
-                .map_err(error)?;
-            return Ok(());
+            {
+                Ok(_) => return Ok(()),
+                Err(e) if e.code() == Some(409) => continue,
+                Err(e) => return Err(e.into()),
+            }
         }
-        let secret: Secret = serde_json::from_value(json!({
-            "metadata": {"name": name, "labels": kube_objects::usecase_labels(w.usecase_id)},
-            "type": "Opaque",
-            "stringData": missing,
-        }))
-        .map_err(|e| ClusterError::Rejected(format!("generated Secret: {e}")))?;
-        match api.create(&PostParams::default(), &secret).await {
-            Ok(_) => Ok(()),
-            // Another apply created it in between: the next reconcile fills what is missing.
-            Err(kube::Error::Api(status)) if status.code == 409 => Err(ClusterError::Unavailable(
-                format!("the Secret {name} was created concurrently; retrying"),
-            )),
-            Err(e) => Err(error(e)),
-        }
+        Err(ClusterError::Unavailable(format!(
+            "the Secret {name} keeps being created concurrently; retrying"
+        )))
     }
 
     /// Deletes the usecase's Ingresses except those named in `keep`.
-    async fn prune_ingresses(&self, usecase_id: Uuid, keep: &[String]) -> Result<(), ClusterError> {
+    async fn prune_ingresses(
+        &self,
+        operation: &'static str,
+        usecase_id: Uuid,
+        keep: &[String],
+    ) -> Result<(), ClusterError> {
         let params = ListParams::default().labels(&format!("{USECASE_LABEL}={usecase_id}"));
         let api = self.ingresses();
-        let list = api.list(&params).await.map_err(error)?;
+        let list = self.calls.call(operation, || api.list(&params)).await?;
         for ingress in list.items {
             let Some(name) = ingress.metadata.name else {
                 continue;
             };
             if !keep.contains(&name) {
-                Self::delete_quietly(&api, &name).await?;
+                self.delete_quietly(operation, &api, &name).await?;
             }
         }
         Ok(())
     }
 
-    async fn delete_quietly<K>(api: &Api<K>, name: &str) -> Result<(), ClusterError>
+    /// Deletes an object; one already gone (perhaps by an earlier try whose answer was
+    /// lost) is fine.
+    async fn delete_quietly<K>(
+        &self,
+        operation: &'static str,
+        api: &Api<K>,
+        name: &str,
+    ) -> Result<(), ClusterError>
     where
         K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
     {
-        match api.delete(name, &DeleteParams::background()).await {
+        let params = DeleteParams::background();
+        match self
+            .calls
+            .call(operation, || api.delete(name, &params))
+            .await
+        {
             Ok(_) => Ok(()),
-            Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(error(e)),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e.into()),
         }
+    }
+
+    /// One last look at a rollout whose watch ran out of time: the watch may have been
+    /// starved by an unreliable API server while the rollout finished.
+    async fn rollout_now(&self, name: &str) -> Result<Option<RolloutOutcome>, ClusterError> {
+        let api = self.deployments();
+        // Listed by name, as the watch reads it: the Role grants no `get` of Deployments.
+        let params = ListParams::default().fields(&format!("metadata.name={name}"));
+        let current = self
+            .calls
+            .call("await_rollout", || api.list(&params))
+            .await?;
+        Ok(current.items.first().and_then(deployment_outcome))
     }
 }
 
@@ -289,27 +330,26 @@ impl ClusterPort for KubeCluster {
         let name = deployment_name(w.deployment_id);
         let ns = &self.settings.namespace;
         // The values first: a pod that starts before its Secret exists cannot start.
-        self.secrets()
-            .patch(
-                &name,
-                &params,
-                &Patch::Apply(&kube_objects::secret_object(ns, w)),
-            )
-            .await
-            .map_err(error)?;
+        let secret = kube_objects::secret_object(ns, w);
+        let (secrets, patch) = (self.secrets(), Patch::Apply(&secret));
+        self.calls
+            .call("apply", || secrets.patch(&name, &params, &patch))
+            .await?;
         self.ensure_generated(w).await?;
-        self.deployments()
-            .patch(&name, &params, &Patch::Apply(&self.deployment_object(w)))
-            .await
-            .map_err(error)?;
+        let deployment = self.deployment_object(w);
+        let (deployments, patch) = (self.deployments(), Patch::Apply(&deployment));
+        self.calls
+            .call("apply", || deployments.patch(&name, &params, &patch))
+            .await?;
         if let Some(monitor) = w.config.service_monitor.as_ref().filter(|m| m.enabled) {
             let object = kube_objects::service_monitor_object(ns, w, &monitor.scraping_interval);
-            match self.service_monitors().patch(&name, &params, &Patch::Apply(&object)).await {
+            let (monitors, patch) = (self.service_monitors(), Patch::Apply(&object));
+            match self.calls.call("apply", || monitors.patch(&name, &params, &patch)).await {
                 Ok(_) => {}
-                Err(e) if is_not_found(&e) => {
+                Err(e) if e.is_not_found() => {
                     return Err(ClusterError::Rejected("serviceMonitor is enabled but the cluster has no ServiceMonitor resource (monitoring.coreos.com/v1, the Prometheus operator)".to_owned()))
                 }
-                Err(e) => return Err(error(e)),
+                Err(e) => return Err(e.into()),
             }
         }
         Ok(())
@@ -323,10 +363,13 @@ impl ClusterPort for KubeCluster {
     ) -> Result<RolloutOutcome, ClusterError> {
         let name = deployment_name(w.deployment_id);
         let image = w.config.image.to_string();
+        // A failed list or watch is tried again after a back-off; a watch that ends is
+        // resumed from its last version, and one too old to resume lists again.
         let deployments = watcher(
             self.deployments(),
             watcher::Config::default().fields(&format!("metadata.name={name}")),
         )
+        .backoff(self.calls.watch_backoff())
         .map_ok(|e| match e {
             watcher::Event::Apply(d) | watcher::Event::InitApply(d) => {
                 vec![Seen::Deployment(Some(Box::new(d)))]
@@ -338,6 +381,7 @@ impl ClusterPort for KubeCluster {
             self.pods(),
             watcher::Config::default().labels(&format!("{DEPLOYMENT_LABEL}={}", w.deployment_id)),
         )
+        .backoff(self.calls.watch_backoff())
         .map_ok(|e| match e {
             watcher::Event::Apply(p) | watcher::Event::InitApply(p) => vec![Seen::Pod(Box::new(p))],
             _ => vec![],
@@ -345,9 +389,17 @@ impl ClusterPort for KubeCluster {
         let mut seen = futures::stream::select(deployments.boxed(), pods.boxed());
         let watch = async {
             while let Some(item) = seen.next().await {
-                for s in
-                    item.map_err(|e| ClusterError::Unavailable(format!("watch failed: {e}")))?
-                {
+                let items = match item {
+                    Ok(items) => items,
+                    Err(e) => {
+                        // The watcher tries again by itself (after its back-off): count it.
+                        let reason = watch_reason(&e);
+                        self.calls.retried("await_rollout", reason);
+                        debug!(reason, error = %e, "rollout watch failed; resuming");
+                        continue;
+                    }
+                };
+                for s in items {
                     let outcome = match s {
                         Seen::Deployment(Some(d)) => deployment_outcome(&d),
                         Seen::Deployment(None) => Some(RolloutOutcome::Failed(format!(
@@ -365,10 +417,19 @@ impl ClusterPort for KubeCluster {
         };
         match tokio::time::timeout(timeout, watch).await {
             Ok(result) => result,
-            Err(_) => Ok(RolloutOutcome::Failed(format!(
-                "the rollout was not ready after {} seconds",
-                timeout.as_secs()
-            ))),
+            Err(_) => match self.rollout_now(&name).await? {
+                Some(outcome) => {
+                    warn!(
+                        ?outcome,
+                        "the rollout watch saw no outcome in time; the Deployment tells it"
+                    );
+                    Ok(outcome)
+                }
+                None => Ok(RolloutOutcome::Failed(format!(
+                    "the rollout was not ready after {} seconds",
+                    timeout.as_secs()
+                ))),
+            },
         }
     }
 
@@ -376,55 +437,52 @@ impl ClusterPort for KubeCluster {
     async fn route(&self, w: &Workload) -> Result<(), ClusterError> {
         let ns = &self.settings.namespace;
         let params = PatchParams::apply(FIELD_MANAGER).force();
-        self.services()
-            .patch(
-                &service_name(w.usecase_id),
-                &params,
-                &Patch::Apply(&kube_objects::service_object(ns, w)),
-            )
-            .await
-            .map_err(error)?;
+        let service = kube_objects::service_object(ns, w);
+        let (services, patch) = (self.services(), Patch::Apply(&service));
+        let name = service_name(w.usecase_id);
+        self.calls
+            .call("route", || services.patch(&name, &params, &patch))
+            .await?;
         let ingresses = kube_objects::ingress_objects(ns, &self.settings.ingress, w);
+        let api = self.ingresses();
         for (name, object) in &ingresses {
-            self.ingresses()
-                .patch(name, &params, &Patch::Apply(object))
-                .await
-                .map_err(error)?;
+            let patch = Patch::Apply(object);
+            self.calls
+                .call("route", || api.patch(name, &params, &patch))
+                .await?;
         }
         // Services no longer exposed (or a usecase no longer public) lose theirs.
         let keep: Vec<String> = ingresses.into_iter().map(|(name, _)| name).collect();
-        self.prune_ingresses(w.usecase_id, &keep).await
+        self.prune_ingresses("route", w.usecase_id, &keep).await
     }
 
     #[instrument(skip(self))]
     async fn remove(&self, _usecase_id: Uuid, deployment_id: Uuid) -> Result<(), ClusterError> {
         let name = deployment_name(deployment_id);
-        // The monitor first: `managed()` finds leftovers through their Deployment.
-        match self
-            .service_monitors()
-            .delete(&name, &DeleteParams::background())
+        // The monitor first: `managed()` finds leftovers through their Deployment. Not
+        // found is nothing to delete, or no ServiceMonitor CRD at all.
+        self.delete_quietly("remove", &self.service_monitors(), &name)
+            .await?;
+        self.delete_quietly("remove", &self.secrets(), &name)
+            .await?;
+        self.delete_quietly("remove", &self.deployments(), &name)
             .await
-        {
-            Ok(_) => {}
-            // Not found: nothing to delete, or no ServiceMonitor CRD at all.
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(error(e)),
-        }
-        Self::delete_quietly(&self.secrets(), &name).await?;
-        Self::delete_quietly(&self.deployments(), &name).await
     }
 
     #[instrument(skip(self))]
     async fn remove_route(&self, usecase_id: Uuid) -> Result<(), ClusterError> {
-        self.prune_ingresses(usecase_id, &[]).await?;
-        Self::delete_quietly(&self.services(), &service_name(usecase_id)).await
+        self.prune_ingresses("remove_route", usecase_id, &[])
+            .await?;
+        self.delete_quietly("remove_route", &self.services(), &service_name(usecase_id))
+            .await
     }
 
     #[instrument(skip(self))]
     async fn forget(&self, usecase_id: Uuid) -> Result<(), ClusterError> {
         self.remove_route(usecase_id).await?;
         let generated = kube_objects::generated_secret_name(usecase_id);
-        Self::delete_quietly(&self.secrets(), &generated).await
+        self.delete_quietly("forget", &self.secrets(), &generated)
+            .await
     }
 
     #[instrument(skip(self))]
@@ -433,21 +491,20 @@ impl ClusterPort for KubeCluster {
         let deployment_of = |labels: Option<&BTreeMap<String, String>>| {
             labels?.get(DEPLOYMENT_LABEL)?.parse::<Uuid>().ok()
         };
+        let (deployments, secrets) = (self.deployments(), self.secrets());
         let mut ids: Vec<Uuid> = self
-            .deployments()
-            .list(&params)
-            .await
-            .map_err(error)?
+            .calls
+            .call("present", || deployments.list(&params))
+            .await?
             .items
             .iter()
             .filter_map(|d| deployment_of(d.metadata.labels.as_ref()))
             .collect();
         // A Secret is applied before its Deployment: one may be left without it.
         ids.extend(
-            self.secrets()
-                .list(&params)
-                .await
-                .map_err(error)?
+            self.calls
+                .call("present", || secrets.list(&params))
+                .await?
                 .items
                 .iter()
                 .filter_map(|s| deployment_of(s.metadata.labels.as_ref())),
@@ -459,7 +516,11 @@ impl ClusterPort for KubeCluster {
 
     async fn managed(&self) -> Result<Vec<(Uuid, Uuid)>, ClusterError> {
         let params = ListParams::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1));
-        let list = self.deployments().list(&params).await.map_err(error)?;
+        let deployments = self.deployments();
+        let list = self
+            .calls
+            .call("managed", || deployments.list(&params))
+            .await?;
         Ok(list
             .items
             .iter()

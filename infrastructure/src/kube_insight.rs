@@ -1,7 +1,8 @@
 //! The `ClusterInsight` port on kube-rs: container logs, Kubernetes events and
 //! metrics.k8s.io usage of a usecase's objects, read-only.
 
-use crate::kube_cluster::{deployment_name, error, service_name, KubeCluster, DEPLOYMENT_LABEL};
+use crate::kube_calls::{watch_reason, KubeCalls};
+use crate::kube_cluster::{deployment_name, service_name, KubeCluster, DEPLOYMENT_LABEL};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::stream::{self, BoxStream};
@@ -11,6 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, ListParams, LogParams};
 use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::runtime::watcher::{self, watcher};
+use kube::runtime::WatchStreamExt;
 use shiplog_application::{ClusterError, ClusterInsight, KubeEvent, LogLine, PodUsage};
 use std::collections::BTreeSet;
 use tokio::sync::mpsc;
@@ -130,13 +132,16 @@ fn container_started(pod: &Pod, container: &str) -> bool {
 /// (`tx` closed).
 async fn follow_pods(
     pods: Api<Pod>,
+    calls: KubeCalls,
     deployment_id: Uuid,
     container: String,
     tail: u32,
     tx: mpsc::Sender<Result<LogLine, ClusterError>>,
 ) {
     let config = watcher::Config::default().labels(&format!("{DEPLOYMENT_LABEL}={deployment_id}"));
-    let mut events = watcher(pods.clone(), config).boxed();
+    let mut events = watcher(pods.clone(), config)
+        .backoff(calls.watch_backoff())
+        .boxed();
     let mut followed = BTreeSet::new();
     let mut live = BTreeSet::new();
     let mut initial = true;
@@ -147,13 +152,10 @@ async fn follow_pods(
         };
         let pod = match event {
             None => return,
+            // The watcher tries again by itself (after its back-off): count it.
             Some(Err(e)) => {
-                let _ = tx
-                    .send(Err(ClusterError::Unavailable(format!(
-                        "watching pods failed: {e}"
-                    ))))
-                    .await;
-                return;
+                calls.retried("follow_logs", watch_reason(&e));
+                continue;
             }
             Some(Ok(watcher::Event::InitDone)) => {
                 initial = false;
@@ -181,23 +183,33 @@ async fn follow_pods(
         }
         // Pods there from the start show their last `tail` lines; newer ones all of theirs.
         let params = log_params(&container, initial.then_some(tail), true);
-        tokio::spawn(forward_log(pods.clone(), name, params, tx.clone()));
+        tokio::spawn(forward_log(
+            pods.clone(),
+            calls.clone(),
+            name,
+            params,
+            tx.clone(),
+        ));
     }
 }
 
 /// Sends one pod's log lines to the follower until the log or the follower ends.
 async fn forward_log(
     pods: Api<Pod>,
+    calls: KubeCalls,
     name: String,
     params: LogParams,
     tx: mpsc::Sender<Result<LogLine, ClusterError>>,
 ) {
-    let reader = match pods.log_stream(&name, &params).await {
+    let opened = calls
+        .call("follow_logs", || pods.log_stream(&name, &params))
+        .await;
+    let reader = match opened {
         Ok(reader) => reader,
         // Gone again (a rollout) before its log could be read.
-        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 400 => return,
+        Err(e) if matches!(e.code(), Some(404 | 400)) => return,
         Err(e) => {
-            let _ = tx.send(Err(error(e))).await;
+            let _ = tx.send(Err(e.into())).await;
             return;
         }
     };
@@ -217,10 +229,19 @@ async fn forward_log(
 }
 
 impl KubeCluster {
-    /// The deployment's pods, by name.
-    async fn pod_names(&self, deployment_id: Uuid) -> Result<Vec<String>, ClusterError> {
+    /// The deployment's pods, by name (listed for `operation`).
+    async fn pod_names(
+        &self,
+        operation: &'static str,
+        deployment_id: Uuid,
+    ) -> Result<Vec<String>, ClusterError> {
         let params = ListParams::default().labels(&format!("{DEPLOYMENT_LABEL}={deployment_id}"));
-        let pods: Vec<Pod> = self.pods().list(&params).await.map_err(error)?.items;
+        let api = self.pods();
+        let pods: Vec<Pod> = self
+            .calls()
+            .call(operation, || api.list(&params))
+            .await?
+            .items;
         let mut names: Vec<String> = pods.into_iter().filter_map(|p| p.metadata.name).collect();
         names.sort();
         Ok(names)
@@ -237,12 +258,13 @@ impl ClusterInsight for KubeCluster {
     ) -> Result<Vec<LogLine>, ClusterError> {
         let mut lines = Vec::new();
         let params = log_params(container, Some(tail), false);
-        for pod in self.pod_names(deployment_id).await? {
-            let text = match self.pods().logs(&pod, &params).await {
+        let api = self.pods();
+        for pod in self.pod_names("logs", deployment_id).await? {
+            let text = match self.calls().call("logs", || api.logs(&pod, &params)).await {
                 Ok(text) => text,
                 // The pod went away (a rollout) or its container has not started yet.
-                Err(kube::Error::Api(s)) if s.code == 404 || s.code == 400 => continue,
-                Err(e) => return Err(error(e)),
+                Err(e) if matches!(e.code(), Some(404 | 400)) => continue,
+                Err(e) => return Err(e.into()),
             };
             lines.extend(text.lines().map(|line| LogLine {
                 pod: pod.clone(),
@@ -259,10 +281,11 @@ impl ClusterInsight for KubeCluster {
         tail: u32,
     ) -> Result<BoxStream<'static, Result<LogLine, ClusterError>>, ClusterError> {
         // Fail now (not inside the stream) when the cluster cannot be reached.
-        self.pod_names(deployment_id).await?;
+        self.pod_names("follow_logs", deployment_id).await?;
         let (tx, rx) = mpsc::channel(LOG_BUFFER);
         tokio::spawn(follow_pods(
             self.pods(),
+            self.calls().clone(),
             deployment_id,
             container.to_owned(),
             tail,
@@ -296,7 +319,10 @@ impl ClusterInsight for KubeCluster {
         let mut params = ListParams::default().limit(500);
         let mut events = Vec::new();
         loop {
-            let page = api.list(&params).await.map_err(error)?;
+            let page = self
+                .calls()
+                .call("kube_events", || api.list(&params))
+                .await?;
             for e in page.items {
                 let object = e.involved_object;
                 let Some(name) = object.name.filter(|n| ours(n)) else {
@@ -339,7 +365,7 @@ impl ClusterInsight for KubeCluster {
         let api: Api<DynamicObject> =
             Api::namespaced_with(self.client().clone(), self.namespace(), &pod_metrics());
         let params = ListParams::default().labels(&format!("{DEPLOYMENT_LABEL}={deployment_id}"));
-        match api.list(&params).await {
+        match self.calls().call("usage", || api.list(&params)).await {
             Ok(list) => {
                 let mut pods: Vec<PodUsage> =
                     list.items.iter().map(|p| usage_of(p, container)).collect();
@@ -347,8 +373,8 @@ impl ClusterInsight for KubeCluster {
                 Ok(Some(pods))
             }
             // No metrics.k8s.io (no metrics-server): the API server does not know the path.
-            Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
-            Err(e) => Err(error(e)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e.into()),
         }
     }
 }

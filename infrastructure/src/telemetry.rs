@@ -1,6 +1,7 @@
 //! shiplog's own Prometheus metrics: HTTP requests, commands, appended events,
-//! projection lag, process-manager steps and event-stream followers, kept in one
-//! registry per server and encoded in the OpenMetrics text format on each scrape.
+//! projection lag, process-manager steps, retried Kubernetes API calls and event-stream
+//! followers, kept in one registry per server and encoded in the OpenMetrics text format
+//! on each scrape.
 
 use crate::event_log::VISIBLE;
 use crate::live_feed::LiveFeed;
@@ -73,6 +74,27 @@ struct SubscriptionLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ActionLabels {
     action: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct RetryLabels {
+    operation: &'static str,
+    reason: &'static str,
+}
+
+/// Kubernetes API calls tried again, by the cluster operation they were part of and why
+/// (`shiplog_cluster_retries_total{operation, reason}`): how unreliable the cluster is
+/// being, seen from shiplog. Cheap to clone; every clone counts into the same series.
+#[derive(Clone, Debug, Default)]
+pub struct ClusterRetries(pub(crate) Family<RetryLabels, Counter>);
+
+impl ClusterRetries {
+    /// Counts one retry of a call made for `operation` that failed for `reason`.
+    pub fn record(&self, operation: &'static str, reason: &'static str) {
+        self.0
+            .get_or_create(&RetryLabels { operation, reason })
+            .inc();
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -150,8 +172,9 @@ pub struct Telemetry {
 
 impl Telemetry {
     /// A fresh registry (names prefixed `shiplog_`) reading the lag from `pool` and
-    /// the number of stream followers from `feed` at scrape time.
-    pub fn new(pool: PgPool, feed: Arc<LiveFeed>) -> Arc<Self> {
+    /// the number of stream followers from `feed` at scrape time, and showing the
+    /// retries the cluster adapter counts in `cluster_retries`.
+    pub fn new(pool: PgPool, feed: Arc<LiveFeed>, cluster_retries: ClusterRetries) -> Arc<Self> {
         let mut registry = Registry::with_prefix("shiplog");
         let http_requests = Family::<RequestLabels, Counter>::default();
         registry.register(
@@ -202,6 +225,11 @@ impl Telemetry {
             "process_manager_failures",
             "Cluster steps of the process manager that failed, by action",
             pm_failures.clone(),
+        );
+        registry.register(
+            "cluster_retries",
+            "Kubernetes API calls tried again after a failure that may pass, by cluster operation and reason (throttled, server_error, timeout, connection, expired, watch)",
+            cluster_retries.0,
         );
         let sse_subscribers = Gauge::default();
         registry.register(

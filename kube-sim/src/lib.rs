@@ -131,6 +131,17 @@
 //! the current objects. So memory stays bounded however long the simulator runs, and a watch
 //! reads only its own type's changes after its version (a binary search, no scan).
 //!
+//! With a [`Faults::rate`] in [`SimConfig::faults`] it plays an unreliable API server: every
+//! request but the health endpoints (`/healthz`, `/livez`, `/readyz`, which report the
+//! simulator itself) gets a fault with that probability, drawn from a seeded sequence (the
+//! same seed, the same faults for the n-th request): a 500 `InternalError`, a 429
+//! `TooManyRequests` with `Retry-After: 1` (and `details.retryAfterSeconds`), a timeout (the
+//! request takes effect, its answer is held for [`Faults::hold`], then the connection is
+//! dropped), a connection dropped before the request is handled, a slow answer; and for
+//! watches, a stream ended early, or, when the watch resumes from a resourceVersion, the 410
+//! `Expired` error event. Every verb and resource is subject to it, the `proxy` subresource
+//! included. [`KubeSim::injected_faults`] counts them by kind.
+//!
 //! Objects are plain `serde_json::Value`s; the library has no k8s-openapi types.
 //!
 //! # Layout
@@ -229,6 +240,7 @@ mod selector;
 mod status;
 mod store;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -242,11 +254,14 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-pub use crate::config::{SimConfig, DEFAULT_WATCH_HISTORY};
+pub use crate::config::{
+    Faults, SimConfig, DEFAULT_FAULT_DELAY, DEFAULT_FAULT_HOLD, DEFAULT_WATCH_HISTORY,
+};
 pub use crate::recorder::{RecordedRequest, RecordingProxy};
 
 use crate::cluster::{reachable_ip, run_scheduler, Shared};
 use crate::controllers::Action;
+use crate::http::faults::Injector;
 
 /// Binds the ingress controller's listener, if the configuration asks for one.
 async fn bind_ingress(config: &SimConfig) -> std::io::Result<Option<(TcpListener, SocketAddr)>> {
@@ -262,13 +277,14 @@ async fn run(
     listener: TcpListener,
     ingress: Option<TcpListener>,
     shared: Arc<Shared>,
+    faults: Option<Arc<Injector>>,
     actions: mpsc::UnboundedReceiver<(Instant, Action)>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let scheduler = tokio::spawn(run_scheduler(shared.clone(), actions));
     let ingress = ingress.map(|l| tokio::spawn(ingress_listener::serve(l, shared.clone())));
     let cancel = shared.cancel.clone();
-    let app = http::router(shared.clone());
+    let app = http::router(shared.clone(), faults);
     // Without TCP_NODELAY a watch event written after a small chunk waits for the client's
     // delayed ACK (40 ms on Linux); Go's net package, which kube-apiserver uses, sets it on
     // every connection.
@@ -303,8 +319,18 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let ingress = bind_ingress(&config).await?;
+    let faults = config.faults.clone();
     let (shared, actions) = Shared::new(config, ingress.as_ref().map(|(_, addr)| *addr));
-    run(listener, ingress.map(|(l, _)| l), shared, actions, shutdown).await
+    let injector = Injector::new(&faults, shared.clone());
+    run(
+        listener,
+        ingress.map(|(l, _)| l),
+        shared,
+        injector,
+        actions,
+        shutdown,
+    )
+    .await
 }
 
 /// A simulated cluster serving in a background task, for tests and the embedded default.
@@ -312,6 +338,7 @@ pub struct KubeSim {
     addr: SocketAddr,
     ingress_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
+    faults: Option<Arc<Injector>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
 }
 
@@ -327,11 +354,14 @@ impl KubeSim {
         let addr = listener.local_addr()?;
         let ingress = bind_ingress(&config).await?;
         let ingress_addr = ingress.as_ref().map(|(_, addr)| *addr);
+        let faults = config.faults.clone();
         let (shared, actions) = Shared::new(config, ingress_addr);
+        let injector = Injector::new(&faults, shared.clone());
         let task = tokio::spawn(run(
             listener,
             ingress.map(|(l, _)| l),
             shared.clone(),
+            injector.clone(),
             actions,
             std::future::pending(),
         ));
@@ -339,6 +369,7 @@ impl KubeSim {
             addr,
             ingress_addr,
             shared,
+            faults: injector,
             task: Some(task),
         })
     }
@@ -421,6 +452,16 @@ preferences: {{}}
                 .map(|d| json::str_at(&d, "/metadata/uid").to_string())
         })?;
         self.shared.echo_addr(&uid)
+    }
+
+    /// How many API-server faults of each kind (`server_error`, `throttled`, `timeout`,
+    /// `dropped`, `slow`, `watch_ended`, `watch_expired`) were injected so far (see
+    /// [`SimConfig::faults`]); empty when no fault rate is configured.
+    pub fn injected_faults(&self) -> BTreeMap<&'static str, u64> {
+        self.faults
+            .as_ref()
+            .map(|injector| injector.injected())
+            .unwrap_or_default()
     }
 
     /// Stops serving, ends open watches and log streams and stops every timer.

@@ -90,6 +90,28 @@ impl ApiError {
         }
     }
 
+    /// 500 `InternalError`: what kube-apiserver answers when it fails on its side (an
+    /// injected fault here).
+    pub fn internal_error(message: impl Into<String>) -> Self {
+        Self {
+            code: 500,
+            reason: "InternalError",
+            message: format!("Internal error occurred: {}", message.into()),
+            details: None,
+        }
+    }
+
+    /// 429 `TooManyRequests`, as kube-apiserver's priority and fairness answers an overload:
+    /// the client should try again after `retry_after_seconds` (also in `Retry-After`).
+    pub fn too_many_requests(retry_after_seconds: u32) -> Self {
+        Self {
+            code: 429,
+            reason: "TooManyRequests",
+            message: "Too many requests, please try again later.".into(),
+            details: Some(json!({ "retryAfterSeconds": retry_after_seconds })),
+        }
+    }
+
     /// 503 `ServiceUnavailable`: a proxy with no endpoint, or one it could not reach.
     pub fn service_unavailable(message: impl Into<String>) -> Self {
         Self {

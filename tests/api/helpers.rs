@@ -125,6 +125,7 @@ impl TestApp {
                 image_pull_secrets: vec!["registry-credentials".to_owned()],
                 progress_deadline: Duration::from_secs(60),
                 ingress: shiplog_application::IngressSettings::default(),
+                request_timeout: Duration::from_secs(10),
             },
             rollout_timeout: Duration::from_secs(30),
             streams: StreamSettings {
@@ -143,6 +144,7 @@ impl TestApp {
             auto_update: WatcherSettings::default(),
             require_reason: false,
             limits: shiplog_api::limits::RequestLimits::default(),
+            sim_faults: Default::default(),
         };
         configure(&mut settings);
         let server = match kube {

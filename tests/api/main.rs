@@ -9,6 +9,7 @@ mod bad_input;
 mod binary;
 mod cli;
 mod cluster;
+mod cluster_faults;
 mod container_image;
 mod db_restart;
 mod deployments;

@@ -19,7 +19,7 @@ use uuid::Uuid;
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// One scrape, parsed by a strict OpenMetrics parser (a malformed line fails the test).
-struct Scrape {
+pub(crate) struct Scrape {
     text: String,
     parsed: MetricsExposition<OpenMetricsType, OpenMetricsValue>,
 }
@@ -48,6 +48,18 @@ impl Scrape {
         })
     }
 
+    /// The sum of the counters of `family` over all its label sets (0 when it has none).
+    pub(crate) fn total(&self, family: &str) -> f64 {
+        self.parsed.families.get(family).map_or(0.0, |f| {
+            f.iter_samples()
+                .map(|sample| match &sample.value {
+                    OpenMetricsValue::Counter(counter) => counter.value.as_f64(),
+                    other => panic!("{}: not a counter: {other:?}", f.family_name),
+                })
+                .sum()
+        })
+    }
+
     /// How many samples `family` has (0 when it is declared without any).
     fn samples(&self, family: &str) -> usize {
         self.parsed
@@ -58,7 +70,7 @@ impl Scrape {
 }
 
 /// Scrapes `/metrics` without a token; it must answer 200 with OpenMetrics text.
-async fn scrape(app: &TestApp) -> Scrape {
+pub(crate) async fn scrape(app: &TestApp) -> Scrape {
     let response = app
         .client
         .get(app.url("/metrics"))

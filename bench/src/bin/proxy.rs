@@ -66,6 +66,7 @@ async fn run(args: &Args, database_url: &str) -> anyhow::Result<()> {
             image_pull_secrets: Vec::new(),
             progress_deadline: Duration::from_secs(60),
             ingress: shiplog_application::IngressSettings::default(),
+            request_timeout: Duration::from_secs(10),
         },
         rollout_timeout: Duration::from_secs(60),
         streams: StreamSettings::default(),
@@ -82,6 +83,7 @@ async fn run(args: &Args, database_url: &str) -> anyhow::Result<()> {
         auto_update: Default::default(),
         require_reason: false,
         limits: shiplog_api::limits::RequestLimits::default(),
+        sim_faults: Default::default(),
     };
     let server = Server::start_with_kube(&settings, kube::Config::new(sim.url().parse()?)).await?;
     let api = format!("http://{}", server.local_addr()?);

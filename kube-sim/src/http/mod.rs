@@ -2,7 +2,8 @@
 //! with lists ([`list`](mod@list)), watches ([`watch`](mod@watch)), pod logs
 //! ([`logs`](mod@logs)), writes that need more than the store's verbs
 //! ([`write`](mod@write): patch, scale), the `Table` rendering kubectl asks for ([`table`]),
-//! the `proxy` subresource of services and pods ([`proxy`]) and metrics.k8s.io ([`metrics`]).
+//! the `proxy` subresource of services and pods ([`proxy`]) and metrics.k8s.io ([`metrics`]);
+//! in front of them all, the injected faults ([`faults`]) when a rate is configured.
 
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::ApiError;
 use crate::store::{ObjectRef, Writer};
 
+pub(crate) mod faults;
 mod list;
 mod logs;
 mod metrics;
@@ -37,9 +39,17 @@ const MAX_BODY: usize = 8 * 1024 * 1024;
 /// What a route answers: a response, or a `Status` error.
 pub(crate) type ApiResult = Result<Response, ApiError>;
 
-/// The router: one fallback handler that parses the Kubernetes paths itself.
-pub(crate) fn router(shared: Arc<Shared>) -> Router {
-    Router::new().fallback(handle).with_state(shared)
+/// The router: one fallback handler that parses the Kubernetes paths itself, behind the
+/// fault injector when there is one.
+pub(crate) fn router(shared: Arc<Shared>, faults: Option<Arc<faults::Injector>>) -> Router {
+    let router = Router::new().fallback(handle).with_state(shared);
+    match faults {
+        Some(injector) => router.layer(axum::middleware::from_fn_with_state(
+            injector,
+            faults::inject,
+        )),
+        None => router,
+    }
 }
 
 /// The query parameters of a request, in order.

@@ -31,7 +31,8 @@ const BOOKMARK_INTERVAL: Duration = Duration::from_secs(5);
 /// Watch length when the client names no `timeoutSeconds` (the real server picks 30–60 min).
 const DEFAULT_WATCH_TIMEOUT: Duration = Duration::from_secs(1800);
 
-fn event_line(kind: &str, object: &Value) -> Bytes {
+/// One line of a watch stream: an event of type `kind` about `object`.
+pub(super) fn event_line(kind: &str, object: &Value) -> Bytes {
     let mut line = json!({ "type": kind, "object": object }).to_string();
     line.push('\n');
     Bytes::from(line)
