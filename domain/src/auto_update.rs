@@ -5,8 +5,10 @@
 use crate::config::InvalidField;
 use crate::platform::UpdateStrategy;
 use chrono::{DateTime, Utc};
+use regex::Regex;
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::LazyLock;
 use uuid::Uuid;
 
 /// Whether a usecase follows new images of its tag, which ones, and how pods are replaced.
@@ -115,18 +117,34 @@ pub struct VersionRange(String);
 /// The longest range accepted: long enough for any real range, short enough for a label.
 pub const MAX_RANGE_LEN: usize = 100;
 
+/// What a version range must match (the OpenAPI document states the same pattern):
+/// comparators separated by spaces or commas, each an optional operator (`=`, `>`,
+/// `>=`, `<`, `<=`, `~`, `^`) before a version of one to three numbers; or one
+/// wildcard alone (`1.x`, `1.2.*`, `*`). Every string it matches is a range the
+/// `semver` crate reads (a property test below holds it to that).
+pub const VERSION_RANGE_PATTERN: &str = r"^(?:(?:(?:=|>=|<=|>|<|~|\^) *)?(?:0|[1-9][0-9]{0,8})(?:\.(?:0|[1-9][0-9]{0,8})){0,2}(?:[ ,]+(?:(?:=|>=|<=|>|<|~|\^) *)?(?:0|[1-9][0-9]{0,8})(?:\.(?:0|[1-9][0-9]{0,8})){0,2})*|(?:0|[1-9][0-9]{0,8})(?:\.(?:0|[1-9][0-9]{0,8}))?\.[xX*]|[xX*])$";
+
+static VERSION_RANGE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(VERSION_RANGE_PATTERN).unwrap_or_else(|e| unreachable!("static regex: {e}"))
+});
+
 impl VersionRange {
     /// Checks `raw` as a version range: comparators separated by spaces or commas
     /// (npm's `>=2 <3` and Cargo's `>=2, <3` alike).
     pub fn parse(field: &str, raw: &str) -> Result<Self, InvalidField> {
-        let raw = raw.trim();
         if raw.is_empty() {
             return Err(InvalidField::new(field, "must not be empty"));
         }
-        if raw.len() > MAX_RANGE_LEN {
+        if raw.chars().count() > MAX_RANGE_LEN {
             return Err(InvalidField::new(
                 field,
                 format!("must be at most {MAX_RANGE_LEN} characters"),
+            ));
+        }
+        if !VERSION_RANGE.is_match(raw) {
+            return Err(InvalidField::new(
+                field,
+                format!("{raw:?} is not a version range; write it as ^1, ~1.4, >=2 <3 or 1.x"),
             ));
         }
         let range = Self(raw.to_owned());
@@ -269,12 +287,32 @@ mod tests {
             ("^1", Some("1.5.10")),
             ("~1.4", Some("1.4.0")),
             (">=2 <3", Some("2.0.0")),
-            (">=2.1.0-rc.1, <3", Some("2.1.0-rc.1")),
             ("^4", None),
         ];
         for (range, expected) in cases {
             let range = VersionRange::parse("range", range).expect(range);
             assert_eq!(range.highest(tags), expected, "{range}");
+        }
+    }
+
+    proptest::proptest! {
+        /// The documented pattern promises what the server reads: every string it
+        /// matches is a range (the fuzzer sends exactly such strings).
+        #[test]
+        fn every_string_the_pattern_matches_is_a_range(
+            // The pattern, unanchored, with at most five comparators and one space.
+            raw in proptest::string::string_regex(
+                &VERSION_RANGE_PATTERN
+                    .trim_start_matches('^')
+                    .trim_end_matches('$')
+                    .replace(")*|", "){0,4}|")
+                    .replace(" *)?", " ?)?")
+                    .replace("[ ,]+", "[ ,]{1,2}"),
+            )
+            .unwrap_or_else(|e| panic!("{e}"))
+        ) {
+            proptest::prop_assume!(raw.chars().count() <= MAX_RANGE_LEN);
+            proptest::prop_assert!(VersionRange::parse("range", &raw).is_ok(), "{:?}", raw);
         }
     }
 

@@ -15,6 +15,7 @@ pub mod team;
 pub use aggregate::{Deployment, Usecase};
 pub use auto_update::{
     AutoUpdate, AutoUpdatePause, CheckTrigger, FoundImage, PolicyKind, UpdatePolicy, VersionRange,
+    VERSION_RANGE_PATTERN,
 };
 pub use commands::UsecaseCommand;
 pub use config::{

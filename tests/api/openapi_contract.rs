@@ -728,3 +728,17 @@ async fn a_rollback_to_no_deployment_of_the_usecase_is_a_conflict_not_a_404() {
     assert_eq!(status, 409, "{problem}");
     assert_eq!(problem["type"], problem_type("invalid-rollback-target"));
 }
+
+#[tokio::test]
+async fn version_ranges_are_documented_as_the_domain_checks_them() {
+    let spec = spec();
+    for schema in ["AutoUpdateChangeBody", "AutoUpdateUpdate"] {
+        let field = property(&spec, schema, "range");
+        assert_eq!(
+            field["pattern"],
+            shiplog_domain::VERSION_RANGE_PATTERN,
+            "{schema}.range"
+        );
+        assert_eq!(field["maxLength"], json!(100), "{schema}.range");
+    }
+}

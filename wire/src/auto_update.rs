@@ -86,8 +86,13 @@ pub struct AutoUpdateChangeBody {
     pub strategy: Option<StrategyBody>,
     /// Which new images count; unchanged when absent (`semver` when only `range` is given).
     pub policy: Option<PolicyBody>,
-    /// The versions a `semver` policy follows (`^1`, `~1.4`, `>=2 <3`).
-    #[schema(min_length = 1, max_length = 100)]
+    /// The versions a `semver` policy follows (`^1`, `~1.4`, `>=2 <3`, `1.x`): comparators
+    /// separated by spaces or commas, or one wildcard alone.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^(?:(?:(?:=|>=|<=|>|<|~|\^) *)?(?:0|[1-9][0-9]{0,8})(?:\.(?:0|[1-9][0-9]{0,8})){0,2}(?:[ ,]+(?:(?:=|>=|<=|>|<|~|\^) *)?(?:0|[1-9][0-9]{0,8})(?:\.(?:0|[1-9][0-9]{0,8})){0,2})*|(?:0|[1-9][0-9]{0,8})(?:\.(?:0|[1-9][0-9]{0,8}))?\.[xX*]|[xX*])$"
+    )]
     pub range: Option<String>,
 }
 

@@ -24,6 +24,7 @@ use shiplog_wire::Problem;
     responses(
         (status = 202, description = "The checks are due; the watcher runs them at once", body = HookAccepted),
         (status = 403, description = "The token lacks the hooks:registry scope", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The body is not a notification envelope (an object with `events`); the field names where", body = Problem, content_type = "application/problem+json"),
         Unauthorized, NotJson, NotDeclaredJson, DatabaseUnavailable,
     ))]
 pub async fn registry(
