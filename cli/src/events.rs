@@ -258,7 +258,7 @@ mod tests {
                     "AutoUpdateConfigured",
                     json!({"enabled": true, "strategy": "recreate"}),
                 ),
-                "auto-update on, strategy recreate",
+                "auto-update on, strategy recreate, policy digest",
             ),
             (
                 event(

@@ -75,22 +75,20 @@ impl UpdatePolicy {
         }
     }
 
-    /// The policy named `kind` (`digest`, `semver`) with `range` (required by, and only
-    /// allowed with, `semver`); `field` prefixes the fields named in errors.
+    /// The policy named `kind` (`digest`, `semver`) with `range`: `semver` without a
+    /// range follows every release (`*`); `digest` has no use for one and ignores it
+    /// (it is still checked, so that a typo is not silently kept). `field` prefixes the
+    /// fields named in errors.
     pub fn parse(field: &str, kind: &str, range: Option<&str>) -> Result<Self, InvalidField> {
+        let range = range
+            .map(|r| VersionRange::parse(&format!("{field}range"), r))
+            .transpose()?;
         match (kind, range) {
-            ("digest", None) => Ok(Self::Digest),
-            ("digest", Some(_)) => Err(InvalidField::new(
-                format!("{field}range"),
-                "only the semver policy takes a range",
-            )),
-            ("semver", Some(range)) => Ok(Self::Semver {
-                range: VersionRange::parse(&format!("{field}range"), range)?,
+            ("digest", _) => Ok(Self::Digest),
+            ("semver", Some(range)) => Ok(Self::Semver { range }),
+            ("semver", None) => Ok(Self::Semver {
+                range: VersionRange("*".to_owned()),
             }),
-            ("semver", None) => Err(InvalidField::new(
-                format!("{field}range"),
-                "the semver policy needs a range, such as ^1, ~1.4 or >=2 <3",
-            )),
             (other, _) => Err(InvalidField::new(
                 format!("{field}policy"),
                 format!("{other:?} is not an auto-update policy; use digest or semver"),
@@ -317,17 +315,22 @@ mod tests {
     }
 
     #[test]
-    fn a_policy_needs_its_range_and_only_semver_has_one() {
+    fn a_policy_takes_a_valid_range_and_semver_alone_follows_every_release() {
         assert_eq!(
             UpdatePolicy::parse("", "digest", None),
             Ok(UpdatePolicy::Digest)
         );
+        assert_eq!(
+            UpdatePolicy::parse("", "digest", Some("^1")),
+            Ok(UpdatePolicy::Digest)
+        );
         let semver = UpdatePolicy::parse("", "semver", Some("^1")).expect("semver");
         assert_eq!(semver.range().map(VersionRange::as_str), Some("^1"));
+        let every = UpdatePolicy::parse("", "semver", None).expect("semver alone");
+        assert_eq!(every.range().map(VersionRange::as_str), Some("*"));
         let cases = [
-            ("digest", Some("^1"), "range"),
-            ("semver", None, "range"),
             ("semver", Some("nope"), "range"),
+            ("digest", Some("nope"), "range"),
             ("newest", None, "policy"),
         ];
         for (kind, range, field) in cases {

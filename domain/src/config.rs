@@ -502,8 +502,10 @@ mod tests {
         // Case and compatibility forms look different: different names.
         assert_ne!(UsecaseName::parse("Billing"), UsecaseName::parse("billing"));
         assert_ne!(UsecaseName::parse("\u{fb01}le"), UsecaseName::parse("file"));
-        // The length is counted in the form kept: 128 decomposed letters are 128 characters.
-        assert!(UsecaseName::parse(&"e\u{301}".repeat(MAX_NAME_LEN)).is_ok());
+        // The length is counted as sent, as the OpenAPI document's maxLength counts it:
+        // 64 decomposed letters are 128 characters, 65 are too many.
+        assert!(UsecaseName::parse(&"e\u{301}".repeat(MAX_NAME_LEN / 2)).is_ok());
+        assert!(UsecaseName::parse(&"e\u{301}".repeat(MAX_NAME_LEN / 2 + 1)).is_err());
         assert_eq!(
             normalized_name("subject", "a\u{0}b", 10)
                 .err()

@@ -173,11 +173,14 @@ async fn the_semver_policy_follows_the_highest_tag_in_its_range() {
     let (_sim, app) = app(Duration::from_secs(1)).await;
     let (usecase, d1) = running(&app, "follows-one", &registry.host, "1.4.0").await;
 
-    // A range needs the semver policy, and must be one.
+    // A range must be one, and the policy one of the two.
     for (body, field) in [
-        (json!({"enabled": true, "policy": "semver"}), "range"),
         (
-            json!({"enabled": true, "policy": "digest", "range": "^1"}),
+            json!({"enabled": true, "policy": "semver", "range": ">=2 ||"}),
+            "range",
+        ),
+        (
+            json!({"enabled": true, "policy": "digest", "range": "latest"}),
             "range",
         ),
         (json!({"enabled": true, "range": "one"}), "range"),

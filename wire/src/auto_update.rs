@@ -268,18 +268,18 @@ mod tests {
     }
 
     #[test]
-    fn a_range_alone_means_semver_and_digest_takes_none() {
+    fn a_range_alone_means_semver_and_digest_ignores_one() {
         assert_eq!(policy_of(None, None), Ok(None));
         let semver = policy_of(None, Some("^1")).unwrap().unwrap();
         assert_eq!(semver.kind().as_str(), "semver");
         assert_eq!(
-            policy_of(Some(PolicyBody::Digest), Some("^1"))
-                .unwrap_err()
-                .field,
-            "range"
+            policy_of(Some(PolicyBody::Digest), Some("^1")).unwrap(),
+            Some(UpdatePolicy::Digest)
         );
         assert_eq!(
-            policy_of(Some(PolicyBody::Semver), None).unwrap_err().field,
+            policy_of(Some(PolicyBody::Semver), Some("one"))
+                .unwrap_err()
+                .field,
             "range"
         );
     }

@@ -220,39 +220,21 @@ impl RevisionTable {
                 env,
                 ..
             } => {
-                if !self.knows_deployment(deployment_id) {
-                    return Err(FoldError::not_loaded(fact, "its deployment's changes"));
-                }
                 let names: Vec<String> = env.keys().cloned().collect();
-                let keys = self.by_deployment.get(deployment_id).cloned();
-                self.update_each(
-                    keys.as_ref(),
-                    |row| row.deployment_id == Some(*deployment_id) && row.restart_id.is_none(),
-                    |row| {
-                        "config".clone_into(&mut row.kind);
-                        row.based_on = Some(*based_on);
-                        row.variables.clone_from(&names);
-                    },
-                );
+                self.explain_request(fact, deployment_id, |row| {
+                    "config".clone_into(&mut row.kind);
+                    row.based_on = Some(*based_on);
+                    row.variables.clone_from(&names);
+                })?
             }
             UsecaseEvent::RollbackRequested {
                 deployment_id,
                 rollback_of,
                 ..
-            } => {
-                if !self.knows_deployment(deployment_id) {
-                    return Err(FoldError::not_loaded(fact, "its deployment's changes"));
-                }
-                let keys = self.by_deployment.get(deployment_id).cloned();
-                self.update_each(
-                    keys.as_ref(),
-                    |row| row.deployment_id == Some(*deployment_id) && row.restart_id.is_none(),
-                    |row| {
-                        "rollback".clone_into(&mut row.kind);
-                        row.rollback_of = Some(*rollback_of);
-                    },
-                );
-            }
+            } => self.explain_request(fact, deployment_id, |row| {
+                "rollback".clone_into(&mut row.kind);
+                row.rollback_of = Some(*rollback_of);
+            })?,
             UsecaseEvent::RestartRequested {
                 restart_id,
                 deployment_id,
@@ -296,20 +278,10 @@ impl RevisionTable {
                 deployment_id,
                 based_on,
                 ..
-            } => {
-                if !self.knows_deployment(deployment_id) {
-                    return Err(FoldError::not_loaded(fact, "its deployment's changes"));
-                }
-                let keys = self.by_deployment.get(deployment_id).cloned();
-                self.update_each(
-                    keys.as_ref(),
-                    |row| row.deployment_id == Some(*deployment_id) && row.restart_id.is_none(),
-                    |row| {
-                        "imageUpdate".clone_into(&mut row.kind);
-                        row.based_on = Some(*based_on);
-                    },
-                );
-            }
+            } => self.explain_request(fact, deployment_id, |row| {
+                "imageUpdate".clone_into(&mut row.kind);
+                row.based_on = Some(*based_on);
+            })?,
             UsecaseEvent::DeletionRequested { .. } => self.insert(fact, change("delete"))?,
             UsecaseEvent::RestartSucceeded { restart_id, .. } => {
                 self.restart_outcome(fact, restart_id, "succeeded", None)?
@@ -335,6 +307,26 @@ impl RevisionTable {
             | UsecaseEvent::DeploymentSuperseded { .. }
             | UsecaseEvent::DeploymentUndeployed { .. } => {}
         }
+        Ok(())
+    }
+
+    /// An event that says what the `DeploymentRequested` before it in the same commit
+    /// was (a config change, a rollback, an image update): `change` its deployment's row.
+    fn explain_request(
+        &mut self,
+        fact: &Fact<'_>,
+        deployment_id: &Uuid,
+        change: impl Fn(&mut RevisionRow),
+    ) -> Result<(), FoldError> {
+        if !self.knows_deployment(deployment_id) {
+            return Err(FoldError::not_loaded(fact, "its deployment's changes"));
+        }
+        let keys = self.by_deployment.get(deployment_id).cloned();
+        self.update_each(
+            keys.as_ref(),
+            |row| row.deployment_id == Some(*deployment_id) && row.restart_id.is_none(),
+            change,
+        );
         Ok(())
     }
 
