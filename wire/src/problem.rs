@@ -138,6 +138,9 @@ problem_types! {
     DatabaseUnavailable = "database-unavailable",
     /// 503 with Retry-After: the cluster cannot answer, or lacks what was asked for.
     ClusterUnavailable = "cluster-unavailable",
+    /// 503 with Retry-After: the OIDC identity provider's keys (JWKS) cannot be fetched
+    /// and none are cached, so its bearer tokens cannot be checked; nothing was changed.
+    IdentityProviderUnavailable = "identity-provider-unavailable",
     /// 502: the applications proxy found no deployed application, or it did not answer.
     BadGateway = "bad-gateway",
     /// 500: a bug; logged with its details, shown without them.
