@@ -493,6 +493,57 @@ mod tests {
         );
     }
 
+    #[test]
+    fn oidc_needs_an_issuer_and_an_audience_together() {
+        use super::{Cli, Command};
+        use clap::Parser;
+        // (description, OIDC flags, accepted)
+        let cases: [(&str, &[&str], bool); 5] = [
+            ("none: OIDC off", &[], true),
+            (
+                "both",
+                &[
+                    "--oidc-issuer",
+                    "https://idp.example.com",
+                    "--oidc-audience",
+                    "shiplog",
+                ],
+                true,
+            ),
+            (
+                "an issuer without an audience",
+                &["--oidc-issuer", "https://idp.example.com"],
+                false,
+            ),
+            (
+                "an audience without an issuer",
+                &["--oidc-audience", "shiplog"],
+                false,
+            ),
+            (
+                "a JWKS URL without an issuer",
+                &["--oidc-jwks-url", "https://idp.example.com/keys"],
+                false,
+            ),
+        ];
+        for (description, flags, accepted) in cases {
+            let args = ["shiplog", "serve"].iter().chain(flags);
+            let parsed = Cli::try_parse_from(args);
+            assert_eq!(parsed.is_ok(), accepted, "{description}");
+            if let Ok(Cli {
+                command: Command::Serve(serve),
+                ..
+            }) = parsed
+            {
+                assert_eq!(serve.oidc.oidc_teams_claim, "groups", "{description}");
+                assert_eq!(
+                    serve.oidc.oidc_scopes_claim, "shiplog_scopes",
+                    "{description}"
+                );
+            }
+        }
+    }
+
     const START: &str = "<!-- config-reference:start -->\n";
     const END: &str = "<!-- config-reference:end -->";
 

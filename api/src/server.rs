@@ -15,11 +15,11 @@ use kube::Client;
 #[cfg(feature = "sim")]
 use kube_sim::{Faults, KubeSim, SimConfig};
 use shiplog_application::auto_update::{RegistryHooks, Watcher, WatcherSettings};
+use shiplog_application::oidc::Oidc;
 use shiplog_application::{
     Audit, Authenticator, BillingSettings, Catalog, ClusterInsight, Operations, Platform, Teams,
     Usecases,
 };
-use shiplog_application::oidc::Oidc;
 use shiplog_application::{ImageResolver, NoResolution, ProcessManager};
 use shiplog_domain::Usecase;
 use shiplog_infrastructure::audit::ChainSealer;

@@ -110,9 +110,7 @@ impl ClaimMapping {
 /// spaces when `split`, as OAuth's `scope` is written). Anything else is nothing.
 fn strings(claim: Option<&Value>, split: bool) -> Vec<String> {
     match claim {
-        Some(Value::String(one)) if split => {
-            one.split_whitespace().map(str::to_owned).collect()
-        }
+        Some(Value::String(one)) if split => one.split_whitespace().map(str::to_owned).collect(),
         Some(Value::String(one)) => vec![one.clone()],
         Some(Value::Array(items)) => items
             .iter()

@@ -65,7 +65,9 @@ pub struct OidcSettings {
 #[derive(Debug, thiserror::Error)]
 pub enum OidcSetupError {
     /// The issuer is not an http(s) URL.
-    #[error("--oidc-issuer {0:?} is not an http(s) URL such as https://login.example.com/realms/ops")]
+    #[error(
+        "--oidc-issuer {0:?} is not an http(s) URL such as https://login.example.com/realms/ops"
+    )]
     Issuer(String),
     /// The JWKS URL is not an http(s) URL.
     #[error("--oidc-jwks-url {0:?} is not an http(s) URL")]
@@ -199,7 +201,9 @@ impl JwksVerifier {
             None => Err(AppError::IdentityProviderUnavailable(format!(
                 "no signing keys of the identity provider {}: {}",
                 self.issuer,
-                refreshed.err().unwrap_or_else(|| "none fetched yet".to_owned())
+                refreshed
+                    .err()
+                    .unwrap_or_else(|| "none fetched yet".to_owned())
             ))),
         }
     }
@@ -288,7 +292,9 @@ impl JwksVerifier {
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(|e| format!("{url}: {e}"))? {
             if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
-                return Err(format!("{url} answered more than {MAX_DOCUMENT_BYTES} bytes"));
+                return Err(format!(
+                    "{url} answered more than {MAX_DOCUMENT_BYTES} bytes"
+                ));
             }
             body.extend_from_slice(&chunk);
         }

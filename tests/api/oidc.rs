@@ -102,15 +102,24 @@ async fn a_token_with_the_right_claims_registers_and_deploys_and_the_ledger_name
         ]
     );
     assert_eq!(
-        history["items"][0]["payload"]["UsecaseRegistered"]["owner"],
-        "alice@example.com",
+        history["items"][0]["payload"]["UsecaseRegistered"]["owner"], "alice@example.com",
         "the subject owns what it registers: {history}"
     );
 
     // Another subject of the same provider, with the same scopes, does not own it.
-    let bob = token(&idp, &key, "bob@example.com", json!({"shiplog_scopes": DEPLOYER}));
+    let bob = token(
+        &idp,
+        &key,
+        "bob@example.com",
+        json!({"shiplog_scopes": DEPLOYER}),
+    );
     let (status, refused) = app
-        .send(Method::GET, &format!("/api/usecases/{id}"), Some(&bob), None)
+        .send(
+            Method::GET,
+            &format!("/api/usecases/{id}"),
+            Some(&bob),
+            None,
+        )
         .await;
     assert_eq!(
         (status, refused["type"].as_str()),
@@ -119,7 +128,12 @@ async fn a_token_with_the_right_claims_registers_and_deploys_and_the_ledger_name
     );
     // API tokens work as before beside OIDC.
     let (status, _) = app
-        .send(Method::GET, &format!("/api/usecases/{id}"), Some(ADMIN_TOKEN), None)
+        .send(
+            Method::GET,
+            &format!("/api/usecases/{id}"),
+            Some(ADMIN_TOKEN),
+            None,
+        )
         .await;
     assert_eq!(status, 200);
 }
@@ -192,7 +206,10 @@ async fn forged_expired_and_misaddressed_tokens_are_refused_with_401() {
             ),
         ),
         ("expired", key.sign(&claims(json!({"exp": now() - 120})))),
-        ("not yet valid", key.sign(&claims(json!({"nbf": now() + 120})))),
+        (
+            "not yet valid",
+            key.sign(&claims(json!({"nbf": now() + 120}))),
+        ),
         (
             "for another audience",
             key.sign(&claims(json!({"aud": "another-service"}))),
@@ -298,7 +315,10 @@ async fn a_rotated_key_is_fetched_once_and_made_up_kids_do_not_hammer_the_provid
 
     // Made-up kids right after: refused, and no fetch within the interval.
     for n in 0..10 {
-        let forged = new.sign_as(&idp.claims(AUDIENCE, "carol", reader.clone()), Some(&format!("made-up-{n}")));
+        let forged = new.sign_as(
+            &idp.claims(AUDIENCE, "carol", reader.clone()),
+            Some(&format!("made-up-{n}")),
+        );
         let (status, body) = app
             .send(Method::GET, "/api/usecases", Some(&forged), None)
             .await;
@@ -321,7 +341,12 @@ async fn with_the_provider_down_and_no_keys_cached_a_token_gets_503_with_retry_a
         ..trusting(&idp, Duration::from_millis(300))
     };
     let app = TestApp::spawn_configured(|s| s.oidc = Some(settings)).await;
-    let dave = token(&idp, &key, "dave", json!({"shiplog_scopes": "usecases:read"}));
+    let dave = token(
+        &idp,
+        &key,
+        "dave",
+        json!({"shiplog_scopes": "usecases:read"}),
+    );
 
     let response = app
         .client
@@ -349,18 +374,23 @@ async fn with_the_provider_down_and_no_keys_cached_a_token_gets_503_with_retry_a
     assert_eq!(status, 200);
 
     idp.set_down(false);
-    eventually("the provider's token is accepted once it is back", || async {
-        match app.send(Method::GET, "/api/usecases", Some(&dave), None).await {
-            (200, _) => Ok(()),
-            other => Err(other),
-        }
-    })
+    eventually(
+        "the provider's token is accepted once it is back",
+        || async {
+            match app
+                .send(Method::GET, "/api/usecases", Some(&dave), None)
+                .await
+            {
+                (200, _) => Ok(()),
+                other => Err(other),
+            }
+        },
+    )
     .await;
 }
 
 #[tokio::test]
-async fn the_teams_claim_grants_a_teams_usecases_and_the_scopes_claim_limits_what_a_token_may_do()
-{
+async fn the_teams_claim_grants_a_teams_usecases_and_the_scopes_claim_limits_what_a_token_may_do() {
     let key = SigningKey::rsa_a("a");
     let idp = TestIdp::start(&[&key]).await;
     let app = app_trusting(&idp).await;
@@ -383,18 +413,56 @@ async fn the_teams_claim_grants_a_teams_usecases_and_the_scopes_claim_limits_wha
         )
         .await;
     assert_eq!(status, 201, "{usecase}");
-    let path = format!("/api/usecases/{}", usecase["id"].as_str().unwrap_or_default());
+    let path = format!(
+        "/api/usecases/{}",
+        usecase["id"].as_str().unwrap_or_default()
+    );
     let read = "usecases:read";
 
     // (description, extra claims, status, problem)
     let cases = [
-        ("a member by team name", json!({"groups": ["core"], "shiplog_scopes": read}), 200, None),
-        ("a member by team id", json!({"groups": [core], "shiplog_scopes": read}), 200, None),
-        ("a single group as a string", json!({"groups": "core", "shiplog_scopes": [read]}), 200, None),
-        ("another team and unknown groups", json!({"groups": ["ml", "nope", Uuid::new_v4()], "shiplog_scopes": read}), 403, Some("not-owner")),
-        ("no groups claim", json!({"shiplog_scopes": read}), 403, Some("not-owner")),
-        ("a member without the scopes claim", json!({"groups": ["core"]}), 403, Some("missing-scope")),
-        ("a member with unknown scopes only", json!({"groups": ["core"], "shiplog_scopes": "openid profile"}), 403, Some("missing-scope")),
+        (
+            "a member by team name",
+            json!({"groups": ["core"], "shiplog_scopes": read}),
+            200,
+            None,
+        ),
+        (
+            "a member by team id",
+            json!({"groups": [core], "shiplog_scopes": read}),
+            200,
+            None,
+        ),
+        (
+            "a single group as a string",
+            json!({"groups": "core", "shiplog_scopes": [read]}),
+            200,
+            None,
+        ),
+        (
+            "another team and unknown groups",
+            json!({"groups": ["ml", "nope", Uuid::new_v4()], "shiplog_scopes": read}),
+            403,
+            Some("not-owner"),
+        ),
+        (
+            "no groups claim",
+            json!({"shiplog_scopes": read}),
+            403,
+            Some("not-owner"),
+        ),
+        (
+            "a member without the scopes claim",
+            json!({"groups": ["core"]}),
+            403,
+            Some("missing-scope"),
+        ),
+        (
+            "a member with unknown scopes only",
+            json!({"groups": ["core"], "shiplog_scopes": "openid profile"}),
+            403,
+            Some("missing-scope"),
+        ),
     ];
     for (description, extra, expected, kind) in cases {
         let jwt = token(&idp, &key, "erin", extra);
@@ -469,7 +537,9 @@ async fn a_subject_cannot_take_over_an_api_tokens_usecases_or_shiplogs_own_names
         ("the auto-update watcher", "auto-update"),
     ] {
         let jwt = token(&idp, &key, sub, everything.clone());
-        let (status, body) = app.send(Method::GET, "/api/usecases", Some(&jwt), None).await;
+        let (status, body) = app
+            .send(Method::GET, "/api/usecases", Some(&jwt), None)
+            .await;
         assert_eq!(status, 401, "{description}: {body}");
     }
     // Revoking the token does not free its subject: what it created is still owned by it.
@@ -477,7 +547,9 @@ async fn a_subject_cannot_take_over_an_api_tokens_usecases_or_shiplogs_own_names
     let (status, _) = app.delete(&format!("/api/tokens/{token_id}")).await;
     assert_eq!(status, 204);
     let jwt = token(&idp, &key, "platform-bot", everything.clone());
-    let (status, body) = app.send(Method::GET, "/api/usecases", Some(&jwt), None).await;
+    let (status, body) = app
+        .send(Method::GET, "/api/usecases", Some(&jwt), None)
+        .await;
     assert_eq!(status, 401, "a revoked token's subject: {body}");
 
     // With a prefix the provider's subjects are apart by construction.

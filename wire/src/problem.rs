@@ -92,7 +92,8 @@ problem_types! {
     /// 408: the request body did not arrive in time (`--body-read-timeout`); nothing
     /// was changed.
     RequestTimeout = "request-timeout",
-    /// 401: no bearer token, or an unknown or revoked one.
+    /// 401: no bearer token, or an unknown or revoked one, or an OIDC token (JWT) that
+    /// does not check out (signature, issuer, audience, expiry).
     Unauthorized = "unauthorized",
     /// 403: the token lacks the scope the route needs; the detail names it.
     MissingScope = "missing-scope",
