@@ -8,6 +8,7 @@ use crate::limits::{
 };
 use crate::server::{ClusterMode, ResolveDigests};
 use clap::{Parser, Subcommand};
+use shiplog_application::oidc::{DEFAULT_SCOPES_CLAIM, DEFAULT_TEAMS_CLAIM};
 use shiplog_cli::{ClientCommand, CompletionsArgs, EXIT_CODES_HELP};
 use shiplog_domain::Tier;
 use std::net::SocketAddr;
@@ -269,6 +270,41 @@ pub struct ServeArgs {
     /// The tier whose limit each subject's personal deployments (no team) share.
     #[arg(long, env = "SHIPLOG_PERSONAL_TIER", default_value = "free", value_parser = parse_tier)]
     pub personal_tier: Tier,
+    /// OIDC bearer tokens.
+    #[command(flatten)]
+    pub oidc: OidcArgs,
+}
+
+/// The OIDC identity provider whose JWTs `serve` accepts beside API tokens.
+#[derive(clap::Args)]
+pub struct OidcArgs {
+    /// Accept the JWTs this OIDC identity provider issues (their `iss`, exactly) as bearer
+    /// tokens beside API tokens; needs --oidc-audience. Unset: OIDC is off.
+    #[arg(long, env = "SHIPLOG_OIDC_ISSUER", requires = "oidc_audience")]
+    pub oidc_issuer: Option<String>,
+    /// The audience a token must name in `aud`: shiplog's client id at the provider.
+    #[arg(long, env = "SHIPLOG_OIDC_AUDIENCE", requires = "oidc_issuer")]
+    pub oidc_audience: Option<String>,
+    /// Where the provider publishes its signing keys (JWKS). Unset: the `jwks_uri` of
+    /// `<issuer>/.well-known/openid-configuration`.
+    #[arg(long, env = "SHIPLOG_OIDC_JWKS_URL", requires = "oidc_issuer")]
+    pub oidc_jwks_url: Option<String>,
+    /// The claim listing the caller's teams (names or ids of shiplog teams; others are
+    /// ignored).
+    #[arg(long, env = "SHIPLOG_OIDC_TEAMS_CLAIM", default_value = DEFAULT_TEAMS_CLAIM)]
+    pub oidc_teams_claim: String,
+    /// The claim listing the caller's shiplog scopes (a space-separated string or an
+    /// array; unknown names are ignored). A token without it has no scope.
+    #[arg(long, env = "SHIPLOG_OIDC_SCOPES_CLAIM", default_value = DEFAULT_SCOPES_CLAIM)]
+    pub oidc_scopes_claim: String,
+    /// Put before `sub` to make a token's actor and owner (e.g. `oidc:`). Unset: `sub` as
+    /// it is; a `sub` that is an API token's name or subject is refused either way.
+    #[arg(long, env = "SHIPLOG_OIDC_ACTOR_PREFIX")]
+    pub oidc_actor_prefix: Option<String>,
+    /// Seconds between two fetches of the provider's keys at least: a token naming an
+    /// unknown key (`kid`) fetches them again only this long after the last fetch.
+    #[arg(long, env = "SHIPLOG_OIDC_JWKS_REFETCH_INTERVAL", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub oidc_jwks_refetch_interval: u64,
 }
 
 /// A tier name.
@@ -455,6 +491,57 @@ mod tests {
             refused.contains("\"10\"") && refused.contains("0 to 1"),
             "{refused}"
         );
+    }
+
+    #[test]
+    fn oidc_needs_an_issuer_and_an_audience_together() {
+        use super::{Cli, Command};
+        use clap::Parser;
+        // (description, OIDC flags, accepted)
+        let cases: [(&str, &[&str], bool); 5] = [
+            ("none: OIDC off", &[], true),
+            (
+                "both",
+                &[
+                    "--oidc-issuer",
+                    "https://idp.example.com",
+                    "--oidc-audience",
+                    "shiplog",
+                ],
+                true,
+            ),
+            (
+                "an issuer without an audience",
+                &["--oidc-issuer", "https://idp.example.com"],
+                false,
+            ),
+            (
+                "an audience without an issuer",
+                &["--oidc-audience", "shiplog"],
+                false,
+            ),
+            (
+                "a JWKS URL without an issuer",
+                &["--oidc-jwks-url", "https://idp.example.com/keys"],
+                false,
+            ),
+        ];
+        for (description, flags, accepted) in cases {
+            let args = ["shiplog", "serve"].iter().chain(flags);
+            let parsed = Cli::try_parse_from(args);
+            assert_eq!(parsed.is_ok(), accepted, "{description}");
+            if let Ok(Cli {
+                command: Command::Serve(serve),
+                ..
+            }) = parsed
+            {
+                assert_eq!(serve.oidc.oidc_teams_claim, "groups", "{description}");
+                assert_eq!(
+                    serve.oidc.oidc_scopes_claim, "shiplog_scopes",
+                    "{description}"
+                );
+            }
+        }
     }
 
     const START: &str = "<!-- config-reference:start -->\n";

@@ -50,7 +50,20 @@ impl Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("shiplog API token, or OIDC JWT")
+                    .description(Some(
+                        "A shiplog API token (`POST /api/tokens`; the bootstrap admin token), or, \
+                         when `serve` runs with `--oidc-issuer`, a JWT of that identity provider \
+                         (RS256 or ES256, checked against its JWKS: issuer, audience, expiry; \
+                         `sub` is the actor and owner, the configured claims give teams and \
+                         scopes). A JWT whose provider's keys cannot be fetched is answered \
+                         503 `identity-provider-unavailable` with Retry-After.",
+                    ))
+                    .build(),
+            ),
         );
     }
 }

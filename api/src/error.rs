@@ -88,6 +88,9 @@ pub enum ApiError {
     /// 503 with Retry-After: the cluster cannot answer; the detail says why.
     #[error("{0}")]
     ClusterUnavailable(String),
+    /// 503 with Retry-After: the OIDC identity provider's keys cannot be had; nothing was changed.
+    #[error("{0}")]
+    IdentityProviderUnavailable(String),
     /// 502: the applications proxy found no deployed application, or it did not answer.
     #[error("{0}")]
     BadGateway(String),
@@ -109,6 +112,7 @@ impl From<AppError> for ApiError {
             AppError::Denied { reason, detail } => Self::Denied { reason, detail },
             AppError::Unavailable(m) => Self::Unavailable(m),
             AppError::ClusterUnavailable(m) => Self::ClusterUnavailable(m),
+            AppError::IdentityProviderUnavailable(m) => Self::IdentityProviderUnavailable(m),
             AppError::Internal(m) => Self::Internal(m),
         }
     }
@@ -135,7 +139,9 @@ impl ApiError {
                 StatusCode::NOT_FOUND
             }
             Self::Conflict { .. } => StatusCode::CONFLICT,
-            Self::Unavailable(_) | Self::ClusterUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_)
+            | Self::ClusterUnavailable(_)
+            | Self::IdentityProviderUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -174,6 +180,7 @@ impl ApiError {
             },
             Self::Unavailable(_) => ProblemType::DatabaseUnavailable,
             Self::ClusterUnavailable(_) => ProblemType::ClusterUnavailable,
+            Self::IdentityProviderUnavailable(_) => ProblemType::IdentityProviderUnavailable,
             Self::BadGateway(_) => ProblemType::BadGateway,
             Self::Internal(_) => ProblemType::Internal,
         }
@@ -199,6 +206,10 @@ impl ApiError {
                 "the database is unavailable; nothing was changed, retry later".to_owned(),
                 None,
             ),
+            Self::IdentityProviderUnavailable(_) => (
+                "the identity provider's signing keys cannot be fetched, so its token cannot be checked; nothing was changed, retry later".to_owned(),
+                None,
+            ),
             Self::Internal(_) => ("internal error; it has been logged".to_owned(), None),
             other => (other.to_string(), None),
         };
@@ -219,6 +230,9 @@ impl IntoResponse for ApiError {
             Self::Internal(details) => error!(%details, "internal error"),
             Self::Unavailable(details) => error!(%details, "dependency unavailable"),
             Self::ClusterUnavailable(details) => warn!(%details, "cluster unavailable"),
+            Self::IdentityProviderUnavailable(details) => {
+                warn!(%details, "identity provider unavailable")
+            }
             _ => {}
         }
         let status = self.status();
@@ -233,7 +247,10 @@ impl IntoResponse for ApiError {
             Self::Unauthorized => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            Self::Unavailable(_) | Self::ClusterUnavailable(_) | Self::TooManyStreams { .. } => {
+            Self::Unavailable(_)
+            | Self::ClusterUnavailable(_)
+            | Self::IdentityProviderUnavailable(_)
+            | Self::TooManyStreams { .. } => {
                 headers.insert(
                     header::RETRY_AFTER,
                     HeaderValue::from_static(RETRY_AFTER_SECONDS),

@@ -10,17 +10,19 @@ use rand::RngCore;
 #[cfg(feature = "sim")]
 use shiplog_api::command_line::SimArgs;
 use shiplog_api::command_line::{
-    Cli, Command, DatabaseArgs, LogFormat, ProjectionsCommand, ServeArgs,
+    Cli, Command, DatabaseArgs, LogFormat, OidcArgs, ProjectionsCommand, ServeArgs,
 };
 use shiplog_api::docs::spec;
 use shiplog_api::limits::RequestLimits;
 use shiplog_api::server::{Server, Settings, SimFaults, StreamSettings};
 use shiplog_application::auto_update::WatcherSettings;
+use shiplog_application::oidc::ClaimMapping;
 use shiplog_application::{BillingSettings, Catalog, IngressSettings};
 use shiplog_cli as cli;
 use shiplog_domain::Tier;
 use shiplog_infrastructure::db::{connect_and_migrate, redacted_url};
 use shiplog_infrastructure::kube_cluster::KubeSettings;
+use shiplog_infrastructure::oidc::OidcSettings;
 use shiplog_infrastructure::private_db::{default_data_dir, PrivateDatabase, PrivateDbOptions};
 use shiplog_infrastructure::Projector;
 use std::io::IsTerminal;
@@ -238,6 +240,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             rate: args.sim_fault_rate,
             seed: args.sim_fault_seed,
         },
+        oidc: oidc_settings(args.oidc),
     };
     let server = Server::start(&settings).await.context("starting shiplog")?;
     info!(database = %redacted_url(&settings.database_url), "database ready");
@@ -245,6 +248,23 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // The private database outlives every connection of the server, then stops.
     drop(private_database);
     served
+}
+
+/// The OIDC settings of `serve`'s flags; `None` (off) without an issuer (clap requires
+/// the audience with it).
+fn oidc_settings(args: OidcArgs) -> Option<OidcSettings> {
+    let (issuer, audience) = (args.oidc_issuer?, args.oidc_audience?);
+    Some(OidcSettings {
+        issuer,
+        audience,
+        jwks_url: args.oidc_jwks_url,
+        refetch_interval: Duration::from_secs(args.oidc_jwks_refetch_interval),
+        claims: ClaimMapping {
+            teams_claim: args.oidc_teams_claim,
+            scopes_claim: args.oidc_scopes_claim,
+            actor_prefix: args.oidc_actor_prefix.unwrap_or_default(),
+        },
+    })
 }
 
 #[cfg(feature = "sim")]

@@ -15,6 +15,7 @@ use kube::Client;
 #[cfg(feature = "sim")]
 use kube_sim::{Faults, KubeSim, SimConfig};
 use shiplog_application::auto_update::{RegistryHooks, Watcher, WatcherSettings};
+use shiplog_application::oidc::Oidc;
 use shiplog_application::{
     Audit, Authenticator, BillingSettings, Catalog, ClusterInsight, Operations, Platform, Teams,
     Usecases,
@@ -28,6 +29,7 @@ use shiplog_infrastructure::event_store::CachedEventStore;
 use shiplog_infrastructure::image_resolver::{PullSecrets, RegistryResolver, RegistrySettings};
 use shiplog_infrastructure::kube_calls::KubeCalls;
 use shiplog_infrastructure::kube_cluster::{KubeCluster, KubeSettings};
+use shiplog_infrastructure::oidc::{JwksVerifier, OidcSettings, OidcSetupError, PgTokenIdentities};
 use shiplog_infrastructure::process_manager::ProcessManagerRunner;
 use shiplog_infrastructure::upstream::ApiServerHttp;
 use shiplog_infrastructure::usecase_loader::PgUsecaseLoader;
@@ -90,6 +92,8 @@ pub struct Settings {
     pub limits: RequestLimits,
     /// The API-server faults the embedded simulator injects (simulated mode only).
     pub sim_faults: SimFaults,
+    /// The OIDC identity provider whose JWTs are accepted beside API tokens; `None`: off.
+    pub oidc: Option<OidcSettings>,
 }
 
 /// API-server faults for the embedded simulator to inject, so that shiplog can be tried
@@ -195,6 +199,9 @@ pub enum StartError {
     /// The cluster configuration could not be loaded or the simulator not started.
     #[error("cannot set up the cluster connection: {0}")]
     Cluster(String),
+    /// The OIDC settings cannot be used.
+    #[error(transparent)]
+    Oidc(#[from] OidcSetupError),
     /// A CORS origin is not a valid origin.
     #[error("invalid CORS origin {0:?}: expected scheme://host[:port] or *")]
     CorsOrigin(String),
@@ -423,11 +430,21 @@ pub fn router(
         settings.catalog.clone(),
         settings.kube.ingress.clone(),
     );
-    let usecases = Arc::new(Usecases::new(bus, read));
-    let auth = Arc::new(Authenticator::new(
+    let usecases = Arc::new(Usecases::new(bus, read.clone()));
+    let mut auth = Authenticator::new(
         Arc::new(PgTokenStore::new(pool.clone())),
         settings.admin_token.as_deref(),
-    ));
+    );
+    if let Some(oidc) = &settings.oidc {
+        info!(issuer = %oidc.issuer, audience = %oidc.audience, "OIDC: the identity provider's bearer tokens are accepted");
+        auth = auth.with_oidc(Arc::new(Oidc::new(
+            Arc::new(JwksVerifier::new(oidc)?),
+            Arc::new(PgTokenIdentities::new(pool.clone())),
+            read,
+            oidc.claims.clone(),
+        )));
+    }
+    let auth = Arc::new(auth);
     let state = AppState {
         usecases: usecases.clone(),
         operations,

@@ -1,6 +1,7 @@
 //! Bearer tokens: scopes, principals, and how a presented token becomes one.
 
 use crate::error::{AppError, Conflict, Denial, Missing};
+use crate::oidc::{looks_like_jwt, Oidc};
 use crate::ports::Visible;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -233,6 +234,8 @@ pub trait TokenStore: Send + Sync {
 pub struct Authenticator {
     store: Arc<dyn TokenStore>,
     admin_hash: Option<[u8; 32]>,
+    /// The identity provider whose JWTs are accepted too, when one is configured.
+    oidc: Option<Arc<Oidc>>,
 }
 
 impl Authenticator {
@@ -241,10 +244,20 @@ impl Authenticator {
         Self {
             store,
             admin_hash: admin_token.map(hash_secret),
+            oidc: None,
         }
     }
 
-    /// The principal behind `secret`, or `None` when the token is unknown or revoked.
+    /// Accepts the JWTs of an OIDC identity provider beside API tokens.
+    pub fn with_oidc(self, oidc: Arc<Oidc>) -> Self {
+        Self {
+            oidc: Some(oidc),
+            ..self
+        }
+    }
+
+    /// The principal behind `secret`, or `None` when the token is unknown or revoked
+    /// (or, for a JWT, does not check out).
     pub async fn authenticate(&self, secret: &str) -> Result<Option<Principal>, AppError> {
         let hash = hash_secret(secret);
         // Compare hashes, not secrets, so the comparison time says nothing about the secret.
@@ -255,6 +268,10 @@ impl Authenticator {
                 subject: BOOTSTRAP_ADMIN.to_owned(),
                 teams: Vec::new(),
             }));
+        }
+        // No API token has a JWT's shape, so a JWT is the identity provider's to vouch for.
+        if let Some(oidc) = self.oidc.as_ref().filter(|_| looks_like_jwt(secret)) {
+            return oidc.authenticate(secret).await;
         }
         self.store.find_by_hash(&hash).await
     }

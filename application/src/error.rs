@@ -45,6 +45,10 @@ pub enum AppError {
     /// as metrics.k8s.io); the message is meant for the user (503).
     #[error("{0}")]
     ClusterUnavailable(String),
+    /// The OIDC identity provider's keys (JWKS) cannot be had, and none are cached:
+    /// its tokens cannot be checked for now (503).
+    #[error("{0}")]
+    IdentityProviderUnavailable(String),
     /// A bug or an unexpected state (500); details are logged, not shown.
     #[error("{0}")]
     Internal(String),

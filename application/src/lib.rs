@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod cursor;
 pub mod error;
 pub mod ledger;
+pub mod oidc;
 pub mod operations;
 pub mod platform;
 pub mod ports;

@@ -16,6 +16,7 @@ pub mod kube_permissions;
 pub mod leader;
 pub mod ledger;
 pub mod live_feed;
+pub mod oidc;
 pub mod private_db;
 pub mod process_manager;
 pub mod projections;

@@ -10,6 +10,9 @@
 //! - [`registry`]: a real OCI registry (Debian's `docker-registry`) on a free
 //!   loopback port, with pushes of small images through its HTTP API, and basic
 //!   auth and push notifications when asked for.
+//! - [`oidc`]: an OIDC identity provider on a free loopback port (discovery
+//!   document and JWKS, rotation, outage) and the committed test keys that sign
+//!   its tokens.
 //! - [`throttle`]: a reverse proxy in front of a registry that counts the
 //!   requests it forwards and answers `429 Too Many Requests` when told to.
 //!
@@ -20,11 +23,13 @@
 
 pub mod db;
 pub mod events;
+pub mod oidc;
 pub mod registry;
 pub mod throttle;
 pub mod time;
 
 pub use db::{pg_base, TestDb};
+pub use oidc::{SigningKey, TestIdp};
 pub use registry::{Notify, Pushed, Registry, RegistryOptions};
 pub use throttle::{Seen, ThrottleProxy};
 pub use time::{eventually, eventually_within, scaled, time_scale, DEFAULT_BUDGET};

@@ -20,6 +20,7 @@ mod helpers;
 mod leader;
 mod ledger;
 mod metrics;
+mod oidc;
 mod openapi_contract;
 mod operations;
 mod outage;

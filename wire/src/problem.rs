@@ -92,7 +92,8 @@ problem_types! {
     /// 408: the request body did not arrive in time (`--body-read-timeout`); nothing
     /// was changed.
     RequestTimeout = "request-timeout",
-    /// 401: no bearer token, or an unknown or revoked one.
+    /// 401: no bearer token, or an unknown or revoked one, or an OIDC token (JWT) that
+    /// does not check out (signature, issuer, audience, expiry).
     Unauthorized = "unauthorized",
     /// 403: the token lacks the scope the route needs; the detail names it.
     MissingScope = "missing-scope",
@@ -138,6 +139,9 @@ problem_types! {
     DatabaseUnavailable = "database-unavailable",
     /// 503 with Retry-After: the cluster cannot answer, or lacks what was asked for.
     ClusterUnavailable = "cluster-unavailable",
+    /// 503 with Retry-After: the OIDC identity provider's keys (JWKS) cannot be fetched
+    /// and none are cached, so its bearer tokens cannot be checked; nothing was changed.
+    IdentityProviderUnavailable = "identity-provider-unavailable",
     /// 502: the applications proxy found no deployed application, or it did not answer.
     BadGateway = "bad-gateway",
     /// 500: a bug; logged with its details, shown without them.
