@@ -12,6 +12,7 @@ use shiplog_api::command_line::SimArgs;
 use shiplog_api::command_line::{
     Cli, Command, DatabaseArgs, LogFormat, ProjectionsCommand, ServeArgs,
 };
+use shiplog_api::console::session::ConsoleSettings;
 use shiplog_api::docs::spec;
 use shiplog_api::limits::RequestLimits;
 use shiplog_api::server::{Server, Settings, SimFaults, StreamSettings};
@@ -237,6 +238,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         sim_faults: SimFaults {
             rate: args.sim_fault_rate,
             seed: args.sim_fault_seed,
+        },
+        console: ConsoleSettings {
+            session_ttl: Duration::from_secs(args.session_ttl),
+            public_url: args.public_url,
         },
     };
     let server = Server::start(&settings).await.context("starting shiplog")?;

@@ -276,6 +276,7 @@ async fn serve(pool: PgPool) -> anyhow::Result<String> {
         require_reason: false,
         limits: shiplog_api::limits::RequestLimits::default(),
         sim_faults: Default::default(),
+        console: Default::default(),
     };
     let (app, _background) = router(
         pool,

@@ -145,6 +145,7 @@ impl TestApp {
             require_reason: false,
             limits: shiplog_api::limits::RequestLimits::default(),
             sim_faults: Default::default(),
+            console: Default::default(),
         };
         configure(&mut settings);
         let server = match kube {
