@@ -91,26 +91,22 @@ async fn post_login(app: &TestApp, token: &str, next: &str) -> Response {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Logs in with `token` and reads the CSRF token off the deployments page.
-async fn login(app: &TestApp, token: &str) -> Session {
-    let response = post_login(app, token, "/deployments").await;
+/// Logs in with `token` and reads the CSRF token off `page` (one its scopes open).
+async fn login(app: &TestApp, token: &str, page: &str) -> Session {
+    let response = post_login(app, token, page).await;
     assert_eq!(response.status().as_u16(), 303, "login answers See Other");
-    assert_eq!(location(&response), "/deployments");
+    assert_eq!(location(&response), page);
     let set_cookie =
         set_cookie(&response, "shiplog_session").unwrap_or_else(|| panic!("no session cookie"));
     let cookie = format!("shiplog_session={}", cookie_value(&set_cookie));
-    let page = browser()
-        .get(app.url("/deployments"))
+    let response = browser()
+        .get(app.url(page))
         .header(COOKIE, &cookie)
         .send()
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(
-        page.status().as_u16(),
-        200,
-        "the deployments page with the session"
-    );
-    let html = page.text().await.unwrap_or_default();
+    assert_eq!(response.status().as_u16(), 200, "{page} with the session");
+    let html = response.text().await.unwrap_or_default();
     let csrf = hidden(&html, "csrf_token").unwrap_or_else(|| panic!("no csrf field: {html}"));
     Session {
         set_cookie,
@@ -164,7 +160,7 @@ async fn a_page_without_a_session_sends_the_browser_to_login_and_back() {
 async fn logging_in_sets_a_strict_http_only_cookie_the_api_accepts_as_the_token() {
     let app = TestApp::spawn().await;
     let (_, secret) = token(&app, "lead", &["deployments:read", "deployments:write"]).await;
-    let session = login(&app, &secret).await;
+    let session = login(&app, &secret, "/deployments").await;
     let attributes = session.set_cookie.to_ascii_lowercase();
     for attribute in ["httponly", "samesite=strict", "path=/", "max-age=43200"] {
         assert!(
@@ -219,7 +215,7 @@ async fn behind_https_the_cookie_is_secure() {
 #[tokio::test]
 async fn a_change_with_the_session_cookie_needs_the_csrf_token() {
     let app = TestApp::spawn().await;
-    let session = login(&app, ADMIN_TOKEN).await;
+    let session = login(&app, ADMIN_TOKEN, "/deployments").await;
     let cases: [(&str, Option<(&str, &str)>, Vec<(&str, &str)>); 4] = [
         (
             "a form without csrf_token",
@@ -294,7 +290,7 @@ async fn a_change_with_the_session_cookie_needs_the_csrf_token() {
     assert_eq!(response.status().as_u16(), 303);
     assert_eq!(location(&response), "/deployments");
     let id = created["id"].as_str().unwrap_or_default();
-    let (_, history) = app.get(&format!("/api/usecases/{id}/events")).await;
+    let (_, history) = app.get(&format!("/api/usecases/{id}/history")).await;
     let actors: Vec<&str> = history["items"]
         .as_array()
         .into_iter()
@@ -311,7 +307,7 @@ async fn a_change_with_the_session_cookie_needs_the_csrf_token() {
 async fn logging_out_or_revoking_the_token_ends_the_session() {
     let app = TestApp::spawn().await;
     let (id, secret) = token(&app, "auditor", &["audit:read"]).await;
-    let session = login(&app, &secret).await;
+    let session = login(&app, &secret, "/audit").await;
     // Logout is a change: without the CSRF token it is refused.
     let response = browser()
         .post(app.url("/logout"))
@@ -339,7 +335,7 @@ async fn logging_out_or_revoking_the_token_ends_the_session() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(after.status().as_u16(), 303, "the old cookie opens nothing");
 
-    let session = login(&app, &secret).await;
+    let session = login(&app, &secret, "/audit").await;
     let (status, body) = app.delete(&format!("/api/tokens/{id}")).await;
     assert_eq!(status, 204, "{body}");
     let response = browser()

@@ -127,9 +127,16 @@ async fn path(browser: &Client) -> String {
 }
 
 async fn click(browser: &Client, css: &str) {
-    browser
-        .find(Locator::Css(css))
-        .await
+    let found = browser.find(Locator::Css(css)).await;
+    if let Err(e) = &found {
+        // The page as it was, beside the screenshots, to see why.
+        let source = browser.source().await.unwrap_or_default();
+        let file = screenshot_dir().join("missing-element.html");
+        let _ = std::fs::create_dir_all(screenshot_dir());
+        let _ = std::fs::write(&file, source);
+        panic!("{css}: {e} (page saved as {})", file.display());
+    }
+    found
         .unwrap_or_else(|e| panic!("{css}: {e}"))
         .click()
         .await
