@@ -126,6 +126,25 @@ async fn path(browser: &Client) -> String {
     }
 }
 
+/// Waits until the browser shows a page whose path (and query) passes `check`: a click
+/// returns before the navigation it starts has finished. Returns that path.
+async fn arrive(browser: &Client, what: &str, check: impl Fn(&str) -> bool) -> String {
+    eventually(&format!("the browser arrives at {what}"), || async {
+        let here = path(browser).await;
+        let loaded = browser
+            .execute("return document.readyState;", vec![])
+            .await
+            .map(|s| s == json!("complete"))
+            .unwrap_or(false);
+        if loaded && check(&here) {
+            Ok(here)
+        } else {
+            Err(here)
+        }
+    })
+    .await
+}
+
 async fn click(browser: &Client, css: &str) {
     let found = browser.find(Locator::Css(css)).await;
     if let Err(e) = &found {
@@ -188,7 +207,7 @@ async fn a_person_runs_a_deployment_from_the_console_in_a_browser() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     click(&browser, "form[action='/login'] button[type=submit]").await;
-    assert_eq!(path(&browser).await, "/deployments");
+    arrive(&browser, "/deployments", |p| p == "/deployments").await;
 
     // Create from a template; the page comes back with the new deployment's row.
     click(
@@ -196,7 +215,7 @@ async fn a_person_runs_a_deployment_from_the_console_in_a_browser() {
         "section[aria-labelledby=from-template] button[type=submit]",
     )
     .await;
-    let here = path(&browser).await;
+    let here = arrive(&browser, "the new deployment", |p| p.contains("created=")).await;
     let name = here
         .strip_prefix("/deployments?created=")
         .unwrap_or_else(|| panic!("after create: {here}"))
@@ -233,7 +252,8 @@ async fn a_person_runs_a_deployment_from_the_console_in_a_browser() {
 
     // Its page; a config change rolls out a second deployment.
     click(&browser, &format!("a[href='/deployments/{name}']")).await;
-    assert_eq!(path(&browser).await, format!("/deployments/{name}"));
+    let page = format!("/deployments/{name}");
+    arrive(&browser, &page, |p| p == page).await;
     let env = browser
         .find(Locator::Css("#config-env"))
         .await
@@ -250,10 +270,7 @@ async fn a_person_runs_a_deployment_from_the_console_in_a_browser() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     click(&browser, "form[action$='/config'] button[type=submit]").await;
-    assert!(
-        path(&browser).await.contains("done="),
-        "back on the page, saying so"
-    );
+    arrive(&browser, "the page saying so", |p| p.contains("done=")).await;
     eventually("the config change rolls out", || async {
         match succeeded(&app, &name).await.len() {
             2 => Ok(()),
@@ -277,8 +294,10 @@ async fn a_person_runs_a_deployment_from_the_console_in_a_browser() {
         &format!("form[action$='/rollback'] input[value='{first_id}'] ~ button"),
     )
     .await;
-    let done = path(&browser).await;
-    assert!(done.contains("done=Rollback"), "{done}");
+    arrive(&browser, "the page saying so", |p| {
+        p.contains("done=Rollback")
+    })
+    .await;
     eventually("the rollback rolls out", || async {
         let (_, status) = app
             .get(&format!("/api/deployments/status?name={name}"))
@@ -328,6 +347,7 @@ async fn a_person_runs_a_deployment_from_the_console_in_a_browser() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     click(&browser, "main form button[type=submit]").await;
+    arrive(&browser, "the refusal", |p| p == "/api/deployments/delete").await;
     let refused = browser.source().await.unwrap_or_default();
     assert!(refused.contains("csrf-token-invalid"), "{refused}");
     screenshot(&browser, "06-csrf-refused", None).await;
@@ -343,7 +363,7 @@ async fn a_person_runs_a_deployment_from_the_console_in_a_browser() {
         .unwrap_or_else(|e| panic!("{e}"));
     screenshot(&browser, "07-confirm-delete", None).await;
     click(&browser, "main form button[type=submit]").await;
-    assert_eq!(path(&browser).await, "/deployments");
+    arrive(&browser, "/deployments", |p| p == "/deployments").await;
     eventually(&format!("{name} is gone"), || async {
         match app
             .get(&format!("/api/deployments/status?name={name}"))
@@ -375,7 +395,7 @@ async fn a_person_runs_a_deployment_from_the_console_in_a_browser() {
 
     // Logging out ends it: a page afterwards is the login form again.
     click(&browser, "form[action='/logout'] button").await;
-    assert_eq!(path(&browser).await, "/login");
+    arrive(&browser, "/login", |p| p == "/login").await;
     browser
         .goto(&app.url("/deployments"))
         .await

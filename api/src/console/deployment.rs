@@ -45,10 +45,17 @@ struct Entry<'a> {
 }
 
 fn entry(event: &RecordedEvent) -> Entry<'_> {
-    let fields = event.payload.get(&event.event_type);
+    // The payload is the event's fields, or (as serde tags an enum) an object with
+    // the event type as its one key.
+    let fields = Some(
+        event
+            .payload
+            .get(&event.event_type)
+            .unwrap_or(&event.payload),
+    );
     let field = |name: &str| fields.and_then(|f| f.get(name)).and_then(|v| v.as_str());
     Entry {
-        deployment_id: field("deployment_id").and_then(|id| id.parse().ok()),
+        deployment_id: field("deploymentId").and_then(|id| id.parse().ok()),
         digest: field("digest"),
         reason: event.metadata.get("reason").and_then(|r| r.as_str()),
         event,
