@@ -323,6 +323,14 @@ async fn a_person_runs_a_deployment_from_the_console_in_a_browser() {
     let timeline = text_of(&browser, "ol.timeline").await.unwrap_or_default();
     assert!(timeline.contains("Reason: say hello"), "{timeline}");
     assert!(timeline.contains("by admin"), "{timeline}");
+    // The history is below the status and config: in view for its picture.
+    browser
+        .execute(
+            "document.getElementById('history-title').scrollIntoView(); return null;",
+            vec![],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     screenshot(&browser, "04-deployment-timeline", Some("timeline")).await;
 
     // The slider's form: the state right after the first event.
