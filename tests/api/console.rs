@@ -127,6 +127,9 @@ async fn token(app: &TestApp, name: &str, scopes: &[&str]) -> (String, String) {
     )
 }
 
+/// A change sent with the session cookie: (what it is, a header, the form).
+type CsrfCase<'a> = (&'a str, Option<(&'a str, &'a str)>, Vec<(&'a str, &'a str)>);
+
 async fn problem(response: Response) -> (u16, Value) {
     let status = response.status().as_u16();
     let body = response.json().await.unwrap_or(Value::Null);
@@ -216,7 +219,7 @@ async fn behind_https_the_cookie_is_secure() {
 async fn a_change_with_the_session_cookie_needs_the_csrf_token() {
     let app = TestApp::spawn().await;
     let session = login(&app, ADMIN_TOKEN, "/deployments").await;
-    let cases: [(&str, Option<(&str, &str)>, Vec<(&str, &str)>); 4] = [
+    let cases: [CsrfCase; 4] = [
         (
             "a form without csrf_token",
             None,
