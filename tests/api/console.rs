@@ -10,6 +10,7 @@ use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use reqwest::redirect::Policy;
 use reqwest::Response;
 use serde_json::{json, Value};
+use shiplog_testkit::eventually;
 
 /// A client that shows redirects instead of following them.
 fn browser() -> reqwest::Client {
@@ -373,4 +374,36 @@ async fn a_bad_login_is_refused_and_next_never_leaves_the_site() {
         let response = post_login(&app, ADMIN_TOKEN, next).await;
         assert_eq!(location(&response), "/deployments", "next={next}");
     }
+}
+
+#[tokio::test]
+async fn a_session_ends_when_it_expires() {
+    let app =
+        TestApp::spawn_configured(|s| s.console.session_ttl = std::time::Duration::from_secs(1))
+            .await;
+    let session = login(&app, ADMIN_TOKEN, "/audit").await;
+    assert!(
+        session.set_cookie.contains("Max-Age=1"),
+        "{}",
+        session.set_cookie
+    );
+    // The browser would drop the cookie itself; shiplog refuses it all the same.
+    eventually("the expired session is refused", || async {
+        let response = browser()
+            .get(app.url("/audit"))
+            .header(COOKIE, &session.cookie)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        match response.status().as_u16() {
+            303 => Ok(()),
+            other => Err(other),
+        }
+    })
+    .await;
+    let left: Vec<(Vec<u8>,)> = sqlx::query_as("SELECT id_hash FROM console_sessions")
+        .fetch_all(&app.db.pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(left.is_empty(), "an expired session is forgotten");
 }
