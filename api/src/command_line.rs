@@ -259,6 +259,14 @@ pub struct ServeArgs {
     /// Where a form post to POST /api/deployments/delete is redirected (303).
     #[arg(long, env = "SHIPLOG_DEPLOYMENTS_PAGE", default_value = "/deployments")]
     pub deployments_page: String,
+    /// How long a web console session lasts after login, in seconds (default 12 h);
+    /// revoking its token ends it sooner.
+    #[arg(long, env = "SHIPLOG_SESSION_TTL", default_value_t = 43_200, value_parser = clap::value_parser!(u64).range(60..=2_592_000))]
+    pub session_ttl: u64,
+    /// The URL people reach shiplog at (behind a proxy); an https URL makes the web
+    /// console's cookies Secure (so does `X-Forwarded-Proto: https`).
+    #[arg(long, env = "SHIPLOG_PUBLIC_URL")]
+    pub public_url: Option<String>,
     /// Bound the number of deployments of each team (and each subject's personal ones)
     /// by its tier; beyond it, creating answers 403.
     #[arg(long, env = "SHIPLOG_BILLING")]

@@ -46,6 +46,10 @@ pub enum ApiError {
     /// 403: the token lacks the scope the route needs.
     #[error("this token lacks the scope {0}")]
     Forbidden(String),
+    /// 403: a request authenticated by the console's session cookie changes something
+    /// without the session's CSRF token; the detail says what was missing.
+    #[error("{0}")]
+    CsrfRejected(String),
     /// 403: not the owner (or a member of its team), or the deployment limit is reached.
     #[error("{detail}")]
     Denied {
@@ -134,7 +138,9 @@ impl ApiError {
             Self::TooManyStreams { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) | Self::Denied { .. } => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::Denied { .. } | Self::CsrfRejected(_) => {
+                StatusCode::FORBIDDEN
+            }
             Self::NotFound { .. } | Self::NoSuchResource(_) | Self::NoSuchPathValue { .. } => {
                 StatusCode::NOT_FOUND
             }
@@ -157,6 +163,7 @@ impl ApiError {
             Self::TooManyStreams { .. } => ProblemType::TooManyStreams,
             Self::Unauthorized => ProblemType::Unauthorized,
             Self::Forbidden(_) => ProblemType::MissingScope,
+            Self::CsrfRejected(_) => ProblemType::CsrfTokenInvalid,
             Self::Denied { reason, .. } => match reason {
                 Denial::NotOwner => ProblemType::NotOwner,
                 Denial::LimitReached => ProblemType::DeploymentLimitReached,
@@ -202,6 +209,7 @@ impl ApiError {
                 kind: Conflict::NameTaken,
                 detail,
             } => (detail.clone(), Some("name".to_owned())),
+            Self::CsrfRejected(detail) => (detail.clone(), Some("csrf_token".to_owned())),
             Self::Unavailable(_) => (
                 "the database is unavailable; nothing was changed, retry later".to_owned(),
                 None,

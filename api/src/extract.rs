@@ -230,7 +230,7 @@ fn array_for_object(
 
 /// Reads the whole body: 413 beyond `--max-body-size`, 408 when it has not arrived
 /// within `--body-read-timeout`, 400 when the client broke it off.
-async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
     let limit = req.extensions().get::<BodyLimit>().copied();
     Bytes::from_request(req, state).await.map_err(|rejection| {
         let too_large = matches!(
@@ -444,10 +444,23 @@ impl FromRequestParts<AppState> for Auth {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        // The web console's session (checked by `console::session::resolve_session`)
+        // stands for a token when the request carries none.
+        if let (None, Some(session)) = (bearer(&parts.headers), console_session(parts)) {
+            return Ok(Self(session));
+        }
         Ok(Self(
             authenticate(&state.auth, bearer(&parts.headers)).await?,
         ))
     }
+}
+
+/// The principal of the console session the request came with, if any.
+fn console_session(parts: &Parts) -> Option<Principal> {
+    parts
+        .extensions
+        .get::<crate::console::session::ConsoleSession>()
+        .map(|s| s.principal.clone())
 }
 
 /// The caller of an event stream: the bearer header, or else an `access_token`
@@ -463,6 +476,9 @@ impl FromRequestParts<AppState> for StreamAuth {
     ) -> Result<Self, Self::Rejection> {
         if let Some(token) = bearer(&parts.headers) {
             return Ok(Self(Auth(authenticate(&state.auth, Some(token)).await?)));
+        }
+        if let Some(session) = console_session(parts) {
+            return Ok(Self(Auth(session)));
         }
         let query = parts.uri.query().unwrap_or_default();
         let token = form_urlencoded::parse(query.as_bytes())

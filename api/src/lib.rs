@@ -2,6 +2,7 @@
 //! document and Redoc, and the server the `shiplog` binary runs.
 
 pub mod command_line;
+pub mod console;
 pub mod docs;
 pub mod error;
 pub mod extract;

@@ -12,6 +12,7 @@ use shiplog_api::command_line::SimArgs;
 use shiplog_api::command_line::{
     Cli, Command, DatabaseArgs, LogFormat, OidcArgs, ProjectionsCommand, ServeArgs,
 };
+use shiplog_api::console::session::ConsoleSettings;
 use shiplog_api::docs::spec;
 use shiplog_api::limits::RequestLimits;
 use shiplog_api::server::{Server, Settings, SimFaults, StreamSettings};
@@ -241,6 +242,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             seed: args.sim_fault_seed,
         },
         oidc: oidc_settings(args.oidc),
+        console: ConsoleSettings {
+            session_ttl: Duration::from_secs(args.session_ttl),
+            public_url: args.public_url,
+        },
     };
     let server = Server::start(&settings).await.context("starting shiplog")?;
     info!(database = %redacted_url(&settings.database_url), "database ready");

@@ -1,5 +1,6 @@
 //! Assembling and running the server: database, projector, router, graceful shutdown.
 
+use crate::console::session::{resolve_session, ConsoleSettings};
 use crate::docs::{api_with_spec, docs_router};
 use crate::error::ApiError;
 use crate::http_server::{serve, ConnectionSettings};
@@ -17,8 +18,8 @@ use kube_sim::{Faults, KubeSim, SimConfig};
 use shiplog_application::auto_update::{RegistryHooks, Watcher, WatcherSettings};
 use shiplog_application::oidc::Oidc;
 use shiplog_application::{
-    Audit, Authenticator, BillingSettings, Catalog, ClusterInsight, Operations, Platform, Teams,
-    Usecases,
+    Audit, Authenticator, BillingSettings, Catalog, ClusterInsight, Operations, Platform, Sessions,
+    Teams, Usecases,
 };
 use shiplog_application::{ImageResolver, NoResolution, ProcessManager};
 use shiplog_domain::Usecase;
@@ -34,8 +35,8 @@ use shiplog_infrastructure::process_manager::ProcessManagerRunner;
 use shiplog_infrastructure::upstream::ApiServerHttp;
 use shiplog_infrastructure::usecase_loader::PgUsecaseLoader;
 use shiplog_infrastructure::{
-    ClusterRetries, LiveFeed, MeteredCommandBus, PgLedger, PgReadModel, PgTokenStore,
-    PostgresCommandBus, PostgresTeamBus, Projector, Telemetry,
+    ClusterRetries, LiveFeed, MeteredCommandBus, PgLedger, PgReadModel, PgSessionStore,
+    PgTokenStore, PostgresCommandBus, PostgresTeamBus, Projector, Telemetry,
 };
 use std::future::Future;
 use std::net::SocketAddr;
@@ -94,6 +95,8 @@ pub struct Settings {
     pub sim_faults: SimFaults,
     /// The OIDC identity provider whose JWTs are accepted beside API tokens; `None`: off.
     pub oidc: Option<OidcSettings>,
+    /// The web console's sessions and cookies.
+    pub console: ConsoleSettings,
 }
 
 /// API-server faults for the embedded simulator to inject, so that shiplog can be tried
@@ -445,6 +448,11 @@ pub fn router(
         )));
     }
     let auth = Arc::new(auth);
+    let sessions = Arc::new(Sessions::new(
+        Arc::new(PgSessionStore::new(pool.clone())),
+        auth.clone(),
+        settings.console.session_ttl,
+    ));
     let state = AppState {
         usecases: usecases.clone(),
         operations,
@@ -463,13 +471,22 @@ pub fn router(
         require_reason: settings.require_reason,
         telemetry: telemetry.clone(),
         streams: StreamSlots::new(settings.limits.max_streams_per_token),
+        sessions,
+        console: settings.console.clone(),
     };
     let (api, spec) = api_with_spec();
     let spec = crate::docs::with_templates(spec, &settings.catalog);
     let x_request_id = HeaderName::from_static("x-request-id");
     let router = api
         .merge(docs_router(spec))
+        .merge(crate::console::router())
         .fallback(|| async { ApiError::NoSuchResource("no such route".to_owned()) })
+        // Inside the request checks and body limits: a form's CSRF token is read
+        // within them.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            resolve_session,
+        ))
         .with_state(state);
     // Applied to every route and the fallback, after routing: they see the matched route.
     let mut router = checked(router, &settings.limits)

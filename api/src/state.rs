@@ -1,8 +1,9 @@
 //! What every handler can reach.
 
+use crate::console::session::ConsoleSettings;
 use crate::stream_slots::StreamSlots;
 use shiplog_application::auto_update::RegistryHooks;
-use shiplog_application::{Audit, Authenticator, Operations, Platform, Teams, Usecases};
+use shiplog_application::{Audit, Authenticator, Operations, Platform, Sessions, Teams, Usecases};
 use shiplog_infrastructure::Telemetry;
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -40,4 +41,8 @@ pub struct AppState {
     pub telemetry: Arc<Telemetry>,
     /// The event and log streams each token has open, bounded per token.
     pub streams: Arc<StreamSlots>,
+    /// The web console's sessions.
+    pub sessions: Arc<Sessions>,
+    /// How the web console keeps sessions and sets cookies.
+    pub console: ConsoleSettings,
 }

@@ -330,3 +330,23 @@ impl Authenticator {
         }
     }
 }
+
+impl Authenticator {
+    /// The principal behind the token whose hash is `hash` (as [`hash_secret`] makes
+    /// it), or `None` when it is unknown or revoked: how a console session, which keeps
+    /// only its token's hash, checks that token on every request.
+    pub async fn authenticate_hash(&self, hash: &[u8]) -> Result<Option<Principal>, AppError> {
+        if self
+            .admin_hash
+            .is_some_and(|admin| admin.as_slice() == hash)
+        {
+            return Ok(Some(Principal {
+                name: BOOTSTRAP_ADMIN.to_owned(),
+                scopes: vec![Scope::Admin],
+                subject: BOOTSTRAP_ADMIN.to_owned(),
+                teams: Vec::new(),
+            }));
+        }
+        self.store.find_by_hash(hash).await
+    }
+}

@@ -15,6 +15,7 @@ pub mod platform;
 pub mod ports;
 pub mod process_manager;
 pub mod read_models;
+pub mod sessions;
 pub mod teams;
 pub mod time_travel;
 pub mod usecases;
@@ -46,6 +47,7 @@ pub use process_manager::{
     at_rest, plan, ProcessManager, ReconcileError, Step, StepObserver, UsecaseLoader,
     PROCESS_MANAGER,
 };
+pub use sessions::{ActiveSession, OpenedSession, SessionStore, Sessions, StoredSession};
 pub use teams::{BillingSettings, Ownership, TeamUsage, Teams};
 pub use time_travel::{deployment_at, state_at, usecase_at, DeploymentAt, StateAt};
 pub use usecases::{page_size, Usecases};

@@ -277,6 +277,7 @@ async fn serve(pool: PgPool) -> anyhow::Result<String> {
         limits: shiplog_api::limits::RequestLimits::default(),
         sim_faults: Default::default(),
         oidc: None,
+        console: Default::default(),
     };
     let (app, _background) = router(
         pool,

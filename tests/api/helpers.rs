@@ -146,6 +146,7 @@ impl TestApp {
             limits: shiplog_api::limits::RequestLimits::default(),
             sim_faults: Default::default(),
             oidc: None,
+            console: Default::default(),
         };
         configure(&mut settings);
         let server = match kube {

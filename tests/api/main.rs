@@ -10,6 +10,8 @@ mod binary;
 mod cli;
 mod cluster;
 mod cluster_faults;
+mod console;
+mod console_browser;
 mod container_image;
 mod db_restart;
 mod deployments;

@@ -102,6 +102,10 @@ problem_types! {
     NotOwner = "not-owner",
     /// 403: with billing on, the account's tier allows no more deployments.
     DeploymentLimitReached = "deployment-limit-reached",
+    /// 403: a request authenticated by the web console's session cookie changes
+    /// something without the session's CSRF token (form field `csrf_token` or header
+    /// `X-CSRF-Token`); nothing was changed.
+    CsrfTokenInvalid = "csrf-token-invalid",
     /// 404: no such usecase (or it did not exist at the instant asked for).
     UsecaseNotFound = "usecase-not-found",
     /// 404: no such deployment (of this usecase; on the platform routes, no

@@ -390,6 +390,20 @@ impl Platform {
         self.operations.restart(ctx, view.usecase.id).await
     }
 
+    /// Deploys again the config of its deployment `target` (default: the one deployed
+    /// before the current one) as a new deployment, as the usecase API's rollback does.
+    #[instrument(skip(self, ctx), fields(actor = %ctx.actor))]
+    pub async fn rollback(
+        &self,
+        ctx: &CommandContext,
+        principal: &Principal,
+        name: &str,
+        target: Option<Uuid>,
+    ) -> Result<Accepted, AppError> {
+        let view = self.view(principal, name).await?;
+        self.operations.rollback(ctx, view.usecase.id, target).await
+    }
+
     /// The environment it runs with: the serving deployment's, else the newest one's.
     pub async fn config(
         &self,

@@ -85,6 +85,7 @@ async fn run(args: &Args, database_url: &str) -> anyhow::Result<()> {
         limits: shiplog_api::limits::RequestLimits::default(),
         sim_faults: Default::default(),
         oidc: None,
+        console: Default::default(),
     };
     let server = Server::start_with_kube(&settings, kube::Config::new(sim.url().parse()?)).await?;
     let api = format!("http://{}", server.local_addr()?);

@@ -1,0 +1,145 @@
+//! The console's live updates: a Server-Sent Event stream of rendered HTML fragments
+//! (status badges) that htmx's SSE extension swaps into `/deployments`.
+//!
+//! Built on the ledger's live feed: every new event wakes the stream, which reads the
+//! caller's deployments again and sends the badges that changed. The read models are
+//! fed asynchronously, so an event can arrive before its projection shows it; a short
+//! tick reads again while anything is still on its way, so that the last change of a
+//! burst (a rollout's `DeploymentSucceeded`) is never missed.
+
+use super::deployments::{status_badge, status_event, team_of};
+use super::layout::badge;
+use super::session::Console;
+use super::PageError;
+use crate::sse;
+use crate::state::AppState;
+use crate::stream_slots::holding;
+use axum::extract::{Query, State};
+use axum::http::HeaderName;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures::stream::{self, BoxStream, StreamExt};
+use serde::Deserialize;
+use shiplog_application::{EventFilter, FeedItem, Platform, Principal, Scope};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// How often the badges are read again while the feed is quiet.
+const TICK: Duration = Duration::from_secs(1);
+/// How many ticks after an event the badges are read again.
+const SETTLE_TICKS: u8 = 3;
+/// The statuses that change by themselves: while one is shown, every tick reads again.
+const IN_FLIGHT: [&str; 3] = ["Pending", "Provisioning", "Deleting"];
+
+/// The live stream's query: the team the page shows.
+#[derive(Debug, Deserialize)]
+pub struct LiveQuery {
+    team_id: Option<String>,
+}
+
+/// What the stream remembers between wake-ups.
+struct Badges {
+    platform: Arc<Platform>,
+    principal: Principal,
+    team: Option<Uuid>,
+    feed: BoxStream<'static, FeedItem>,
+    ticks: tokio::time::Interval,
+    /// The status each deployment's badge shows now.
+    shown: HashMap<Uuid, String>,
+    /// Ticks left to read again after the last event (its projection may lag).
+    settle: u8,
+}
+
+impl Badges {
+    /// Waits for an event or a tick, then the messages of the badges that changed
+    /// (none when nothing did); `None` when the feed ended.
+    async fn next(mut self) -> Option<(Vec<Bytes>, Self)> {
+        let woken_by_event = tokio::select! {
+            item = self.feed.next() => { item?; true }
+            _ = self.ticks.tick() => false,
+        };
+        if woken_by_event {
+            self.settle = SETTLE_TICKS;
+        } else if self.settle > 0 {
+            self.settle -= 1;
+        } else if !self.shown.values().any(|s| IN_FLIGHT.contains(&s.as_str())) {
+            // Quiet, and nothing on its way: no need to read.
+            return Some((Vec::new(), self));
+        }
+        let Ok(items) = self.platform.list(&self.principal, self.team).await else {
+            // The database is away: the page keeps what it shows; the next wake-up retries.
+            return Some((Vec::new(), self));
+        };
+        let mut messages = Vec::new();
+        let listed: Vec<Uuid> = items.iter().map(|d| d.usecase_id).collect();
+        // What left the list was deleted: its badge says so.
+        let gone: Vec<Uuid> = self
+            .shown
+            .keys()
+            .filter(|id| !listed.contains(id))
+            .copied()
+            .collect();
+        for id in gone {
+            self.shown.remove(&id);
+            let html = badge("Deleted", None).into_string();
+            messages.push(sse::message(None, Some(&status_event(id)), Some(&html)));
+        }
+        for d in items {
+            let status = d.report.status.as_str();
+            if self.shown.get(&d.usecase_id).map(String::as_str) != Some(status) {
+                let html = status_badge(&d).into_string();
+                messages.push(sse::message(
+                    None,
+                    Some(&status_event(d.usecase_id)),
+                    Some(&html),
+                ));
+                self.shown.insert(d.usecase_id, status.to_owned());
+            }
+        }
+        Some((messages, self))
+    }
+}
+
+/// `GET /console/live/deployments`: the badges of the caller's deployments (of
+/// `team_id`, when given) as they change.
+pub async fn deployments(
+    State(state): State<AppState>,
+    Console(session): Console,
+    Query(query): Query<LiveQuery>,
+) -> Result<Response, PageError> {
+    let principal = session.principal;
+    principal.require(Scope::DeploymentsRead)?;
+    let team = team_of(query.team_id.as_deref())?;
+    let slot = state.streams.take(&principal)?;
+    // Subscribed before the first read, so that no change between the two is lost.
+    let feed = state.audit.follow(EventFilter::default(), None).await?;
+    let shown = state
+        .platform
+        .list(&principal, team)
+        .await?
+        .into_iter()
+        .map(|d| (d.usecase_id, d.report.status.as_str().to_owned()))
+        .collect();
+    let badges = Badges {
+        platform: state.platform.clone(),
+        principal,
+        team,
+        feed,
+        ticks: tokio::time::interval(TICK),
+        shown,
+        settle: 0,
+    };
+    let stopping = state.stopping.child_token().cancelled_owned();
+    let messages = stream::unfold(badges, Badges::next)
+        .flat_map(stream::iter)
+        .take_until(stopping);
+    let messages = holding(messages, slot).boxed();
+    let no_buffering = [(HeaderName::from_static("x-accel-buffering"), "no")];
+    Ok((
+        no_buffering,
+        sse::response(messages, state.keep_alive, "keep-alive"),
+    )
+        .into_response())
+}

@@ -1,0 +1,13 @@
+-- Sessions of the web console. Only a SHA-256 of the session id (the cookie's value)
+-- is kept, so a copy of this table opens no session. Each session is bound to the
+-- API token it was opened with (the token's own hash, as api_tokens stores it): every
+-- request checks that token again, so revoking it ends the session.
+CREATE TABLE console_sessions
+(
+    id_hash    bytea PRIMARY KEY,
+    token_hash bytea       NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    expires_at timestamptz NOT NULL
+);
+
+CREATE INDEX console_sessions_expiry ON console_sessions (expires_at);
