@@ -332,6 +332,12 @@ impl Authenticator {
 }
 
 impl Authenticator {
+    /// The identity provider that vouches for `secret`, when OIDC is on and `secret` is
+    /// a JWT: a console session opened with it rests on the provider's verdict.
+    pub fn oidc_for(&self, secret: &str) -> Option<&Oidc> {
+        self.oidc.as_deref().filter(|_| looks_like_jwt(secret))
+    }
+
     /// The principal behind the token whose hash is `hash` (as [`hash_secret`] makes
     /// it), or `None` when it is unknown or revoked: how a console session, which keeps
     /// only its token's hash, checks that token on every request.

@@ -47,7 +47,10 @@ pub use process_manager::{
     at_rest, plan, ProcessManager, ReconcileError, Step, StepObserver, UsecaseLoader,
     PROCESS_MANAGER,
 };
-pub use sessions::{ActiveSession, OpenedSession, SessionStore, Sessions, StoredSession};
+pub use sessions::{
+    ActiveSession, OpenedSession, SessionBasis, SessionPrincipal, SessionStore, Sessions,
+    StoredSession,
+};
 pub use teams::{BillingSettings, Ownership, TeamUsage, Teams};
 pub use time_travel::{deployment_at, state_at, usecase_at, DeploymentAt, StateAt};
 pub use usecases::{page_size, Usecases};

@@ -16,6 +16,7 @@ use crate::error::AppError;
 use crate::ports::{ReadModel, TeamView};
 use crate::process_manager::PROCESS_MANAGER;
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 use shiplog_domain::config::normalized_name;
 use std::sync::Arc;
@@ -182,6 +183,18 @@ impl Oidc {
     /// is an API token's. Fails only when the provider's keys or the database cannot be
     /// reached (503).
     pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>, AppError> {
+        Ok(self
+            .authenticate_until(token)
+            .await?
+            .map(|(principal, _)| principal))
+    }
+
+    /// As [`Oidc::authenticate`], with the instant the token stops being valid (its
+    /// `exp`), so what is derived from it (a console session) ends with it.
+    pub async fn authenticate_until(
+        &self,
+        token: &str,
+    ) -> Result<Option<(Principal, Option<DateTime<Utc>>)>, AppError> {
         let Some(claims) = self.verifier.verify(token).await? else {
             return Ok(None);
         };
@@ -205,12 +218,19 @@ impl Oidc {
         } else {
             team_ids(&identity.teams, &self.read.teams(None).await?)
         };
-        Ok(Some(Principal {
-            name: identity.subject.clone(),
-            subject: identity.subject,
-            scopes: identity.scopes,
-            teams,
-        }))
+        let expires_at = claims
+            .get("exp")
+            .and_then(Value::as_i64)
+            .and_then(|exp| DateTime::from_timestamp(exp, 0));
+        Ok(Some((
+            Principal {
+                name: identity.subject.clone(),
+                subject: identity.subject,
+                scopes: identity.scopes,
+                teams,
+            },
+            expires_at,
+        )))
     }
 }
 

@@ -6,23 +6,75 @@
 //! that token again, so revoking it (or the token's scopes and teams changing) takes
 //! effect on the session's next request. The CSRF token of a session is derived from its
 //! id, so a stolen copy of the sessions table yields neither.
+//!
+//! A session opened with an OIDC token (a JWT) has no token in the store to check
+//! again: it keeps the principal the identity provider vouched for and ends when the
+//! JWT does (its `exp`), or earlier at the session's own lifetime.
 
+use crate::auth::Scope;
 use crate::auth::{hash_secret, Authenticator, Principal};
 use crate::error::AppError;
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use rand::RngCore;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
+use uuid::Uuid;
 
 /// The default lifetime of a console session: a working day.
 pub const DEFAULT_SESSION_TTL: std::time::Duration = std::time::Duration::from_secs(12 * 3600);
 
+/// What a session rests on, as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionBasis {
+    /// The hash of the API token it was opened with, checked again on every request.
+    Token(Vec<u8>),
+    /// The principal an identity provider vouched for at login (an OIDC token), held
+    /// until the session expires, which is no later than the token did.
+    Identity(SessionPrincipal),
+}
+
+/// A principal as a session opened with an OIDC token keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionPrincipal {
+    /// The actor its events record.
+    pub name: String,
+    /// The owner of what it creates.
+    pub subject: String,
+    /// What it may do.
+    pub scopes: Vec<Scope>,
+    /// Its teams.
+    pub teams: Vec<Uuid>,
+}
+
+impl From<Principal> for SessionPrincipal {
+    fn from(p: Principal) -> Self {
+        Self {
+            name: p.name,
+            subject: p.subject,
+            scopes: p.scopes,
+            teams: p.teams,
+        }
+    }
+}
+
+impl From<SessionPrincipal> for Principal {
+    fn from(p: SessionPrincipal) -> Self {
+        Self {
+            name: p.name,
+            subject: p.subject,
+            scopes: p.scopes,
+            teams: p.teams,
+        }
+    }
+}
+
 /// A stored session: what the store keeps about it (never the id itself).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredSession {
-    /// The hash of the API token it was opened with.
-    pub token_hash: Vec<u8>,
+    /// What it was opened with.
+    pub basis: SessionBasis,
     /// When it stops being accepted.
     pub expires_at: DateTime<Utc>,
 }
@@ -34,7 +86,7 @@ pub trait SessionStore: Send + Sync {
     async fn create(
         &self,
         id_hash: &[u8],
-        token_hash: &[u8],
+        basis: &SessionBasis,
         expires_at: DateTime<Utc>,
     ) -> Result<(), AppError>;
     /// The session with this id hash, expired or not.
@@ -109,22 +161,39 @@ impl Sessions {
         Self { store, auth, ttl }
     }
 
-    /// Opens a session for the API token `token`; `None` when the token is unknown or
-    /// revoked. Expired sessions are swept on the way.
+    /// Opens a session for the API token (or, when OIDC is on, the identity provider's
+    /// JWT) `token`; `None` when the token is unknown, revoked or does not check out.
+    /// Expired sessions are swept on the way.
     pub async fn open(&self, token: &str) -> Result<Option<OpenedSession>, AppError> {
         let token = token.trim();
         if token.is_empty() {
             return Ok(None);
         }
-        let Some(principal) = self.auth.authenticate(token).await? else {
-            return Ok(None);
-        };
         let now = Utc::now();
+        let mut expires_at = now + self.ttl;
+        let (principal, basis) = if let Some(oidc) = self.auth.oidc_for(token) {
+            let Some((principal, until)) = oidc.authenticate_until(token).await? else {
+                return Ok(None);
+            };
+            // The provider vouched for the caller until then, not for longer.
+            if let Some(until) = until {
+                expires_at = expires_at.min(until);
+            }
+            let basis = SessionBasis::Identity(principal.clone().into());
+            (principal, basis)
+        } else {
+            let Some(principal) = self.auth.authenticate(token).await? else {
+                return Ok(None);
+            };
+            (principal, SessionBasis::Token(hash_secret(token).to_vec()))
+        };
+        if expires_at <= now {
+            return Ok(None);
+        }
         self.store.purge_expired(now).await?;
         let id = random_token();
-        let expires_at = now + self.ttl;
         self.store
-            .create(&hash_secret(&id), &hash_secret(token), expires_at)
+            .create(&hash_secret(&id), &basis, expires_at)
             .await?;
         Ok(Some(OpenedSession {
             csrf_token: csrf_token_of(&id),
@@ -148,10 +217,16 @@ impl Sessions {
             self.store.delete(&id_hash).await?;
             return Ok(None);
         }
-        let Some(principal) = self.auth.authenticate_hash(&stored.token_hash).await? else {
-            // The token was revoked: so is every session opened with it.
-            self.store.delete(&id_hash).await?;
-            return Ok(None);
+        let principal = match stored.basis {
+            SessionBasis::Identity(principal) => principal.into(),
+            SessionBasis::Token(hash) => match self.auth.authenticate_hash(&hash).await? {
+                Some(principal) => principal,
+                None => {
+                    // The token was revoked: so is every session opened with it.
+                    self.store.delete(&id_hash).await?;
+                    return Ok(None);
+                }
+            },
         };
         Ok(Some(ActiveSession {
             principal,

@@ -10,7 +10,10 @@ use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use reqwest::redirect::Policy;
 use reqwest::Response;
 use serde_json::{json, Value};
-use shiplog_testkit::eventually;
+use shiplog_application::oidc::ClaimMapping;
+use shiplog_infrastructure::oidc::OidcSettings;
+use shiplog_testkit::oidc::now;
+use shiplog_testkit::{eventually, SigningKey, TestIdp};
 
 /// A client that shows redirects instead of following them.
 fn browser() -> reqwest::Client {
@@ -406,4 +409,80 @@ async fn a_session_ends_when_it_expires() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(left.is_empty(), "an expired session is forgotten");
+}
+
+#[tokio::test]
+async fn an_oidc_token_opens_a_session_that_acts_as_its_subject_and_ends_with_the_token() {
+    let key = SigningKey::rsa_a("console");
+    let idp = TestIdp::start(&[&key]).await;
+    let settings = OidcSettings {
+        issuer: idp.issuer.clone(),
+        audience: "shiplog".to_owned(),
+        jwks_url: None,
+        refetch_interval: std::time::Duration::from_secs(30),
+        claims: ClaimMapping::default(),
+    };
+    let app = TestApp::spawn_configured(|s| s.oidc = Some(settings)).await;
+    let scopes = "usecases:read usecases:write deployments:read deployments:write";
+    let jwt = key.sign(&idp.claims(
+        "shiplog",
+        "carol@example.com",
+        json!({"shiplog_scopes": scopes, "exp": now() + 120}),
+    ));
+    let session = login(&app, &jwt, "/deployments").await;
+    // The session lasts no longer than the JWT it was opened with (12 h otherwise).
+    let max_age: u64 = Regex::new(r"Max-Age=(\d+)")
+        .ok()
+        .and_then(|re| re.captures(&session.set_cookie))
+        .and_then(|c| c[1].parse().ok())
+        .unwrap_or(u64::MAX);
+    assert!(max_age <= 120, "{}", session.set_cookie);
+    // It keeps the provider's principal, not the JWT: the table holds no bearer secret.
+    let rows: Vec<(Option<Vec<u8>>, Option<Value>)> =
+        sqlx::query_as("SELECT token_hash, principal FROM console_sessions")
+            .fetch_all(&app.db.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].0, None);
+    assert_eq!(
+        rows[0].1.as_ref().map(|p| p["subject"].clone()),
+        Some(json!("carol@example.com"))
+    );
+    // A change through the session is carol's, on her next requests too.
+    let response = browser()
+        .post(app.url("/api/deployments"))
+        .header(COOKIE, &session.cookie)
+        .header("X-CSRF-Token", &session.csrf)
+        .json(&json!({"template": "nginx"}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(response.status().as_u16(), 201, "with the session of a JWT");
+    let created: Value = response.json().await.unwrap_or_default();
+    let id = created["id"].as_str().unwrap_or_default();
+    let (_, history) = app.get(&format!("/api/usecases/{id}/history")).await;
+    let actors: Vec<&str> = history["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["actor"].as_str())
+        .collect();
+    assert!(
+        !actors.is_empty() && actors.iter().all(|a| *a == "carol@example.com"),
+        "{history}"
+    );
+    // An expired JWT opens no session.
+    let expired = key.sign(&idp.claims(
+        "shiplog",
+        "carol@example.com",
+        json!({"shiplog_scopes": scopes, "exp": now() - 120}),
+    ));
+    let response = post_login(&app, &expired, "/deployments").await;
+    assert_ne!(
+        response.status().as_u16(),
+        303,
+        "an expired JWT is no login"
+    );
+    assert!(set_cookie(&response, "shiplog_session").is_none());
 }

@@ -136,7 +136,7 @@ pub async fn submit(
     let secure = state.console.secure_cookies(&headers);
     let mut response = see_other(&next);
     let cookies = response.headers_mut();
-    let (name, value) = session_cookie(&state, &headers, &opened.id);
+    let (name, value) = session_cookie(&state, &headers, &opened);
     cookies.append(name, value);
     cookies.append(
         SET_COOKIE,

@@ -20,7 +20,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use percent_encoding::{percent_decode, utf8_percent_encode, NON_ALPHANUMERIC};
 use shiplog_application::sessions::same_token;
-use shiplog_application::Principal;
+use shiplog_application::{OpenedSession, Principal};
 use std::time::Duration;
 
 /// The cookie that carries the session id.
@@ -276,16 +276,22 @@ impl FromRequestParts<AppState> for Console {
     }
 }
 
-/// The `Set-Cookie` header of a new session's cookie.
+/// The `Set-Cookie` header of a new session's cookie, kept by the browser as long as
+/// the session lasts (shorter than `--session-ttl` when its OIDC token expires sooner).
 pub fn session_cookie(
     state: &AppState,
     headers: &HeaderMap,
-    id: &str,
+    opened: &OpenedSession,
 ) -> (axum::http::HeaderName, HeaderValue) {
     let secure = state.console.secure_cookies(headers);
+    // Whole seconds, rounded up: the instants between opening and answering are not
+    // taken off a session that lasts the full `--session-ttl`.
+    let millis = (opened.expires_at - chrono::Utc::now()).num_milliseconds();
+    let lasts = Duration::from_secs(u64::try_from(millis).unwrap_or(0).div_ceil(1000))
+        .min(state.console.session_ttl);
     (
         SET_COOKIE,
-        set_cookie(SESSION_COOKIE, id, "/", state.console.session_ttl, secure),
+        set_cookie(SESSION_COOKIE, &opened.id, "/", lasts, secure),
     )
 }
 
