@@ -368,23 +368,34 @@ impl Driver {
         .await;
     }
 
-    /// The id of the usecase named exactly `name`, if a process can tell.
+    /// The id of the usecase named exactly `name`: its registration is in the ledger, but
+    /// the read models may not show it yet (a process that just started catches up first).
     async fn usecase_named(&self, flow: usize, name: &str) -> Option<Uuid> {
-        let (_, page) = self
-            .read(flow, &format!("/api/usecases?limit=200&name={name}"))
-            .await?;
-        page["items"]
-            .as_array()?
-            .iter()
-            .find(|u| u["name"] == name)
-            .and_then(|u| u["id"].as_str()?.parse().ok())
+        let until = (Instant::now() + WAIT_BUDGET).min(self.deadline);
+        let path = format!("/api/usecases?limit=200&name={name}");
+        while Instant::now() < until {
+            if let Some((_, page)) = self.read(flow, &path).await {
+                let found = page["items"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|u| u["name"] == name)
+                    .and_then(|u| u["id"].as_str()?.parse().ok());
+                if found.is_some() {
+                    return found;
+                }
+            }
+            tokio::time::sleep(PAUSE).await;
+        }
+        None
     }
 
     /// Creates the flow's usecase; its id and name, or `None` when no creation was
     /// acknowledged within the run's bounds.
-    async fn create(&self, plan: &Plan) -> Option<(Uuid, String)> {
+    async fn create(&self, plan: &Plan) -> Result<(Uuid, String), String> {
         let flow = plan.index;
         let seed = self.seed;
+        let mut last = Answer::Unanswered;
         for _ in 0..3 {
             let (what, path, body, name) = match plan.start {
                 Start::Register => {
@@ -411,39 +422,52 @@ impl Driver {
                 ),
             };
             let reply = self.command(flow, what, Method::POST, path, Some(body)).await;
-            match reply.answer {
+            match &reply.answer {
                 Answer::Acked(_) => {
                     let id = reply.body["id"].as_str().and_then(|s| s.parse().ok());
                     let name = reply.body["name"].as_str().map(str::to_owned).or(name.clone());
                     if let (Some(id), Some(name)) = (id, name.clone()) {
-                        return Some((id, name));
+                        return Ok((id, name));
                     }
                     // Acknowledged, but the body was cut off: find it by name.
                     if let Some(name) = name {
-                        return self.usecase_named(flow, &name).await.map(|id| (id, name));
+                        return self.found(flow, name).await;
                     }
                 }
                 // Taken: an earlier, unanswered try of ours got through.
                 Answer::Refused(409) => {
                     if let Some(name) = name {
-                        return self.usecase_named(flow, &name).await.map(|id| (id, name));
+                        return self.found(flow, name).await;
                     }
                 }
                 _ => {}
             }
+            last = reply.answer;
             if self.past_deadline() {
                 break;
             }
         }
-        None
+        Err(format!("the last answer: {last:?}"))
+    }
+
+    /// The usecase named `name`, which the ledger has, with its name.
+    async fn found(&self, flow: usize, name: String) -> Result<(Uuid, String), String> {
+        match self.usecase_named(flow, &name).await {
+            Some(id) => Ok((id, name)),
+            None => Err(format!("{name} is taken, but no process lists it")),
+        }
     }
 
     /// Runs one flow to its end (or to the run's deadline).
     pub async fn run(&self, plan: &Plan) {
         let flow = plan.index;
-        let Some((usecase, name)) = self.create(plan).await else {
-            self.journal.slow(format!("flow {flow}: its usecase could not be created"));
-            return;
+        let (usecase, name) = match self.create(plan).await {
+            Ok(created) => created,
+            Err(why) => {
+                self.journal
+                    .slow(format!("flow {flow}: its usecase could not be created: {why}"));
+                return;
+            }
         };
         self.journal
             .usecases
