@@ -152,7 +152,7 @@ impl ProcessManagerRunner {
             .managed()
             .await
             .map_err(|e| e.to_string())?;
-        usecases.extend(owned.into_iter().map(|(usecase, _)| usecase));
+        usecases.extend(owned);
         usecases.sort();
         usecases.dedup();
         Ok((cursor, usecases))

@@ -5,10 +5,11 @@
 //! then starts one and expects it to finish the job.
 
 use crate::cluster::kube_config;
-use crate::helpers::{TestApp, TestDb};
+use crate::helpers::{TestApp, TestDb, NAMESPACE};
 use kube_sim::{KubeSim, SimConfig};
 use serde_json::json;
 use shiplog_domain::UsecaseCommand;
+use shiplog_infrastructure::kube_objects::{generated_secret_name, usecase_labels};
 use shiplog_testkit::eventually_within;
 use std::sync::Arc;
 use std::time::Duration;
@@ -90,4 +91,55 @@ async fn a_deletion_whose_undeploy_was_recorded_is_finished_by_the_next_leader()
         Some("UsecaseDeleted"),
         "{types:?}"
     );
+}
+
+#[tokio::test]
+async fn the_generated_secret_a_deleted_usecase_left_behind_is_removed_by_the_next_leader() {
+    // Arrange: a usecase whose deletion the leader recorded, killed before the reconcile
+    // that removes what outlives its deployments: the Secret of its generated values.
+    let db = Arc::new(TestDb::create().await);
+    let mut before = TestApp::spawn_shared(db.clone()).await;
+    let usecase = before.create_usecase("forgotten").await;
+    let (status, body) = before.delete(&format!("/api/usecases/{usecase}")).await;
+    assert_eq!(status, 204, "{body}");
+    checkpoint_at_the_end(&db).await;
+    before.stop().await;
+    let sim = KubeSim::start(SimConfig::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let secret = generated_secret_name(usecase);
+    let created = reqwest::Client::new()
+        .post(format!("{}/api/v1/namespaces/{NAMESPACE}/secrets", sim.url()))
+        .json(&json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": secret, "namespace": NAMESPACE, "labels": usecase_labels(usecase)},
+            "stringData": {"db.POSTGRES_PASSWORD": "generated"},
+        }))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(created.status().is_success(), "{created:?}");
+
+    // Act: a process manager leads again.
+    let _after = TestApp::spawn_with_cluster(db.clone(), kube_config(&sim)).await;
+
+    // Assert: the sweep finds the usecase by its Secret, and the Secret goes.
+    eventually_within(
+        "the generated Secret is removed",
+        Duration::from_secs(20),
+        || async {
+            let names: Vec<String> = sim
+                .objects("secrets", Some(NAMESPACE))
+                .iter()
+                .filter_map(|s| s["metadata"]["name"].as_str().map(str::to_owned))
+                .collect();
+            if names.contains(&secret) {
+                Err(names)
+            } else {
+                Ok(())
+            }
+        },
+    )
+    .await;
 }
