@@ -109,7 +109,10 @@ async fn the_generated_secret_a_deleted_usecase_left_behind_is_removed_by_the_ne
         .unwrap_or_else(|e| panic!("{e}"));
     let secret = generated_secret_name(usecase);
     let created = reqwest::Client::new()
-        .post(format!("{}/api/v1/namespaces/{NAMESPACE}/secrets", sim.url()))
+        .post(format!(
+            "{}/api/v1/namespaces/{NAMESPACE}/secrets",
+            sim.url()
+        ))
         .json(&json!({
             "apiVersion": "v1",
             "kind": "Secret",

@@ -66,7 +66,10 @@ pub fn unsettled(usecases: &BTreeMap<Uuid, Usecase>) -> Vec<String> {
             if d.status.is_in_flight() {
                 busy.push(format!("usecase {id}: deployment {} is {}", d.id, d.status));
             } else if d.undeploy_requested && !d.status.is_terminal() {
-                busy.push(format!("usecase {id}: deployment {} is being undeployed", d.id));
+                busy.push(format!(
+                    "usecase {id}: deployment {} is being undeployed",
+                    d.id
+                ));
             }
             if d.restart_pending {
                 busy.push(format!(
@@ -120,7 +123,10 @@ pub fn acknowledged(sent: &[Sent], events: &[EventRecord], violations: &mut Vec<
                     continue;
                 };
                 if let Some(id) = id {
-                    if !recorded.iter().any(|e| e.payload.to_string().contains(id.as_str())) {
+                    if !recorded
+                        .iter()
+                        .any(|e| e.payload.to_string().contains(id.as_str()))
+                    {
                         violations.push(format!(
                             "acknowledged {} of flow {} gave id {id}, which none of its events (request {}) names",
                             s.what, s.flow, s.request_id
@@ -153,7 +159,9 @@ pub fn lifecycle(
             continue;
         };
         if let Some(id) = event.payload[&event.event_type][*field].as_str() {
-            *seen.entry((event.event_type.clone(), id.to_owned())).or_default() += 1;
+            *seen
+                .entry((event.event_type.clone(), id.to_owned()))
+                .or_default() += 1;
         }
     }
     let mut twice: Vec<_> = seen.into_iter().filter(|(_, n)| *n > 1).collect();
@@ -186,13 +194,14 @@ pub fn chain(report: &VerifyReport, events: usize, violations: &mut Vec<String>)
     }
 }
 
-/// The read models as the API serves them agree with the ledger: every usecase listed
-/// exists and is not deleted, and each deployment has the status the ledger gives it.
-pub async fn read_models_answer(
+/// Where the read models as the API serves them disagree with the ledger: every usecase
+/// listed exists and is not deleted, each deployment has the status the ledger gives it,
+/// and none shows two deployed.
+pub async fn read_model_differences(
     api: &Client,
     usecases: &BTreeMap<Uuid, Usecase>,
-    violations: &mut Vec<String>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<String>> {
+    let mut violations = Vec::new();
     let listed = api.usecases(None, None).await?;
     let listed_ids: HashSet<Uuid> = listed.iter().map(|u| u.id).collect();
     for (id, usecase) in usecases {
@@ -214,10 +223,16 @@ pub async fn read_models_answer(
             .filter(|d| d.status.as_str() == "deployed")
             .count();
         if deployed > 1 {
-            violations.push(format!("the API shows {deployed} deployed deployments of {}", u.id));
+            violations.push(format!(
+                "the API shows {deployed} deployed deployments of {}",
+                u.id
+            ));
         }
         let Some(folded) = usecases.get(&u.id) else {
-            violations.push(format!("the API lists usecase {} the ledger does not know", u.id));
+            violations.push(format!(
+                "the API lists usecase {} the ledger does not know",
+                u.id
+            ));
             continue;
         };
         for d in deployments {
@@ -232,7 +247,7 @@ pub async fn read_models_answer(
             }
         }
     }
-    Ok(())
+    Ok(violations)
 }
 
 /// The objects the cluster must hold by the ledger, per resource type, and those it may
@@ -245,7 +260,13 @@ pub struct Expected {
 }
 
 /// The resource types compared.
-pub const KINDS: [&str; 5] = ["deployments", "secrets", "services", "ingresses", "servicemonitors"];
+pub const KINDS: [&str; 5] = [
+    "deployments",
+    "secrets",
+    "services",
+    "ingresses",
+    "servicemonitors",
+];
 
 /// What the ledger says the cluster holds: for each deployed deployment of a usecase
 /// not deleted, its Deployment and Secret (and ServiceMonitor when asked for), its
@@ -273,10 +294,18 @@ pub fn expected(usecases: &BTreeMap<Uuid, Usecase>) -> Expected {
         if config.service_monitor.as_ref().is_some_and(|m| m.enabled) {
             add("servicemonitors", deployment_name(d.id));
         }
-        if config.services().iter().any(|s| !s.generated_secrets.is_empty()) {
+        if config
+            .services()
+            .iter()
+            .any(|s| !s.generated_secrets.is_empty())
+        {
             add("secrets", generated_secret_name(*id));
         }
-        let name = usecase.name.as_ref().map(|n| n.to_string()).unwrap_or_default();
+        let name = usecase
+            .name
+            .as_ref()
+            .map(|n| n.to_string())
+            .unwrap_or_default();
         for endpoint in ingress.endpoints(&name, usecase.effective_visibility(), &config) {
             add("ingresses", ingress_name(*id, &endpoint.service));
         }
@@ -345,4 +374,148 @@ pub async fn rebuild(pool: &PgPool, violations: &mut Vec<String>) -> anyhow::Res
         ));
     }
     Ok(replayed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flows::{Answer, Sent};
+    use chrono::Utc;
+    use shiplog_testkit::events::{
+        config, deleted, deletion_requested, registered, requested, started, succeeded,
+        undeploy_requested, undeployed,
+    };
+
+    /// The ledger's records of `events` of one usecase, each under request id `r<sequence>`.
+    fn records(usecase: Uuid, events: Vec<UsecaseEvent>) -> Vec<EventRecord> {
+        events
+            .into_iter()
+            .zip(1..)
+            .map(|(event, sequence)| EventRecord {
+                cursor: format!("{sequence:032}"),
+                aggregate_type: "Usecase".to_owned(),
+                usecase_id: usecase.to_string(),
+                sequence,
+                event_type: event.type_name().to_owned(),
+                version: "1.0".to_owned(),
+                recorded_at: Utc::now().to_rfc3339(),
+                actor: "admin".to_owned(),
+                payload: serde_json::to_value(&event).unwrap(),
+                metadata: serde_json::json!({"request_id": format!("r{sequence}")}),
+            })
+            .collect()
+    }
+
+    fn sent(request_id: &str, answer: Answer) -> Sent {
+        Sent {
+            flow: 0,
+            what: "deploy",
+            request_id: request_id.to_owned(),
+            answer,
+        }
+    }
+
+    #[test]
+    fn a_deletion_that_never_finished_and_a_pending_deployment_are_unsettled() {
+        let (u, d) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let now = Utc::now();
+        let events = records(
+            u,
+            vec![
+                registered(u, "half", now),
+                requested(d, config("1.0"), now),
+                deletion_requested(now),
+            ],
+        );
+        let busy = unsettled(&fold(&events).unwrap());
+        assert_eq!(busy.len(), 2, "{busy:?}");
+        assert!(busy[0].contains("deletion requested"), "{busy:?}");
+        assert!(busy[1].contains("pending"), "{busy:?}");
+    }
+
+    #[test]
+    fn an_acknowledged_command_missing_from_the_ledger_is_a_violation() {
+        let (u, d) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let now = Utc::now();
+        let events = records(
+            u,
+            vec![registered(u, "a", now), requested(d, config("1.0"), now)],
+        );
+        let journal = [
+            sent("r2", Answer::Acked(Some(d.to_string()))),
+            sent("r1", Answer::Unanswered),
+            sent("lost", Answer::Acked(None)),
+            sent("r2", Answer::Acked(Some(Uuid::from_u128(9).to_string()))),
+            sent("x", Answer::Failed("deploy: HTTP 500".to_owned())),
+        ];
+        let mut violations = Vec::new();
+        let tally = acknowledged(&journal, &events, &mut violations);
+        assert_eq!(
+            (tally.acked, tally.unanswered, tally.unanswered_recorded),
+            (3, 1, 1)
+        );
+        assert_eq!(violations.len(), 3, "{violations:?}");
+        assert!(violations[0].contains("request lost"), "{violations:?}");
+        assert!(violations[1].contains("gave id"), "{violations:?}");
+        assert!(violations[2].contains("HTTP 500"), "{violations:?}");
+    }
+
+    #[test]
+    fn an_outcome_recorded_twice_is_a_violation() {
+        let (u, d) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let now = Utc::now();
+        let events = records(
+            u,
+            vec![
+                registered(u, "twice", now),
+                requested(d, config("1.0"), now),
+                started(d, now),
+                succeeded(d, now),
+                succeeded(d, now),
+            ],
+        );
+        let mut violations = Vec::new();
+        lifecycle(&events, &fold(&events).unwrap(), &mut violations);
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert!(
+            violations[0].starts_with("DeploymentSucceeded"),
+            "{violations:?}"
+        );
+    }
+
+    #[test]
+    fn the_cluster_holds_the_objects_of_what_is_deployed_and_nothing_of_the_deleted() {
+        let (kept, gone) = (Uuid::from_u128(1), Uuid::from_u128(3));
+        let (d, e) = (Uuid::from_u128(2), Uuid::from_u128(4));
+        let now = Utc::now();
+        let mut events = records(
+            kept,
+            vec![
+                registered(kept, "kept", now),
+                requested(d, config("1.0"), now),
+                started(d, now),
+                succeeded(d, now),
+            ],
+        );
+        events.extend(records(
+            gone,
+            vec![
+                registered(gone, "gone", now),
+                requested(e, config("1.0"), now),
+                started(e, now),
+                succeeded(e, now),
+                undeploy_requested(e, now),
+                undeployed(e, now),
+                deleted(now),
+            ],
+        ));
+        let expected = expected(&fold(&events).unwrap());
+        let names = |kind: &str| expected.required[kind].iter().cloned().collect::<Vec<_>>();
+        assert_eq!(names("deployments"), [deployment_name(d)]);
+        assert_eq!(names("secrets"), [deployment_name(d)]);
+        assert_eq!(names("services"), [service_name(kept)]);
+        assert!(names("ingresses").is_empty());
+        assert!(expected.allowed.contains(&generated_secret_name(kept)));
+        assert!(!expected.allowed.contains(&generated_secret_name(gone)));
+    }
 }

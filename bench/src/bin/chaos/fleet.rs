@@ -109,7 +109,8 @@ impl Fleet {
         let n = n.clamp(1, slots.len());
         for (k, slot) in slots.iter_mut().enumerate().take(n) {
             if slot.child.is_none() {
-                slot.child = Some(spawn(&self.launch, slot).with_context(|| format!("replica {k}"))?);
+                slot.child =
+                    Some(spawn(&self.launch, slot).with_context(|| format!("replica {k}"))?);
             }
         }
         self.active.store(n, Ordering::SeqCst);
@@ -203,7 +204,9 @@ impl Fleet {
                 self.crashes
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .push(format!("replica {victim} could not be started again: {e:#}"));
+                    .push(format!(
+                        "replica {victim} could not be started again: {e:#}"
+                    ));
             }
         }
     }

@@ -164,12 +164,18 @@ pub struct Journal {
 
 impl Journal {
     fn record(&self, sent: Sent) {
-        self.sent.lock().unwrap_or_else(|p| p.into_inner()).push(sent);
+        self.sent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(sent);
     }
 
     fn slow(&self, what: String) {
         eprintln!("  slow: {what}");
-        self.slow.lock().unwrap_or_else(|p| p.into_inner()).push(what);
+        self.slow
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(what);
     }
 }
 
@@ -228,7 +234,11 @@ impl Driver {
             }
             let clients = self.clients().await;
             let client = &clients[(flow + attempt) % clients.len()];
-            let request_id = format!("chaos-{}-{flow}-{what}-{}", self.seed, Uuid::new_v4().simple());
+            let request_id = format!(
+                "chaos-{}-{flow}-{what}-{}",
+                self.seed,
+                Uuid::new_v4().simple()
+            );
             let mut request = client
                 .request(method.clone(), path)
                 .header("x-request-id", &request_id)
@@ -276,9 +286,7 @@ impl Driver {
         for attempt in 0..ATTEMPTS {
             let clients = self.clients().await;
             let client = &clients[(flow + attempt) % clients.len()];
-            let request = client
-                .request(Method::GET, path)
-                .timeout(REQUEST_TIMEOUT);
+            let request = client.request(Method::GET, path).timeout(REQUEST_TIMEOUT);
             if let Ok(response) = request.send().await {
                 let status = response.status();
                 if let Ok(body) = response.json::<Value>().await {
@@ -316,37 +324,42 @@ impl Driver {
     /// Until the usecase has nothing pending, deploying or being undeployed (or is gone).
     async fn wait_quiet(&self, flow: usize, usecase: Uuid) {
         let path = format!("/api/usecases/{usecase}/deployments?limit=200");
-        self.wait(format!("flow {flow}: usecase {usecase} at rest"), || async {
-            match self.read(flow, &path).await {
-                Some((StatusCode::NOT_FOUND, _)) => Ok(()),
-                Some((StatusCode::OK, page)) => {
-                    let busy: Vec<String> = page["items"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter(|d| {
-                            let status = d["status"].as_str().unwrap_or_default();
-                            matches!(status, "pending" | "deploying")
-                                || (d["undeployRequested"] == true
-                                    && !matches!(status, "superseded" | "undeployed" | "error"))
-                        })
-                        .map(|d| format!("{} {}", d["id"], d["status"]))
-                        .collect();
-                    if busy.is_empty() {
-                        Ok(())
-                    } else {
-                        Err(busy.join(", "))
+        self.wait(
+            format!("flow {flow}: usecase {usecase} at rest"),
+            || async {
+                match self.read(flow, &path).await {
+                    Some((StatusCode::NOT_FOUND, _)) => Ok(()),
+                    Some((StatusCode::OK, page)) => {
+                        let busy: Vec<String> = page["items"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter(|d| {
+                                let status = d["status"].as_str().unwrap_or_default();
+                                matches!(status, "pending" | "deploying")
+                                    || (d["undeployRequested"] == true
+                                        && !matches!(status, "superseded" | "undeployed" | "error"))
+                            })
+                            .map(|d| format!("{} {}", d["id"], d["status"]))
+                            .collect();
+                        if busy.is_empty() {
+                            Ok(())
+                        } else {
+                            Err(busy.join(", "))
+                        }
                     }
+                    other => Err(format!("{other:?}")),
                 }
-                other => Err(format!("{other:?}")),
-            }
-        })
+            },
+        )
         .await;
     }
 
     /// Until the restart has an outcome in the usecase's history.
     async fn wait_restart(&self, flow: usize, usecase: Uuid, restart: &str) {
-        let path = format!("/api/usecases/{usecase}/history?limit=200&types=RestartSucceeded,RestartFailed");
+        let path = format!(
+            "/api/usecases/{usecase}/history?limit=200&types=RestartSucceeded,RestartFailed"
+        );
         self.wait(format!("flow {flow}: restart {restart} ended"), || async {
             match self.read(flow, &path).await {
                 Some((StatusCode::OK, page)) if page.to_string().contains(restart) => Ok(()),
@@ -359,12 +372,15 @@ impl Driver {
     /// Until the usecase is deleted (its read answers 404).
     async fn wait_deleted(&self, flow: usize, usecase: Uuid) {
         let path = format!("/api/usecases/{usecase}");
-        self.wait(format!("flow {flow}: usecase {usecase} deleted"), || async {
-            match self.read(flow, &path).await {
-                Some((StatusCode::NOT_FOUND, _)) => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        })
+        self.wait(
+            format!("flow {flow}: usecase {usecase} deleted"),
+            || async {
+                match self.read(flow, &path).await {
+                    Some((StatusCode::NOT_FOUND, _)) => Ok(()),
+                    other => Err(format!("{other:?}")),
+                }
+            },
+        )
         .await;
     }
 
@@ -400,7 +416,12 @@ impl Driver {
             let (what, path, body, name) = match plan.start {
                 Start::Register => {
                     let name = format!("chaos-{seed}-{flow}");
-                    ("register", "/api/usecases", json!({"name": name}), Some(name))
+                    (
+                        "register",
+                        "/api/usecases",
+                        json!({"name": name}),
+                        Some(name),
+                    )
                 }
                 Start::Image => {
                     let name = format!("c{seed}-{flow}-web");
@@ -410,7 +431,12 @@ impl Driver {
                         "envVars": {"TOKEN": format!("t0ps3cret-{flow}")},
                         "visibility": "public",
                     });
-                    ("platform-image", "/api/deployments/deploy-image", body, Some(name))
+                    (
+                        "platform-image",
+                        "/api/deployments/deploy-image",
+                        body,
+                        Some(name),
+                    )
                 }
                 // A generated name: an unanswered creation cannot be found again, and is
                 // left as it is (the checks cover it like any other usecase).
@@ -421,11 +447,16 @@ impl Driver {
                     None,
                 ),
             };
-            let reply = self.command(flow, what, Method::POST, path, Some(body)).await;
+            let reply = self
+                .command(flow, what, Method::POST, path, Some(body))
+                .await;
             match &reply.answer {
                 Answer::Acked(_) => {
                     let id = reply.body["id"].as_str().and_then(|s| s.parse().ok());
-                    let name = reply.body["name"].as_str().map(str::to_owned).or(name.clone());
+                    let name = reply.body["name"]
+                        .as_str()
+                        .map(str::to_owned)
+                        .or(name.clone());
                     if let (Some(id), Some(name)) = (id, name.clone()) {
                         return Ok((id, name));
                     }
@@ -464,8 +495,9 @@ impl Driver {
         let (usecase, name) = match self.create(plan).await {
             Ok(created) => created,
             Err(why) => {
-                self.journal
-                    .slow(format!("flow {flow}: its usecase could not be created: {why}"));
+                self.journal.slow(format!(
+                    "flow {flow}: its usecase could not be created: {why}"
+                ));
                 return;
             }
         };
@@ -482,47 +514,98 @@ impl Driver {
             if self.past_deadline() {
                 return;
             }
-            let image = |tag: String| json!({"config": {
-                "image": {"registry": "registry.example.com", "repository": "team/app", "tag": tag},
-                "env": {"STEP": i.to_string()},
-            }});
+            let image = |tag: String| {
+                json!({"config": {
+                    "image": {"registry": "registry.example.com", "repository": "team/app", "tag": tag},
+                    "env": {"STEP": i.to_string()},
+                }})
+            };
             let reply = match op {
                 Op::Deploy => {
                     let body = image(format!("1.{i}.0"));
-                    self.command(flow, "deploy", Method::POST, &format!("{base}/deployments"), Some(body))
-                        .await
+                    self.command(
+                        flow,
+                        "deploy",
+                        Method::POST,
+                        &format!("{base}/deployments"),
+                        Some(body),
+                    )
+                    .await
                 }
                 Op::DeployBroken => {
                     let body = image(format!("1.{i}.0-broken"));
-                    self.command(flow, "deploy-broken", Method::POST, &format!("{base}/deployments"), Some(body))
-                        .await
+                    self.command(
+                        flow,
+                        "deploy-broken",
+                        Method::POST,
+                        &format!("{base}/deployments"),
+                        Some(body),
+                    )
+                    .await
                 }
                 Op::Config => {
                     let body = json!({"env": {"STEP": i.to_string(), "MODE": "changed"}});
-                    self.command(flow, "config", Method::PUT, &format!("{base}/config"), Some(body))
-                        .await
+                    self.command(
+                        flow,
+                        "config",
+                        Method::PUT,
+                        &format!("{base}/config"),
+                        Some(body),
+                    )
+                    .await
                 }
                 Op::Restart => {
-                    self.command(flow, "restart", Method::POST, &format!("{base}/restart"), None)
-                        .await
+                    self.command(
+                        flow,
+                        "restart",
+                        Method::POST,
+                        &format!("{base}/restart"),
+                        None,
+                    )
+                    .await
                 }
                 Op::Rollback => {
-                    self.command(flow, "rollback", Method::POST, &format!("{base}/rollback"), Some(json!({})))
-                        .await
+                    self.command(
+                        flow,
+                        "rollback",
+                        Method::POST,
+                        &format!("{base}/rollback"),
+                        Some(json!({})),
+                    )
+                    .await
                 }
                 Op::Undeploy => {
-                    self.command(flow, "undeploy", Method::DELETE, &format!("{base}/deployments"), None)
-                        .await
+                    self.command(
+                        flow,
+                        "undeploy",
+                        Method::DELETE,
+                        &format!("{base}/deployments"),
+                        None,
+                    )
+                    .await
                 }
                 Op::PlatformConfig => {
-                    let body = json!({"deployment_name": name, "configData": {"STEP": i.to_string()}});
-                    self.command(flow, "platform-config", Method::PUT, "/api/deployments/config", Some(body))
-                        .await
+                    let body =
+                        json!({"deployment_name": name, "configData": {"STEP": i.to_string()}});
+                    self.command(
+                        flow,
+                        "platform-config",
+                        Method::PUT,
+                        "/api/deployments/config",
+                        Some(body),
+                    )
+                    .await
                 }
                 Op::PlatformRestart => {
                     let body = json!({"deployment_name": name});
-                    self.command(flow, "platform-restart", Method::POST, "/api/deployments/restart", Some(body))
-                        .await
+                    self.command(
+                        flow,
+                        "platform-restart",
+                        Method::POST,
+                        "/api/deployments/restart",
+                        Some(body),
+                    )
+                    .await
                 }
             };
             if let (Op::Restart | Op::PlatformRestart, Answer::Acked(Some(restart))) =
@@ -537,13 +620,21 @@ impl Driver {
             // delete, which undeploys first. A 409 (still in flight) falls back to the latter.
             let mut deleted = false;
             if plan.ops.last() == Some(&Op::Undeploy) {
-                let reply = self.command(flow, "delete", Method::DELETE, &base, None).await;
+                let reply = self
+                    .command(flow, "delete", Method::DELETE, &base, None)
+                    .await;
                 deleted = matches!(reply.answer, Answer::Acked(_) | Answer::Refused(404));
             }
             if !deleted {
                 let body = json!({"deployment_name": name});
-                self.command(flow, "platform-delete", Method::POST, "/api/deployments/delete", Some(body))
-                    .await;
+                self.command(
+                    flow,
+                    "platform-delete",
+                    Method::POST,
+                    "/api/deployments/delete",
+                    Some(body),
+                )
+                .await;
             }
             self.wait_deleted(flow, usecase).await;
         }

@@ -43,7 +43,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Parser, Debug)]
-#[command(about = "Crash runs: seeded deployment flows while shiplog is SIGKILLed, then the invariants")]
+#[command(
+    about = "Crash runs: seeded deployment flows while shiplog is SIGKILLed, then the invariants"
+)]
 struct Args {
     /// The seed of the flows and of the kills: the same seed plans the same run.
     #[arg(long, default_value_t = 17)]
@@ -109,7 +111,12 @@ async fn main() -> anyhow::Result<ExitCode> {
     let db_name = format!("shiplog_chaos_{}_{}", args.seed, &short[..8]);
     let server = args.server.trim_end_matches('/').to_owned();
     let database_url = format!("{server}/{db_name}");
-    eprintln!("chaos: seed {}, {} flows, logs in {}", args.seed, args.flows, logs.display());
+    eprintln!(
+        "chaos: seed {}, {} flows, logs in {}",
+        args.seed,
+        args.flows,
+        logs.display()
+    );
 
     // Quick rollouts, quick failures: a broken image fails on its pod's ImagePullBackOff.
     let sim = KubeSim::start(SimConfig {
@@ -159,7 +166,11 @@ async fn main() -> anyhow::Result<ExitCode> {
     println!("{}", serde_json::Value::Object(figures));
     if !violations.is_empty() {
         eprintln!();
-        eprintln!("VIOLATIONS ({}), logs kept in {}:", violations.len(), logs.display());
+        eprintln!(
+            "VIOLATIONS ({}), logs kept in {}:",
+            violations.len(),
+            logs.display()
+        );
         for v in &violations {
             eprintln!("  - {v}");
         }
@@ -181,7 +192,10 @@ async fn run(
     database_url: &str,
 ) -> anyhow::Result<(Vec<String>, Vec<(String, String)>)> {
     let began = Instant::now();
-    fleet.activate(1).await.context("the first shiplog process")?;
+    fleet
+        .activate(1)
+        .await
+        .context("the first shiplog process")?;
     let driver = Arc::new(Driver {
         fleet: fleet.clone(),
         http: reqwest::Client::builder()
@@ -201,7 +215,11 @@ async fn run(
         tokio::spawn(async move { fleet.killer(rng, every, &stop).await })
     };
     let next = Arc::new(AtomicUsize::new(0));
-    let replica_part = if args.replicas > 1 { args.flows / 2 } else { usize::MAX };
+    let replica_part = if args.replicas > 1 {
+        args.flows / 2
+    } else {
+        usize::MAX
+    };
     let mut clients = Vec::new();
     for _ in 0..args.clients.max(1) {
         let (driver, next) = (driver.clone(), next.clone());
@@ -213,7 +231,9 @@ async fn run(
                     return Ok::<_, anyhow::Error>(());
                 }
                 if index == replica_part {
-                    eprintln!("chaos: flow {index}: {replicas} processes share the database from now on");
+                    eprintln!(
+                        "chaos: flow {index}: {replicas} processes share the database from now on"
+                    );
                     driver.fleet.activate(replicas).await?;
                 }
                 driver.run(&Plan::of(seed, index)).await;
@@ -244,14 +264,28 @@ async fn run(
             settled
         }
     };
-    let sent = driver.journal.sent.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let sent = driver
+        .journal
+        .sent
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     let tally = checks::acknowledged(&sent, &settled.events, &mut violations);
     checks::lifecycle(&settled.events, &settled.usecases, &mut violations);
     match &settled.report {
         Some(report) => checks::chain(report, settled.events.len(), &mut violations),
         None => violations.push("the hash chain could not be verified".to_owned()),
     }
-    checks::read_models_answer(&api, &settled.usecases, &mut violations).await?;
+    // The projector follows the ledger a moment behind.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let differences = loop {
+        let differences = checks::read_model_differences(&api, &settled.usecases).await?;
+        if differences.is_empty() || Instant::now() > deadline {
+            break differences;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    violations.extend(differences.into_iter().map(|d| format!("read models: {d}")));
 
     // The cluster follows the ledger: clean-ups run after the outcomes that call for them.
     let expected = checks::expected(&settled.usecases);
@@ -277,15 +311,31 @@ async fn run(
     pool.close().await;
 
     let deployments: usize = settled.usecases.values().map(|u| u.deployments.len()).sum();
-    let deployed = settled.usecases.values().filter(|u| u.deployed().is_some() && !u.deleted).count();
+    let deployed = settled
+        .usecases
+        .values()
+        .filter(|u| u.deployed().is_some() && !u.deleted)
+        .count();
     let deleted = settled.usecases.values().filter(|u| u.deleted).count();
-    let slow = driver.journal.slow.lock().unwrap_or_else(|p| p.into_inner()).len();
+    let slow = driver
+        .journal
+        .slow
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .len();
     let summary = vec![
-        ("flows".to_owned(), format!("{flows_done} of {} finished", args.flows)),
+        (
+            "flows".to_owned(),
+            format!("{flows_done} of {} finished", args.flows),
+        ),
         ("clients".to_owned(), args.clients.to_string()),
         (
             "kills".to_owned(),
-            format!("{} (per process {:?})", stats.kills.iter().sum::<usize>(), stats.kills),
+            format!(
+                "{} (per process {:?})",
+                stats.kills.iter().sum::<usize>(),
+                stats.kills
+            ),
         ),
         ("leader takeovers".to_owned(), stats.leads.to_string()),
         ("commands sent".to_owned(), tally.sent.to_string()),
@@ -300,7 +350,10 @@ async fn run(
         ),
         (
             "unanswered".to_owned(),
-            format!("{} ({} of them recorded)", tally.unanswered, tally.unanswered_recorded),
+            format!(
+                "{} ({} of them recorded)",
+                tally.unanswered, tally.unanswered_recorded
+            ),
         ),
         ("events".to_owned(), settled.events.len().to_string()),
         ("rebuild replayed".to_owned(), replayed.to_string()),
