@@ -89,8 +89,8 @@ pub struct Tally {
     pub sent: usize,
     /// Answered 2xx.
     pub acked: usize,
-    /// Answered 4xx, by status.
-    pub refused: BTreeMap<u16, usize>,
+    /// Answered 4xx, by command and status (`rollback 409`).
+    pub refused: BTreeMap<String, usize>,
     /// Not answered.
     pub unanswered: usize,
     /// Of those, found in the ledger all the same.
@@ -134,7 +134,12 @@ pub fn acknowledged(sent: &[Sent], events: &[EventRecord], violations: &mut Vec<
                     }
                 }
             }
-            Answer::Refused(status) => *tally.refused.entry(*status).or_default() += 1,
+            Answer::Refused(status) => {
+                *tally
+                    .refused
+                    .entry(format!("{} {status}", s.what))
+                    .or_default() += 1
+            }
             Answer::Unanswered => {
                 tally.unanswered += 1;
                 if recorded.is_some() {

@@ -18,8 +18,8 @@
 //! Prints a summary and exits 1 listing every violation.
 //!
 //! ```sh
-//! scripts/chaos --seed 17 --flows 24          # what CI runs
-//! scripts/chaos --seed 1 --flows 300          # the full run
+//! scripts/chaos --seed 17 --flows 24 --kill-every 1   # what CI runs
+//! scripts/chaos --seed 1 --flows 300                  # the full run
 //! ```
 
 mod checks;
