@@ -70,8 +70,11 @@ pub trait ClusterPort: Send + Sync {
     /// Deletes everything of a deleted usecase that outlives its deployments: its
     /// Service, its Ingresses and the Secret of its generated values.
     async fn forget(&self, usecase_id: Uuid) -> Result<(), ClusterError>;
-    /// Every (usecase, deployment) that has objects in the cluster, for the start-up sweep.
-    async fn managed(&self) -> Result<Vec<(Uuid, Uuid)>, ClusterError>;
+    /// Every usecase that has objects in the cluster, for the start-up sweep: one with a
+    /// Deployment, and one left with Secrets only (a deleted usecase's generated values
+    /// when its last reconcile was cut off, a deployment's Secret applied before its
+    /// Deployment).
+    async fn managed(&self) -> Result<Vec<Uuid>, ClusterError>;
     /// The deployments of one usecase that have objects in the cluster (a Deployment
     /// or a Secret): what a reconcile cleans up, whatever the length of the history.
     async fn present(&self, usecase_id: Uuid) -> Result<Vec<Uuid>, ClusterError>;

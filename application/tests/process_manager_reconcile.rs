@@ -71,9 +71,13 @@ impl ClusterPort for Cluster {
         self.record("forget".to_owned());
         Ok(())
     }
-    async fn managed(&self) -> Result<Vec<(Uuid, Uuid)>, ClusterError> {
+    async fn managed(&self) -> Result<Vec<Uuid>, ClusterError> {
         self.record("managed".to_owned());
-        Ok(self.present.iter().map(|d| (U, *d)).collect())
+        Ok(if self.present.is_empty() {
+            Vec::new()
+        } else {
+            vec![U]
+        })
     }
     async fn present(&self, _usecase_id: Uuid) -> Result<Vec<Uuid>, ClusterError> {
         self.record("present".to_owned());

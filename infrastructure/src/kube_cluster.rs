@@ -514,24 +514,34 @@ impl ClusterPort for KubeCluster {
         Ok(ids)
     }
 
-    async fn managed(&self) -> Result<Vec<(Uuid, Uuid)>, ClusterError> {
+    async fn managed(&self) -> Result<Vec<Uuid>, ClusterError> {
         let params = ListParams::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1));
-        let deployments = self.deployments();
-        let list = self
+        let usecase_of = |labels: Option<&BTreeMap<String, String>>| {
+            labels?.get(USECASE_LABEL)?.parse::<Uuid>().ok()
+        };
+        let (deployments, secrets) = (self.deployments(), self.secrets());
+        let mut ids: Vec<Uuid> = self
             .calls
             .call("managed", || deployments.list(&params))
-            .await?;
-        Ok(list
+            .await?
             .items
             .iter()
-            .filter_map(|d| {
-                let labels = d.metadata.labels.as_ref()?;
-                Some((
-                    labels.get(USECASE_LABEL)?.parse().ok()?,
-                    labels.get(DEPLOYMENT_LABEL)?.parse().ok()?,
-                ))
-            })
-            .collect())
+            .filter_map(|d| usecase_of(d.metadata.labels.as_ref()))
+            .collect();
+        // Secrets outlive a cut-off reconcile on their own: a deleted usecase's generated
+        // values (removed by the reconcile after its deletion is recorded), or a
+        // deployment's Secret applied just before its Deployment.
+        ids.extend(
+            self.calls
+                .call("managed", || secrets.list(&params))
+                .await?
+                .items
+                .iter()
+                .filter_map(|s| usecase_of(s.metadata.labels.as_ref())),
+        );
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
     }
 }
 

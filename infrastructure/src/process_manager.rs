@@ -116,26 +116,32 @@ impl ProcessManagerRunner {
     }
 
     /// Every usecase that may need the cluster changed: deployments not at rest
-    /// in the read model, and every usecase that owns objects in the cluster.
+    /// in the read model, usecases whose deletion is not finished (a reconcile still
+    /// has to record it, though nothing of theirs may be in flight any more), and
+    /// every usecase that owns objects in the cluster.
     async fn sweep(&self) -> Result<(Cursor, Vec<Uuid>), String> {
         let mut conn = self.pool.acquire().await.map_err(|e| e.to_string())?;
         let cursor = read_checkpoint(&mut conn, CHECKPOINT)
             .await
             .map_err(|e| e.to_string())?;
-        // The sweep trusts deployment_view only once it has seen everything this
-        // subscription has: an event past the view but before our checkpoint would
+        // The sweep trusts the read models only once they have seen everything this
+        // subscription has: an event past them but before our checkpoint would
         // otherwise be neither swept nor read again.
-        let view = read_checkpoint(&mut conn, "deployment_view")
-            .await
-            .map_err(|e| e.to_string())?;
-        if view < cursor {
-            return Err(format!(
-                "deployment_view ({view}) is behind the process manager ({cursor}); waiting for it"
-            ));
+        for view in ["deployment_view", "usecase_view"] {
+            let seen = read_checkpoint(&mut conn, view)
+                .await
+                .map_err(|e| e.to_string())?;
+            if seen < cursor {
+                return Err(format!(
+                    "{view} ({seen}) is behind the process manager ({cursor}); waiting for it"
+                ));
+            }
         }
         let mut usecases: Vec<Uuid> = sqlx::query_scalar(
             "SELECT DISTINCT usecase_id FROM deployment_view
-              WHERE status IN ('pending', 'deploying', 'deployed') OR undeploy_requested",
+              WHERE status IN ('pending', 'deploying', 'deployed') OR undeploy_requested
+             UNION
+             SELECT id FROM usecase_view WHERE deletion_requested",
         )
         .fetch_all(&mut *conn)
         .await
@@ -146,7 +152,7 @@ impl ProcessManagerRunner {
             .managed()
             .await
             .map_err(|e| e.to_string())?;
-        usecases.extend(owned.into_iter().map(|(usecase, _)| usecase));
+        usecases.extend(owned);
         usecases.sort();
         usecases.dedup();
         Ok((cursor, usecases))

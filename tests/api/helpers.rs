@@ -71,6 +71,13 @@ impl TestApp {
         Self::start(Arc::new(db), database_url, None, |_| {}).await
     }
 
+    /// The app without a process manager on a database another app uses before or
+    /// after it (a restart played in steps).
+    pub async fn spawn_shared(db: Arc<TestDb>) -> Self {
+        let url = db.url.clone();
+        Self::start(db, &url, None, |_| {}).await
+    }
+
     /// The app with settings changed by `configure` (stream buffer, CORS, ...).
     pub async fn spawn_configured(configure: impl FnOnce(&mut Settings)) -> Self {
         let db = Arc::new(TestDb::create().await);

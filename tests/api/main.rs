@@ -38,4 +38,5 @@ mod replicas;
 mod seed_walkthrough;
 mod sse;
 mod streams;
+mod sweep;
 mod usecases;
