@@ -43,6 +43,10 @@ pub enum ApiError {
     /// 401: no bearer token, or one shiplog does not know.
     #[error("missing or invalid bearer token")]
     Unauthorized,
+    /// 401: a credential shiplog knows and refuses, saying why its holder may know:
+    /// an expired token, a used or expired stream ticket.
+    #[error("{0}")]
+    Unauthenticated(String),
     /// 403: the token lacks the scope the route needs.
     #[error("this token lacks the scope {0}")]
     Forbidden(String),
@@ -105,6 +109,7 @@ impl From<AppError> for ApiError {
             AppError::Invalid(field) => Self::Invalid(field),
             AppError::NotFound { what, detail } => Self::NotFound { what, detail },
             AppError::Conflict { kind, detail } => Self::Conflict { kind, detail },
+            AppError::Unauthenticated(detail) => Self::Unauthenticated(detail),
             AppError::Forbidden(scope) => Self::Forbidden(scope),
             AppError::Denied { reason, detail } => Self::Denied { reason, detail },
             AppError::Unavailable(m) => Self::Unavailable(m),
@@ -129,7 +134,7 @@ impl ApiError {
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::TooManyStreams { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized | Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) | Self::Denied { .. } => StatusCode::FORBIDDEN,
             Self::NotFound { .. } | Self::NoSuchResource(_) | Self::NoSuchPathValue { .. } => {
                 StatusCode::NOT_FOUND
@@ -149,7 +154,7 @@ impl ApiError {
             Self::ContentTooLarge { .. } => ProblemType::ContentTooLarge,
             Self::RequestTimeout => ProblemType::RequestTimeout,
             Self::TooManyStreams { .. } => ProblemType::TooManyStreams,
-            Self::Unauthorized => ProblemType::Unauthorized,
+            Self::Unauthorized | Self::Unauthenticated(_) => ProblemType::Unauthorized,
             Self::Forbidden(_) => ProblemType::MissingScope,
             Self::Denied { reason, .. } => match reason {
                 Denial::NotOwner => ProblemType::NotOwner,
@@ -232,6 +237,12 @@ impl IntoResponse for ApiError {
         match self {
             Self::Unauthorized => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            Self::Unauthenticated(_) => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                );
             }
             Self::Unavailable(_) | Self::ClusterUnavailable(_) | Self::TooManyStreams { .. } => {
                 headers.insert(

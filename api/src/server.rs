@@ -15,9 +15,10 @@ use kube::Client;
 #[cfg(feature = "sim")]
 use kube_sim::{Faults, KubeSim, SimConfig};
 use shiplog_application::auto_update::{RegistryHooks, Watcher, WatcherSettings};
+use shiplog_application::stream_tickets::DEFAULT_TICKET_TTL;
 use shiplog_application::{
-    Audit, Authenticator, BillingSettings, Catalog, ClusterInsight, Operations, Platform, Teams,
-    Usecases,
+    Access, Audit, Authenticator, BillingSettings, Catalog, ClusterInsight, Operations, Platform,
+    StreamTickets, Teams, Usecases,
 };
 use shiplog_application::{ImageResolver, NoResolution, ProcessManager};
 use shiplog_domain::Usecase;
@@ -32,8 +33,8 @@ use shiplog_infrastructure::process_manager::ProcessManagerRunner;
 use shiplog_infrastructure::upstream::ApiServerHttp;
 use shiplog_infrastructure::usecase_loader::PgUsecaseLoader;
 use shiplog_infrastructure::{
-    ClusterRetries, LiveFeed, MeteredCommandBus, PgLedger, PgReadModel, PgTokenStore,
-    PostgresCommandBus, PostgresTeamBus, Projector, Telemetry,
+    ClusterRetries, LiveFeed, MeteredCommandBus, PgLedger, PgReadModel, PgTicketStore,
+    PgTokenStore, PostgresCommandBus, PostgresTeamBus, Projector, Telemetry,
 };
 use std::future::Future;
 use std::net::SocketAddr;
@@ -151,6 +152,8 @@ pub struct StreamSettings {
     pub keep_alive: Duration,
     /// How many events a subscriber may fall behind before it is cut off (it can resume).
     pub buffer: usize,
+    /// How long a stream ticket (`POST /api/stream-tickets`) stays valid if unused.
+    pub ticket_ttl: Duration,
 }
 
 impl Default for StreamSettings {
@@ -158,6 +161,7 @@ impl Default for StreamSettings {
         Self {
             keep_alive: Duration::from_secs(15),
             buffer: 4096,
+            ticket_ttl: DEFAULT_TICKET_TTL,
         }
     }
 }
@@ -424,10 +428,16 @@ pub fn router(
         settings.kube.ingress.clone(),
     );
     let usecases = Arc::new(Usecases::new(bus, read));
+    let tokens = Arc::new(PgTokenStore::new(pool.clone()));
     let auth = Arc::new(Authenticator::new(
-        Arc::new(PgTokenStore::new(pool.clone())),
+        tokens.clone(),
         settings.admin_token.as_deref(),
     ));
+    let stream_tickets = StreamTickets::new(
+        Arc::new(PgTicketStore::new(pool.clone())),
+        auth.clone(),
+        settings.streams.ticket_ttl,
+    );
     let state = AppState {
         usecases: usecases.clone(),
         operations,
@@ -440,6 +450,8 @@ pub fn router(
             feed.clone(),
         )))),
         auth: auth.clone(),
+        access: Arc::new(Access::new(tokens)),
+        stream_tickets: Arc::new(stream_tickets),
         pool,
         keep_alive: settings.streams.keep_alive,
         stopping,

@@ -131,6 +131,7 @@ impl TestApp {
             streams: StreamSettings {
                 keep_alive: Duration::from_millis(300),
                 buffer: 1024,
+                ..StreamSettings::default()
             },
             cors_origins: vec![CORS_ORIGIN.to_owned()],
             proxy_listen: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),

@@ -134,9 +134,12 @@ pub struct StreamQuery {
     /// with the next new event. A `Last-Event-ID` header wins over this parameter.
     #[param(pattern = r"^[0-9a-fA-F]{16}[0-7][0-9a-fA-F]{15}$")]
     pub after: Option<String>,
-    /// The bearer token, for clients that cannot send headers (a browser's `EventSource`).
-    /// Prefer the `Authorization` header where you can: URLs end up in logs.
+    /// The bearer token, for clients that cannot send headers. Prefer a `ticket`
+    /// (or the `Authorization` header): URLs end up in logs.
     pub access_token: Option<String>,
+    /// A stream ticket (`POST /api/stream-tickets`): the way for a browser's
+    /// `EventSource`, which cannot send headers. One use, within its lifetime.
+    pub ticket: Option<String>,
 }
 
 /// Ask for the state at an earlier instant.

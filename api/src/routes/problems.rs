@@ -21,9 +21,9 @@ macro_rules! problem_rows {
 
 problem_rows! {
     /// 401 on every route behind a bearer token.
-    Unauthorized = (401, "Missing or invalid token");
+    Unauthorized = (401, "Missing, invalid or expired token");
     /// 401 on the event streams, whose token may come as a query parameter.
-    UnauthorizedStream = (401, "Missing or invalid token (header or access_token)");
+    UnauthorizedStream = (401, "Missing, invalid or expired token (header or access_token), or a stream ticket that is unknown, used, expired or whose token was revoked");
     /// 503 on every route that needs the database.
     DatabaseUnavailable = (503, "Database unavailable; retry");
     /// 503 on the routes that ask the cluster too.

@@ -70,6 +70,8 @@ impl Api {
             .to_vec(),
             subject: None,
             teams: Vec::new(),
+            expires_in: None,
+            expires_at: None,
         };
         let created = self
             .client

@@ -1,0 +1,193 @@
+//! Access as ledger facts: creating, changing and revoking API tokens are commands
+//! on the `Token` aggregate, so each is an event with its actor and reason in the
+//! audit trail. The secret is made here, handed back once, and only its hash is
+//! kept, outside the ledger (the lookup table the store writes with the events).
+
+use crate::auth::{hash_secret, Expiry, NewToken, TokenInfo, TokenStore, BOOTSTRAP_ADMIN};
+use crate::auth::{Scope, MAX_PRINCIPAL_LEN};
+use crate::error::{AppError, Conflict};
+use crate::ports::CommandContext;
+use chrono::{DateTime, Duration, SubsecRound, Utc};
+use rand::RngCore;
+use shiplog_domain::config::normalized_name;
+use shiplog_domain::{InvalidField, TokenCommand};
+use std::sync::Arc;
+use tracing::instrument;
+use uuid::Uuid;
+
+/// The longest a token may live: a year. Longer-lived access is a new token, on record.
+pub const MAX_TOKEN_LIFETIME_SECS: u64 = 365 * 24 * 60 * 60;
+
+/// Creates, lists, changes and revokes API tokens (admins only; the routes check).
+pub struct Access {
+    store: Arc<dyn TokenStore>,
+}
+
+impl Access {
+    /// The token use cases over `store`.
+    pub fn new(store: Arc<dyn TokenStore>) -> Self {
+        Self { store }
+    }
+
+    /// Creates a token and returns it with its secret, which is shown only this once;
+    /// its `TokenCreated` event and its lookup row commit together.
+    #[instrument(skip(self, ctx, token), fields(actor = %ctx.actor))]
+    pub async fn issue(
+        &self,
+        ctx: &CommandContext,
+        token: NewToken,
+    ) -> Result<(TokenInfo, String), AppError> {
+        // A token's name is a principal: recorded as the actor of every event it causes
+        // (and indexed there), so it is checked as names are.
+        let name = normalized_name("name", &token.name, MAX_PRINCIPAL_LEN)?;
+        if name == BOOTSTRAP_ADMIN {
+            return Err(AppError::conflict(
+                Conflict::NameTaken,
+                format!("the name {BOOTSTRAP_ADMIN:?} is reserved for the bootstrap token"),
+            ));
+        }
+        if token.scopes.is_empty() {
+            return Err(InvalidField::new("scopes", "name at least one scope").into());
+        }
+        let subject = match token.subject.as_deref() {
+            None => name.clone(),
+            Some(subject) => normalized_name("subject", subject, MAX_PRINCIPAL_LEN)?,
+        };
+        // Microseconds: what the database keeps, so the event and the row agree.
+        let at = Utc::now().trunc_subsecs(6);
+        let expires_at = token.expiry.map(|e| expiry(e, at)).transpose()?;
+        let mut bytes = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut bytes);
+        let secret = format!("shiplog_{}", hex::encode(bytes));
+        let id = Uuid::new_v4();
+        let command = TokenCommand::Create {
+            token_id: id,
+            name,
+            scopes: token.scopes,
+            subject,
+            teams: token.teams,
+            expires_at,
+            at,
+        };
+        let info = self
+            .store
+            .execute(id, command, Some(hash_secret(&secret)), ctx)
+            .await?;
+        Ok((info, secret))
+    }
+
+    /// Tokens not revoked (expired ones too, with their expiry), without secrets.
+    pub async fn list(&self) -> Result<Vec<TokenInfo>, AppError> {
+        self.store.list().await
+    }
+
+    /// Replaces what a token may do, at once (`TokenScopesChanged`; nothing when the
+    /// scopes are the same); an unknown or revoked token is `NotFound`.
+    #[instrument(skip(self, ctx), fields(actor = %ctx.actor))]
+    pub async fn change_scopes(
+        &self,
+        ctx: &CommandContext,
+        id: Uuid,
+        scopes: Vec<Scope>,
+    ) -> Result<TokenInfo, AppError> {
+        let command = TokenCommand::ChangeScopes {
+            scopes,
+            at: Utc::now().trunc_subsecs(6),
+        };
+        self.store.execute(id, command, None, ctx).await
+    }
+
+    /// Revokes a token: it stops working at once (`TokenRevoked`); an unknown or
+    /// already revoked token is `NotFound`.
+    #[instrument(skip(self, ctx), fields(actor = %ctx.actor))]
+    pub async fn revoke(&self, ctx: &CommandContext, id: Uuid) -> Result<(), AppError> {
+        let command = TokenCommand::Revoke {
+            at: Utc::now().trunc_subsecs(6),
+        };
+        self.store.execute(id, command, None, ctx).await?;
+        Ok(())
+    }
+}
+
+/// The instant `expiry` names for a token created `at`: in the future and at most
+/// [`MAX_TOKEN_LIFETIME_SECS`] away, else invalid input naming the field it came in.
+pub fn expiry(expiry: Expiry, at: DateTime<Utc>) -> Result<DateTime<Utc>, InvalidField> {
+    let max = Duration::seconds(MAX_TOKEN_LIFETIME_SECS as i64);
+    let (field, instant) = match expiry {
+        Expiry::In(secs) => {
+            if secs == 0 || secs > MAX_TOKEN_LIFETIME_SECS {
+                return Err(InvalidField::new(
+                    "expiresIn",
+                    format!("must be 1 to {MAX_TOKEN_LIFETIME_SECS} seconds (a year)"),
+                ));
+            }
+            ("expiresIn", at + Duration::seconds(secs as i64))
+        }
+        Expiry::At(instant) => ("expiresAt", instant.trunc_subsecs(6)),
+    };
+    if instant <= at {
+        return Err(InvalidField::new(field, "must be in the future"));
+    }
+    if instant > at + max {
+        return Err(InvalidField::new(
+            field,
+            "must be at most a year away; give longer-lived access as a new token later",
+        ));
+    }
+    Ok(instant)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 5, 6, 7, 8, 9)
+            .single()
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn an_expiry_is_in_the_future_and_at_most_a_year_away() {
+        let year = MAX_TOKEN_LIFETIME_SECS;
+        let cases = [
+            (
+                "one second",
+                Expiry::In(1),
+                Ok(now() + Duration::seconds(1)),
+            ),
+            (
+                "a year",
+                Expiry::In(year),
+                Ok(now() + Duration::seconds(year as i64)),
+            ),
+            ("zero seconds", Expiry::In(0), Err("expiresIn")),
+            (
+                "a year and a second",
+                Expiry::In(year + 1),
+                Err("expiresIn"),
+            ),
+            ("now", Expiry::At(now()), Err("expiresAt")),
+            (
+                "in the past",
+                Expiry::At(now() - Duration::days(1)),
+                Err("expiresAt"),
+            ),
+            (
+                "next month",
+                Expiry::At(now() + Duration::days(30)),
+                Ok(now() + Duration::days(30)),
+            ),
+            (
+                "in two years",
+                Expiry::At(now() + Duration::days(730)),
+                Err("expiresAt"),
+            ),
+        ];
+        for (description, given, expected) in cases {
+            let got = expiry(given, now()).map_err(|e| e.field);
+            assert_eq!(got, expected.map_err(str::to_owned), "{description}");
+        }
+    }
+}
