@@ -427,7 +427,7 @@ pub fn router(
         settings.catalog.clone(),
         settings.kube.ingress.clone(),
     );
-    let usecases = Arc::new(Usecases::new(bus, read));
+    let usecases = Arc::new(Usecases::new(bus, read.clone()));
     let tokens = Arc::new(PgTokenStore::new(pool.clone()));
     let auth = Arc::new(Authenticator::new(
         tokens.clone(),
@@ -450,7 +450,7 @@ pub fn router(
             feed.clone(),
         )))),
         auth: auth.clone(),
-        access: Arc::new(Access::new(tokens)),
+        access: Arc::new(Access::new(tokens, read.clone())),
         stream_tickets: Arc::new(stream_tickets),
         pool,
         keep_alive: settings.streams.keep_alive,

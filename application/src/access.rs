@@ -6,7 +6,7 @@
 use crate::auth::{hash_secret, Expiry, NewToken, TokenInfo, TokenStore, BOOTSTRAP_ADMIN};
 use crate::auth::{Scope, MAX_PRINCIPAL_LEN};
 use crate::error::{AppError, Conflict};
-use crate::ports::CommandContext;
+use crate::ports::{CommandContext, ReadModel};
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use rand::RngCore;
 use shiplog_domain::config::normalized_name;
@@ -21,12 +21,30 @@ pub const MAX_TOKEN_LIFETIME_SECS: u64 = 365 * 24 * 60 * 60;
 /// Creates, lists, changes and revokes API tokens (admins only; the routes check).
 pub struct Access {
     store: Arc<dyn TokenStore>,
+    read: Arc<dyn ReadModel>,
 }
 
 impl Access {
-    /// The token use cases over `store`.
-    pub fn new(store: Arc<dyn TokenStore>) -> Self {
-        Self { store }
+    /// The token use cases over `store`; `read` tells when the ledger's readers have
+    /// passed a change (read-your-writes, as for every other change).
+    pub fn new(store: Arc<dyn TokenStore>, read: Arc<dyn ReadModel>) -> Self {
+        Self { store, read }
+    }
+
+    /// Runs `command` on token `id` and waits until the ledger's readers are past its
+    /// events, so that `/api/events` shows them once the client has its answer.
+    async fn execute(
+        &self,
+        ctx: &CommandContext,
+        id: Uuid,
+        command: TokenCommand,
+        secret_hash: Option<[u8; 32]>,
+    ) -> Result<TokenInfo, AppError> {
+        let (info, cursor) = self.store.execute(id, command, secret_hash, ctx).await?;
+        if let Some(cursor) = cursor {
+            self.read.wait_for(cursor).await;
+        }
+        Ok(info)
     }
 
     /// Creates a token and returns it with its secret, which is shown only this once;
@@ -70,8 +88,7 @@ impl Access {
             at,
         };
         let info = self
-            .store
-            .execute(id, command, Some(hash_secret(&secret)), ctx)
+            .execute(ctx, id, command, Some(hash_secret(&secret)))
             .await?;
         Ok((info, secret))
     }
@@ -94,7 +111,7 @@ impl Access {
             scopes,
             at: Utc::now().trunc_subsecs(6),
         };
-        self.store.execute(id, command, None, ctx).await
+        self.execute(ctx, id, command, None).await
     }
 
     /// Revokes a token: it stops working at once (`TokenRevoked`); an unknown or
@@ -104,7 +121,7 @@ impl Access {
         let command = TokenCommand::Revoke {
             at: Utc::now().trunc_subsecs(6),
         };
-        self.store.execute(id, command, None, ctx).await?;
+        self.execute(ctx, id, command, None).await?;
         Ok(())
     }
 }

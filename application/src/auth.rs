@@ -1,5 +1,6 @@
 //! Bearer tokens: scopes, principals, and how a presented token becomes one.
 
+use crate::cursor::Cursor;
 use crate::error::{AppError, Denial};
 use crate::ports::{CommandContext, Visible};
 use async_trait::async_trait;
@@ -184,15 +185,16 @@ pub fn hash_secret(secret: &str) -> [u8; 32] {
 pub trait TokenStore: Send + Sync {
     /// Decides `command` on token `id`, appends its events with `ctx` as metadata and
     /// writes the token's lookup row (with `secret_hash` for a creation) in the same
-    /// transaction: both commit or neither. Answers the token as it is then. A name
-    /// in use by an active token is a `Conflict`; an unknown or revoked token `NotFound`.
+    /// transaction: both commit or neither. Answers the token as it is then, and the
+    /// cursor of its newest event (for read-your-writes). A name in use by an active
+    /// token is a `Conflict`; an unknown or revoked token `NotFound`.
     async fn execute(
         &self,
         id: Uuid,
         command: TokenCommand,
         secret_hash: Option<[u8; 32]>,
         ctx: &CommandContext,
-    ) -> Result<TokenInfo, AppError>;
+    ) -> Result<(TokenInfo, Option<Cursor>), AppError>;
     /// The token with this hash, unless revoked (expired ones too: the caller tells them apart).
     async fn find_by_hash(&self, secret_hash: &[u8]) -> Result<Option<StoredToken>, AppError>;
     /// The token with this id, unless revoked.

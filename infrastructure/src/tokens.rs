@@ -8,7 +8,8 @@ use crate::event_store::{CachedEventStore, Companion, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use shiplog_application::{
-    AppError, CommandContext, Conflict, Principal, Scope, StoredToken, TokenInfo, TokenStore,
+    AppError, CommandContext, Conflict, Cursor, Principal, Scope, StoredToken, TokenInfo,
+    TokenStore,
 };
 use shiplog_domain::{Token, TokenCommand, TokenEvent};
 use sqlx::{FromRow, PgConnection, PgPool};
@@ -201,7 +202,7 @@ impl TokenStore for PgTokenStore {
         command: TokenCommand,
         secret_hash: Option<[u8; 32]>,
         ctx: &CommandContext,
-    ) -> Result<TokenInfo, AppError> {
+    ) -> Result<(TokenInfo, Option<Cursor>), AppError> {
         let name = match &command {
             TokenCommand::Create { name, .. } => name.clone(),
             _ => String::new(),
@@ -210,14 +211,15 @@ impl TokenStore for PgTokenStore {
             secret_hash,
             actor: &ctx.actor,
         };
-        self.events
+        let committed = self
+            .events
             .execute_with(&id.to_string(), command, ctx, Some(&lookup))
             .await
             .map_err(|e| failure(e, &name))?;
-        self.row(id)
-            .await?
-            .map(TokenInfo::from)
-            .ok_or_else(|| AppError::Internal(format!("token {id} has events but no lookup row")))
+        let row = self.row(id).await?.ok_or_else(|| {
+            AppError::Internal(format!("token {id} has events but no lookup row"))
+        })?;
+        Ok((row.into(), committed.cursor))
     }
 
     async fn find_by_hash(&self, secret_hash: &[u8]) -> Result<Option<StoredToken>, AppError> {

@@ -171,6 +171,12 @@ impl TestApp {
         }
     }
 
+    /// Another shiplog on this app's database, as a second replica would be.
+    pub async fn replica(&self) -> Self {
+        let url = self.db.url.clone();
+        Self::start(self.db.clone(), &url, None, |_| {}).await
+    }
+
     /// Stops the server and its process manager, and waits until they are gone.
     pub async fn stop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
