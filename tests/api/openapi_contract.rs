@@ -534,6 +534,7 @@ async fn event_type_filters_are_documented_as_the_ledger_names_them() {
     let spec = spec();
     let mut names: Vec<&str> = shiplog_domain::events::EVENT_TYPES.to_vec();
     names.extend(shiplog_domain::TEAM_EVENT_TYPES);
+    names.extend(shiplog_domain::TOKEN_EVENT_TYPES);
     assert_eq!(
         spec["components"]["schemas"]["EventTypeName"]["enum"],
         json!(names)
