@@ -37,7 +37,7 @@ async fn events_of(db: &TestDb, id: Uuid) -> i64 {
     .bind(id.to_string())
     .fetch_one(&db.pool)
     .await
-    .unwrap()
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[tokio::test]
