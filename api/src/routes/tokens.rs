@@ -24,6 +24,7 @@ use uuid::Uuid;
     security(("bearer" = ["admin"])),
     responses(
         (status = 201, description = "Created", body = TokenCreated, links(
+            ("UpdateToken" = (operation_id = "update_token", parameters(("id" = "$response.body#/id")))),
             ("RevokeToken" = (operation_id = "revoke_token", parameters(("id" = "$response.body#/id")))),
         )),
         (status = 409, description = "An active token has this name", body = Problem, content_type = "application/problem+json"),
