@@ -3,7 +3,7 @@
 //! audit trail. The secret is made here, handed back once, and only its hash is
 //! kept, outside the ledger (the lookup table the store writes with the events).
 
-use crate::auth::{hash_secret, Expiry, NewToken, TokenInfo, TokenStore, BOOTSTRAP_ADMIN};
+use crate::auth::{hash_secret, NewToken, TokenInfo, TokenStore, BOOTSTRAP_ADMIN};
 use crate::auth::{Scope, MAX_PRINCIPAL_LEN};
 use crate::error::{AppError, Conflict};
 use crate::ports::{CommandContext, ReadModel};
@@ -73,7 +73,7 @@ impl Access {
         };
         // Microseconds: what the database keeps, so the event and the row agree.
         let at = Utc::now().trunc_subsecs(6);
-        let expires_at = token.expiry.map(|e| expiry(e, at)).transpose()?;
+        let expires_at = token.expires_in.map(|s| expiry(s, at)).transpose()?;
         let mut bytes = [0u8; 32];
         rand::thread_rng().fill_bytes(&mut bytes);
         let secret = format!("shiplog_{}", hex::encode(bytes));
@@ -126,32 +126,17 @@ impl Access {
     }
 }
 
-/// The instant `expiry` names for a token created `at`: in the future and at most
-/// [`MAX_TOKEN_LIFETIME_SECS`] away, else invalid input naming the field it came in.
-pub fn expiry(expiry: Expiry, at: DateTime<Utc>) -> Result<DateTime<Utc>, InvalidField> {
-    let max = Duration::seconds(MAX_TOKEN_LIFETIME_SECS as i64);
-    let (field, instant) = match expiry {
-        Expiry::In(secs) => {
-            if secs == 0 || secs > MAX_TOKEN_LIFETIME_SECS {
-                return Err(InvalidField::new(
-                    "expiresIn",
-                    format!("must be 1 to {MAX_TOKEN_LIFETIME_SECS} seconds (a year)"),
-                ));
-            }
-            ("expiresIn", at + Duration::seconds(secs as i64))
-        }
-        Expiry::At(instant) => ("expiresAt", instant.trunc_subsecs(6)),
-    };
-    if instant <= at {
-        return Err(InvalidField::new(field, "must be in the future"));
-    }
-    if instant > at + max {
+/// When a token created `at` to live `secs` seconds expires: 1 second to a year
+/// later, else invalid input naming `expiresIn`. A lifetime rather than an instant,
+/// so that no expiry a client can write is in the past.
+pub fn expiry(secs: u64, at: DateTime<Utc>) -> Result<DateTime<Utc>, InvalidField> {
+    if secs == 0 || secs > MAX_TOKEN_LIFETIME_SECS {
         return Err(InvalidField::new(
-            field,
-            "must be at most a year away; give longer-lived access as a new token later",
+            "expiresIn",
+            format!("must be 1 to {MAX_TOKEN_LIFETIME_SECS} seconds (a year)"),
         ));
     }
-    Ok(instant)
+    Ok(at + Duration::seconds(secs as i64))
 }
 
 #[cfg(test)]
@@ -166,45 +151,20 @@ mod tests {
     }
 
     #[test]
-    fn an_expiry_is_in_the_future_and_at_most_a_year_away() {
+    fn a_lifetime_is_a_second_to_a_year() {
         let year = MAX_TOKEN_LIFETIME_SECS;
         let cases = [
-            (
-                "one second",
-                Expiry::In(1),
-                Ok(now() + Duration::seconds(1)),
-            ),
-            (
-                "a year",
-                Expiry::In(year),
-                Ok(now() + Duration::seconds(year as i64)),
-            ),
-            ("zero seconds", Expiry::In(0), Err("expiresIn")),
-            (
-                "a year and a second",
-                Expiry::In(year + 1),
-                Err("expiresIn"),
-            ),
-            ("now", Expiry::At(now()), Err("expiresAt")),
-            (
-                "in the past",
-                Expiry::At(now() - Duration::days(1)),
-                Err("expiresAt"),
-            ),
-            (
-                "next month",
-                Expiry::At(now() + Duration::days(30)),
-                Ok(now() + Duration::days(30)),
-            ),
-            (
-                "in two years",
-                Expiry::At(now() + Duration::days(730)),
-                Err("expiresAt"),
-            ),
+            ("one second", 1, Some(now() + Duration::seconds(1))),
+            ("a year", year, Some(now() + Duration::seconds(year as i64))),
+            ("zero seconds", 0, None),
+            ("a year and a second", year + 1, None),
         ];
-        for (description, given, expected) in cases {
-            let got = expiry(given, now()).map_err(|e| e.field);
-            assert_eq!(got, expected.map_err(str::to_owned), "{description}");
+        for (description, secs, expected) in cases {
+            let got = expiry(secs, now());
+            assert_eq!(got.as_ref().ok(), expected.as_ref(), "{description}");
+            if let Err(e) = got {
+                assert_eq!(e.field, "expiresIn", "{description}");
+            }
         }
     }
 }

@@ -28,8 +28,15 @@ pub fn parse_types(raw: Option<&str>, field: &str) -> Result<Vec<String>, AppErr
     };
     raw.split(',')
         .map(str::trim)
-        .filter(|t| !t.is_empty())
         .map(|t| {
+            // `types=` or `A,,B` names an empty type: the document's items are names.
+            if t.is_empty() {
+                return Err(InvalidField::new(
+                    field,
+                    "an empty event type; name the types comma-separated, or leave the parameter out for all",
+                )
+                .into());
+            }
             if EVENT_TYPES.contains(&t)
                 || TEAM_EVENT_TYPES.contains(&t)
                 || TOKEN_EVENT_TYPES.contains(&t)

@@ -112,17 +112,8 @@ pub struct NewToken {
     pub subject: Option<String>,
     /// The teams its subject belongs to (they must exist).
     pub teams: Vec<Uuid>,
-    /// When it stops working, if ever.
-    pub expiry: Option<Expiry>,
-}
-
-/// When a new token stops working, as the client said it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Expiry {
-    /// This many seconds after its creation (`expiresIn`).
-    In(u64),
-    /// At this instant (`expiresAt`).
-    At(DateTime<Utc>),
+    /// It stops working this many seconds after its creation (`expiresIn`), if ever.
+    pub expires_in: Option<u64>,
 }
 
 /// A stored token, without its secret.

@@ -23,8 +23,8 @@ pub mod usecases;
 pub use access::Access;
 pub use audit::{parse_types, Audit};
 pub use auth::{
-    Authenticator, Credential, Expiry, NewToken, Principal, Scope, StoredToken, TokenInfo,
-    TokenStore, OWNERSHIP_REFUSED,
+    Authenticator, Credential, NewToken, Principal, Scope, StoredToken, TokenInfo, TokenStore,
+    OWNERSHIP_REFUSED,
 };
 pub use cluster::{ClusterError, ClusterPort, RolloutOutcome, Workload};
 pub use cursor::Cursor;

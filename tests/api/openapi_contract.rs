@@ -564,6 +564,19 @@ async fn event_type_filters_are_documented_as_the_ledger_names_them() {
         .await;
     assert_eq!(status, 200, "{page}");
     assert_eq!(page["items"][0]["type"], "UsecaseRegistered", "{page}");
+    // An empty item is no event type (schemathesis sent `types=` to the stream).
+    let id = page["items"][0]["usecaseId"].as_str().unwrap_or_default();
+    for path in [
+        "/api/events?types=".to_owned(),
+        "/api/events?types=UsecaseRegistered,,TeamCreated".to_owned(),
+        "/api/events/stream?types=".to_owned(),
+        format!("/api/usecases/{id}/history?types="),
+        format!("/api/usecases/{id}/events/stream?types="),
+    ] {
+        let (status, problem) = app.get(&path).await;
+        assert_eq!(status, 422, "{path}: {problem}");
+        assert_eq!(problem["field"], "types", "{path}: {problem}");
+    }
 }
 
 #[tokio::test]

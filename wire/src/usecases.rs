@@ -490,14 +490,11 @@ pub struct CreateToken {
     /// and change too, and with exactly one, what it creates belongs to that team.
     #[serde(default)]
     pub teams: Vec<Uuid>,
-    /// It stops working this many seconds after its creation (at most a year); give
-    /// this or `expiresAt`, or neither for a token that does not expire.
+    /// It stops working this many seconds after its creation: 1 second to a year
+    /// (31536000). Absent: it does not expire. Its `expiresAt` is in the answer.
     #[schema(minimum = 1, maximum = 31536000)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_in: Option<u64>,
-    /// It stops working at this instant (RFC 3339; in the future, at most a year away).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// Body of `PATCH /api/tokens/{id}`: what the token may do from now on.

@@ -11,7 +11,7 @@ use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use shiplog_application::{Expiry, NewToken, Scope};
+use shiplog_application::{NewToken, Scope};
 use shiplog_domain::InvalidField;
 use shiplog_wire::usecases::{CreateToken, TokenCreated, TokenResponse, UpdateToken};
 use shiplog_wire::Problem;
@@ -29,7 +29,7 @@ use uuid::Uuid;
         )),
         (status = 409, description = "An active token has this name", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "A team of `teams` does not exist (the detail names `teams[i]`)", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A blank name or subject, one with control characters, no scope or an unknown scope; `expiresIn` and `expiresAt` both given, or an expiry not in the future or more than a year away", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A blank name or subject, one with control characters, no scope or an unknown scope; `expiresIn` not 1 to 31536000 seconds", body = Problem, content_type = "application/problem+json"),
         Unauthorized, AdminOnly, NotJson, NotDeclaredJson, DatabaseUnavailable,
     ))]
 pub async fn create_token(
@@ -40,23 +40,13 @@ pub async fn create_token(
 ) -> Result<(StatusCode, Json<TokenCreated>), ApiError> {
     let principal = auth.require(Scope::Admin)?;
     let scopes = parse_scopes(&body.scopes)?;
-    let expiry = match (body.expires_in, body.expires_at) {
-        (Some(_), Some(_)) => {
-            return Err(
-                InvalidField::new("expiresAt", "give expiresIn or expiresAt, not both").into(),
-            )
-        }
-        (Some(secs), None) => Some(Expiry::In(secs)),
-        (None, Some(at)) => Some(Expiry::At(at)),
-        (None, None) => None,
-    };
     state.teams.check_exist(&body.teams, "teams").await?;
     let new = NewToken {
         name: body.name,
         scopes,
         subject: body.subject,
         teams: body.teams,
-        expiry,
+        expires_in: body.expires_in,
     };
     let ctx = command_context(principal, request_id);
     let (info, token) = state.access.issue(&ctx, new).await?;

@@ -71,7 +71,6 @@ impl Api {
             subject: None,
             teams: Vec::new(),
             expires_in: None,
-            expires_at: None,
         };
         let created = self
             .client

@@ -33,7 +33,6 @@ pub async fn run(api: &Client, out: &Output, command: TokenCommand) -> Result<()
                 subject,
                 teams: team_ids,
                 expires_in,
-                expires_at: None,
             };
             let created = api.create_token(&body).await?;
             if out.is_json() {
