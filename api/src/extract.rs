@@ -472,7 +472,7 @@ impl FromRequestParts<AppState> for StreamAuth {
                 .find(|(key, _)| key == name)
                 .map(|(_, value)| value.into_owned())
         };
-        if let Some(ticket) = parameter("ticket") {
+        if let Some(ticket) = parameter("ticket").filter(|t| !t.is_empty()) {
             return Ok(Self(Auth(state.stream_tickets.redeem(&ticket).await?)));
         }
         let token = parameter("access_token");

@@ -555,6 +555,9 @@ async fn event_type_filters_are_documented_as_the_ledger_names_them() {
                 types["schema"]["items"]["$ref"], "#/components/schemas/EventTypeName",
                 "{method} {path}"
             );
+            // `types=` is both an empty list and a list of one empty name: the
+            // document allows neither, and the server refuses it.
+            assert_eq!(types["schema"]["minItems"], 1, "{method} {path}");
         }
     }
     let app = TestApp::spawn().await;
@@ -564,7 +567,8 @@ async fn event_type_filters_are_documented_as_the_ledger_names_them() {
         .await;
     assert_eq!(status, 200, "{page}");
     assert_eq!(page["items"][0]["type"], "UsecaseRegistered", "{page}");
-    // An empty item is no event type (schemathesis sent `types=` to the stream).
+    // An empty item is no event type, and an empty list names none (schemathesis
+    // sent `types=` to the stream).
     let id = page["items"][0]["usecaseId"].as_str().unwrap_or_default();
     for path in [
         "/api/events?types=".to_owned(),

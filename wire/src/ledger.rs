@@ -89,7 +89,7 @@ pub struct EventsQuery {
     /// Only this usecase's events.
     pub usecase: Option<Uuid>,
     /// Only these event types, comma-separated (`DeploymentSucceeded,DeploymentFailed`).
-    #[param(value_type = Option<Vec<crate::limits::EventTypeName>>, style = Form, explode = false)]
+    #[param(value_type = Option<Vec<crate::limits::EventTypeName>>, style = Form, explode = false, min_items = 1)]
     pub types: Option<String>,
     /// Only events caused by this principal (token name, `admin`, `process-manager`).
     pub actor: Option<String>,
@@ -111,7 +111,7 @@ pub struct EventsQuery {
 #[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
     /// Only these event types, comma-separated.
-    #[param(value_type = Option<Vec<crate::limits::EventTypeName>>, style = Form, explode = false)]
+    #[param(value_type = Option<Vec<crate::limits::EventTypeName>>, style = Form, explode = false, min_items = 1)]
     pub types: Option<String>,
     /// Continue after this cursor.
     #[param(pattern = r"^[0-9a-fA-F]{16}[0-7][0-9a-fA-F]{15}$")]
@@ -127,7 +127,7 @@ pub struct HistoryQuery {
 #[into_params(parameter_in = Query)]
 pub struct StreamQuery {
     /// Only these event types, comma-separated.
-    #[param(value_type = Option<Vec<crate::limits::EventTypeName>>, style = Form, explode = false)]
+    #[param(value_type = Option<Vec<crate::limits::EventTypeName>>, style = Form, explode = false, min_items = 1)]
     pub types: Option<String>,
     /// Replay everything after this cursor first (`00000000000000000000000000000000`:
     /// from the beginning). Without it (and without `Last-Event-ID`) the stream starts
