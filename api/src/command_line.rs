@@ -199,6 +199,10 @@ pub struct ServeArgs {
     /// At least 1000, so that one batch of new events never cuts off a subscriber that keeps up.
     #[arg(long, env = "SHIPLOG_SSE_BUFFER", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1000..=1_000_000))]
     pub sse_buffer: u64,
+    /// Seconds a stream ticket (`POST /api/stream-tickets`) stays valid while unused;
+    /// it opens one stream, once.
+    #[arg(long, env = "SHIPLOG_STREAM_TICKET_TTL", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub stream_ticket_ttl: u64,
     /// The largest request body the API accepts, in bytes; a larger one is answered 413
     /// (the applications proxy passes bodies on unbounded).
     #[arg(long, env = "SHIPLOG_MAX_BODY_SIZE", default_value_t = DEFAULT_MAX_BODY_SIZE, value_parser = clap::value_parser!(u64).range(1024..=1024 * 1024 * 1024))]

@@ -2,8 +2,8 @@
 //! served from a vendored bundle so it renders without internet access.
 
 use crate::routes::{
-    audit, deployments, events, health, hooks, metrics, operations, platform, platform_ops, teams,
-    tokens, usecases,
+    audit, deployments, events, health, hooks, metrics, operations, platform, platform_ops,
+    stream_tickets, teams, tokens, usecases,
 };
 use crate::state::AppState;
 use axum::http::header;
@@ -32,8 +32,8 @@ use utoipa_redoc::{Redoc, Servable};
     tags(
         (name = "usecases", description = "Register, list and delete usecases"),
         (name = "deployments", description = "Deploy and undeploy usecases, follow their status"),
-        (name = "audit", description = "The ledger: every event, filtered and paged, a usecase's history, live streams (SSE), and the hash chain"),
-        (name = "tokens", description = "API tokens: their scopes, their subject (who owns what they create) and teams (admin)"),
+        (name = "audit", description = "The ledger: every event, filtered and paged, a usecase's history, live streams (SSE) and the single-use tickets that open them from a browser, and the hash chain"),
+        (name = "tokens", description = "API tokens: their scopes, their subject (who owns what they create), teams and expiry (admin). Creating, changing and revoking a token are ledger events (TokenCreated, TokenScopesChanged, TokenRevoked); the secret never is"),
         (name = "teams", description = "Teams own deployments together; their tier bounds how many with billing on. Team changes are ledger events"),
         (name = "health", description = "Liveness and readiness probes"),
         (name = "operations", description = "Operate a deployed usecase (restart, config, rollback, auto-update, logs, Kubernetes events, resource usage) and scrape shiplog's own metrics"),
@@ -135,7 +135,8 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(audit::verify))
         .routes(routes!(audit::export))
         .routes(routes!(tokens::create_token, tokens::list_tokens))
-        .routes(routes!(tokens::revoke_token))
+        .routes(routes!(tokens::update_token, tokens::revoke_token))
+        .routes(routes!(stream_tickets::create_stream_ticket))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(metrics::metrics))

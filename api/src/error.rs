@@ -43,6 +43,10 @@ pub enum ApiError {
     /// 401: no bearer token, or one shiplog does not know.
     #[error("missing or invalid bearer token")]
     Unauthorized,
+    /// 401: a credential shiplog knows and refuses, saying why its holder may know:
+    /// an expired token, a used or expired stream ticket.
+    #[error("{0}")]
+    Unauthenticated(String),
     /// 403: the token lacks the scope the route needs.
     #[error("this token lacks the scope {0}")]
     Forbidden(String),
@@ -112,6 +116,7 @@ impl From<AppError> for ApiError {
             AppError::Invalid(field) => Self::Invalid(field),
             AppError::NotFound { what, detail } => Self::NotFound { what, detail },
             AppError::Conflict { kind, detail } => Self::Conflict { kind, detail },
+            AppError::Unauthenticated(detail) => Self::Unauthenticated(detail),
             AppError::Forbidden(scope) => Self::Forbidden(scope),
             AppError::Denied { reason, detail } => Self::Denied { reason, detail },
             AppError::Unavailable(m) => Self::Unavailable(m),
@@ -137,7 +142,7 @@ impl ApiError {
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::TooManyStreams { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized | Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) | Self::Denied { .. } | Self::CsrfRejected(_) => {
                 StatusCode::FORBIDDEN
             }
@@ -161,7 +166,7 @@ impl ApiError {
             Self::ContentTooLarge { .. } => ProblemType::ContentTooLarge,
             Self::RequestTimeout => ProblemType::RequestTimeout,
             Self::TooManyStreams { .. } => ProblemType::TooManyStreams,
-            Self::Unauthorized => ProblemType::Unauthorized,
+            Self::Unauthorized | Self::Unauthenticated(_) => ProblemType::Unauthorized,
             Self::Forbidden(_) => ProblemType::MissingScope,
             Self::CsrfRejected(_) => ProblemType::CsrfTokenInvalid,
             Self::Denied { reason, .. } => match reason {
@@ -254,6 +259,12 @@ impl IntoResponse for ApiError {
         match self {
             Self::Unauthorized => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            Self::Unauthenticated(_) => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                );
             }
             Self::Unavailable(_)
             | Self::ClusterUnavailable(_)

@@ -463,8 +463,11 @@ fn console_session(parts: &Parts) -> Option<Principal> {
         .map(|s| s.principal.clone())
 }
 
-/// The caller of an event stream: the bearer header, or else an `access_token`
-/// query parameter, since a browser's `EventSource` cannot send headers.
+/// The caller of an event or log stream: the bearer header, else the console's session
+/// cookie, else a stream ticket (`?ticket=`, single use, from `POST
+/// /api/stream-tickets`), else an `access_token` query parameter, since a browser's
+/// `EventSource` cannot send headers. Only stream routes take this extractor, so a
+/// ticket opens nothing else.
 pub struct StreamAuth(pub Auth);
 
 impl FromRequestParts<AppState> for StreamAuth {
@@ -481,9 +484,15 @@ impl FromRequestParts<AppState> for StreamAuth {
             return Ok(Self(Auth(session)));
         }
         let query = parts.uri.query().unwrap_or_default();
-        let token = form_urlencoded::parse(query.as_bytes())
-            .find(|(key, _)| key == "access_token")
-            .map(|(_, value)| value.into_owned());
+        let parameter = |name: &str| {
+            form_urlencoded::parse(query.as_bytes())
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.into_owned())
+        };
+        if let Some(ticket) = parameter("ticket").filter(|t| !t.is_empty()) {
+            return Ok(Self(Auth(state.stream_tickets.redeem(&ticket).await?)));
+        }
+        let token = parameter("access_token");
         Ok(Self(Auth(
             authenticate(&state.auth, token.as_deref()).await?,
         )))

@@ -214,6 +214,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         streams: StreamSettings {
             keep_alive: Duration::from_secs(args.sse_keep_alive),
             buffer: usize::try_from(args.sse_buffer).unwrap_or(usize::MAX),
+            ticket_ttl: Duration::from_secs(args.stream_ticket_ttl),
         },
         cors_origins: args.cors_origins,
         proxy_listen: args.proxy_listen,

@@ -17,9 +17,10 @@ use kube::Client;
 use kube_sim::{Faults, KubeSim, SimConfig};
 use shiplog_application::auto_update::{RegistryHooks, Watcher, WatcherSettings};
 use shiplog_application::oidc::Oidc;
+use shiplog_application::stream_tickets::DEFAULT_TICKET_TTL;
 use shiplog_application::{
-    Audit, Authenticator, BillingSettings, Catalog, ClusterInsight, Operations, Platform, Sessions,
-    Teams, Usecases,
+    Access, Audit, Authenticator, BillingSettings, Catalog, ClusterInsight, Operations, Platform,
+    Sessions, StreamTickets, Teams, Usecases,
 };
 use shiplog_application::{ImageResolver, NoResolution, ProcessManager};
 use shiplog_domain::Usecase;
@@ -36,7 +37,7 @@ use shiplog_infrastructure::upstream::ApiServerHttp;
 use shiplog_infrastructure::usecase_loader::PgUsecaseLoader;
 use shiplog_infrastructure::{
     ClusterRetries, LiveFeed, MeteredCommandBus, PgLedger, PgReadModel, PgSessionStore,
-    PgTokenStore, PostgresCommandBus, PostgresTeamBus, Projector, Telemetry,
+    PgTicketStore, PgTokenStore, PostgresCommandBus, PostgresTeamBus, Projector, Telemetry,
 };
 use std::future::Future;
 use std::net::SocketAddr;
@@ -158,6 +159,8 @@ pub struct StreamSettings {
     pub keep_alive: Duration,
     /// How many events a subscriber may fall behind before it is cut off (it can resume).
     pub buffer: usize,
+    /// How long a stream ticket (`POST /api/stream-tickets`) stays valid if unused.
+    pub ticket_ttl: Duration,
 }
 
 impl Default for StreamSettings {
@@ -165,6 +168,7 @@ impl Default for StreamSettings {
         Self {
             keep_alive: Duration::from_secs(15),
             buffer: 4096,
+            ticket_ttl: DEFAULT_TICKET_TTL,
         }
     }
 }
@@ -434,16 +438,14 @@ pub fn router(
         settings.kube.ingress.clone(),
     );
     let usecases = Arc::new(Usecases::new(bus, read.clone()));
-    let mut auth = Authenticator::new(
-        Arc::new(PgTokenStore::new(pool.clone())),
-        settings.admin_token.as_deref(),
-    );
+    let tokens = Arc::new(PgTokenStore::new(pool.clone()));
+    let mut auth = Authenticator::new(tokens.clone(), settings.admin_token.as_deref());
     if let Some(oidc) = &settings.oidc {
         info!(issuer = %oidc.issuer, audience = %oidc.audience, "OIDC: the identity provider's bearer tokens are accepted");
         auth = auth.with_oidc(Arc::new(Oidc::new(
             Arc::new(JwksVerifier::new(oidc)?),
             Arc::new(PgTokenIdentities::new(pool.clone())),
-            read,
+            read.clone(),
             oidc.claims.clone(),
         )));
     }
@@ -453,6 +455,11 @@ pub fn router(
         auth.clone(),
         settings.console.session_ttl,
     ));
+    let stream_tickets = StreamTickets::new(
+        Arc::new(PgTicketStore::new(pool.clone())),
+        auth.clone(),
+        settings.streams.ticket_ttl,
+    );
     let state = AppState {
         usecases: usecases.clone(),
         operations,
@@ -465,6 +472,8 @@ pub fn router(
             feed.clone(),
         )))),
         auth: auth.clone(),
+        access: Arc::new(Access::new(tokens, read.clone())),
+        stream_tickets: Arc::new(stream_tickets),
         pool,
         keep_alive: settings.streams.keep_alive,
         stopping,

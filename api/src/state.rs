@@ -3,7 +3,9 @@
 use crate::console::session::ConsoleSettings;
 use crate::stream_slots::StreamSlots;
 use shiplog_application::auto_update::RegistryHooks;
-use shiplog_application::{Audit, Authenticator, Operations, Platform, Sessions, Teams, Usecases};
+use shiplog_application::{
+    Access, Audit, Authenticator, Operations, Platform, Sessions, StreamTickets, Teams, Usecases,
+};
 use shiplog_infrastructure::Telemetry;
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -29,6 +31,10 @@ pub struct AppState {
     pub audit: Arc<Audit>,
     /// Bearer tokens.
     pub auth: Arc<Authenticator>,
+    /// Creating, changing and revoking tokens: ledger commands.
+    pub access: Arc<Access>,
+    /// Single-use tickets that open one event or log stream (`?ticket=`).
+    pub stream_tickets: Arc<StreamTickets>,
     /// Only for `/readyz`.
     pub pool: PgPool,
     /// How often an idle event stream sends a keep-alive comment.

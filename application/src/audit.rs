@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use futures_core::stream::BoxStream;
 use shiplog_domain::events::EVENT_TYPES;
 use shiplog_domain::InvalidField;
-use shiplog_domain::TEAM_EVENT_TYPES;
+use shiplog_domain::{TEAM_EVENT_TYPES, TOKEN_EVENT_TYPES};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -28,17 +28,28 @@ pub fn parse_types(raw: Option<&str>, field: &str) -> Result<Vec<String>, AppErr
     };
     raw.split(',')
         .map(str::trim)
-        .filter(|t| !t.is_empty())
         .map(|t| {
-            if EVENT_TYPES.contains(&t) || TEAM_EVENT_TYPES.contains(&t) {
+            // `types=` or `A,,B` names an empty type: the document's items are names.
+            if t.is_empty() {
+                return Err(InvalidField::new(
+                    field,
+                    "an empty event type; name the types comma-separated, or leave the parameter out for all",
+                )
+                .into());
+            }
+            if EVENT_TYPES.contains(&t)
+                || TEAM_EVENT_TYPES.contains(&t)
+                || TOKEN_EVENT_TYPES.contains(&t)
+            {
                 Ok(t.to_owned())
             } else {
                 Err(InvalidField::new(
                     field,
                     format!(
-                        "unknown event type {t:?}; known types: {}, {}",
+                        "unknown event type {t:?}; known types: {}, {}, {}",
                         EVENT_TYPES.join(", "),
-                        TEAM_EVENT_TYPES.join(", ")
+                        TEAM_EVENT_TYPES.join(", "),
+                        TOKEN_EVENT_TYPES.join(", ")
                     ),
                 )
                 .into())

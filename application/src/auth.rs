@@ -1,88 +1,19 @@
 //! Bearer tokens: scopes, principals, and how a presented token becomes one.
 
-use crate::error::{AppError, Conflict, Denial, Missing};
+use crate::cursor::Cursor;
+use crate::error::{AppError, Denial};
 use crate::oidc::{looks_like_jwt, Oidc};
-use crate::ports::Visible;
+use crate::ports::{CommandContext, Visible};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rand::RngCore;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
-use shiplog_domain::config::normalized_name;
-use std::fmt;
-use std::str::FromStr;
+use shiplog_domain::TokenCommand;
 use std::sync::Arc;
 use uuid::Uuid;
 
-/// What a token may do. `admin` implies every other scope.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum Scope {
-    /// Read usecases.
-    #[serde(rename = "usecases:read")]
-    UsecasesRead,
-    /// Register and delete usecases.
-    #[serde(rename = "usecases:write")]
-    UsecasesWrite,
-    /// Read deployments.
-    #[serde(rename = "deployments:read")]
-    DeploymentsRead,
-    /// Deploy and undeploy.
-    #[serde(rename = "deployments:write")]
-    DeploymentsWrite,
-    /// Read the audit trail.
-    #[serde(rename = "audit:read")]
-    AuditRead,
-    /// Everything, including token management.
-    #[serde(rename = "admin")]
-    Admin,
-    /// Deliver registry push notifications (`POST /api/hooks/registry`) and nothing
-    /// else: the token a registry's notification config holds.
-    #[serde(rename = "hooks:registry")]
-    HooksRegistry,
-}
-
-impl Scope {
-    /// Every scope, in documentation order.
-    pub const ALL: [Scope; 7] = [
-        Scope::UsecasesRead,
-        Scope::UsecasesWrite,
-        Scope::DeploymentsRead,
-        Scope::DeploymentsWrite,
-        Scope::AuditRead,
-        Scope::Admin,
-        Scope::HooksRegistry,
-    ];
-
-    /// The scope as tokens and the API spell it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::UsecasesRead => "usecases:read",
-            Scope::UsecasesWrite => "usecases:write",
-            Scope::DeploymentsRead => "deployments:read",
-            Scope::DeploymentsWrite => "deployments:write",
-            Scope::AuditRead => "audit:read",
-            Scope::Admin => "admin",
-            Scope::HooksRegistry => "hooks:registry",
-        }
-    }
-}
-
-impl fmt::Display for Scope {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Scope {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Scope::ALL
-            .into_iter()
-            .find(|scope| scope.as_str() == s)
-            .ok_or_else(|| format!("unknown scope {s:?}"))
-    }
-}
+/// What a token may do: the domain's, since scopes are part of the token events.
+pub use shiplog_domain::Scope;
 
 /// An authenticated caller: the name recorded as the actor of its events, and its scopes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,8 +113,8 @@ pub struct NewToken {
     pub subject: Option<String>,
     /// The teams its subject belongs to (they must exist).
     pub teams: Vec<Uuid>,
-    /// Who created it.
-    pub created_by: String,
+    /// It stops working this many seconds after its creation (`expiresIn`), if ever.
+    pub expires_in: Option<u64>,
 }
 
 /// A stored token, without its secret.
@@ -203,6 +134,31 @@ pub struct TokenInfo {
     pub created_at: DateTime<Utc>,
     /// Who created it.
     pub created_by: String,
+    /// When it stops working; `None`: never.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// A token found by its secret's hash or its id: who it is and until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredToken {
+    /// Its id.
+    pub id: Uuid,
+    /// The caller it makes.
+    pub principal: Principal,
+    /// When it stops working; `None`: never.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// What a presented secret was: the bootstrap admin token of the configuration, or a
+/// stored API token. A stream ticket remembers it, to check the access again on use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential {
+    /// `SHIPLOG_ADMIN_TOKEN`: not stored, valid while the configuration says so.
+    Bootstrap,
+    /// The API token with this id.
+    Token(Uuid),
+    /// A JWT of the OIDC identity provider: not kept, so it cannot be checked again later.
+    Identity,
 }
 
 /// The longest token name and subject, in characters.
@@ -217,20 +173,41 @@ pub fn hash_secret(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
 }
 
-/// Stores API tokens, hashed.
+/// Where API tokens live: their events in the ledger, and beside them the lookup
+/// table of their hashes, which changes in the same transaction as the events.
 #[async_trait]
 pub trait TokenStore: Send + Sync {
-    /// Stores a new token's hash; a name already in use by an active token is a `Conflict`.
-    async fn create(&self, token: &NewToken, secret_hash: &[u8]) -> Result<TokenInfo, AppError>;
-    /// The active token with this hash, if any.
-    async fn find_by_hash(&self, secret_hash: &[u8]) -> Result<Option<Principal>, AppError>;
-    /// Active tokens, oldest first.
+    /// Decides `command` on token `id`, appends its events with `ctx` as metadata and
+    /// writes the token's lookup row (with `secret_hash` for a creation) in the same
+    /// transaction: both commit or neither. Answers the token as it is then, and the
+    /// cursor of its newest event (for read-your-writes). A name in use by an active
+    /// token is a `Conflict`; an unknown or revoked token `NotFound`.
+    async fn execute(
+        &self,
+        id: Uuid,
+        command: TokenCommand,
+        secret_hash: Option<[u8; 32]>,
+        ctx: &CommandContext,
+    ) -> Result<(TokenInfo, Option<Cursor>), AppError>;
+    /// The token with this hash, unless revoked (expired ones too: the caller tells them apart).
+    async fn find_by_hash(&self, secret_hash: &[u8]) -> Result<Option<StoredToken>, AppError>;
+    /// The token with this id, unless revoked.
+    async fn find_by_id(&self, id: Uuid) -> Result<Option<StoredToken>, AppError>;
+    /// Tokens not revoked (expired ones included), oldest first.
     async fn list(&self) -> Result<Vec<TokenInfo>, AppError>;
-    /// Revokes a token; `false` when no active token has this id.
-    async fn revoke(&self, id: Uuid) -> Result<bool, AppError>;
 }
 
-/// Turns a presented bearer token into a principal, and issues new tokens.
+/// The principal of the bootstrap admin token.
+fn bootstrap_admin() -> Principal {
+    Principal {
+        name: BOOTSTRAP_ADMIN.to_owned(),
+        scopes: vec![Scope::Admin],
+        subject: BOOTSTRAP_ADMIN.to_owned(),
+        teams: Vec::new(),
+    }
+}
+
+/// Turns a presented bearer token into a principal.
 pub struct Authenticator {
     store: Arc<dyn TokenStore>,
     admin_hash: Option<[u8; 32]>,
@@ -256,77 +233,44 @@ impl Authenticator {
         }
     }
 
-    /// The principal behind `secret`, or `None` when the token is unknown or revoked
-    /// (or, for a JWT, does not check out).
+    /// The principal behind `secret`, or `None` when the token is unknown or revoked;
+    /// an expired token is refused saying so (`Unauthenticated`).
     pub async fn authenticate(&self, secret: &str) -> Result<Option<Principal>, AppError> {
+        Ok(self.identify(secret).await?.map(|(principal, _)| principal))
+    }
+
+    /// As [`Authenticator::authenticate`], with the credential the secret is.
+    pub async fn identify(
+        &self,
+        secret: &str,
+    ) -> Result<Option<(Principal, Credential)>, AppError> {
         let hash = hash_secret(secret);
         // Compare hashes, not secrets, so the comparison time says nothing about the secret.
         if self.admin_hash.is_some_and(|admin| admin == hash) {
-            return Ok(Some(Principal {
-                name: BOOTSTRAP_ADMIN.to_owned(),
-                scopes: vec![Scope::Admin],
-                subject: BOOTSTRAP_ADMIN.to_owned(),
-                teams: Vec::new(),
-            }));
+            return Ok(Some((bootstrap_admin(), Credential::Bootstrap)));
         }
         // No API token has a JWT's shape, so a JWT is the identity provider's to vouch for.
-        if let Some(oidc) = self.oidc.as_ref().filter(|_| looks_like_jwt(secret)) {
-            return oidc.authenticate(secret).await;
+        if let Some(oidc) = self.oidc_for(secret) {
+            return Ok(oidc
+                .authenticate(secret)
+                .await?
+                .map(|principal| (principal, Credential::Identity)));
         }
-        self.store.find_by_hash(&hash).await
+        let token = self.store.find_by_hash(&hash).await?;
+        Ok(unexpired(token)?.map(|t| (t.principal, Credential::Token(t.id))))
     }
 
-    /// Creates a token and returns it with its secret, which is shown only this once.
-    pub async fn issue(&self, token: NewToken) -> Result<(TokenInfo, String), AppError> {
-        // A token's name is a principal: recorded as the actor of every event it causes
-        // (and indexed there), so it is checked as names are.
-        let name = normalized_name("name", &token.name, MAX_PRINCIPAL_LEN)?;
-        let name = name.as_str();
-        if name == BOOTSTRAP_ADMIN {
-            return Err(AppError::conflict(
-                Conflict::NameTaken,
-                format!("the name {BOOTSTRAP_ADMIN:?} is reserved for the bootstrap token"),
-            ));
-        }
-        if token.scopes.is_empty() {
-            return Err(
-                shiplog_domain::InvalidField::new("scopes", "name at least one scope").into(),
-            );
-        }
-        let mut bytes = [0u8; 32];
-        rand::thread_rng().fill_bytes(&mut bytes);
-        let secret = format!("shiplog_{}", hex::encode(bytes));
-        let subject = match token.subject.as_deref() {
-            None => name.to_owned(),
-            Some(subject) => normalized_name("subject", subject, MAX_PRINCIPAL_LEN)?,
-        };
-        let mut teams = token.teams.clone();
-        teams.sort();
-        teams.dedup();
-        let token = NewToken {
-            name: name.to_owned(),
-            subject: Some(subject),
-            teams,
-            ..token
-        };
-        let info = self.store.create(&token, &hash_secret(&secret)).await?;
-        Ok((info, secret))
-    }
-
-    /// Active tokens, without secrets.
-    pub async fn list(&self) -> Result<Vec<TokenInfo>, AppError> {
-        self.store.list().await
-    }
-
-    /// Revokes a token; unknown ids are `NotFound`.
-    pub async fn revoke(&self, id: Uuid) -> Result<(), AppError> {
-        if self.store.revoke(id).await? {
-            Ok(())
-        } else {
-            Err(AppError::not_found(
-                Missing::Token,
-                format!("token {id} not found"),
-            ))
+    /// The principal `credential` makes now: `None` when the token was revoked or the
+    /// bootstrap token is no longer configured; an expired token is refused saying so.
+    pub async fn recheck(&self, credential: Credential) -> Result<Option<Principal>, AppError> {
+        match credential {
+            Credential::Bootstrap => Ok(self.admin_hash.map(|_| bootstrap_admin())),
+            Credential::Token(id) => {
+                let token = self.store.find_by_id(id).await?;
+                Ok(unexpired(token)?.map(|t| t.principal))
+            }
+            // An identity provider's token is not kept, so nothing can vouch for it again.
+            Credential::Identity => Ok(None),
         }
     }
 }
@@ -346,13 +290,23 @@ impl Authenticator {
             .admin_hash
             .is_some_and(|admin| admin.as_slice() == hash)
         {
-            return Ok(Some(Principal {
-                name: BOOTSTRAP_ADMIN.to_owned(),
-                scopes: vec![Scope::Admin],
-                subject: BOOTSTRAP_ADMIN.to_owned(),
-                teams: Vec::new(),
-            }));
+            return Ok(Some(bootstrap_admin()));
         }
-        self.store.find_by_hash(hash).await
+        Ok(unexpired(self.store.find_by_hash(hash).await?)?.map(|t| t.principal))
+    }
+}
+
+/// `token`, unless it has expired: then the refusal says so (its holder knows the
+/// token; an unknown one is told nothing more than before).
+fn unexpired(token: Option<StoredToken>) -> Result<Option<StoredToken>, AppError> {
+    match token {
+        Some(StoredToken {
+            expires_at: Some(expiry),
+            ..
+        }) if expiry <= Utc::now() => Err(AppError::Unauthenticated(format!(
+            "this token expired at {}",
+            expiry.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ))),
+        other => Ok(other),
     }
 }

@@ -26,6 +26,10 @@ pub enum AppError {
         /// The sentence the client is shown.
         detail: String,
     },
+    /// The credential was recognised and is refused, with a reason its holder may
+    /// read: an expired token, a used or expired stream ticket (401).
+    #[error("{0}")]
+    Unauthenticated(String),
     /// The caller lacks a scope (403).
     #[error("this token lacks the scope {0}")]
     Forbidden(String),
@@ -134,9 +138,15 @@ impl From<DomainError> for AppError {
                 Self::not_found(Missing::Deployment, err.to_string())
             }
             DomainError::TeamNotFound => Self::not_found(Missing::Team, err.to_string()),
+            DomainError::TokenNotFound => Self::not_found(Missing::Token, err.to_string()),
+            DomainError::NoScopes => InvalidField::new("scopes", err.to_string()).into(),
+            DomainError::ExpiryNotAfterCreation => {
+                InvalidField::new("expiresAt", err.to_string()).into()
+            }
             DomainError::AlreadyRegistered(_)
             | DomainError::DuplicateDeployment(_)
-            | DomainError::TeamAlreadyExists(_) => conflict(Conflict::AlreadyExists),
+            | DomainError::TeamAlreadyExists(_)
+            | DomainError::TokenAlreadyExists(_) => conflict(Conflict::AlreadyExists),
             DomainError::NothingDeployed => conflict(Conflict::NothingDeployed),
             DomainError::UndeployInProgress
             | DomainError::RestartInProgress

@@ -1,6 +1,7 @@
 //! shiplog's use cases: what a client can ask for, expressed over ports that
 //! the infrastructure implements (event store, read models, token storage).
 
+pub mod access;
 pub mod audit;
 pub mod auth;
 pub mod auto_update;
@@ -16,13 +17,16 @@ pub mod ports;
 pub mod process_manager;
 pub mod read_models;
 pub mod sessions;
+pub mod stream_tickets;
 pub mod teams;
 pub mod time_travel;
 pub mod usecases;
 
+pub use access::Access;
 pub use audit::{parse_types, Audit};
 pub use auth::{
-    Authenticator, NewToken, Principal, Scope, TokenInfo, TokenStore, OWNERSHIP_REFUSED,
+    Authenticator, Credential, NewToken, Principal, Scope, StoredToken, TokenInfo, TokenStore,
+    OWNERSHIP_REFUSED,
 };
 pub use cluster::{ClusterError, ClusterPort, RolloutOutcome, Workload};
 pub use cursor::Cursor;
@@ -51,6 +55,7 @@ pub use sessions::{
     ActiveSession, OpenedSession, SessionBasis, SessionPrincipal, SessionStore, Sessions,
     StoredSession,
 };
+pub use stream_tickets::{IssuedTicket, StreamTickets, TicketGrant, TicketStore};
 pub use teams::{BillingSettings, Ownership, TeamUsage, Teams};
 pub use time_travel::{deployment_at, state_at, usecase_at, DeploymentAt, StateAt};
 pub use usecases::{page_size, Usecases};

@@ -481,8 +481,12 @@ pub enum TokenCommand {
         /// exactly one, what it creates belongs to that team.
         #[arg(long = "team", value_name = "TEAM")]
         teams: Vec<String>,
+        /// It stops working this long after its creation: `30d`, `12h`, `90m`, `1w`,
+        /// `1d 12h` (at most a year). Default: it does not expire
+        #[arg(long, value_name = "DURATION", value_parser = parse_lifetime)]
+        expires_in: Option<u64>,
     },
-    /// List the active tokens (never their secrets).
+    /// List the tokens not revoked (never their secrets), with their expiry.
     List,
     /// Revoke a token at once.
     Revoke {
@@ -608,6 +612,25 @@ pub fn parse_instant(value: &str) -> Result<DateTime<Utc>, String> {
         .map_err(|e| {
             format!("{value:?} is not an RFC 3339 instant like 2026-01-31T00:00:00Z ({e})")
         })
+}
+
+/// Reads a lifetime in people's words (`30d`, `12h`, `1w`, `1d 12h`, or ISO 8601's
+/// `P30D`) as whole seconds, days counting 24 hours; the server bounds it.
+pub fn parse_lifetime(value: &str) -> Result<u64, String> {
+    let unreadable = |e: &dyn std::fmt::Display| {
+        format!("{value:?} is not a duration like 30d, 12h, 90m or 1w ({e})")
+    };
+    let span: jiff::Span = value.trim().parse().map_err(|e| unreadable(&e))?;
+    let seconds = span
+        .total((
+            jiff::Unit::Second,
+            jiff::SpanRelativeTo::days_are_24_hours(),
+        ))
+        .map_err(|e| unreadable(&e))?;
+    if seconds < 1.0 {
+        return Err(format!("{value:?}: a token lives at least one second"));
+    }
+    Ok(seconds.floor() as u64)
 }
 
 /// Accepts an http(s) URL and drops trailing slashes, so paths can be appended.

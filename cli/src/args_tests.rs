@@ -111,3 +111,25 @@ fn urls_lose_their_trailing_slash_and_need_http() {
     assert!(parse_url("ftp://x").is_err());
     assert!(parse_url("not a url").is_err());
 }
+
+#[test]
+fn lifetimes_are_read_in_peoples_words_as_seconds() {
+    let cases = [
+        ("days", "30d", Ok(30 * 86_400)),
+        ("hours", "12h", Ok(12 * 3_600)),
+        ("a week", "1w", Ok(7 * 86_400)),
+        ("days and hours", "1d 12h", Ok(36 * 3_600)),
+        ("ISO 8601", "P2D", Ok(2 * 86_400)),
+        ("seconds", "90s", Ok(90)),
+        ("no unit", "30", Err(())),
+        ("words", "a month", Err(())),
+        ("nothing", "0s", Err(())),
+    ];
+    for (description, raw, expected) in cases {
+        assert_eq!(
+            parse_lifetime(raw).map_err(|_| ()),
+            expected,
+            "{description}: {raw}"
+        );
+    }
+}

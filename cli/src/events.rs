@@ -58,6 +58,20 @@ impl LedgerEvent {
         self.field(name).and_then(Value::as_str).unwrap_or("")
     }
 
+    /// A list of strings of the payload, comma-separated ("" when it is missing).
+    pub fn list(&self, name: &str) -> String {
+        self.field(name)
+            .and_then(Value::as_array)
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default()
+    }
+
     /// The request id recorded with the event (what the client sent as `x-request-id`).
     pub fn request_id(&self) -> Option<&str> {
         self.record
@@ -165,6 +179,25 @@ impl LedgerEvent {
                 self.text("from"),
                 self.text("tier")
             ),
+            "TokenCreated" => {
+                let expires = match self.text("expiresAt") {
+                    "" => String::new(),
+                    at => format!(", expires {}", display_time(at)),
+                };
+                format!(
+                    "token {:?} created for {:?}, scopes {}{expires}",
+                    self.text("name"),
+                    self.text("subject"),
+                    self.list("scopes")
+                )
+            }
+            "TokenScopesChanged" => format!(
+                "token {:?} scopes changed from {} to {}",
+                self.text("name"),
+                self.list("from"),
+                self.list("scopes")
+            ),
+            "TokenRevoked" => format!("token {:?} revoked", self.text("name")),
             _ => String::new(),
         }
     }

@@ -2,8 +2,11 @@
 
 use crate::error::ClientError;
 use crate::http::Client;
+use reqwest::Method;
 use shiplog_wire::teams::{CreateTeam, TeamBody, UpdateTeam, UsageBody, UsageQuery};
-use shiplog_wire::usecases::{CreateToken, TokenCreated, TokenResponse};
+use shiplog_wire::usecases::{
+    CreateToken, StreamTicketBody, TokenCreated, TokenResponse, UpdateToken,
+};
 use uuid::Uuid;
 
 impl Client {
@@ -42,8 +45,28 @@ impl Client {
         self.post("/api/tokens", &(), body).await
     }
 
+    /// `PATCH /api/tokens/{id}`: what the token may do from now on.
+    pub async fn update_token(
+        &self,
+        id: Uuid,
+        body: &UpdateToken,
+    ) -> Result<TokenResponse, ClientError> {
+        self.fetch(
+            self.request(Method::PATCH, &format!("/api/tokens/{id}"))
+                .json(body),
+        )
+        .await
+    }
+
     /// `DELETE /api/tokens/{id}`.
     pub async fn revoke_token(&self, id: Uuid) -> Result<(), ClientError> {
         self.delete(&format!("/api/tokens/{id}")).await
+    }
+
+    /// `POST /api/stream-tickets`: a ticket that opens one event or log stream within
+    /// its lifetime, as this client's caller (`?ticket=` in an `EventSource` URL).
+    pub async fn stream_ticket(&self) -> Result<StreamTicketBody, ClientError> {
+        self.fetch(self.request(Method::POST, "/api/stream-tickets"))
+            .await
     }
 }

@@ -53,6 +53,18 @@ pub enum DomainError {
     /// A team with this id exists already (409).
     #[error("team {0} already exists")]
     TeamAlreadyExists(Uuid),
+    /// No token with this id was created, or it was revoked (404).
+    #[error("no active token with this id")]
+    TokenNotFound,
+    /// A token with this id exists already (409).
+    #[error("token {0} already exists")]
+    TokenAlreadyExists(Uuid),
+    /// A token needs at least one scope (422 naming `scopes`).
+    #[error("name at least one scope")]
+    NoScopes,
+    /// A token's expiry must come after its creation (422 naming the expiry).
+    #[error("the expiry must be in the future")]
+    ExpiryNotAfterCreation,
     /// The usecase is being deleted; it accepts no new request (409).
     #[error("the usecase is being deleted")]
     DeletionInProgress,

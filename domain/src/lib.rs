@@ -11,6 +11,7 @@ pub mod image;
 pub mod platform;
 pub mod status;
 pub mod team;
+pub mod token;
 
 pub use aggregate::{Deployment, Usecase};
 pub use auto_update::{
@@ -28,3 +29,4 @@ pub use image::ImageRef;
 pub use platform::{check_platform_name, check_service_name, UpdateStrategy, Visibility};
 pub use status::DeploymentStatus;
 pub use team::{Team, TeamCommand, TeamEvent, TeamName, Tier, TEAM_EVENT_TYPES};
+pub use token::{Scope, Token, TokenCommand, TokenEvent, TOKEN_EVENT_TYPES};

@@ -20,8 +20,8 @@ use lru::LruCache;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use shiplog_application::{AppError, CommandContext, Cursor};
-use shiplog_domain::{DomainError, Team, Usecase};
-use sqlx::{FromRow, PgPool, Postgres, QueryBuilder};
+use shiplog_domain::{DomainError, Team, Token, Usecase};
+use sqlx::{FromRow, PgConnection, PgPool, Postgres, QueryBuilder};
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
@@ -51,6 +51,21 @@ impl Decide for Team {
     fn decide_command(&self, command: Self::Command) -> Result<Vec<Self::Event>, DomainError> {
         self.decide(command)
     }
+}
+
+impl Decide for Token {
+    fn decide_command(&self, command: Self::Command) -> Result<Vec<Self::Event>, DomainError> {
+        self.decide(command)
+    }
+}
+
+/// Rows a command writes beside its events, in their transaction: both commit or
+/// neither (a token's lookup row and its `TokenCreated`, say). Its own refusals
+/// (a unique constraint) fail the command as the events' would.
+#[async_trait::async_trait]
+pub trait Companion<E: Sync>: Send + Sync {
+    /// Writes what `events`, about to be committed, need beside them.
+    async fn write(&self, conn: &mut PgConnection, events: &[E]) -> Result<(), sqlx::Error>;
 }
 
 /// One aggregate as this process has folded it.
@@ -177,7 +192,6 @@ where
     }
 
     /// Decides `command` on `id` and appends its events with `ctx` as metadata.
-    #[instrument(skip(self, command, ctx), fields(aggregate = A::TYPE, request_id = %ctx.request_id))]
     pub async fn execute(
         &self,
         id: &str,
@@ -186,6 +200,23 @@ where
     ) -> Result<Committed<A>, StoreError>
     where
         A::Command: Clone,
+    {
+        self.execute_with(id, command, ctx, None).await
+    }
+
+    /// As [`CachedEventStore::execute`], with `companion` writing its rows in the
+    /// events' transaction.
+    #[instrument(skip(self, command, ctx, companion), fields(aggregate = A::TYPE, request_id = %ctx.request_id))]
+    pub async fn execute_with(
+        &self,
+        id: &str,
+        command: A::Command,
+        ctx: &CommandContext,
+        companion: Option<&dyn Companion<A::Event>>,
+    ) -> Result<Committed<A>, StoreError>
+    where
+        A::Command: Clone,
+        A::Event: Sync,
     {
         let entry = self.entry(id);
         let mut entry = entry.lock().await;
@@ -199,7 +230,10 @@ where
                     cursor: entry.last,
                 });
             }
-            match self.append(id, entry.version, &events, &metadata).await {
+            match self
+                .append(id, entry.version, &events, &metadata, companion)
+                .await
+            {
                 Ok(cursor) => {
                     let first = entry.version + 1;
                     for event in events.iter().cloned() {
@@ -226,14 +260,19 @@ where
         Err(StoreError::Busy)
     }
 
-    /// Inserts the events after `version` in one statement; returns the cursor of the last.
+    /// Inserts the events after `version` in one statement (in one transaction with
+    /// what `companion` writes); returns the cursor of the last.
     async fn append(
         &self,
         id: &str,
         version: i64,
         events: &[A::Event],
         metadata: &serde_json::Value,
-    ) -> Result<Cursor, sqlx::Error> {
+        companion: Option<&dyn Companion<A::Event>>,
+    ) -> Result<Cursor, sqlx::Error>
+    where
+        A::Event: Sync,
+    {
         let mut insert: QueryBuilder<Postgres> = QueryBuilder::new(
             "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) ",
         );
@@ -260,7 +299,16 @@ where
                 .push_unseparated("::json");
         });
         insert.push(" RETURNING transaction_id::text AS txid, position");
-        let returned = insert.build().fetch_all(&self.pool).await?;
+        let returned = match companion {
+            None => insert.build().fetch_all(&self.pool).await?,
+            Some(companion) => {
+                let mut tx = self.pool.begin().await?;
+                let returned = insert.build().fetch_all(&mut *tx).await?;
+                companion.write(&mut tx, events).await?;
+                tx.commit().await?;
+                returned
+            }
+        };
         let last = returned.last().ok_or_else(|| {
             sqlx::Error::Protocol("the insert of a command's events returned no row".to_owned())
         })?;

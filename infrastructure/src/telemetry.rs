@@ -134,6 +134,7 @@ impl CommandOutcome {
                 | AppError::NotFound { .. }
                 | AppError::Conflict { .. }
                 | AppError::Forbidden(_)
+                | AppError::Unauthenticated(_)
                 | AppError::Denied { .. },
             ) => Self::Rejected,
             Err(

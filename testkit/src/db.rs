@@ -37,6 +37,17 @@ impl TestDb {
     /// Creates, migrates and opens a new database; panics (failing the test) when
     /// the server cannot be reached or a migration fails.
     pub async fn create() -> Self {
+        let db = Self::create_empty().await;
+        MIGRATOR
+            .run(&db.pool)
+            .await
+            .unwrap_or_else(|e| panic!("test database {}: migration failed: {e}", db.name));
+        db
+    }
+
+    /// Creates and opens a new database without migrating it: for tests of a
+    /// migration, which bring it to the version before first.
+    pub async fn create_empty() -> Self {
         let name = format!("shiplog_test_{}", Uuid::new_v4().simple());
         let base = pg_base();
         let mut admin = PgConnection::connect(&format!("{base}/postgres"))
@@ -47,19 +58,14 @@ impl TestDb {
             .await
             .unwrap_or_else(|e| panic!("test database {name}: {e}"));
         let _ = admin.close().await;
-        // From here on the database exists: dropping `db` removes it, also when
-        // the migration below fails.
+        // From here on the database exists: dropping the value removes it, also
+        // when a migration fails.
         let url = format!("{base}/{name}");
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .connect_lazy(&url)
             .unwrap_or_else(|e| panic!("test database {name}: {e}"));
-        let db = Self { url, name, pool };
-        MIGRATOR
-            .run(&db.pool)
-            .await
-            .unwrap_or_else(|e| panic!("test database {}: migration failed: {e}", db.name));
-        db
+        Self { url, name, pool }
     }
 }
 

@@ -704,6 +704,56 @@ async fn errors_give_one_line_and_their_documented_exit_code() {
 }
 
 #[tokio::test]
+async fn a_token_created_with_a_lifetime_lists_its_expiry() {
+    let app = TestApp::spawn().await;
+    let before = chrono::Utc::now();
+    shiplog(
+        &app,
+        &[
+            "token",
+            "create",
+            "for-a-month",
+            "--scope",
+            "usecases:read",
+            "--expires-in",
+            "30d",
+        ],
+    )
+    .await
+    .expect(0);
+    let listed = shiplog(&app, &["token", "list", "-o", "json"])
+        .await
+        .expect(0);
+    let tokens: Value = serde_json::from_str(&listed.stdout).unwrap_or_default();
+    let expiry: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(tokens[0]["expiresAt"].clone())
+            .unwrap_or_else(|e| panic!("{}: {e}", listed.stdout));
+    let lifetime = expiry - before;
+    assert!(
+        lifetime >= chrono::Duration::days(30)
+            && lifetime < chrono::Duration::days(30) + chrono::Duration::minutes(1),
+        "{}",
+        listed.stdout
+    );
+    let table = shiplog(&app, &["token", "list"]).await.expect(0);
+    assert!(table.stdout.contains("EXPIRES"), "{}", table.stdout);
+    shiplog(
+        &app,
+        &[
+            "token",
+            "create",
+            "too-long",
+            "--scope",
+            "usecases:read",
+            "--expires-in",
+            "400d",
+        ],
+    )
+    .await
+    .expect(1);
+}
+
+#[tokio::test]
 async fn tokens_are_created_once_listed_and_revoked() {
     let app = TestApp::spawn().await;
     let created = shiplog(

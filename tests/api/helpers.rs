@@ -138,6 +138,7 @@ impl TestApp {
             streams: StreamSettings {
                 keep_alive: Duration::from_millis(300),
                 buffer: 1024,
+                ..StreamSettings::default()
             },
             cors_origins: vec![CORS_ORIGIN.to_owned()],
             proxy_listen: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
@@ -177,6 +178,12 @@ impl TestApp {
             shutdown: Some(tx),
             server: Some(handle),
         }
+    }
+
+    /// Another shiplog on this app's database, as a second replica would be.
+    pub async fn replica(&self) -> Self {
+        let url = self.db.url.clone();
+        Self::start(self.db.clone(), &url, None, |_| {}).await
     }
 
     /// Stops the server and its process manager, and waits until they are gone.

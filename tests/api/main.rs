@@ -2,6 +2,7 @@
 //! the built binary) on a random port against a freshly created PostgreSQL
 //! database, speaks HTTP to it, and drops the database afterwards.
 
+mod access;
 mod audit;
 mod auth;
 mod auto_update;

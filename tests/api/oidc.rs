@@ -161,6 +161,17 @@ async fn an_es256_token_is_accepted_and_streams_take_one_as_access_token() {
     )
     .await;
     assert_eq!(stream.status, 200);
+    // A stream ticket could not check the JWT again on use: the JWT is the way.
+    let (status, body) = app
+        .send(Method::POST, "/api/stream-tickets", Some(&auditor), None)
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("access_token")),
+        "{body}"
+    );
 }
 
 #[tokio::test]

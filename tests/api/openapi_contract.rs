@@ -534,6 +534,7 @@ async fn event_type_filters_are_documented_as_the_ledger_names_them() {
     let spec = spec();
     let mut names: Vec<&str> = shiplog_domain::events::EVENT_TYPES.to_vec();
     names.extend(shiplog_domain::TEAM_EVENT_TYPES);
+    names.extend(shiplog_domain::TOKEN_EVENT_TYPES);
     assert_eq!(
         spec["components"]["schemas"]["EventTypeName"]["enum"],
         json!(names)
@@ -554,6 +555,9 @@ async fn event_type_filters_are_documented_as_the_ledger_names_them() {
                 types["schema"]["items"]["$ref"], "#/components/schemas/EventTypeName",
                 "{method} {path}"
             );
+            // `types=` is both an empty list and a list of one empty name: the
+            // document allows neither, and the server refuses it.
+            assert_eq!(types["schema"]["minItems"], 1, "{method} {path}");
         }
     }
     let app = TestApp::spawn().await;
@@ -563,6 +567,20 @@ async fn event_type_filters_are_documented_as_the_ledger_names_them() {
         .await;
     assert_eq!(status, 200, "{page}");
     assert_eq!(page["items"][0]["type"], "UsecaseRegistered", "{page}");
+    // An empty item is no event type, and an empty list names none (schemathesis
+    // sent `types=` to the stream).
+    let id = page["items"][0]["usecaseId"].as_str().unwrap_or_default();
+    for path in [
+        "/api/events?types=".to_owned(),
+        "/api/events?types=UsecaseRegistered,,TeamCreated".to_owned(),
+        "/api/events/stream?types=".to_owned(),
+        format!("/api/usecases/{id}/history?types="),
+        format!("/api/usecases/{id}/events/stream?types="),
+    ] {
+        let (status, problem) = app.get(&path).await;
+        assert_eq!(status, 422, "{path}: {problem}");
+        assert_eq!(problem["field"], "types", "{path}: {problem}");
+    }
 }
 
 #[tokio::test]

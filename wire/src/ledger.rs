@@ -89,7 +89,7 @@ pub struct EventsQuery {
     /// Only this usecase's events.
     pub usecase: Option<Uuid>,
     /// Only these event types, comma-separated (`DeploymentSucceeded,DeploymentFailed`).
-    #[param(value_type = Option<Vec<crate::limits::EventTypeName>>, style = Form, explode = false)]
+    #[param(value_type = Option<Vec<crate::limits::EventTypeName>>, style = Form, explode = false, min_items = 1)]
     pub types: Option<String>,
     /// Only events caused by this principal (token name, `admin`, `process-manager`).
     pub actor: Option<String>,
@@ -111,7 +111,7 @@ pub struct EventsQuery {
 #[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
     /// Only these event types, comma-separated.
-    #[param(value_type = Option<Vec<crate::limits::EventTypeName>>, style = Form, explode = false)]
+    #[param(value_type = Option<Vec<crate::limits::EventTypeName>>, style = Form, explode = false, min_items = 1)]
     pub types: Option<String>,
     /// Continue after this cursor.
     #[param(pattern = r"^[0-9a-fA-F]{16}[0-7][0-9a-fA-F]{15}$")]
@@ -127,16 +127,19 @@ pub struct HistoryQuery {
 #[into_params(parameter_in = Query)]
 pub struct StreamQuery {
     /// Only these event types, comma-separated.
-    #[param(value_type = Option<Vec<crate::limits::EventTypeName>>, style = Form, explode = false)]
+    #[param(value_type = Option<Vec<crate::limits::EventTypeName>>, style = Form, explode = false, min_items = 1)]
     pub types: Option<String>,
     /// Replay everything after this cursor first (`00000000000000000000000000000000`:
     /// from the beginning). Without it (and without `Last-Event-ID`) the stream starts
     /// with the next new event. A `Last-Event-ID` header wins over this parameter.
     #[param(pattern = r"^[0-9a-fA-F]{16}[0-7][0-9a-fA-F]{15}$")]
     pub after: Option<String>,
-    /// The bearer token, for clients that cannot send headers (a browser's `EventSource`).
-    /// Prefer the `Authorization` header where you can: URLs end up in logs.
+    /// The bearer token, for clients that cannot send headers. Prefer a `ticket`
+    /// (or the `Authorization` header): URLs end up in logs.
     pub access_token: Option<String>,
+    /// A stream ticket (`POST /api/stream-tickets`): the way for a browser's
+    /// `EventSource`, which cannot send headers. One use, within its lifetime.
+    pub ticket: Option<String>,
 }
 
 /// Ask for the state at an earlier instant.

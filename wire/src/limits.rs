@@ -88,6 +88,12 @@ pub enum EventTypeName {
     TeamRenamed,
     /// A team's tier changed.
     TeamTierChanged,
+    /// An API token was created.
+    TokenCreated,
+    /// An API token's scopes changed.
+    TokenScopesChanged,
+    /// An API token was revoked.
+    TokenRevoked,
 }
 
 /// One message of a Server-Sent Events stream, as a client parses it: what the

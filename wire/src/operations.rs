@@ -103,10 +103,13 @@ pub struct LogStreamQuery {
     pub tail: Option<u32>,
     /// Another deployment of the usecase; default: the deployed one.
     pub deployment_id: Option<Uuid>,
-    /// The bearer token, for browsers' EventSource (which cannot set headers).
+    /// The bearer token, for clients that cannot set headers; prefer a `ticket`: URLs end up in logs.
     #[serde(rename = "access_token")]
     #[param(rename = "access_token")]
     pub access_token: Option<String>,
+    /// A stream ticket (`POST /api/stream-tickets`): the way for a browser's
+    /// `EventSource`, which cannot send headers. One use, within its lifetime.
+    pub ticket: Option<String>,
 }
 
 /// One log line and the pod that wrote it.

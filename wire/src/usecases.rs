@@ -490,6 +490,32 @@ pub struct CreateToken {
     /// and change too, and with exactly one, what it creates belongs to that team.
     #[serde(default)]
     pub teams: Vec<Uuid>,
+    /// It stops working this many seconds after its creation: 1 second to a year
+    /// (31536000). Absent: it does not expire. Its `expiresAt` is in the answer.
+    #[schema(minimum = 1, maximum = 31536000)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in: Option<u64>,
+}
+
+/// Body of `PATCH /api/tokens/{id}`: what the token may do from now on.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateToken {
+    /// The complete set of scopes from now on (at least one); recorded as a
+    /// `TokenScopesChanged` event when it differs.
+    #[schema(example = json!(["deployments:read"]), value_type = Vec<ScopeName>, min_items = 1)]
+    pub scopes: Vec<String>,
+}
+
+/// A stream ticket: one stream, within a minute.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamTicketBody {
+    /// Pass it as `?ticket=` to one event or log stream route (an `EventSource` URL).
+    /// It opens one stream, as the caller that asked for it; it is not a bearer token.
+    pub ticket: String,
+    /// When it stops working, used or not.
+    pub expires_at: DateTime<Utc>,
 }
 
 /// A scope a token may hold.
@@ -533,6 +559,8 @@ pub struct TokenResponse {
     pub created_at: DateTime<Utc>,
     /// Who created it.
     pub created_by: String,
+    /// When it stops working (null: never); a token past it is refused with 401.
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 #[cfg(feature = "server")]
@@ -546,6 +574,7 @@ impl From<TokenInfo> for TokenResponse {
             teams: t.teams,
             created_at: t.created_at,
             created_by: t.created_by,
+            expires_at: t.expires_at,
         }
     }
 }

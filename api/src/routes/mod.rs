@@ -10,6 +10,7 @@ pub mod operations;
 pub mod platform;
 pub mod platform_ops;
 pub mod problems;
+pub mod stream_tickets;
 pub mod teams;
 pub mod tokens;
 pub mod usecases;

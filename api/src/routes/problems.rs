@@ -21,9 +21,9 @@ macro_rules! problem_rows {
 
 problem_rows! {
     /// 401 on every route behind a bearer token.
-    Unauthorized = (401, "Missing or invalid token");
+    Unauthorized = (401, "Missing, invalid or expired token");
     /// 401 on the event streams, whose token may come as a query parameter.
-    UnauthorizedStream = (401, "Missing or invalid token (header or access_token)");
+    UnauthorizedStream = (401, "Missing, invalid or expired token (header or access_token), or a stream ticket that is unknown, used, expired or whose token was revoked");
     /// 503 on every route that needs the database.
     DatabaseUnavailable = (503, "Database unavailable; retry");
     /// 503 on the routes that ask the cluster too.
@@ -38,6 +38,8 @@ problem_rows! {
     MalformedQuery = (400, "A query parameter is malformed");
     /// 403 on the admin-only routes.
     AdminOnly = (403, "Token lacks admin");
+    /// 403 on `POST /api/stream-tickets` for an OIDC caller.
+    TicketsForApiTokens = (403, "The caller authenticated with an OIDC token: stream tickets are issued to API tokens (pass the JWT as access_token)");
     /// 403 on the audit routes.
     AuditorOnly = (403, "Token lacks audit:read");
     /// 403 on the PhariaOS routes that read a usecase's deployments.

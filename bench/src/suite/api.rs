@@ -70,6 +70,7 @@ impl Api {
             .to_vec(),
             subject: None,
             teams: Vec::new(),
+            expires_in: None,
         };
         let created = self
             .client

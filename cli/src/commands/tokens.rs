@@ -19,6 +19,7 @@ pub async fn run(api: &Client, out: &Output, command: TokenCommand) -> Result<()
             scopes,
             subject,
             teams,
+            expires_in,
         } => {
             // Every --team by one lookup of the team names (an admin sees them all).
             let mut lookup = TeamLookup::new(api);
@@ -31,6 +32,7 @@ pub async fn run(api: &Client, out: &Output, command: TokenCommand) -> Result<()
                 scopes,
                 subject,
                 teams: team_ids,
+                expires_in,
             };
             let created = api.create_token(&body).await?;
             if out.is_json() {
@@ -40,13 +42,16 @@ pub async fn run(api: &Client, out: &Output, command: TokenCommand) -> Result<()
             let teams = team_names(&mut lookup, &info.teams).await?;
             // The secret alone on stdout, so `TOKEN=$(shiplog token create …)` keeps just it.
             eprintln!(
-                "token {:?} created (id {}, subject {:?}, teams {}, scopes {}); \
-                 its secret is shown this once:",
+                "token {:?} created (id {}, subject {:?}, teams {}, scopes {}, \
+                 expires {}); its secret is shown this once:",
                 info.name,
                 info.id,
                 info.subject,
                 if teams.is_empty() { "none" } else { &teams },
-                info.scopes.join(",")
+                info.scopes.join(","),
+                info.expires_at
+                    .as_ref()
+                    .map_or_else(|| "never".to_owned(), display_instant)
             );
             out.line(&created.token)
         }
@@ -64,6 +69,7 @@ pub async fn run(api: &Client, out: &Output, command: TokenCommand) -> Result<()
                 "SCOPES",
                 "CREATED",
                 "CREATED BY",
+                "EXPIRES",
             ]);
             for token in &tokens {
                 let teams = team_names(&mut lookup, &token.teams).await?;
@@ -75,6 +81,12 @@ pub async fn run(api: &Client, out: &Output, command: TokenCommand) -> Result<()
                     Cell::new(token.scopes.join(",")),
                     Cell::new(display_instant(&token.created_at)),
                     Cell::new(&token.created_by),
+                    Cell::new(
+                        token
+                            .expires_at
+                            .as_ref()
+                            .map_or_else(|| "never".to_owned(), display_instant),
+                    ),
                 ]);
             }
             out.print_table(table)

@@ -7,7 +7,7 @@ use cqrs_es::Aggregate;
 use futures::TryStreamExt;
 use shiplog_application::read_models::{Fact, TeamFact};
 use shiplog_application::Cursor;
-use shiplog_domain::{Team, TeamEvent, UsecaseEvent};
+use shiplog_domain::{Team, TeamEvent, Token, UsecaseEvent};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
@@ -28,7 +28,8 @@ pub(crate) struct LoggedEvent {
     pub about: About,
 }
 
-/// A stored event as what it is about: a usecase or a team.
+/// A stored event as what it is about: a usecase, a team, or something no read
+/// model takes in (a token's access).
 // Held for one page at a time; boxing the larger variant would buy nothing.
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum About {
@@ -36,6 +37,9 @@ pub(crate) enum About {
     Usecase(Uuid, UsecaseEvent),
     /// A team's event.
     Team(Uuid, TeamEvent),
+    /// An event no read model folds (a token's): passed over, and yet counted in the
+    /// checkpoint, so that a page of them moves the projections on.
+    Ignored,
 }
 
 /// A decoded event, borrowed as the fold takes it.
@@ -44,6 +48,8 @@ pub(crate) enum FactRef<'a> {
     Usecase(Fact<'a>),
     /// A team's event.
     Team(TeamFact<'a>),
+    /// An event no read model folds.
+    Ignored,
 }
 
 impl LoggedEvent {
@@ -65,6 +71,7 @@ impl LoggedEvent {
                 actor: &self.actor,
                 event,
             }),
+            About::Ignored => FactRef::Ignored,
         }
     }
 }
@@ -116,7 +123,9 @@ fn decode(row: &PgRow) -> Result<LoggedEvent, ProjectionError> {
             .map_err(|_| ProjectionError::AggregateId(cursor))
     };
     // The payload is checked before the id for a usecase, after it for a team.
-    let about = if aggregate_type == Team::TYPE {
+    let about = if aggregate_type == Token::TYPE {
+        About::Ignored
+    } else if aggregate_type == Team::TYPE {
         let team_id = uuid()?;
         About::Team(team_id, serde_json::from_str(payload).map_err(invalid)?)
     } else {

@@ -253,6 +253,7 @@ impl Projector {
             match event.fact() {
                 FactRef::Usecase(fact) => needs.add(&fact, views(event.cursor)),
                 FactRef::Team(fact) => needs.add_team(&fact, views(event.cursor)),
+                FactRef::Ignored => {}
             }
         }
         let missing = models.missing(&needs);
@@ -265,6 +266,7 @@ impl Projector {
             match event.fact() {
                 FactRef::Usecase(fact) => models.apply(&fact, views(event.cursor))?,
                 FactRef::Team(fact) => models.apply_team(&fact, views(event.cursor))?,
+                FactRef::Ignored => {}
             }
         }
         Ok(())

@@ -78,8 +78,11 @@ pub struct PlatformLogStreamQuery {
     /// Recent lines per pod first, 0 to 10000 (default 100).
     #[param(maximum = 10000)]
     pub tail: Option<u32>,
-    /// The token, for a browser's `EventSource`, which cannot send headers.
+    /// The token, for clients that cannot send headers; prefer a `ticket`: URLs end up in logs.
     pub access_token: Option<String>,
+    /// A stream ticket (`POST /api/stream-tickets`): the way for a browser's
+    /// `EventSource`, which cannot send headers. One use, within its lifetime.
+    pub ticket: Option<String>,
 }
 
 /// `GET /api/deployments/{name}/logs`.
