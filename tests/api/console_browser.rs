@@ -412,3 +412,94 @@ async fn a_person_runs_a_deployment_from_the_console_in_a_browser() {
     screenshot(&browser, "10-after-logout", None).await;
     browser.close().await.unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// Logs the browser in with the admin token and waits for `/deployments`.
+async fn log_in(browser: &Client, app: &TestApp) {
+    browser
+        .goto(&app.url("/login?next=%2Fdeployments"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    browser
+        .find(Locator::Css("#token"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .send_keys(ADMIN_TOKEN)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    click(browser, "form[action='/login'] button[type=submit]").await;
+    arrive(browser, "/deployments", |p| p == "/deployments").await;
+}
+
+/// Whether the page's live stream is open (htmx's SSE extension keeps its
+/// `EventSource` in the element's internal data).
+async fn live_is_open(browser: &Client) -> Result<(), String> {
+    let state = browser
+        .execute(
+            "const e = document.querySelector('[sse-connect]');
+             const s = e && e['htmx-internal-data'] && e['htmx-internal-data'].sseEventSource;
+             return s ? s.readyState : null;",
+            vec![],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    if state == json!(1) {
+        Ok(())
+    } else {
+        Err(format!("EventSource readyState {state}"))
+    }
+}
+
+/// How long a page may take to load before the test calls it stalled: the browser's
+/// own page-load timeout, so that a stall fails at once instead of after a minute.
+const PROMPT_LOAD: Duration = Duration::from_secs(5);
+
+/// Chromium keeps a page it leaves in its back/forward cache, live stream and all: each
+/// held one of the six connections it opens to a host, and the seventh live page waited
+/// about a minute. Going through more live pages than that, each must load promptly
+/// and open its own stream.
+#[tokio::test]
+async fn leaving_live_pages_never_stalls_the_next_one() {
+    let Some(driver) = chromedriver() else {
+        return;
+    };
+    let sim = sim_with(Duration::from_millis(100), true).await;
+    let app = platform_app(&sim, |_| {}).await;
+    let (status, created) = app
+        .post("/api/deployments", json!({"template": "nginx"}))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let name = created["name"].as_str().unwrap_or_default().to_owned();
+    let browser = browser(&driver).await;
+    browser
+        .update_timeouts(fantoccini::wd::TimeoutConfiguration::new(
+            None,
+            Some(PROMPT_LOAD),
+            None,
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    log_in(&browser, &app).await;
+    let pages = [
+        format!("/deployments/{name}"),
+        "/deployments".to_owned(),
+        "/ledger".to_owned(),
+    ];
+    let mut slowest = Duration::ZERO;
+    // Four rounds: twelve live pages, twice the browser's connections to a host.
+    for round in 1..=4 {
+        for page in &pages {
+            let started = std::time::Instant::now();
+            browser.goto(&app.url(page)).await.unwrap_or_else(|e| {
+                panic!("round {round}: {page} did not load within {PROMPT_LOAD:?}: {e}")
+            });
+            eventually(
+                &format!("round {round}: {page}'s live stream opens"),
+                || live_is_open(&browser),
+            )
+            .await;
+            slowest = slowest.max(started.elapsed());
+        }
+    }
+    eprintln!("the slowest of 12 live pages loaded and opened its stream in {slowest:?}");
+    browser.close().await.unwrap_or_else(|e| panic!("{e}"));
+}

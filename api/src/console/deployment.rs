@@ -3,7 +3,7 @@
 //! deployment, Kubernetes events, cpu/memory, a log tail, and its history as a timeline
 //! with a slider that shows the state at any of its instants (`?at=`).
 
-use super::deployments::encoded;
+use super::deployments::{encoded, status_badge, status_event};
 use super::layout::{badge, csrf_field, done_note, error_note, page, Section};
 use super::session::{see_other, Console, ConsoleSession};
 use super::{command_context, parse_env, ConsoleForm, PageError};
@@ -119,7 +119,13 @@ pub async fn show(
     let may_write = principal.require(Scope::DeploymentsWrite).is_ok();
     let body = html! {
         p { a href="/deployments" { "← Deployments" } }
-        h1 { (d.name) " " (badge(d.report.status.as_str(), Some("status"))) }
+        h1 {
+            (d.name) " "
+            // The badge follows the deployment live (one stream per page, see `live`).
+            span sse-connect={ "/console/live/deployments/" (encoded(&d.name)) } sse-swap=(status_event(d.usecase_id)) {
+                (status_badge(&d))
+            }
+        }
         @if let Some(done) = &query.done { (done_note(done)) }
         div.grid {
             (status_card(&d))
