@@ -486,3 +486,78 @@ async fn an_oidc_token_opens_a_session_that_acts_as_its_subject_and_ends_with_th
     );
     assert!(set_cookie(&response, "shiplog_session").is_none());
 }
+
+#[tokio::test]
+async fn a_deployments_page_follows_its_badge_and_its_log_lines_live() {
+    let sim = crate::cluster::sim_with(std::time::Duration::from_millis(100), true).await;
+    let app = crate::platform::platform_app(&sim, |_| {}).await;
+    let (status, created) = app
+        .post("/api/deployments", json!({"template": "nginx"}))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let name = created["name"].as_str().unwrap_or_default().to_owned();
+    crate::platform::wait_for(&app, &name, "Ready").await;
+    let session = login(&app, ADMIN_TOKEN, "/deployments").await;
+
+    // The page renders the last lines and names its one live stream.
+    let page = browser()
+        .get(app.url(&format!("/deployments/{name}")))
+        .header(COOKIE, &session.cookie)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .text()
+        .await
+        .unwrap_or_default();
+    assert!(
+        page.contains(&format!("sse-connect=\"/console/live/deployments/{name}\"")),
+        "{page}"
+    );
+    assert!(page.contains("id=\"log-lines\""), "{page}");
+
+    let mut stream = crate::sse::SseStream::open(
+        &app.url(&format!("/console/live/deployments/{name}")),
+        &[("cookie", &session.cookie)],
+    )
+    .await;
+    assert_eq!(stream.status, 200);
+    // The badge at once, then the tail after a reset, then new lines (the simulator's
+    // pods write a heartbeat every 100 ms), each an escaped HTML line.
+    let messages = stream.take(8).await;
+    let events: Vec<&str> = messages
+        .iter()
+        .map(|m| m.event.as_deref().unwrap_or_default())
+        .collect();
+    let badge = messages
+        .iter()
+        .find(|m| m.event.as_deref().is_some_and(|e| e.starts_with("status-")))
+        .unwrap_or_else(|| panic!("no badge: {events:?}"));
+    assert!(badge.data.contains(">Ready</span>"), "{}", badge.data);
+    let reset = events.iter().position(|e| *e == "logs-reset");
+    let first_line = events.iter().position(|e| *e == "log");
+    assert!(
+        reset.is_some() && reset < first_line,
+        "the reset comes before the lines: {events:?}"
+    );
+    let lines: Vec<&str> = messages
+        .iter()
+        .filter(|m| m.event.as_deref() == Some("log"))
+        .map(|m| m.data.as_str())
+        .collect();
+    assert!(lines.len() >= 5, "{events:?}");
+    for line in lines {
+        assert!(
+            line.starts_with("<span class=\"log-line\">") && line.contains(" | kube-sim: "),
+            "{line}"
+        );
+    }
+
+    // A deployment the caller cannot see has no stream.
+    let response = browser()
+        .get(app.url("/console/live/deployments/no-such-deployment"))
+        .header(COOKIE, &session.cookie)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(response.status().as_u16(), 404);
+}

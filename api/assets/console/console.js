@@ -1,4 +1,5 @@
-// shiplog's console: what htmx's SSE extension does not do by itself.
+// shiplog's console: what htmx's SSE extension does not do by itself (no build step;
+// served as written).
 //
 // A page the browser leaves may be kept whole in its back/forward cache, live streams
 // and all. Each such stream holds one of the six HTTP/1.1 connections a browser opens
@@ -16,6 +17,40 @@
         data.sseEventSource.close();
       }
     });
+  });
+  // A live log tail: the stream starts again from the tail the page was rendered with
+  // (`logs-reset`, then the lines), so the rendered lines go first: no line missed,
+  // none twice. Only the last `data-keep-lines` lines are kept, and a reader at the
+  // bottom stays there.
+  document.addEventListener("htmx:sseOpen", function (event) {
+    var connected = event.target;
+    event.detail.source.addEventListener("logs-reset", function () {
+      connected.querySelectorAll("[data-live-reset]").forEach(function (element) {
+        element.textContent = "";
+      });
+    });
+  });
+  var atBottom = function (element) {
+    return element.scrollHeight - element.scrollTop - element.clientHeight < 24;
+  };
+  document.addEventListener("htmx:sseBeforeMessage", function (event) {
+    var element = event.target;
+    if (element.hasAttribute && element.hasAttribute("data-keep-lines")) {
+      element.shiplogFollow = atBottom(element);
+    }
+  });
+  document.addEventListener("htmx:sseMessage", function (event) {
+    var element = event.target;
+    if (!element.hasAttribute || !element.hasAttribute("data-keep-lines")) {
+      return;
+    }
+    var keep = parseInt(element.getAttribute("data-keep-lines"), 10);
+    while (element.children.length > keep) {
+      element.removeChild(element.firstElementChild);
+    }
+    if (element.shiplogFollow) {
+      element.scrollTop = element.scrollHeight;
+    }
   });
   window.addEventListener("pageshow", function (event) {
     if (event.persisted) {

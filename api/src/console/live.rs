@@ -8,6 +8,7 @@
 //! tick reads again while anything is still on its way, so that the last change of a
 //! burst (a rollout's `DeploymentSucceeded`) is never missed.
 
+use super::deployment::LOG_TAIL;
 use super::deployments::{status_badge, status_event, team_of};
 use super::layout::badge;
 use super::session::Console;
@@ -20,6 +21,7 @@ use axum::http::HeaderName;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
+use maud::{html, Markup};
 use serde::Deserialize;
 use shiplog_application::{
     AppError, EventFilter, FeedItem, Platform, PlatformDeployment, Principal, Scope,
@@ -92,12 +94,18 @@ impl Badges {
         shown_of: Shown,
         feed: BoxStream<'static, FeedItem>,
     ) -> Result<Self, PageError> {
-        let shown = shown_of
-            .read(&state.platform, &principal)
-            .await?
-            .into_iter()
-            .map(|d| (d.usecase_id, d.report.status.as_str().to_owned()))
-            .collect();
+        let read = shown_of.read(&state.platform, &principal).await?;
+        // One deployment's badge is sent at once (a page reconnecting after a while
+        // may show an old one); a list's badges only when they change.
+        let (shown, settle) = match shown_of {
+            Shown::List(_) => (
+                read.into_iter()
+                    .map(|d| (d.usecase_id, d.report.status.as_str().to_owned()))
+                    .collect(),
+                0,
+            ),
+            Shown::One(_) => (HashMap::new(), 1),
+        };
         Ok(Self {
             platform: state.platform.clone(),
             principal,
@@ -105,7 +113,7 @@ impl Badges {
             feed,
             ticks: tokio::time::interval(TICK),
             shown,
-            settle: 0,
+            settle,
         })
     }
 
@@ -171,11 +179,17 @@ pub async fn deployments(
     let slot = state.streams.take(&principal)?;
     let feed = state.audit.follow(EventFilter::default(), None).await?;
     let badges = Badges::start(&state, principal, Shown::List(team), feed).await?;
-    Ok(live_response(&state, badges, slot))
+    let messages = stream::unfold(badges, Badges::next)
+        .flat_map(stream::iter)
+        .boxed();
+    Ok(live_response(&state, messages, slot))
 }
 
-/// `GET /console/live/deployments/{name}`: the badge of one deployment as it changes,
-/// for its page.
+/// `GET /console/live/deployments/{name}`: for a deployment's page, its badge as it
+/// changes and, when its pods run, its log lines: `event: logs-reset` (the page drops
+/// the lines it was rendered with), the last [`LOG_TAIL`] lines, then new ones, each
+/// `event: log` with the line as escaped HTML. One stream (one connection, one slot)
+/// per page.
 pub async fn deployment(
     State(state): State<AppState>,
     Console(session): Console,
@@ -191,16 +205,45 @@ pub async fn deployment(
         ..EventFilter::default()
     };
     let feed = state.audit.follow(filter, None).await?;
+    // Nothing runs yet (or no cluster): the badge alone; the page keeps its static lines.
+    let logs = match state
+        .platform
+        .follow_logs(&principal, &name, None, Some(LOG_TAIL))
+        .await
+    {
+        Ok((_, lines)) => stream::once(async { sse::message(None, Some("logs-reset"), None) })
+            .chain(lines.map(|line| {
+                let html = match line {
+                    Ok(line) => log_line(&line.pod, &line.line),
+                    Err(e) => log_line("shiplog", &format!("the log stream failed: {e}")),
+                };
+                sse::message(None, Some("log"), Some(&html.into_string()))
+            }))
+            .boxed(),
+        Err(_) => stream::empty().boxed(),
+    };
     let badges = Badges::start(&state, principal, Shown::One(name), feed).await?;
-    Ok(live_response(&state, badges, slot))
+    let badges = stream::unfold(badges, Badges::next).flat_map(stream::iter);
+    Ok(live_response(
+        &state,
+        stream::select(badges, logs).boxed(),
+        slot,
+    ))
 }
 
-/// The SSE response of `badges`' messages, holding `slot`, ended when shiplog stops.
-fn live_response(state: &AppState, badges: Badges, slot: StreamSlot) -> Response {
+/// One log line as a deployment's page shows it (`pod | line`), escaped.
+pub(crate) fn log_line(pod: &str, line: &str) -> Markup {
+    html! { span.log-line { (pod) " | " (line) "\n" } }
+}
+
+/// The SSE response of `messages`, holding `slot`, ended when shiplog stops.
+fn live_response(
+    state: &AppState,
+    messages: BoxStream<'static, Bytes>,
+    slot: StreamSlot,
+) -> Response {
     let stopping = state.stopping.child_token().cancelled_owned();
-    let messages = stream::unfold(badges, Badges::next)
-        .flat_map(stream::iter)
-        .take_until(stopping);
+    let messages = messages.take_until(stopping);
     let messages = holding(messages, slot).boxed();
     let no_buffering = [(HeaderName::from_static("x-accel-buffering"), "no")];
     (
