@@ -561,3 +561,91 @@ async fn a_deployments_page_follows_its_badge_and_its_log_lines_live() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(response.status().as_u16(), 404);
 }
+
+#[tokio::test]
+async fn with_require_reason_the_consoles_delete_form_says_why_in_its_reason_field() {
+    let app = TestApp::spawn_configured(|s| s.require_reason = true).await;
+    let created: Value = app
+        .client
+        .post(app.url("/api/usecases"))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("x-shiplog-reason", "a usecase to delete")
+        .json(&json!({"name": "said-why"}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let usecase = created["id"].as_str().unwrap_or_default().to_owned();
+    let session = login(&app, ADMIN_TOKEN, "/deployments").await;
+    let confirm = browser()
+        .get(app.url("/deployments/said-why/delete"))
+        .header(COOKIE, &session.cookie)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .text()
+        .await
+        .unwrap_or_default();
+    assert!(
+        confirm.contains("name=\"reason\"") && confirm.contains("required"),
+        "the confirmation asks why: {confirm}"
+    );
+    let post = |form: String| {
+        browser()
+            .post(app.url("/api/deployments/delete"))
+            .header(COOKIE, &session.cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form)
+            .send()
+    };
+    let cases = [
+        ("no reason field", String::new()),
+        ("a blank reason", "&reason=+++".to_owned()),
+    ];
+    for (description, reason) in cases {
+        let response = post(format!(
+            "csrf_token={}&deployment_name=said-why{reason}",
+            session.csrf
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        let (status, problem) = problem(response).await;
+        assert_eq!(status, 400, "{description}: {problem}");
+        assert_eq!(problem["field"], "reason", "{description}: {problem}");
+    }
+    let response = post(format!(
+        "csrf_token={}&deployment_name=said-why&reason=replaced+by+v2",
+        session.csrf
+    ))
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        response.status().as_u16(),
+        303,
+        "back to the deployments page"
+    );
+    let (status, history) = app.get(&format!("/api/usecases/{usecase}/history")).await;
+    assert_eq!(status, 200, "{history}");
+    let deleted = history["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .skip(1)
+        .cloned()
+        .collect::<Vec<Value>>();
+    assert!(!deleted.is_empty(), "the deletion is recorded: {history}");
+    for event in deleted {
+        assert_eq!(event["metadata"]["reason"], "replaced by v2", "{event}");
+    }
+    // A JSON client still says why in the header, and is told so.
+    let (status, problem) = app
+        .post(
+            "/api/deployments/delete",
+            json!({"deployment_name": "said-why"}),
+        )
+        .await;
+    assert_eq!(status, 400, "{problem}");
+    assert_eq!(problem["field"], "X-Shiplog-Reason");
+}
