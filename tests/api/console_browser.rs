@@ -1,7 +1,8 @@
 //! The web console in a real browser: headless Chromium driven over WebDriver
 //! (Debian's `chromium` and `chromium-driver`, which `scripts/test` installs) through
 //! fantoccini. A person logs in, creates a deployment from a template, watches its badge
-//! turn Ready without reloading, opens it, changes its config, rolls back, tries a form
+//! turn Ready without reloading, opens it, changes its config (its page follows the
+//! rollout and the pods' log lines live), rolls back, tries a form
 //! without its CSRF token, deletes it through seed 002's form post, and logs out.
 //!
 //! Each page is saved as a screenshot under `$CARGO_TARGET_DIR/console-screenshots/`;
@@ -271,6 +272,29 @@ async fn a_person_runs_a_deployment_from_the_console_in_a_browser() {
         .unwrap_or_else(|e| panic!("{e}"));
     click(&browser, "form[action$='/config'] button[type=submit]").await;
     arrive(&browser, "the page saying so", |p| p.contains("done=")).await;
+    // The page follows the new rollout and the pods' log lines without a reload: its
+    // badge turns Ready, and lines the pods write after the page loaded are appended.
+    browser
+        .execute("window.shiplogMark = 'same page'; return null;", vec![])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    eventually(&format!("{name}'s page shows Ready"), || async {
+        match text_of(&browser, &badge).await {
+            Ok(text) if text == "Ready" => Ok(()),
+            other => Err(other),
+        }
+    })
+    .await;
+    let mark = browser
+        .execute("return window.shiplogMark || null;", vec![])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        mark,
+        json!("same page"),
+        "the badge and the lines came without a reload"
+    );
+    screenshot(&browser, "04a-deployment-live", None).await;
     eventually("the config change rolls out", || async {
         match succeeded(&app, &name).await.len() {
             2 => Ok(()),
@@ -279,6 +303,47 @@ async fn a_person_runs_a_deployment_from_the_console_in_a_browser() {
     })
     .await;
     wait_for(&app, &name, "Ready").await;
+    // Its pods' log lines arrive live (the tail follows the deployment serving when
+    // the page was opened: the new one, now).
+    browser
+        .goto(&app.url(&format!("/deployments/{name}")))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    browser
+        .execute("window.shiplogMark = 'same page'; return null;", vec![])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let last_line = "const l = document.querySelectorAll('#log-lines .log-line'); \
+                     return l.length ? l[l.length - 1].textContent : null;";
+    let heartbeat = |line: &serde_json::Value| {
+        line.as_str()
+            .and_then(|l| l.rsplit("kube-sim: heartbeat ").next())
+            .and_then(|n| n.trim().parse::<u64>().ok())
+    };
+    let first_seen = eventually("a log line on the page", || async {
+        let line = browser
+            .execute(last_line, vec![])
+            .await
+            .map_err(|e| e.to_string())?;
+        heartbeat(&line).ok_or(format!("{line}"))
+    })
+    .await;
+    eventually("a newer log line is appended live", || async {
+        let line = browser
+            .execute(last_line, vec![])
+            .await
+            .map_err(|e| e.to_string())?;
+        match heartbeat(&line) {
+            Some(n) if n > first_seen + 2 => Ok(()),
+            _ => Err(format!("{line}")),
+        }
+    })
+    .await;
+    let mark = browser
+        .execute("return window.shiplogMark || null;", vec![])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(mark, json!("same page"), "the lines came without a reload");
 
     // Roll back to the first deployment: one button per earlier deployment.
     browser
@@ -367,6 +432,13 @@ async fn a_person_runs_a_deployment_from_the_console_in_a_browser() {
     // Delete through the form: seed 002's post, back on the deployments page.
     browser
         .goto(&app.url(&format!("/deployments/{name}/delete")))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    browser
+        .find(Locator::Css("#delete-reason"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .send_keys("tried it out")
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     screenshot(&browser, "07-confirm-delete", None).await;
