@@ -543,6 +543,57 @@ impl FromRequestParts<AppState> for RequestId {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        let request = ReasonLater::from_request_parts(parts, state).await?.0;
+        request.require_reason(state, REASON_FIELD_HEADER)
+    }
+}
+
+/// How `X-Shiplog-Reason` is named in problems.
+const REASON_FIELD_HEADER: &str = "X-Shiplog-Reason";
+
+impl RequestId {
+    /// The request, or with `--require-reason` and no reason given a 400 naming `field`
+    /// (where the client should have said why).
+    pub fn require_reason(self, state: &AppState, field: &str) -> Result<Self, ApiError> {
+        if self.reason.is_none() && state.require_reason {
+            return Err(ApiError::BadRequest {
+                detail: format!(
+                    "this shiplog requires a reason for every change: say why in {field}"
+                ),
+                field: Some(field.to_owned()),
+            });
+        }
+        Ok(self)
+    }
+
+    /// The reason of the header or, when it gave none, of the body's `reason` field (a
+    /// form post cannot set headers), checked as the header is; then `--require-reason`,
+    /// naming the form field for a form post and the header otherwise.
+    pub fn with_body_reason(
+        mut self,
+        state: &AppState,
+        reason: Option<&str>,
+        form: bool,
+    ) -> Result<Self, ApiError> {
+        if self.reason.is_none() {
+            self.reason = checked_reason(reason.unwrap_or_default(), "reason")?;
+        }
+        let field = if form { "reason" } else { REASON_FIELD_HEADER };
+        self.require_reason(state, field)
+    }
+}
+
+/// [`RequestId`] without `--require-reason`'s refusal, for a route whose body may carry
+/// the reason: it calls [`RequestId::with_body_reason`] once the body is read.
+pub struct ReasonLater(pub RequestId);
+
+impl FromRequestParts<AppState> for ReasonLater {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let id = parts
             .headers
             .get("x-request-id")
@@ -550,13 +601,7 @@ impl FromRequestParts<AppState> for RequestId {
             .unwrap_or_default()
             .to_owned();
         let reason = reason_of(&parts.headers)?;
-        if reason.is_none() && state.require_reason {
-            return Err(ApiError::BadRequest {
-                detail: "this shiplog requires a reason for every change: say why in the X-Shiplog-Reason header".to_owned(),
-                field: Some("X-Shiplog-Reason".to_owned()),
-            });
-        }
-        Ok(Self { id, reason })
+        Ok(Self(RequestId { id, reason }))
     }
 }
 
@@ -566,11 +611,20 @@ fn reason_of(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get(REASON_HEADER) else {
         return Ok(None);
     };
+    let text = std::str::from_utf8(value.as_bytes()).map_err(|_| ApiError::BadRequest {
+        detail: "X-Shiplog-Reason is not UTF-8".to_owned(),
+        field: Some(REASON_FIELD_HEADER.to_owned()),
+    })?;
+    checked_reason(text, REASON_FIELD_HEADER)
+}
+
+/// A reason as given in `field`: without control characters, at most
+/// [`MAX_REASON_LEN`] characters, trimmed; blank counts as none.
+fn checked_reason(text: &str, field: &str) -> Result<Option<String>, ApiError> {
     let refuse = |why: &str| ApiError::BadRequest {
-        detail: format!("X-Shiplog-Reason {why}"),
-        field: Some("X-Shiplog-Reason".to_owned()),
+        detail: format!("{field} {why}"),
+        field: Some(field.to_owned()),
     };
-    let text = std::str::from_utf8(value.as_bytes()).map_err(|_| refuse("is not UTF-8"))?;
     let text = text.trim();
     if text.chars().any(char::is_control) {
         return Err(refuse("must not contain control characters"));

@@ -486,3 +486,166 @@ async fn an_oidc_token_opens_a_session_that_acts_as_its_subject_and_ends_with_th
     );
     assert!(set_cookie(&response, "shiplog_session").is_none());
 }
+
+#[tokio::test]
+async fn a_deployments_page_follows_its_badge_and_its_log_lines_live() {
+    let sim = crate::cluster::sim_with(std::time::Duration::from_millis(100), true).await;
+    let app = crate::platform::platform_app(&sim, |_| {}).await;
+    let (status, created) = app
+        .post("/api/deployments", json!({"template": "nginx"}))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let name = created["name"].as_str().unwrap_or_default().to_owned();
+    crate::platform::wait_for(&app, &name, "Ready").await;
+    let session = login(&app, ADMIN_TOKEN, "/deployments").await;
+
+    // The page renders the last lines and names its one live stream.
+    let page = browser()
+        .get(app.url(&format!("/deployments/{name}")))
+        .header(COOKIE, &session.cookie)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .text()
+        .await
+        .unwrap_or_default();
+    assert!(
+        page.contains(&format!("sse-connect=\"/console/live/deployments/{name}\"")),
+        "{page}"
+    );
+    assert!(page.contains("id=\"log-lines\""), "{page}");
+
+    let mut stream = crate::sse::SseStream::open(
+        &app.url(&format!("/console/live/deployments/{name}")),
+        &[("cookie", &session.cookie)],
+    )
+    .await;
+    assert_eq!(stream.status, 200);
+    // The badge at once, then the tail after a reset, then new lines (the simulator's
+    // pods write a heartbeat every 100 ms), each an escaped HTML line.
+    let messages = stream.take(8).await;
+    let events: Vec<&str> = messages
+        .iter()
+        .map(|m| m.event.as_deref().unwrap_or_default())
+        .collect();
+    let badge = messages
+        .iter()
+        .find(|m| m.event.as_deref().is_some_and(|e| e.starts_with("status-")))
+        .unwrap_or_else(|| panic!("no badge: {events:?}"));
+    assert!(badge.data.contains(">Ready</span>"), "{}", badge.data);
+    let reset = events.iter().position(|e| *e == "logs-reset");
+    let first_line = events.iter().position(|e| *e == "log");
+    assert!(
+        reset.is_some() && reset < first_line,
+        "the reset comes before the lines: {events:?}"
+    );
+    let lines: Vec<&str> = messages
+        .iter()
+        .filter(|m| m.event.as_deref() == Some("log"))
+        .map(|m| m.data.as_str())
+        .collect();
+    assert!(lines.len() >= 5, "{events:?}");
+    for line in lines {
+        assert!(
+            line.starts_with("<span class=\"log-line\">") && line.contains(" | kube-sim: "),
+            "{line}"
+        );
+    }
+
+    // A deployment the caller cannot see has no stream.
+    let response = browser()
+        .get(app.url("/console/live/deployments/no-such-deployment"))
+        .header(COOKIE, &session.cookie)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(response.status().as_u16(), 404);
+}
+
+#[tokio::test]
+async fn with_require_reason_the_consoles_delete_form_says_why_in_its_reason_field() {
+    let app = TestApp::spawn_configured(|s| s.require_reason = true).await;
+    let created: Value = app
+        .client
+        .post(app.url("/api/usecases"))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("x-shiplog-reason", "a usecase to delete")
+        .json(&json!({"name": "said-why"}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let usecase = created["id"].as_str().unwrap_or_default().to_owned();
+    let session = login(&app, ADMIN_TOKEN, "/deployments").await;
+    let confirm = browser()
+        .get(app.url("/deployments/said-why/delete"))
+        .header(COOKIE, &session.cookie)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .text()
+        .await
+        .unwrap_or_default();
+    assert!(
+        confirm.contains("name=\"reason\"") && confirm.contains("required"),
+        "the confirmation asks why: {confirm}"
+    );
+    let post = |form: String| {
+        browser()
+            .post(app.url("/api/deployments/delete"))
+            .header(COOKIE, &session.cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form)
+            .send()
+    };
+    let cases = [
+        ("no reason field", String::new()),
+        ("a blank reason", "&reason=+++".to_owned()),
+    ];
+    for (description, reason) in cases {
+        let response = post(format!(
+            "csrf_token={}&deployment_name=said-why{reason}",
+            session.csrf
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        let (status, problem) = problem(response).await;
+        assert_eq!(status, 400, "{description}: {problem}");
+        assert_eq!(problem["field"], "reason", "{description}: {problem}");
+    }
+    let response = post(format!(
+        "csrf_token={}&deployment_name=said-why&reason=replaced+by+v2",
+        session.csrf
+    ))
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        response.status().as_u16(),
+        303,
+        "back to the deployments page"
+    );
+    let (status, history) = app.get(&format!("/api/usecases/{usecase}/history")).await;
+    assert_eq!(status, 200, "{history}");
+    let deleted = history["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .skip(1)
+        .cloned()
+        .collect::<Vec<Value>>();
+    assert!(!deleted.is_empty(), "the deletion is recorded: {history}");
+    for event in deleted {
+        assert_eq!(event["metadata"]["reason"], "replaced by v2", "{event}");
+    }
+    // A JSON client still says why in the header, and is told so.
+    let (status, problem) = app
+        .post(
+            "/api/deployments/delete",
+            json!({"deployment_name": "said-why"}),
+        )
+        .await;
+    assert_eq!(status, 400, "{problem}");
+    assert_eq!(problem["field"], "X-Shiplog-Reason");
+}

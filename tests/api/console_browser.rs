@@ -1,7 +1,8 @@
 //! The web console in a real browser: headless Chromium driven over WebDriver
 //! (Debian's `chromium` and `chromium-driver`, which `scripts/test` installs) through
 //! fantoccini. A person logs in, creates a deployment from a template, watches its badge
-//! turn Ready without reloading, opens it, changes its config, rolls back, tries a form
+//! turn Ready without reloading, opens it, changes its config (its page follows the
+//! rollout and the pods' log lines live), rolls back, tries a form
 //! without its CSRF token, deletes it through seed 002's form post, and logs out.
 //!
 //! Each page is saved as a screenshot under `$CARGO_TARGET_DIR/console-screenshots/`;
@@ -271,6 +272,29 @@ async fn a_person_runs_a_deployment_from_the_console_in_a_browser() {
         .unwrap_or_else(|e| panic!("{e}"));
     click(&browser, "form[action$='/config'] button[type=submit]").await;
     arrive(&browser, "the page saying so", |p| p.contains("done=")).await;
+    // The page follows the new rollout and the pods' log lines without a reload: its
+    // badge turns Ready, and lines the pods write after the page loaded are appended.
+    browser
+        .execute("window.shiplogMark = 'same page'; return null;", vec![])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    eventually(&format!("{name}'s page shows Ready"), || async {
+        match text_of(&browser, &badge).await {
+            Ok(text) if text == "Ready" => Ok(()),
+            other => Err(other),
+        }
+    })
+    .await;
+    let mark = browser
+        .execute("return window.shiplogMark || null;", vec![])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        mark,
+        json!("same page"),
+        "the badge and the lines came without a reload"
+    );
+    screenshot(&browser, "04a-deployment-live", None).await;
     eventually("the config change rolls out", || async {
         match succeeded(&app, &name).await.len() {
             2 => Ok(()),
@@ -279,6 +303,47 @@ async fn a_person_runs_a_deployment_from_the_console_in_a_browser() {
     })
     .await;
     wait_for(&app, &name, "Ready").await;
+    // Its pods' log lines arrive live (the tail follows the deployment serving when
+    // the page was opened: the new one, now).
+    browser
+        .goto(&app.url(&format!("/deployments/{name}")))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    browser
+        .execute("window.shiplogMark = 'same page'; return null;", vec![])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let last_line = "const l = document.querySelectorAll('#log-lines .log-line'); \
+                     return l.length ? l[l.length - 1].textContent : null;";
+    let heartbeat = |line: &serde_json::Value| {
+        line.as_str()
+            .and_then(|l| l.rsplit("kube-sim: heartbeat ").next())
+            .and_then(|n| n.trim().parse::<u64>().ok())
+    };
+    let first_seen = eventually("a log line on the page", || async {
+        let line = browser
+            .execute(last_line, vec![])
+            .await
+            .map_err(|e| e.to_string())?;
+        heartbeat(&line).ok_or(format!("{line}"))
+    })
+    .await;
+    eventually("a newer log line is appended live", || async {
+        let line = browser
+            .execute(last_line, vec![])
+            .await
+            .map_err(|e| e.to_string())?;
+        match heartbeat(&line) {
+            Some(n) if n > first_seen + 2 => Ok(()),
+            _ => Err(format!("{line}")),
+        }
+    })
+    .await;
+    let mark = browser
+        .execute("return window.shiplogMark || null;", vec![])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(mark, json!("same page"), "the lines came without a reload");
 
     // Roll back to the first deployment: one button per earlier deployment.
     browser
@@ -369,6 +434,13 @@ async fn a_person_runs_a_deployment_from_the_console_in_a_browser() {
         .goto(&app.url(&format!("/deployments/{name}/delete")))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    browser
+        .find(Locator::Css("#delete-reason"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .send_keys("tried it out")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     screenshot(&browser, "07-confirm-delete", None).await;
     click(&browser, "main form button[type=submit]").await;
     arrive(&browser, "/deployments", |p| p == "/deployments").await;
@@ -410,5 +482,96 @@ async fn a_person_runs_a_deployment_from_the_console_in_a_browser() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(path(&browser).await, "/login?next=%2Fdeployments");
     screenshot(&browser, "10-after-logout", None).await;
+    browser.close().await.unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Logs the browser in with the admin token and waits for `/deployments`.
+async fn log_in(browser: &Client, app: &TestApp) {
+    browser
+        .goto(&app.url("/login?next=%2Fdeployments"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    browser
+        .find(Locator::Css("#token"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .send_keys(ADMIN_TOKEN)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    click(browser, "form[action='/login'] button[type=submit]").await;
+    arrive(browser, "/deployments", |p| p == "/deployments").await;
+}
+
+/// Whether the page's live stream is open (htmx's SSE extension keeps its
+/// `EventSource` in the element's internal data).
+async fn live_is_open(browser: &Client) -> Result<(), String> {
+    let state = browser
+        .execute(
+            "const e = document.querySelector('[sse-connect]');
+             const s = e && e['htmx-internal-data'] && e['htmx-internal-data'].sseEventSource;
+             return s ? s.readyState : null;",
+            vec![],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    if state == json!(1) {
+        Ok(())
+    } else {
+        Err(format!("EventSource readyState {state}"))
+    }
+}
+
+/// How long a page may take to load before the test calls it stalled: the browser's
+/// own page-load timeout, so that a stall fails at once instead of after a minute.
+const PROMPT_LOAD: Duration = Duration::from_secs(5);
+
+/// Chromium keeps a page it leaves in its back/forward cache, live stream and all: each
+/// held one of the six connections it opens to a host, and the seventh live page waited
+/// about a minute. Going through more live pages than that, each must load promptly
+/// and open its own stream.
+#[tokio::test]
+async fn leaving_live_pages_never_stalls_the_next_one() {
+    let Some(driver) = chromedriver() else {
+        return;
+    };
+    let sim = sim_with(Duration::from_millis(100), true).await;
+    let app = platform_app(&sim, |_| {}).await;
+    let (status, created) = app
+        .post("/api/deployments", json!({"template": "nginx"}))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let name = created["name"].as_str().unwrap_or_default().to_owned();
+    let browser = browser(&driver).await;
+    browser
+        .update_timeouts(fantoccini::wd::TimeoutConfiguration::new(
+            None,
+            Some(PROMPT_LOAD),
+            None,
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    log_in(&browser, &app).await;
+    let pages = [
+        format!("/deployments/{name}"),
+        "/deployments".to_owned(),
+        "/ledger".to_owned(),
+    ];
+    let mut slowest = Duration::ZERO;
+    // Four rounds: twelve live pages, twice the browser's connections to a host.
+    for round in 1..=4 {
+        for page in &pages {
+            let started = std::time::Instant::now();
+            browser.goto(&app.url(page)).await.unwrap_or_else(|e| {
+                panic!("round {round}: {page} did not load within {PROMPT_LOAD:?}: {e}")
+            });
+            eventually(
+                &format!("round {round}: {page}'s live stream opens"),
+                || live_is_open(&browser),
+            )
+            .await;
+            slowest = slowest.max(started.elapsed());
+        }
+    }
+    eprintln!("the slowest of 12 live pages loaded and opened its stream in {slowest:?}");
     browser.close().await.unwrap_or_else(|e| panic!("{e}"));
 }

@@ -1,6 +1,7 @@
 //! The console's vendored assets: htmx and its SSE extension (from the npm packages
 //! `htmx.org` and `htmx-ext-sse`, minified as published; licences beside them in
-//! `api/assets/console/`) and the console's own stylesheet. Served by shiplog, so the
+//! `api/assets/console/`), the console's own stylesheet and its own small script
+//! (`console.js`: closes a page's live streams when the browser leaves it). Served by shiplog, so the
 //! console works with no internet; cached for a year, since every URL carries
 //! [`super::layout::ASSET_VERSION`].
 
@@ -12,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 const HTMX: &[u8] = include_bytes!("../../assets/console/htmx.min.js");
 const HTMX_SSE: &[u8] = include_bytes!("../../assets/console/htmx-ext-sse.min.js");
 const CSS: &[u8] = include_bytes!("../../assets/console/console.css");
+const SCRIPT: &[u8] = include_bytes!("../../assets/console/console.js");
 
 /// One asset by file name; an unknown one is a 404 problem.
 pub async fn asset(Path(file): Path<String>) -> Response {
@@ -19,6 +21,7 @@ pub async fn asset(Path(file): Path<String>) -> Response {
         "htmx.min.js" => (HTMX, "application/javascript; charset=utf-8"),
         "htmx-ext-sse.min.js" => (HTMX_SSE, "application/javascript; charset=utf-8"),
         "console.css" => (CSS, "text/css; charset=utf-8"),
+        "console.js" => (SCRIPT, "application/javascript; charset=utf-8"),
         _ => return ApiError::NoSuchResource(format!("no console asset {file:?}")).into_response(),
     };
     (

@@ -1,10 +1,11 @@
 //! `/deployments/{name}`: one deployment's status, config (secret values masked, as the
 //! application's config view gives them), restart, config edit, rollback to any earlier
-//! deployment, Kubernetes events, cpu/memory, a log tail, and its history as a timeline
+//! deployment, Kubernetes events, cpu/memory, a live log tail, and its history as a timeline
 //! with a slider that shows the state at any of its instants (`?at=`).
 
-use super::deployments::encoded;
+use super::deployments::{encoded, status_badge, status_event};
 use super::layout::{badge, csrf_field, done_note, error_note, page, Section};
+use super::live::log_line;
 use super::session::{see_other, Console, ConsoleSession};
 use super::{command_context, parse_env, ConsoleForm, PageError};
 use crate::error::ApiError;
@@ -21,8 +22,10 @@ use shiplog_application::{
 };
 use uuid::Uuid;
 
-/// How many log lines the page shows.
-const LOG_TAIL: u32 = 40;
+/// How many log lines the page is rendered with (and its live stream starts with).
+pub(crate) const LOG_TAIL: u32 = 40;
+/// How many log lines the page keeps as new ones arrive (`console.js` drops older ones).
+const KEEP_LINES: u32 = 500;
 
 /// The page's query: the instant to show the state at, as a time or as a step of the
 /// history (what the slider sends), and what was just done.
@@ -117,9 +120,14 @@ pub async fn show(
         .logs(principal, &name, None, Some(LOG_TAIL))
         .await;
     let may_write = principal.require(Scope::DeploymentsWrite).is_ok();
-    let body = html! {
+    let live = format!("/console/live/deployments/{}", encoded(&d.name));
+    // One live stream for the page: the badge and the log lines (see `live`).
+    let body = html! { div sse-connect=(live) {
         p { a href="/deployments" { "← Deployments" } }
-        h1 { (d.name) " " (badge(d.report.status.as_str(), Some("status"))) }
+        h1 {
+            (d.name) " "
+            span sse-swap=(status_event(d.usecase_id)) { (status_badge(&d)) }
+        }
         @if let Some(done) = &query.done { (done_note(done)) }
         div.grid {
             (status_card(&d))
@@ -152,17 +160,21 @@ pub async fn show(
             }
         }
         section.card aria-labelledby="logs" {
-            h2 #logs { "Logs (last " (LOG_TAIL) " lines)" }
+            h2 #logs { "Logs" }
             @match &logs {
-                Ok(logs) => pre.logs tabindex="0" aria-label="Log lines" {
-                    @for l in &logs.lines { (l.pod) " | " (l.line) "\n" }
+                // Rendered with the last lines (all a page without JavaScript shows);
+                // the live stream starts again from the same tail, then appends.
+                Ok(logs) => pre.logs #log-lines tabindex="0" aria-label="Log lines"
+                    sse-swap="log" hx-swap="beforeend" data-live-reset data-keep-lines=(KEEP_LINES) {
+                    @for l in &logs.lines { (log_line(&l.pod, &l.line)) }
                     @if logs.lines.is_empty() { "(no lines yet)" }
                 },
                 Err(e) => (unavailable(e)),
             }
-            p.help { "Follow live with " code { "GET /api/deployments/" (d.name) "/logs/stream" } "." }
+            p.help { "New lines appear as they are written (the last " (KEEP_LINES) " are kept). Also "
+                code { "GET /api/deployments/" (d.name) "/logs/stream" } "." }
         }
-    };
+    } };
     Ok(page(&d.name, Section::Deployments, Some(&session), body))
 }
 

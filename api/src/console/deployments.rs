@@ -327,6 +327,8 @@ pub async fn confirm_delete(
             form method="post" action="/api/deployments/delete" {
                 (csrf_field(&session))
                 input type="hidden" name="deployment_name" value=(deployment.name);
+                label for="delete-reason" { "Reason" @if !state.require_reason { " (optional)" } }
+                input #delete-reason type="text" name="reason" maxlength="1000" required[state.require_reason];
                 button.danger type="submit" { "Delete " (deployment.name) }
                 " "
                 a.button.secondary href={ "/deployments/" (encoded(&deployment.name)) } { "Cancel" }

@@ -46,6 +46,7 @@ pub fn page(
                 link rel="stylesheet" href={ (ASSETS) "/console.css?v=" (ASSET_VERSION) };
                 script src={ (ASSETS) "/htmx.min.js?v=" (ASSET_VERSION) } defer {}
                 script src={ (ASSETS) "/htmx-ext-sse.min.js?v=" (ASSET_VERSION) } defer {}
+                script src={ (ASSETS) "/console.js?v=" (ASSET_VERSION) } defer {}
             }
             body hx-ext="sse" {
                 a.skip href="#main" { "Skip to content" }

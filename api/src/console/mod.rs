@@ -47,6 +47,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/deployments/{name}/rollback", post(deployment::rollback))
         .route("/console/live/deployments", get(live::deployments))
+        .route("/console/live/deployments/{name}", get(live::deployment))
         .route("/console/live/ledger", get(ledger::live))
         .route("/ledger", get(ledger::ledger))
         .route("/audit", get(ledger::audit))

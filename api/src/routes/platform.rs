@@ -2,7 +2,9 @@
 //! the same usecases and ledger as the PhariaOS API. Invalid input is a 400 here.
 
 use crate::error::PlatformError;
-use crate::extract::{command_context, ApiQuery, Auth, JsonOrForm, PlatformJson, RequestId};
+use crate::extract::{
+    command_context, ApiQuery, Auth, JsonOrForm, PlatformJson, ReasonLater, RequestId,
+};
 use crate::routes::links::{DEPLOYMENT_NAME, USECASE_ID};
 use crate::routes::problems::{
     DatabaseUnavailable, NoSuchDeployment, NotDeclaredJson, ReadDeploymentDenied, Unauthorized,
@@ -15,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use shiplog_application::{FromImage, FromTemplate, Scope};
 use shiplog_wire::platform::{
-    ChangeAccepted, CreateFromTemplateBody, DeployImageBody, DeploymentNameBody, ListQuery,
+    ChangeAccepted, CreateFromTemplateBody, DeleteDeploymentBody, DeployImageBody, ListQuery,
     NameQuery, PlatformDeploymentBody, StatusBody, TemplateBody,
 };
 use shiplog_wire::usecases::TeamQuery;
@@ -171,14 +173,14 @@ pub async fn status(
 /// post (`application/x-www-form-urlencoded`) is redirected to the deployments page.
 #[utoipa::path(post, path = "/api/deployments/delete", operation_id = "platform_delete", tag = "platform",
     request_body(content(
-        (DeploymentNameBody = "application/json"),
-        (DeploymentNameBody = "application/x-www-form-urlencoded"),
+        (DeleteDeploymentBody = "application/json"),
+        (DeleteDeploymentBody = "application/x-www-form-urlencoded"),
     )),
     security(("bearer" = ["deployments:write"])),
     responses(
         (status = 200, description = "JSON: DeletionRequested is recorded; the status is Deleting until nothing is left", body = ChangeAccepted),
         (status = 303, description = "Form post: done as for JSON, then back to the deployments page (`--deployments-page`)"),
-        (status = 400, description = "deployment_name is missing, or the body is malformed", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "deployment_name is missing, the body is malformed, or the reason is invalid (or missing with --require-reason)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "It is already being deleted", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is neither JSON nor a form", body = Problem, content_type = "application/problem+json"),
         Unauthorized, WriteDeploymentDenied, NoSuchDeployment, DatabaseUnavailable,
@@ -186,14 +188,16 @@ pub async fn status(
 pub async fn delete(
     State(state): State<AppState>,
     auth: Auth,
-    request_id: RequestId,
-    body: JsonOrForm<DeploymentNameBody>,
+    ReasonLater(request_id): ReasonLater,
+    body: JsonOrForm<DeleteDeploymentBody>,
 ) -> Result<Response, PlatformError> {
     let principal = auth.require(Scope::DeploymentsWrite)?;
     let (body, form) = match body {
         JsonOrForm::Json(body) => (body, false),
         JsonOrForm::Form(body) => (body, true),
     };
+    // A form (the console's confirmation) says why in its `reason` field.
+    let request_id = request_id.with_body_reason(&state, body.reason.as_deref(), form)?;
     let ctx = command_context(principal, request_id);
     state
         .platform

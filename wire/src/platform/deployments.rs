@@ -292,6 +292,21 @@ pub struct DeploymentNameBody {
     pub deployment_name: String,
 }
 
+/// What deleting a deployment sends: its name and, for a form post (which cannot set
+/// `X-Shiplog-Reason`), why.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteDeploymentBody {
+    /// The deployment's name.
+    #[schema(example = "abc123xyz7")]
+    pub deployment_name: String,
+    /// Why it is deleted, recorded with its events as `X-Shiplog-Reason` is (the header
+    /// wins when both are given); with `--require-reason` one of the two is needed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "replaced by the v2 deployment", max_length = 1000)]
+    pub reason: Option<String>,
+}
+
 /// The answer to an accepted change.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ChangeAccepted {
