@@ -88,6 +88,10 @@ pub enum ApiError {
     /// 503 with Retry-After: the cluster cannot answer; the detail says why.
     #[error("{0}")]
     ClusterUnavailable(String),
+    /// 503 without Retry-After: secret values cannot be sealed or opened (no master
+    /// key, or the wrong one); nothing was changed.
+    #[error("{0}")]
+    SecretsUnavailable(String),
     /// 502: the applications proxy found no deployed application, or it did not answer.
     #[error("{0}")]
     BadGateway(String),
@@ -109,6 +113,7 @@ impl From<AppError> for ApiError {
             AppError::Denied { reason, detail } => Self::Denied { reason, detail },
             AppError::Unavailable(m) => Self::Unavailable(m),
             AppError::ClusterUnavailable(m) => Self::ClusterUnavailable(m),
+            AppError::SecretsUnavailable(m) => Self::SecretsUnavailable(m),
             AppError::Internal(m) => Self::Internal(m),
         }
     }
@@ -135,7 +140,9 @@ impl ApiError {
                 StatusCode::NOT_FOUND
             }
             Self::Conflict { .. } => StatusCode::CONFLICT,
-            Self::Unavailable(_) | Self::ClusterUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::ClusterUnavailable(_) | Self::SecretsUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -174,6 +181,7 @@ impl ApiError {
             },
             Self::Unavailable(_) => ProblemType::DatabaseUnavailable,
             Self::ClusterUnavailable(_) => ProblemType::ClusterUnavailable,
+            Self::SecretsUnavailable(_) => ProblemType::SecretsUnavailable,
             Self::BadGateway(_) => ProblemType::BadGateway,
             Self::Internal(_) => ProblemType::Internal,
         }
@@ -219,6 +227,7 @@ impl IntoResponse for ApiError {
             Self::Internal(details) => error!(%details, "internal error"),
             Self::Unavailable(details) => error!(%details, "dependency unavailable"),
             Self::ClusterUnavailable(details) => warn!(%details, "cluster unavailable"),
+            Self::SecretsUnavailable(details) => warn!(%details, "secrets unavailable"),
             _ => {}
         }
         let status = self.status();

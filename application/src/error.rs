@@ -45,6 +45,11 @@ pub enum AppError {
     /// as metrics.k8s.io); the message is meant for the user (503).
     #[error("{0}")]
     ClusterUnavailable(String),
+    /// Secret values cannot be sealed or opened: no master key is configured, or
+    /// the configured one does not open the usecase's data key (503, no retry helps
+    /// until the operator acts); the message is meant for the user.
+    #[error("{0}")]
+    SecretsUnavailable(String),
     /// A bug or an unexpected state (500); details are logged, not shown.
     #[error("{0}")]
     Internal(String),
@@ -123,6 +128,7 @@ impl From<DomainError> for AppError {
     fn from(err: DomainError) -> Self {
         let conflict = |kind| Self::conflict(kind, err.to_string());
         match err {
+            DomainError::Invalid(ref field) => Self::Invalid(field.clone()),
             DomainError::UsecaseNotFound | DomainError::UsecaseDeleted => {
                 Self::not_found(Missing::Usecase, "usecase not found")
             }

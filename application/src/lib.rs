@@ -14,6 +14,7 @@ pub mod platform;
 pub mod ports;
 pub mod process_manager;
 pub mod read_models;
+pub mod secrets;
 pub mod teams;
 pub mod time_travel;
 pub mod usecases;
@@ -44,6 +45,10 @@ pub use ports::{
 pub use process_manager::{
     at_rest, plan, ProcessManager, ReconcileError, Step, StepObserver, UsecaseLoader,
     PROCESS_MANAGER,
+};
+pub use secrets::{
+    clear_secrets, no_vault, ClearSecrets, NoVault, SealedSecrets, SecretError, SecretInput,
+    SecretValue, SecretVault,
 };
 pub use teams::{BillingSettings, Ownership, TeamUsage, Teams};
 pub use time_travel::{deployment_at, state_at, usecase_at, DeploymentAt, StateAt};

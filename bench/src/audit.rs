@@ -276,6 +276,7 @@ async fn serve(pool: PgPool) -> anyhow::Result<String> {
         require_reason: false,
         limits: shiplog_api::limits::RequestLimits::default(),
         sim_faults: Default::default(),
+        secret_key: shiplog_api::server::SecretKeySource::Generated(None),
     };
     let (app, _background) = router(
         pool,

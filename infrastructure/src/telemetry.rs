@@ -137,7 +137,10 @@ impl CommandOutcome {
                 | AppError::Denied { .. },
             ) => Self::Rejected,
             Err(
-                AppError::Unavailable(_) | AppError::ClusterUnavailable(_) | AppError::Internal(_),
+                AppError::Unavailable(_)
+                | AppError::ClusterUnavailable(_)
+                | AppError::SecretsUnavailable(_)
+                | AppError::Internal(_),
             ) => Self::Error,
         }
     }

@@ -145,6 +145,7 @@ impl TestApp {
             require_reason: false,
             limits: shiplog_api::limits::RequestLimits::default(),
             sim_faults: Default::default(),
+            secret_key: shiplog_api::server::SecretKeySource::Generated(None),
         };
         configure(&mut settings);
         let server = match kube {

@@ -138,6 +138,11 @@ problem_types! {
     DatabaseUnavailable = "database-unavailable",
     /// 503 with Retry-After: the cluster cannot answer, or lacks what was asked for.
     ClusterUnavailable = "cluster-unavailable",
+    /// 503 without Retry-After: secret values cannot be sealed or opened, because this
+    /// shiplog has no master key (`--secret-key-file`) or its key does not open the
+    /// usecase's data key; nothing was changed, and retrying helps only once the operator
+    /// has configured the right key.
+    SecretsUnavailable = "secrets-unavailable",
     /// 502: the applications proxy found no deployed application, or it did not answer.
     BadGateway = "bad-gateway",
     /// 500: a bug; logged with its details, shown without them.

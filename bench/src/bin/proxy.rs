@@ -84,6 +84,7 @@ async fn run(args: &Args, database_url: &str) -> anyhow::Result<()> {
         require_reason: false,
         limits: shiplog_api::limits::RequestLimits::default(),
         sim_faults: Default::default(),
+        secret_key: shiplog_api::server::SecretKeySource::Generated(None),
     };
     let server = Server::start_with_kube(&settings, kube::Config::new(sim.url().parse()?)).await?;
     let api = format!("http://{}", server.local_addr()?);
