@@ -10,6 +10,7 @@ use shiplog_domain::{
     check_disjoint, check_env, check_secret_refs, InvalidField, SealedValue, SecretKeySelector,
     SecretRef,
 };
+#[cfg(feature = "server")]
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
