@@ -29,8 +29,8 @@ pub use events::UsecaseEvent;
 pub use image::ImageRef;
 pub use platform::{check_platform_name, check_service_name, UpdateStrategy, Visibility};
 pub use secrets::{
-    check_disjoint, check_secret_refs, mask_json, MaskedValue, SealedValue, SecretKeySelector,
-    SecretRef, SECRET_KEY_PATTERN, SECRET_NAME_PATTERN,
+    check_disjoint, check_secret_refs, MaskedValue, SealedValue, SecretKeySelector, SecretRef,
+    SECRET_KEY_PATTERN, SECRET_NAME_PATTERN,
 };
 pub use status::DeploymentStatus;
 pub use team::{Team, TeamCommand, TeamEvent, TeamName, Tier, TEAM_EVENT_TYPES};

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::LazyLock;
 
 /// The `"secret": true` member of a sealed value: it tells every reader of the
-/// stored JSON (and `is_sealed`) that the object is a secret, never a value.
+/// stored JSON (events, exports) that the object is a secret, never a value.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Marker;
 
@@ -203,30 +203,6 @@ pub fn check_disjoint<V>(
     Ok(())
 }
 
-/// Whether a JSON value is a sealed secret as the ledger stores it (an object with
-/// `"secret": true` and a ciphertext): what a masking walk replaces.
-pub fn is_sealed(value: &serde_json::Value) -> bool {
-    value.get("secret") == Some(&serde_json::Value::Bool(true)) && value.get("ciphertext").is_some()
-}
-
-/// Replaces every sealed secret inside `value` by its masked form (`{"secret": true,
-/// "key": …}`), for views that show configs as JSON. Plain values cannot be objects,
-/// so nothing else is touched.
-pub fn mask_json(value: &mut serde_json::Value) {
-    match value {
-        serde_json::Value::Object(map) => {
-            if is_sealed(&serde_json::Value::Object(map.clone())) {
-                map.remove("nonce");
-                map.remove("ciphertext");
-                return;
-            }
-            map.values_mut().for_each(mask_json);
-        }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(mask_json),
-        _ => {}
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,11 +227,12 @@ mod tests {
             serde_json::from_value::<SealedValue>(json.clone()).ok(),
             Some(sealed())
         );
-        let mut doc = json!({"config": {"secretEnv": {"A": json}, "env": {"B": "plain"}}});
-        mask_json(&mut doc);
         assert_eq!(
-            doc,
-            json!({"config": {"secretEnv": {"A": {"secret": true, "key": "3fa2c1d0a1b2c3d4"}}, "env": {"B": "plain"}}})
+            sealed().masked(),
+            MaskedValue {
+                secret: true,
+                key: "3fa2c1d0a1b2c3d4".into()
+            }
         );
         assert!(serde_json::from_value::<SealedValue>(
             json!({"secret": false, "key": "k", "nonce": "n", "ciphertext": "c"})
