@@ -441,8 +441,9 @@ impl ProcessManager {
                 w.secrets = values;
                 Ok(Some(w))
             }
-            Err(SecretError::Unavailable(detail)) => {
-                Err(ReconcileError::Ledger(AppError::Unavailable(detail)))
+            // The key store is down (or broken): nothing is wrong with the deployment, retry.
+            Err(e @ (SecretError::Unavailable(_) | SecretError::Internal(_))) => {
+                Err(ReconcileError::Ledger(e.into()))
             }
             Err(e) => {
                 warn!(deployment_id = %w.deployment_id, error = %e, "secret values not opened");

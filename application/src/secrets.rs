@@ -119,12 +119,16 @@ pub enum SecretError {
     /// The key store cannot be reached; retry later.
     #[error("the key store is unavailable: {0}")]
     Unavailable(String),
+    /// The key store failed in a way that is a bug (logged, not shown).
+    #[error("the key store failed: {0}")]
+    Internal(String),
 }
 
 impl From<SecretError> for AppError {
     fn from(err: SecretError) -> Self {
         match err {
             SecretError::Unavailable(detail) => AppError::Unavailable(detail),
+            SecretError::Internal(detail) => AppError::Internal(detail),
             SecretError::KeyDestroyed(_) => {
                 AppError::not_found(crate::error::Missing::Usecase, "usecase not found")
             }

@@ -71,7 +71,7 @@ impl Key {
                     aad,
                 },
             )
-            .map_err(|_| SecretError::Undecryptable("sealing failed".to_owned()))?;
+            .map_err(|_| SecretError::Internal("sealing failed".to_owned()))?;
         Ok((nonce.to_vec(), ciphertext))
     }
 
@@ -261,11 +261,12 @@ pub struct PgVault {
     master: MasterKey,
 }
 
+/// A database error of the key store: an outage (retry) or a bug.
 fn unavailable(err: sqlx::Error) -> SecretError {
     if is_outage(&err) {
         SecretError::Unavailable(format!("database unavailable: {err}"))
     } else {
-        SecretError::Unavailable(format!("database error: {err}"))
+        SecretError::Internal(format!("database error: {err}"))
     }
 }
 

@@ -476,6 +476,11 @@ async fn bad_secret_inputs_are_refused_naming_the_field() {
             "config.secretRefs[0].secret.name",
         ),
         (
+            "a variable referenced twice",
+            json!({"secretRefs": [{"name": "A", "secret": {"name": "db", "key": "k"}}, {"name": "A", "secret": {"name": "db", "key": "j"}}]}),
+            "config.secretRefs[1].name",
+        ),
+        (
             "a reference of a variable also in secretEnv",
             json!({"secretEnv": {"A": "x"}, "secretRefs": [{"name": "A", "secret": {"name": "db", "key": "k"}}]}),
             "config.secretRefs[0].name",
