@@ -7,7 +7,9 @@ break one of them are not generated, so that "a schema-valid request is accepted
 (ST202) keeps checking everything else about these operations:
 
 - a variable has one source: a name is in at most one of env, secretEnv and
-  secretRefs, and in secretRefs at most once;
+  secretRefs, and in secretRefs at most once (the document says `uniqueItems` for
+  secretRefs, which covers identical entries, and the coverage phase, which runs
+  no hooks, generates only those);
 - a masked secret ({"secret": true, "key": ...}, what answers show) is not a value
   to deploy: requests send the value itself.
 """
@@ -27,7 +29,8 @@ def _breaks_a_cross_field_rule(config):
     secret = _names(secret_env)
     refs = config.get("secretRefs")
     ref_names = [r.get("name") for r in refs if isinstance(r, dict)] if isinstance(refs, list) else []
-    names = env + secret + ref_names
+    # Schema-violating cases may hold anything where a name belongs: only names count.
+    names = [n for n in env + secret + ref_names if isinstance(n, str)]
     if len(names) != len(set(names)):
         return True
     if isinstance(secret_env, dict) and any(not isinstance(v, str) for v in secret_env.values()):

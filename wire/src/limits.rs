@@ -44,6 +44,20 @@ pub fn optional_secret_env_map() -> Schema {
     )
 }
 
+/// The schema of a `secretRefs` list that may be null or absent: at most 100
+/// references, no two alike (the server also refuses two of one variable, which
+/// JSON Schema cannot state).
+pub fn optional_secret_refs() -> Schema {
+    Schema::Array(
+        utoipa::openapi::schema::ArrayBuilder::new()
+            .schema_type(SchemaType::from_iter([Type::Array, Type::Null]))
+            .items(<crate::secrets::SecretRefBody as utoipa::PartialSchema>::schema())
+            .max_items(Some(crate::secrets::MAX_SECRET_REFS))
+            .unique_items(true)
+            .build(),
+    )
+}
+
 fn env_object(kind: SchemaType) -> Schema {
     Schema::Object(
         ObjectBuilder::new()

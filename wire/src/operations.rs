@@ -69,7 +69,7 @@ pub struct ConfigChange {
     /// The complete new set of references to Kubernetes Secrets; left out, the
     /// current ones are kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(max_items = 100)]
+    #[schema(schema_with = crate::limits::optional_secret_refs)]
     pub secret_refs: Option<Vec<SecretRefBody>>,
 }
 

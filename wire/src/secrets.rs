@@ -14,6 +14,10 @@ use shiplog_domain::{
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
+/// The most references to Kubernetes Secrets one deployment may have (the domain's
+/// `MAX_SECRET_REFS`; the document states it).
+pub const MAX_SECRET_REFS: usize = 100;
+
 /// A secret value as every answer, history and stream shows it: that it is secret,
 /// and the fingerprint of the usecase's data key that sealed it. The value itself
 /// is never shown (events, exports and streams add the sealed bytes, `nonce` and

@@ -180,7 +180,7 @@ pub struct DeploymentConfigBody {
     /// Variables read from existing Kubernetes Secrets in shiplog's namespace
     /// (`valueFrom.secretKeyRef`); recorded as given, since they hold no value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(max_items = 100)]
+    #[schema(schema_with = crate::limits::optional_secret_refs)]
     pub secret_refs: Option<Vec<SecretRefBody>>,
 }
 
