@@ -3,13 +3,13 @@
 The document states every rule the server enforces that JSON Schema can say. A few
 rules span several fields, and JSON Schema cannot say them; the server refuses
 them with a 422 naming the field (tests/api/secrets.rs covers each). Requests that
-break one of them are not generated, so that "a schema-valid request is accepted"
-(ST202) keeps checking everything else about these operations:
+break one of them are not generated, so that the fuzzing and stateful phases send
+bodies that go through (the coverage phase runs no hooks: scripts/schemathesis.toml
+says what that costs):
 
 - a variable has one source: a name is in at most one of env, secretEnv and
   secretRefs, and in secretRefs at most once (the document says `uniqueItems` for
-  secretRefs, which covers identical entries, and the coverage phase, which runs
-  no hooks, generates only those);
+  secretRefs, which covers identical entries only);
 - a masked secret ({"secret": true, "key": ...}, what answers show) is not a value
   to deploy: requests send the value itself.
 """
