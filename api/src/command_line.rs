@@ -131,6 +131,13 @@ pub struct ServeArgs {
     /// (mode 0600); inside a Kubernetes pod it must be set (from a Secret).
     #[arg(long, env = "SHIPLOG_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// The master key that wraps the per-usecase keys sealing secret env values: a file
+    /// of 32 random bytes, raw, as 64 hex characters or in base64 (`openssl rand -base64 32`).
+    /// Unset with a private PostgreSQL: one is generated once and kept as
+    /// `<data-dir>/secret-key` (loud warning); unset with --database-url: secret values are
+    /// refused (503 secrets-unavailable)
+    #[arg(long, env = "SHIPLOG_SECRET_KEY_FILE")]
+    pub secret_key_file: Option<std::path::PathBuf>,
     /// Where deployments go: `kube` (kubeconfig or in-cluster), `simulated` (built-in
     /// simulator), `auto` (kube inside a pod, simulated elsewhere) or `none` (API only).
     #[arg(long, env = "SHIPLOG_CLUSTER", value_enum, default_value = "auto")]

@@ -28,7 +28,10 @@ use utoipa_redoc::{Redoc, Servable};
     ),
     modifiers(&BearerAuth),
     // Named by the `types` parameters, which utoipa does not collect from.
-    components(schemas(shiplog_wire::limits::EventTypeName)),
+    components(schemas(
+        shiplog_wire::limits::EventTypeName,
+        shiplog_wire::secrets::MaskedSecret
+    )),
     tags(
         (name = "usecases", description = "Register, list and delete usecases"),
         (name = "deployments", description = "Deploy and undeploy usecases, follow their status"),

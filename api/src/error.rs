@@ -99,6 +99,10 @@ pub enum ApiError {
     /// 503 with Retry-After: the OIDC identity provider's keys cannot be had; nothing was changed.
     #[error("{0}")]
     IdentityProviderUnavailable(String),
+    /// 503 without Retry-After: secret values cannot be sealed or opened (no master
+    /// key, or the wrong one); nothing was changed.
+    #[error("{0}")]
+    SecretsUnavailable(String),
     /// 502: the applications proxy found no deployed application, or it did not answer.
     #[error("{0}")]
     BadGateway(String),
@@ -122,6 +126,7 @@ impl From<AppError> for ApiError {
             AppError::Unavailable(m) => Self::Unavailable(m),
             AppError::ClusterUnavailable(m) => Self::ClusterUnavailable(m),
             AppError::IdentityProviderUnavailable(m) => Self::IdentityProviderUnavailable(m),
+            AppError::SecretsUnavailable(m) => Self::SecretsUnavailable(m),
             AppError::Internal(m) => Self::Internal(m),
         }
     }
@@ -152,7 +157,8 @@ impl ApiError {
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::Unavailable(_)
             | Self::ClusterUnavailable(_)
-            | Self::IdentityProviderUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            | Self::IdentityProviderUnavailable(_)
+            | Self::SecretsUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -193,6 +199,7 @@ impl ApiError {
             Self::Unavailable(_) => ProblemType::DatabaseUnavailable,
             Self::ClusterUnavailable(_) => ProblemType::ClusterUnavailable,
             Self::IdentityProviderUnavailable(_) => ProblemType::IdentityProviderUnavailable,
+            Self::SecretsUnavailable(_) => ProblemType::SecretsUnavailable,
             Self::BadGateway(_) => ProblemType::BadGateway,
             Self::Internal(_) => ProblemType::Internal,
         }
@@ -246,6 +253,7 @@ impl IntoResponse for ApiError {
             Self::IdentityProviderUnavailable(details) => {
                 warn!(%details, "identity provider unavailable")
             }
+            Self::SecretsUnavailable(details) => warn!(%details, "secrets unavailable"),
             _ => {}
         }
         let status = self.status();

@@ -15,7 +15,7 @@ use shiplog_api::command_line::{
 use shiplog_api::console::session::ConsoleSettings;
 use shiplog_api::docs::spec;
 use shiplog_api::limits::RequestLimits;
-use shiplog_api::server::{Server, Settings, SimFaults, StreamSettings};
+use shiplog_api::server::{SecretKeySource, Server, Settings, SimFaults, StreamSettings};
 use shiplog_application::auto_update::WatcherSettings;
 use shiplog_application::oidc::ClaimMapping;
 use shiplog_application::{BillingSettings, Catalog, IngressSettings};
@@ -166,6 +166,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let admin_token = admin_token(&args)?;
     let (database_url, private_database) = open_database(&args.database)?;
+    let secret_key = match &args.secret_key_file {
+        Some(path) => SecretKeySource::File(path.clone()),
+        // The embedded default keeps a generated key beside its data.
+        None if private_database.is_some() => {
+            SecretKeySource::Generated(Some(data_dir(&args.database).join("secret-key")))
+        }
+        None => SecretKeySource::None,
+    };
     let catalog = match &args.templates {
         None => Catalog::builtin(),
         Some(path) => {
@@ -247,6 +255,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             session_ttl: Duration::from_secs(args.session_ttl),
             public_url: args.public_url,
         },
+        secret_key,
     };
     let server = Server::start(&settings).await.context("starting shiplog")?;
     info!(database = %redacted_url(&settings.database_url), "database ready");

@@ -22,7 +22,7 @@ use shiplog_application::{
     Access, Audit, Authenticator, BillingSettings, Catalog, ClusterInsight, Operations, Platform,
     Sessions, StreamTickets, Teams, Usecases,
 };
-use shiplog_application::{ImageResolver, NoResolution, ProcessManager};
+use shiplog_application::{ImageResolver, NoResolution, NoVault, ProcessManager, SecretVault};
 use shiplog_domain::Usecase;
 use shiplog_infrastructure::audit::ChainSealer;
 use shiplog_infrastructure::auto_update::{AutoUpdateRunner, PgCheckStore};
@@ -33,6 +33,7 @@ use shiplog_infrastructure::kube_calls::KubeCalls;
 use shiplog_infrastructure::kube_cluster::{KubeCluster, KubeSettings};
 use shiplog_infrastructure::oidc::{JwksVerifier, OidcSettings, OidcSetupError, PgTokenIdentities};
 use shiplog_infrastructure::process_manager::ProcessManagerRunner;
+use shiplog_infrastructure::secrets::{MasterKey, MasterKeyError, PgVault};
 use shiplog_infrastructure::upstream::ApiServerHttp;
 use shiplog_infrastructure::usecase_loader::PgUsecaseLoader;
 use shiplog_infrastructure::{
@@ -98,6 +99,55 @@ pub struct Settings {
     pub oidc: Option<OidcSettings>,
     /// The web console's sessions and cookies.
     pub console: ConsoleSettings,
+    /// Where the master key of secret values comes from.
+    pub secret_key: SecretKeySource,
+}
+
+/// Where the master key that wraps the per-usecase data keys comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretKeySource {
+    /// Read from this file (`--secret-key-file`): 32 bytes, raw, hex or base64.
+    File(std::path::PathBuf),
+    /// Generated for the embedded default: kept in this file (created when missing),
+    /// or, with `None`, in memory only (what it sealed is lost with the process).
+    Generated(Option<std::path::PathBuf>),
+    /// No master key: requests with secret values are refused (503
+    /// `secrets-unavailable`) rather than recorded in clear.
+    None,
+}
+
+impl SecretKeySource {
+    /// The vault this source gives over `pool`, saying loudly when its key is generated
+    /// or missing.
+    fn vault(&self, pool: &sqlx::PgPool) -> Result<Arc<dyn SecretVault>, StartError> {
+        let master = match self {
+            Self::File(path) => {
+                let key = MasterKey::from_file(path)?;
+                info!(path = %path.display(), master_key = %key.fingerprint(), "secrets: master key from --secret-key-file");
+                key
+            }
+            Self::Generated(Some(path)) => {
+                let (key, created) = MasterKey::generated(path)?;
+                warn!(
+                    path = %path.display(),
+                    master_key = %key.fingerprint(),
+                    created,
+                    "SECRETS: NO --secret-key-file GIVEN: secret values are sealed under a master key GENERATED for this data directory and kept in this file.                      Back it up with the database: without it no secret value can ever be opened again.                      Anyone who reads it and the database reads every secret. Give --secret-key-file outside development"
+                );
+                key
+            }
+            Self::Generated(None) => {
+                let key = MasterKey::ephemeral();
+                warn!(master_key = %key.fingerprint(), "SECRETS: NO --secret-key-file GIVEN: secret values are sealed under a master key kept IN MEMORY ONLY; after a restart they cannot be opened again");
+                key
+            }
+            Self::None => {
+                warn!("SECRETS: NO MASTER KEY (--secret-key-file / SHIPLOG_SECRET_KEY_FILE): requests with secret values are refused (503 secrets-unavailable), never recorded in clear");
+                return Ok(Arc::new(NoVault));
+            }
+        };
+        Ok(Arc::new(PgVault::new(pool.clone(), master)))
+    }
 }
 
 /// API-server faults for the embedded simulator to inject, so that shiplog can be tried
@@ -203,6 +253,9 @@ pub enum StartError {
     /// Database unreachable, or a migration failed.
     #[error(transparent)]
     Database(#[from] DbSetupError),
+    /// The master key file cannot be read or is not a key.
+    #[error(transparent)]
+    SecretKey(#[from] MasterKeyError),
     /// The cluster configuration could not be loaded or the simulator not started.
     #[error("cannot set up the cluster connection: {0}")]
     Cluster(String),
@@ -341,6 +394,8 @@ pub struct Background {
     pub auth: Arc<Authenticator>,
     /// The folded usecases, shared by the API's commands and the process manager.
     pub store: Arc<CachedEventStore<Usecase>>,
+    /// Seals secret values for the API and opens them for the process manager.
+    pub vault: Arc<dyn SecretVault>,
 }
 
 /// Which origins `origins` allows (`*`: any; empty: none, so browsers on other origins are refused).
@@ -413,6 +468,7 @@ pub fn router(
     let feed = LiveFeed::new(pool.clone(), settings.streams.buffer);
     let read = Arc::new(PgReadModel::new(pool.clone(), projector.clone()));
     let telemetry = Telemetry::new(pool.clone(), feed.clone(), retries);
+    let vault = settings.secret_key.vault(&pool)?;
     let store = PostgresCommandBus::metered_store(pool.clone(), &telemetry);
     let bus = Arc::new(metered_bus(&pool, &store, &telemetry));
     let checks = Arc::new(PgCheckStore::new(pool.clone()));
@@ -422,7 +478,8 @@ pub fn router(
         Arc::new(PgUsecaseLoader::new(store.clone())),
         cluster,
         checks.clone(),
-    );
+    )
+    .with_vault(vault.clone());
     let operations = Arc::new(operations);
     let teams = Arc::new(Teams::new(
         Arc::new(PostgresTeamBus::new(pool.clone())),
@@ -436,8 +493,9 @@ pub fn router(
         teams.clone(),
         settings.catalog.clone(),
         settings.kube.ingress.clone(),
-    );
-    let usecases = Arc::new(Usecases::new(bus, read.clone()));
+    )
+    .with_vault(vault.clone());
+    let usecases = Arc::new(Usecases::new(bus, read.clone()).with_vault(vault.clone()));
     let tokens = Arc::new(PgTokenStore::new(pool.clone()));
     let mut auth = Authenticator::new(tokens.clone(), settings.admin_token.as_deref());
     if let Some(oidc) = &settings.oidc {
@@ -529,6 +587,7 @@ pub fn router(
             usecases,
             auth,
             store,
+            vault,
         },
     ))
 }
@@ -648,7 +707,8 @@ impl Server {
                 cluster,
                 settings.rollout_timeout,
             )
-            .with_observer(parts.telemetry.clone());
+            .with_observer(parts.telemetry.clone())
+            .with_vault(parts.vault.clone());
             let images: Arc<dyn ImageResolver> = images.unwrap_or_else(|| Arc::new(NoResolution));
             let pm = pm.with_image_resolver(images.clone());
             background.push(tokio::spawn(

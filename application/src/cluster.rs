@@ -1,6 +1,7 @@
 //! The port to Kubernetes: what the process manager asks of a cluster, in
 //! shiplog's terms (usecases and deployments), never in Kubernetes objects.
 
+use crate::secrets::ClearSecrets;
 use async_trait::async_trait;
 use shiplog_domain::{DeploymentConfig, UpdateStrategy, Visibility};
 use std::time::Duration;
@@ -25,6 +26,10 @@ pub struct Workload {
     pub visibility: Visibility,
     /// How Kubernetes replaces its pods (the Deployment's strategy).
     pub strategy: UpdateStrategy,
+    /// The opened values of `config.secret_env`, for the deployment's Secret: filled by
+    /// the process manager just before it applies, empty in a plan (and for every step
+    /// that only removes objects, which therefore never needs the usecase's key).
+    pub secrets: ClearSecrets,
 }
 
 /// How a rollout ended.

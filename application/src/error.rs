@@ -53,6 +53,11 @@ pub enum AppError {
     /// its tokens cannot be checked for now (503).
     #[error("{0}")]
     IdentityProviderUnavailable(String),
+    /// Secret values cannot be sealed or opened: no master key is configured, or
+    /// the configured one does not open the usecase's data key (503, no retry helps
+    /// until the operator acts); the message is meant for the user.
+    #[error("{0}")]
+    SecretsUnavailable(String),
     /// A bug or an unexpected state (500); details are logged, not shown.
     #[error("{0}")]
     Internal(String),
@@ -131,6 +136,7 @@ impl From<DomainError> for AppError {
     fn from(err: DomainError) -> Self {
         let conflict = |kind| Self::conflict(kind, err.to_string());
         match err {
+            DomainError::Invalid(ref field) => Self::Invalid(field.clone()),
             DomainError::UsecaseNotFound | DomainError::UsecaseDeleted => {
                 Self::not_found(Missing::Usecase, "usecase not found")
             }

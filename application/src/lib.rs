@@ -16,6 +16,7 @@ pub mod platform;
 pub mod ports;
 pub mod process_manager;
 pub mod read_models;
+pub mod secrets;
 pub mod sessions;
 pub mod stream_tickets;
 pub mod teams;
@@ -50,6 +51,10 @@ pub use ports::{
 pub use process_manager::{
     at_rest, plan, ProcessManager, ReconcileError, Step, StepObserver, UsecaseLoader,
     PROCESS_MANAGER,
+};
+pub use secrets::{
+    clear_secrets, no_vault, ClearSecrets, NoVault, SealedSecrets, SecretError, SecretInput,
+    SecretValue, SecretVault,
 };
 pub use sessions::{
     ActiveSession, OpenedSession, SessionBasis, SessionPrincipal, SessionStore, Sessions,

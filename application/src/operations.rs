@@ -7,11 +7,14 @@ use crate::cluster::ClusterError;
 use crate::error::{AppError, Conflict, Missing};
 use crate::ports::{CommandBus, CommandContext, ReadModel};
 use crate::process_manager::UsecaseLoader;
+use crate::secrets::{no_vault, SecretInput, SecretVault};
 use crate::usecases::execute_visible;
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
 use futures_core::stream::BoxStream;
-use shiplog_domain::{check_env, Deployment, InvalidField, Usecase, UsecaseCommand};
+use shiplog_domain::{
+    check_env, Deployment, InvalidField, SealedValue, SecretRef, Usecase, UsecaseCommand,
+};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tracing::instrument;
@@ -116,6 +119,10 @@ pub struct Config {
     pub deployment_id: Uuid,
     /// Its environment variables.
     pub env: BTreeMap<String, String>,
+    /// Its secret variables, sealed (shown masked).
+    pub secret_env: BTreeMap<String, SealedValue>,
+    /// Its variables read from Kubernetes Secrets.
+    pub secret_refs: Vec<SecretRef>,
 }
 
 /// The logs of one deployment.
@@ -143,6 +150,7 @@ pub struct Operations {
     ledger: Arc<dyn UsecaseLoader>,
     cluster: Option<Arc<dyn ClusterInsight>>,
     checks: Arc<dyn CheckStore>,
+    vault: Arc<dyn SecretVault>,
 }
 
 fn cluster_error(e: ClusterError) -> AppError {
@@ -171,7 +179,14 @@ impl Operations {
             ledger,
             cluster,
             checks,
+            vault: no_vault(),
         }
+    }
+
+    /// The same operations, sealing the secret values of config changes with `vault`.
+    pub fn with_vault(mut self, vault: Arc<dyn SecretVault>) -> Self {
+        self.vault = vault;
+        self
     }
 
     /// The usecase as the ledger has it now (not the projection: no lag).
@@ -293,6 +308,8 @@ impl Operations {
         Ok(usecase.serving().map(|d| Config {
             deployment_id: d.id,
             env: d.config.env.clone(),
+            secret_env: d.config.secret_env.clone(),
+            secret_refs: d.config.secret_refs.clone(),
         }))
     }
 
@@ -307,13 +324,16 @@ impl Operations {
         })
     }
 
-    /// Records new environment variables and rolls them out as a new deployment of the same image.
-    #[instrument(skip(self, ctx, env), fields(actor = %ctx.actor))]
+    /// Records new environment variables and rolls them out as a new deployment of the
+    /// same image. Secret values given replace the current set (sealed first); none
+    /// given keep it, as references do.
+    #[instrument(skip(self, ctx, env, secrets), fields(actor = %ctx.actor))]
     pub async fn change_config(
         &self,
         ctx: &CommandContext,
         usecase_id: Uuid,
         env: BTreeMap<String, String>,
+        secrets: SecretInput,
     ) -> Result<Accepted, AppError> {
         check_env(&env, "env")?;
         let base = self.serving_config(usecase_id).await?.ok_or_else(|| {
@@ -325,6 +345,7 @@ impl Operations {
                 ),
             )
         })?;
+        let (secret_env, secret_refs) = secrets.seal(&*self.vault, usecase_id).await?;
         let deployment_id = Uuid::new_v4();
         // The answer's basedOn is what the ledger records: the aggregate refuses the
         // change if another deployment serves by the time it decides.
@@ -332,6 +353,8 @@ impl Operations {
             deployment_id,
             expected_base: Some(base.deployment_id),
             env,
+            secret_env,
+            secret_refs,
             at: Utc::now().trunc_subsecs(0),
         };
         self.execute(ctx, usecase_id, command).await?;

@@ -7,6 +7,7 @@ use crate::cluster::{ClusterError, ClusterPort, RolloutOutcome, Workload};
 use crate::cursor::Cursor;
 use crate::error::AppError;
 use crate::ports::{Causation, CommandBus, CommandContext, ImageResolver, NoResolution};
+use crate::secrets::{NoVault, SecretError, SecretVault};
 use async_trait::async_trait;
 use chrono::{SubsecRound, Utc};
 use shiplog_domain::{DeploymentStatus, Usecase, UsecaseCommand};
@@ -91,6 +92,7 @@ pub fn plan(usecase: &Usecase, present: &[Uuid]) -> Vec<Step> {
             .unwrap_or_default(),
         visibility: usecase.effective_visibility(),
         strategy: usecase.auto_update.strategy,
+        secrets: Default::default(),
     };
     let mut steps = Vec::new();
     let serving = usecase.deployments.iter().find(|d| {
@@ -211,6 +213,7 @@ pub struct ProcessManager {
     rollout_timeout: Duration,
     observer: Arc<dyn StepObserver>,
     images: Arc<dyn ImageResolver>,
+    vault: Arc<dyn SecretVault>,
 }
 
 impl ProcessManager {
@@ -228,7 +231,16 @@ impl ProcessManager {
             rollout_timeout,
             observer: Arc::new(Unobserved),
             images: Arc::new(NoResolution),
+            vault: Arc::new(NoVault),
         }
+    }
+
+    /// The same process manager, opening deployments' secret values with `vault`
+    /// just before it applies them (by default, no vault: a deployment with secret
+    /// values fails, saying that no master key is configured).
+    pub fn with_vault(mut self, vault: Arc<dyn SecretVault>) -> Self {
+        self.vault = vault;
+        self
     }
 
     /// The same process manager, pinning each deployment's image to the digest
@@ -316,6 +328,9 @@ impl ProcessManager {
                 let Some(w) = self.pin(w, causation).await? else {
                     return Ok(());
                 };
+                let Some(w) = self.open(w, causation, None).await? else {
+                    return Ok(());
+                };
                 if !self.apply_or_fail(&w, causation).await? {
                     return Ok(());
                 }
@@ -333,6 +348,9 @@ impl ProcessManager {
                 self.watch(&w, causation).await?;
             }
             Step::Watch(w) => {
+                let Some(w) = self.open(w, causation, None).await? else {
+                    return Ok(());
+                };
                 if self.apply_or_fail(&w, causation).await? {
                     self.watch(&w, causation).await?;
                 }
@@ -354,7 +372,11 @@ impl ProcessManager {
             Step::Restart {
                 workload,
                 restart_id,
-            } => self.restart(&workload, restart_id, causation).await?,
+            } => {
+                if let Some(w) = self.open(workload, causation, Some(restart_id)).await? {
+                    self.restart(&w, restart_id, causation).await?;
+                }
+            }
             Step::AbandonRestart {
                 deployment_id,
                 restart_id,
@@ -397,6 +419,49 @@ impl ProcessManager {
                     deployment_id: w.deployment_id,
                     message: e.to_string(),
                     at: Utc::now().trunc_subsecs(0),
+                };
+                self.record(w.usecase_id, command, causation).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// The workload with its secret values opened, just before it is applied. When
+    /// they cannot be opened (no master key, or one that does not open the usecase's
+    /// key), records the failure of the deployment (or of `restart`) and returns
+    /// `None`: nothing is applied. A key store that cannot be reached is retried.
+    async fn open(
+        &self,
+        mut w: Workload,
+        causation: Cursor,
+        restart: Option<Uuid>,
+    ) -> Result<Option<Workload>, ReconcileError> {
+        match self.vault.open(w.usecase_id, &w.config.secret_env).await {
+            Ok(values) => {
+                w.secrets = values;
+                Ok(Some(w))
+            }
+            // The key store is down (or broken): nothing is wrong with the deployment, retry.
+            Err(e @ (SecretError::Unavailable(_) | SecretError::Internal(_))) => {
+                Err(ReconcileError::Ledger(e.into()))
+            }
+            Err(e) => {
+                warn!(deployment_id = %w.deployment_id, error = %e, "secret values not opened");
+                let (message, at) = (
+                    format!("its secret values cannot be opened: {e}"),
+                    Utc::now().trunc_subsecs(0),
+                );
+                let command = match restart {
+                    Some(restart_id) => UsecaseCommand::FailRestart {
+                        restart_id,
+                        message,
+                        at,
+                    },
+                    None => UsecaseCommand::FailDeployment {
+                        deployment_id: w.deployment_id,
+                        message,
+                        at,
+                    },
                 };
                 self.record(w.usecase_id, command, causation).await?;
                 Ok(None)

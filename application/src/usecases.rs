@@ -5,6 +5,7 @@ use crate::error::{AppError, Missing};
 use crate::ports::{
     CommandBus, CommandContext, DeploymentView, Page, ReadModel, UsecaseFilter, UsecaseView,
 };
+use crate::secrets::{no_vault, SecretInput, SecretVault};
 use crate::teams::Ownership;
 use chrono::{SubsecRound, Utc};
 use shiplog_domain::{DeploymentConfig, UsecaseCommand, UsecaseName};
@@ -21,12 +22,23 @@ pub const DEFAULT_PAGE_SIZE: u32 = 50;
 pub struct Usecases {
     bus: Arc<dyn CommandBus>,
     read: Arc<dyn ReadModel>,
+    vault: Arc<dyn SecretVault>,
 }
 
 impl Usecases {
-    /// Wires the use cases to their ports.
+    /// Wires the use cases to their ports (with no vault: secret values are refused).
     pub fn new(bus: Arc<dyn CommandBus>, read: Arc<dyn ReadModel>) -> Self {
-        Self { bus, read }
+        Self {
+            bus,
+            read,
+            vault: no_vault(),
+        }
+    }
+
+    /// The same use cases, sealing secret values with `vault`.
+    pub fn with_vault(mut self, vault: Arc<dyn SecretVault>) -> Self {
+        self.vault = vault;
+        self
     }
 
     /// Runs a command and waits until the read models show its events.
@@ -101,13 +113,18 @@ impl Usecases {
     }
 
     /// Requests a deployment; returns its id. Older requests still in flight are superseded.
-    #[instrument(skip(self, ctx, config), fields(actor = %ctx.actor, image = %config.image))]
+    /// Its secret values are sealed under the usecase's key before the command is built.
+    #[instrument(skip(self, ctx, config, secrets), fields(actor = %ctx.actor, image = %config.image))]
     pub async fn request_deployment(
         &self,
         ctx: &CommandContext,
         usecase_id: Uuid,
         config: DeploymentConfig,
+        secrets: SecretInput,
     ) -> Result<Uuid, AppError> {
+        let config = secrets
+            .sealed_into(&*self.vault, usecase_id, config, "config")
+            .await?;
         let deployment_id = Uuid::new_v4();
         let command = UsecaseCommand::RequestDeployment {
             deployment_id,

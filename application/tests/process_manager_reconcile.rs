@@ -1,15 +1,18 @@
 //! A reconcile's cost in cluster calls does not grow with the usecase's history:
-//! the process manager asks the cluster what it holds and touches only that.
+//! the process manager asks the cluster what it holds and touches only that. And it
+//! opens a deployment's secret values only just before it applies it.
 
 use async_trait::async_trait;
 use chrono::Utc;
 use cqrs_es::Aggregate;
 use shiplog_application::{
-    AppError, ClusterError, ClusterPort, CommandBus, CommandContext, Cursor, ProcessManager,
-    RolloutOutcome, UsecaseLoader, Workload,
+    AppError, ClearSecrets, ClusterError, ClusterPort, CommandBus, CommandContext, Cursor,
+    ProcessManager, RolloutOutcome, SealedSecrets, SecretError, SecretValue, SecretVault,
+    UsecaseLoader, Workload,
 };
-use shiplog_domain::{Usecase, UsecaseCommand};
+use shiplog_domain::{SealedValue, Usecase, UsecaseCommand};
 use shiplog_testkit::events;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use uuid::Uuid;
@@ -222,4 +225,174 @@ async fn a_leftover_is_removed_once_and_a_rollout_is_not_at_rest() {
     );
     let recorded = bus.0.lock().map(|c| c.clone()).unwrap_or_default();
     assert_eq!(recorded.len(), 2, "started and succeeded: {recorded:?}");
+}
+
+/// A vault that opens every sealed value as `opened:<ciphertext>`, and counts its calls.
+#[derive(Default)]
+struct Vault(Mutex<usize>);
+
+#[async_trait]
+impl SecretVault for Vault {
+    async fn seal(
+        &self,
+        _usecase_id: Uuid,
+        _values: &ClearSecrets,
+    ) -> Result<SealedSecrets, SecretError> {
+        Err(SecretError::NoMasterKey)
+    }
+    async fn open(
+        &self,
+        _usecase_id: Uuid,
+        sealed: &SealedSecrets,
+    ) -> Result<ClearSecrets, SecretError> {
+        if let Ok(mut calls) = self.0.lock() {
+            *calls += 1;
+        }
+        Ok(sealed
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    SecretValue::new(format!("opened:{}", v.ciphertext)),
+                )
+            })
+            .collect())
+    }
+}
+
+/// A cluster that keeps the secret values of the workloads it is asked to apply.
+#[derive(Default)]
+struct Applied(Mutex<Vec<ClearSecrets>>);
+
+#[async_trait]
+impl ClusterPort for Applied {
+    async fn apply(&self, w: &Workload) -> Result<(), ClusterError> {
+        if let Ok(mut applied) = self.0.lock() {
+            applied.push(w.secrets.clone());
+        }
+        Ok(())
+    }
+    async fn await_rollout(
+        &self,
+        _w: &Workload,
+        _t: Duration,
+    ) -> Result<RolloutOutcome, ClusterError> {
+        Ok(RolloutOutcome::Ready)
+    }
+    async fn route(&self, _w: &Workload) -> Result<(), ClusterError> {
+        Ok(())
+    }
+    async fn remove(&self, _u: Uuid, _d: Uuid) -> Result<(), ClusterError> {
+        Ok(())
+    }
+    async fn remove_route(&self, _u: Uuid) -> Result<(), ClusterError> {
+        Ok(())
+    }
+    async fn forget(&self, _u: Uuid) -> Result<(), ClusterError> {
+        Ok(())
+    }
+    async fn managed(&self) -> Result<Vec<Uuid>, ClusterError> {
+        Ok(Vec::new())
+    }
+    async fn present(&self, _u: Uuid) -> Result<Vec<Uuid>, ClusterError> {
+        Ok(Vec::new())
+    }
+}
+
+/// A usecase with one pending deployment whose config has a sealed `DB_PASSWORD`.
+fn pending_with_secret() -> (Usecase, Uuid) {
+    let at = Utc::now();
+    let sealed = SealedValue::new(
+        "3fa2c1d0a1b2c3d4".into(),
+        "bm9uY2U=".into(),
+        "c2VhbGVk".into(),
+    );
+    let config = events::config("1")
+        .with_secrets(
+            "config",
+            BTreeMap::from([("DB_PASSWORD".to_owned(), sealed)]),
+            Vec::new(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let deployment = Uuid::from_u128(3000);
+    let mut u = events::usecase([events::registered(U, "with-secret", at)]);
+    u.apply(events::requested(deployment, config, at));
+    (u, deployment)
+}
+
+#[tokio::test]
+async fn secret_values_are_opened_just_before_the_apply() {
+    let (usecase, _) = pending_with_secret();
+    let (cluster, vault) = (Arc::new(Applied::default()), Arc::new(Vault::default()));
+    let pm = ProcessManager::new(
+        Arc::new(Bus::default()),
+        Arc::new(Loader(usecase)),
+        cluster.clone(),
+        Duration::from_secs(5),
+    )
+    .with_vault(vault.clone());
+    pm.reconcile(U, Cursor::START)
+        .await
+        .unwrap_or_else(|e| panic!("reconcile: {e}"));
+    let applied = cluster.0.lock().map(|a| a.clone()).unwrap_or_default();
+    assert_eq!(applied.len(), 1, "one apply");
+    assert_eq!(
+        applied[0].get("DB_PASSWORD").map(SecretValue::expose),
+        Some("opened:c2VhbGVk")
+    );
+    assert_eq!(vault.0.lock().map(|c| *c).unwrap_or_default(), 1);
+}
+
+#[tokio::test]
+async fn without_a_vault_a_deployment_with_secrets_fails_saying_why_and_nothing_is_applied() {
+    let (usecase, deployment) = pending_with_secret();
+    let (cluster, bus) = (Arc::new(Applied::default()), Arc::new(Bus::default()));
+    let pm = ProcessManager::new(
+        bus.clone(),
+        Arc::new(Loader(usecase)),
+        cluster.clone(),
+        Duration::from_secs(5),
+    );
+    pm.reconcile(U, Cursor::START)
+        .await
+        .unwrap_or_else(|e| panic!("reconcile: {e}"));
+    assert!(
+        cluster.0.lock().map(|a| a.is_empty()).unwrap_or_default(),
+        "nothing applied"
+    );
+    let recorded = bus.0.lock().map(|c| c.clone()).unwrap_or_default();
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    assert!(
+        recorded[0].starts_with("FailDeployment")
+            && recorded[0].contains(&deployment.to_string())
+            && recorded[0].contains("secret values cannot be opened")
+            && recorded[0].contains("no master key"),
+        "{recorded:?}"
+    );
+}
+
+#[tokio::test]
+async fn cleaning_up_a_deleted_usecase_never_opens_its_secrets() {
+    let (mut usecase, deployment) = pending_with_secret();
+    let at = Utc::now();
+    usecase.apply(events::failed(deployment, "crashed", at));
+    usecase.apply(events::deleted(at));
+    let cluster = Cluster::new(vec![deployment]);
+    let vault = Arc::new(Vault::default());
+    let pm = ProcessManager::new(
+        Arc::new(Bus::default()),
+        Arc::new(Loader(usecase)),
+        cluster.clone(),
+        Duration::from_secs(5),
+    )
+    .with_vault(vault.clone());
+    pm.reconcile(U, Cursor::START)
+        .await
+        .unwrap_or_else(|e| panic!("reconcile: {e}"));
+    assert_eq!(cluster.calls(), ["present", "forget", "remove 3000"]);
+    assert_eq!(
+        vault.0.lock().map(|c| *c).unwrap_or_default(),
+        0,
+        "the key is not needed"
+    );
 }

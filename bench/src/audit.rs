@@ -278,6 +278,7 @@ async fn serve(pool: PgPool) -> anyhow::Result<String> {
         sim_faults: Default::default(),
         oidc: None,
         console: Default::default(),
+        secret_key: shiplog_api::server::SecretKeySource::Generated(None),
     };
     let (app, _background) = router(
         pool,

@@ -273,6 +273,10 @@ pub struct DeployArgs {
     /// An environment variable; repeat for more.
     #[arg(long = "env", value_name = "K=V", value_parser = parse_env_var)]
     pub env: Vec<(String, String)>,
+    /// A secret environment variable: sealed before shiplog records it, shown masked,
+    /// given to the pod through the deployment's Kubernetes Secret; repeat for more
+    #[arg(long = "secret-env", value_name = "K=V", value_parser = parse_env_var)]
+    pub secret_env: Vec<(String, String)>,
     /// Number of pods (shiplog's default: 1).
     #[arg(long, value_name = "N")]
     pub replicas: Option<u32>,

@@ -91,7 +91,8 @@ impl LedgerEvent {
                     .and_then(|c| c.get("image"))
                     .map(image_text)
                     .unwrap_or_default();
-                format!("deployment {deployment} requested: {image}")
+                let secrets = secret_names(self.field("config").and_then(|c| c.get("secretEnv")));
+                format!("deployment {deployment} requested: {image}{secrets}")
             }
             "DeploymentStarted" => match self.field("digest").and_then(Value::as_str) {
                 // The bytes it runs, whatever its tag names later.
@@ -151,13 +152,14 @@ impl LedgerEvent {
                     .map(|env| env.keys().map(String::as_str).collect())
                     .unwrap_or_default();
                 format!(
-                    "config change as deployment {deployment} (based on {}): env {}",
+                    "config change as deployment {deployment} (based on {}): env {}{}",
                     short(self.text("basedOn")),
                     if names.is_empty() {
                         "empty".to_owned()
                     } else {
                         names.join(", ")
-                    }
+                    },
+                    secret_names(self.field("secretEnv"))
                 )
             }
             "RollbackRequested" => format!(
@@ -253,6 +255,25 @@ pub fn image_text(image: &Value) -> String {
     ImageBody::deserialize(image)
         .map(|image| image_body_text(&image))
         .unwrap_or_else(|_| "?".to_owned())
+}
+
+/// `, secret NAME (key FINGERPRINT), …` for the sealed values of a `secretEnv` map:
+/// names and key fingerprints only, never ciphertext; empty when there are none.
+fn secret_names(secret_env: Option<&Value>) -> String {
+    let Some(map) = secret_env
+        .and_then(Value::as_object)
+        .filter(|m| !m.is_empty())
+    else {
+        return String::new();
+    };
+    let names: Vec<String> = map
+        .iter()
+        .map(|(name, sealed)| {
+            let key = sealed.get("key").and_then(Value::as_str).unwrap_or("?");
+            format!("{name} (key {key})")
+        })
+        .collect();
+    format!(", secret {}", names.join(", "))
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 use crate::auto_update::{AutoUpdate, FoundImage};
 use crate::config::{DeploymentConfig, UsecaseName};
 use crate::platform::Visibility;
+use crate::secrets::{SealedValue, SecretRef};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 use uuid::Uuid;
@@ -162,6 +163,11 @@ pub enum UsecaseCommand {
         expected_base: Option<Uuid>,
         /// The complete new set of environment variables.
         env: BTreeMap<String, String>,
+        /// The complete new set of secret variables, sealed; `None` keeps the base's
+        /// (a client cannot read them back to send them again).
+        secret_env: Option<BTreeMap<String, SealedValue>>,
+        /// The complete new set of references to Kubernetes Secrets; `None` keeps the base's.
+        secret_refs: Option<Vec<SecretRef>>,
         /// Now.
         at: DateTime<Utc>,
     },

@@ -4,6 +4,7 @@
 //! name or image reference can never reach an event.
 
 use crate::image::ImageRef;
+use crate::secrets::{check_disjoint, check_secret_refs, SealedValue, SecretRef};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -229,6 +230,13 @@ pub struct DeploymentConfig {
     /// The further services of a multi-service template, as containers in the same pods.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sidecars: Vec<Sidecar>,
+    /// Secret variables of the main container, sealed: the ledger holds ciphertext
+    /// only, the cluster gets the values in the deployment's Secret.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secret_env: BTreeMap<String, SealedValue>,
+    /// Variables of the main container read from existing Kubernetes Secrets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_refs: Vec<SecretRef>,
 }
 
 fn exposed_by_default() -> bool {
@@ -324,6 +332,13 @@ pub fn check_env(env: &BTreeMap<String, String>, field: &str) -> Result<(), Inva
         ));
     }
     for (name, value) in env {
+        if name.is_empty() {
+            // An empty name would make the path end in a dot: name the map.
+            return Err(InvalidField::new(
+                field,
+                "an environment variable name must not be empty",
+            ));
+        }
         if name.len() > MAX_ENV_NAME_LEN {
             // The name itself would make an unreadable field path: name the map.
             return Err(InvalidField::new(
@@ -383,7 +398,26 @@ impl DeploymentConfig {
             exposed: true,
             generated_secrets: Vec::new(),
             sidecars: Vec::new(),
+            secret_env: BTreeMap::new(),
+            secret_refs: Vec::new(),
         })
+    }
+
+    /// The same config with sealed secret values and references to Kubernetes
+    /// Secrets for its main container. References are checked, and no variable may
+    /// come from two sources (`env`, `secretEnv`, `secretRefs`); `prefix` is where
+    /// the config sits in the request (`config`), for the error's field.
+    pub fn with_secrets(
+        mut self,
+        prefix: &str,
+        secret_env: BTreeMap<String, SealedValue>,
+        secret_refs: Vec<SecretRef>,
+    ) -> Result<Self, InvalidField> {
+        check_secret_refs(&secret_refs, prefix)?;
+        check_disjoint(&self.env, &secret_env, &secret_refs, prefix)?;
+        self.secret_env = secret_env;
+        self.secret_refs = secret_refs;
+        Ok(self)
     }
 
     /// The same config as a multi-service template describes it: the main

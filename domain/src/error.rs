@@ -96,4 +96,8 @@ pub enum DomainError {
     /// A deployment is already in flight; an image update waits for it to end (409).
     #[error("a deployment is in progress; the image update waits until it ends")]
     UpdateInFlight,
+    /// The command's input contradicts the state it meets (422, naming the field): a
+    /// config change's plain variable that is a kept secret one, say.
+    #[error(transparent)]
+    Invalid(#[from] crate::config::InvalidField),
 }

@@ -3,6 +3,7 @@
 use crate::auto_update::{CheckTrigger, PolicyKind, VersionRange};
 use crate::config::{DeploymentConfig, UsecaseName};
 use crate::platform::{UpdateStrategy, Visibility};
+use crate::secrets::{SealedValue, SecretRef};
 use chrono::{DateTime, Utc};
 use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
@@ -147,6 +148,14 @@ pub enum UsecaseEvent {
         based_on: Uuid,
         /// The complete new set of environment variables.
         env: BTreeMap<String, String>,
+        /// The complete new set of secret variables, sealed (those of the base when
+        /// the change gave none); absent when there are none.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        secret_env: BTreeMap<String, SealedValue>,
+        /// The complete new set of references to Kubernetes Secrets (those of the
+        /// base when the change gave none); absent when there are none.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        secret_refs: Vec<SecretRef>,
         /// When it was asked.
         at: DateTime<Utc>,
     },

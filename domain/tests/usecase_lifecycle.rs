@@ -508,6 +508,8 @@ fn a_config_change_on_a_base_that_no_longer_serves_is_refused() {
             expected_base: Some(D1),
             deployment_id: D3,
             env: BTreeMap::new(),
+            secret_env: None,
+            secret_refs: None,
             at: at(),
         })
         .then_expect_error(DomainError::InvalidTransition {
@@ -651,6 +653,8 @@ fn a_config_change_requests_a_new_deployment_of_the_same_image_with_the_new_env(
             expected_base: None,
             deployment_id: D3,
             env: env.clone(),
+            secret_env: None,
+            secret_refs: None,
             at: at(),
         })
         .then_expect_events(vec![
@@ -659,6 +663,8 @@ fn a_config_change_requests_a_new_deployment_of_the_same_image_with_the_new_env(
                 deployment_id: D3,
                 based_on: D1,
                 env,
+                secret_env: Default::default(),
+                secret_refs: Vec::new(),
                 at: at(),
             },
             // The older request still in flight is superseded, as by any new request.
@@ -670,6 +676,8 @@ fn a_config_change_requests_a_new_deployment_of_the_same_image_with_the_new_env(
             expected_base: None,
             deployment_id: D3,
             env: BTreeMap::new(),
+            secret_env: None,
+            secret_refs: None,
             at: at(),
         })
         .then_expect_error(DomainError::NothingDeployed);
@@ -694,6 +702,8 @@ fn a_config_change_without_a_deployed_deployment_mends_the_newest_one() {
             expected_base: None,
             deployment_id: D2,
             env: env.clone(),
+            secret_env: None,
+            secret_refs: None,
             at: at(),
         })
         .then_expect_events(vec![
@@ -702,6 +712,8 @@ fn a_config_change_without_a_deployed_deployment_mends_the_newest_one() {
                 deployment_id: D2,
                 based_on: D1,
                 env,
+                secret_env: Default::default(),
+                secret_refs: Vec::new(),
                 at: at(),
             },
         ]);

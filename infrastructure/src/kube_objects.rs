@@ -66,11 +66,12 @@ pub fn usecase_labels(usecase_id: Uuid) -> Value {
     json!({USECASE_LABEL: usecase_id.to_string(), MANAGED_BY.0: MANAGED_BY.1})
 }
 
-/// The deployment's Secret: every explicit environment value of every container.
+/// The deployment's Secret: every explicit environment value of every container,
+/// and the opened secret values of the main one (the workload carries them in clear
+/// only between the process manager's opening and this apply).
 pub fn secret_object(namespace: &str, w: &Workload) -> Value {
-    let data: BTreeMap<String, &str> = w
-        .config
-        .services()
+    let services = w.config.services();
+    let mut data: BTreeMap<String, &str> = services
         .iter()
         .flat_map(|s| {
             s.env
@@ -78,6 +79,13 @@ pub fn secret_object(namespace: &str, w: &Workload) -> Value {
                 .map(|(k, v)| (secret_key(s.name, k), v.as_str()))
         })
         .collect();
+    if let Some(main) = services.first() {
+        data.extend(
+            w.secrets
+                .iter()
+                .map(|(k, v)| (secret_key(main.name, k), v.expose())),
+        );
+    }
     json!({
         "apiVersion": "v1",
         "kind": "Secret",
@@ -93,29 +101,46 @@ pub fn generated_keys(w: &Workload) -> Vec<String> {
     w.config
         .services()
         .iter()
-        .flat_map(|s| {
+        .enumerate()
+        .flat_map(|(i, s)| {
             s.generated_secrets
                 .iter()
-                .filter(|name| !s.env.contains_key(*name))
+                .filter(move |name| !given_explicitly(w, s, name, i == 0))
                 .map(|name| secret_key(s.name, name))
         })
         .collect()
 }
 
-/// A container's environment: references into the deployment's Secret, and into
-/// the generated Secret for generated variables without an explicit value.
-fn container_env(w: &Workload, s: &ServiceSpec<'_>) -> Vec<Value> {
+/// A container's environment: references into the deployment's Secret (plain and,
+/// for the main container, secret values), into the generated Secret for generated
+/// variables without an explicit value, and, for the main container, into the
+/// existing Secrets its `secretRefs` name.
+fn container_env(w: &Workload, s: &ServiceSpec<'_>, main: bool) -> Vec<Value> {
     let reference = |secret: String, name: &str| json!({"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": secret_key(s.name, name)}}});
+    let sealed = w.config.secret_env.keys().filter(|_| main);
     let explicit = s
         .env
         .keys()
+        .chain(sealed)
         .map(|k| reference(deployment_name(w.deployment_id), k));
+    let referenced = w.config.secret_refs.iter().filter(|_| main).map(|r| {
+        json!({"name": r.name, "valueFrom": {"secretKeyRef": {"name": r.secret.name, "key": r.secret.key}}})
+    });
     let generated = s
         .generated_secrets
         .iter()
-        .filter(|name| !s.env.contains_key(*name))
+        .filter(|name| !given_explicitly(w, s, name, main))
         .map(|name| reference(generated_secret_name(w.usecase_id), name));
-    explicit.chain(generated).collect()
+    explicit.chain(generated).chain(referenced).collect()
+}
+
+/// Whether a container's variable has a value of the client's (plain, secret or
+/// referenced): then it is not generated.
+fn given_explicitly(w: &Workload, s: &ServiceSpec<'_>, name: &str, main: bool) -> bool {
+    s.env.contains_key(name)
+        || (main
+            && (w.config.secret_env.contains_key(name)
+                || w.config.secret_refs.iter().any(|r| r.name == name)))
 }
 
 fn resource_list(l: Option<&ResourceList>) -> BTreeMap<&'static str, String> {
@@ -163,7 +188,7 @@ pub fn deployment_object(
                 "name": s.name,
                 "image": s.image.pull_reference(),
                 "ports": [{"name": s.port_name, "containerPort": s.container_port}],
-                "env": container_env(w, s),
+                "env": container_env(w, s, i == 0),
             });
             // Requests and limits are the main container's, as the config states them.
             if i == 0 {
@@ -294,6 +319,7 @@ mod tests {
             usecase_name: "shop".to_owned(),
             visibility: Visibility::Public,
             strategy: UpdateStrategy::Rolling,
+            secrets: Default::default(),
         }
     }
 
@@ -345,6 +371,51 @@ mod tests {
             ])
         );
         assert_eq!(generated_keys(&w), vec!["postgres.POSTGRES_PASSWORD"]);
+    }
+
+    #[test]
+    fn secret_values_go_to_the_secret_and_references_to_their_own_secrets() {
+        use shiplog_application::SecretValue;
+        use shiplog_domain::{SealedValue, SecretKeySelector, SecretRef};
+        let sealed = SealedValue::new("k".into(), "n".into(), "c".into());
+        let config = postgres_with_admin()
+            .with_secrets(
+                "config",
+                BTreeMap::from([("POSTGRES_PASSWORD".to_owned(), sealed)]),
+                vec![SecretRef {
+                    name: "API_TOKEN".into(),
+                    secret: SecretKeySelector {
+                        name: "tokens".into(),
+                        key: "api".into(),
+                    },
+                }],
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut w = workload(config);
+        w.secrets = BTreeMap::from([(
+            "POSTGRES_PASSWORD".to_owned(),
+            SecretValue::new("hunter2".to_owned()),
+        )]);
+        let deployment = deployment_object("ns", &[], Duration::from_secs(60), &w);
+        assert!(!deployment.to_string().contains("hunter2"));
+        assert_eq!(
+            secret_object("ns", &w)["stringData"]["postgres.POSTGRES_PASSWORD"],
+            "hunter2"
+        );
+        let main_env = &deployment["spec"]["template"]["spec"]["containers"][0]["env"];
+        assert_eq!(
+            main_env,
+            &json!([
+                {"name": "POSTGRES_USER", "valueFrom": {"secretKeyRef": {"name": deployment_name(w.deployment_id), "key": "postgres.POSTGRES_USER"}}},
+                {"name": "POSTGRES_PASSWORD", "valueFrom": {"secretKeyRef": {"name": deployment_name(w.deployment_id), "key": "postgres.POSTGRES_PASSWORD"}}},
+                {"name": "API_TOKEN", "valueFrom": {"secretKeyRef": {"name": "tokens", "key": "api"}}},
+            ])
+        );
+        // The secret value wins over the generated one, as a plain value does.
+        assert!(generated_keys(&w).is_empty());
+        // Sidecars get neither.
+        let sidecar_env = &deployment["spec"]["template"]["spec"]["containers"][1]["env"];
+        assert_eq!(sidecar_env.as_array().map(Vec::len), Some(1));
     }
 
     #[test]

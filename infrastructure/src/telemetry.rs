@@ -141,6 +141,7 @@ impl CommandOutcome {
                 AppError::Unavailable(_)
                 | AppError::ClusterUnavailable(_)
                 | AppError::IdentityProviderUnavailable(_)
+                | AppError::SecretsUnavailable(_)
                 | AppError::Internal(_),
             ) => Self::Error,
         }

@@ -578,6 +578,8 @@ impl World {
                     expected_base: None,
                     deployment_id: Uuid::new_v4(),
                     env: env(*e),
+                    secret_env: None,
+                    secret_refs: None,
                     at,
                 };
                 self.usecase_command(Some(u), command, CLIENTS[*client])

@@ -23,6 +23,9 @@ async fn the_api_survives_schemathesis() {
     let db = TestDb::create().await;
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
+    // A master key, as a configured server has one: secret values are sealed, not refused.
+    let key_file = std::env::temp_dir().join(format!("shiplog-fuzz-{}.key", uuid::Uuid::new_v4()));
+    std::fs::write(&key_file, "00".repeat(32)).unwrap_or_else(|e| panic!("{e}"));
     // The embedded defaults, as a user runs it: the built-in simulator, so deployments
     // really roll out and the stateful phase reaches logs, restarts and rollbacks.
     let _server = Server(
@@ -33,6 +36,7 @@ async fn the_api_survives_schemathesis() {
             .env("SHIPLOG_PROXY_LISTEN", "127.0.0.1:0")
             .env("SHIPLOG_INGRESS_LISTEN", "127.0.0.1:0")
             .env("SHIPLOG_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("SHIPLOG_SECRET_KEY_FILE", &key_file)
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -57,6 +61,7 @@ async fn the_api_survives_schemathesis() {
         .output()
         .await
         .unwrap_or_else(|e| panic!("run {script}: {e}"));
+    let _ = std::fs::remove_file(&key_file);
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

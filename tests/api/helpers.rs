@@ -155,6 +155,7 @@ impl TestApp {
             sim_faults: Default::default(),
             oidc: None,
             console: Default::default(),
+            secret_key: shiplog_api::server::SecretKeySource::Generated(None),
         };
         configure(&mut settings);
         let server = match kube {

@@ -36,6 +36,7 @@ mod projections;
 mod rbac_coverage;
 mod reasons;
 mod replicas;
+mod secrets;
 mod seed_walkthrough;
 mod sse;
 mod streams;

@@ -4,6 +4,7 @@
 //! shiplog leaves no database process behind.
 
 use crate::helpers::ADMIN_TOKEN;
+use shiplog_client::wire::secrets::SecretEnvValue;
 use shiplog_client::wire::usecases::{
     CreateDeployment, CreateUsecase, DeploymentConfigBody, ImageBody,
 };
@@ -180,13 +181,20 @@ async fn with_no_database_url_shiplog_runs_on_a_private_postgresql_that_survives
         )
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let body = CreateDeployment {
-        config: DeploymentConfigBody::image(ImageBody::tagged(
-            "registry.example.com",
-            "team/app",
-            "1.0.0",
-        )),
-    };
+    // A secret value: the embedded default seals it under a master key it generated.
+    let mut config = DeploymentConfigBody::image(ImageBody::tagged(
+        "registry.example.com",
+        "team/app",
+        "1.0.0",
+    ));
+    config.secret_env = Some(
+        [(
+            "DB_PASSWORD".to_owned(),
+            SecretEnvValue::Value("embedded-s3cret".to_owned()),
+        )]
+        .into(),
+    );
+    let body = CreateDeployment { config };
     let deployment = api
         .deploy(usecase.id, &body)
         .await
@@ -198,11 +206,38 @@ async fn with_no_database_url_shiplog_runs_on_a_private_postgresql_that_survives
         }
     })
     .await;
+    let key_file = scratch.data_dir().join("secret-key");
+    let mode = std::fs::metadata(&key_file)
+        .unwrap_or_else(|e| panic!("{}: {e}", key_file.display()))
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "the generated master key is the owner's alone"
+    );
+    let log = log_of(&scratch, 1);
+    assert!(
+        log.contains("SECRETS: NO --secret-key-file GIVEN"),
+        "a loud warning: {log}"
+    );
+    assert!(!log.contains("embedded-s3cret"), "the value is not logged");
     let first = postmaster(&scratch.data_dir()).unwrap_or_else(|| panic!("no postmaster.pid"));
     serve.terminate();
     gone(first, "after SIGTERM").await;
 
     let serve = Serve::start(&scratch, 2).await;
+    // The same master key after a restart: what was sealed still opens.
+    let master_key = |log: String| {
+        regex::Regex::new(r"master_key=([0-9a-f]{16})")
+            .ok()
+            .and_then(|re| re.captures(&log)?.get(1).map(|m| m.as_str().to_owned()))
+    };
+    assert_eq!(
+        master_key(log_of(&scratch, 2)),
+        master_key(log),
+        "the key kept in the data directory is used again"
+    );
     let kept = serve
         .client()
         .usecase(usecase.id)

@@ -171,6 +171,8 @@ fn deployment_of(tag: &str) -> CreateDeployment {
             env: None,
             replicas: None,
             resources: None,
+            secret_env: None,
+            secret_refs: None,
         },
     }
 }
@@ -193,9 +195,15 @@ async fn command(
             .map(|a| a.id),
         Kind::Config => {
             let env = BTreeMap::from([("RUN".to_owned(), format!("{w}-{i}"))]);
-            api.change_config(usecase, &ConfigChange { env })
-                .await
-                .map(|a| a.id)
+            api.change_config(
+                usecase,
+                &ConfigChange {
+                    env,
+                    ..ConfigChange::default()
+                },
+            )
+            .await
+            .map(|a| a.id)
         }
         Kind::Restart => api.restart(usecase).await.map(|a| a.restart_id),
         Kind::Rollback => api

@@ -34,7 +34,9 @@ pub struct EventRecord {
     pub recorded_at: String,
     /// The principal (token name) or component (`process-manager`) that caused it.
     pub actor: String,
-    /// The event itself: `{"<type>": {...fields}}`.
+    /// The event itself: `{"<type>": {...fields}}`, as stored (the hash chain covers
+    /// it). A secret value appears only sealed: `{"secret": true, "key": "<data key
+    /// fingerprint>", "nonce": "…", "ciphertext": "…"}`, never in clear.
     pub payload: serde_json::Value,
     /// actor, request_id and, for the process manager's events, causation (the cursor of the event it acted on).
     pub metadata: serde_json::Value,

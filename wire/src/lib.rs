@@ -10,6 +10,7 @@ pub mod limits;
 pub mod operations;
 pub mod platform;
 pub mod problem;
+pub mod secrets;
 pub mod teams;
 pub mod usecases;
 

@@ -25,6 +25,39 @@ pub fn optional_env_map() -> Schema {
     env_object(SchemaType::from_iter([Type::Object, Type::Null]))
 }
 
+/// The schema of a `secretEnv` map that may be null or absent: names as `env`'s;
+/// each value a string in requests, `MaskedSecret` in answers.
+pub fn optional_secret_env_map() -> Schema {
+    Schema::Object(
+        ObjectBuilder::new()
+            .schema_type(SchemaType::from_iter([Type::Object, Type::Null]))
+            .additional_properties(Some(AdditionalProperties::RefOr(
+                <crate::secrets::SecretEnvValue as utoipa::PartialSchema>::schema(),
+            )))
+            .property_names(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some(ENV_NAME_PATTERN))
+                    .build(),
+            ))
+            .build(),
+    )
+}
+
+/// The schema of a `secretRefs` list that may be null or absent: at most 100
+/// references, no two alike (the server also refuses two of one variable, which
+/// JSON Schema cannot state).
+pub fn optional_secret_refs() -> Schema {
+    Schema::Array(
+        utoipa::openapi::schema::ArrayBuilder::new()
+            .schema_type(SchemaType::from_iter([Type::Array, Type::Null]))
+            .items(<crate::secrets::SecretRefBody as utoipa::PartialSchema>::schema())
+            .max_items(Some(crate::secrets::MAX_SECRET_REFS))
+            .unique_items(true)
+            .build(),
+    )
+}
+
 fn env_object(kind: SchemaType) -> Schema {
     Schema::Object(
         ObjectBuilder::new()

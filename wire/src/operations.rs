@@ -1,6 +1,7 @@
 //! Request and response bodies of the operations routes: restart, config,
 //! rollback, logs, Kubernetes events and resource usage.
 
+use crate::secrets::{SecretEnvValue, SecretRefBody};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 #[cfg(feature = "server")]
@@ -29,6 +30,13 @@ pub struct ConfigResponse {
     pub deployment_id: Uuid,
     /// Its environment variables.
     pub env: BTreeMap<String, String>,
+    /// Its secret variables, masked (`{"secret": true, "key": …}`); absent when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::limits::optional_secret_env_map)]
+    pub secret_env: Option<BTreeMap<String, SecretEnvValue>>,
+    /// Its variables read from Kubernetes Secrets; absent when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_refs: Option<Vec<SecretRefBody>>,
 }
 
 #[cfg(feature = "server")]
@@ -37,18 +45,48 @@ impl From<Config> for ConfigResponse {
         Self {
             deployment_id: c.deployment_id,
             env: c.env,
+            secret_env: crate::secrets::masked(&c.secret_env),
+            secret_refs: crate::secrets::ref_bodies(&c.secret_refs),
         }
     }
 }
 
 /// New environment variables: the complete set (names not listed are removed).
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+/// Secret values and references are replaced as a set when given, and kept as they
+/// are when left out (their values cannot be read back to be sent again).
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConfigChange {
     /// Name to value; names consist of letters, digits, `_`, `-` and `.`, not starting with a digit;
     /// at most 500 variables, of at most 256 KiB together.
     #[schema(schema_with = crate::limits::env_map)]
     pub env: BTreeMap<String, String>,
+    /// The complete new set of secret variables, name to value (sealed before they
+    /// are recorded); `{}` removes them all; left out, the current ones are kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::limits::optional_secret_env_map)]
+    pub secret_env: Option<BTreeMap<String, SecretEnvValue>>,
+    /// The complete new set of references to Kubernetes Secrets; left out, the
+    /// current ones are kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::limits::optional_secret_refs)]
+    pub secret_refs: Option<Vec<SecretRefBody>>,
+}
+
+#[cfg(feature = "server")]
+impl ConfigChange {
+    /// The plain environment and the secret part, checked (fields named from the body's top).
+    pub fn parse(
+        self,
+    ) -> Result<
+        (BTreeMap<String, String>, shiplog_application::SecretInput),
+        shiplog_domain::InvalidField,
+    > {
+        shiplog_domain::check_env(&self.env, "env")?;
+        let (values, refs) =
+            crate::secrets::parse_secrets("", &self.env, self.secret_env, self.secret_refs)?;
+        Ok((self.env, shiplog_application::SecretInput { values, refs }))
+    }
 }
 
 /// Answer to an accepted config change: the new deployment rolling it out.

@@ -146,6 +146,11 @@ problem_types! {
     /// 503 with Retry-After: the OIDC identity provider's keys (JWKS) cannot be fetched
     /// and none are cached, so its bearer tokens cannot be checked; nothing was changed.
     IdentityProviderUnavailable = "identity-provider-unavailable",
+    /// 503 without Retry-After: secret values cannot be sealed or opened, because this
+    /// shiplog has no master key (`--secret-key-file`) or its key does not open the
+    /// usecase's data key; nothing was changed, and retrying helps only once the operator
+    /// has configured the right key.
+    SecretsUnavailable = "secrets-unavailable",
     /// 502: the applications proxy found no deployed application, or it did not answer.
     BadGateway = "bad-gateway",
     /// 500: a bug; logged with its details, shown without them.

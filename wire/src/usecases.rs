@@ -1,10 +1,11 @@
 //! The JSON shapes of the API (camelCase, as PhariaOS has them) and their
 //! conversion to and from the domain. Validation itself lives in the domain.
 
+use crate::secrets::{SecretEnvValue, SecretRefBody};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 #[cfg(feature = "server")]
-use shiplog_application::{DeploymentView, Page, TokenInfo, UsecaseView};
+use shiplog_application::{DeploymentView, Page, SecretInput, TokenInfo, UsecaseView};
 #[cfg(feature = "server")]
 use shiplog_domain::{
     DeploymentConfig, DeploymentStatus, ImageRef, InvalidField, ResourceList, Resources,
@@ -169,6 +170,18 @@ pub struct DeploymentConfigBody {
     /// CPU and memory requests and limits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourcesBody>,
+    /// Secret variables, name to value (names and limits as `env`'s; a name may not
+    /// also be in `env` or `secretRefs`). Each value is sealed under the usecase's
+    /// key before it is recorded and reaches the pod through the deployment's
+    /// Kubernetes Secret; every answer shows it masked (`{"secret": true, "key": …}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::limits::optional_secret_env_map)]
+    pub secret_env: Option<BTreeMap<String, SecretEnvValue>>,
+    /// Variables read from existing Kubernetes Secrets in shiplog's namespace
+    /// (`valueFrom.secretKeyRef`); recorded as given, since they hold no value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::limits::optional_secret_refs)]
+    pub secret_refs: Option<Vec<SecretRefBody>>,
 }
 
 /// A container image, split as PhariaOS sends it.
@@ -249,8 +262,15 @@ impl ResourceListBody {
 
 #[cfg(feature = "server")]
 impl DeploymentConfigBody {
-    /// Validates the configuration through the domain's constructors.
-    pub fn parse(self) -> Result<DeploymentConfig, InvalidField> {
+    /// Validates the configuration through the domain's constructors; the secret
+    /// values come back apart, in clear, to be sealed before the command is built.
+    pub fn parse(self) -> Result<(DeploymentConfig, SecretInput), InvalidField> {
+        let (values, refs) = crate::secrets::parse_secrets(
+            "config",
+            self.env.as_ref().unwrap_or(&BTreeMap::new()),
+            self.secret_env,
+            self.secret_refs,
+        )?;
         let mut image = ImageRef::new(
             &self.image.registry,
             &self.image.repository,
@@ -278,14 +298,15 @@ impl DeploymentConfigBody {
                 })
             })
             .transpose()?;
-        DeploymentConfig::new(
+        let config = DeploymentConfig::new(
             image,
             service_monitor,
             self.container_port,
             self.env.unwrap_or_default(),
             self.replicas,
             resources,
-        )
+        )?;
+        Ok((config, SecretInput { values, refs }))
     }
 }
 
@@ -300,6 +321,8 @@ impl DeploymentConfigBody {
             env: None,
             replicas: None,
             resources: None,
+            secret_env: None,
+            secret_refs: None,
         }
     }
 }
@@ -341,6 +364,8 @@ impl From<DeploymentConfig> for DeploymentConfigBody {
                 requests: r.requests.map(list),
                 limits: r.limits.map(list),
             }),
+            secret_env: crate::secrets::masked(&c.secret_env),
+            secret_refs: crate::secrets::ref_bodies(&c.secret_refs),
         }
     }
 }

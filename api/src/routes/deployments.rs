@@ -4,7 +4,7 @@ use crate::error::ApiError;
 use crate::extract::{command_context, ApiJson, ApiPath, ApiQuery, Auth, RequestId};
 use crate::routes::problems::{
     DatabaseUnavailable, MalformedQuery, NoSuchUsecase, NotDeclaredJson, NotJson,
-    ReadUsecaseDenied, Unauthorized, WriteUsecaseDenied,
+    ReadUsecaseDenied, SecretsOrDatabaseUnavailable, Unauthorized, WriteUsecaseDenied,
 };
 use crate::state::AppState;
 use axum::extract::State;
@@ -29,8 +29,8 @@ use uuid::Uuid;
             ("Logs" = (operation_id = "logs", parameters(("id" = "$request.path.id"), ("deploymentId" = "$response.body#/id")))),
             ("Rollback" = (operation_id = "rollback", parameters(("id" = "$request.path.id")), request_body = json!({"deploymentId": "$response.body#/id"}))),
         )),
-        (status = 422, description = "A field is missing, unknown or invalid (for example the image reference)", body = Problem, content_type = "application/problem+json"),
-        Unauthorized, WriteUsecaseDenied, NoSuchUsecase, NotJson, NotDeclaredJson, DatabaseUnavailable,
+        (status = 422, description = "A field is missing, unknown or invalid (for example the image reference, a secretEnv name, a secretRefs entry, or a variable both in env and secretEnv)", body = Problem, content_type = "application/problem+json"),
+        Unauthorized, WriteUsecaseDenied, NoSuchUsecase, NotJson, NotDeclaredJson, SecretsOrDatabaseUnavailable,
     ))]
 pub async fn request_deployment(
     State(state): State<AppState>,
@@ -42,10 +42,10 @@ pub async fn request_deployment(
     let principal = auth
         .require_owner(&state, Scope::DeploymentsWrite, id)
         .await?;
-    let config = body.config.parse()?;
+    let (config, secrets) = body.config.parse()?;
     let deployment_id = state
         .usecases
-        .request_deployment(&command_context(principal, request_id), id, config)
+        .request_deployment(&command_context(principal, request_id), id, config, secrets)
         .await?;
     Ok((
         StatusCode::ACCEPTED,

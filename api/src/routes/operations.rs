@@ -8,8 +8,8 @@ use crate::extract::{
 };
 use crate::routes::problems::{
     ClusterUnavailable, DatabaseUnavailable, MalformedQuery, NoSuchUsecase, NotDeclaredJson,
-    NotJson, ReadUsecaseDenied, TooManyStreams, Unauthorized, UnauthorizedStream,
-    WriteUsecaseDenied,
+    NotJson, ReadUsecaseDenied, SecretsOrDatabaseUnavailable, TooManyStreams, Unauthorized,
+    UnauthorizedStream, WriteUsecaseDenied,
 };
 use crate::state::AppState;
 use crate::stream_slots::{holding, StreamSlot};
@@ -147,8 +147,8 @@ pub async fn get_config(
     responses(
         (status = 202, description = "Accepted: ConfigChangeRequested and the new deployment's DeploymentRequested", body = ConfigAccepted),
         (status = 409, description = "Nothing is deployed to take the image from", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "env is missing, or a variable name is invalid (the field names it: env.NAME)", body = Problem, content_type = "application/problem+json"),
-        Unauthorized, WriteUsecaseDenied, NoSuchUsecase, NotJson, NotDeclaredJson, DatabaseUnavailable,
+        (status = 422, description = "env is missing, or a variable name is invalid (the field names it: env.NAME, secretEnv.NAME, secretRefs[i].secret.key), or a variable is both plain and secret", body = Problem, content_type = "application/problem+json"),
+        Unauthorized, WriteUsecaseDenied, NoSuchUsecase, NotJson, NotDeclaredJson, SecretsOrDatabaseUnavailable,
     ))]
 pub async fn put_config(
     State(state): State<AppState>,
@@ -160,9 +160,10 @@ pub async fn put_config(
     let principal = auth
         .require_owner(&state, Scope::DeploymentsWrite, id)
         .await?;
+    let (env, secrets) = body.parse()?;
     let accepted = state
         .operations
-        .change_config(&command_context(principal, request_id), id, body.env)
+        .change_config(&command_context(principal, request_id), id, env, secrets)
         .await?;
     Ok((
         StatusCode::ACCEPTED,

@@ -7,8 +7,8 @@ use crate::extract::{
 };
 use crate::routes::links::{DEPLOYMENT_NAME, USECASE_ID};
 use crate::routes::problems::{
-    DatabaseUnavailable, NoSuchDeployment, NotDeclaredJson, ReadDeploymentDenied, Unauthorized,
-    UnknownTeamId, WriteDeploymentDenied,
+    DatabaseUnavailable, NoSuchDeployment, NotDeclaredJson, ReadDeploymentDenied,
+    SecretsOrDatabaseUnavailable, Unauthorized, UnknownTeamId, WriteDeploymentDenied,
 };
 use crate::state::AppState;
 use axum::extract::State;
@@ -68,7 +68,7 @@ pub async fn list(
         )),
         (status = 400, description = "Body is not JSON, or template, envVars or visibility is missing or invalid (the field names it)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Token lacks deployments:write, its subject is not a member of team_id, or the deployment limit is reached (billing on)", body = Problem, content_type = "application/problem+json"),
-        Unauthorized, UnknownTeamId, NotDeclaredJson, DatabaseUnavailable,
+        Unauthorized, UnknownTeamId, NotDeclaredJson, SecretsOrDatabaseUnavailable,
     ))]
 pub async fn create(
     State(state): State<AppState>,

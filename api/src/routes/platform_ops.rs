@@ -9,7 +9,8 @@ use crate::extract::{
 use crate::routes::operations::{followed_lines, log_events};
 use crate::routes::problems::{
     ClusterUnavailable, DatabaseUnavailable, NoSuchDeployment, NotDeclaredJson,
-    ReadDeploymentDenied, TooManyStreams, Unauthorized, UnauthorizedStream, WriteDeploymentDenied,
+    ReadDeploymentDenied, SecretsOrDatabaseUnavailable, TooManyStreams, Unauthorized,
+    UnauthorizedStream, WriteDeploymentDenied,
 };
 use crate::state::AppState;
 use axum::extract::State;
@@ -86,7 +87,7 @@ pub async fn get_config(
         (status = 200, description = "ConfigChangeRequested and the new deployment's DeploymentRequested are recorded; `id` is the new deployment", body = ChangeAccepted),
         (status = 400, description = "deployment_name or configData is missing, or a variable name is invalid (configData.NAME)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "It was never deployed, or it is being deleted", body = Problem, content_type = "application/problem+json"),
-        Unauthorized, WriteDeploymentDenied, NoSuchDeployment, NotDeclaredJson, DatabaseUnavailable,
+        Unauthorized, WriteDeploymentDenied, NoSuchDeployment, NotDeclaredJson, SecretsOrDatabaseUnavailable,
     ))]
 pub async fn put_config(
     State(state): State<AppState>,

@@ -26,6 +26,8 @@ problem_rows! {
     UnauthorizedStream = (401, "Missing, invalid or expired token (header or access_token), or a stream ticket that is unknown, used, expired or whose token was revoked");
     /// 503 on every route that needs the database.
     DatabaseUnavailable = (503, "Database unavailable; retry");
+    /// 503 on the routes that seal secret values (deploy, change config, create).
+    SecretsOrDatabaseUnavailable = (503, "Database unavailable (database-unavailable, with Retry-After), or the request carries secret values and this shiplog cannot seal them: no master key is configured (secrets-unavailable)");
     /// 503 on the routes that ask the cluster too.
     ClusterUnavailable = (503, "The cluster or the database is unavailable; retry");
     /// 400 on the routes with a JSON body.

@@ -12,14 +12,15 @@ use crate::operations::{Accepted, KubeEvent, LogLine, Logs, Operations, Usage};
 use crate::ports::{
     CommandBus, CommandContext, DeploymentView, Page, PlatformView, ReadModel, Revision,
 };
+use crate::secrets::{clear_secrets, no_vault, SecretVault};
 use crate::teams::{Ownership, Teams};
 use crate::usecases::{execute_visible, page_size};
 use chrono::{DateTime, SubsecRound, Utc};
 use futures_core::stream::BoxStream;
 use rand::Rng;
 use shiplog_domain::{
-    check_env, check_platform_name, DeploymentConfig, ImageRef, InvalidField, UsecaseCommand,
-    UsecaseName, Visibility,
+    check_env, check_platform_name, DeploymentConfig, ImageRef, InvalidField, SealedValue,
+    UsecaseCommand, UsecaseName, Visibility,
 };
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -98,6 +99,8 @@ pub struct PlatformConfig {
     pub env: BTreeMap<String, String>,
     /// Variables shiplog generated and keeps in the cluster only (values never shown).
     pub generated: Vec<String>,
+    /// The variables the template marks secret, sealed (shown masked).
+    pub secret_env: BTreeMap<String, SealedValue>,
 }
 
 /// Named deployments from templates and images, over the usecases of the ledger.
@@ -108,6 +111,7 @@ pub struct Platform {
     teams: Arc<Teams>,
     catalog: Catalog,
     ingress: IngressSettings,
+    vault: Arc<dyn SecretVault>,
 }
 
 /// A fresh deployment name: a letter, then letters and digits (`abc123xyz7`).
@@ -144,7 +148,14 @@ impl Platform {
             teams,
             catalog,
             ingress,
+            vault: no_vault(),
         }
+    }
+
+    /// The same platform, sealing the values of variables templates mark secret with `vault`.
+    pub fn with_vault(mut self, vault: Arc<dyn SecretVault>) -> Self {
+        self.vault = vault;
+        self
     }
 
     /// The templates deployments can be created from.
@@ -246,10 +257,14 @@ impl Platform {
 
     /// Registers a usecase under `name` (or under fresh generated names until one is
     /// free) with its first deployment, in one commit; answers as the read model shows it.
+    /// `usecase_id` is fresh: its secret values were sealed for it. A taken name
+    /// records nothing, so the next attempt keeps the id.
+    #[allow(clippy::too_many_arguments)]
     async fn launch(
         &self,
         ctx: &CommandContext,
         ownership: Ownership,
+        usecase_id: Uuid,
         name: Option<String>,
         template: Option<String>,
         visibility: Visibility,
@@ -258,7 +273,6 @@ impl Platform {
         let attempts = if name.is_some() { 1 } else { NAME_ATTEMPTS };
         for attempt in 1..=attempts {
             let chosen = name.clone().unwrap_or_else(generated_name);
-            let usecase_id = Uuid::new_v4();
             let command = UsecaseCommand::Create {
                 usecase_id,
                 name: UsecaseName::parse(&chosen)?,
@@ -319,9 +333,18 @@ impl Platform {
         // A template that does not build is the operator's fault, checked at start-up.
         let config = template.config("template", request.env_vars)?;
         let ownership = self.teams.ownership(principal, team).await?;
+        // The values of variables the template marks secret are sealed, never recorded.
+        let (env, secret) = template.split_secrets(config.env.clone());
+        let usecase_id = Uuid::new_v4();
+        let sealed = self
+            .vault
+            .seal(usecase_id, &clear_secrets(secret.unwrap_or_default()))
+            .await?;
+        let config = DeploymentConfig { env, ..config }.with_secrets("", sealed, Vec::new())?;
         self.launch(
             ctx,
             ownership,
+            usecase_id,
             None,
             Some(template.name.clone()),
             request.visibility,
@@ -353,6 +376,7 @@ impl Platform {
         self.launch(
             ctx,
             ownership,
+            Uuid::new_v4(),
             request.name,
             None,
             request.visibility,
@@ -424,9 +448,12 @@ impl Platform {
                 .config
                 .generated_secrets
                 .iter()
-                .filter(|g| !shown.config.env.contains_key(*g))
+                .filter(|g| {
+                    !shown.config.env.contains_key(*g) && !shown.config.secret_env.contains_key(*g)
+                })
                 .cloned()
                 .collect(),
+            secret_env: shown.config.secret_env.clone(),
         })
     }
 
@@ -442,11 +469,32 @@ impl Platform {
     ) -> Result<Uuid, AppError> {
         check_env(&env, "configData")?;
         let view = self.view(principal, name).await?;
+        // Variables the template marks secret are sealed: given, they replace the
+        // secret set; none given, the current secret values are kept.
+        let (env, secret) = match view
+            .usecase
+            .template
+            .as_deref()
+            .and_then(|t| self.catalog.get(t))
+        {
+            Some(template) => template.split_secrets(env),
+            None => (env, None),
+        };
+        let secret_env = match secret {
+            Some(values) => Some(
+                self.vault
+                    .seal(view.usecase.id, &clear_secrets(values))
+                    .await?,
+            ),
+            None => None,
+        };
         let deployment_id = Uuid::new_v4();
         let command = UsecaseCommand::ChangeConfig {
             deployment_id,
             expected_base: None,
             env,
+            secret_env,
+            secret_refs: None,
             at: now(),
         };
         self.execute(ctx, view.usecase.id, command).await?;

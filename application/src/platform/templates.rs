@@ -28,6 +28,11 @@ pub struct TemplateService {
     /// Kubernetes Secret only (a password): never in the ledger, never shown.
     #[serde(default)]
     pub generated_secrets: Vec<String>,
+    /// Variables whose values are secret (a password a deployment passes in
+    /// `envVars`): sealed in the ledger, shown masked, put in the cluster's Secret
+    /// only. The first (main) service's only, since `envVars` are that service's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_env: Vec<String>,
 }
 
 fn exposed() -> bool {
@@ -87,6 +92,8 @@ impl Catalog {
                         .collect(),
                     exposed,
                     generated_secrets: generated.iter().map(|g| (*g).to_owned()).collect(),
+                    // A password given explicitly is as secret as a generated one.
+                    secret_env: generated.iter().map(|g| (*g).to_owned()).collect(),
                 }
             };
         Self {
@@ -150,6 +157,26 @@ impl Catalog {
 }
 
 impl Template {
+    /// The variables this template marks secret (of its main service).
+    pub fn secret_names(&self) -> &[String] {
+        self.services
+            .first()
+            .map(|s| s.secret_env.as_slice())
+            .unwrap_or_default()
+    }
+
+    /// Splits `env` into its plain variables and those this template marks secret
+    /// (`None` when it holds none of them).
+    pub fn split_secrets(
+        &self,
+        env: BTreeMap<String, String>,
+    ) -> (BTreeMap<String, String>, Option<BTreeMap<String, String>>) {
+        let (secret, plain): (BTreeMap<_, _>, BTreeMap<_, _>) = env
+            .into_iter()
+            .partition(|(name, _)| self.secret_names().contains(name));
+        (plain, (!secret.is_empty()).then_some(secret))
+    }
+
     /// The deployment config of this template with `env_vars` over the main
     /// service's defaults. `field` names the template in errors about the template
     /// itself; errors about `env_vars` name `envVars`.
@@ -171,6 +198,25 @@ impl Template {
         let (main, rest) = self.services.split_first().ok_or_else(|| {
             InvalidField::new(format!("{field}.services"), "needs at least one service")
         })?;
+        for (i, s) in self.services.iter().enumerate() {
+            let at = format!("{field}.services[{i}].secretEnv");
+            if i > 0 && !s.secret_env.is_empty() {
+                return Err(InvalidField::new(
+                    at,
+                    "only the first (main) service takes secret variables, as envVars reach only it",
+                ));
+            }
+            if let Some(name) = s
+                .secret_env
+                .iter()
+                .find(|n| check_env(&BTreeMap::from([((*n).clone(), String::new())]), &at).is_err())
+            {
+                return Err(InvalidField::new(
+                    at,
+                    format!("{name:?} is not an environment variable name"),
+                ));
+            }
+        }
         let mut env = main.env.clone();
         env.extend(env_vars);
         let config = DeploymentConfig::new(image(0, main)?, None, Some(main.port), env, None, None)

@@ -86,6 +86,7 @@ async fn run(args: &Args, database_url: &str) -> anyhow::Result<()> {
         sim_faults: Default::default(),
         oidc: None,
         console: Default::default(),
+        secret_key: shiplog_api::server::SecretKeySource::Generated(None),
     };
     let server = Server::start_with_kube(&settings, kube::Config::new(sim.url().parse()?)).await?;
     let api = format!("http://{}", server.local_addr()?);

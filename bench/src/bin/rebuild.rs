@@ -252,6 +252,8 @@ fn usecase_rows(u: usize) -> anyhow::Result<Vec<String>> {
                 ("MODE".to_owned(), "prod".to_owned()),
                 ("LEVEL".to_owned(), "1.0.1".to_owned()),
             ]),
+            secret_env: Default::default(),
+            secret_refs: Vec::new(),
             at,
         },
         started(1),

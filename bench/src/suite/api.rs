@@ -43,6 +43,8 @@ pub fn deploy_body(n: u64) -> CreateDeployment {
             env: Some([("MODE".to_owned(), "bench".to_owned())].into()),
             replicas: Some(1),
             resources: None,
+            secret_env: None,
+            secret_refs: None,
         },
     }
 }

@@ -25,6 +25,19 @@ pub async fn run(api: &Client, out: &Output, command: ConfigCommand) -> Result<(
             for (name, value) in &config.env {
                 table.add_row(vec![Cell::new(name), Cell::new(value)]);
             }
+            // Secret values are never sent to a client: shown as the API masks them.
+            for (name, value) in config.secret_env.iter().flatten() {
+                table.add_row(vec![Cell::new(name), Cell::new(value.display())]);
+            }
+            for r in config.secret_refs.iter().flatten() {
+                table.add_row(vec![
+                    Cell::new(&r.name),
+                    Cell::new(format!(
+                        "from Secret {} key {}",
+                        r.secret.name, r.secret.key
+                    )),
+                ]);
+            }
             out.line(&format!("deployment {}", config.deployment_id))?;
             out.print_table(table)
         }
@@ -83,7 +96,12 @@ async fn change(
     } else {
         None
     };
-    let accepted = api.change_config(usecase, &ConfigChange { env }).await?;
+    // Secret values and references are left out: the server keeps them as they are.
+    let change = ConfigChange {
+        env,
+        ..ConfigChange::default()
+    };
+    let accepted = api.change_config(usecase, &change).await?;
     let started = Started {
         usecase,
         id: accepted.id,

@@ -12,6 +12,7 @@ use serde::Serialize;
 use shiplog_client::{Client, EventFeed};
 use shiplog_domain::ImageRef;
 use shiplog_wire::operations::RollbackRequest;
+use shiplog_wire::secrets::SecretEnvValue;
 use shiplog_wire::usecases::{
     CreateDeployment, DeploymentConfigBody, DeploymentPage, ImageBody, ServiceMonitorBody,
 };
@@ -32,6 +33,13 @@ pub async fn deploy(api: &Client, out: &Output, args: DeployArgs) -> Result<(), 
             env: (!args.env.is_empty()).then(|| args.env.into_iter().collect()),
             replicas: args.replicas,
             resources: None,
+            secret_env: (!args.secret_env.is_empty()).then(|| {
+                args.secret_env
+                    .into_iter()
+                    .map(|(k, v)| (k, SecretEnvValue::Value(v)))
+                    .collect()
+            }),
+            secret_refs: None,
         },
     };
     let feed = subscribe_if(api, usecase, &args.wait, Waiting::Deployment).await?;

@@ -263,6 +263,7 @@ mod tests {
             exposed,
             env: BTreeMap::new(),
             generated_secrets: Vec::new(),
+            secret_env: Vec::new(),
         };
         assert_eq!(service_text(&service(true)), "postgres:16 (port 5432)");
         assert_eq!(

@@ -7,6 +7,7 @@ use crate::commands::UsecaseCommand;
 use crate::config::DeploymentConfig;
 use crate::error::DomainError;
 use crate::events::UsecaseEvent;
+use crate::secrets::check_disjoint;
 use crate::status::DeploymentStatus;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -256,6 +257,8 @@ impl Usecase {
                 deployment_id,
                 expected_base,
                 env,
+                secret_env,
+                secret_refs,
                 at,
             } => {
                 // The serving config, or else the newest one (a failed deployment
@@ -269,8 +272,14 @@ impl Usecase {
                     base.id,
                     "the base of a config change (another deployment serves now)",
                 )?;
+                let secret_env = secret_env.unwrap_or_else(|| base.config.secret_env.clone());
+                let secret_refs = secret_refs.unwrap_or_else(|| base.config.secret_refs.clone());
+                // Kept secret variables count too: a plain value may not shadow one.
+                check_disjoint(&env, &secret_env, &secret_refs, "")?;
                 let config = DeploymentConfig {
                     env: env.clone(),
+                    secret_env: secret_env.clone(),
+                    secret_refs: secret_refs.clone(),
                     ..(*base.config).clone()
                 };
                 // Right after the DeploymentRequested it explains, before any supersession.
@@ -281,6 +290,8 @@ impl Usecase {
                         deployment_id,
                         based_on: base.id,
                         env,
+                        secret_env,
+                        secret_refs,
                         at,
                     },
                 );

@@ -261,6 +261,8 @@ impl Ledger {
                         deployment_id,
                         based_on,
                         env: self.env(),
+                        secret_env: Default::default(),
+                        secret_refs: Vec::new(),
                         at,
                     }),
                     1 => Some(E::RollbackRequested {
@@ -330,6 +332,8 @@ impl Ledger {
                 deployment_id: self.deployment_of(u),
                 based_on: self.deployment_of(u),
                 env: self.env(),
+                secret_env: Default::default(),
+                secret_refs: Vec::new(),
                 at,
             },
             82..=84 => E::RollbackRequested {

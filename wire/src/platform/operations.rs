@@ -25,6 +25,12 @@ pub struct ConfigDataBody {
     /// Variables shiplog generated and keeps in a Kubernetes Secret only; their values
     /// are never shown or recorded. A value set in `configData` takes their place.
     pub generated_secrets: Vec<String>,
+    /// The variables the template marks secret, masked (`{"secret": true, "key": …}`):
+    /// their values are sealed in the ledger and never shown. Sending them in
+    /// `configData` replaces them; leaving them all out keeps them. Absent when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::limits::optional_secret_env_map)]
+    pub secret_env: Option<BTreeMap<String, crate::secrets::SecretEnvValue>>,
     /// The deployment the config is taken from (the serving one, else the newest).
     pub deployment_id: Uuid,
 }
@@ -35,6 +41,7 @@ impl From<PlatformConfig> for ConfigDataBody {
         Self {
             config_data: c.env,
             generated_secrets: c.generated,
+            secret_env: crate::secrets::masked(&c.secret_env),
             deployment_id: c.deployment_id,
         }
     }
@@ -351,6 +358,10 @@ pub struct TemplateServiceBody {
     pub env: BTreeMap<String, String>,
     /// Variables whose values shiplog generates and keeps in the cluster only.
     pub generated_secrets: Vec<String>,
+    /// Variables whose values are secret: sent in `envVars` or `configData`, they are
+    /// sealed in the ledger and shown masked.
+    #[serde(default)]
+    pub secret_env: Vec<String>,
 }
 
 /// A template of the catalog.
@@ -392,6 +403,7 @@ impl From<&Template> for TemplateBody {
                     exposed: s.exposed,
                     env: s.env.clone(),
                     generated_secrets: s.generated_secrets.clone(),
+                    secret_env: s.secret_env.clone(),
                 })
                 .collect(),
         }
