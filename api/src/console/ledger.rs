@@ -76,7 +76,8 @@ impl LedgerQuery {
         };
         Ok(EventFilter {
             usecase,
-            types: parse_types(Some(&self.types), "types")?,
+            // A form always sends its fields: a blank one means any type.
+            types: parse_types(Some(self.types.trim()).filter(|t| !t.is_empty()), "types")?,
             actor: Some(self.actor.trim().to_owned()).filter(|a| !a.is_empty()),
             from: instant(&self.from, "from")?,
             to: instant(&self.to, "to")?,
