@@ -131,6 +131,23 @@ async fn token(app: &TestApp, name: &str, scopes: &[&str]) -> (String, String) {
     )
 }
 
+/// Asserts that the usecase `created` (an answer with its `id`) has history, all of
+/// it caused by `actor`.
+async fn assert_every_event_is_by(app: &TestApp, created: &Value, actor: &str) {
+    let id = created["id"].as_str().unwrap_or_default();
+    let (_, history) = app.get(&format!("/api/usecases/{id}/history")).await;
+    let actors: Vec<&str> = history["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["actor"].as_str())
+        .collect();
+    assert!(
+        !actors.is_empty() && actors.iter().all(|a| *a == actor),
+        "{history}"
+    );
+}
+
 /// A change sent with the session cookie: (what it is, a header, the form).
 type CsrfCase<'a> = (&'a str, Option<(&'a str, &'a str)>, Vec<(&'a str, &'a str)>);
 
@@ -296,18 +313,7 @@ async fn a_change_with_the_session_cookie_needs_the_csrf_token() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(response.status().as_u16(), 303);
     assert_eq!(location(&response), "/deployments");
-    let id = created["id"].as_str().unwrap_or_default();
-    let (_, history) = app.get(&format!("/api/usecases/{id}/history")).await;
-    let actors: Vec<&str> = history["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e["actor"].as_str())
-        .collect();
-    assert!(
-        !actors.is_empty() && actors.iter().all(|a| *a == "admin"),
-        "{history}"
-    );
+    assert_every_event_is_by(&app, &created, "admin").await;
 }
 
 #[tokio::test]
@@ -460,18 +466,7 @@ async fn an_oidc_token_opens_a_session_that_acts_as_its_subject_and_ends_with_th
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(response.status().as_u16(), 201, "with the session of a JWT");
     let created: Value = response.json().await.unwrap_or_default();
-    let id = created["id"].as_str().unwrap_or_default();
-    let (_, history) = app.get(&format!("/api/usecases/{id}/history")).await;
-    let actors: Vec<&str> = history["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e["actor"].as_str())
-        .collect();
-    assert!(
-        !actors.is_empty() && actors.iter().all(|a| *a == "carol@example.com"),
-        "{history}"
-    );
+    assert_every_event_is_by(&app, &created, "carol@example.com").await;
     // An expired JWT opens no session.
     let expired = key.sign(&idp.claims(
         "shiplog",
