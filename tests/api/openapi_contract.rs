@@ -730,6 +730,13 @@ async fn a_token_name_has_no_control_characters() {
         scopes["items"]["$ref"], "#/components/schemas/ScopeName",
         "{scopes}"
     );
+    // Every scope the server grants is one the document names, and no other.
+    let documented = &spec()["components"]["schemas"]["ScopeName"]["enum"];
+    let granted: Vec<&str> = shiplog_application::Scope::ALL
+        .iter()
+        .map(|s| s.as_str())
+        .collect();
+    assert_eq!(documented, &json!(granted));
 }
 
 #[tokio::test]

@@ -564,6 +564,9 @@ pub enum ScopeName {
     /// Everything, tokens and teams included.
     #[serde(rename = "admin")]
     Admin,
+    /// Deliver registry push notifications (`POST /api/hooks/registry`) and nothing else.
+    #[serde(rename = "hooks:registry")]
+    HooksRegistry,
 }
 
 /// A token as listed (never with its secret).
