@@ -242,6 +242,8 @@ fn config_card(
             @if may_write && d.report.ready {
                 form method="post" action={ (path) "/restart" } {
                     (csrf_field(session))
+                    label for="restart-reason" { "Reason (optional)" }
+                    input #restart-reason type="text" name="reason" maxlength="1000";
                     button.secondary type="submit" { "Restart pods" }
                 }
             }
