@@ -216,7 +216,18 @@ impl Oidc {
         let teams = if identity.teams.is_empty() {
             Vec::new()
         } else {
-            team_ids(&identity.teams, &self.read.teams(None).await?)
+            // Only the teams the claim names are read, by index, however many exist.
+            let ids: Vec<Uuid> = identity
+                .teams
+                .iter()
+                .filter_map(|entry| Uuid::parse_str(entry.trim()).ok())
+                .collect();
+            let names: Vec<String> = identity
+                .teams
+                .iter()
+                .filter_map(|entry| normalized_name("teams", entry, usize::MAX).ok())
+                .collect();
+            team_ids(&identity.teams, &self.read.teams_named(&names, &ids).await?)
         };
         let expires_at = claims
             .get("exp")

@@ -284,6 +284,9 @@ pub trait ReadModel: Send + Sync {
     async fn team(&self, id: Uuid) -> Result<Option<TeamView>, AppError>;
     /// Teams, by name: all, or those with the ids in `only`.
     async fn teams(&self, only: Option<&[Uuid]>) -> Result<Vec<TeamView>, AppError>;
+    /// The teams named in `names` or with an id in `ids` (an OIDC token's teams claim),
+    /// found by index, so a request costs the same however many teams exist.
+    async fn teams_named(&self, names: &[String], ids: &[Uuid]) -> Result<Vec<TeamView>, AppError>;
     /// The team's deployments created and deleted in `[from, to)`, and existing at `to`.
     async fn team_usage(
         &self,

@@ -463,6 +463,25 @@ impl ReadModel for PgReadModel {
             .map_err(app_error)
     }
 
+    async fn teams_named(&self, names: &[String], ids: &[Uuid]) -> Result<Vec<TeamView>, AppError> {
+        // team_names (its name is the primary key) is written with the events that
+        // name teams, so a name finds its team's row through two index lookups.
+        let rows: Vec<TeamRow> = sqlx::query_as(&format!(
+            "{TEAM_SELECT} WHERE id = ANY($2)
+                OR id IN (SELECT team_id::uuid FROM team_names WHERE name = ANY($1))
+              ORDER BY name"
+        ))
+        .bind(names)
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(app_error)?;
+        rows.into_iter()
+            .map(team)
+            .collect::<Result<_, _>>()
+            .map_err(app_error)
+    }
+
     async fn team_usage(
         &self,
         team: Uuid,
