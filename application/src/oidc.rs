@@ -140,8 +140,7 @@ pub fn team_ids(entries: &[String], teams: &[TeamView]) -> Vec<Uuid> {
     let mut ids: Vec<Uuid> = entries
         .iter()
         .filter_map(|entry| {
-            let by_id = Uuid::parse_str(entry.trim()).ok();
-            let name = normalized_name("teams", entry, usize::MAX).ok();
+            let (by_id, name) = team_reference(entry);
             teams
                 .iter()
                 .find(|team| Some(team.id) == by_id || Some(&team.name) == name.as_ref())
@@ -151,6 +150,15 @@ pub fn team_ids(entries: &[String], teams: &[TeamView]) -> Vec<Uuid> {
     ids.sort();
     ids.dedup();
     ids
+}
+
+/// What one entry of the teams claim may name: a team id, and a team name as names
+/// are normalised.
+fn team_reference(entry: &str) -> (Option<Uuid>, Option<String>) {
+    (
+        Uuid::parse_str(entry.trim()).ok(),
+        normalized_name("teams", entry, usize::MAX).ok(),
+    )
 }
 
 /// Turns an OIDC bearer token into a principal: actor and owner the (prefixed) `sub`,
@@ -217,16 +225,10 @@ impl Oidc {
             Vec::new()
         } else {
             // Only the teams the claim names are read, by index, however many exist.
-            let ids: Vec<Uuid> = identity
-                .teams
-                .iter()
-                .filter_map(|entry| Uuid::parse_str(entry.trim()).ok())
-                .collect();
-            let names: Vec<String> = identity
-                .teams
-                .iter()
-                .filter_map(|entry| normalized_name("teams", entry, usize::MAX).ok())
-                .collect();
+            let (ids, names): (Vec<_>, Vec<_>) =
+                identity.teams.iter().map(|e| team_reference(e)).unzip();
+            let ids: Vec<Uuid> = ids.into_iter().flatten().collect();
+            let names: Vec<String> = names.into_iter().flatten().collect();
             team_ids(&identity.teams, &self.read.teams_named(&names, &ids).await?)
         };
         let expires_at = claims

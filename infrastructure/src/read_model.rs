@@ -174,6 +174,14 @@ fn revision(row: &PgRow) -> Result<Revision, sqlx::Error> {
 const TEAM_SELECT: &str =
     "SELECT id, name, tier, created_at, created_by, updated_at, updated_by FROM team_view";
 
+/// `team_view` rows as the API shows them.
+fn team_views(rows: Vec<TeamRow>) -> Result<Vec<TeamView>, AppError> {
+    rows.into_iter()
+        .map(team)
+        .collect::<Result<_, _>>()
+        .map_err(app_error)
+}
+
 /// A `team_view` row as the API shows it (its tier read back from its word).
 fn team(row: TeamRow) -> Result<TeamView, sqlx::Error> {
     Ok(TeamView {
@@ -457,10 +465,7 @@ impl ReadModel for PgReadModel {
         .fetch_all(&self.pool)
         .await
         .map_err(app_error)?;
-        rows.into_iter()
-            .map(team)
-            .collect::<Result<_, _>>()
-            .map_err(app_error)
+        team_views(rows)
     }
 
     async fn teams_named(&self, names: &[String], ids: &[Uuid]) -> Result<Vec<TeamView>, AppError> {
@@ -476,10 +481,7 @@ impl ReadModel for PgReadModel {
         .fetch_all(&self.pool)
         .await
         .map_err(app_error)?;
-        rows.into_iter()
-            .map(team)
-            .collect::<Result<_, _>>()
-            .map_err(app_error)
+        team_views(rows)
     }
 
     async fn team_usage(
